@@ -1,0 +1,287 @@
+"""Plain value types shared by every backend. No I/O here."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+COIN = "coin"
+DIAMOND = "diamond"
+ASSETS = (COIN, DIAMOND)
+
+WORLD = "world"
+PLATFORM_REVENUE = "platform:revenue"
+PLATFORM_EXCHANGE = "platform:exchange"
+PAYOUT = "payout"
+
+Event = dict[str, Any]
+"""One wire event: a map with ``type`` (room events also get ``seq`` and ``ts``)."""
+
+
+def coins_account(user_id: str) -> str:
+    return f"user:{user_id}:coins"
+
+
+def diamonds_account(user_id: str) -> str:
+    return f"user:{user_id}:diamonds"
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    """Who a user is, as their verified token says. Never taken from a message."""
+
+    id: str
+    username: str
+    display_name: str = ""
+    avatar: str = ""
+    adult: bool = False
+    roles: frozenset[str] = frozenset()
+
+    def public(self) -> dict[str, str]:
+        """The part every viewer may see (the sender of a gift, a chat line)."""
+        return {
+            "id": self.id,
+            "username": self.username,
+            "display_name": self.display_name or self.username,
+            "avatar": self.avatar,
+        }
+
+    @property
+    def is_creator(self) -> bool:
+        return "creator" in self.roles
+
+    @property
+    def is_admin(self) -> bool:
+        return "admin" in self.roles
+
+
+@dataclass(frozen=True, slots=True)
+class Gift:
+    id: str
+    name: str
+    coins: int
+    animation: str
+    image: str
+    streakable: bool
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "coins": self.coins,
+            "animation": self.animation,
+            "image": self.image,
+            "streakable": self.streakable,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class CoinPackage:
+    id: str
+    region: str
+    currency: str
+    coins: int
+    bonus: int
+    price_minor: int
+    """Price in the currency's minor unit (cents for USD)."""
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "region": self.region,
+            "currency": self.currency,
+            "coins": self.coins,
+            "bonus": self.bonus,
+            "total_coins": self.coins + self.bonus,
+            "price_minor": self.price_minor,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Balance:
+    coins: int
+    diamonds: int
+
+
+def fingerprint(*parts: object) -> str:
+    """A short stable digest of a request's content, stored beside its idempotency key."""
+    digest = hashlib.sha256("\x1f".join(str(p) for p in parts).encode()).hexdigest()
+    return digest[:32]
+
+
+@dataclass(frozen=True, slots=True)
+class GiftRequest:
+    sender: Profile
+    room_id: str
+    gift: Gift
+    count: int
+    key: str
+    """The client's request id: one effect per (sender, key)."""
+
+    @property
+    def total_coins(self) -> int:
+        return self.gift.coins * self.count
+
+    def fingerprint(self) -> str:
+        return fingerprint("gift", self.room_id, self.gift.id, self.count)
+
+
+@dataclass(frozen=True, slots=True)
+class GiftReceipt:
+    tx: str
+    room_id: str
+    stream_id: int
+    creator_id: str
+    gift_id: str
+    count: int
+    coins: int
+    """Coins the sender paid in total (gift price times count)."""
+    diamonds: int
+    """Diamonds the creator earned from this gift."""
+    balance: int
+    """The sender's coin balance right after this gift."""
+    created_at: int
+    """Milliseconds since the epoch."""
+    replayed: bool = False
+    """True when the key was seen before and this is the stored first result."""
+
+
+@dataclass(frozen=True, slots=True)
+class PurchaseRequest:
+    user: Profile
+    package: CoinPackage
+    payment_id: str
+    """The payment provider's id for this payment: one credit per payment id."""
+    provider: str = "sandbox"
+
+    def fingerprint(self) -> str:
+        return fingerprint("purchase", self.user.id, self.package.id)
+
+
+@dataclass(frozen=True, slots=True)
+class PurchaseReceipt:
+    tx: str
+    package_id: str
+    coins: int
+    """Coins credited (package coins plus bonus)."""
+    balance: int
+    created_at: int
+    replayed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Room:
+    id: str
+    creator: dict[str, str]
+    """The creator's public profile, captured when they went live."""
+    title: str
+    live: bool
+    stream_id: int
+    """Counts the room's streams: each go-live starts a new one."""
+    started_at: int | None
+    ended_at: int | None
+    overlay_key: str
+    creator_adult: bool = True
+
+    @property
+    def creator_id(self) -> str:
+        return self.creator["id"]
+
+    def public(self) -> dict[str, Any]:
+        """What any viewer may see (never the overlay key)."""
+        return {
+            "id": self.id,
+            "creator": self.creator,
+            "title": self.title,
+            "live": self.live,
+            "stream_id": self.stream_id,
+            "started_at": self.started_at,
+            "ended_at": self.ended_at,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class LeaderEntry:
+    user: dict[str, str]
+    coins: int
+
+    def public(self) -> dict[str, Any]:
+        return {"user": self.user, "coins": self.coins}
+
+
+@dataclass(frozen=True, slots=True)
+class Posting:
+    account: str
+    asset: str
+    amount: int
+
+
+@dataclass(frozen=True, slots=True)
+class TransactionRecord:
+    id: str
+    kind: str
+    """``purchase`` or ``gift`` (later: ``refund``, ``withdrawal``...)."""
+    created_at: int
+    postings: tuple[Posting, ...]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "created_at": self.created_at,
+            "postings": [
+                {"account": p.account, "asset": p.asset, "amount": p.amount}
+                for p in self.postings
+            ],
+            "meta": self.meta,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Mismatch:
+    account: str
+    asset: str
+    hot: int
+    ledger: int
+
+
+@dataclass(slots=True)
+class AuditReport:
+    """Result of comparing hot balances with balances derived from the ledger."""
+
+    transactions: int = 0
+    totals: dict[str, int] = field(default_factory=dict)
+    """Sum of all postings per asset: must be zero."""
+    unbalanced: list[str] = field(default_factory=list)
+    """Transactions whose postings do not sum to zero per asset."""
+    mismatches: list[Mismatch] = field(default_factory=list)
+    negative: list[str] = field(default_factory=list)
+    """Coin accounts below zero."""
+    pending: int = 0
+    """Outbox entries not yet in the ledger (scaled engine); the audit is not final while > 0."""
+
+    @property
+    def ok(self) -> bool:
+        return (
+            not self.unbalanced
+            and not self.mismatches
+            and not self.negative
+            and all(v == 0 for v in self.totals.values())
+            and self.pending == 0
+        )
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "transactions": self.transactions,
+            "totals": self.totals,
+            "unbalanced": self.unbalanced,
+            "mismatches": [
+                {"account": m.account, "asset": m.asset, "hot": m.hot, "ledger": m.ledger}
+                for m in self.mismatches
+            ],
+            "negative": self.negative,
+            "pending": self.pending,
+        }

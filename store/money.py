@@ -1,0 +1,56 @@
+"""The money rules as pure functions, shared by every backend.
+
+A gift of ``C`` coins gives the creator ``D = ceil(C * share / 100)`` diamonds
+(rounding in the creator's favour, so a single 1-coin Rose still earns one
+diamond at a 50% share) and the platform ``C - D`` coins. Coins and diamonds
+are different assets, so the conversion passes through ``platform:exchange``,
+which keeps every transaction balanced per asset.
+"""
+
+from __future__ import annotations
+
+from store.models import (
+    COIN,
+    DIAMOND,
+    PLATFORM_EXCHANGE,
+    PLATFORM_REVENUE,
+    WORLD,
+    Posting,
+    coins_account,
+    diamonds_account,
+)
+
+
+def split_gift(total_coins: int, share_percent: int) -> tuple[int, int]:
+    """Return ``(creator_diamonds, platform_coins)`` for a gift worth ``total_coins``."""
+    if total_coins < 0 or not 0 <= share_percent <= 100:
+        raise ValueError("coins must be >= 0 and share within 0..100")
+    diamonds = -(-total_coins * share_percent // 100)
+    return diamonds, total_coins - diamonds
+
+
+def gift_postings(
+    *, sender_id: str, creator_id: str, total_coins: int, diamonds: int
+) -> tuple[Posting, ...]:
+    platform = total_coins - diamonds
+    return (
+        Posting(coins_account(sender_id), COIN, -total_coins),
+        Posting(PLATFORM_REVENUE, COIN, platform),
+        Posting(PLATFORM_EXCHANGE, COIN, diamonds),
+        Posting(PLATFORM_EXCHANGE, DIAMOND, -diamonds),
+        Posting(diamonds_account(creator_id), DIAMOND, diamonds),
+    )
+
+
+def purchase_postings(*, user_id: str, coins: int) -> tuple[Posting, ...]:
+    return (
+        Posting(WORLD, COIN, -coins),
+        Posting(coins_account(user_id), COIN, coins),
+    )
+
+
+def is_balanced(postings: tuple[Posting, ...] | list[Posting]) -> bool:
+    totals: dict[str, int] = {}
+    for p in postings:
+        totals[p.asset] = totals.get(p.asset, 0) + p.amount
+    return all(v == 0 for v in totals.values())

@@ -1,0 +1,31 @@
+"""Engine factories for the conformance suite.
+
+Each factory opens an engine on fresh, empty storage. The conformance tests are
+parametrized over ``ENGINES`` so both engines get the same inputs and must give
+the same balances, events and errors.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+from store.engine import Engine, EngineConfig, open_engine
+
+EngineFactory = Callable[[Path, Any], contextlib.AbstractAsyncContextManager[Engine]]
+
+
+@contextlib.asynccontextmanager
+async def embedded_engine(tmp_path: Path, _services: Any = None) -> AsyncIterator[Engine]:
+    engine = await open_engine(EngineConfig(data_dir=tmp_path / "data"))
+    try:
+        yield engine
+    finally:
+        await engine.close()
+
+
+ENGINES: dict[str, EngineFactory] = {
+    "embedded": embedded_engine,
+}
