@@ -1,0 +1,82 @@
+"""The ASGI application: routes, lifespan (engine and hub), JSON errors."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import WebSocketRoute
+
+from live.api import routes as api_routes
+from live.errors import error_response
+from live.hub import Hub
+from live.metrics import Metrics
+from live.payments import PaymentProvider, SandboxPaymentProvider
+from live.services import Services
+from live.settings import Settings
+from live.ws import live_endpoint
+from protocol import CloseCode
+from store.engine import open_engine
+
+log = logging.getLogger("live.app")
+
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "bad_request",
+    413: "too_large",
+}
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    status = exc.status_code if isinstance(exc, HTTPException) else 500
+    code = _HTTP_CODES.get(status, "internal")
+    detail = exc.detail if isinstance(exc, HTTPException) else "internal error"
+    return error_response(code, str(detail), status=status)
+
+
+def create_app(settings: Settings) -> Starlette:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        engine = await open_engine(settings.engine_config())
+        metrics = Metrics()
+        hub = Hub(
+            broker=engine.broker,
+            metrics=metrics,
+            tick_seconds=settings.tick_ms / 1000,
+            send_buffer_bytes=settings.send_buffer_bytes,
+        )
+        payments: dict[str, PaymentProvider] = {}
+        if settings.sandbox_payments:
+            payments["sandbox"] = SandboxPaymentProvider()
+        app.state.services = Services(
+            settings=settings, engine=engine, hub=hub, metrics=metrics, payments=payments
+        )
+        log.info("engine %s ready", engine.name)
+        if settings.demo:
+            from live.demo import seed_demo
+
+            print(await seed_demo(app.state.services), flush=True)
+        try:
+            yield
+        finally:
+            hub.close_all(CloseCode.RESTART, "server restarting")
+            await engine.close()
+
+    return Starlette(
+        routes=[*api_routes, WebSocketRoute("/v1/rooms/{room_id}/live", live_endpoint)],
+        lifespan=lifespan,
+        exception_handlers={HTTPException: _http_error},
+    )
+
+
+def app_from_env() -> Starlette:
+    """Factory for worker processes: settings come from the environment."""
+    return create_app(Settings.from_env())

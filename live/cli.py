@@ -1,0 +1,216 @@
+"""The ``live`` command: serve, token, migrate, ledger, audit."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from live.settings import Settings, SettingsError
+
+
+def _settings(args: argparse.Namespace, **extra: object) -> Settings:
+    overrides: dict[str, object] = {k: v for k, v in extra.items() if v is not None}
+    for name in ("host", "port", "data_dir", "workers"):
+        value = getattr(args, name, None)
+        if value is not None:
+            overrides[name] = Path(value) if name == "data_dir" else value
+    return Settings.from_env(None, **overrides)
+
+
+def _uvloop_available() -> bool:
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from live.transport import live_websocket_protocol
+
+    settings = _settings(args, demo=True if args.demo else None)
+    if settings.workers > 1:
+        # Workers are separate processes: they read the same settings from the
+        # environment (the secret included, so tokens verify on every worker).
+        os.environ.update(_env_of(settings))
+        app: object = "live.app:app_from_env"
+        factory = True
+    else:
+        from live.app import create_app
+
+        app = create_app(settings)
+        factory = False
+    ws_protocol = live_websocket_protocol() or "auto"
+    uvicorn.run(
+        app,  # type: ignore[arg-type]
+        factory=factory,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers if settings.workers > 1 else None,
+        loop="uvloop" if _uvloop_available() else "asyncio",
+        http="auto",
+        ws=ws_protocol,
+        ws_max_size=settings.max_frame_bytes,
+        ws_ping_interval=settings.ping_interval,
+        ws_ping_timeout=settings.ping_timeout,
+        ws_per_message_deflate=False,
+        log_level=settings.log_level,
+        timeout_graceful_shutdown=10,
+        proxy_headers=True,
+    )
+    return 0
+
+
+def _env_of(settings: Settings) -> dict[str, str]:
+    env = {
+        "LIVE_SECRET": settings.secret,
+        "LIVE_DATA_DIR": str(settings.data_dir),
+        "LIVE_HOST": settings.host,
+        "LIVE_PORT": str(settings.port),
+    }
+    if settings.demo:
+        env["LIVE_DEMO"] = "1"
+    return env
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    from live.auth import issue_token
+
+    settings = _settings(args)
+    roles = [r for r, on in (("creator", args.creator), ("admin", args.admin)) if on]
+    print(
+        issue_token(
+            secret=settings.secret,
+            user_id=args.user,
+            username=args.name or args.user,
+            display_name=args.display_name,
+            avatar=args.avatar or "",
+            adult=args.adult,
+            roles=roles,
+            ttl_seconds=args.ttl,
+        )
+    )
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    import orjson
+
+    from store.engine import open_engine
+
+    settings = _settings(args)
+
+    async def run() -> int:
+        engine = await open_engine(settings.engine_config())
+        try:
+            report = await engine.ledger.audit()
+        finally:
+            await engine.close()
+        print(orjson.dumps(report.public(), option=orjson.OPT_INDENT_2).decode())
+        return 0 if report.ok else 1
+
+    return asyncio.run(run())
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    if not settings.database_url:
+        print("LIVE_DATABASE_URL is not set: the embedded engine migrates itself", file=sys.stderr)
+        return 0
+    from store.scaled import migrate
+
+    applied = asyncio.run(migrate(settings.database_url))
+    print("applied: " + (", ".join(applied) if applied else "nothing (up to date)"))
+    return 0
+
+
+def cmd_ledger(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    if not settings.redis_url or not settings.database_url:
+        print(
+            "live ledger needs LIVE_REDIS_URL and LIVE_DATABASE_URL (scaled engine)",
+            file=sys.stderr,
+        )
+        return 2
+    from store.scaled import run_ledger_worker
+
+    redis_url, database_url = settings.redis_url, settings.database_url
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(sig, stop.set)
+        await run_ledger_worker(
+            redis_url=redis_url,
+            database_url=database_url,
+            stop=stop,
+            consumer=args.consumer or f"ledger-{os.getpid()}",
+        )
+
+    asyncio.run(run())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="live", description="Livestream gifting server.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the server (embedded engine by default)")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--data-dir")
+    serve.add_argument("--workers", type=int, help="processes sharing the port (scaled engine)")
+    serve.add_argument(
+        "--demo", action="store_true", help="seed a live demo room and funded viewers, print links"
+    )
+    serve.set_defaults(func=cmd_serve)
+
+    token = sub.add_parser("token", help="mint a development access token")
+    token.add_argument("user")
+    token.add_argument("--name")
+    token.add_argument("--display-name")
+    token.add_argument("--avatar")
+    token.add_argument("--adult", action="store_true")
+    token.add_argument("--creator", action="store_true")
+    token.add_argument("--admin", action="store_true")
+    token.add_argument("--ttl", type=int, default=86_400, help="seconds (default one day)")
+    token.add_argument("--data-dir")
+    token.set_defaults(func=cmd_token)
+
+    for name, func, help_text in (
+        ("audit", cmd_audit, "compare hot balances with the ledger; exit 1 on any difference"),
+        ("migrate", cmd_migrate, "apply PostgreSQL ledger migrations"),
+        ("ledger", cmd_ledger, "drain the ledger outbox into PostgreSQL (scaled engine)"),
+    ):
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("--data-dir")
+        if name == "ledger":
+            p.add_argument("--consumer")
+        p.set_defaults(func=func)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        code: int = args.func(args)
+    except SettingsError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,354 @@
+"""The hub: rooms, connections and the coalescing fan-out.
+
+One ``RoomChannel`` per room per process holds the room's local connections and
+the room's single broker subscription. Events from the broker are collected for
+one tick, encoded once per codec in use, and the same bytes are written to every
+connection's sink: one frame per viewer per tick, whatever the gift rate, with no
+per-viewer task or await on this path. A viewer whose sink backs up past the
+limit is closed with 4008 and resumes from its last ``seq``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from live.metrics import Metrics
+from live.transport import Outgoing, Sink
+from protocol import CloseCode, Codec
+from protocol import events as ev
+from store.base import Broker, Subscription
+from store.models import Event, Profile
+
+log = logging.getLogger("live.hub")
+
+RECENT_EVENTS = 2_048
+"""Events a channel remembers after sending them, so a viewer joining mid-tick
+catches up locally without asking the broker again."""
+
+
+class Connection:
+    """One WebSocket client in one room."""
+
+    __slots__ = (
+        "closed",
+        "codec",
+        "cursor",
+        "on_close",
+        "overlay",
+        "profile",
+        "room_id",
+        "session",
+        "sink",
+    )
+
+    def __init__(
+        self,
+        *,
+        session: str,
+        room_id: str,
+        codec: Codec,
+        sink: Sink,
+        profile: Profile | None,
+        overlay: bool = False,
+    ) -> None:
+        self.session = session
+        self.room_id = room_id
+        self.codec = codec
+        self.sink = sink
+        self.profile = profile
+        self.overlay = overlay
+        self.cursor = 0
+        """Highest room ``seq`` written to this connection."""
+        self.closed = False
+        self.on_close: Callable[[int], None] | None = None
+
+    @property
+    def is_viewer(self) -> bool:
+        return not self.overlay
+
+    def send(self, events: list[Event]) -> None:
+        """Encode and send events for this connection alone (welcome, ack, error)."""
+        if not self.closed:
+            self.sink.write(Outgoing(self.codec.encode(events), binary=self.codec.binary))
+
+    def close(self, code: int, reason: str = "") -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.sink.close(code, reason)
+        if self.on_close is not None:
+            self.on_close(code)
+
+
+class RoomChannel:
+    """A room's local connections and its broker subscription (a BrokerListener)."""
+
+    def __init__(self, hub: Hub, room_id: str) -> None:
+        self.hub = hub
+        self.room_id = room_id
+        self.connections: dict[Connection, None] = {}
+        self.pending: list[Event] = []
+        self.recent: deque[Event] = deque(maxlen=RECENT_EVENTS)
+        self.delivered_seq = 0
+        self.subscription: Subscription | None = None
+        self._flush_handle: asyncio.TimerHandle | None = None
+        self._resync: asyncio.Task[None] | None = None
+        self.ended = False
+
+    # -- BrokerListener -------------------------------------------------------------
+    def on_events(self, room_id: str, events: list[Event]) -> None:
+        self.pending.extend(events)
+        if self._flush_handle is None and self._resync is None:
+            self._flush_handle = asyncio.get_running_loop().call_later(
+                self.hub.tick_seconds, self.flush
+            )
+
+    def on_reset(self, room_id: str) -> None:
+        self.hub.metrics.broker_resets += 1
+        self._start_resync()
+
+    # -- fan-out ----------------------------------------------------------------------
+    def viewer_count(self) -> int:
+        return sum(1 for c in self.connections if c.is_viewer)
+
+    def flush(self) -> None:
+        self._flush_handle = None
+        if not self.pending:
+            return
+        batch = self.pending
+        self.pending = []
+        if len(batch) > 1 and any(
+            batch[i]["seq"] >= batch[i + 1]["seq"] for i in range(len(batch) - 1)
+        ):
+            batch = sorted({e["seq"]: e for e in batch}.values(), key=lambda e: e["seq"])
+        if batch[0]["seq"] <= self.delivered_seq:
+            batch = [e for e in batch if e["seq"] > self.delivered_seq]
+            if not batch:
+                return
+        if batch[0]["seq"] > self.delivered_seq + 1:
+            # Events are missing (a broker reconnect we were not told about, or an
+            # interrupted delivery): fetch them before sending anything newer.
+            self.pending = batch
+            self._start_resync()
+            return
+        self._deliver(batch)
+
+    def _deliver(self, batch: list[Event]) -> None:
+        first = batch[0]["seq"]
+        last = batch[-1]["seq"]
+        self.delivered_seq = last
+        self.recent.extend(batch)
+        shared: dict[str, Outgoing] = {}
+        metrics = self.hub.metrics
+        limit = self.hub.send_buffer_bytes
+        sent = 0
+        for conn in list(self.connections):
+            if conn.cursor >= last or conn.closed:
+                continue
+            if conn.cursor >= first:  # joined mid-batch: send only what it lacks
+                own = [e for e in batch if e["seq"] > conn.cursor]
+                out = Outgoing(conn.codec.encode(own), binary=conn.codec.binary)
+                sent += len(own)
+            else:
+                name = conn.codec.subprotocol
+                out_or_none = shared.get(name)
+                if out_or_none is None:
+                    out_or_none = Outgoing(conn.codec.encode(batch), binary=conn.codec.binary)
+                    shared[name] = out_or_none
+                out = out_or_none
+                sent += len(batch)
+            conn.sink.write(out)
+            conn.cursor = last
+            metrics.frames_out += 1
+            metrics.bytes_out += len(out.payload)
+            if conn.sink.buffered() > limit:
+                metrics.slow_closes += 1
+                self.hub.close_connection(conn, CloseCode.TOO_SLOW, "too slow to keep up")
+        metrics.events_out += sent
+        if any(e["type"] == "room_ended" for e in batch):
+            self.ended = True
+            for conn in list(self.connections):
+                self.hub.close_connection(conn, CloseCode.ROOM_ENDED, "room ended")
+
+    def _start_resync(self) -> None:
+        if self._resync is not None:
+            return
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        self._resync = asyncio.get_running_loop().create_task(self._run_resync())
+
+    async def _run_resync(self) -> None:
+        try:
+            missed = await self.hub.broker.history(self.room_id, since=self.delivered_seq)
+        except Exception:
+            log.warning("resync of room %s failed", self.room_id, exc_info=True)
+            missed = None
+        self._resync = None
+        if missed is None:
+            # The window no longer covers the gap: viewers reconnect and resume or
+            # get a fresh snapshot; silently skipping events is never an option.
+            for conn in list(self.connections):
+                self.hub.close_connection(conn, CloseCode.TOO_SLOW, "missed events, resume")
+            with contextlib.suppress(Exception):
+                self.delivered_seq = await self.hub.broker.last_seq(self.room_id)
+            self.pending = [e for e in self.pending if e["seq"] > self.delivered_seq]
+        else:
+            self.pending = missed + self.pending
+        if self.pending:
+            self.flush()
+
+    # -- membership ---------------------------------------------------------------------
+    def attach(self, conn: Connection) -> None:
+        """Add ``conn`` after sending it everything this channel already delivered
+        beyond its cursor (call with no await between this and the cursor set-up)."""
+        catch_up = [e for e in self.recent if e["seq"] > conn.cursor]
+        if catch_up:
+            conn.send(catch_up)
+            conn.cursor = catch_up[-1]["seq"]
+        self.connections[conn] = None
+
+
+@dataclass(slots=True)
+class JoinPlan:
+    channel: RoomChannel
+    resumed: bool
+    replay: list[Event]
+
+
+class Hub:
+    def __init__(
+        self,
+        *,
+        broker: Broker,
+        metrics: Metrics,
+        tick_seconds: float = 0.025,
+        send_buffer_bytes: int = 1_048_576,
+    ) -> None:
+        self.broker = broker
+        self.metrics = metrics
+        self.tick_seconds = tick_seconds
+        self.send_buffer_bytes = send_buffer_bytes
+        self.channels: dict[str, RoomChannel] = {}
+        self._opening: dict[str, asyncio.Future[RoomChannel]] = {}
+        self._closing: dict[str, asyncio.Task[None]] = {}
+
+    async def open_channel(self, room_id: str) -> RoomChannel:
+        """The room's channel, subscribed (one broker subscription per room)."""
+        closing = self._closing.get(room_id)
+        if closing is not None:
+            await asyncio.shield(closing)
+        channel = self.channels.get(room_id)
+        if channel is not None:
+            return channel
+        opening = self._opening.get(room_id)
+        if opening is not None:
+            return await asyncio.shield(opening)
+        future: asyncio.Future[RoomChannel] = asyncio.get_running_loop().create_future()
+        self._opening[room_id] = future
+        try:
+            channel = RoomChannel(self, room_id)
+            channel.subscription = await self.broker.subscribe(room_id, channel)
+            channel.delivered_seq = await self.broker.last_seq(room_id)
+            # Anything that arrived while we read last_seq is already counted in it.
+            channel.pending = [e for e in channel.pending if e["seq"] > channel.delivered_seq]
+            self.channels[room_id] = channel
+            self.metrics.rooms = len(self.channels)
+            future.set_result(channel)
+            return channel
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: waiters get it through their await
+            raise
+        finally:
+            del self._opening[room_id]
+
+    async def join(self, conn: Connection, *, since: int | None) -> JoinPlan:
+        """Subscribe and choose between resume and snapshot for ``conn``.
+
+        Sets ``conn.cursor`` to the ``seq`` the welcome announces. The caller builds
+        the welcome and calls ``attach`` with no await in between.
+        """
+        while True:
+            channel = await self.open_channel(conn.room_id)
+            missed = None
+            if since is not None and since >= 0:
+                missed = await self.broker.history(conn.room_id, since=since)
+            last = await self.broker.last_seq(conn.room_id)
+            if self.channels.get(conn.room_id) is channel:
+                break  # else the channel closed while we waited: open it again
+        if missed is not None and since is not None and since <= last:
+            conn.cursor = since
+            return JoinPlan(channel=channel, resumed=True, replay=missed)
+        conn.cursor = last
+        return JoinPlan(channel=channel, resumed=False, replay=[])
+
+    def attach(self, conn: Connection, plan: JoinPlan, welcome: Event) -> None:
+        """Send the welcome, the replay and the local catch-up, then attach (all sync,
+        so no room event can slip between the snapshot and the live stream)."""
+        conn.send([welcome])
+        replay = [e for e in plan.replay if e["seq"] > conn.cursor]
+        if replay:
+            conn.send(replay)
+            conn.cursor = replay[-1]["seq"]
+        plan.channel.attach(conn)
+        self.metrics.connections += 1
+        self.metrics.connections_total += 1
+
+    def close_connection(self, conn: Connection, code: int, reason: str) -> None:
+        if not conn.closed:
+            self.metrics.closes[code] += 1
+            conn.close(code, reason)
+
+    def leave(self, conn: Connection) -> None:
+        channel = self.channels.get(conn.room_id)
+        if channel is None or conn not in channel.connections:
+            return
+        del channel.connections[conn]
+        self.metrics.connections -= 1
+        if not channel.connections and conn.room_id not in self._closing:
+            self._closing[conn.room_id] = asyncio.get_running_loop().create_task(
+                self._close_channel(channel)
+            )
+
+    async def _close_channel(self, channel: RoomChannel) -> None:
+        try:
+            if channel.connections:
+                return
+            self.channels.pop(channel.room_id, None)
+            self.metrics.rooms = len(self.channels)
+            if channel.subscription is not None:
+                await channel.subscription.close()
+        except Exception:
+            log.warning("unsubscribe from room %s failed", channel.room_id, exc_info=True)
+        finally:
+            self._closing.pop(channel.room_id, None)
+
+    def viewers(self, room_id: str) -> int:
+        channel = self.channels.get(room_id)
+        return channel.viewer_count() if channel else 0
+
+    def flush_all(self) -> None:
+        for channel in list(self.channels.values()):
+            channel.flush()
+
+    def close_all(self, code: int, reason: str) -> None:
+        """Close every connection (shutdown: 1012 restart, clients reconnect elsewhere)."""
+        self.flush_all()
+        for channel in list(self.channels.values()):
+            for conn in list(channel.connections):
+                self.close_connection(conn, code, reason)
+
+
+def error_event(command_id: str | None, code: str, message: str) -> Event:
+    return ev.error(id=command_id, code=code, message=message)
+
+
+def public_or_none(profile: Profile | None) -> dict[str, Any] | None:
+    return profile.public() if profile is not None else None

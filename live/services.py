@@ -1,0 +1,149 @@
+"""What the HTTP API and the WebSocket endpoint both do: the actions of the product.
+
+Each action validates its input, calls the engine, and publishes the room event
+once. Both transports call these, so a gift sent over HTTP and one sent over
+WebSocket are indistinguishable to the room and to the ledger.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from live.errors import LiveError
+from live.hub import Hub
+from live.metrics import Metrics
+from live.payments import PaymentProvider
+from live.settings import Settings
+from protocol import events as ev
+from store.engine import Engine
+from store.errors import Forbidden
+from store.models import GiftReceipt, Profile, PurchaseReceipt, PurchaseRequest, Room
+from store.models import GiftRequest as WalletGiftRequest
+
+ROOM_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,64}$")
+
+
+def check_room_id(room_id: str) -> str:
+    if not ROOM_ID.match(room_id):
+        raise LiveError("bad_request", "room id must be 1-64 characters of A-Z a-z 0-9 _ -")
+    return room_id
+
+
+def check_key(key: str | None, *, what: str = "Idempotency-Key") -> str:
+    if key is None or not IDEMPOTENCY_KEY.match(key):
+        raise LiveError("bad_request", f"{what} must be 1-64 printable ASCII characters")
+    return key
+
+
+@dataclass(kw_only=True)
+class Services:
+    settings: Settings
+    engine: Engine
+    hub: Hub
+    metrics: Metrics
+    payments: dict[str, PaymentProvider] = field(default_factory=dict)
+    like_totals: dict[str, int] = field(default_factory=dict)
+
+    async def send_gift(
+        self, *, sender: Profile, room_id: str, gift_id: str, count: int, key: str
+    ) -> GiftReceipt:
+        gift = self.engine.catalog.gift(gift_id)
+        try:
+            if gift is None:
+                raise LiveError("not_found", f"unknown gift {gift_id!r}")
+            if not 1 <= count <= self.settings.max_gift_count:
+                raise LiveError(
+                    "bad_request",
+                    f"count must be an integer from 1 to {self.settings.max_gift_count}",
+                )
+            receipt = await self.engine.wallet.send_gift(
+                WalletGiftRequest(sender=sender, room_id=room_id, gift=gift, count=count, key=key)
+            )
+        except Exception as exc:
+            self.metrics.gift_errors[getattr(exc, "code", "internal")] += 1
+            raise
+        if not receipt.replayed:
+            self.metrics.gifts_committed += 1
+            event = ev.gift(
+                tx=receipt.tx,
+                gift=gift.public(),
+                sender=sender.public(),
+                count=receipt.count,
+                combo={"id": receipt.tx, "count": receipt.count, "end": True},
+                diamonds=receipt.diamonds,
+            )
+            await self.engine.broker.publish(room_id, [event])
+        return receipt
+
+    async def purchase(
+        self, *, user: Profile, package_id: str, key: str, provider: str, method: str
+    ) -> PurchaseReceipt:
+        package = self.engine.catalog.package(package_id)
+        if package is None:
+            raise LiveError("not_found", f"unknown coin package {package_id!r}")
+        payments = self.payments.get(provider)
+        if payments is None:
+            raise LiveError("bad_request", f"payment provider {provider!r} is not enabled")
+        if not user.adult:
+            raise Forbidden("only adults can buy coins")
+        result = await payments.charge(
+            user=user, package=package, idempotency_key=key, method=method
+        )
+        if not result.approved:
+            raise LiveError("payment_declined", f"payment declined: {result.reason}")
+        return await self.engine.wallet.purchase(
+            PurchaseRequest(
+                user=user, package=package, payment_id=result.payment_id, provider=provider
+            )
+        )
+
+    async def chat(self, *, sender: Profile, room_id: str, message_id: str, text: str) -> None:
+        room = await self.live_room(room_id)
+        await self.engine.broker.publish(
+            room.id, [ev.chat(id=message_id, sender=sender.public(), text=text)]
+        )
+
+    async def like(self, *, sender: Profile, room_id: str, count: int) -> int:
+        room = await self.live_room(room_id)
+        total = self.like_totals.get(room.id, 0) + count
+        self.like_totals[room.id] = total
+        await self.engine.broker.publish(
+            room.id, [ev.like(sender=sender.public(), count=count, total=total)]
+        )
+        return total
+
+    async def live_room(self, room_id: str) -> Room:
+        room = await self.engine.rooms.get(room_id)
+        if room is None:
+            raise LiveError("not_found", "room not found")
+        if not room.live:
+            raise LiveError("room_not_live", "the room is not live")
+        return room
+
+    async def go_live(self, *, creator: Profile, room_id: str, title: str) -> Room:
+        if not creator.is_creator:
+            raise LiveError("forbidden", "only creators can go live")
+        return await self.engine.rooms.go_live(room_id=room_id, creator=creator, title=title)
+
+    async def end_room(self, *, room_id: str, by: Profile) -> Room:
+        before = await self.engine.rooms.get(room_id)
+        room = await self.engine.rooms.end(room_id, by=by)
+        if before is not None and before.live:
+            self.like_totals.pop(room_id, None)
+            await self.engine.broker.publish(room_id, [ev.room_ended()])
+        return room
+
+    async def room_state(self, room_id: str) -> dict[str, Any]:
+        room = await self.engine.rooms.get(room_id)
+        if room is None:
+            raise LiveError("not_found", "room not found")
+        top = await self.engine.rooms.leaderboard(room_id, limit=10)
+        return {
+            "room": room.public(),
+            "viewers": self.hub.viewers(room_id),
+            "seq": await self.engine.broker.last_seq(room_id),
+            "leaderboard": [entry.public() for entry in top],
+        }

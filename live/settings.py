@@ -1,0 +1,184 @@
+"""One typed settings object, read from ``LIVE_*`` environment variables.
+
+Every knob of the server lives here with a safe default, so ``live serve`` works
+on a bare machine and production is configured by environment alone.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import stat
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from protocol import Limits
+from store.engine import EngineConfig
+
+
+class SettingsError(ValueError):
+    """A setting is missing or invalid; the server refuses to start."""
+
+    code = "bad_config"
+
+
+def _bool(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError(f"expected a boolean, got {raw!r}")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Settings:
+    env: str = "dev"
+    """``dev`` or ``production``. Production refuses to start without a secret."""
+    secret: str = ""
+    """HS256 key for access tokens (``LIVE_SECRET``). Generated and kept in the data
+    dir in dev, so ``live token`` and ``live serve`` agree."""
+    host: str = "127.0.0.1"
+    port: int = 8000
+    data_dir: Path = Path("data")
+    redis_url: str | None = None
+    database_url: str | None = None
+    public_url: str = ""
+    """How clients reach this server (for printed links); default ``http://host:port``."""
+    workers: int = 1
+    creator_share_percent: int = 50
+    tick_ms: int = 25
+    """Fan-out coalescing tick: events within one tick go out as one frame."""
+    history_size: int = 1_000
+    history_seconds: float = 120.0
+    send_buffer_bytes: int = 1_048_576
+    """A viewer whose unsent data exceeds this is closed with 4008 (too slow)."""
+    max_frame_bytes: int = 65_536
+    max_gift_count: int = 99
+    max_chat_chars: int = 150
+    command_rate: float = 10.0
+    command_burst: int = 20
+    jwt_leeway_seconds: int = 30
+    ping_interval: float = 20.0
+    ping_timeout: float = 20.0
+    sandbox_payments: bool = True
+    """Enables the sandbox payment provider (fake money, for development and tests)."""
+    default_region: str = "US"
+    migrate_on_start: bool = True
+    log_level: str = "info"
+    demo: bool = False
+    """Seed a live demo room and a funded viewer at start, and print links."""
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def production(self) -> bool:
+        return self.env == "production"
+
+    @property
+    def scaled(self) -> bool:
+        return self.redis_url is not None
+
+    @property
+    def base_url(self) -> str:
+        return self.public_url or f"http://{self.host}:{self.port}"
+
+    def limits(self) -> Limits:
+        return Limits(
+            max_frame_bytes=self.max_frame_bytes,
+            max_gift_count=self.max_gift_count,
+            max_chat_chars=self.max_chat_chars,
+            command_rate=self.command_rate,
+            command_burst=self.command_burst,
+        )
+
+    def engine_config(self) -> EngineConfig:
+        return EngineConfig(
+            data_dir=self.data_dir,
+            redis_url=self.redis_url,
+            database_url=self.database_url,
+            creator_share_percent=self.creator_share_percent,
+            history_size=self.history_size,
+            history_seconds=self.history_seconds,
+            migrate=self.migrate_on_start,
+        )
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Read ``LIVE_<FIELD>`` for every field (``PORT`` too, as hosting platforms set
+        it), apply keyword overrides, then validate and resolve the secret."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            if f.name == "extra":
+                continue
+            raw = env.get(f"LIVE_{f.name.upper()}")
+            if raw is None and f.name == "port":
+                raw = env.get("PORT")
+            if raw is None:
+                continue
+            try:
+                values[f.name] = _convert(f.type, raw)
+            except ValueError as exc:
+                raise SettingsError(f"LIVE_{f.name.upper()}: {exc}") from None
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        settings = cls(**values)
+        settings.validate()
+        return settings.with_secret()
+
+    def validate(self) -> None:
+        if self.env not in {"dev", "production"}:
+            raise SettingsError("LIVE_ENV must be 'dev' or 'production'")
+        if not 0 <= self.creator_share_percent <= 100:
+            raise SettingsError("LIVE_CREATOR_SHARE_PERCENT must be within 0..100")
+        if not 1 <= self.port <= 65_535 and self.port != 0:
+            raise SettingsError("LIVE_PORT must be a TCP port")
+        if self.tick_ms < 1 or self.tick_ms > 1_000:
+            raise SettingsError("LIVE_TICK_MS must be within 1..1000")
+        if self.redis_url and not self.database_url:
+            raise SettingsError("LIVE_REDIS_URL needs LIVE_DATABASE_URL (the ledger) too")
+        if self.workers > 1 and not self.scaled:
+            raise SettingsError("--workers > 1 needs the scaled engine (LIVE_REDIS_URL)")
+        if self.production and self.secret and len(self.secret) < 32:
+            raise SettingsError("LIVE_SECRET must be at least 32 characters in production")
+
+    def with_secret(self) -> Settings:
+        if self.secret:
+            return self
+        if self.production:
+            raise SettingsError("LIVE_SECRET is required when LIVE_ENV=production")
+        return replace(self, secret=_dev_secret(self.data_dir))
+
+
+def _dev_secret(data_dir: Path) -> str:
+    """A per-install development secret, created once and kept beside the data."""
+    path = data_dir / "dev-secret"
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    data_dir.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_urlsafe(32)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, stat.S_IRUSR | stat.S_IWUSR)
+    except FileExistsError:  # another process created it first
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as fh:
+        fh.write(value)
+    return value
+
+
+def _convert(kind: Any, raw: str) -> Any:
+    text = str(kind)
+    if "bool" in text:
+        return _bool(raw)
+    if "int" in text and "float" not in text:
+        return int(raw)
+    if "float" in text:
+        return float(raw)
+    if "Path" in text:
+        return Path(raw)
+    if "None" in text:
+        return raw or None
+    return raw

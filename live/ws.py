@@ -1,0 +1,184 @@
+"""The WebSocket endpoint ``/v1/rooms/{room_id}/live``.
+
+The handshake, auth and command handling run here, through ASGI; the room's
+events reach the socket through the hub's sinks (see ``live.transport``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import secrets
+
+from starlette.websockets import WebSocket
+
+from live.auth import AuthError, bearer_token, verify_token
+from live.errors import LiveError, error_code
+from live.hub import Connection
+from live.services import ROOM_ID, Services
+from live.transport import RAW_EXTENSION, AsgiSink, RawSink, Sink
+from protocol import (
+    Chat,
+    CloseCode,
+    CommandReader,
+    Like,
+    Ping,
+    Reject,
+    SendGift,
+    negotiate,
+)
+from protocol import Close as CloseDecision
+from protocol import events as ev
+from store.models import Profile
+
+log = logging.getLogger("live.ws")
+
+
+async def live_endpoint(websocket: WebSocket) -> None:
+    services: Services = websocket.app.state.services
+    settings = services.settings
+    codec, subprotocol = negotiate(websocket.scope.get("subprotocols", []))
+    room_id = websocket.path_params["room_id"]
+    query = websocket.query_params
+
+    async def refuse(code: str, message: str, close_code: int) -> None:
+        await websocket.accept(subprotocol=subprotocol)
+        payload = codec.encode([ev.error(id=None, code=code, message=message)])
+        if codec.binary:
+            await websocket.send_bytes(payload)
+        else:
+            await websocket.send_text(payload.decode())
+        services.metrics.closes[close_code] += 1
+        await websocket.close(close_code, message[:120])
+
+    if not ROOM_ID.match(room_id):
+        await refuse("not_found", "room not found", CloseCode.ROOM_NOT_FOUND)
+        return
+    profile: Profile | None = None
+    token = query.get("access_token") or bearer_token(websocket.headers.get("authorization"))
+    if token:
+        try:
+            profile = verify_token(
+                token, secret=settings.secret, leeway_seconds=settings.jwt_leeway_seconds
+            )
+        except AuthError as exc:
+            await refuse("unauthorized", str(exc), CloseCode.POLICY)
+            return
+    room = await services.engine.rooms.get(room_id)
+    if room is None:
+        await refuse("not_found", "room not found", CloseCode.ROOM_NOT_FOUND)
+        return
+    overlay = False
+    overlay_key = query.get("overlay_key")
+    if overlay_key is not None:
+        if not hmac.compare_digest(overlay_key.encode(), room.overlay_key.encode()):
+            await refuse("unauthorized", "bad overlay key", CloseCode.POLICY)
+            return
+        overlay = True
+    since: int | None = None
+    raw_since = query.get("since")
+    if raw_since is not None:
+        if not raw_since.isdigit() or len(raw_since) > 18:
+            await refuse("bad_request", "since must be a non-negative integer", CloseCode.POLICY)
+            return
+        since = int(raw_since)
+
+    await websocket.accept(subprotocol=subprotocol)
+    raw = websocket.scope.get("extensions", {}).get(RAW_EXTENSION)
+    sink: Sink = (
+        RawSink(raw)
+        if raw is not None
+        else AsgiSink(websocket.send, limit_bytes=settings.send_buffer_bytes)
+    )
+    conn = Connection(
+        session=secrets.token_urlsafe(12),
+        room_id=room_id,
+        codec=codec,
+        sink=sink,
+        profile=profile,
+        overlay=overlay,
+    )
+    hub = services.hub
+    try:
+        leaderboard = await services.engine.rooms.leaderboard(room_id, limit=10)
+        plan = await hub.join(conn, since=since)
+        # No await from here to attach: the welcome's seq is the stream's start.
+        welcome = ev.welcome(
+            session=conn.session,
+            room=room.public(),
+            you=profile.public() if profile else None,
+            seq=conn.cursor,
+            viewers=hub.viewers(room_id) + (0 if overlay else 1),
+            leaderboard=[entry.public() for entry in leaderboard],
+            goal=None,
+            resumed=plan.resumed,
+        )
+        hub.attach(conn, plan, welcome)
+        await _read_commands(websocket, services, conn)
+    finally:
+        hub.leave(conn)
+        if isinstance(sink, AsgiSink):
+            await sink.finish(timeout=1.0)
+
+
+async def _read_commands(websocket: WebSocket, services: Services, conn: Connection) -> None:
+    loop = asyncio.get_running_loop()
+    reader = CommandReader(codec=conn.codec, limits=services.settings.limits(), now=loop.time())
+    while not conn.closed:
+        message = await websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            conn.closed = True
+            return
+        data = message.get("bytes")
+        if data is None:
+            data = message.get("text", "")
+        services.metrics.events_in += 1
+        result = reader.receive(data, now=loop.time())
+        if isinstance(result, Reject):
+            conn.send([result.error])
+        elif isinstance(result, CloseDecision):
+            if result.error is not None:
+                conn.send([result.error])
+            services.hub.close_connection(conn, result.code, result.reason)
+            return
+        else:
+            reply = await _execute(services, conn, result)
+            conn.send([reply])
+
+
+async def _execute(
+    services: Services, conn: Connection, command: SendGift | Like | Chat | Ping
+) -> dict[str, object]:
+    if isinstance(command, Ping):
+        return ev.ack(id=command.id)
+    sender = conn.profile
+    if sender is None or conn.overlay:
+        return ev.error(id=command.id, code="unauthorized", message="sign in to do that")
+    try:
+        if isinstance(command, SendGift):
+            receipt = await services.send_gift(
+                sender=sender,
+                room_id=conn.room_id,
+                gift_id=command.gift,
+                count=command.count,
+                key=command.id,
+            )
+            return ev.ack(
+                id=command.id,
+                tx=receipt.tx,
+                balance={"coins": receipt.balance},
+                replayed=receipt.replayed,
+            )
+        if isinstance(command, Chat):
+            await services.chat(
+                sender=sender, room_id=conn.room_id, message_id=command.id, text=command.text
+            )
+            return ev.ack(id=command.id)
+        total = await services.like(sender=sender, room_id=conn.room_id, count=command.count)
+        return ev.ack(id=command.id, total=total)
+    except (LiveError, Exception) as exc:
+        code, message = error_code(exc)
+        if code == "internal":
+            log.exception("command %s failed", type(command).__name__)
+        return ev.error(id=command.id, code=code, message=message)

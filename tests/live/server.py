@@ -1,0 +1,266 @@
+"""A real ``live serve`` process on a free port, and clients that talk to it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import httpx
+import msgpack
+import orjson
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from live.auth import issue_token
+
+SECRET = "test-secret-0123456789abcdef0123456789abcdef"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class LiveServer:
+    """``python -m live serve`` in a subprocess, restartable on the same data dir."""
+
+    def __init__(
+        self, *, data_dir: Path, env: Mapping[str, str] | None = None, port: int | None = None
+    ) -> None:
+        self.data_dir = data_dir
+        self.port = port or free_port()
+        self.extra_env = dict(env or {})
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path = data_dir.parent / f"server-{self.port}.log"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("LIVE_")}
+        env.update(
+            {
+                "LIVE_SECRET": SECRET,
+                "LIVE_DATA_DIR": str(self.data_dir),
+                "LIVE_PORT": str(self.port),
+                "LIVE_HOST": "127.0.0.1",
+                "LIVE_LOG_LEVEL": "warning",
+                "LIVE_TICK_MS": "10",
+            }
+        )
+        env.update(self.extra_env)
+        return env
+
+    async def start(self, *, timeout: float = 20.0) -> None:
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(  # noqa: ASYNC220 - starting it is instant
+            [sys.executable, "-m", "live", "serve"], env=self.env(), stdout=log, stderr=log
+        )
+        deadline = time.monotonic() + timeout
+        async with httpx.AsyncClient() as client:
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"server exited: {self.log_path.read_text()[-3000:]}")
+                with contextlib.suppress(httpx.HTTPError):
+                    if (await client.get(self.url + "/readyz", timeout=1.0)).status_code == 200:
+                        return
+                await asyncio.sleep(0.05)
+        raise RuntimeError(f"server did not start: {self.log_path.read_text()[-3000:]}")
+
+    async def stop(self, *, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
+        proc = self.proc
+        if proc is None:
+            return 0
+        self.proc = None
+        if proc.poll() is None:
+            proc.send_signal(sig)
+        deadline = time.monotonic() + timeout
+        while proc.poll() is None and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        return proc.returncode
+
+    async def kill(self) -> None:
+        await self.stop(sig=signal.SIGKILL)
+
+    def token(
+        self,
+        user: str,
+        *,
+        adult: bool = True,
+        creator: bool = False,
+        admin: bool = False,
+        name: str | None = None,
+        **extra: Any,
+    ) -> str:
+        roles = [r for r, on in (("creator", creator), ("admin", admin)) if on]
+        return issue_token(
+            secret=SECRET,
+            user_id=user,
+            username=name or user,
+            display_name=extra.get("display_name") or (name or user).title(),
+            avatar=extra.get("avatar", f"https://example.test/{user}.png"),
+            adult=adult,
+            roles=roles,
+        )
+
+
+class Api:
+    """A thin HTTP client for one user."""
+
+    def __init__(self, server: LiveServer, token: str | None) -> None:
+        self.server = server
+        headers = {"authorization": f"Bearer {token}"} if token else {}
+        self.client = httpx.AsyncClient(base_url=server.url, headers=headers, timeout=10.0)
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+    async def get(self, path: str, **kw: Any) -> httpx.Response:
+        return await self.client.get(path, **kw)
+
+    async def post(self, path: str, body: Any = None, *, key: str | None = None) -> httpx.Response:
+        headers = {"idempotency-key": key} if key else {}
+        return await self.client.post(path, json=body, headers=headers)
+
+    async def buy(self, package: str, *, key: str) -> httpx.Response:
+        return await self.post("/v1/purchases", {"package": package}, key=key)
+
+    async def balance(self) -> int:
+        response = await self.get("/v1/me/wallet")
+        response.raise_for_status()
+        coins: int = response.json()["coins"]
+        return coins
+
+
+class Client:
+    """A WebSocket client that keeps every event it receives, in order."""
+
+    def __init__(self, ws: ClientConnection, *, binary: bool) -> None:
+        self.ws = ws
+        self.binary = binary
+        self.events: list[dict[str, Any]] = []
+        self.frames = 0
+        self._new = asyncio.Condition()
+        self._reader = asyncio.get_running_loop().create_task(self._read())
+        self.closed_code: int | None = None
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def open(
+        cls,
+        server: LiveServer,
+        room: str,
+        *,
+        token: str | None = None,
+        msgpack_codec: bool = False,
+        query: str = "",
+    ) -> AsyncIterator[Client]:
+        url = f"{server.ws_url}/v1/rooms/{room}/live"
+        params = []
+        if token:
+            params.append(f"access_token={token}")
+        if query:
+            params.append(query)
+        if params:
+            url += "?" + "&".join(params)
+        sub = "gift.v1.msgpack" if msgpack_codec else "gift.v1.json"
+        async with connect(
+            url,
+            subprotocols=[sub],
+            max_size=2**24,  # type: ignore[list-item]
+            open_timeout=10,
+        ) as ws:
+            client = cls(ws, binary=msgpack_codec)
+            try:
+                yield client
+            finally:
+                client._reader.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await client._reader
+
+    async def _read(self) -> None:
+        try:
+            await self._consume()
+        except ConnectionClosed:
+            pass
+        finally:
+            self.closed_code = self.ws.close_code
+            async with self._new:
+                self._new.notify_all()
+
+    async def _consume(self) -> None:
+        async for message in self.ws:
+            if self.binary:
+                if not isinstance(message, bytes):
+                    raise AssertionError("msgpack session got a text frame")
+                batch = msgpack.unpackb(message, raw=False)
+            else:
+                if not isinstance(message, str):
+                    raise AssertionError("json session got a binary frame")
+                batch = orjson.loads(message)
+            if not isinstance(batch, list) or not batch:
+                raise AssertionError(f"frame is not a non-empty array: {batch!r}")
+            async with self._new:
+                self.frames += 1
+                self.events.extend(batch)
+                self._new.notify_all()
+
+    async def send(self, command: dict[str, Any]) -> None:
+        if self.binary:
+            await self.ws.send(msgpack.packb(command, use_bin_type=True))
+        else:
+            await self.ws.send(orjson.dumps(command).decode())
+
+    async def wait_for(self, predicate: Any, *, timeout: float = 10.0) -> dict[str, Any]:
+        """The first event (from the start) matching ``predicate``."""
+
+        async def find() -> dict[str, Any]:
+            async with self._new:
+                while True:
+                    for event in self.events:
+                        if predicate(event):
+                            return event
+                    if self._reader.done():
+                        raise AssertionError(
+                            f"connection closed ({self.closed_code}) "
+                            f"before a matching event; got {self.events}"
+                        )
+                    await self._new.wait()
+
+        return await asyncio.wait_for(find(), timeout)
+
+    async def reply(self, command_id: str, *, timeout: float = 10.0) -> dict[str, Any]:
+        return await self.wait_for(
+            lambda e: e.get("type") in ("ack", "error") and e.get("id") == command_id,
+            timeout=timeout,
+        )
+
+    async def command(self, command: dict[str, Any]) -> dict[str, Any]:
+        await self.send(command)
+        return await self.reply(command["id"])
+
+    async def closed(self, *, timeout: float = 10.0) -> int | None:
+        await asyncio.wait_for(asyncio.shield(self._reader), timeout)
+        return self.ws.close_code
+
+    def of_type(self, kind: str) -> list[dict[str, Any]]:
+        return [e for e in self.events if e.get("type") == kind]
