@@ -17,6 +17,7 @@ run: install
 	$(BIN)/live serve --demo
 
 test: install
+	.ci/install-services
 	$(BIN)/python -m pytest -q
 
 lint: install
