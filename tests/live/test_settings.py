@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from live.settings import Settings, SettingsError
+
+
+def test_defaults_and_env(tmp_path: Path) -> None:
+    settings = Settings.from_env({
+        "LIVE_DATA_DIR": str(tmp_path), "PORT": "9001", "LIVE_TICK_MS": "40",
+        "LIVE_SANDBOX_PAYMENTS": "false",
+    })
+    assert settings.port == 9001 and settings.tick_ms == 40
+    assert settings.sandbox_payments is False and not settings.scaled
+    # A dev secret is generated once and reused, so `live token` and `live serve` agree.
+    again = Settings.from_env({"LIVE_DATA_DIR": str(tmp_path)})
+    assert settings.secret == again.secret and len(settings.secret) >= 32
+
+
+def test_production_needs_a_secret(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match="LIVE_SECRET"):
+        Settings.from_env({"LIVE_ENV": "production", "LIVE_DATA_DIR": str(tmp_path)})
+    ok = Settings.from_env({"LIVE_ENV": "production", "LIVE_SECRET": "k" * 40})
+    assert ok.production
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"LIVE_PORT": "http"},
+        {"LIVE_TICK_MS": "0"},
+        {"LIVE_CREATOR_SHARE_PERCENT": "101"},
+        {"LIVE_SANDBOX_PAYMENTS": "maybe"},
+        {"LIVE_REDIS_URL": "redis://localhost"},
+        {"LIVE_ENV": "staging"},
+    ],
+)
+def test_invalid_settings_refuse_to_start(env: dict[str, str], tmp_path: Path) -> None:
+    with pytest.raises(SettingsError):
+        Settings.from_env({"LIVE_DATA_DIR": str(tmp_path), **env})

@@ -1,0 +1,146 @@
+"""The WebSocket contract over real sockets: handshake, auth, codecs, errors, resume."""
+
+from __future__ import annotations
+
+import asyncio
+
+import msgpack
+import orjson
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from tests.live.server import Api, Client, LiveServer
+
+
+@pytest.fixture
+async def room(server: LiveServer) -> str:
+    api = Api(server, server.token("carol", creator=True))
+    response = await api.post("/v1/rooms", {"id": "carol", "title": "hello"})
+    assert response.status_code == 201
+    await api.aclose()
+    return "carol"
+
+
+async def test_welcome_first_and_subprotocol_choice(server: LiveServer, room: str) -> None:
+    url = f"{server.ws_url}/v1/rooms/{room}/live"
+    async with connect(url, subprotocols=["nope", "gift.v1.msgpack", "gift.v1.json"]) as ws:  # type: ignore[list-item]
+        assert ws.subprotocol == "gift.v1.msgpack"
+        frame = await ws.recv()
+        assert isinstance(frame, bytes)
+        events = msgpack.unpackb(frame, raw=False)
+        assert events[0]["type"] == "welcome" and events[0]["you"] is None
+        assert events[0]["room"]["id"] == room and "overlay_key" not in events[0]["room"]
+    async with connect(url) as ws:  # no subprotocol offered: JSON
+        assert ws.subprotocol is None
+        frame = await ws.recv()
+        assert isinstance(frame, str)
+        assert orjson.loads(frame)[0]["type"] == "welcome"
+
+
+async def test_guest_watches_but_cannot_act(server: LiveServer, room: str) -> None:
+    async with Client.open(server, room) as guest:
+        reply = await guest.command({"type": "send_gift", "id": "g1", "gift": "rose"})
+        assert reply["type"] == "error" and reply["code"] == "unauthorized"
+        assert (await guest.command({"type": "ping", "id": "p1"}))["type"] == "ack"
+
+
+async def test_bad_token_and_unknown_room_are_refused(server: LiveServer, room: str) -> None:
+    forged = server.token("alice")[:-4] + "AAAA"
+    async with Client.open(server, room, token=forged) as client:
+        error = await client.wait_for(lambda e: e["type"] == "error")
+        assert error["code"] == "unauthorized"
+        assert await client.closed() == 1008
+    async with Client.open(server, "nobody") as client:
+        error = await client.wait_for(lambda e: e["type"] == "error")
+        assert error["code"] == "not_found"
+        assert await client.closed() == 4004
+
+
+async def test_bad_command_keeps_connection_malformed_frame_closes(
+    server: LiveServer, room: str
+) -> None:
+    async with Client.open(server, room, token=server.token("alice")) as client:
+        reply = await client.command({"type": "teleport", "id": "x1"})
+        assert reply["type"] == "error" and reply["code"] == "bad_request"
+        reply = await client.command({"type": "send_gift", "id": "x2", "gift": "rose",
+                                      "count": True})
+        assert reply["code"] == "bad_request"
+        assert (await client.command({"type": "ping", "id": "x3"}))["type"] == "ack"
+        await client.ws.send("{not json")
+        error = await client.wait_for(lambda e: e["type"] == "error" and e["id"] is None)
+        assert error["code"] == "bad_request"
+        assert await client.closed() == 1008
+
+
+async def test_oversized_frame_closes_1009(server: LiveServer, room: str) -> None:
+    url = f"{server.ws_url}/v1/rooms/{room}/live"
+    async with connect(url, max_size=None) as ws:
+        await ws.recv()
+        await ws.send("x" * 70_000)
+        with pytest.raises(ConnectionClosed) as info:
+            while True:
+                await ws.recv()
+        assert info.value.rcvd is not None and info.value.rcvd.code == 1009
+
+
+async def test_rate_limit_then_flood_close(server: LiveServer, room: str) -> None:
+    async with Client.open(server, room, token=server.token("alice")) as client:
+        for i in range(60):
+            await client.send({"type": "ping", "id": f"p{i}"})
+        limited = await client.wait_for(
+            lambda e: e["type"] == "error" and e["code"] == "rate_limited"
+        )
+        assert limited["id"].startswith("p")
+        assert await client.closed() == 4029
+
+
+async def test_resume_replays_exactly_the_missed_events(server: LiveServer, room: str) -> None:
+    alice = Api(server, server.token("alice"))
+    await alice.buy("us_350", key="p1")
+    async with Client.open(server, room) as viewer:
+        welcome = await viewer.wait_for(lambda e: e["type"] == "welcome")
+        await alice.post(f"/v1/rooms/{room}/gifts", {"gift": "rose"}, key="a")
+        first = await viewer.wait_for(lambda e: e["type"] == "gift")
+        assert first["seq"] == welcome["seq"] + 1
+    # Offline: three gifts happen.
+    txs = []
+    for key in ("b", "c", "d"):
+        response = await alice.post(f"/v1/rooms/{room}/gifts", {"gift": "rose"}, key=key)
+        txs.append(response.json()["tx"])
+    async with Client.open(server, room, query=f"since={first['seq']}") as viewer:
+        welcome = await viewer.wait_for(lambda e: e["type"] == "welcome")
+        assert welcome["resumed"] is True and welcome["seq"] == first["seq"]
+        await viewer.wait_for(lambda e: e.get("tx") == txs[-1])
+        gifts = viewer.of_type("gift")
+        assert [g["tx"] for g in gifts] == txs
+        assert [g["seq"] for g in gifts] == [first["seq"] + i for i in (1, 2, 3)]
+    # A cursor from the future (say, before a data reset) gets a fresh snapshot.
+    async with Client.open(server, room, query="since=999999") as viewer:
+        welcome = await viewer.wait_for(lambda e: e["type"] == "welcome")
+        assert welcome["resumed"] is False and welcome["seq"] == first["seq"] + 3
+    await alice.aclose()
+
+
+async def test_overlay_key(server: LiveServer) -> None:
+    api = Api(server, server.token("erin", creator=True))
+    room = (await api.post("/v1/rooms", {"title": "overlay test"})).json()
+    assert room["id"] == "erin" and len(room["overlay_key"]) >= 20
+    async with Client.open(server, "erin", query=f"overlay_key={room['overlay_key']}") as ov:
+        welcome = await ov.wait_for(lambda e: e["type"] == "welcome")
+        assert welcome["viewers"] == 0
+    async with Client.open(server, "erin", query="overlay_key=wrong") as ov:
+        assert (await ov.wait_for(lambda e: e["type"] == "error"))["code"] == "unauthorized"
+        assert await ov.closed() == 1008
+    await api.aclose()
+
+
+async def test_handshake_without_upgrade_is_http_error(server: LiveServer, room: str) -> None:
+    api = Api(server, None)
+    response = await api.get(f"/v1/rooms/{room}/live")
+    assert response.status_code in (400, 404, 426)
+    assert (await api.get("/v1/nothing-here")).json()["error"]["code"] == "not_found"
+    await api.aclose()
+    with pytest.raises((InvalidStatus, ConnectionClosed, OSError)):
+        async with connect(f"{server.ws_url}/nope/live") as ws:
+            await asyncio.wait_for(ws.recv(), 5)
