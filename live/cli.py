@@ -35,6 +35,7 @@ def _uvloop_available() -> bool:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from live.logs import uvicorn_log_config
     from live.transport import live_websocket_protocol
 
     settings = _settings(args, demo=True if args.demo else None)
@@ -64,6 +65,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         ws_ping_timeout=settings.ping_timeout,
         ws_per_message_deflate=False,
         log_level=settings.log_level,
+        log_config=uvicorn_log_config(settings.log_level),
         timeout_graceful_shutdown=10,
         proxy_headers=True,
     )

@@ -63,8 +63,9 @@ async def test_bad_command_keeps_connection_malformed_frame_closes(
     async with Client.open(server, room, token=server.token("alice")) as client:
         reply = await client.command({"type": "teleport", "id": "x1"})
         assert reply["type"] == "error" and reply["code"] == "bad_request"
-        reply = await client.command({"type": "send_gift", "id": "x2", "gift": "rose",
-                                      "count": True})
+        reply = await client.command(
+            {"type": "send_gift", "id": "x2", "gift": "rose", "count": True}
+        )
         assert reply["code"] == "bad_request"
         assert (await client.command({"type": "ping", "id": "x3"}))["type"] == "ack"
         await client.ws.send("{not json")
@@ -144,3 +145,27 @@ async def test_handshake_without_upgrade_is_http_error(server: LiveServer, room:
     with pytest.raises((InvalidStatus, ConnectionClosed, OSError)):
         async with connect(f"{server.ws_url}/nope/live") as ws:
             await asyncio.wait_for(ws.recv(), 5)
+
+
+async def test_tokens_and_keys_never_logged(tmp_path: object) -> None:
+    from pathlib import Path
+
+    data = Path(str(tmp_path)) / "data"
+    srv = LiveServer(data_dir=data, env={"LIVE_LOG_LEVEL": "info"})
+    await srv.start()
+    try:
+        token = srv.token("carol", creator=True)
+        api = Api(srv, token)
+        room = (await api.post("/v1/rooms", {"title": "t"})).json()
+        async with Client.open(srv, "carol", token=token) as client:
+            await client.wait_for(lambda e: e["type"] == "welcome")
+        async with Client.open(srv, "carol", query=f"overlay_key={room['overlay_key']}") as ov:
+            await ov.wait_for(lambda e: e["type"] == "welcome")
+        await api.get(f"/v1/rooms/carol?access_token={token}")
+        await api.aclose()
+    finally:
+        await srv.stop()
+    log = srv.log_path.read_text()
+    assert "WebSocket" in log  # access lines are there, but masked
+    assert token not in log and room["overlay_key"] not in log
+    assert "[redacted]" in log
