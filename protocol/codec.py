@@ -99,6 +99,21 @@ def _reject_ext(code: int, data: bytes) -> NoReturn:
     raise ValueError(f"extension type {code} is not allowed")
 
 
+# msgpack raises some errors without a message; say what they mean.
+_MSGPACK_REASONS: tuple[tuple[type[Exception], str], ...] = (
+    (msgpack.StackError, "nested too deeply"),
+    (msgpack.ExtraData, "trailing data after the value"),
+    (msgpack.FormatError, "invalid type byte"),
+)
+
+
+def _msgpack_detail(exc: Exception) -> str:
+    for cls, reason in _MSGPACK_REASONS:
+        if isinstance(exc, cls):
+            return reason
+    return _detail(exc)
+
+
 class MsgpackCodec(Codec):
     """MessagePack in binary frames: smaller and cheaper to parse on mobile clients."""
 
@@ -135,7 +150,7 @@ class MsgpackCodec(Codec):
                 max_ext_len=0,
             )
         except Exception as exc:
-            raise MalformedFrame(f"invalid MessagePack: {_detail(exc)}") from None
+            raise MalformedFrame(f"invalid MessagePack: {_msgpack_detail(exc)}") from None
 
 
 JSON_CODEC: Codec = JsonCodec(subprotocol="gift.v1.json", binary=False)

@@ -320,6 +320,20 @@ def test_msgpack_refuses(data: bytes) -> None:
     malformed(MSGPACK_CODEC, data)
 
 
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (b"\xc1", "invalid type byte"),
+        (VALID + b"\x00", "trailing data after the value"),
+        (b"\x91" * 5_000 + b"\xc0", "nested too deeply"),
+        (VALID[:-1], "incomplete input"),
+        (msgpack.packb(msgpack.ExtType(5, b"")), "extension type 5 is not allowed"),
+    ],
+)
+def test_msgpack_refusals_say_why(data: bytes, reason: str) -> None:
+    assert reason in malformed(MSGPACK_CODEC, data).message
+
+
 def test_msgpack_refuses_text_frames() -> None:
     error = malformed(MSGPACK_CODEC, '{"type":"ping","id":"p"}')
     assert "binary frames" in error.message
