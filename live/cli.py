@@ -51,6 +51,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         app = create_app(settings)
         factory = False
     ws_protocol = live_websocket_protocol() or "auto"
+    # uvicorn shuts down gracefully on SIGTERM/SIGINT, then re-raises the signal
+    # with the previous handlers restored: make that a clean exit 0.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _exit_cleanly)
     uvicorn.run(
         app,  # type: ignore[arg-type]
         factory=factory,
@@ -70,6 +74,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         proxy_headers=True,
     )
     return 0
+
+
+def _exit_cleanly(signum: int, frame: object) -> None:
+    raise SystemExit(0)
 
 
 def _env_of(settings: Settings) -> dict[str, str]:

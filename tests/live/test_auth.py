@@ -17,8 +17,15 @@ def b64(data: object) -> str:
 
 
 def test_round_trip_profile() -> None:
-    token = issue_token(secret=SECRET, user_id="alice", username="al", display_name="Alice",
-                        adult=True, roles=["creator", "wizard"], now=1_000)
+    token = issue_token(
+        secret=SECRET,
+        user_id="alice",
+        username="al",
+        display_name="Alice",
+        adult=True,
+        roles=["creator", "wizard"],
+        now=1_000,
+    )
     profile = verify_token(token, secret=SECRET, now=1_000)
     assert (profile.id, profile.username, profile.display_name) == ("alice", "al", "Alice")
     assert profile.adult and profile.roles == frozenset({"creator"})

@@ -41,8 +41,9 @@ async def test_purchase_rules(server: LiveServer) -> None:
     assert (await kid.buy("us_70", key="k1")).json()["error"]["code"] == "forbidden"
     guest = Api(server, None)
     assert (await guest.buy("us_70", key="k1")).status_code == 401
-    not_json = await alice.client.post("/v1/purchases", content=b"[1,2",
-                                       headers={"idempotency-key": "k9"})
+    not_json = await alice.client.post(
+        "/v1/purchases", content=b"[1,2", headers={"idempotency-key": "k9"}
+    )
     assert not_json.status_code == 400
     assert await alice.balance() == 3675
     for api in (alice, kid, guest):
@@ -84,7 +85,10 @@ async def test_operations_endpoints(server: LiveServer) -> None:
 def test_token_command_mints_a_valid_token(tmp_path: object) -> None:
     out = subprocess.run(
         [sys.executable, "-m", "live", "token", "zed", "--adult", "--creator"],
-        env={"LIVE_SECRET": SECRET, "PATH": ""}, capture_output=True, text=True, check=True,
+        env={"LIVE_SECRET": SECRET, "PATH": ""},
+        capture_output=True,
+        text=True,
+        check=True,
     )
     from live.auth import verify_token
 

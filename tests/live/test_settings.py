@@ -8,10 +8,14 @@ from live.settings import Settings, SettingsError
 
 
 def test_defaults_and_env(tmp_path: Path) -> None:
-    settings = Settings.from_env({
-        "LIVE_DATA_DIR": str(tmp_path), "PORT": "9001", "LIVE_TICK_MS": "40",
-        "LIVE_SANDBOX_PAYMENTS": "false",
-    })
+    settings = Settings.from_env(
+        {
+            "LIVE_DATA_DIR": str(tmp_path),
+            "PORT": "9001",
+            "LIVE_TICK_MS": "40",
+            "LIVE_SANDBOX_PAYMENTS": "false",
+        }
+    )
     assert settings.port == 9001 and settings.tick_ms == 40
     assert settings.sandbox_payments is False and not settings.scaled
     # A dev secret is generated once and reused, so `live token` and `live serve` agree.
