@@ -100,6 +100,8 @@ class RoomChannel:
         self._flush_handle: asyncio.TimerHandle | None = None
         self._resync: asyncio.Task[None] | None = None
         self.ended = False
+        self.viewers = 0
+        """Local connections that count as viewers (overlays do not)."""
 
     # -- BrokerListener -------------------------------------------------------------
     def on_events(self, room_id: str, events: list[Event]) -> None:
@@ -115,7 +117,7 @@ class RoomChannel:
 
     # -- fan-out ----------------------------------------------------------------------
     def viewer_count(self) -> int:
-        return sum(1 for c in self.connections if c.is_viewer)
+        return self.viewers
 
     def flush(self) -> None:
         self._flush_handle = None
@@ -213,6 +215,16 @@ class RoomChannel:
             conn.send(catch_up)
             conn.cursor = catch_up[-1]["seq"]
         self.connections[conn] = None
+        if conn.is_viewer:
+            self.viewers += 1
+
+    def detach(self, conn: Connection) -> bool:
+        if conn not in self.connections:
+            return False
+        del self.connections[conn]
+        if conn.is_viewer:
+            self.viewers -= 1
+        return True
 
 
 @dataclass(slots=True)
@@ -308,9 +320,8 @@ class Hub:
 
     def leave(self, conn: Connection) -> None:
         channel = self.channels.get(conn.room_id)
-        if channel is None or conn not in channel.connections:
+        if channel is None or not channel.detach(conn):
             return
-        del channel.connections[conn]
         self.metrics.connections -= 1
         if not channel.connections and conn.room_id not in self._closing:
             self._closing[conn.room_id] = asyncio.get_running_loop().create_task(
