@@ -1,0 +1,428 @@
+"""The scaled engine's wallet and rooms: one Lua script per operation in Redis.
+
+Each operation is a single script, so it is atomic on the Redis primary: the
+gift script checks everything (idempotency, room, ages, funds) before its first
+write, then moves the balances, appends the transaction (with its postings, as
+JSON) to the ledger outbox stream, bumps the room's leaderboard and stores the
+receipt under the idempotency key. The outbox is drained into PostgreSQL by the
+ledger worker (``store.postgres_ledger``). Calls are pipelined by
+``store.redis_scripts.CommandBatcher``. The semantics (check order, error
+codes and messages) are exactly those of ``store.sqlite``; the conformance suite
+runs both engines.
+
+Key layout (``{...}`` is the Redis Cluster hash tag: everything of one user, one
+room, or the system shares a slot)::
+
+    live:{u:<user>}:w                 hash    coin, diamond: hot balances of
+                                              user:<user>:coins / user:<user>:diamonds
+    live:{u:<user>}:g:<digest>        string  gift idempotency key (scope gift:<user>):
+                                              fingerprint (32 chars) + receipt JSON;
+                                              expires after ``gift_key_ttl`` seconds
+    live:{pay:<provider>:<payment>}   string  purchase idempotency key (scope
+                                              payment:<provider>), never expires
+    live:{r:<room>}:room              hash    room state
+    live:{r:<room>}:lb                zset    current stream's gifters: user id -> coins
+    live:{r:<room>}:lbu               hash    user id -> public profile JSON
+    live:{r:<room>}:seq               string  broker: last seq of the room
+    live:{r:<room>}:hist              stream  broker: recent events, for resume
+    live:{r:<room>}:ch                channel broker: fan-out
+    live:{sys}:bal                    hash    "<asset>|<account>" -> hot balance of
+                                              the system accounts (world, platform:*)
+    live:{sys}:outbox                 stream  ledger outbox, one entry per transaction
+    live:{sys}:dead                   stream  outbox entries the worker could not file
+
+The digest in a gift key is a hash of the client's key, so any client key has a
+bounded size and no user-controlled suffix can look like another kind of key.
+A gift touches the sender's, the room's, the creator's and the system's slots;
+on one primary (or a cluster with one shard) that is one script. Splitting it
+for a sharded cluster (debit plus outbox in the sender's slot, then an
+idempotent credit in the creator's) keeps these keys; see docs/SCALING.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from typing import Any, Final
+
+import orjson
+
+from store.errors import BadRequest, StoreError
+from store.ids import new_id, new_secret, now_ms
+from store.models import (
+    Balance,
+    GiftReceipt,
+    GiftRequest,
+    LeaderEntry,
+    Posting,
+    Profile,
+    PurchaseReceipt,
+    PurchaseRequest,
+    Room,
+)
+from store.money import gift_postings, purchase_postings, split_gift
+from store.redis_scripts import CommandBatcher, load_script, script_reply_error
+
+PREFIX: Final = "live"
+MAX_KEY_LENGTH: Final = 200
+MAX_ID_LENGTH: Final = 200
+DEFAULT_GIFT_KEY_TTL: Final = 7 * 24 * 3600
+"""A client re-sends a gift's request id within a reconnect; a week is plenty and
+keeps Redis memory bounded at any gift rate."""
+_CREATOR_CACHE_SIZE: Final = 100_000
+
+SYSTEM_BALANCES: Final = f"{PREFIX}:{{sys}}:bal"
+OUTBOX: Final = f"{PREFIX}:{{sys}}:outbox"
+DEAD_LETTERS: Final = f"{PREFIX}:{{sys}}:dead"
+WALLET_PATTERN: Final = f"{PREFIX}:{{u:*}}:w"
+_WALLET_HEAD: Final = f"{PREFIX}:{{u:"
+_WALLET_TAIL: Final = "}:w"
+
+
+def wallet_key(user_id: str) -> str:
+    return f"{_WALLET_HEAD}{user_id}{_WALLET_TAIL}"
+
+
+def user_of_wallet_key(key: str) -> str:
+    """The user id inside a ``wallet_key`` (ids may contain any character)."""
+    return key[len(_WALLET_HEAD) : -len(_WALLET_TAIL)]
+
+
+def gift_key(user_id: str, key: str) -> str:
+    digest = hashlib.blake2b(key.encode(), digest_size=16).hexdigest()
+    return f"{PREFIX}:{{u:{user_id}}}:g:{digest}"
+
+
+def payment_key(provider: str, payment_id: str) -> str:
+    return f"{PREFIX}:{{pay:{provider}:{payment_id}}}"
+
+
+def room_key(room_id: str) -> str:
+    return f"{PREFIX}:{{r:{room_id}}}:room"
+
+
+def leaderboard_key(room_id: str) -> str:
+    return f"{PREFIX}:{{r:{room_id}}}:lb"
+
+
+def leaderboard_users_key(room_id: str) -> str:
+    return f"{PREFIX}:{{r:{room_id}}}:lbu"
+
+
+def system_field(account: str, asset: str) -> str:
+    return f"{asset}|{account}"
+
+
+_GIFT = load_script("gift")
+_PURCHASE = load_script("purchase")
+_GO_LIVE = load_script("go_live")
+_END = load_script("end")
+_LEADERBOARD = load_script("leaderboard")
+
+
+def _check_id(value: str, what: str) -> None:
+    if not value or len(value) > MAX_ID_LENGTH:
+        raise BadRequest(f"{what} must be 1..{MAX_ID_LENGTH} characters")
+
+
+def _check_key(value: str, what: str) -> None:
+    if not value or len(value) > MAX_KEY_LENGTH:
+        raise BadRequest(f"{what} must be 1..{MAX_KEY_LENGTH} characters")
+
+
+def _check_limit(limit: int) -> None:
+    if limit < 1:
+        raise BadRequest("limit must be at least 1")
+
+
+def _postings_json(postings: Sequence[Posting]) -> list[dict[str, Any]]:
+    return [{"account": p.account, "asset": p.asset, "amount": p.amount} for p in postings]
+
+
+def _flag(value: bool) -> str:
+    return "1" if value else "0"
+
+
+def _check_reply(reply: Any) -> list[Any]:
+    error = script_reply_error(reply)
+    if error is not None:
+        raise error
+    if not isinstance(reply, list) or not reply:
+        raise StoreError(f"unexpected script reply: {reply!r}")
+    return reply
+
+
+class RedisWallet:
+    """``Wallet`` over Redis (see the module docstring for keys and semantics)."""
+
+    def __init__(
+        self,
+        batcher: CommandBatcher,
+        *,
+        creator_share_percent: int = 50,
+        gift_key_ttl: int = DEFAULT_GIFT_KEY_TTL,
+    ) -> None:
+        if not 0 <= creator_share_percent <= 100:
+            raise ValueError("creator_share_percent must be within 0..100")
+        if gift_key_ttl < 0:
+            raise ValueError("gift_key_ttl must be >= 0 (0: never expire)")
+        self._batcher = batcher
+        self._share = creator_share_percent
+        self._ttl = str(gift_key_ttl)
+        # A room's creator never changes once the room exists (another creator
+        # gets Conflict), so the creator's wallet key can be put in KEYS from a
+        # cache; the script verifies it and answers "S" if the cache is stale.
+        self._creators: dict[str, str] = {}
+
+    async def purchase(self, request: PurchaseRequest) -> PurchaseReceipt:
+        _check_id(request.user.id, "user id")
+        _check_key(request.payment_id, "payment id")
+        _check_id(request.provider, "payment provider")
+        package = request.package
+        credit = package.coins + package.bonus
+        if package.coins < 0 or package.bonus < 0 or credit < 1:
+            raise BadRequest("a coin package must credit at least one coin")
+        user_id = request.user.id
+        tx_id, created_at = new_id("tx"), now_ms()
+        entry = orjson.dumps(
+            {
+                "id": tx_id,
+                "kind": "purchase",
+                "created_at": created_at,
+                "postings": _postings_json(purchase_postings(user_id=user_id, coins=credit)),
+                "meta": {
+                    "package_id": package.id,
+                    "coins": package.coins,
+                    "bonus": package.bonus,
+                    "price_minor": package.price_minor,
+                    "currency": package.currency,
+                    "provider": request.provider,
+                    "payment_id": request.payment_id,
+                    "user_id": user_id,
+                },
+            }
+        )
+        members = orjson.dumps(
+            {"tx": tx_id, "package_id": package.id, "coins": credit, "created_at": created_at}
+        )[1:-1]
+        reply = _check_reply(
+            await self._batcher.evalsha(
+                _PURCHASE,
+                (
+                    payment_key(request.provider, request.payment_id),
+                    wallet_key(user_id),
+                    SYSTEM_BALANCES,
+                    OUTBOX,
+                ),
+                (request.fingerprint(), _flag(request.user.adult), credit, entry, members),
+                retry_on_disconnect=True,
+            )
+        )
+        return PurchaseReceipt(**orjson.loads(reply[1]), replayed=reply[0] == b"R")
+
+    async def send_gift(self, request: GiftRequest) -> GiftReceipt:
+        """Debit the sender, credit the creator and the platform, bump the
+        leaderboard: one script, checks first (order as in ``store.sqlite``)."""
+        sender = request.sender
+        _check_id(sender.id, "sender id")
+        _check_id(request.room_id, "room id")
+        _check_key(request.key, "request id")
+        if request.count < 1:
+            raise BadRequest("count must be at least 1")
+        if request.gift.coins < 1:
+            raise BadRequest("a gift must cost at least one coin")
+        room_id = request.room_id
+        creator_id = self._creators.get(room_id)
+        if creator_id is None:
+            creator_id = await self._creator_of(room_id)
+        tx_id, created_at = new_id("tx"), now_ms()
+        for _ in range(3):
+            reply = _check_reply(
+                await self._batcher.evalsha(
+                    _GIFT,
+                    *self._gift_call(request, creator_id, tx_id, created_at),
+                    retry_on_disconnect=True,
+                )
+            )
+            if reply[0] != b"S":
+                return GiftReceipt(**orjson.loads(reply[1]), replayed=reply[0] == b"R")
+            creator_id = reply[1].decode()
+            self._remember(room_id, creator_id)
+        raise StoreError("the room's creator kept changing during the gift")
+
+    def _gift_call(
+        self, request: GiftRequest, creator_id: str, tx_id: str, created_at: int
+    ) -> tuple[tuple[str, ...], tuple[str | bytes | int, ...]]:
+        sender = request.sender
+        room_id = request.room_id
+        total = request.total_coins
+        diamonds, platform = split_gift(total, self._share)
+        postings = gift_postings(
+            sender_id=sender.id, creator_id=creator_id, total_coins=total, diamonds=diamonds
+        )
+        head = orjson.dumps(
+            {
+                "id": tx_id,
+                "kind": "gift",
+                "created_at": created_at,
+                "postings": _postings_json(postings),
+            }
+        )[:-1] + b',"meta":{"stream_id":'
+        tail = b"," + orjson.dumps(
+            {
+                "room_id": room_id,
+                "gift_id": request.gift.id,
+                "count": request.count,
+                "sender_id": sender.id,
+                "creator_id": creator_id,
+                "key": request.key,
+            }
+        )[1:] + b"}"
+        members = orjson.dumps(
+            {
+                "tx": tx_id,
+                "room_id": room_id,
+                "creator_id": creator_id,
+                "gift_id": request.gift.id,
+                "count": request.count,
+                "coins": total,
+                "diamonds": diamonds,
+                "created_at": created_at,
+            }
+        )[1:-1]
+        keys = (
+            gift_key(sender.id, request.key),
+            wallet_key(sender.id),
+            room_key(room_id),
+            # unknown room: any key of the sender's slot; the script stops at NotFound
+            wallet_key(creator_id) if creator_id else wallet_key(sender.id),
+            leaderboard_key(room_id),
+            leaderboard_users_key(room_id),
+            SYSTEM_BALANCES,
+            OUTBOX,
+        )
+        args = (
+            request.fingerprint(),
+            sender.id,
+            _flag(sender.adult),
+            creator_id,
+            total,
+            diamonds,
+            platform,
+            orjson.dumps(sender.public()),
+            head,
+            tail,
+            members,
+            self._ttl,
+        )
+        return keys, args
+
+    async def _creator_of(self, room_id: str) -> str:
+        value = await self._batcher.execute("HGET", room_key(room_id), "creator_id")
+        if value is None:
+            return ""
+        creator_id: str = value.decode()
+        self._remember(room_id, creator_id)
+        return creator_id
+
+    def _remember(self, room_id: str, creator_id: str) -> None:
+        if len(self._creators) >= _CREATOR_CACHE_SIZE:
+            self._creators.clear()
+        if creator_id:
+            self._creators[room_id] = creator_id
+
+    async def balance(self, user_id: str) -> Balance:
+        """Coins and diamonds; zero for a user never seen."""
+        coins, diamonds = await self._batcher.execute(
+            "HMGET", wallet_key(user_id), "coin", "diamond"
+        )
+        return Balance(coins=int(coins or 0), diamonds=int(diamonds or 0))
+
+
+def room_from_hash(room_id: str, values: Sequence[Any]) -> Room:
+    """A ``Room`` from a flat ``HGETALL`` reply of the room hash."""
+    fields = {
+        values[i].decode(): values[i + 1].decode() for i in range(0, len(values) - 1, 2)
+    }
+    ended = fields.get("ended_at", "")
+    return Room(
+        id=room_id,
+        creator=orjson.loads(fields["creator"]),
+        title=fields["title"],
+        live=fields["live"] == "1",
+        stream_id=int(fields["stream_id"]),
+        started_at=int(fields["started_at"]) if fields.get("started_at") else None,
+        ended_at=int(ended) if ended else None,
+        overlay_key=fields["overlay_key"],
+        creator_adult=fields["creator_adult"] == "1",
+    )
+
+
+class RedisRooms:
+    """``Rooms`` over Redis: room hash plus the current stream's leaderboard."""
+
+    def __init__(self, batcher: CommandBatcher) -> None:
+        self._batcher = batcher
+
+    async def go_live(self, *, room_id: str, creator: Profile, title: str) -> Room:
+        """New room: stream 1 with a fresh overlay key. Same creator, ended: the next
+        stream (title and creator profile refreshed, leaderboard emptied). Same
+        creator, live: only the title changes. Another creator: ``Conflict``."""
+        _check_id(room_id, "room id")
+        _check_id(creator.id, "creator id")
+        reply = _check_reply(
+            await self._batcher.evalsha(
+                _GO_LIVE,
+                (room_key(room_id), leaderboard_key(room_id), leaderboard_users_key(room_id)),
+                (
+                    creator.id,
+                    orjson.dumps(creator.public()),
+                    _flag(creator.adult),
+                    title,
+                    now_ms(),
+                    new_secret(),
+                ),
+                # going live again while live only sets the title: safe to resend
+                retry_on_disconnect=True,
+            )
+        )
+        return room_from_hash(room_id, reply[1:])
+
+    async def end(self, room_id: str, *, by: Profile) -> Room:
+        """``NotFound``; ``Forbidden`` unless ``by`` is the creator or an admin; an
+        ended room is returned unchanged."""
+        _check_id(room_id, "room id")
+        reply = _check_reply(
+            await self._batcher.evalsha(
+                _END,
+                (room_key(room_id),),
+                (by.id, _flag(by.is_admin), now_ms()),
+                retry_on_disconnect=True,
+            )
+        )
+        return room_from_hash(room_id, reply[1:])
+
+    async def get(self, room_id: str) -> Room | None:
+        values = await self._batcher.execute("HGETALL", room_key(room_id))
+        if not values:
+            return None
+        return room_from_hash(room_id, values)
+
+    async def leaderboard(self, room_id: str, *, limit: int = 10) -> list[LeaderEntry]:
+        """The current stream's gifters, coins descending, ties by user id; ``[]`` for
+        an unknown room."""
+        _check_limit(limit)
+        reply = await self._batcher.evalsha(
+            _LEADERBOARD,
+            (leaderboard_key(room_id), leaderboard_users_key(room_id)),
+            (limit,),
+            retry_on_disconnect=True,
+        )
+        rows = [
+            (reply[i].decode(), int(float(reply[i + 1])), reply[i + 2])
+            for i in range(0, len(reply), 3)
+        ]
+        rows.sort(key=lambda row: (-row[1], row[0]))
+        return [
+            LeaderEntry(user=orjson.loads(user), coins=coins) for _, coins, user in rows[:limit]
+        ]
