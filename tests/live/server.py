@@ -36,12 +36,20 @@ class LiveServer:
     """``python -m live serve`` in a subprocess, restartable on the same data dir."""
 
     def __init__(
-        self, *, data_dir: Path, env: Mapping[str, str] | None = None, port: int | None = None
+        self,
+        *,
+        data_dir: Path,
+        env: Mapping[str, str] | None = None,
+        port: int | None = None,
+        ledger: bool = False,
     ) -> None:
         self.data_dir = data_dir
         self.port = port or free_port()
         self.extra_env = dict(env or {})
         self.proc: subprocess.Popen[bytes] | None = None
+        self.ledger = ledger
+        """Also run a ``live ledger`` worker (scaled engine)."""
+        self.ledger_proc: subprocess.Popen[bytes] | None = None
         self.log_path = data_dir.parent / f"server-{self.port}.log"
 
     @property
@@ -69,6 +77,13 @@ class LiveServer:
 
     async def start(self, *, timeout: float = 20.0) -> None:
         log = self.log_path.open("ab")
+        if self.ledger and self.ledger_proc is None:
+            self.ledger_proc = subprocess.Popen(  # noqa: ASYNC220
+                [sys.executable, "-m", "live", "ledger"],
+                env=self.env(),
+                stdout=log,
+                stderr=log,
+            )
         self.proc = subprocess.Popen(  # noqa: ASYNC220 - starting it is instant
             [sys.executable, "-m", "live", "serve"], env=self.env(), stdout=log, stderr=log
         )
@@ -84,6 +99,32 @@ class LiveServer:
         raise RuntimeError(f"server did not start: {self.log_path.read_text()[-3000:]}")
 
     async def stop(self, *, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
+        code = await self._stop_server(sig=sig, timeout=timeout)
+        ledger, self.ledger_proc = self.ledger_proc, None
+        if ledger is not None:
+            ledger.terminate()
+            ledger.wait(timeout)
+        return code
+
+    @property
+    def scaled(self) -> bool:
+        return "LIVE_REDIS_URL" in self.extra_env
+
+    async def audit(self, *, timeout: float = 20.0) -> dict[str, Any]:
+        """``GET /v1/admin/audit`` until it passes (the scaled engine's ledger worker
+        may still be draining) or ``timeout``; returns the last report."""
+        api = Api(self, self.token("auditor", admin=True))
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                report: dict[str, Any] = (await api.get("/v1/admin/audit")).json()
+                if report.get("ok") or time.monotonic() > deadline:
+                    return report
+                await asyncio.sleep(0.1)
+        finally:
+            await api.aclose()
+
+    async def _stop_server(self, *, sig: int, timeout: float) -> int:
         proc = self.proc
         if proc is None:
             return 0

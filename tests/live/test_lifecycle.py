@@ -12,23 +12,25 @@ import httpx
 from tests.live.server import Api, Client, LiveServer
 
 
-async def test_sigterm_closes_viewers_with_1012_and_exits_0(server: LiveServer) -> None:
-    api = Api(server, server.token("carol", creator=True))
+async def test_sigterm_closes_viewers_with_1012_and_exits_0(
+    embedded_server: LiveServer,
+) -> None:
+    api = Api(embedded_server, embedded_server.token("carol", creator=True))
     await api.post("/v1/rooms", {"title": "t"})
-    async with Client.open(server, "carol") as viewer:
+    async with Client.open(embedded_server, "carol") as viewer:
         await viewer.wait_for(lambda e: e["type"] == "welcome")
-        code = await server.stop(sig=signal.SIGTERM)
+        code = await embedded_server.stop(sig=signal.SIGTERM)
         assert await viewer.closed() == 1012
     assert code == 0
     await api.aclose()
 
 
 async def test_kill_9_during_gift_burst_keeps_every_acknowledged_gift(
-    server: LiveServer,
+    embedded_server: LiveServer,
 ) -> None:
-    carol = Api(server, server.token("carol", creator=True))
+    carol = Api(embedded_server, embedded_server.token("carol", creator=True))
     await carol.post("/v1/rooms", {"title": "t"})
-    alice = Api(server, server.token("alice"))
+    alice = Api(embedded_server, embedded_server.token("alice"))
     await alice.buy("us_7000", key="p1")  # 7,700 coins
     acked: list[str] = []
     enough = asyncio.Event()
@@ -45,9 +47,9 @@ async def test_kill_9_during_gift_burst_keeps_every_acknowledged_gift(
 
     tasks = [asyncio.create_task(gift(i)) for i in range(400)]
     await asyncio.wait_for(enough.wait(), 30)
-    await server.kill()
+    await embedded_server.kill()
     await asyncio.gather(*tasks)
-    await server.start()
+    await embedded_server.start()
     txs = []
     cursor = None
     while True:
@@ -72,7 +74,7 @@ async def test_kill_9_during_gift_burst_keeps_every_acknowledged_gift(
         "-m",
         "live",
         "audit",
-        env=server.env(),
+        env=embedded_server.env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
