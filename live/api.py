@@ -238,8 +238,13 @@ async def readyz(request: Request) -> Response:
 
 async def metrics(request: Request) -> Response:
     services = services_of(request)
+    try:
+        gauges = await services.engine.gauges()
+    except Exception:  # a scrape must not fail because a backend is down
+        log.warning("engine gauges unavailable", exc_info=True)
+        gauges = {}
     return PlainTextResponse(
-        services.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8"
+        services.metrics.render(gauges), media_type="text/plain; version=0.0.4; charset=utf-8"
     )
 
 

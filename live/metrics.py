@@ -6,7 +6,10 @@ Counters are plain integers bumped on the hot path (no locks: one event loop).
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable
+
+GAUGE_HELP = {
+    "outbox_lag": "Ledger entries in the Redis outbox not yet committed to PostgreSQL.",
+}
 
 
 class Metrics:
@@ -27,10 +30,8 @@ class Metrics:
         self.closes: defaultdict[int, int] = defaultdict(int)
         self.slow_closes = 0
         self.broker_resets = 0
-        self.gauges: dict[str, Callable[[], float | None]] = {}
-        """Values read at scrape time (e.g. outbox lag)."""
 
-    def render(self) -> str:
+    def render(self, engine_gauges: dict[str, float] | None = None) -> str:
         lines: list[str] = []
 
         def metric(name: str, kind: str, help_text: str, samples: list[tuple[str, float]]) -> None:
@@ -86,8 +87,6 @@ class Metrics:
             "Broker reconnects seen by room channels.",
             [("", self.broker_resets)],
         )
-        for name, read in sorted(self.gauges.items()):
-            value = read()
-            if value is not None:
-                metric(name, "gauge", name.replace("_", " ").capitalize() + ".", [("", value)])
+        for name, value in sorted((engine_gauges or {}).items()):
+            metric(name, "gauge", GAUGE_HELP.get(name, name.replace("_", " ") + "."), [("", value)])
         return "\n".join(lines) + "\n"

@@ -48,6 +48,11 @@ class Engine:
     check: Callable[[], Awaitable[dict[str, str]]]
     """Readiness: returns ``{component: "ok"}`` or raises ``store.errors.Unavailable``."""
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    stats: Callable[[], Awaitable[dict[str, float]]] | None = None
+    """Engine gauges for ``/metrics`` (e.g. ``outbox_lag`` on the scaled engine)."""
+
+    async def gauges(self) -> dict[str, float]:
+        return await self.stats() if self.stats is not None else {}
 
     async def ready(self) -> dict[str, str]:
         return await self.check()
