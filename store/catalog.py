@@ -24,14 +24,25 @@ _DEFAULT_GIFTS: tuple[tuple[str, str, int, str, bool], ...] = (
 )
 
 DEFAULT_GIFTS: tuple[Gift, ...] = tuple(
-    Gift(id=gid, name=name, coins=coins, animation=anim,
-         image=f"/static/gifts/{gid}.svg", streakable=streak)
+    Gift(
+        id=gid,
+        name=name,
+        coins=coins,
+        animation=anim,
+        image=f"/static/gifts/{gid}.svg",
+        streakable=streak,
+    )
     for gid, name, coins, anim, streak in _DEFAULT_GIFTS
 )
 
 # coins, bonus: bulk packages carry bonus coins, so they give better value per coin.
 _TIERS: tuple[tuple[int, int], ...] = (
-    (70, 0), (350, 0), (700, 7), (1_400, 28), (3_500, 175), (7_000, 700),
+    (70, 0),
+    (350, 0),
+    (700, 7),
+    (1_400, 28),
+    (3_500, 175),
+    (7_000, 700),
 )
 
 # region -> (currency, prices in minor units, one per tier)

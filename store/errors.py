@@ -67,8 +67,15 @@ class Unavailable(StoreError):
 
 ERRORS_BY_CODE: dict[str, type[StoreError]] = {
     cls.code: cls
-    for cls in (BadRequest, NotFound, Forbidden, InsufficientFunds, LimitExceeded,
-                RoomNotLive, Conflict)
+    for cls in (
+        BadRequest,
+        NotFound,
+        Forbidden,
+        InsufficientFunds,
+        LimitExceeded,
+        RoomNotLive,
+        Conflict,
+    )
 }
 
 

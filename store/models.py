@@ -232,8 +232,7 @@ class TransactionRecord:
             "kind": self.kind,
             "created_at": self.created_at,
             "postings": [
-                {"account": p.account, "asset": p.asset, "amount": p.amount}
-                for p in self.postings
+                {"account": p.account, "asset": p.asset, "amount": p.amount} for p in self.postings
             ],
             "meta": self.meta,
         }
