@@ -11,7 +11,10 @@ Throughput comes from batching, not from more connections: ``CommandBatcher``
 gathers every call made during one event-loop iteration into one
 non-transactional pipeline (one write, one round trip for all of them). While a
 pipeline is in flight, new calls queue up and go in the next one, so batches
-grow by themselves under load and stay at one call when idle.
+grow by themselves under load and stay at one call when idle. The batcher
+speaks RESP itself over a few plain connections (hiredis packs and parses):
+the general-purpose client's per-command and per-reply overhead was the
+bottleneck of the gift path, not Redis.
 """
 
 from __future__ import annotations
@@ -19,15 +22,17 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from typing import Any, Final
 
+import hiredis
 from redis import exceptions as redis_errors
 from redis.asyncio import ConnectionPool, Redis
-from redis.asyncio.connection import AbstractConnection
+from redis.asyncio.connection import parse_url
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
@@ -42,6 +47,7 @@ Arg = str | bytes | int
 # operation did not complete (or its outcome is unknown) and may be retried.
 CONNECTION_ERRORS: Final = (
     redis_errors.ConnectionError,
+    hiredis.ProtocolError,
     redis_errors.TimeoutError,
     ConnectionError,
     OSError,
@@ -92,6 +98,85 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+class RawConnection:
+    """One plain RESP2 connection: write a whole pipeline, read its replies.
+
+    Error replies come back as ``hiredis.ReplyError`` objects in place. Any
+    transport failure leaves the connection closed; the caller makes a new one.
+    """
+
+    def __init__(self, url: str, *, timeout: float = 10.0) -> None:
+        params: dict[str, Any] = dict(parse_url(url))
+        self._path: str | None = params.get("path")
+        self._host: str = params.get("host", "localhost")
+        self._port: int = int(params.get("port", 6379))
+        self._db = int(params.get("db", 0) or 0)
+        self._username: str | None = params.get("username")
+        self._password: str | None = params.get("password")
+        self._ssl = url.startswith("rediss://")
+        self._timeout = timeout
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._parser = hiredis.Reader()
+
+    async def connect(self) -> None:
+        async with asyncio.timeout(min(self._timeout, 5.0)):
+            if self._path is not None:
+                self._reader, self._writer = await asyncio.open_unix_connection(self._path)
+            else:
+                context = ssl.create_default_context() if self._ssl else None
+                self._reader, self._writer = await asyncio.open_connection(
+                    self._host, self._port, ssl=context
+                )
+        self._parser = hiredis.Reader()
+        handshake: list[tuple[Arg, ...]] = []
+        if self._password is not None:
+            if self._username:
+                handshake.append(("AUTH", self._username, self._password))
+            else:
+                handshake.append(("AUTH", self._password))
+        if self._db:
+            handshake.append(("SELECT", self._db))
+        if handshake:
+            for reply in await self.roundtrip(handshake):
+                if isinstance(reply, hiredis.ReplyError):
+                    self.close()
+                    raise redis_errors.ConnectionError(f"redis handshake failed: {reply}")
+
+    async def roundtrip(self, commands: Sequence[tuple[Arg, ...]]) -> list[Any]:
+        reader, writer = self._reader, self._writer
+        if reader is None or writer is None:
+            raise redis_errors.ConnectionError("not connected")
+        try:
+            writer.write(b"".join([hiredis.pack_command(c) for c in commands]))  # type: ignore[arg-type]
+            replies: list[Any] = []
+            async with asyncio.timeout(self._timeout):
+                await writer.drain()
+                parser = self._parser
+                while len(replies) < len(commands):
+                    reply = parser.gets()
+                    if reply is False:
+                        data = await reader.read(1 << 16)
+                        if not data:
+                            raise redis_errors.ConnectionError("redis closed the connection")
+                        parser.feed(data)
+                    else:
+                        replies.append(reply)
+            return replies
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def connected(self) -> bool:
+        return self._writer is not None
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+        self._reader = self._writer = None
+
+
 @dataclass(slots=True, eq=False)
 class _Call:
     args: tuple[Arg, ...]
@@ -103,25 +188,29 @@ class _Call:
 class CommandBatcher:
     """Pipelines the commands issued in one loop iteration (see the module docstring).
 
-    ``max_in_flight`` pipelines run at once, each on its own pooled connection;
+    ``max_in_flight`` pipelines run at once, each on its own connection;
     ``max_batch`` caps one pipeline. Calls marked ``retry_on_disconnect`` (the
     idempotent ones) are sent once more on a fresh connection when the first
-    attempt failed on a dead connection, which is what every pooled connection
+    attempt failed on a dead connection, which is what every idle connection
     does once after a Redis restart.
     """
 
     def __init__(
         self,
-        redis: Redis,
+        url: str,
         *,
         max_batch: int = 1_024,
         max_in_flight: int = 4,
+        timeout: float = 10.0,
     ) -> None:
         if max_batch < 1 or max_in_flight < 1:
             raise ValueError("max_batch and max_in_flight must be >= 1")
-        self._redis = redis
+        parse_url(url)  # a bad URL fails here, not on the first gift
+        self._url = url
+        self._timeout = timeout
         self._max_batch = max_batch
         self._max_in_flight = max_in_flight
+        self._idle: list[RawConnection] = []
         self._pending: list[_Call] = []
         self._scheduled = False
         self._in_flight = 0
@@ -149,12 +238,15 @@ class CommandBatcher:
         return await self._submit(tuple(args), None, retry_on_disconnect)
 
     async def close(self) -> None:
-        """Wait for the pipelines in flight; refuse new calls."""
+        """Wait for the pipelines in flight, refuse new calls, close the connections."""
         self._closed = True
         while self._tasks or self._pending:
             if self._pending and not self._scheduled:
                 self._schedule()
             await asyncio.sleep(0.001)
+        for conn in self._idle:
+            conn.close()
+        self._idle.clear()
 
     # -- internals ----------------------------------------------------------
 
@@ -215,18 +307,18 @@ class CommandBatcher:
                 continue
             missing: list[_Call] = []
             for call, reply in zip(batch, replies, strict=True):
-                if isinstance(reply, redis_errors.NoScriptError) and attempt <= 3:
-                    missing.append(call)
-                elif call.future.done():
+                if call.future.done():
                     continue
-                elif isinstance(reply, redis_errors.BusyLoadingError):
-                    call.future.set_exception(Unavailable("redis is loading its data"))
-                elif isinstance(reply, redis_errors.ReadOnlyError):
-                    call.future.set_exception(Unavailable("redis is a read-only replica"))
-                elif isinstance(reply, redis_errors.ResponseError):
-                    call.future.set_exception(StoreError(f"redis: {reply}"))
-                else:
+                if not isinstance(reply, hiredis.ReplyError):
                     call.future.set_result(reply)
+                    continue
+                message = str(reply)
+                if message.startswith("NOSCRIPT") and attempt <= 3:
+                    missing.append(call)
+                elif message.startswith(("LOADING", "READONLY", "MASTERDOWN", "TRYAGAIN")):
+                    call.future.set_exception(Unavailable(f"redis unavailable: {message}"))
+                else:
+                    call.future.set_exception(StoreError(f"redis: {message}"))
             if missing:
                 await self._load({c.script for c in missing if c.script is not None})
             batch = missing
@@ -234,30 +326,26 @@ class CommandBatcher:
 
     async def _load(self, scripts: set[LuaScript]) -> None:
         """The script cache was flushed (restart, failover, SCRIPT FLUSH): reload."""
-        for script in scripts:
+        ordered = sorted(scripts, key=lambda script: script.name)
+        for script in ordered:
             log.info("redis script cache miss: loading %s", script.name)
-            sha = await self._redis.script_load(script.source)
-            if sha != script.sha:
-                raise StoreError(f"redis returned sha {sha} for script {script.name}")
+        try:
+            replies = await self._pipeline([("SCRIPT", "LOAD", s.source) for s in ordered])
+        except CONNECTION_ERRORS as exc:
+            raise Unavailable(f"redis unavailable: {exc}") from exc
+        for script, sha in zip(ordered, replies, strict=True):
+            if isinstance(sha, hiredis.ReplyError) or sha != script.sha.encode():
+                raise StoreError(f"redis could not load script {script.name}: {sha!r}")
 
     async def _pipeline(self, commands: list[tuple[Arg, ...]]) -> list[Any]:
-        """One write of every command, then one read per reply. Error replies come
-        back as exception objects in place, like ``raise_on_error=False``."""
+        """One write of every command, then its replies, on an idle connection."""
         self.calls += len(commands)
-        pool = self._redis.connection_pool
-        conn: AbstractConnection = await pool.get_connection()  # type: ignore[no-untyped-call]
-        try:
-            await conn.send_packed_command(conn.pack_commands(commands))
-            replies: list[Any] = []
-            for _ in commands:
-                try:
-                    replies.append(await conn.read_response())
-                except redis_errors.ResponseError as exc:
-                    replies.append(exc)
-            return replies
-        except BaseException:
-            # the connection's state is unknown: never hand it to another caller
-            await conn.disconnect()
-            raise
-        finally:
-            await pool.release(conn)
+        conn = self._idle.pop() if self._idle else RawConnection(self._url, timeout=self._timeout)
+        if not conn.connected:
+            await conn.connect()
+        replies = await conn.roundtrip(commands)  # closes the connection on failure
+        if self._closed:
+            conn.close()
+        else:
+            self._idle.append(conn)
+        return replies

@@ -50,7 +50,7 @@ async def open_scaled_engine(
         await migrate(database_url)
     redis = connect_redis(redis_url)
     pool = await create_pool(database_url)
-    batcher = CommandBatcher(redis)
+    batcher = CommandBatcher(redis_url)
     broker = RedisBroker(
         batcher,
         url=redis_url,
