@@ -23,12 +23,16 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
 import asyncpg
 import redis.asyncio as aioredis
+
+from store.engine import Engine, EngineConfig, open_engine
+from store.models import Event, GiftRequest, Profile, PurchaseRequest
 
 INSTALL_HINT: Final = (
     "the scaled engine's tests need redis-server and PostgreSQL binaries "
@@ -346,3 +350,89 @@ class Services:
         with contextlib.suppress(Exception):
             await self.postgres.stop()
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- #
+# Helpers for the scaled engine's tests
+# --------------------------------------------------------------------------- #
+
+
+async def eventually(
+    check: Callable[[], bool | Awaitable[bool]], *, timeout: float = 15.0, what: str = ""
+) -> None:
+    """Poll ``check`` until it holds; fail with ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if not isinstance(result, bool):
+            result = await result
+        if result:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what or check}")
+        await asyncio.sleep(0.02)
+
+
+async def scaled_engine(urls: Urls, *, history_size: int = 1_000,
+                        history_seconds: float = 120.0) -> Engine:
+    """The scaled engine on the given (fresh) Redis and database."""
+    config = EngineConfig(
+        redis_url=urls.redis,
+        database_url=urls.database,
+        history_size=history_size,
+        history_seconds=history_seconds,
+    )
+    return await open_engine(config)
+
+
+def adult(user_id: str) -> Profile:
+    return Profile(id=user_id, username=user_id, adult=True)
+
+
+async def fund(engine: Engine, user: Profile, *, package_id: str = "us_7000") -> int:
+    package = engine.catalog.package(package_id)
+    if package is None:
+        raise LookupError(package_id)
+    receipt = await engine.wallet.purchase(
+        PurchaseRequest(user=user, package=package, payment_id=f"pay-{user.id}-{package_id}")
+    )
+    return receipt.balance
+
+
+def rose(engine: Engine, user: Profile, key: str, *, room_id: str = "room", count: int = 1
+         ) -> GiftRequest:
+    gift = engine.catalog.gift("rose")
+    if gift is None:
+        raise LookupError("rose")
+    return GiftRequest(sender=user, room_id=room_id, gift=gift, count=count, key=key)
+
+
+async def redis_client(urls: Urls) -> aioredis.Redis:
+    return aioredis.Redis.from_url(urls.redis, protocol=2)
+
+
+async def pg_count(urls: Urls, sql: str) -> int:
+    conn = await asyncpg.connect(urls.database)
+    try:
+        value = await conn.fetchval(sql)
+        return int(value)
+    finally:
+        await conn.close()
+
+
+class Recorder:
+    """A broker listener that keeps what it got."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+        self.resets: list[str] = []
+
+    def on_events(self, room_id: str, events: list[Event]) -> None:
+        self.events.extend(events)
+
+    def on_reset(self, room_id: str) -> None:
+        self.resets.append(room_id)
+
+    @property
+    def seqs(self) -> list[int]:
+        return [int(event["seq"]) for event in self.events]
