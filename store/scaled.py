@@ -69,6 +69,9 @@ async def open_scaled_engine(
         await ledger.check()
         return {"redis": "ok", "postgresql": "ok"}
 
+    async def stats() -> dict[str, float]:
+        return {"outbox_lag": float(await outbox_lag(redis))}
+
     stop = asyncio.Event()
     worker: asyncio.Task[None] | None = None
     if run_worker:
@@ -95,6 +98,7 @@ async def open_scaled_engine(
         broker=broker,
         catalog=catalog,
         check=check,
+        stats=stats,
         # closed in reverse: the worker, the broker, then the shared clients
         closers=[close_clients, broker.close, close_worker],
     )
