@@ -304,7 +304,7 @@ async def _handle(
                 try:
                     await _file(conn, list(records.values()))
                 except asyncpg.PostgresError as exc:
-                    if isinstance(exc, PG_UNAVAILABLE):
+                    if not _refuses_data(exc):
                         raise
                     # one entry the database refuses must not block the rest
                     log.warning("ledger batch refused (%s); filing one by one", exc)
@@ -315,6 +315,8 @@ async def _handle(
                             poison.append((entry_id, fields, reason))
         except PG_UNAVAILABLE as exc:
             raise Unavailable(f"postgresql unavailable: {exc}") from exc
+        except asyncpg.PostgresError as exc:
+            raise Unavailable(f"postgresql cannot file the ledger now: {exc}") from exc
     if not ack:
         return
     ids = [entry_id for entry_id, _ in entries]
@@ -348,10 +350,18 @@ async def _file_one_by_one(conn: Any, records: Iterable[TransactionRecord]) -> d
         try:
             await _file(conn, [record])
         except asyncpg.PostgresError as exc:
-            if isinstance(exc, PG_UNAVAILABLE):
+            if not _refuses_data(exc):
                 raise
             refused[record.id] = f"refused by the database: {exc}"
     return refused
+
+
+def _refuses_data(exc: asyncpg.PostgresError) -> bool:
+    """The database rejects these rows (data exception, integrity violation): they
+    will never be filed. Anything else (a missing table, a shutdown, permissions)
+    is the database's state, so the batch waits and is retried, never parked."""
+    sqlstate = str(getattr(exc, "sqlstate", "") or "")
+    return sqlstate[:2] in ("22", "23")
 
 
 async def outbox_lag(redis: Redis) -> int:

@@ -251,7 +251,6 @@ class PostgresServer(_Server):
             "-k", str(self.sockets),
             "-c", "listen_addresses=127.0.0.1",
             "-c", "fsync=off",
-            "-c", "synchronous_commit=off",
             "-c", "full_page_writes=off",
             "-c", "max_connections=200",
         ]
@@ -267,32 +266,38 @@ class PostgresServer(_Server):
             await conn.close()
 
     async def kill(self) -> None:
-        """``kill -9`` of the postmaster; its backends notice and exit, and the next
-        start waits for the shared memory to be released."""
+        """``kill -9`` of the postmaster. Its backends notice and exit by themselves;
+        wait for them, so the next start finds the shared memory released."""
+        children = _children(self.process.pid) if self.process is not None else []
         await super().kill()
-        pid_file = self.data / "postmaster.pid"
         deadline = time.monotonic() + READY_TIMEOUT
-        while time.monotonic() < deadline:
-            if not _backends_alive(self.data):
-                break
+        while _any_alive(children):
+            if time.monotonic() > deadline:
+                for pid in children:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
             await asyncio.sleep(0.05)
-        with contextlib.suppress(FileNotFoundError):
-            pid_file.unlink()
 
 
-def _backends_alive(data: Path) -> bool:
-    """Any process still running from this data directory (orphaned backends)."""
-    marker = str(data)
+def _any_alive(pids: list[int]) -> bool:
+    return any(Path(f"/proc/{pid}").exists() for pid in pids)
+
+
+def _children(pid: int) -> list[int]:
+    """Direct children of ``pid`` (Linux ``/proc``)."""
+    found: list[int] = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            cmdline = (entry / "cmdline").read_bytes()
+            stat = (entry / "stat").read_text()
         except OSError:
             continue
-        if b"postgres" in cmdline and marker.encode() in cmdline:
-            return True
-    return False
+        # "pid (comm) state ppid ...": comm may contain spaces, so split after ")"
+        fields = stat.rsplit(")", 1)[-1].split()
+        if len(fields) > 1 and fields[1] == str(pid):
+            found.append(int(entry.name))
+    return found
 
 
 @dataclass(slots=True)

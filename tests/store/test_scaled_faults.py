@@ -166,8 +166,9 @@ async def test_redis_down_is_unavailable_and_nothing_applied(
     assert not receipt.replayed
 
 
+@pytest.mark.parametrize("how", ["stop", "kill"])
 async def test_postgres_down_gifting_goes_on_and_worker_catches_up(
-    services: Services, urls: Urls, engine: Engine
+    services: Services, urls: Urls, engine: Engine, how: str
 ) -> None:
     await _live_room(engine)
     fan = adult("fan")
@@ -180,7 +181,7 @@ async def test_postgres_down_gifting_goes_on_and_worker_catches_up(
     client = await redis_client(urls)
     try:
         await eventually(lambda: _lag(client, 0), what="the worker to file the purchase")
-        await services.postgres.stop()
+        await (services.postgres.stop() if how == "stop" else services.postgres.kill())
         for n in range(50):
             await engine.wallet.send_gift(rose(engine, fan, f"while-down-{n}"))
         assert await outbox_lag(client) == 50  # the outbox holds them

@@ -7,10 +7,19 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
-from store.engine import Engine
+from store.engine import Engine, EngineConfig, open_engine
+from store.errors import Unavailable
 from store.models import Profile
-from store.postgres_ledger import PoisonEntry, decode_entry, migrate, migrations
-from store.redis_wallet import OUTBOX, gift_key, user_of_wallet_key, wallet_key
+from store.postgres_ledger import (
+    PoisonEntry,
+    create_pool,
+    decode_entry,
+    drain_once,
+    migrate,
+    migrations,
+)
+from store.redis_scripts import connect_redis
+from store.redis_wallet import DEAD_LETTERS, OUTBOX, gift_key, user_of_wallet_key, wallet_key
 from tests.services import Services, Urls, adult, fund, redis_client, rose, scaled_engine
 
 pytestmark = pytest.mark.scaled
@@ -152,3 +161,28 @@ async def test_history_shows_a_gift_before_the_worker_files_it(
     assert [r.id for r in await engine.ledger.transactions(fan.id)] == [
         r.id for r in history
     ]
+
+
+async def test_a_database_without_tables_holds_the_outbox_instead_of_parking_it(
+    urls: Urls,
+) -> None:
+    engine = await open_engine(
+        EngineConfig(redis_url=urls.redis, database_url=urls.database, migrate=False)
+    )
+    redis = connect_redis(urls.redis)
+    pool = await create_pool(urls.database)
+    try:
+        fan = adult("fan")
+        await fund(engine, fan)
+        with pytest.raises(Unavailable):
+            await drain_once(redis, pool)
+        assert await redis.xlen(OUTBOX) == 1
+        assert await redis.xlen(DEAD_LETTERS) == 0
+        await migrate(urls.database)
+        assert await drain_once(redis, pool) == 1
+        report = await engine.ledger.audit()
+        assert report.ok, report.public()
+    finally:
+        await pool.close()
+        await redis.aclose()
+        await engine.close()
