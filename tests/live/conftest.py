@@ -15,13 +15,24 @@ import pytest
 
 from tests.engines import ENGINES
 from tests.live.server import LiveServer
+from tests.services import Services
 
 
 @pytest.fixture(params=list(ENGINES))
-async def server(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[LiveServer]:
+def engine_services(request: pytest.FixtureRequest) -> Services | None:
+    """The session's Redis and PostgreSQL for the scaled engine, None for embedded.
+    (A plain fixture: async session fixtures can only be requested from sync code.)"""
+    if request.param == "embedded":
+        return None
+    services: Services = request.getfixturevalue("services")
+    return services
+
+
+@pytest.fixture
+async def server(engine_services: Services | None, tmp_path: Path) -> AsyncIterator[LiveServer]:
     env: dict[str, str] = {}
-    if request.param != "embedded":
-        urls = await request.getfixturevalue("services").reset()
+    if engine_services is not None:
+        urls = await engine_services.reset()
         env = {"LIVE_REDIS_URL": urls.redis, "LIVE_DATABASE_URL": urls.database}
     srv = LiveServer(data_dir=tmp_path / "data", env=env, ledger=bool(env))
     await srv.start()
