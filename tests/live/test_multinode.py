@@ -1,0 +1,91 @@
+"""Two server processes sharing one Redis and one PostgreSQL (scaled engine)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from tests.live.server import Api, Client, LiveServer
+from tests.services import Services
+
+
+@pytest.fixture
+async def nodes(services: Services, tmp_path: Path) -> AsyncIterator[tuple[LiveServer, ...]]:
+    urls = await services.reset()
+    env = {"LIVE_REDIS_URL": urls.redis, "LIVE_DATABASE_URL": urls.database}
+    a = LiveServer(data_dir=tmp_path / "a", env=env, ledger=True)
+    b = LiveServer(data_dir=tmp_path / "b", env=env)
+    await a.start()
+    await b.start()
+    try:
+        yield a, b
+    finally:
+        await b.stop()
+        await a.stop()
+
+
+async def test_gift_through_node_b_reaches_viewer_on_node_a(
+    nodes: tuple[LiveServer, LiveServer],
+) -> None:
+    a, b = nodes
+    carol_b = Api(b, b.token("carol", creator=True))
+    assert (await carol_b.post("/v1/rooms", {"title": "two nodes"})).status_code == 201
+    alice_a, alice_b = Api(a, a.token("alice")), Api(b, b.token("alice"))
+    await alice_a.buy("us_1400", key="p1")
+    async with (
+        Client.open(a, "carol") as on_a,
+        Client.open(b, "carol", msgpack_codec=True) as on_b,
+        Client.open(b, "carol", token=b.token("alice")) as gifter_b,
+    ):
+        for client in (on_a, on_b, gifter_b):
+            await client.wait_for(lambda e: e["type"] == "welcome")
+        txs = []
+        for i in range(5):
+            reply = await gifter_b.command(
+                {"type": "send_gift", "id": f"g{i}", "gift": "rose", "count": i + 1}
+            )
+            assert reply["type"] == "ack", reply
+            txs.append(reply["tx"])
+        http = await alice_a.post("/v1/rooms/carol/gifts", {"gift": "galaxy"}, key="via-a")
+        txs.append(http.json()["tx"])
+        for client in (on_a, on_b):
+            await client.wait_for(lambda e: e.get("tx") == txs[-1])
+        seen_a = [(g["seq"], g["tx"]) for g in on_a.of_type("gift")]
+        seen_b = [(g["seq"], g["tx"]) for g in on_b.of_type("gift")]
+        assert seen_a == seen_b, "both nodes deliver the same order with the same seq"
+        assert [tx for _, tx in seen_a] == txs
+        seqs = [s for s, _ in seen_a]
+        assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
+    # Both nodes see the same balance.
+    expected = 1428 - sum(range(1, 6)) - 1000
+    assert await alice_a.balance() == expected
+    assert await alice_b.balance() == expected
+    report = await a.audit()
+    assert report["ok"] is True, report
+    for api in (carol_b, alice_a, alice_b):
+        await api.aclose()
+
+
+async def test_same_key_raced_on_two_nodes_has_one_effect(
+    nodes: tuple[LiveServer, LiveServer],
+) -> None:
+    import asyncio
+
+    a, b = nodes
+    carol = Api(a, a.token("carol", creator=True))
+    await carol.post("/v1/rooms", {"title": "race"})
+    alice_a, alice_b = Api(a, a.token("alice")), Api(b, b.token("alice"))
+    await alice_a.buy("us_350", key="p1")
+    results = await asyncio.gather(
+        *(
+            api.post("/v1/rooms/carol/gifts", {"gift": "perfume"}, key="one-key")
+            for api in (alice_a, alice_b) * 5
+        )
+    )
+    assert len({r.json()["tx"] for r in results}) == 1
+    assert sorted(r.status_code for r in results) == [200] * 9 + [201]
+    assert await alice_b.balance() == 350 - 20
+    for api in (carol, alice_a, alice_b):
+        await api.aclose()
