@@ -220,22 +220,23 @@ class CommandBatcher:
         """Pipelines sent (for metrics and benchmarks: calls / pipelines = batch size)."""
         self.calls = 0
 
-    async def evalsha(
+    def evalsha(
         self,
         script: LuaScript,
         keys: Sequence[Arg],
         args: Sequence[Arg],
         *,
         retry_on_disconnect: bool = False,
-    ) -> Any:
-        """Run ``script`` (by EVALSHA, loading it on NOSCRIPT) and return its reply."""
-        return await self._submit(
+    ) -> asyncio.Future[Any]:
+        """Run ``script`` (by EVALSHA, loading it on NOSCRIPT); await the reply.
+        A plain function returning the future: no coroutine per call on the hot path."""
+        return self._submit(
             ("EVALSHA", script.sha, len(keys), *keys, *args), script, retry_on_disconnect
         )
 
-    async def execute(self, *args: Arg, retry_on_disconnect: bool = True) -> Any:
-        """Run one plain command in the next pipeline (reads are idempotent)."""
-        return await self._submit(tuple(args), None, retry_on_disconnect)
+    def execute(self, *args: Arg, retry_on_disconnect: bool = True) -> asyncio.Future[Any]:
+        """Run one plain command in the next pipeline (reads are idempotent); await it."""
+        return self._submit(tuple(args), None, retry_on_disconnect)
 
     async def close(self) -> None:
         """Wait for the pipelines in flight, refuse new calls, close the connections."""
