@@ -1,0 +1,44 @@
+"""The embedded engine: one SQLite file plus the in-process broker.
+
+It is the default (``live serve`` with nothing configured): one process, no
+services to run, every acknowledged gift durable on local disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from typing import Final
+
+from store.catalog import Catalog
+from store.engine import Engine, EngineConfig
+from store.memory_broker import MemoryBroker
+from store.sqlite import SQLiteDatabase, SQLiteLedger, SQLiteRooms, SQLiteWallet
+
+DATABASE_FILE: Final = "live.sqlite3"
+
+
+async def open_embedded_engine(config: EngineConfig, *, catalog: Catalog) -> Engine:
+    """Open (creating if needed) ``data_dir/live.sqlite3`` and assemble the engine."""
+    await asyncio.to_thread(config.data_dir.mkdir, parents=True, exist_ok=True)
+    db = await SQLiteDatabase.open(config.data_dir / DATABASE_FILE)
+    broker = MemoryBroker(history_size=config.history_size, history_seconds=config.history_seconds)
+
+    async def check() -> dict[str, str]:
+        def probe(conn: sqlite3.Connection) -> None:
+            conn.execute("SELECT max(version) FROM schema_version").fetchone()
+
+        await db.read(probe)  # raises Unavailable when the file cannot be read
+        return {"sqlite": "ok"}
+
+    return Engine(
+        name="embedded",
+        wallet=SQLiteWallet(db, creator_share_percent=config.creator_share_percent),
+        rooms=SQLiteRooms(db),
+        ledger=SQLiteLedger(db),
+        broker=broker,
+        catalog=catalog,
+        check=check,
+        # closed in reverse: the broker first, then the database drains its queue
+        closers=[db.close, broker.close],
+    )
