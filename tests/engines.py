@@ -26,6 +26,25 @@ async def embedded_engine(tmp_path: Path, _services: Any = None) -> AsyncIterato
         await engine.close()
 
 
+@contextlib.asynccontextmanager
+async def scaled_engine(tmp_path: Path, services: Any = None) -> AsyncIterator[Engine]:
+    """Redis + PostgreSQL from the session's ``services`` (tests/services.py):
+    Redis flushed and a brand-new database for every engine."""
+    if services is None:
+        raise RuntimeError("the scaled engine needs the session's services fixture")
+    urls = await services.reset()
+    engine = await open_engine(
+        EngineConfig(
+            data_dir=tmp_path / "data", redis_url=urls.redis, database_url=urls.database
+        )
+    )
+    try:
+        yield engine
+    finally:
+        await engine.close()
+
+
 ENGINES: dict[str, EngineFactory] = {
     "embedded": embedded_engine,
+    "scaled": scaled_engine,
 }
