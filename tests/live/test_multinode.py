@@ -89,3 +89,53 @@ async def test_same_key_raced_on_two_nodes_has_one_effect(
     assert await alice_b.balance() == 350 - 20
     for api in (carol, alice_a, alice_b):
         await api.aclose()
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+async def test_workers_share_the_port(services: Services, tmp_path: Path) -> None:
+    urls = await services.reset()
+    env = {
+        "LIVE_REDIS_URL": urls.redis,
+        "LIVE_DATABASE_URL": urls.database,
+        "LIVE_WORKERS": "2",
+    }
+    srv = LiveServer(data_dir=tmp_path / "w", env=env, ledger=True)
+    await srv.start()
+    try:
+        assert srv.proc is not None
+        workers = [p for p in _children(srv.proc.pid) if p != srv.proc.pid]
+        assert len(workers) >= 2, workers
+        carol = Api(srv, srv.token("carol", creator=True))
+        await carol.post("/v1/rooms", {"title": "workers"})
+        alice = Api(srv, srv.token("alice"))
+        await alice.buy("us_350", key="p1")
+        # Viewers land on either worker; all of them see every gift in order.
+        async with (
+            Client.open(srv, "carol") as v1,
+            Client.open(srv, "carol") as v2,
+            Client.open(srv, "carol") as v3,
+        ):
+            for v in (v1, v2, v3):
+                await v.wait_for(lambda e: e["type"] == "welcome")
+            txs = []
+            for i in range(4):
+                r = await alice.post("/v1/rooms/carol/gifts", {"gift": "rose"}, key=f"k{i}")
+                txs.append(r.json()["tx"])
+            for v in (v1, v2, v3):
+                await v.wait_for(lambda e: e.get("tx") == txs[-1])
+                assert [g["tx"] for g in v.of_type("gift")] == txs
+        await carol.aclose()
+        await alice.aclose()
+    finally:
+        await srv.stop()
