@@ -169,7 +169,14 @@ class RawConnection:
 
     @property
     def connected(self) -> bool:
-        return self._writer is not None
+        """False once Redis closed it too (an idle connection sees the FIN of a
+        restarted server here, so it is replaced before a call is lost on it)."""
+        if self._reader is None or self._writer is None:
+            return False
+        if self._reader.at_eof() or self._writer.is_closing():
+            self.close()
+            return False
+        return True
 
     def close(self) -> None:
         if self._writer is not None:
@@ -298,6 +305,10 @@ class CommandBatcher:
             try:
                 replies = await self._pipeline([call.args for call in batch])
             except CONNECTION_ERRORS as exc:
+                # the idle connections are as old as the one that failed: replace them
+                for idle in self._idle:
+                    idle.close()
+                self._idle.clear()
                 retry: list[_Call] = []
                 for call in batch:
                     if call.retry_on_disconnect and attempt == 1:

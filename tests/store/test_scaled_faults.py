@@ -285,3 +285,15 @@ async def test_engine_starts_and_gifts_while_postgres_is_down(
                 await engine.close()
     finally:
         await services.postgres.start()
+
+
+async def test_first_publish_after_a_redis_restart_goes_through(
+    services: Services, engine: Engine
+) -> None:
+    """Publishing is not idempotent, so it is never resent: the batcher must notice
+    that its idle connections died with the old server before using them."""
+    await engine.broker.publish("room", [{"type": "like"}])
+    await services.redis.restart()
+    await asyncio.sleep(0.1)  # let the loop see the old connections' end
+    stamped = await engine.broker.publish("room", [{"type": "like"}])
+    assert stamped[0]["seq"] == 2
