@@ -175,18 +175,21 @@ class RedisBroker:
         if self._closed:
             raise Unavailable("the broker is closed")
         room = self._rooms.get(room_id)
+        first = room is None
         if room is None:
             room = self._rooms[room_id] = _Room()
-            await self._send_subscribe(room_id)
+        # registered before any await: a concurrent last close cannot drop the room
         _, count = room.listeners.get(id(listener), (listener, 0))
         room.listeners[id(listener)] = (listener, count + 1)
         subscription = RedisSubscription(self, room_id, listener)
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run())
         if room.active:
             return subscription
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         room.waiters.append(waiter)
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run())
+        if first:
+            await self._send_subscribe(room_id)
         try:
             await asyncio.wait_for(waiter, SUBSCRIBE_TIMEOUT)
         except TimeoutError:
