@@ -207,8 +207,11 @@ async def _file(conn: Any, records: Sequence[TransactionRecord]) -> None:
             [r.created_at for r in records],
             [orjson.dumps(r.meta).decode() for r in records],
         )
-        rows = [(r.id, n, p.account, p.asset, p.amount)
-                for r in records for n, p in enumerate(r.postings)]
+        rows = [
+            (r.id, n, p.account, p.asset, p.amount)
+            for r in records
+            for n, p in enumerate(r.postings)
+        ]
         await conn.execute(
             "INSERT INTO postings (tx_id, n, account, asset, amount) "
             "SELECT * FROM unnest($1::text[], $2::smallint[], $3::text[], $4::text[],"
@@ -326,8 +329,11 @@ async def _handle(
                 log.error("ledger: parking outbox entry %s: %s", entry_id.decode(), reason)
                 pipe.xadd(
                     DEAD_LETTERS,
-                    {b"entry": entry_id, b"reason": reason.encode(),
-                     b"tx": (fields or {}).get(b"tx", b"")},
+                    {
+                        b"entry": entry_id,
+                        b"reason": reason.encode(),
+                        b"tx": (fields or {}).get(b"tx", b""),
+                    },
                 )
             pipe.xack(OUTBOX, GROUP, *ids)
             pipe.xdel(OUTBOX, *ids)
@@ -392,8 +398,12 @@ async def run_ledger_worker(
         while not stop.is_set():
             try:
                 await drain_once(
-                    redis, pool, consumer=consumer, batch=batch,
-                    claim_idle_ms=claim_idle_ms, block_ms=1_000,
+                    redis,
+                    pool,
+                    consumer=consumer,
+                    batch=batch,
+                    claim_idle_ms=claim_idle_ms,
+                    block_ms=1_000,
                 )
                 backoff = 0.1
             except Unavailable as exc:
@@ -439,7 +449,9 @@ class PostgresLedger:
                 " FROM page JOIN transactions AS t ON t.id = page.tx_id"
                 " JOIN postings AS p ON p.tx_id = t.id"
                 " ORDER BY t.id DESC, p.n ASC",
-                accounts, before, limit,
+                accounts,
+                before,
+                limit,
             )
         found: dict[str, TransactionRecord] = {}
         for row in rows:
@@ -447,13 +459,19 @@ class PostgresLedger:
             posting = Posting(row["account"], row["asset"], row["amount"])
             if record is None:
                 found[row["id"]] = TransactionRecord(
-                    id=row["id"], kind=row["kind"], created_at=row["created_at"],
-                    postings=(posting,), meta=orjson.loads(row["meta"]),
+                    id=row["id"],
+                    kind=row["kind"],
+                    created_at=row["created_at"],
+                    postings=(posting,),
+                    meta=orjson.loads(row["meta"]),
                 )
             else:
                 found[row["id"]] = TransactionRecord(
-                    id=record.id, kind=record.kind, created_at=record.created_at,
-                    postings=(*record.postings, posting), meta=record.meta,
+                    id=record.id,
+                    kind=record.kind,
+                    created_at=record.created_at,
+                    postings=(*record.postings, posting),
+                    meta=record.meta,
                 )
         for record in await self._unfiled():
             if record.id in found or (before is not None and record.id >= before):
@@ -508,8 +526,7 @@ class PostgresLedger:
             ledger = {
                 (row["account"], row["asset"]): int(row["s"])
                 for row in await conn.fetch(
-                    "SELECT account, asset, sum(amount) AS s FROM postings"
-                    " GROUP BY account, asset"
+                    "SELECT account, asset, sum(amount) AS s FROM postings GROUP BY account, asset"
                 )
             }
         hot = await self.hot_balances()
@@ -542,8 +559,9 @@ class PostgresLedger:
             for field, value in system.items():
                 asset, _, account = field.decode().partition("|")
                 hot[(account, asset)] = int(value)
-            keys: list[bytes] = [key async for key in self._redis.scan_iter(
-                match=WALLET_PATTERN, count=1_000)]
+            keys: list[bytes] = [
+                key async for key in self._redis.scan_iter(match=WALLET_PATTERN, count=1_000)
+            ]
             for start in range(0, len(keys), 1_000):
                 chunk = keys[start : start + 1_000]
                 async with self._redis.pipeline(transaction=False) as pipe:

@@ -127,7 +127,10 @@ class RedisBroker:
         self._batcher = batcher
         self._pool = ConnectionPool.from_url(
             # RESP2: pub/sub messages arrive as plain replies on this connection
-            url, protocol=2, retry=Retry(NoBackoff(), 0), socket_connect_timeout=5.0
+            url,
+            protocol=2,
+            retry=Retry(NoBackoff(), 0),
+            socket_connect_timeout=5.0,
         )
         self._size = history_size
         self._max_age_ms = int(history_seconds * 1000)
@@ -201,7 +204,9 @@ class RedisBroker:
         """Events with ``seq > since`` in order; ``None`` if any of them has already
         left the window; ``[]`` when ``since`` is at or past the last seq."""
         reply = await self._batcher.evalsha(
-            _HISTORY, (seq_key(room_id), history_key(room_id)), (since,),
+            _HISTORY,
+            (seq_key(room_id), history_key(room_id)),
+            (since,),
             retry_on_disconnect=True,
         )
         last, now = int(reply[0]), int(reply[1])
@@ -427,4 +432,3 @@ class RedisBroker:
                 else:
                     still.append((seq, waiter))
             room.seq_waiters = still
-

@@ -260,24 +260,31 @@ class RedisWallet:
         postings = gift_postings(
             sender_id=sender.id, creator_id=creator_id, total_coins=total, diamonds=diamonds
         )
-        head = orjson.dumps(
-            {
-                "id": tx_id,
-                "kind": "gift",
-                "created_at": created_at,
-                "postings": _postings_json(postings),
-            }
-        )[:-1] + b',"meta":{"stream_id":'
-        tail = b"," + orjson.dumps(
-            {
-                "room_id": room_id,
-                "gift_id": request.gift.id,
-                "count": request.count,
-                "sender_id": sender.id,
-                "creator_id": creator_id,
-                "key": request.key,
-            }
-        )[1:] + b"}"
+        head = (
+            orjson.dumps(
+                {
+                    "id": tx_id,
+                    "kind": "gift",
+                    "created_at": created_at,
+                    "postings": _postings_json(postings),
+                }
+            )[:-1]
+            + b',"meta":{"stream_id":'
+        )
+        tail = (
+            b","
+            + orjson.dumps(
+                {
+                    "room_id": room_id,
+                    "gift_id": request.gift.id,
+                    "count": request.count,
+                    "sender_id": sender.id,
+                    "creator_id": creator_id,
+                    "key": request.key,
+                }
+            )[1:]
+            + b"}"
+        )
         members = orjson.dumps(
             {
                 "tx": tx_id,
@@ -341,9 +348,7 @@ class RedisWallet:
 
 def room_from_hash(room_id: str, values: Sequence[Any]) -> Room:
     """A ``Room`` from a flat ``HGETALL`` reply of the room hash."""
-    fields = {
-        values[i].decode(): values[i + 1].decode() for i in range(0, len(values) - 1, 2)
-    }
+    fields = {values[i].decode(): values[i + 1].decode() for i in range(0, len(values) - 1, 2)}
     ended = fields.get("ended_at", "")
     return Room(
         id=room_id,

@@ -34,9 +34,7 @@ async def scaled_engine(tmp_path: Path, services: Any = None) -> AsyncIterator[E
         raise RuntimeError("the scaled engine needs the session's services fixture")
     urls = await services.reset()
     engine = await open_engine(
-        EngineConfig(
-            data_dir=tmp_path / "data", redis_url=urls.redis, database_url=urls.database
-        )
+        EngineConfig(data_dir=tmp_path / "data", redis_url=urls.redis, database_url=urls.database)
     )
     try:
         yield engine

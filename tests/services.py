@@ -64,9 +64,7 @@ def _postgres_bindir() -> Path:
     initdb = shutil.which("initdb")
     if initdb:
         candidates.append(Path(initdb).resolve().parent)
-    candidates.extend(
-        Path(p) for p in sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True)
-    )
+    candidates.extend(Path(p) for p in sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True))
     for folder in candidates:
         if (folder / "initdb").exists() and (folder / "postgres").exists():
             return folder
@@ -156,8 +154,9 @@ class _Server:
 class RedisServer(_Server):
     """``redis-server`` on 127.0.0.1, no RDB snapshots, optional AOF."""
 
-    def __init__(self, directory: Path, *, appendonly: bool = True,
-                 appendfsync: str = "always") -> None:
+    def __init__(
+        self, directory: Path, *, appendonly: bool = True, appendfsync: str = "always"
+    ) -> None:
         super().__init__("redis-server")
         binary = shutil.which("redis-server")
         if binary is None:
@@ -176,14 +175,22 @@ class RedisServer(_Server):
     def _command(self) -> list[str]:
         return [
             self.binary,
-            "--port", str(self.port),
-            "--bind", "127.0.0.1",
-            "--dir", str(self.directory),
-            "--save", "",
-            "--appendonly", "yes" if self.appendonly else "no",
-            "--appendfsync", self.appendfsync,
-            "--daemonize", "no",
-            "--protected-mode", "yes",
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(self.directory),
+            "--save",
+            "",
+            "--appendonly",
+            "yes" if self.appendonly else "no",
+            "--appendfsync",
+            self.appendfsync,
+            "--daemonize",
+            "no",
+            "--protected-mode",
+            "yes",
         ]
 
     async def _ready(self) -> None:
@@ -225,10 +232,13 @@ class PostgresServer(_Server):
         subprocess.run(
             [
                 str(self.bindir / "initdb"),
-                "-D", str(self.data),
-                "-U", "postgres",
+                "-D",
+                str(self.data),
+                "-U",
+                "postgres",
                 "--auth=trust",
-                "-E", "UTF8",
+                "-E",
+                "UTF8",
                 "--no-sync",
             ],
             check=True,
@@ -246,13 +256,20 @@ class PostgresServer(_Server):
     def _command(self) -> list[str]:
         return [
             str(self.bindir / "postgres"),
-            "-D", str(self.data),
-            "-p", str(self.port),
-            "-k", str(self.sockets),
-            "-c", "listen_addresses=127.0.0.1",
-            "-c", "fsync=off",
-            "-c", "full_page_writes=off",
-            "-c", "max_connections=200",
+            "-D",
+            str(self.data),
+            "-p",
+            str(self.port),
+            "-k",
+            str(self.sockets),
+            "-c",
+            "listen_addresses=127.0.0.1",
+            "-c",
+            "fsync=off",
+            "-c",
+            "full_page_writes=off",
+            "-c",
+            "max_connections=200",
         ]
 
     def _stop_signal(self) -> signal.Signals:
@@ -378,8 +395,9 @@ async def eventually(
         await asyncio.sleep(0.02)
 
 
-async def scaled_engine(urls: Urls, *, history_size: int = 1_000,
-                        history_seconds: float = 120.0) -> Engine:
+async def scaled_engine(
+    urls: Urls, *, history_size: int = 1_000, history_seconds: float = 120.0
+) -> Engine:
     """The scaled engine on the given (fresh) Redis and database."""
     config = EngineConfig(
         redis_url=urls.redis,
@@ -404,8 +422,9 @@ async def fund(engine: Engine, user: Profile, *, package_id: str = "us_7000") ->
     return receipt.balance
 
 
-def rose(engine: Engine, user: Profile, key: str, *, room_id: str = "room", count: int = 1
-         ) -> GiftRequest:
+def rose(
+    engine: Engine, user: Profile, key: str, *, room_id: str = "room", count: int = 1
+) -> GiftRequest:
     gift = engine.catalog.gift("rose")
     if gift is None:
         raise LookupError("rose")

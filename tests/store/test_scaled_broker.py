@@ -84,8 +84,11 @@ async def test_one_channel_subscription_per_room_per_node(
 ) -> None:
     a, b = nodes
     first, second = Recorder(), Recorder()
-    subs = [await a.subscribe("room", first), await a.subscribe("room", second),
-            await a.subscribe("room", first)]
+    subs = [
+        await a.subscribe("room", first),
+        await a.subscribe("room", second),
+        await a.subscribe("room", first),
+    ]
     await b.subscribe("room", Recorder())
     assert await _subscribers(urls, "room") == 2  # one per node
     assert a.listeners("room") == 2

@@ -175,8 +175,9 @@ async def test_postgres_down_gifting_goes_on_and_worker_catches_up(
     await fund(engine, fan)
     stop = asyncio.Event()
     worker = asyncio.create_task(
-        run_ledger_worker(redis_url=urls.redis, database_url=urls.database, stop=stop,
-                          claim_idle_ms=1_000)
+        run_ledger_worker(
+            redis_url=urls.redis, database_url=urls.database, stop=stop, claim_idle_ms=1_000
+        )
     )
     client = await redis_client(urls)
     try:
@@ -241,7 +242,10 @@ async def test_poison_entries_go_to_the_dead_letter_stream(urls: Urls, engine: E
     try:
         await client.xadd(OUTBOX, {"tx": b"{not json"})
         unbalanced = {
-            "id": "tx_bad", "kind": "gift", "created_at": 1, "meta": {},
+            "id": "tx_bad",
+            "kind": "gift",
+            "created_at": 1,
+            "meta": {},
             "postings": [{"account": "user:x:coins", "asset": "coin", "amount": -5}],
         }
         await client.xadd(OUTBOX, {"tx": orjson.dumps(unbalanced)})

@@ -66,9 +66,7 @@ async def _insert(db: asyncpg.Connection, tx_id: str, *amounts: int) -> None:
 
 
 async def test_postings_must_balance(db: asyncpg.Connection) -> None:
-    await db.execute(
-        "INSERT INTO transactions (id, kind, created_at) VALUES ('tx_ok', 'test', 1)"
-    )
+    await db.execute("INSERT INTO transactions (id, kind, created_at) VALUES ('tx_ok', 'test', 1)")
     await db.execute(
         "INSERT INTO postings (tx_id, n, account, asset, amount) "
         "VALUES ('tx_ok', 0, 'a', 'coin', 5), ('tx_ok', 1, 'b', 'coin', -5)"
@@ -79,9 +77,7 @@ async def test_postings_must_balance(db: asyncpg.Connection) -> None:
 
 
 async def test_ledger_is_append_only(db: asyncpg.Connection) -> None:
-    await db.execute(
-        "INSERT INTO transactions (id, kind, created_at) VALUES ('tx_1', 'test', 1)"
-    )
+    await db.execute("INSERT INTO transactions (id, kind, created_at) VALUES ('tx_1', 'test', 1)")
     await db.execute(
         "INSERT INTO postings (tx_id, n, account, asset, amount) "
         "VALUES ('tx_1', 0, 'a', 'coin', 5), ('tx_1', 1, 'b', 'coin', -5)"
@@ -105,10 +101,14 @@ def test_decode_entry_rejects_what_cannot_be_filed() -> None:
         {},
         {b"tx": b"[]"},
         {b"tx": b'{"id": "t", "kind": "k", "created_at": 1, "postings": []}'},
-        {b"tx": b'{"id": "t", "kind": "k", "created_at": "1", "postings": '
-                b'[{"account": "a", "asset": "coin", "amount": 0}]}'},
-        {b"tx": b'{"id": "t", "kind": "k", "created_at": 1, "postings": '
-                b'[{"account": "a", "asset": "coin", "amount": true}]}'},
+        {
+            b"tx": b'{"id": "t", "kind": "k", "created_at": "1", "postings": '
+            b'[{"account": "a", "asset": "coin", "amount": 0}]}'
+        },
+        {
+            b"tx": b'{"id": "t", "kind": "k", "created_at": 1, "postings": '
+            b'[{"account": "a", "asset": "coin", "amount": true}]}'
+        },
     ):
         with pytest.raises(PoisonEntry):
             decode_entry(fields)
@@ -136,9 +136,7 @@ async def test_readiness_runs_a_script_and_a_query(engine: Engine) -> None:
     assert await engine.ready() == {"redis": "ok", "postgresql": "ok"}
 
 
-async def test_history_shows_a_gift_before_the_worker_files_it(
-    urls: Urls, engine: Engine
-) -> None:
+async def test_history_shows_a_gift_before_the_worker_files_it(urls: Urls, engine: Engine) -> None:
     creator = Profile(id="creator", username="creator", adult=True)
     await engine.rooms.go_live(room_id="room", creator=creator, title="t")
     fan = adult("fan")
@@ -158,9 +156,7 @@ async def test_history_shows_a_gift_before_the_worker_files_it(
     report = await engine.ledger.audit()  # files the outbox first
     assert report.ok and report.transactions == 2
     assert report.totals == {"coin": 0, "diamond": 0}
-    assert [r.id for r in await engine.ledger.transactions(fan.id)] == [
-        r.id for r in history
-    ]
+    assert [r.id for r in await engine.ledger.transactions(fan.id)] == [r.id for r in history]
 
 
 async def test_a_database_without_tables_holds_the_outbox_instead_of_parking_it(
