@@ -31,6 +31,9 @@ async def open_embedded_engine(config: EngineConfig, *, catalog: Catalog) -> Eng
         await db.read(probe)  # raises Unavailable when the file cannot be read
         return {"sqlite": "ok"}
 
+    async def stats() -> dict[str, float]:
+        return {"sqlite_write_queue": float(db.queued)}
+
     return Engine(
         name="embedded",
         wallet=SQLiteWallet(db, creator_share_percent=config.creator_share_percent),
@@ -39,6 +42,7 @@ async def open_embedded_engine(config: EngineConfig, *, catalog: Catalog) -> Eng
         broker=broker,
         catalog=catalog,
         check=check,
+        stats=stats,
         # closed in reverse: the broker first, then the database drains its queue
         closers=[db.close, broker.close],
     )

@@ -282,6 +282,7 @@ async def test_check_reads_the_file(tmp_path: Path) -> None:
     engine = await open_engine_at(tmp_path / "data")
     assert engine.name == "embedded"
     assert await engine.ready() == {"sqlite": "ok"}
+    assert await engine.gauges() == {"sqlite_write_queue": 0.0}
     await engine.close()
     with pytest.raises(Unavailable):
         await engine.ready()
