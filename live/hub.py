@@ -97,7 +97,9 @@ class RoomChannel:
         self.recent: deque[Event] = deque(maxlen=RECENT_EVENTS)
         self.delivered_seq = 0
         self.subscription: Subscription | None = None
-        self._flush_handle: asyncio.TimerHandle | None = None
+        self._flush_handle: asyncio.Handle | None = None
+        self._last_flush = -1e9
+        """Loop time of the last delivery (coalescing starts from there)."""
         self._resync: asyncio.Task[None] | None = None
         self.ended = False
         self.viewers = 0
@@ -107,9 +109,15 @@ class RoomChannel:
     def on_events(self, room_id: str, events: list[Event]) -> None:
         self.pending.extend(events)
         if self._flush_handle is None and self._resync is None:
-            self._flush_handle = asyncio.get_running_loop().call_later(
-                self.hub.tick_seconds, self.flush
-            )
+            # At most one frame per tick, and no wait when the room was idle: the
+            # first event after a quiet tick goes out on the next loop iteration
+            # (what else arrives by then joins it); under load, events coalesce.
+            loop = asyncio.get_running_loop()
+            due = self._last_flush + self.hub.tick_seconds
+            if due <= loop.time():
+                self._flush_handle = loop.call_soon(self.flush)
+            else:
+                self._flush_handle = loop.call_at(due, self.flush)
 
     def on_reset(self, room_id: str) -> None:
         self.hub.metrics.broker_resets += 1
@@ -142,6 +150,7 @@ class RoomChannel:
         self._deliver(batch)
 
     def _deliver(self, batch: list[Event]) -> None:
+        self._last_flush = asyncio.get_running_loop().time()
         first = batch[0]["seq"]
         last = batch[-1]["seq"]
         self.delivered_seq = last
