@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -284,3 +285,77 @@ class AuditReport:
             "negative": self.negative,
             "pending": self.pending,
         }
+
+@dataclass(frozen=True, slots=True)
+class Goal:
+    """A creator's diamond goal for the current stream of a room."""
+
+    id: str
+    stream_id: int
+    target: int
+    """Diamonds to reach."""
+    title: str
+    progress: int
+    """Diamonds the room's gifts earned since the goal was set (may pass ``target``)."""
+    reached: bool
+    """Whether reaching it was announced (``goal_reached`` sent once)."""
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "target": self.target,
+            "progress": self.progress,
+            "title": self.title,
+            "reached": self.reached,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class StreamStats:
+    """Running totals of one stream of a room."""
+
+    gifts: int = 0
+    """Gifts sent (a gift sent with ``count`` 5 counts 5)."""
+    coins: int = 0
+    """Coins spent on gifts."""
+    diamonds: int = 0
+    """Diamonds the creator earned."""
+    likes: int = 0
+    peak_viewers: int = 0
+
+    def public(self) -> dict[str, int]:
+        return {
+            "gifts": self.gifts,
+            "coins": self.coins,
+            "diamonds": self.diamonds,
+            "likes": self.likes,
+            "peak_viewers": self.peak_viewers,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Restriction:
+    """A ban or mute of a user in a room."""
+
+    user_id: str
+    kind: str
+    """``ban`` or ``mute``."""
+    until: int | None
+    """Milliseconds since the epoch when it lapses; ``None``: until lifted."""
+    by: str
+    """Who imposed it."""
+    created_at: int
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "user": self.user_id,
+            "kind": self.kind,
+            "until": self.until,
+            "by": self.by,
+            "created_at": self.created_at,
+        }
+
+
+def utc_day(ms: int) -> str:
+    """The UTC date (``YYYY-MM-DD``) of a time in milliseconds since the epoch: the
+    period of a creator's daily supporters."""
+    return time.strftime("%Y-%m-%d", time.gmtime(ms // 1000))

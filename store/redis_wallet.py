@@ -23,6 +23,11 @@ room, or the system shares a slot)::
     live:{r:<room>}:room              hash    room state
     live:{r:<room>}:lb                zset    current stream's gifters: user id -> coins
     live:{r:<room>}:lbu               hash    user id -> public profile JSON
+    live:{r:<room>}:stats             hash    "<stream>:<total>" -> the stream's gifts,
+                                              coins, diamonds, likes, peak viewers
+    live:{r:<room>}:goal              hash    the current goal (see store.redis_rooms)
+    live:{u:<creator>}:sup[:<day>]    zset    creator's supporters (all-time, per UTC day)
+    live:{u:<creator>}:supu           hash    supporter id -> public profile JSON
     live:{r:<room>}:seq               string  broker: last seq of the room
     live:{r:<room>}:hist              stream  broker: recent events, for resume
     live:{r:<room>}:ch                channel broker: fan-out
@@ -59,6 +64,7 @@ from store.models import (
     PurchaseReceipt,
     PurchaseRequest,
     Room,
+    utc_day,
 )
 from store.money import gift_postings, purchase_postings, split_gift
 from store.redis_scripts import CommandBatcher, load_script, script_reply_error
@@ -107,6 +113,28 @@ def leaderboard_key(room_id: str) -> str:
 
 def leaderboard_users_key(room_id: str) -> str:
     return f"{PREFIX}:{{r:{room_id}}}:lbu"
+
+
+def stream_stats_key(room_id: str) -> str:
+    return f"{PREFIX}:{{r:{room_id}}}:stats"
+
+
+def goal_key(room_id: str) -> str:
+    return f"{PREFIX}:{{r:{room_id}}}:goal"
+
+
+def supporters_key(creator_id: str, period: str) -> str:
+    """The creator's supporters: ``period`` ``all`` or a UTC day ``YYYY-MM-DD``."""
+    tail = "" if period == "all" else f":{period}"
+    return f"{PREFIX}:{{u:{creator_id}}}:sup{tail}"
+
+
+def supporter_profiles_key(creator_id: str) -> str:
+    return f"{PREFIX}:{{u:{creator_id}}}:supu"
+
+
+DAILY_SUPPORTERS_TTL: Final = 3 * 86_400
+"""A day's supporters are kept a little past the day (time zones, late readers)."""
 
 
 def system_field(account: str, asset: str) -> str:
@@ -257,6 +285,7 @@ class RedisWallet:
         room_id = request.room_id
         total = request.total_coins
         diamonds, platform = split_gift(total, self._share)
+        supporter_of = creator_id or sender.id  # unknown room: the script stops first
         postings = gift_postings(
             sender_id=sender.id, creator_id=creator_id, total_coins=total, diamonds=diamonds
         )
@@ -307,6 +336,12 @@ class RedisWallet:
             leaderboard_users_key(room_id),
             SYSTEM_BALANCES,
             OUTBOX,
+            # the room's activity totals, written in the same script
+            stream_stats_key(room_id),
+            goal_key(room_id),
+            supporters_key(supporter_of, "all"),
+            supporters_key(supporter_of, utc_day(created_at)),
+            supporter_profiles_key(supporter_of),
         )
         args = (
             request.fingerprint(),
@@ -321,6 +356,8 @@ class RedisWallet:
             tail,
             members,
             self._ttl,
+            request.count,
+            DAILY_SUPPORTERS_TTL,
         )
         return keys, args
 

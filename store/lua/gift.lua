@@ -10,6 +10,10 @@
 --       9, 10 outbox entry JSON around the stream id (head .. stream_id .. tail)
 --       11 receipt JSON members other than stream_id and balance
 --       12 idempotency key TTL in seconds ("0": keep forever)
+--       13 gift count                14 daily supporters TTL in seconds
+-- KEYS (room activity, written with the gift so they always equal the ledger):
+--       9 room stream totals         10 room goal         11 creator's all-time supporters
+--       12 creator's supporters of the gift's day (UTC)   13 supporter profiles
 --
 -- Replies: {"OK", receipt}  {"R", stored receipt}  {"E", code, message}
 --          {"S", creator id}: the caller's cached creator is stale (wrong wallet in
@@ -61,6 +65,16 @@ local stream_id = room[4]
 redis.call('XADD', KEYS[8], '*', 'tx', ARGV[9] .. stream_id .. ARGV[10])
 redis.call('ZINCRBY', KEYS[5], total, ARGV[2])
 redis.call('HSET', KEYS[6], ARGV[2], ARGV[8])
+redis.call('HINCRBY', KEYS[9], stream_id .. ':gifts', ARGV[13])
+redis.call('HINCRBY', KEYS[9], stream_id .. ':coins', total)
+redis.call('HINCRBY', KEYS[9], stream_id .. ':diamonds', diamonds)
+if redis.call('HGET', KEYS[10], 'stream_id') == stream_id then
+  redis.call('HINCRBY', KEYS[10], 'progress', diamonds)
+end
+redis.call('ZINCRBY', KEYS[11], total, ARGV[2])
+redis.call('ZINCRBY', KEYS[12], total, ARGV[2])
+redis.call('EXPIRE', KEYS[12], ARGV[14])
+redis.call('HSET', KEYS[13], ARGV[2], ARGV[8])
 local receipt = '{"stream_id":' .. stream_id .. ',"balance":' .. string.format('%d', balance)
   .. ',' .. ARGV[11] .. '}'
 if ARGV[12] == '0' then
