@@ -24,9 +24,11 @@ __all__ = [
     "Event",
     "ack",
     "chat",
+    "chat_deleted",
     "error",
     "gift",
     "goal",
+    "goal_reached",
     "join",
     "leaderboard",
     "like",
@@ -38,7 +40,18 @@ __all__ = [
 Event = dict[str, Any]
 
 ROOM_EVENT_TYPES: frozenset[str] = frozenset(
-    {"gift", "like", "chat", "join", "viewers", "leaderboard", "goal", "room_ended"}
+    {
+        "gift",
+        "like",
+        "chat",
+        "chat_deleted",
+        "join",
+        "viewers",
+        "leaderboard",
+        "goal",
+        "goal_reached",
+        "room_ended",
+    }
 )
 CONNECTION_EVENT_TYPES: frozenset[str] = frozenset({"welcome", "ack", "error"})
 
@@ -118,9 +131,25 @@ def leaderboard(*, top: Sequence[Mapping[str, Any]]) -> Event:
     return {"type": "leaderboard", "top": top}
 
 
-def goal(*, target: int, progress: int, title: str) -> Event:
-    """The creator's goal moved."""
-    return {"type": "goal", "target": target, "progress": progress, "title": title}
+def goal(*, target: int, progress: int, title: str, reached: bool = False) -> Event:
+    """The creator's diamond goal was set or moved; ``reached`` once progress hit target."""
+    return {
+        "type": "goal",
+        "target": target,
+        "progress": progress,
+        "title": title,
+        "reached": reached,
+    }
+
+
+def goal_reached(*, target: int, progress: int, title: str) -> Event:
+    """The creator's goal was reached (sent once per goal)."""
+    return {"type": "goal_reached", "target": target, "progress": progress, "title": title}
+
+
+def chat_deleted(*, id: str, user: str) -> Event:
+    """A moderator removed the chat message ``id`` sent by the user with id ``user``."""
+    return {"type": "chat_deleted", "id": id, "user": user}
 
 
 def room_ended() -> Event:

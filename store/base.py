@@ -7,7 +7,8 @@ engine (Redis + PostgreSQL) are interchangeable and pass one conformance suite.
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 from store.models import (
     AuditReport,
@@ -15,11 +16,14 @@ from store.models import (
     Event,
     GiftReceipt,
     GiftRequest,
+    Goal,
     LeaderEntry,
     Profile,
     PurchaseReceipt,
     PurchaseRequest,
+    Restriction,
     Room,
+    StreamStats,
     TransactionRecord,
 )
 
@@ -96,6 +100,9 @@ class BrokerListener(Protocol):
         missed. The listener re-syncs from ``history``/``last_seq``."""
         ...
 
+    # A listener may also define ``on_signal(room_id, message)`` to receive the
+    # room's signals (``Broker.signal``); the brokers call it when it exists.
+
 
 class Subscription(Protocol):
     async def close(self) -> None: ...
@@ -130,3 +137,136 @@ class Broker(Protocol):
         ...
 
     async def last_seq(self, room_id: str) -> int: ...
+
+    async def signal(self, room_id: str, message: dict[str, Any]) -> None:
+        """Hand ``message`` to every subscriber of the room on every node (their
+        ``on_signal``), without a ``seq``, without keeping it for resume: for
+        what is not a room event (overlay-only events, disconnecting a banned
+        user). At most once, best effort: a node that is not subscribed, or
+        whose subscription is interrupted, does not get it."""
+        ...
+
+
+class RoomActivity(Protocol):
+    """A live room's shared state beyond money: combos, likes, viewer counts,
+    goals, moderation, the overlay key, stream totals and creators' supporters.
+
+    On the scaled engine it lives in Redis, so every node sees the same state; on
+    the embedded engine in the process and its SQLite file. Operations that both
+    change state and announce it publish their room events themselves, in the
+    same atomic step, so events come in the order of the changes, once.
+
+    Gift totals (stream totals, goal progress, supporters) are written by
+    ``Wallet.send_gift`` in the gift's own atomic step, so they always equal the
+    ledger; this role only reads them.
+    """
+
+    async def publish_gift(
+        self,
+        room_id: str,
+        *,
+        event: Event,
+        stream_id: int,
+        sender_id: str,
+        gift_id: str,
+        streakable: bool,
+        count: int,
+        coins: int,
+        diamonds: int,
+        window_ms: int,
+    ) -> int:
+        """Publish a committed gift's ``gift`` event (``event`` without ``combo``).
+
+        A streakable gift joins the open combo of the same sender and gift in the
+        room (or opens one with the event's ``tx`` as its id) and keeps it open
+        for ``window_ms`` more; a combo whose window already closed is ended first.
+        A gift that is not streakable is a combo of its own, ended at once. The
+        event gets ``combo`` {id, count, end} and the overlay-only ``overlay``
+        map {combo: {coins, diamonds}, stream: {gifts, coins, diamonds}}.
+        Returns the milliseconds until the combo's window closes (0: ended)."""
+        ...
+
+    async def end_combos(self, room_id: str) -> int:
+        """End the room's combos whose window has closed: each is removed and a
+        final ``gift`` event (count 0, diamonds 0, ``combo.end`` true, the combo's
+        totals) is published, exactly once however many nodes call this at once.
+        Returns the milliseconds until the next open combo closes (0: none open)."""
+        ...
+
+    async def add_likes(
+        self, room_id: str, *, stream_id: int, likes: Sequence[tuple[Event, int]]
+    ) -> list[int]:
+        """Add the likes to the stream's total and publish one ``like`` event per
+        ``(event without total, count)``, each with the running ``total``.
+        Returns those totals, in order."""
+        ...
+
+    async def report_viewers(
+        self, room_id: str, *, node: str, count: int, ttl_ms: int, interval_ms: int
+    ) -> tuple[int, int]:
+        """Record ``node``'s viewer count of the room (forgotten after ``ttl_ms``
+        unless reported again; 0 forgets it now), add up every node's, keep the
+        stream's peak, and publish a ``viewers`` event when the total differs from
+        the last one published, at most once per ``interval_ms`` per room across
+        nodes. Returns ``(total, retry_ms)``: ``retry_ms > 0`` when a changed
+        total could not be published yet; report again after that long."""
+        ...
+
+    async def viewers(self, room_id: str) -> int:
+        """Viewers of the room on every node (expired reports left out)."""
+        ...
+
+    async def throttle(self, room_id: str, name: str, interval_ms: int) -> int:
+        """A lease on ``name`` for the room, across nodes: 0 when this caller got it
+        (and nobody else will for ``interval_ms``), else milliseconds to wait."""
+        ...
+
+    async def set_goal(self, room_id: str, *, target: int, title: str) -> Goal:
+        """Start a new goal for the room's current stream, progress 0.
+        ``NotFound``, ``RoomNotLive``."""
+        ...
+
+    async def goal(self, room_id: str) -> Goal | None:
+        """The goal of the room's current stream, if one was set."""
+        ...
+
+    async def claim_goal(self, room_id: str, goal_id: str) -> Goal | None:
+        """Mark goal ``goal_id`` reached if its progress is at its target and it was
+        not marked yet; the goal when this call marked it, else ``None`` (so one
+        caller, cluster-wide, announces it)."""
+        ...
+
+    async def restrict(self, room_id: str, restriction: Restriction) -> None:
+        """Ban or mute a user in the room (replacing the same kind's earlier one)."""
+        ...
+
+    async def lift(self, room_id: str, user_id: str, kind: str) -> bool:
+        """Lift a ban or mute; whether there was one."""
+        ...
+
+    async def restrictions(self, room_id: str) -> list[Restriction]:
+        """The room's bans and mutes in force, by user id."""
+        ...
+
+    async def is_banned(self, room_id: str, user_id: str) -> bool: ...
+
+    async def check_chat(self, room_id: str, user_id: str, *, limit: int, window_ms: int) -> None:
+        """May the user post a comment now? ``Forbidden`` when banned or muted;
+        ``RateLimited`` past ``limit`` comments in the current ``window_ms``
+        window (this counts as one)."""
+        ...
+
+    async def rotate_overlay_key(self, room_id: str) -> str:
+        """Give the room a new overlay key (the old one stops working); ``NotFound``."""
+        ...
+
+    async def stream_stats(self, room_id: str, stream_id: int) -> StreamStats:
+        """Totals of the room's stream ``stream_id`` (zeros when nothing happened)."""
+        ...
+
+    async def supporters(
+        self, creator_id: str, *, period: str, limit: int = 10
+    ) -> list[LeaderEntry]:
+        """The creator's top supporters by coins spent on gifts to them, highest
+        first, ties by user id: ``period`` ``day`` (today, UTC) or ``all``."""
+        ...

@@ -14,6 +14,7 @@ from store.catalog import Catalog
 from store.engine import Engine, EngineConfig
 from store.memory_broker import MemoryBroker
 from store.sqlite import SQLiteDatabase, SQLiteLedger, SQLiteRooms, SQLiteWallet
+from store.sqlite_rooms import SQLiteRoomActivity
 
 DATABASE_FILE: Final = "live.sqlite3"
 
@@ -40,6 +41,7 @@ async def open_embedded_engine(config: EngineConfig, *, catalog: Catalog) -> Eng
         rooms=SQLiteRooms(db),
         ledger=SQLiteLedger(db),
         broker=broker,
+        activity=SQLiteRoomActivity(db, broker),
         catalog=catalog,
         check=check,
         stats=stats,

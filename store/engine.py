@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from store.base import Broker, Ledger, Rooms, Wallet
+from store.base import Broker, Ledger, RoomActivity, Rooms, Wallet
 from store.catalog import Catalog
 
 
@@ -44,6 +44,8 @@ class Engine:
     rooms: Rooms
     ledger: Ledger
     broker: Broker
+    activity: RoomActivity
+    """A live room's shared state beyond money (combos, likes, viewers, goals...)."""
     catalog: Catalog
     check: Callable[[], Awaitable[dict[str, str]]]
     """Readiness: returns ``{component: "ok"}`` or raises ``store.errors.Unavailable``."""

@@ -13,6 +13,7 @@ Tree::
     ├── LimitExceeded               code "limit_exceeded"
     ├── RoomNotLive                 code "room_not_live"
     ├── Conflict                    code "conflict"
+    ├── RateLimited                 code "rate_limited"
     └── Unavailable                 code "internal" (a backend is down; retry)
 """
 
@@ -82,3 +83,12 @@ ERRORS_BY_CODE: dict[str, type[StoreError]] = {
 def error_from_code(code: str, message: str) -> StoreError:
     """Rebuild a typed error from its code (used by backends that report codes as strings)."""
     return ERRORS_BY_CODE.get(code, StoreError)(message)
+
+
+class RateLimited(StoreError):
+    """Too many actions of one user in a short time (chat comments in a room)."""
+
+    code = "rate_limited"
+
+
+ERRORS_BY_CODE[RateLimited.code] = RateLimited

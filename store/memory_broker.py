@@ -14,6 +14,7 @@ import logging
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from store.base import BrokerListener
 from store.ids import now_ms
@@ -147,6 +148,20 @@ class MemoryBroker:
         """Distinct listeners subscribed to the room (for metrics and tests)."""
         state = self._rooms.get(room_id)
         return len(state.listeners) if state is not None else 0
+
+    async def signal(self, room_id: str, message: dict[str, Any]) -> None:
+        """Hand ``message`` to each listener's ``on_signal`` now (no seq, no history)."""
+        state = self._rooms.get(room_id)
+        if state is None:
+            return
+        for listener, _count in list(state.listeners.values()):
+            handler = getattr(listener, "on_signal", None)
+            if handler is None:
+                continue
+            try:
+                handler(room_id, message)
+            except Exception:
+                log.exception("broker listener failed on a signal of room %s", room_id)
 
     async def close(self) -> None:
         """Drop every subscription; seq counters and history stay for a late resume."""

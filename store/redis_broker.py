@@ -45,6 +45,8 @@ log = logging.getLogger(__name__)
 _PUBLISH = load_script("publish")
 _HISTORY = load_script("history")
 
+SIGNAL_HEAD: Final = b"!"
+"""Header of a signal on a room channel (event batches start with their seq)."""
 SUBSCRIBE_TIMEOUT: Final = 10.0
 LOCAL_DELIVERY_TIMEOUT: Final = 1.0
 
@@ -233,6 +235,17 @@ class RedisBroker:
         value = await self._batcher.execute("GET", seq_key(room_id))
         return int(value) if value is not None else 0
 
+    async def signal(self, room_id: str, message: dict[str, Any]) -> None:
+        """``PUBLISH`` the message on the room's channel with a ``!`` header, which
+        no event batch has (their header starts with a seq): every node hands it
+        to its listeners' ``on_signal``, outside the seq order and the history."""
+        await self._batcher.execute(
+            "PUBLISH",
+            channel_name(room_id),
+            SIGNAL_HEAD + orjson.dumps(message),
+            retry_on_disconnect=False,
+        )
+
     def listeners(self, room_id: str) -> int:
         """Distinct local listeners on the room (for metrics and tests)."""
         room = self._rooms.get(room_id)
@@ -403,6 +416,9 @@ class RedisBroker:
         room = self._rooms.get(room_id)
         if room is None or not room.active:
             return
+        if payload[:1] == SIGNAL_HEAD:
+            self._deliver_signal(room_id, room, payload[1:])
+            return
         try:
             first, events = _stamp(payload)
         except (ValueError, orjson.JSONDecodeError):
@@ -432,3 +448,18 @@ class RedisBroker:
                 else:
                     still.append((seq, waiter))
             room.seq_waiters = still
+
+    def _deliver_signal(self, room_id: str, room: _Room, body: bytes) -> None:
+        try:
+            message = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            log.error("broker: undecodable signal on room %s", room_id)
+            return
+        for listener, _count in list(room.listeners.values()):
+            handler = getattr(listener, "on_signal", None)
+            if handler is None:
+                continue
+            try:
+                handler(room_id, message)
+            except Exception:
+                log.exception("broker listener failed on a signal of room %s", room_id)

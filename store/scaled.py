@@ -31,6 +31,7 @@ from store.postgres_ledger import (
     run_ledger_worker,
 )
 from store.redis_broker import RedisBroker
+from store.redis_rooms import RedisRoomActivity
 from store.redis_scripts import CommandBatcher, connect_redis, load_script
 from store.redis_wallet import SYSTEM_BALANCES, RedisRooms, RedisWallet
 
@@ -96,6 +97,11 @@ async def open_scaled_engine(
         rooms=RedisRooms(batcher),
         ledger=ledger,
         broker=broker,
+        activity=RedisRoomActivity(
+            batcher,
+            history_size=config.history_size,
+            history_seconds=config.history_seconds,
+        ),
         catalog=catalog,
         check=check,
         stats=stats,

@@ -43,7 +43,15 @@ def test_builders_set_type_and_exactly_the_documented_fields() -> None:
         "join": (events.join(count=3), {"count"}),
         "viewers": (events.viewers(count=3), {"count"}),
         "leaderboard": (events.leaderboard(top=[]), {"top"}),
-        "goal": (events.goal(target=5, progress=1, title="t"), {"target", "progress", "title"}),
+        "goal": (
+            events.goal(target=5, progress=1, title="t"),
+            {"target", "progress", "title", "reached"},
+        ),
+        "goal_reached": (
+            events.goal_reached(target=5, progress=6, title="t"),
+            {"target", "progress", "title"},
+        ),
+        "chat_deleted": (events.chat_deleted(id="m", user="u1"), {"id", "user"}),
         "room_ended": (events.room_ended(), set()),
         "ack": (events.ack(id="a"), {"id"}),
         "error": (events.error(id=None, code="internal", message="m"), {"id", "code", "message"}),
@@ -63,10 +71,12 @@ def test_room_and_connection_types_are_disjoint() -> None:
         "gift",
         "like",
         "chat",
+        "chat_deleted",
         "join",
         "viewers",
         "leaderboard",
         "goal",
+        "goal_reached",
         "room_ended",
     } == ROOM_EVENT_TYPES
 

@@ -1,0 +1,104 @@
+-- Gift combos (streaks) of a room: publish a gift's event within its combo, or end
+-- the combos whose window has closed. One script, so a combo ends exactly once
+-- whichever nodes race to end it, and always after its last gift's event.
+--
+-- KEYS: 1 combos hash   2 combo deadlines zset   3 stream totals hash
+--       4 room seq counter   5 room history stream
+-- ARGV: 1 channel  2 history entries to keep  3 history TTL (s)  4 mode: "hit" or "end"
+--   hit: 5 member (sender id, \31, gift id)  6 tx (a new combo's id)  7 count
+--        8 coins  9 diamonds  10 window ms ("0": not streakable)  11 stream id
+--        12 the gift event's JSON without its closing brace
+--        13 the same with count and diamonds 0 (the combo's final event)
+--
+-- Combos hash: member -> "id|count|coins|diamonds|deadline|stream id",
+--              member .. "\30" -> the final event's head.
+--
+-- Reply: milliseconds until the next open combo's window closes ("hit": this
+-- gift's combo; 0 when it ended at once), 0 when none is open.
+
+local function overlay(stream, coins, diamonds)
+  local t = redis.call('HMGET', KEYS[3], stream .. ':gifts', stream .. ':coins',
+    stream .. ':diamonds')
+  return '"overlay":{"combo":{"coins":' .. fmt(coins) .. ',"diamonds":' .. fmt(diamonds)
+    .. '},"stream":{"gifts":' .. fmt(tonumber(t[1] or '0')) .. ',"coins":'
+    .. fmt(tonumber(t[2] or '0')) .. ',"diamonds":' .. fmt(tonumber(t[3] or '0')) .. '}}'
+end
+
+local function event(head, id, count, ended, stream, coins, diamonds)
+  return head .. ',"combo":{"id":"' .. id .. '","count":' .. fmt(count) .. ',"end":'
+    .. (ended and 'true' or 'false') .. '},' .. overlay(stream, coins, diamonds) .. '}'
+end
+
+local function parse(value)
+  local id, count, coins, diamonds, deadline, stream =
+    string.match(value, '^([^|]*)|(%d+)|(%d+)|(%d+)|(%d+)|(%d+)$')
+  return id, tonumber(count), tonumber(coins), tonumber(diamonds), tonumber(deadline), stream
+end
+
+-- remove a combo and return its final event
+local function finish(member, value)
+  local id, count, coins, diamonds, _, stream = parse(value)
+  local head = redis.call('HGET', KEYS[1], member .. '\30')
+  redis.call('HDEL', KEYS[1], member, member .. '\30')
+  redis.call('ZREM', KEYS[2], member)
+  return event(head, id, count, true, stream, coins, diamonds)
+end
+
+local function next_wait(now)
+  local first = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+  if #first == 0 then
+    return 0
+  end
+  return math.max(tonumber(first[2]) - now, 1)
+end
+
+local now = now_ms()
+local events = {}
+local wait = 0
+
+if ARGV[4] == 'hit' then
+  local member = ARGV[5]
+  local count, coins, diamonds = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
+  local window = tonumber(ARGV[10])
+  local stream = ARGV[11]
+  local id = ARGV[6]
+  local value = redis.call('HGET', KEYS[1], member)
+  if value then
+    local open_id, open_count, open_coins, open_diamonds, deadline = parse(value)
+    if deadline <= now then
+      table.insert(events, finish(member, value))
+    else
+      id, count = open_id, open_count + count
+      coins, diamonds = open_coins + coins, open_diamonds + diamonds
+    end
+  end
+  if window > 0 then
+    local deadline = now + window
+    redis.call('HSET', KEYS[1], member,
+      id .. '|' .. fmt(count) .. '|' .. fmt(coins) .. '|' .. fmt(diamonds) .. '|'
+        .. fmt(deadline) .. '|' .. stream,
+      member .. '\30', ARGV[13])
+    redis.call('ZADD', KEYS[2], deadline, member)
+    -- a room nobody sweeps any more (every node gone) does not keep its combos forever
+    redis.call('PEXPIRE', KEYS[1], window + 3600000)
+    redis.call('PEXPIRE', KEYS[2], window + 3600000)
+    table.insert(events, event(ARGV[12], id, count, false, stream, coins, diamonds))
+    wait = window
+  else
+    table.insert(events, event(ARGV[12], id, count, true, stream, coins, diamonds))
+  end
+else
+  local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 100)
+  for _, member in ipairs(due) do
+    local value = redis.call('HGET', KEYS[1], member)
+    if value then
+      table.insert(events, finish(member, value))
+    else
+      redis.call('ZREM', KEYS[2], member)
+    end
+  end
+  wait = next_wait(now)
+end
+
+publish_events(KEYS[4], KEYS[5], ARGV[1], ARGV[2], ARGV[3], events)
+return wait
