@@ -1,0 +1,385 @@
+"""The side-by-side benchmarks (docs/PERFORMANCE.md): ``python -m loadtest bench``.
+
+Each target starts the servers it needs on this machine (our ``live serve`` on a
+temporary data dir, and the baseline), runs the same scenario against each in
+turn, and reports our figure, the baseline's, their ratio and whether the goal
+is met. Servers are pinned to the first CPU and the generator to the others
+where the machine has more than one.
+
+Targets: ``fanout`` (sweep, 1 room x 5,000 viewers), ``rate200`` (200 gifts/s
+into that room), ``onegift`` (one gift at a time), ``memory`` (idle viewers),
+``commit`` (gifts committed per second), ``storm`` (reconnect storm), or ``all``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from loadtest.report import fmt, table, write
+from loadtest.runner import Options, Run
+from loadtest.servers import SECRET, LocalServers
+from loadtest.worker import raise_nofile
+
+FD_LIMIT_MARGIN = 200
+
+
+@dataclass
+class Row:
+    target: str
+    engine: str
+    figure: Any
+    baseline: Any
+    ratio: float | None
+    goal: str
+    met: bool | None
+    note: str = ""
+
+    def public(self) -> dict[str, Any]:
+        return self.__dict__.copy()
+
+
+class Bench:
+    def __init__(
+        self, *, engine: str, out: Path | None, scale: float, duration: float | None, keep: bool
+    ) -> None:
+        cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else [0]
+        self.server_cpus = {cpus[0]}
+        self.generator_cpus = cpus[1:] or cpus
+        self.engine = engine
+        self.out = out
+        self.scale = scale
+        self.duration = duration
+        self.servers = LocalServers(
+            engine=engine,
+            server_cpus=self.server_cpus,
+            helper_cpus=set(self.generator_cpus),
+            keep=keep,
+        )
+        self.rows: list[Row] = []
+        self.reports: dict[str, dict[str, Any]] = {}
+        self.fd_limit = raise_nofile()
+
+    def n(self, count: int) -> int:
+        return max(1, int(count * self.scale))
+
+    def seconds(self, default: float) -> float:
+        return self.duration if self.duration is not None else default
+
+    def options(self, url: str, **kw: Any) -> Options:
+        base = Options(
+            url=url,
+            secret=SECRET,
+            cpus=self.generator_cpus,
+            probe_every=100,
+            warmup=2.0,
+            connect_concurrency=200,
+            report_interval=1.0,
+        )
+        return replace(base, **kw)
+
+    def run(self, name: str, server: str, options: Options, pid: int) -> dict[str, Any]:
+        options = replace(options, server_pid=pid, label=f"{name}/{server}")
+        print(f"\n== {name} against {server} ({self.engine} engine) ==", file=sys.stderr)
+        report = Run(options).execute()
+        self.reports[f"{name}-{server}"] = report
+        if self.out is not None:
+            write(report, self.out, name=f"{name}-{server}")
+        return report
+
+    def both(
+        self, name: str, make: Callable[[str], Options], *, baseline: bool = True
+    ) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        base_report = None
+        if baseline:
+            url, proc = self.servers.start_baseline()
+            try:
+                base_report = self.run(name, "baseline", replace(make(url), money=False), proc.pid)
+            finally:
+                self.servers.stop(proc)
+        url, proc = self.servers.start_live()
+        try:
+            ours = self.run(name, "live", make(url), proc.pid)
+        finally:
+            self.servers.stop(proc)
+        return ours, base_report
+
+    def add(self, row: Row) -> None:
+        self.rows.append(row)
+        print(
+            f"-> {row.target}: {fmt(row.figure)} (baseline {fmt(row.baseline)}, ratio "
+            f"{fmt(row.ratio)}) goal {row.goal}: {'met' if row.met else 'NOT met'}",
+            file=sys.stderr,
+        )
+
+    # -- targets ------------------------------------------------------------------------
+    def fanout(self) -> None:
+        viewers = self.n(5000)
+
+        def make(url: str) -> Options:
+            return self.options(
+                url,
+                scenario="sweep",
+                viewers=viewers,
+                rooms=1,
+                gifters=220,
+                start_rate=10,
+                factor=1.5,
+                max_rate=2000,
+                step_seconds=self.seconds(6),
+                p99_bound_ms=250,
+            )
+
+        ours, base = self.both("fanout", make)
+        figure = ours["sweep"]["capacity_gift_deliveries_per_s"]
+        baseline = base["sweep"]["capacity_gift_deliveries_per_s"] if base else None
+        ratio = figure / baseline if baseline else None
+        self.add(
+            Row(
+                "fan-out capacity, deliveries/s at p99 <= 250 ms",
+                self.engine,
+                figure,
+                baseline,
+                ratio,
+                ">= 10x baseline",
+                ratio is not None and ratio >= 10,
+                f"1 room, {viewers} viewers; ours stopped: {ours['sweep']['stopped']}",
+            )
+        )
+
+    def rate200(self) -> None:
+        viewers = self.n(5000)
+        ours, _ = self.both(
+            "rate200",
+            lambda url: self.options(
+                url,
+                scenario="crowd",
+                viewers=viewers,
+                rooms=1,
+                gifters=40,
+                gift_rate=200,
+                duration=self.seconds(15),
+            ),
+            baseline=False,
+        )
+        p99 = ours["latency"]["gift_to_screen_ms"]["p99"]
+        deliveries = ours["throughput"]["gift_deliveries_per_s"]
+        self.add(
+            Row(
+                "p99 gift-to-screen at 200 gifts/s, ms",
+                self.engine,
+                p99,
+                None,
+                None,
+                "<= 100 ms",
+                p99 is not None and p99 <= 100 and not ours["closes"],
+                f"{fmt(deliveries)} gift deliveries/s to {viewers} viewers; "
+                f"closes {ours['closes'] or 'none'}",
+            )
+        )
+
+    def onegift(self) -> None:
+        viewers = self.n(5000)
+        ours, base = self.both(
+            "onegift",
+            lambda url: self.options(
+                url,
+                scenario="crowd",
+                viewers=viewers,
+                rooms=1,
+                gifters=50,
+                gift_rate=1.0,
+                one_at_a_time=True,
+                duration=self.seconds(10),
+            ),
+        )
+        figure = ours["throughput"]["frames_per_s"]
+        baseline = base["throughput"]["frames_per_s"] if base else None
+        ratio = figure / baseline if baseline else None
+        self.add(
+            Row(
+                "one gift at a time, frames/s",
+                self.engine,
+                figure,
+                baseline,
+                ratio,
+                ">= 0.8x baseline",
+                ratio is not None and ratio >= 0.8,
+                f"50 gifters take turns, each waiting for its gift to arrive; {viewers} viewers",
+            )
+        )
+
+    def memory(self) -> None:
+        viewers = min(self.n(20_000), self.fd_limit - FD_LIMIT_MARGIN)
+        ours, base = self.both(
+            "memory",
+            lambda url: self.options(
+                url,
+                scenario="crowd",
+                viewers=viewers,
+                rooms=1,
+                gifters=0,
+                gift_rate=0,
+                duration=self.seconds(3),
+                warmup=1.0,
+                probe_every=1000,
+            ),
+        )
+        figure = ours["server"].get("rss_per_connection_kib")
+        baseline = base["server"].get("rss_per_connection_kib") if base else None
+        ratio = figure / baseline if figure and baseline else None
+        opened = ours["connections"]["opened"]
+        note = f"{opened} idle viewers held by one process"
+        if viewers < 20_000 * self.scale:
+            note += f" (open-files limit {self.fd_limit} here)"
+        self.add(
+            Row(
+                "server RSS per idle viewer, KiB",
+                self.engine,
+                figure,
+                baseline,
+                ratio,
+                "<= 20 KiB",
+                figure is not None and figure <= 20,
+                note,
+            )
+        )
+
+    def commit(self) -> None:
+        gifters = self.n(1600)
+        goal = 10_000 if self.engine == "scaled" else 5_000
+        ours, _ = self.both(
+            "commit",
+            lambda url: self.options(
+                url,
+                scenario="crowd",
+                viewers=0,
+                rooms=gifters,
+                gifters=gifters,
+                gift_rate=gifters * 9.0,
+                duration=self.seconds(15),
+                connect_concurrency=100,
+            ),
+            baseline=False,
+        )
+        figure = ours["throughput"]["gifts_acked_per_s"]
+        money = ours.get("money") or {}
+        self.add(
+            Row(
+                "gifts committed per second",
+                self.engine,
+                figure,
+                None,
+                None,
+                f">= {goal:,}/s, audit passing",
+                figure >= goal and bool(money.get("ok")),
+                f"{gifters} gifters in {gifters} rooms; money "
+                f"{'ok' if money.get('ok') else 'NOT ok'}, "
+                f"errors {ours['errors'] or 'none'}",
+            )
+        )
+
+    def storm(self) -> None:
+        viewers = min(self.n(20_000), (self.fd_limit - FD_LIMIT_MARGIN) // 2)
+        ours, base = self.both(
+            "storm",
+            lambda url: self.options(
+                url,
+                scenario="storm",
+                viewers=viewers,
+                rooms=1,
+                gifters=10,
+                gift_rate=20,
+                duration=0,
+                storm_settle=6.0,
+                probe_every=200,
+                connect_concurrency=500,
+            ),
+        )
+        storm = ours["storm"]
+        figure = storm["seconds"]
+        baseline = base["storm"]["seconds"] if base else None
+        ratio = figure / baseline if baseline else None
+        ok = storm["failed"] == 0 and storm["resumed"] >= storm["viewers"] and not storm["gaps"]
+        self.add(
+            Row(
+                "reconnect storm, seconds to reconnect and resume",
+                self.engine,
+                figure,
+                baseline,
+                ratio,
+                "20,000 in <= 10 s",
+                ok and figure <= 10 and viewers >= 20_000,
+                f"{storm['viewers']} viewers, resumed {storm['resumed']}, gaps "
+                f"{storm['gaps']}, failed {storm['failed']} (the baseline only reconnects)",
+            )
+        )
+
+    TARGETS = ("fanout", "rate200", "onegift", "memory", "commit", "storm")
+
+    def finish(self) -> str:
+        text = table(
+            (
+                (
+                    r.target,
+                    r.engine,
+                    r.figure,
+                    r.baseline,
+                    r.ratio,
+                    r.goal,
+                    "met" if r.met else "not met",
+                    r.note,
+                )
+                for r in self.rows
+            ),
+            headers=("target", "engine", "figure", "baseline", "ratio", "goal", "", "note"),
+        )
+        if self.out is not None:
+            self.out.mkdir(parents=True, exist_ok=True)
+            (self.out / f"bench-{self.engine}.json").write_bytes(
+                orjson.dumps(
+                    {
+                        "rows": [r.public() for r in self.rows],
+                        "time": time.time(),
+                        "server_cpus": sorted(self.server_cpus),
+                        "generator_cpus": self.generator_cpus,
+                    },
+                    option=orjson.OPT_INDENT_2,
+                )
+            )
+            (self.out / f"bench-{self.engine}.txt").write_text(text + "\n")
+        return text
+
+
+def run_bench(
+    targets: list[str],
+    *,
+    engine: str,
+    out: Path | None,
+    scale: float,
+    duration: float | None,
+    keep: bool,
+) -> int:
+    names = list(Bench.TARGETS) if "all" in targets else targets
+    unknown = [t for t in names if t not in Bench.TARGETS]
+    if unknown:
+        print(
+            f"unknown targets {unknown}; choose from {', '.join(Bench.TARGETS)} or all",
+            file=sys.stderr,
+        )
+        return 2
+    bench = Bench(engine=engine, out=out, scale=scale, duration=duration, keep=keep)
+    try:
+        for name in names:
+            getattr(bench, name)()
+    finally:
+        bench.servers.close()
+        print("\n" + bench.finish())
+    return 0

@@ -1,0 +1,152 @@
+"""The final report: table, numbers for people, JSON and the plot."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from loadtest.report import fmt, render, summary_rows, table, write
+from loadtest.stats import Histogram
+
+
+def sample_report(**extra: Any) -> dict[str, Any]:
+    latency = Histogram.of([1000.0, 2000.0, 50_000.0]).summary_ms()
+    report: dict[str, Any] = {
+        "scenario": "crowd",
+        "label": "",
+        "target": "http://127.0.0.1:8000",
+        "connections": {
+            "asked": 12,
+            "opened": 12,
+            "failed": 0,
+            "seconds": 0.5,
+            "handshakes_per_s": 24.0,
+            "handshake_ms": latency,
+            "connect_errors": {},
+        },
+        "measured_seconds": 10.0,
+        "throughput": {
+            "gift_deliveries_per_s": 1200.0,
+            "events_per_s": 1300.0,
+            "frames_per_s": 400.0,
+            "bytes_per_s": 123456.0,
+            "gifts_sent_per_s": 100.0,
+            "gifts_acked_per_s": 100.0,
+        },
+        "latency": {"gift_to_screen_ms": latency, "ack_ms": Histogram().summary_ms()},
+        "errors": {"rate_limited": 2},
+        "timeouts": {},
+        "closes": {"4008": 1},
+        "resume": {"reconnects": 1, "resumed": 1, "snapshots": 0, "gaps": 0},
+        "server": {
+            "pid": 1,
+            "rss_before_kib": 1000,
+            "rss_idle_kib": 1240,
+            "rss_end_kib": 1300,
+            "rss_per_connection_kib": 20.0,
+        },
+        "money": {
+            "ok": True,
+            "coins_spent_wallets": 1000,
+            "coins_spent_acked": 1000,
+            "diamonds_credited": 500,
+            "diamonds_expected": 500,
+            "platform_share": 500,
+            "audit_ok": True,
+            "audit_transactions": 1010,
+        },
+        "timeline": [
+            {
+                "t": float(t),
+                "connections": 12,
+                "gift_deliveries_per_s": 1200.0,
+                "events_per_s": 1300.0,
+                "frames_per_s": 400.0,
+                "gifts_acked_per_s": 100.0,
+                "gift_to_screen_ms": latency,
+                "ack_ms": Histogram().summary_ms(),
+            }
+            for t in range(1, 6)
+        ],
+    }
+    report.update(extra)
+    return report
+
+
+def test_numbers_for_people() -> None:
+    assert fmt(None) == "-"
+    assert fmt(True) == "yes"
+    assert fmt(1234567) == "1,234,567"
+    assert fmt(1234.56) == "1,235"
+    assert fmt(12.345) == "12.3"
+    assert fmt(0.01234) == "0.012"
+    assert fmt(0.0) == "0"
+    assert fmt("x") == "x"
+
+
+def test_table_aligns_columns() -> None:
+    text = table([("a", 1), ("longer name", 12345)], headers=("what", "n"))
+    lines = text.splitlines()
+    assert lines[0].startswith("what")
+    assert set(lines[1]) <= {"-", " "}
+    assert lines[2].startswith("a ")
+    assert lines[3].endswith("12,345")
+    assert len({len(line) for line in lines[2:]}) == 1  # right-aligned numbers line up
+    assert table([]) == ""
+
+
+def test_summary_says_what_happened() -> None:
+    rows = dict(summary_rows(sample_report()))
+    assert rows["connections opened / asked"] == "12 / 12"
+    assert rows["gift-event deliveries/s"] == 1200.0
+    assert "p99" in rows["gift-to-screen latency"]
+    assert rows["ack latency"] == "-"
+    assert rows["errors by code"] == "rate_limited: 2"
+    assert rows["closes by code"] == "4008: 1"
+    assert rows["server RSS per connection"] == "20.0 KiB"
+    assert rows["money"].startswith("OK: spent 1,000")
+    assert "audit ok" in rows["money"]
+
+
+def test_sweep_and_storm_get_their_own_lines() -> None:
+    step = {
+        "gift_rate": 10.0,
+        "gift_deliveries_per_s": 50_000.0,
+        "frames_per_s": 20_000.0,
+        "gift_to_screen_ms": {"p50": 3.0, "p99": 40.0},
+        "closes": 0,
+        "within_bound": True,
+    }
+    report = sample_report(
+        sweep={
+            "p99_bound_ms": 250.0,
+            "steps": [step, {**step, "gift_rate": 15.0, "within_bound": False}],
+            "stopped": "p99 over the bound",
+            "capacity_gift_deliveries_per_s": 50_000.0,
+            "capacity_gift_rate": 10.0,
+        },
+        storm={
+            "viewers": 100,
+            "failed": 0,
+            "seconds": 1.5,
+            "resumed": 100,
+            "snapshots": 0,
+            "gaps": 0,
+        },
+    )
+    text = render(report)
+    assert "capacity at p99 <= 250 ms" in text
+    assert "50,000 gift deliveries/s" in text
+    assert "100 of 100 in 1.5 s" in text
+    assert "over" in text.splitlines()[-1]
+
+
+def test_write_json_text_and_plot(tmp_path: Path) -> None:
+    paths = write(sample_report(), tmp_path, name="crowd")
+    names = {p.name for p in paths}
+    assert {"crowd.json", "crowd.txt", "crowd.png"} <= names
+    assert orjson.loads((tmp_path / "crowd.json").read_bytes())["scenario"] == "crowd"
+    assert "gift-to-screen latency" in (tmp_path / "crowd.txt").read_text()
+    assert (tmp_path / "crowd.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -1,0 +1,186 @@
+"""A short run of each scenario against a real server: it completes and its counts
+add up. Small numbers, never timing: these run on every CI run."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from loadtest.__main__ import main
+from loadtest.runner import Options, Run
+from loadtest.servers import LocalServers
+from tests.live.server import SECRET, LiveServer
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    server = LiveServer(data_dir=tmp_path_factory.mktemp("loadtest") / "data")
+    asyncio.run(server.start())
+    try:
+        yield server
+    finally:
+        asyncio.run(server.stop())
+
+
+def run(server_url: str, **kw: Any) -> dict[str, Any]:
+    base = Options(
+        url=server_url,
+        secret=SECRET,
+        warmup=0.3,
+        duration=1.0,
+        probe_every=3,
+        report_interval=0.5,
+    )
+    for key, value in kw.items():
+        setattr(base, key, value)
+    return Run(base, out=io.StringIO()).execute()
+
+
+def assert_clean(report: dict[str, Any]) -> None:
+    assert report["connections"]["opened"] == report["connections"]["asked"]
+    assert report["connections"]["failed"] == 0
+    assert report["errors"] == {}
+    assert report["closes"] == {}
+    assert report["timeouts"] == {}
+    assert report["resume"]["gaps"] == 0
+
+
+def test_crowd_every_viewer_sees_every_gift_and_the_money_adds_up(live: LiveServer) -> None:
+    report = run(live.url, viewers=12, rooms=1, gifters=3, gift_rate=6, like_rate=2, chat_rate=1)
+    assert_clean(report)
+    totals = report["totals"]
+    assert totals["gifts_acked"] == totals["gifts_sent"] > 0
+    assert totals["likes_acked"] > 0 and totals["chats_acked"] > 0
+    # One room: every connection (12 viewers and 3 gifters) receives every gift.
+    assert totals["gift_events"] == totals["gifts_acked"] * 15
+    assert totals["room_events"] >= totals["gift_events"] + totals["likes_acked"]
+    assert report["latency"]["gift_to_screen_ms"]["count"] > 0
+    money = report["money"]
+    assert money["ok"], money
+    assert money["coins_spent_acked"] == totals["gifts_acked"]  # roses cost one coin
+    assert money["coins_spent_wallets"] == money["diamonds_credited"] + money["platform_share"]
+    assert len(report["timeline"]) >= 2
+
+
+def test_whale_big_combos_are_charged_in_full(live: LiveServer) -> None:
+    report = run(
+        live.url,
+        scenario="whale",
+        viewers=5,
+        rooms=2,
+        gifters=2,
+        gift_rate=3,
+        gift="confetti",
+        count=99,
+    )
+    assert_clean(report)
+    acked = report["totals"]["gifts_acked"]
+    assert acked > 0
+    money = report["money"]
+    assert money["ok"], money
+    assert money["coins_spent_wallets"] == acked * 99 * 100
+    assert money["diamonds_credited"] == acked * 99 * 50
+    assert money["platform_share"] == acked * 99 * 50
+
+
+def test_storm_every_viewer_comes_back_resumed(live: LiveServer) -> None:
+    report = run(
+        live.url,
+        scenario="storm",
+        viewers=30,
+        rooms=2,
+        gifters=2,
+        gift_rate=4,
+        duration=0.0,
+        storm_settle=1.0,
+    )
+    storm = report["storm"]
+    assert storm["viewers"] == 30
+    assert storm["failed"] == 0
+    assert storm["resumed"] == 30 and storm["snapshots"] == 0
+    assert storm["gaps"] == 0
+    assert report["connections"]["opened"] == 32
+    assert report["money"]["ok"]
+
+
+def test_sweep_steps_up_to_the_maximum_rate(live: LiveServer) -> None:
+    report = run(
+        live.url,
+        scenario="sweep",
+        viewers=10,
+        rooms=1,
+        gifters=4,
+        start_rate=4,
+        factor=2,
+        max_rate=16,
+        step_seconds=1.0,
+        p99_bound_ms=60_000,
+    )
+    sweep = report["sweep"]
+    rates = [s["gift_rate"] for s in sweep["steps"]]
+    assert rates == [4, 8, 16][: len(rates)]
+    assert sweep["steps"][0]["within_bound"]  # 60 s of latency and 4 gifts/s: always
+    assert sweep["capacity_gift_deliveries_per_s"] > 0
+    if sweep["stopped"] == "reached the maximum rate":
+        assert len(rates) == 3 and all(s["within_bound"] for s in sweep["steps"])
+    else:  # a busy machine may not keep up with the higher steps
+        assert not sweep["steps"][-1]["within_bound"]
+    assert report["money"]["ok"]
+
+
+def test_the_baseline_speaks_enough_protocol_for_the_same_crowd() -> None:
+    servers = LocalServers()
+    try:
+        url, proc = servers.start_baseline()
+        report = run(
+            url, viewers=8, rooms=1, gifters=2, gift_rate=4, money=False, server_pid=proc.pid
+        )
+    finally:
+        servers.close()
+    assert_clean(report)
+    totals = report["totals"]
+    assert totals["gifts_acked"] > 0
+    assert totals["gift_events"] == totals["gifts_acked"] * 10
+    assert report["money"] is None
+    assert report["server"]["rss_idle_kib"] > 0
+
+
+def test_the_command_line_writes_the_report(
+    live: LiveServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(
+        [
+            "crowd",
+            "--url",
+            live.url,
+            "--secret",
+            SECRET,
+            "--viewers",
+            "4",
+            "--gifters",
+            "1",
+            "--gift-rate",
+            "2",
+            "--duration",
+            "0.5",
+            "--warmup",
+            "0.2",
+            "--quiet",
+            "--out",
+            str(tmp_path),
+        ]
+    )
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "gift-to-screen latency" in out and "money" in out
+    assert (tmp_path / "report.json").exists() and (tmp_path / "report.png").exists()
+
+
+def test_the_command_line_refuses_what_would_hit_the_rate_limit() -> None:
+    assert main(["crowd", "--secret", "x", "--gifters", "1", "--gift-rate", "50"]) == 2
+    assert main(["crowd", "--gifters", "1", "--gift-rate", "1", "--secret", ""]) == 2
