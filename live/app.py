@@ -5,16 +5,20 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import WebSocketRoute
 
+from live.api import MAX_BODY_BYTES
 from live.api import routes as api_routes
 from live.errors import error_response
 from live.hub import Hub
+from live.limits import APP_STATE_SETTINGS, ConnectionGuard, RequestLimits
 from live.metrics import Metrics
 from live.payments import PaymentProvider, SandboxPaymentProvider
 from live.services import Services
@@ -44,7 +48,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 def create_app(settings: Settings) -> Starlette:
     @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+    async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
         engine = await open_engine(settings.engine_config())
         metrics = Metrics()
         hub = Hub(
@@ -59,13 +63,15 @@ def create_app(settings: Settings) -> Starlette:
         app.state.services = Services(
             settings=settings, engine=engine, hub=hub, metrics=metrics, payments=payments
         )
+        app.state.guard = ConnectionGuard.from_settings(settings)
         log.info("engine %s ready", engine.name)
         if settings.demo:
             from live.demo import seed_demo
 
             print(await seed_demo(app.state.services), flush=True)
         try:
-            yield
+            # The settings also reach uvicorn's protocol instances (handshake timeout).
+            yield {APP_STATE_SETTINGS: settings}
         finally:
             hub.close_all(CloseCode.RESTART, "server restarting")
             await engine.close()
@@ -74,6 +80,9 @@ def create_app(settings: Settings) -> Starlette:
         routes=[*api_routes, WebSocketRoute("/v1/rooms/{room_id}/live", live_endpoint)],
         lifespan=lifespan,
         exception_handlers={HTTPException: _http_error},
+        middleware=[
+            Middleware(RequestLimits, max_bytes=MAX_BODY_BYTES, timeout=settings.handshake_timeout)
+        ],
     )
 
 

@@ -51,6 +51,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         app = create_app(settings)
         factory = False
     ws_protocol = live_websocket_protocol() or "auto"
+    http_protocol = _live_http_protocol()
     # uvicorn shuts down gracefully on SIGTERM/SIGINT, then re-raises the signal
     # with the previous handlers restored: make that a clean exit 0.
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -62,18 +63,28 @@ def cmd_serve(args: argparse.Namespace) -> int:
         port=settings.port,
         workers=settings.workers if settings.workers > 1 else None,
         loop="uvloop" if _uvloop_available() else "asyncio",
-        http="auto",
+        http=http_protocol,
         ws=ws_protocol,
         ws_max_size=settings.max_frame_bytes,
-        ws_ping_interval=settings.ping_interval,
-        ws_ping_timeout=settings.ping_timeout,
+        ws_ping_interval=settings.ping_interval or None,
+        ws_ping_timeout=settings.ping_timeout or None,
         ws_per_message_deflate=False,
         log_level=settings.log_level,
         log_config=uvicorn_log_config(settings.log_level),
         timeout_graceful_shutdown=10,
         proxy_headers=True,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
     )
     return 0
+
+
+def _live_http_protocol() -> type[asyncio.Protocol] | str:
+    """uvicorn's httptools protocol with the header deadline, if httptools is there."""
+    try:
+        from live.uvicorn_http import LiveHttpProtocol
+    except ImportError:  # pragma: no cover - uvicorn without its [standard] extras
+        return "auto"
+    return LiveHttpProtocol
 
 
 def _exit_cleanly(signum: int, frame: object) -> None:

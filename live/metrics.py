@@ -29,6 +29,8 @@ class Metrics:
         self.gift_errors: defaultdict[str, int] = defaultdict(int)
         self.closes: defaultdict[int, int] = defaultdict(int)
         self.slow_closes = 0
+        self.refused: defaultdict[str, int] = defaultdict(int)
+        """WebSocket handshakes refused by an admission limit, by reason."""
         self.broker_resets = 0
 
     def render(self, engine_gauges: dict[str, float] | None = None) -> str:
@@ -80,6 +82,12 @@ class Metrics:
             "counter",
             "Viewers closed for not keeping up (4008).",
             [("", self.slow_closes)],
+        )
+        metric(
+            "handshakes_refused_total",
+            "counter",
+            "WebSocket handshakes refused: origin, ip, user or room (full).",
+            [(f'{{reason="{reason}"}}', n) for reason, n in sorted(self.refused.items())],
         )
         metric(
             "broker_resets_total",

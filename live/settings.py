@@ -62,7 +62,32 @@ class Settings:
     command_burst: int = 20
     jwt_leeway_seconds: int = 30
     ping_interval: float = 20.0
+    """Seconds between keepalive pings the server sends on each WebSocket (0: none)."""
     ping_timeout: float = 20.0
+    """A connection whose pong is this late is closed with 1011 (and dropped if it
+    does not read that either)."""
+    handshake_timeout: float = 10.0
+    """Seconds a new connection has to send its request headers (and an HTTP body),
+    and a WebSocket to be accepted; slower ones are dropped (slowloris)."""
+    allowed_origins: str = ""
+    """Browser origins that may open a WebSocket: comma-separated exact origins
+    (``https://app.example.com``) or ``*``. Empty: only this server's own origin
+    (``public_url``). A handshake without ``Origin`` (not a browser) is always let
+    through; ``null`` never is."""
+    max_connections_per_user: int = 10
+    """Open WebSockets per signed-in user, per process (0: no limit)."""
+    max_connections_per_ip: int = 0
+    """Open WebSockets per client address, per process (0: no limit). Behind a proxy,
+    set ``forwarded_allow_ips`` first, or every client has the proxy's address."""
+    max_viewers_per_room: int = 0
+    """Viewers of one room on one process (0: no limit); overlays don't count."""
+    socket_send_buffer_bytes: int = 65_536
+    """Kernel send buffer (``SO_SNDBUF``) of each WebSocket (0: the kernel's autotuning,
+    up to megabytes per socket). With ``send_buffer_bytes`` it bounds what a viewer
+    that stops reading can hold."""
+    forwarded_allow_ips: str = "127.0.0.1"
+    """Proxies whose ``X-Forwarded-For`` / ``X-Forwarded-Proto`` are trusted (comma-
+    separated addresses or networks, ``*`` for any)."""
     sandbox_payments: bool = True
     """Enables the sandbox payment provider (fake money, for development and tests)."""
     default_region: str = "US"
@@ -142,6 +167,31 @@ class Settings:
             raise SettingsError("--workers > 1 needs the scaled engine (LIVE_REDIS_URL)")
         if self.production and self.secret and len(self.secret) < 32:
             raise SettingsError("LIVE_SECRET must be at least 32 characters in production")
+        for name in (
+            "max_connections_per_user",
+            "max_connections_per_ip",
+            "max_viewers_per_room",
+            "socket_send_buffer_bytes",
+        ):
+            if getattr(self, name) < 0:
+                raise SettingsError(f"LIVE_{name.upper()} must be >= 0 (0: no limit)")
+        if not 0 < self.handshake_timeout <= 300:
+            raise SettingsError("LIVE_HANDSHAKE_TIMEOUT must be within (0, 300] seconds")
+        if self.ping_interval < 0 or self.ping_timeout < 0:
+            raise SettingsError("LIVE_PING_INTERVAL and LIVE_PING_TIMEOUT must be >= 0")
+        try:
+            self.origins()
+        except ValueError as exc:
+            raise SettingsError(f"LIVE_ALLOWED_ORIGINS: {exc}") from None
+
+    def origins(self) -> frozenset[str] | None:
+        """The browser origins allowed to open a WebSocket; None: any (``*``)."""
+        from live.limits import own_origin, parse_origins
+
+        if self.allowed_origins.strip():
+            return parse_origins(self.allowed_origins)
+        own = own_origin(self.base_url)
+        return frozenset({own} if own else ())
 
     def with_secret(self) -> Settings:
         if self.secret:

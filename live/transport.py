@@ -100,12 +100,15 @@ class RawWebSocket:
         proto.close_sent = True
         proto.queue.put_nowait({"type": "websocket.disconnect", "code": code, "reason": reason})
         loop = asyncio.get_running_loop()
-        loop.call_later(grace_seconds, _abort_if_open, proto.transport)
+        loop.call_later(grace_seconds, _abort_if_open, proto)
 
 
-def _abort_if_open(transport: asyncio.Transport) -> None:
-    if not transport.is_closing():
-        transport.abort()
+def _abort_if_open(proto: Any) -> None:
+    """Drop the connection unless it is gone already. Not ``transport.is_closing()``:
+    once the app returns, uvicorn calls ``transport.close()``, which waits for the
+    buffer to drain, and a peer that stopped reading never drains it."""
+    if not proto.disconnected:
+        proto.transport.abort()
 
 
 class RawSink:

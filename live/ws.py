@@ -16,6 +16,7 @@ from starlette.websockets import WebSocket
 from live.auth import AuthError, bearer_token, verify_token
 from live.errors import LiveError, error_code
 from live.hub import Connection
+from live.limits import ConnectionGuard, Refusal, set_send_buffer
 from live.services import ROOM_ID, Services
 from live.transport import RAW_EXTENSION, AsgiSink, RawSink, Sink
 from protocol import (
@@ -41,6 +42,13 @@ async def live_endpoint(websocket: WebSocket) -> None:
     codec, subprotocol = negotiate(websocket.scope.get("subprotocols", []))
     room_id = websocket.path_params["room_id"]
     query = websocket.query_params
+    guard: ConnectionGuard = websocket.app.state.guard
+    if not guard.origin_allowed(websocket.headers.getlist("origin")):
+        # Before the upgrade: the browser gets 403 and the page learns nothing.
+        services.metrics.refused["origin"] += 1
+        log.info("refused a WebSocket handshake from origin %.100r", websocket.headers["origin"])
+        await websocket.close(CloseCode.POLICY)
+        return
 
     async def refuse(code: str, message: str, close_code: int) -> None:
         await websocket.accept(subprotocol=subprotocol)
@@ -83,9 +91,25 @@ async def live_endpoint(websocket: WebSocket) -> None:
             await refuse("bad_request", "since must be a non-negative integer", CloseCode.POLICY)
             return
         since = int(raw_since)
+    ticket = guard.admit(
+        user_id=profile.id if profile else None,
+        ip=websocket.client.host if websocket.client else "",
+        room_id=room_id,
+        viewer=not overlay,
+    )
+    if isinstance(ticket, Refusal):
+        services.metrics.refused[ticket.reason] += 1
+        await refuse(ticket.code, ticket.message, ticket.close_code)
+        return
 
-    await websocket.accept(subprotocol=subprotocol)
+    try:
+        await websocket.accept(subprotocol=subprotocol)
+    except BaseException:
+        guard.release(ticket)
+        raise
     raw = websocket.scope.get("extensions", {}).get(RAW_EXTENSION)
+    if raw is not None:
+        set_send_buffer(raw.transport, settings.socket_send_buffer_bytes)
     sink: Sink = (
         RawSink(raw)
         if raw is not None
@@ -117,6 +141,7 @@ async def live_endpoint(websocket: WebSocket) -> None:
         hub.attach(conn, plan, welcome)
         await _read_commands(websocket, services, conn)
     finally:
+        guard.release(ticket)
         hub.leave(conn)
         if isinstance(sink, AsgiSink):
             await sink.finish(timeout=1.0)

@@ -48,12 +48,14 @@ class CloseCode(enum.IntEnum):
     - ``TOO_LARGE`` 1009: the client sent a frame over the size limit; a client bug.
     - ``INTERNAL_ERROR`` 1011: the server failed; reconnect with backoff.
     - ``RESTART`` 1012: the server restarts; reconnect (and resume).
+    - ``TRY_AGAIN_LATER`` 1013: the room is full on this server; reconnect with
+      backoff.
     - ``ROOM_NOT_FOUND`` 4004: no such room; don't reconnect.
     - ``TOO_SLOW`` 4008: the client fell too far behind the room; reconnect with
       ``?since=<last seq>`` to catch up.
     - ``ROOM_ENDED`` 4010: the creator ended the stream; don't reconnect.
-    - ``RATE_LIMITED`` 4029: the client kept sending after being rate limited; a
-      client bug, don't reconnect in a loop.
+    - ``RATE_LIMITED`` 4029: the client kept sending after being rate limited, or
+      opened too many connections; a client bug, don't reconnect in a loop.
     """
 
     NORMAL = 1000
@@ -62,6 +64,7 @@ class CloseCode(enum.IntEnum):
     TOO_LARGE = 1009
     INTERNAL_ERROR = 1011
     RESTART = 1012
+    TRY_AGAIN_LATER = 1013
     ROOM_NOT_FOUND = 4004
     TOO_SLOW = 4008
     ROOM_ENDED = 4010
@@ -74,7 +77,13 @@ class CloseCode(enum.IntEnum):
 
 
 _RECONNECT = frozenset(
-    {CloseCode.GOING_AWAY, CloseCode.INTERNAL_ERROR, CloseCode.RESTART, CloseCode.TOO_SLOW}
+    {
+        CloseCode.GOING_AWAY,
+        CloseCode.INTERNAL_ERROR,
+        CloseCode.RESTART,
+        CloseCode.TRY_AGAIN_LATER,
+        CloseCode.TOO_SLOW,
+    }
 )
 
 
