@@ -112,19 +112,23 @@ def _abort_if_open(proto: Any) -> None:
 
 
 class RawSink:
-    __slots__ = ("_closed", "_grace", "_raw")
+    __slots__ = ("_closed", "_grace", "_proto", "_raw", "_transport")
 
     def __init__(self, raw: RawWebSocket, *, grace_seconds: float = 5.0) -> None:
         self._raw = raw
+        # The fan-out calls write() once per viewer per tick: keep what it needs at
+        # hand (a sink exists only after the handshake, so only the close matters).
+        self._proto = raw._proto
+        self._transport = raw.transport
         self._closed = False
         self._grace = grace_seconds
 
     def write(self, out: Outgoing) -> None:
-        if not self._closed and self._raw.writable:
-            self._raw.transport.write(out.frame)
+        if not (self._closed or self._proto.close_sent or self._transport.is_closing()):
+            self._transport.write(out.frame)
 
     def buffered(self) -> int:
-        return self._raw.transport.get_write_buffer_size()
+        return self._transport.get_write_buffer_size()
 
     def close(self, code: int, reason: str) -> None:
         if not self._closed:
