@@ -10,6 +10,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+from store.accounts import (
+    Account,
+    DebtReceipt,
+    DebtSettlement,
+    Earnings,
+    LimitsRequest,
+    RefundReceipt,
+    RefundRequest,
+    Withdrawal,
+    WithdrawalRequest,
+    WithdrawalSettlement,
+)
 from store.models import (
     AuditReport,
     Balance,
@@ -39,19 +51,104 @@ class Wallet(Protocol):
     - a coin balance never goes below zero: concurrent gifts from one wallet
       succeed exactly as far as the funds go;
     - every transaction is written with balanced postings, in the same atomic
-      step as the hot balances move (or, on the scaled engine, its outbox entry).
+      step as the hot balances move (or, on the scaled engine, its outbox entry);
+    - every rule (caps, rate limits, locks, holds, thresholds) is checked inside
+      that atomic step, so concurrent calls can never overshoot one;
+    - ``now`` (milliseconds) in a request stands for the clock, so tests can
+      drive time; ``None`` means the clock.
+
+    The accounts, the checks and their order: see ``store.accounts`` and the
+    docstrings below (``store.sqlite`` and ``store.lua`` implement exactly these).
     """
 
-    async def purchase(self, request: PurchaseRequest) -> PurchaseReceipt: ...
+    async def purchase(self, request: PurchaseRequest) -> PurchaseReceipt:
+        """Credit a paid package, once per ``(provider, payment id)``. Checks, in
+        order: (1) idempotency; (2) the buyer is an adult (``Forbidden``); with
+        ``enforce_limits``: (3) the account is not locked by debt and (4) purchases
+        are not turned off (``Forbidden``). Credits the package's coins and bonus
+        (from ``world``) plus the promotions (from ``platform:promotions``; a
+        first-purchase one only when no purchase was credited before), paying off
+        any chargeback debt first."""
+        ...
 
     async def send_gift(self, request: GiftRequest) -> GiftReceipt:
         """Debit the sender, credit the room's creator and the platform, bump the
-        room's leaderboard. Raises ``NotFound`` (no such room), ``RoomNotLive``,
-        ``Forbidden`` (sender not adult, creator not adult, gifting yourself),
-        ``InsufficientFunds``, ``Conflict``."""
+        room's leaderboard and the creator's earnings. Checks, in order: (1)
+        idempotency (``Conflict``); (2) the room exists (``NotFound``); (3) it is
+        live (``RoomNotLive``); (4) the sender is an adult, (5) is not the creator,
+        (6) the creator is an adult, (7) the sender's account is not locked by
+        debt, (8) gifting is not turned off (``Forbidden``); (9) the gift rate
+        limit (``RateLimited``); (10) the daily and (11) the monthly spending cap
+        (``LimitExceeded``); (12) the coins (``InsufficientFunds``)."""
         ...
 
     async def balance(self, user_id: str) -> Balance: ...
+
+    async def account(self, user_id: str) -> Account:
+        """A user's limits and state (defaults for a user never seen)."""
+        ...
+
+    async def set_limits(self, request: LimitsRequest) -> Account:
+        """Replace the user's limits (``BadRequest`` for caps above the platform's or
+        an unknown time zone); relaxing them or changing the PIN needs the current
+        PIN once one is set (``Forbidden``)."""
+        ...
+
+    async def set_verified(self, user_id: str, *, verified: bool, by: str) -> Account:
+        """Record (or remove) an admin's verification of a creator."""
+        ...
+
+    async def refund(self, request: RefundRequest) -> RefundReceipt:
+        """Reverse a credited purchase once per payment (a refund and a chargeback of
+        one payment reverse it once: the second gets the first receipt, replayed).
+        ``NotFound`` when the payment was never credited. Takes the coins back from
+        the balance; what was spent becomes debt (locking the account) and is
+        clawed back from the creators who earned diamonds from it, as far as they
+        still hold them (``store.policy``), each clawed diamond reducing the debt."""
+        ...
+
+    async def settle_debt(self, request: DebtSettlement) -> DebtReceipt:
+        """Settle the user's whole debt (unlocking the account), once per key.
+        ``BadRequest`` when there is no debt."""
+        ...
+
+    async def reserve_withdrawal(self, request: WithdrawalRequest) -> Withdrawal:
+        """Move diamonds to ``user:<id>:withdrawing`` (status ``pending``). Checks, in order:
+        (1) idempotency per user (``Conflict``); (2) the creator is verified
+        (``Forbidden``); (3) the minimum (``BadRequest``); (4) the daily maximum
+        (``LimitExceeded``); (5) the diamonds are withdrawable, not held
+        (``InsufficientFunds``)."""
+        ...
+
+    async def settle_withdrawal(self, request: WithdrawalSettlement) -> Withdrawal:
+        """Resolve a pending withdrawal: ``paid`` (to ``payout``) or ``failed`` (the
+        diamonds return). ``NotFound``; settling again with the same outcome returns
+        it replayed, with the other ``Conflict``."""
+        ...
+
+    async def withdrawal(self, withdrawal_id: str) -> Withdrawal | None: ...
+
+    async def withdrawals(
+        self, user_id: str, *, before: str | None = None, limit: int = 50
+    ) -> list[Withdrawal]:
+        """The user's withdrawals, newest first, strictly older than ``before``."""
+        ...
+
+    async def earnings(self, user_id: str, *, now: int | None = None) -> Earnings:
+        """Diamonds held, withdrawable, pending and paid, and where they came from."""
+        ...
+
+    async def rate_limit(
+        self, user_id: str, action: str, *, per_minute: int, burst: int, now: int | None = None
+    ) -> None:
+        """Take one token from the user's ``action`` bucket (cluster-wide), or raise
+        ``RateLimited`` (taking nothing)."""
+        ...
+
+    async def claim_once(self, scope: str, key: str, *, ttl_seconds: int) -> bool:
+        """True the first time ``(scope, key)`` is claimed within ``ttl_seconds``
+        (replay protection for signed webhooks), False after that."""
+        ...
 
 
 class Rooms(Protocol):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from store.models import CoinPackage, Gift
+from store.models import CoinPackage, Gift, Promotion, PromotionGrant
 
 # id, name, coins, animation, streakable
 _DEFAULT_GIFTS: tuple[tuple[str, str, int, str, bool], ...] = (
@@ -35,7 +35,8 @@ DEFAULT_GIFTS: tuple[Gift, ...] = tuple(
     for gid, name, coins, anim, streak in _DEFAULT_GIFTS
 )
 
-# coins, bonus: bulk packages carry bonus coins, so they give better value per coin.
+# coins, bonus: bulk packages carry bonus coins and cost less per coin, so in
+# every region each tier gives strictly better value per coin than the one before.
 _TIERS: tuple[tuple[int, int], ...] = (
     (70, 0),
     (350, 0),
@@ -43,15 +44,16 @@ _TIERS: tuple[tuple[int, int], ...] = (
     (1_400, 28),
     (3_500, 175),
     (7_000, 700),
+    (17_500, 2_625),
 )
 
-# region -> (currency, prices in minor units, one per tier)
-_PRICES: dict[str, tuple[str, tuple[int, ...]]] = {
-    "US": ("USD", (99, 499, 999, 1_999, 4_999, 9_999)),
-    "GB": ("GBP", (89, 449, 899, 1_799, 4_499, 8_999)),
-    "EU": ("EUR", (99, 499, 999, 1_999, 4_999, 9_999)),
-    "IN": ("INR", (8_900, 44_900, 89_900, 179_900, 449_900, 899_900)),
-    "BR": ("BRL", (549, 2_749, 5_499, 10_999, 27_499, 54_999)),
+# region -> (currency, prices in minor units, one per tier; None: not sold there)
+_PRICES: dict[str, tuple[str, tuple[int | None, ...]]] = {
+    "US": ("USD", (109, 499, 999, 1_999, 4_999, 9_999, 24_999)),
+    "GB": ("GBP", (99, 449, 899, 1_799, 4_499, 8_999, 21_999)),
+    "EU": ("EUR", (109, 499, 999, 1_999, 4_999, 9_999, 24_999)),
+    "IN": ("INR", (9_900, 44_900, 89_900, 179_900, 449_900, 899_900, None)),
+    "BR": ("BRL", (599, 2_749, 5_499, 10_999, 27_499, 54_999, None)),
 }
 
 DEFAULT_PACKAGES: tuple[CoinPackage, ...] = tuple(
@@ -65,20 +67,37 @@ DEFAULT_PACKAGES: tuple[CoinPackage, ...] = tuple(
     )
     for region, (currency, prices) in _PRICES.items()
     for (coins, bonus), price in zip(_TIERS, prices, strict=True)
+    if price is not None
 )
 
 
 class Catalog:
-    """Gifts by id and coin packages by id and region."""
+    """Gifts by id, coin packages by id and region, and the promotions on them."""
 
     def __init__(
         self,
         *,
         gifts: Iterable[Gift] = DEFAULT_GIFTS,
         packages: Iterable[CoinPackage] = DEFAULT_PACKAGES,
+        promotions: Iterable[Promotion] = (),
     ) -> None:
         self._gifts = {g.id: g for g in gifts}
         self._packages = {p.id: p for p in packages}
+        self._promotions = tuple(promotions)
+        ids = [p.id for p in self._promotions]
+        if len(set(ids)) != len(ids):
+            raise ValueError("promotion ids must be unique")
+        for promotion in self._promotions:
+            if not 0 < promotion.percent <= 1_000:
+                raise ValueError(f"promotion {promotion.id}: percent must be within 1..1000")
+
+    def promotions(self, package: CoinPackage, now_ms: int) -> list[Promotion]:
+        """The promotions that apply to ``package`` at ``now_ms`` (first-purchase ones
+        included: the wallet decides whether the buyer still qualifies)."""
+        return [p for p in self._promotions if p.applies(package, now_ms) and p.coins(package)]
+
+    def grants(self, package: CoinPackage, now_ms: int) -> tuple[PromotionGrant, ...]:
+        return tuple(p.grant(package) for p in self.promotions(package, now_ms))
 
     def gifts(self) -> list[Gift]:
         return sorted(self._gifts.values(), key=lambda g: (g.coins, g.id))

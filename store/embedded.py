@@ -13,7 +13,8 @@ from typing import Final
 from store.catalog import Catalog
 from store.engine import Engine, EngineConfig
 from store.memory_broker import MemoryBroker
-from store.sqlite import SQLiteDatabase, SQLiteLedger, SQLiteRooms, SQLiteWallet
+from store.sqlite import SQLiteDatabase, SQLiteLedger, SQLiteRooms
+from store.sqlite_money import SQLiteMoneyWallet
 from store.sqlite_rooms import SQLiteRoomActivity
 
 DATABASE_FILE: Final = "live.sqlite3"
@@ -37,7 +38,9 @@ async def open_embedded_engine(config: EngineConfig, *, catalog: Catalog) -> Eng
 
     return Engine(
         name="embedded",
-        wallet=SQLiteWallet(db, creator_share_percent=config.creator_share_percent),
+        wallet=SQLiteMoneyWallet(
+            db, creator_share_percent=config.creator_share_percent, policy=config.policy
+        ),
         rooms=SQLiteRooms(db),
         ledger=SQLiteLedger(db),
         broker=broker,

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from store.accounts import MoneyPolicy
 from store.base import Broker, Ledger, RoomActivity, Rooms, Wallet
 from store.catalog import Catalog
 
@@ -29,6 +30,8 @@ class EngineConfig:
     history_seconds: float = 120.0
     migrate: bool = True
     """Apply PostgreSQL migrations at start (scaled engine)."""
+    policy: MoneyPolicy = field(default_factory=MoneyPolicy)
+    """Spending caps, rate limits, holds and withdrawal limits (default: none)."""
 
     @property
     def scaled(self) -> bool:

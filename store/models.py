@@ -100,9 +100,65 @@ class CoinPackage:
 
 
 @dataclass(frozen=True, slots=True)
+class Promotion:
+    """A coin bonus: ``percent`` of a package's coins (its own bulk bonus aside),
+    rounded down. A first-purchase promotion applies to a user's first credited
+    purchase only; a campaign applies between ``starts_at`` and ``ends_at`` (ms
+    since the epoch, ``None``: open-ended) in ``regions`` to ``packages`` (empty:
+    all of them)."""
+
+    id: str
+    percent: int
+    first_purchase: bool = False
+    starts_at: int | None = None
+    ends_at: int | None = None
+    regions: frozenset[str] = frozenset()
+    packages: frozenset[str] = frozenset()
+
+    def applies(self, package: CoinPackage, now_ms: int) -> bool:
+        if self.starts_at is not None and now_ms < self.starts_at:
+            return False
+        if self.ends_at is not None and now_ms >= self.ends_at:
+            return False
+        if self.regions and package.region not in self.regions:
+            return False
+        return not self.packages or package.id in self.packages
+
+    def coins(self, package: CoinPackage) -> int:
+        return package.coins * self.percent // 100
+
+    def grant(self, package: CoinPackage) -> PromotionGrant:
+        return PromotionGrant(
+            id=self.id, coins=self.coins(package), first_purchase=self.first_purchase
+        )
+
+    def public(self, package: CoinPackage) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "percent": self.percent,
+            "coins": self.coins(package),
+            "first_purchase": self.first_purchase,
+            "starts_at": self.starts_at,
+            "ends_at": self.ends_at,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class PromotionGrant:
+    """Bonus coins a purchase carries; the wallet applies a first-purchase grant
+    only if the buyer has no credited purchase yet (atomically)."""
+
+    id: str
+    coins: int
+    first_purchase: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class Balance:
     coins: int
     diamonds: int
+    debt: int = 0
+    """Chargeback debt in coins (the account is locked while it is above 0)."""
 
 
 def fingerprint(*parts: object) -> str:
@@ -119,6 +175,9 @@ class GiftRequest:
     count: int
     key: str
     """The client's request id: one effect per (sender, key)."""
+    now: int | None = None
+    """Milliseconds since the epoch of the gift (default: the clock); the day and
+    month of spending caps, the hour of the creator's held diamonds."""
 
     @property
     def total_coins(self) -> int:
@@ -155,6 +214,13 @@ class PurchaseRequest:
     payment_id: str
     """The payment provider's id for this payment: one credit per payment id."""
     provider: str = "sandbox"
+    promotions: tuple[PromotionGrant, ...] = ()
+    """Bonus coins on top of the package (recorded as ``platform:promotions`` postings)."""
+    enforce_limits: bool = True
+    """Refuse a locked account or one with purchases turned off. ``False`` when the
+    money was already taken (a provider's webhook): the coins are owed then, and
+    pay off any debt first."""
+    now: int | None = None
 
     def fingerprint(self) -> str:
         return fingerprint("purchase", self.user.id, self.package.id)
@@ -165,10 +231,17 @@ class PurchaseReceipt:
     tx: str
     package_id: str
     coins: int
-    """Coins credited (package coins plus bonus)."""
+    """Coins credited (package coins plus bonus, promotions included)."""
     balance: int
     created_at: int
     replayed: bool = False
+    bonus: int = 0
+    """Promotion coins included in ``coins``."""
+    user_id: str = ""
+    debt_paid: int = 0
+    """Coins of ``coins`` that paid off chargeback debt instead of reaching the balance."""
+    promotions: tuple[str, ...] = ()
+    """Ids of the promotions applied."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,7 +295,8 @@ class Posting:
 class TransactionRecord:
     id: str
     kind: str
-    """``purchase`` or ``gift`` (later: ``refund``, ``withdrawal``...)."""
+    """``purchase``, ``gift``, ``refund``, ``chargeback``, ``debt_settlement``,
+    ``withdrawal``, ``withdrawal_paid`` or ``withdrawal_failed``."""
     created_at: int
     postings: tuple[Posting, ...]
     meta: dict[str, Any] = field(default_factory=dict)

@@ -36,6 +36,7 @@ import orjson
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis
 
+from store.accounts import debt_account, withdrawing_account
 from store.errors import BadRequest, Unavailable
 from store.models import (
     ASSETS,
@@ -432,12 +433,21 @@ class PostgresLedger:
     async def transactions(
         self, user_id: str, *, before: str | None = None, limit: int = 50
     ) -> list[TransactionRecord]:
-        """Transactions touching ``user:<id>:coins`` or ``user:<id>:diamonds``, by id
-        descending, strictly older than ``before``. Entries still in the outbox are
-        included, so a user sees a gift the moment it is acknowledged."""
+        """Transactions touching the user's accounts (``user:<id>:coins``,
+        ``:diamonds``, ``:debt``, ``:withdrawing``), by id descending, strictly older
+        than ``before``. Entries still in the outbox are included, so a user sees a
+        gift the moment it is acknowledged."""
         if limit < 1:
             raise BadRequest("limit must be at least 1")
-        accounts = [coins_account(user_id), diamonds_account(user_id)]
+        accounts = [
+            coins_account(user_id),
+            diamonds_account(user_id),
+            debt_account(user_id),
+            withdrawing_account(user_id),
+        ]
+        # The outbox first: an entry the worker files meanwhile is in PostgreSQL by
+        # the time it leaves the outbox (XDEL after COMMIT), so it is in one or both.
+        unfiled = await self._unfiled()
         async with _pg(self._pool) as conn:
             rows = await conn.fetch(
                 "WITH page AS ("
@@ -473,7 +483,7 @@ class PostgresLedger:
                     postings=(*record.postings, posting),
                     meta=record.meta,
                 )
-        for record in await self._unfiled():
+        for record in unfiled:
             if record.id in found or (before is not None and record.id >= before):
                 continue
             if any(p.account in accounts for p in record.postings):
@@ -566,14 +576,18 @@ class PostgresLedger:
                 chunk = keys[start : start + 1_000]
                 async with self._redis.pipeline(transaction=False) as pipe:
                     for key in chunk:
-                        pipe.hmget(key, "coin", "diamond")
+                        pipe.hmget(key, "coin", "diamond", "debt", "withdrawing")
                     values = await pipe.execute()
-                for key, (coins, diamonds) in zip(chunk, values, strict=True):
+                for key, (coins, diamonds, debt, withdrawing) in zip(chunk, values, strict=True):
                     user_id = user_of_wallet_key(key.decode())
                     if coins is not None:
                         hot[(coins_account(user_id), "coin")] = int(coins)
                     if diamonds is not None:
                         hot[(diamonds_account(user_id), "diamond")] = int(diamonds)
+                    if debt is not None:
+                        hot[(debt_account(user_id), "coin")] = int(debt)
+                    if withdrawing is not None:
+                        hot[(withdrawing_account(user_id), "diamond")] = int(withdrawing)
         except CONNECTION_ERRORS as exc:
             raise Unavailable(f"redis unavailable: {exc}") from exc
         return hot

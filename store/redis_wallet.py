@@ -52,6 +52,7 @@ from typing import Any, Final
 
 import orjson
 
+from store.accounts import MoneyPolicy, debt_account, purchase_receipt
 from store.errors import BadRequest, StoreError
 from store.ids import new_id, new_secret, now_ms
 from store.models import (
@@ -64,9 +65,11 @@ from store.models import (
     PurchaseReceipt,
     PurchaseRequest,
     Room,
+    coins_account,
     utc_day,
 )
-from store.money import gift_postings, purchase_postings, split_gift
+from store.money import gift_postings, split_gift
+from store.policy import HOUR_MS, local_periods
 from store.redis_scripts import CommandBatcher, load_script, script_reply_error
 
 PREFIX: Final = "live"
@@ -137,6 +140,21 @@ DAILY_SUPPORTERS_TTL: Final = 3 * 86_400
 """A day's supporters are kept a little past the day (time zones, late readers)."""
 
 
+def account_key(user_id: str) -> str:
+    """A user's limits and account state (``store.redis_money``)."""
+    return f"{PREFIX}:{{u:{user_id}}}:a"
+
+
+def earnings_hours_key(user_id: str) -> str:
+    """Diamonds earned per hour (``ms // 3_600_000``): the hold period and per day."""
+    return f"{PREFIX}:{{u:{user_id}}}:eh"
+
+
+def earnings_streams_key(user_id: str) -> str:
+    """Diamonds earned per stream: ``<stream id>|<room id>`` -> diamonds."""
+    return f"{PREFIX}:{{u:{user_id}}}:es"
+
+
 def system_field(account: str, asset: str) -> str:
     return f"{asset}|{account}"
 
@@ -189,6 +207,7 @@ class RedisWallet:
         *,
         creator_share_percent: int = 50,
         gift_key_ttl: int = DEFAULT_GIFT_KEY_TTL,
+        policy: MoneyPolicy | None = None,
     ) -> None:
         if not 0 <= creator_share_percent <= 100:
             raise ValueError("creator_share_percent must be within 0..100")
@@ -197,10 +216,14 @@ class RedisWallet:
         self._batcher = batcher
         self._share = creator_share_percent
         self._ttl = str(gift_key_ttl)
+        self._policy = policy or MoneyPolicy()
         # A room's creator never changes once the room exists (another creator
         # gets Conflict), so the creator's wallet key can be put in KEYS from a
         # cache; the script verifies it and answers "S" if the cache is stale.
         self._creators: dict[str, str] = {}
+        # Likewise a sender's time zone (for the day and month of spending caps):
+        # most never set one (UTC); the script answers "T" when the guess is wrong.
+        self._zones: dict[str, str] = {}
 
     async def purchase(self, request: PurchaseRequest) -> PurchaseReceipt:
         _check_id(request.user.id, "user id")
@@ -210,29 +233,35 @@ class RedisWallet:
         credit = package.coins + package.bonus
         if package.coins < 0 or package.bonus < 0 or credit < 1:
             raise BadRequest("a coin package must credit at least one coin")
+        if any(g.coins < 0 for g in request.promotions):
+            raise BadRequest("a promotion cannot take coins away")
         user_id = request.user.id
-        tx_id, created_at = new_id("tx"), now_ms()
-        entry = orjson.dumps(
+        tx_id = new_id("tx")
+        created_at = request.now if request.now is not None else now_ms()
+        head = orjson.dumps({"id": tx_id, "kind": "purchase", "created_at": created_at})
+        meta = orjson.dumps(
             {
-                "id": tx_id,
-                "kind": "purchase",
-                "created_at": created_at,
-                "postings": _postings_json(purchase_postings(user_id=user_id, coins=credit)),
-                "meta": {
-                    "package_id": package.id,
-                    "coins": package.coins,
-                    "bonus": package.bonus,
-                    "price_minor": package.price_minor,
-                    "currency": package.currency,
-                    "provider": request.provider,
-                    "payment_id": request.payment_id,
-                    "user_id": user_id,
-                },
+                "package_id": package.id,
+                "coins": package.coins,
+                "bonus": package.bonus,
+                "price_minor": package.price_minor,
+                "currency": package.currency,
+                "provider": request.provider,
+                "payment_id": request.payment_id,
+                "user_id": user_id,
             }
-        )
-        members = orjson.dumps(
-            {"tx": tx_id, "package_id": package.id, "coins": credit, "created_at": created_at}
         )[1:-1]
+        members = orjson.dumps(
+            {
+                "tx": tx_id,
+                "package_id": package.id,
+                "created_at": created_at,
+                "user_id": user_id,
+            }
+        )[1:-1]
+        grants: list[str | bytes | int] = [len(request.promotions)]
+        for grant in request.promotions:
+            grants += [orjson.dumps(grant.id), grant.coins, _flag(grant.first_purchase)]
         reply = _check_reply(
             await self._batcher.evalsha(
                 _PURCHASE,
@@ -241,12 +270,24 @@ class RedisWallet:
                     wallet_key(user_id),
                     SYSTEM_BALANCES,
                     OUTBOX,
+                    account_key(user_id),
                 ),
-                (request.fingerprint(), _flag(request.user.adult), credit, entry, members),
+                (
+                    request.fingerprint(),
+                    _flag(request.user.adult),
+                    credit,
+                    head[:-1] + b',"postings":[',
+                    meta,
+                    members,
+                    _flag(request.enforce_limits),
+                    orjson.dumps(coins_account(user_id)),
+                    orjson.dumps(debt_account(user_id)),
+                    *grants,
+                ),
                 retry_on_disconnect=True,
             )
         )
-        return PurchaseReceipt(**orjson.loads(reply[1]), replayed=reply[0] == b"R")
+        return purchase_receipt(orjson.loads(reply[1]), replayed=reply[0] == b"R")
 
     async def send_gift(self, request: GiftRequest) -> GiftReceipt:
         """Debit the sender, credit the creator and the platform, bump the
@@ -263,23 +304,34 @@ class RedisWallet:
         creator_id = self._creators.get(room_id)
         if creator_id is None:
             creator_id = await self._creator_of(room_id)
-        tx_id, created_at = new_id("tx"), now_ms()
-        for _ in range(3):
+        tx_id = new_id("tx")
+        created_at = request.now if request.now is not None else now_ms()
+        tz = self._zones.get(sender.id, "UTC")
+        for _ in range(4):
             reply = _check_reply(
                 await self._batcher.evalsha(
                     _GIFT,
-                    *self._gift_call(request, creator_id, tx_id, created_at),
+                    *self._gift_call(request, creator_id, tx_id, created_at, tz),
                     retry_on_disconnect=True,
                 )
             )
-            if reply[0] != b"S":
+            if reply[0] == b"S":
+                creator_id = reply[1].decode()
+                self._remember(room_id, creator_id)
+            elif reply[0] == b"T":
+                tz = reply[1].decode()
+                self._remember_zone(sender.id, tz)
+            else:
                 return GiftReceipt(**orjson.loads(reply[1]), replayed=reply[0] == b"R")
-            creator_id = reply[1].decode()
-            self._remember(room_id, creator_id)
-        raise StoreError("the room's creator kept changing during the gift")
+        raise StoreError("the room's creator or the sender's time zone kept changing")
+
+    def _remember_zone(self, user_id: str, tz: str) -> None:
+        if len(self._zones) >= _CREATOR_CACHE_SIZE:
+            self._zones.clear()
+        self._zones[user_id] = tz
 
     def _gift_call(
-        self, request: GiftRequest, creator_id: str, tx_id: str, created_at: int
+        self, request: GiftRequest, creator_id: str, tx_id: str, created_at: int, tz: str
     ) -> tuple[tuple[str, ...], tuple[str | bytes | int, ...]]:
         sender = request.sender
         room_id = request.room_id
@@ -342,7 +394,13 @@ class RedisWallet:
             supporters_key(supporter_of, "all"),
             supporters_key(supporter_of, utc_day(created_at)),
             supporter_profiles_key(supporter_of),
+            # the money rules: the sender's account, the creator's earnings
+            account_key(sender.id),
+            earnings_hours_key(supporter_of),
+            earnings_streams_key(supporter_of),
         )
+        policy = self._policy
+        day, month = local_periods(created_at, tz)
         args = (
             request.fingerprint(),
             sender.id,
@@ -358,6 +416,16 @@ class RedisWallet:
             self._ttl,
             request.count,
             DAILY_SUPPORTERS_TTL,
+            created_at,
+            tz,
+            day,
+            month,
+            policy.daily_spend_cap,
+            policy.monthly_spend_cap,
+            policy.gift_rate_per_minute,
+            policy.gift_burst,
+            created_at // HOUR_MS,
+            room_id,
         )
         return keys, args
 
@@ -376,11 +444,11 @@ class RedisWallet:
             self._creators[room_id] = creator_id
 
     async def balance(self, user_id: str) -> Balance:
-        """Coins and diamonds; zero for a user never seen."""
-        coins, diamonds = await self._batcher.execute(
-            "HMGET", wallet_key(user_id), "coin", "diamond"
+        """Coins, diamonds and debt; zero for a user never seen."""
+        coins, diamonds, debt = await self._batcher.execute(
+            "HMGET", wallet_key(user_id), "coin", "diamond", "debt"
         )
-        return Balance(coins=int(coins or 0), diamonds=int(diamonds or 0))
+        return Balance(coins=int(coins or 0), diamonds=int(diamonds or 0), debt=-int(debt or 0))
 
 
 def room_from_hash(room_id: str, values: Sequence[Any]) -> Room:

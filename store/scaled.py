@@ -31,9 +31,10 @@ from store.postgres_ledger import (
     run_ledger_worker,
 )
 from store.redis_broker import RedisBroker
+from store.redis_money import RedisMoneyWallet
 from store.redis_rooms import RedisRoomActivity
 from store.redis_scripts import CommandBatcher, connect_redis, load_script
-from store.redis_wallet import SYSTEM_BALANCES, RedisRooms, RedisWallet
+from store.redis_wallet import SYSTEM_BALANCES, RedisRooms
 
 _CHECK = load_script("check")
 
@@ -93,7 +94,12 @@ async def open_scaled_engine(
 
     return Engine(
         name="scaled",
-        wallet=RedisWallet(batcher, creator_share_percent=config.creator_share_percent),
+        wallet=RedisMoneyWallet(
+            batcher,
+            ledger=ledger,
+            creator_share_percent=config.creator_share_percent,
+            policy=config.policy,
+        ),
         rooms=RedisRooms(batcher),
         ledger=ledger,
         broker=broker,

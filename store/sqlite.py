@@ -58,6 +58,7 @@ from typing import Any, Final, TypeVar
 
 import orjson
 
+from store.accounts import MoneyPolicy, debt_account, purchase_receipt, withdrawing_account
 from store.errors import (
     BadRequest,
     Conflict,
@@ -88,7 +89,14 @@ from store.models import (
     coins_account,
     diamonds_account,
 )
-from store.money import gift_postings, is_balanced, purchase_postings, split_gift
+from store.money import gift_postings, is_balanced, split_gift
+from store.sqlite_accounts import (
+    ACCOUNT_SCHEMA,
+    check_gift_rules,
+    check_purchase_rules,
+    record_gift_money,
+    record_purchase,
+)
 from store.sqlite_room_totals import ROOM_SCHEMA, record_gift
 
 log = logging.getLogger(__name__)
@@ -509,7 +517,7 @@ def _migrate(conn: sqlite3.Connection) -> None:
         raise StoreError(
             f"the database schema is version {version}, newer than this server's {SCHEMA_VERSION}"
         )
-    for statement in _SCHEMA:
+    for statement in (*_SCHEMA, *ACCOUNT_SCHEMA):
         conn.execute(statement)
     if version is None:
         conn.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
@@ -630,11 +638,18 @@ def _journal(
 class SQLiteWallet:
     """``Wallet`` over SQLite. See the module docstring for the exact semantics."""
 
-    def __init__(self, db: SQLiteDatabase, *, creator_share_percent: int = 50) -> None:
+    def __init__(
+        self,
+        db: SQLiteDatabase,
+        *,
+        creator_share_percent: int = 50,
+        policy: MoneyPolicy | None = None,
+    ) -> None:
         if not 0 <= creator_share_percent <= 100:
             raise ValueError("creator_share_percent must be within 0..100")
         self._db = db
         self._share = creator_share_percent
+        self._policy = policy or MoneyPolicy()
 
     async def purchase(self, request: PurchaseRequest) -> PurchaseReceipt:
         _check_id(request.user.id, "user id")
@@ -643,26 +658,43 @@ class SQLiteWallet:
         credit = request.package.coins + request.package.bonus
         if request.package.coins < 0 or request.package.bonus < 0 or credit < 1:
             raise BadRequest("a coin package must credit at least one coin")
-        return await self._db.write(lambda conn: self._purchase(conn, request, credit))
+        if any(g.coins < 0 for g in request.promotions):
+            raise BadRequest("a promotion cannot take coins away")
+        tx = new_id("tx")
+        created_at = request.now if request.now is not None else now_ms()
+        return await self._db.write(
+            lambda conn: self._purchase(conn, request, credit, tx, created_at)
+        )
 
     def _purchase(
-        self, conn: sqlite3.Connection, request: PurchaseRequest, credit: int
+        self,
+        conn: sqlite3.Connection,
+        request: PurchaseRequest,
+        credit: int,
+        tx: str,
+        created_at: int,
     ) -> PurchaseReceipt:
+        """Checks and credit: see ``store.base.Wallet.purchase``."""
         scope = f"payment:{request.provider}"
         fingerprint = request.fingerprint()
         stored = _lookup_key(conn, scope, request.payment_id, fingerprint)
         if stored is not None:
-            return PurchaseReceipt(**stored, replayed=True)
+            return purchase_receipt(stored, replayed=True)
         if not request.user.adult:
             raise Forbidden("only adults can buy coins")
         user_id = request.user.id
         package = request.package
+        plan = check_purchase_rules(conn, request, credit)
         receipt = PurchaseReceipt(
-            tx=new_id("tx"),
+            tx=tx,
             package_id=package.id,
-            coins=credit,
-            balance=_coins(conn, user_id) + credit,
-            created_at=now_ms(),
+            coins=credit + plan.bonus,
+            balance=_coins(conn, user_id) + credit + plan.bonus - plan.debt_paid,
+            created_at=created_at,
+            bonus=plan.bonus,
+            user_id=user_id,
+            debt_paid=plan.debt_paid,
+            promotions=plan.promotions,
         )
         _journal(
             conn,
@@ -678,9 +710,11 @@ class SQLiteWallet:
                 "provider": request.provider,
                 "payment_id": request.payment_id,
                 "user_id": user_id,
+                **plan.meta,
             },
-            postings=purchase_postings(user_id=user_id, coins=credit),
+            postings=plan.postings,
         )
+        record_purchase(conn, user_id)
         _store_key(conn, scope, request.payment_id, fingerprint, receipt)
         return receipt
 
@@ -704,9 +738,10 @@ class SQLiteWallet:
             fingerprint=request.fingerprint(),
             sender_json=_dumps(request.sender.public()),
             tx=new_id("tx"),
-            created_at=now_ms(),
+            created_at=request.now if request.now is not None else now_ms(),
             total=total,
             diamonds=diamonds,
+            policy=self._policy,
         )
         return await self._db.write(lambda conn: _send_gift(conn, plan))
 
@@ -727,6 +762,7 @@ class _GiftPlan:
     created_at: int
     total: int
     diamonds: int
+    policy: MoneyPolicy
 
 
 _GIFT_CONTEXT: Final = (
@@ -768,6 +804,9 @@ def _send_gift(conn: sqlite3.Connection, plan: _GiftPlan) -> GiftReceipt:
         raise Forbidden("you cannot gift yourself")
     if not creator_adult:
         raise Forbidden("this creator cannot receive gifts")
+    rules = check_gift_rules(
+        conn, sender_id=sender.id, total=plan.total, now=plan.created_at, policy=plan.policy
+    )
     total = plan.total
     coins = coins or 0
     if coins < total:
@@ -825,18 +864,33 @@ def _send_gift(conn: sqlite3.Connection, plan: _GiftPlan) -> GiftReceipt:
         diamonds=diamonds,
         created_at=receipt.created_at,
     )
+    record_gift_money(
+        conn,
+        rules,
+        sender_id=sender.id,
+        creator_id=receipt.creator_id,
+        room_id=receipt.room_id,
+        stream_id=receipt.stream_id,
+        diamonds=diamonds,
+        created_at=receipt.created_at,
+    )
     _store_key(conn, scope, request.key, fingerprint, receipt)
     return receipt
 
 
 def _balance(conn: sqlite3.Connection, user_id: str) -> Balance:
+    coins, diamonds, debt = coins_account(user_id), diamonds_account(user_id), debt_account(user_id)
     rows = conn.execute(
-        "SELECT asset, amount FROM balances WHERE (account = ? AND asset = ?) "
-        "OR (account = ? AND asset = ?)",
-        (coins_account(user_id), COIN, diamonds_account(user_id), DIAMOND),
+        "SELECT account, amount FROM balances WHERE (account = ? AND asset = ?) "
+        "OR (account = ? AND asset = ?) OR (account = ? AND asset = ?)",
+        (coins, COIN, diamonds, DIAMOND, debt, COIN),
     ).fetchall()
     amounts = dict(rows)
-    return Balance(coins=int(amounts.get(COIN, 0)), diamonds=int(amounts.get(DIAMOND, 0)))
+    return Balance(
+        coins=int(amounts.get(coins, 0)),
+        diamonds=int(amounts.get(diamonds, 0)),
+        debt=-int(amounts.get(debt, 0)),
+    )
 
 
 class SQLiteRooms:
@@ -926,8 +980,9 @@ class SQLiteLedger:
     async def transactions(
         self, user_id: str, *, before: str | None = None, limit: int = 50
     ) -> list[TransactionRecord]:
-        """Transactions touching ``user:<id>:coins`` or ``user:<id>:diamonds``, by id
-        descending (ids sort by time), strictly older than ``before``."""
+        """Transactions touching the user's accounts (``user:<id>:coins``,
+        ``:diamonds``, ``:debt``, ``:withdrawing``), by id descending (ids sort by
+        time), strictly older than ``before``."""
         _check_limit(limit)
         return await self._db.read(lambda conn: _transactions(conn, user_id, before, limit))
 
@@ -950,6 +1005,7 @@ def _transactions(
     rows = conn.execute(
         "SELECT t.id, t.kind, t.created_at, t.meta, p.account, p.asset, p.amount "
         f"FROM ({newest.format(':coins')} UNION {newest.format(':diamonds')} "
+        f"UNION {newest.format(':debt')} UNION {newest.format(':withdrawing')} "
         "ORDER BY tx_id DESC LIMIT :limit) AS page "
         "JOIN transactions AS t ON t.id = page.tx_id "
         "JOIN postings AS p ON p.tx_id = t.id "
@@ -957,6 +1013,8 @@ def _transactions(
         {
             "coins": coins_account(user_id),
             "diamonds": diamonds_account(user_id),
+            "debt": debt_account(user_id),
+            "withdrawing": withdrawing_account(user_id),
             "before": before,
             "limit": limit,
         },

@@ -12,14 +12,26 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+from store.accounts import MoneyPolicy
+from store.catalog import Catalog
 from store.engine import Engine, EngineConfig, open_engine
 
-EngineFactory = Callable[[Path, Any], contextlib.AbstractAsyncContextManager[Engine]]
+EngineFactory = Callable[..., contextlib.AbstractAsyncContextManager[Engine]]
+"""``factory(tmp_path, services, policy=None, catalog=None)``: an engine on empty
+storage with the given money policy (default: restricting nothing)."""
 
 
 @contextlib.asynccontextmanager
-async def embedded_engine(tmp_path: Path, _services: Any = None) -> AsyncIterator[Engine]:
-    engine = await open_engine(EngineConfig(data_dir=tmp_path / "data"))
+async def embedded_engine(
+    tmp_path: Path,
+    _services: Any = None,
+    *,
+    policy: MoneyPolicy | None = None,
+    catalog: Catalog | None = None,
+) -> AsyncIterator[Engine]:
+    engine = await open_engine(
+        EngineConfig(data_dir=tmp_path / "data", policy=policy or MoneyPolicy()), catalog=catalog
+    )
     try:
         yield engine
     finally:
@@ -27,14 +39,26 @@ async def embedded_engine(tmp_path: Path, _services: Any = None) -> AsyncIterato
 
 
 @contextlib.asynccontextmanager
-async def scaled_engine(tmp_path: Path, services: Any = None) -> AsyncIterator[Engine]:
+async def scaled_engine(
+    tmp_path: Path,
+    services: Any = None,
+    *,
+    policy: MoneyPolicy | None = None,
+    catalog: Catalog | None = None,
+) -> AsyncIterator[Engine]:
     """Redis + PostgreSQL from the session's ``services`` (tests/services.py):
     Redis flushed and a brand-new database for every engine."""
     if services is None:
         raise RuntimeError("the scaled engine needs the session's services fixture")
     urls = await services.reset()
     engine = await open_engine(
-        EngineConfig(data_dir=tmp_path / "data", redis_url=urls.redis, database_url=urls.database)
+        EngineConfig(
+            data_dir=tmp_path / "data",
+            redis_url=urls.redis,
+            database_url=urls.database,
+            policy=policy or MoneyPolicy(),
+        ),
+        catalog=catalog,
     )
     try:
         yield engine

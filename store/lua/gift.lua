@@ -14,10 +14,19 @@
 -- KEYS (room activity, written with the gift so they always equal the ledger):
 --       9 room stream totals         10 room goal         11 creator's all-time supporters
 --       12 creator's supporters of the gift's day (UTC)   13 supporter profiles
+-- KEYS (money rules): 14 sender account   15 creator earnings per hour
+--       16 creator earnings per stream
+-- ARGV (money rules): 15 now (ms)   16 the sender's time zone the caller assumed
+--       17, 18 the local day (YYYY-MM-DD) and month (YYYY-MM) of now in that zone
+--       19, 20 platform daily and monthly spending caps ("0": none)
+--       21 gifts per minute per user ("0": not rate limited)   22 gift burst
+--       23 the hour of now (ms // 3600000)   24 room id
 --
 -- Replies: {"OK", receipt}  {"R", stored receipt}  {"E", code, message}
 --          {"S", creator id}: the caller's cached creator is stale (wrong wallet in
 --          KEYS); nothing was written and the caller retries with the right key.
+--          {"T", time zone}: the sender's time zone is not the one assumed; nothing
+--          was written and the caller retries with that zone's day and month.
 local stored = redis.call('GET', KEYS[1])
 if stored then
   if string.sub(stored, 1, 32) == ARGV[1] then
@@ -47,6 +56,67 @@ if room[3] ~= '1' then
   return {'E', 'forbidden', 'this creator cannot receive gifts'}
 end
 local total = tonumber(ARGV[5])
+-- (7)..(11): the sender's account (store.policy has the same arithmetic)
+local debt = tonumber(redis.call('HGET', KEYS[2], 'debt') or '0')
+if debt < 0 then
+  return {'E', 'forbidden', 'your account is locked until its chargeback debt of '
+          .. string.format('%d', -debt) .. ' coins is settled'}
+end
+local acct = redis.call('HMGET', KEYS[14], 'gifting_off', 'tz', 'daily_cap', 'monthly_cap',
+  'day', 'day_spent', 'month', 'month_spent', 'gift_tokens', 'gift_at')
+if acct[1] == '1' then
+  return {'E', 'forbidden', 'gifting is turned off for this account (parental controls)'}
+end
+local now = tonumber(ARGV[15])
+local per_minute = tonumber(ARGV[21])
+local tokens_left = nil
+if per_minute > 0 then
+  local capacity = tonumber(ARGV[22]) * 60000
+  local units = capacity
+  if acct[9] and acct[10] then
+    local elapsed = math.min(math.max(now - tonumber(acct[10]), 0), capacity)
+    units = math.min(capacity, tonumber(acct[9]) + elapsed * per_minute)
+  end
+  if units < 60000 then
+    local wait = math.floor((60000 - units + per_minute - 1) / per_minute)
+    return {'E', 'rate_limited', 'too many gifts: try again in '
+            .. string.format('%d', math.floor((wait + 999) / 1000)) .. ' s'}
+  end
+  tokens_left = units - 60000
+end
+local tz = acct[2] or 'UTC'
+if tz ~= ARGV[16] then
+  return {'T', tz}
+end
+local function cap_of(platform, user)
+  local cap = nil
+  if tonumber(platform) > 0 then
+    cap = tonumber(platform)
+  end
+  if user and user ~= '' and (cap == nil or tonumber(user) < cap) then
+    cap = tonumber(user)
+  end
+  return cap
+end
+local day_spent, month_spent = 0, 0
+if acct[5] == ARGV[17] then
+  day_spent = tonumber(acct[6])
+end
+if acct[7] == ARGV[18] then
+  month_spent = tonumber(acct[8])
+end
+local daily = cap_of(ARGV[19], acct[3])
+if daily and day_spent + total > daily then
+  return {'E', 'limit_exceeded', 'this gift would pass your daily spending cap of '
+          .. string.format('%d', daily) .. ' coins (' .. string.format('%d', day_spent)
+          .. ' spent today)'}
+end
+local monthly = cap_of(ARGV[20], acct[4])
+if monthly and month_spent + total > monthly then
+  return {'E', 'limit_exceeded', 'this gift would pass your monthly spending cap of '
+          .. string.format('%d', monthly) .. ' coins (' .. string.format('%d', month_spent)
+          .. ' spent this month)'}
+end
 local coins = tonumber(redis.call('HGET', KEYS[2], 'coin') or '0')
 if coins < total then
   return {'E', 'insufficient_funds',
@@ -75,6 +145,15 @@ redis.call('ZINCRBY', KEYS[11], total, ARGV[2])
 redis.call('ZINCRBY', KEYS[12], total, ARGV[2])
 redis.call('EXPIRE', KEYS[12], ARGV[14])
 redis.call('HSET', KEYS[13], ARGV[2], ARGV[8])
+redis.call('HSET', KEYS[14], 'day', ARGV[17], 'day_spent', string.format('%d', day_spent + total),
+  'month', ARGV[18], 'month_spent', string.format('%d', month_spent + total))
+if tokens_left then
+  redis.call('HSET', KEYS[14], 'gift_tokens', string.format('%d', tokens_left), 'gift_at', ARGV[15])
+end
+if diamonds > 0 then
+  redis.call('HINCRBY', KEYS[15], ARGV[23], diamonds)
+  redis.call('HINCRBY', KEYS[16], stream_id .. '|' .. ARGV[24], diamonds)
+end
 local receipt = '{"stream_id":' .. stream_id .. ',"balance":' .. string.format('%d', balance)
   .. ',' .. ARGV[11] .. '}'
 if ARGV[12] == '0' then

@@ -16,7 +16,7 @@ async def test_catalog_and_packages(server: LiveServer) -> None:
     assert by_id["universe"]["coins"] == 44_999 and by_id["lion"]["streakable"] is False
     us = (await api.get("/v1/coin-packages")).json()
     assert us["region"] == "US" and [p["coins"] for p in us["packages"]][:3] == [70, 350, 700]
-    assert us["packages"][0]["price_minor"] == 99 and us["packages"][0]["currency"] == "USD"
+    assert us["packages"][0]["price_minor"] == 109 and us["packages"][0]["currency"] == "USD"
     gb = (await api.get("/v1/coin-packages?region=gb")).json()
     assert {p["currency"] for p in gb["packages"]} == {"GBP"}
     missing = await api.get("/v1/coin-packages?region=ZZ")

@@ -1,0 +1,130 @@
+-- Reverse a credited purchase (refund or chargeback), once per payment: every
+-- check before the first write (Redis has no rollback).
+--
+-- KEYS: 1 reversal idempotency key   2 the purchase's payment key   3 user wallet
+--       4 system balances            5 ledger outbox
+--       6.. the wallets of the creators in ARGV (one per creator, in that order)
+-- ARGV: 1 fingerprint (32 chars)  2 the user the caller read from the purchase
+--       3 outbox entry JSON up to the postings array: '{"id":…,…,"postings":['
+--       4 the entry's meta members (JSON, without braces) the caller knows
+--       5 receipt JSON members the caller knows (tx, kind, user, provider, payment,
+--         created_at)
+--       6 the user's coins account, 7 debt account (JSON strings)
+--       8 number of creators m, then per creator: id (JSON string), diamonds
+--         account (JSON string)
+--       then the number of gifts n, then per gift (the user's gifts after the
+--         purchase, newest first): creator number (1..m), coins, diamonds
+--
+-- Replies: {"OK", receipt}  {"R", stored receipt}  {"E", code, message}
+--          {"S", user id}: the purchase belongs to another user than ARGV 2 (the
+--          caller read it before it was stored); nothing was written.
+local stored = redis.call('GET', KEYS[1])
+if stored then
+  if string.sub(stored, 1, 32) == ARGV[1] then
+    return {'R', string.sub(stored, 33)}
+  end
+  return {'E', 'conflict', 'this idempotency key was already used for a different request'}
+end
+local raw = redis.call('GET', KEYS[2])
+if not raw then
+  return {'E', 'not_found', 'no credited purchase with this payment id'}
+end
+local purchase = cjson.decode(string.sub(raw, 33))
+if type(purchase.user_id) ~= 'string' or purchase.user_id == '' then
+  return {'E', 'not_found', 'no credited purchase with this payment id'}
+end
+if purchase.user_id ~= ARGV[2] then
+  return {'S', purchase.user_id}
+end
+
+-- what comes back (store.policy: clawbacks)
+local credit = tonumber(purchase.coins)
+local bonus = tonumber(purchase.bonus or 0)
+local paid = credit - bonus
+local coins = tonumber(redis.call('HGET', KEYS[3], 'coin') or '0')
+local debt = tonumber(redis.call('HGET', KEYS[3], 'debt') or '0')
+local taken = math.min(coins, credit)
+local shortfall = credit - taken
+local m = tonumber(ARGV[8])
+local n_at = 9 + 2 * m
+local n = tonumber(ARGV[n_at])
+local left, claws, order = {}, {}, {}
+local remaining = shortfall
+for i = 0, n - 1 do
+  if remaining <= 0 then
+    break
+  end
+  local c = tonumber(ARGV[n_at + 1 + 3 * i])
+  local gift_coins = tonumber(ARGV[n_at + 2 + 3 * i])
+  local gift_diamonds = tonumber(ARGV[n_at + 3 + 3 * i])
+  if gift_coins > 0 then
+    local covered = math.min(remaining, gift_coins)
+    remaining = remaining - covered
+    local owed = gift_diamonds
+    if covered ~= gift_coins then
+      owed = math.floor(gift_diamonds * covered / gift_coins)
+    end
+    if left[c] == nil then
+      left[c] = tonumber(redis.call('HGET', KEYS[5 + c], 'diamond') or '0')
+    end
+    local claw = math.min(owed, math.max(left[c], 0))
+    if claw > 0 then
+      left[c] = left[c] - claw
+      if claws[c] == nil then
+        claws[c] = 0
+        table.insert(order, c)
+      end
+      claws[c] = claws[c] + claw
+    end
+  end
+end
+
+-- writes: nothing below can fail on valid keys
+local function posting(account, asset, amount)
+  return '{"account":' .. account .. ',"asset":"' .. asset .. '","amount":'
+    .. string.format('%d', amount) .. '}'
+end
+local postings = {posting('"world"', 'coin', paid)}
+redis.call('HINCRBY', KEYS[4], 'coin|world', paid)
+if bonus > 0 then
+  table.insert(postings, posting('"platform:promotions"', 'coin', bonus))
+  redis.call('HINCRBY', KEYS[4], 'coin|platform:promotions', bonus)
+end
+if taken > 0 then
+  table.insert(postings, posting(ARGV[6], 'coin', -taken))
+  redis.call('HINCRBY', KEYS[3], 'coin', -taken)
+end
+local clawed = 0
+local clawbacks = {}
+for _, c in ipairs(order) do
+  clawed = clawed + claws[c]
+end
+local debt_change = clawed - shortfall
+if debt_change ~= 0 then
+  table.insert(postings, posting(ARGV[7], 'coin', debt_change))
+  redis.call('HINCRBY', KEYS[3], 'debt', debt_change)
+end
+for _, c in ipairs(order) do
+  table.insert(postings, posting(ARGV[8 + 2 * c], 'diamond', -claws[c]))
+  redis.call('HINCRBY', KEYS[5 + c], 'diamond', -claws[c])
+  table.insert(clawbacks, '{"creator_id":' .. ARGV[7 + 2 * c] .. ',"diamonds":'
+    .. string.format('%d', claws[c]) .. '}')
+end
+if clawed > 0 then
+  table.insert(postings, posting('"platform:exchange"', 'diamond', clawed))
+  table.insert(postings, posting('"platform:exchange"', 'coin', -clawed))
+  redis.call('HINCRBY', KEYS[4], 'diamond|platform:exchange', clawed)
+  redis.call('HINCRBY', KEYS[4], 'coin|platform:exchange', -clawed)
+end
+local purchase_tx = cjson.encode(purchase.tx)
+local meta = ARGV[4] .. ',"purchase_tx":' .. purchase_tx .. ',"coins":'
+  .. string.format('%d', credit) .. ',"taken":' .. string.format('%d', taken) .. ',"debt":'
+  .. string.format('%d', shortfall) .. ',"clawbacks":[' .. table.concat(clawbacks, ',') .. ']'
+redis.call('XADD', KEYS[5], '*', 'tx',
+  ARGV[3] .. table.concat(postings, ',') .. '],"meta":{' .. meta .. '}}')
+local receipt = '{' .. ARGV[5] .. ',"purchase_tx":' .. purchase_tx .. ',"coins":'
+  .. string.format('%d', credit) .. ',"taken":' .. string.format('%d', taken) .. ',"debt":'
+  .. string.format('%d', shortfall) .. ',"clawed_back":' .. string.format('%d', clawed)
+  .. ',"debt_after":' .. string.format('%d', -(debt + debt_change)) .. '}'
+redis.call('SET', KEYS[1], ARGV[1] .. receipt)
+return {'OK', receipt}

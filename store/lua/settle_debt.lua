@@ -1,0 +1,33 @@
+-- Settle a user's whole chargeback debt (unlocking the account), once per key.
+--
+-- KEYS: 1 idempotency key (user)  2 user wallet  3 system balances  4 ledger outbox
+-- ARGV: 1 fingerprint (32 chars)
+--       2 outbox entry JSON up to the postings array: '{"id":…,…,"postings":['
+--       3 the entry's meta (JSON object)
+--       4 the account the money comes from (world or platform:writeoff)
+--       5 the user's debt account (JSON string)
+--       6 receipt JSON members other than coins
+--
+-- Replies: {"OK", receipt}  {"R", stored receipt}  {"E", code, message}
+local stored = redis.call('GET', KEYS[1])
+if stored then
+  if string.sub(stored, 1, 32) == ARGV[1] then
+    return {'R', string.sub(stored, 33)}
+  end
+  return {'E', 'conflict', 'this idempotency key was already used for a different request'}
+end
+local debt = -tonumber(redis.call('HGET', KEYS[2], 'debt') or '0')
+if debt <= 0 then
+  return {'E', 'bad_request', 'this account has no debt to settle'}
+end
+
+local amount = string.format('%d', debt)
+redis.call('HINCRBY', KEYS[2], 'debt', debt)
+redis.call('HINCRBY', KEYS[3], 'coin|' .. ARGV[4], -debt)
+redis.call('XADD', KEYS[4], '*', 'tx', ARGV[2]
+  .. '{"account":"' .. ARGV[4] .. '","asset":"coin","amount":-' .. amount .. '},'
+  .. '{"account":' .. ARGV[5] .. ',"asset":"coin","amount":' .. amount .. '}],"meta":'
+  .. ARGV[3] .. '}')
+local receipt = '{"coins":' .. amount .. ',' .. ARGV[6] .. '}'
+redis.call('SET', KEYS[1], ARGV[1] .. receipt)
+return {'OK', receipt}

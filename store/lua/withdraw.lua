@@ -1,0 +1,67 @@
+-- Reserve diamonds for a withdrawal (status pending): every check before the
+-- first write (Redis has no rollback). Check order as store.base.Wallet says.
+--
+-- KEYS: 1 idempotency key (user)   2 user wallet          3 user account
+--       4 earnings per hour        5 the withdrawal (hash) 6 the user's withdrawals
+--       7 ledger outbox            8 withdrawal owners
+-- ARGV: 1 fingerprint (32 chars)   2 withdrawal id         3 user id
+--       4 diamonds                 5 smallest withdrawal   6 daily maximum ("0": none)
+--       7 today (UTC, YYYY-MM-DD)  8 hold seconds ("0": nothing held)
+--       9 the first hour still held at now   10 outbox entry JSON
+--       11 .. the withdrawal's fields for its hash (name, value, ...)
+--
+-- Replies: {"OK", id}  {"R", id of the first withdrawal with this key}
+--          {"E", code, message}
+local stored = redis.call('GET', KEYS[1])
+if stored then
+  if string.sub(stored, 1, 32) == ARGV[1] then
+    return {'R', string.sub(stored, 33)}
+  end
+  return {'E', 'conflict', 'this idempotency key was already used for a different request'}
+end
+local acct = redis.call('HMGET', KEYS[3], 'verified_at', 'wd_day', 'wd_today')
+if not acct[1] or acct[1] == '' then
+  return {'E', 'forbidden', 'only verified creators can withdraw'}
+end
+local amount = tonumber(ARGV[4])
+if amount < tonumber(ARGV[5]) then
+  return {'E', 'bad_request', 'the smallest withdrawal is ' .. ARGV[5] .. ' diamonds'}
+end
+local today = 0
+if acct[2] == ARGV[7] then
+  today = tonumber(acct[3] or '0')
+end
+local maximum = tonumber(ARGV[6])
+if maximum > 0 and today + amount > maximum then
+  return {'E', 'limit_exceeded', 'this withdrawal would pass the daily maximum of '
+          .. ARGV[6] .. ' diamonds (' .. string.format('%d', today) .. ' withdrawn today)'}
+end
+local balance = tonumber(redis.call('HGET', KEYS[2], 'diamond') or '0')
+local held = 0
+if ARGV[8] ~= '0' then
+  local first = tonumber(ARGV[9])
+  local hours = redis.call('HGETALL', KEYS[4])
+  for i = 1, #hours, 2 do
+    local d = tonumber(hours[i + 1])
+    if tonumber(hours[i]) >= first and d > 0 then
+      held = held + d
+    end
+  end
+  held = math.min(math.max(balance, 0), held)
+end
+local withdrawable = balance - held
+if amount > withdrawable then
+  return {'E', 'insufficient_funds', string.format('%d', math.max(withdrawable, 0))
+          .. ' diamonds are withdrawable now (' .. string.format('%d', held) .. ' still held)'}
+end
+
+-- writes: nothing below can fail on valid keys
+redis.call('HINCRBY', KEYS[2], 'diamond', -amount)
+redis.call('HINCRBY', KEYS[2], 'withdrawing', amount)
+redis.call('XADD', KEYS[7], '*', 'tx', ARGV[10])
+redis.call('HSET', KEYS[5], unpack(ARGV, 11))
+redis.call('ZADD', KEYS[6], 0, ARGV[2])
+redis.call('HSET', KEYS[8], ARGV[2], ARGV[3])
+redis.call('HSET', KEYS[3], 'wd_day', ARGV[7], 'wd_today', string.format('%d', today + amount))
+redis.call('SET', KEYS[1], ARGV[1] .. ARGV[2])
+return {'OK', ARGV[2]}
