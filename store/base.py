@@ -139,10 +139,11 @@ class Wallet(Protocol):
         ...
 
     async def rate_limit(
-        self, user_id: str, action: str, *, per_minute: int, burst: int, now: int | None = None
+        self, user_id: str, action: str, *, per_hour: int, burst: int, now: int | None = None
     ) -> None:
-        """Take one token from the user's ``action`` bucket (cluster-wide), or raise
-        ``RateLimited`` (taking nothing)."""
+        """Take one token from the user's ``action`` bucket (cluster-wide; ``burst``
+        tokens, ``per_hour`` come back an hour), or raise ``RateLimited`` (taking
+        nothing)."""
         ...
 
     async def claim_once(self, scope: str, key: str, *, ttl_seconds: int) -> bool:

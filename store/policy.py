@@ -5,9 +5,10 @@ integers), so the conformance suite can compare their balances and messages:
 
 - **spending caps** count coins spent on gifts per local day and month of the
   user's time zone; a gift that would pass a cap is refused whole;
-- **rate limits** are token buckets kept in integer units of 1/60,000 token
-  (a rate per minute refills that many units per millisecond), charged only by
-  an operation that succeeds;
+- **rate limits** are token buckets in integer units: with a token of 60,000
+  units a rate per minute refills that many units per millisecond (gifts), with
+  a token of 3,600,000 units a rate per hour does (``Wallet.rate_limit``); an
+  operation that fails takes nothing;
 - **held diamonds**: diamonds earned in hour ``h`` (``ms // 3_600_000``) become
   withdrawable at ``(h + 1) * 3_600_000 + hold``; ``held`` never exceeds the
   balance (clawbacks and withdrawals take from the withdrawable part first);
@@ -37,7 +38,9 @@ from store.errors import BadRequest, Forbidden, LimitExceeded
 HOUR_MS: Final = 3_600_000
 DAY_MS: Final = 86_400_000
 TOKEN: Final = 60_000
-"""Units of one rate-limit token (a rate per minute refills that many units per ms)."""
+"""Units of one gift rate-limit token (a rate per minute refills that many units per ms)."""
+HOUR_TOKEN: Final = 3_600_000
+"""Units of one ``Wallet.rate_limit`` token (a rate per hour refills that many per ms)."""
 MAX_CLAWBACK_GIFTS: Final = 1_000
 """Gifts a reversal looks through for clawbacks (the newest ones after the purchase)."""
 MAX_CAP: Final = 10**12
@@ -160,19 +163,22 @@ def check_caps(
         raise LimitExceeded(monthly_cap_message(monthly, month_spent))
 
 
-def refill(tokens: int | None, at: int | None, now: int, per_minute: int, burst: int) -> int:
-    """Units in the bucket at ``now`` (a bucket never seen is full)."""
-    capacity = burst * TOKEN
+def refill(
+    tokens: int | None, at: int | None, now: int, rate: int, burst: int, *, token: int = TOKEN
+) -> int:
+    """Units in the bucket at ``now`` (a bucket never seen is full); ``rate`` units
+    come back per millisecond."""
+    capacity = burst * token
     if tokens is None or at is None:
         return capacity
     elapsed = max(0, now - at)
-    elapsed = min(elapsed, capacity)  # per_minute >= 1: this much always fills it
-    return min(capacity, tokens + elapsed * per_minute)
+    elapsed = min(elapsed, capacity)  # rate >= 1: this much always fills it
+    return min(capacity, tokens + elapsed * rate)
 
 
-def wait_ms(units: int, per_minute: int) -> int:
+def wait_ms(units: int, rate: int, *, token: int = TOKEN) -> int:
     """Milliseconds until the bucket holds one token."""
-    return (TOKEN - units + per_minute - 1) // per_minute
+    return (token - units + rate - 1) // rate
 
 
 # ---------------------------------------------------------------------------- #

@@ -674,15 +674,15 @@ class RedisMoneyWallet(RedisWallet):
     # -- rate limits and claims -----------------------------------------------
 
     async def rate_limit(
-        self, user_id: str, action: str, *, per_minute: int, burst: int, now: int | None = None
+        self, user_id: str, action: str, *, per_hour: int, burst: int, now: int | None = None
     ) -> None:
         _check_id(user_id, "user id")
         _check_id(action, "action")
-        if per_minute < 1 or burst < 1:
-            raise BadRequest("per_minute and burst must be at least 1")
+        if per_hour < 1 or burst < 1:
+            raise BadRequest("per_hour and burst must be at least 1")
         _check_reply(
             await self._batcher.evalsha(
-                _RATE, (rate_key(user_id),), (action, per_minute, burst, _now(now))
+                _RATE, (rate_key(user_id),), (action, per_hour, burst, _now(now))
             )
         )
 

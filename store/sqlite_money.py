@@ -59,11 +59,11 @@ from store.money import (
 )
 from store.policy import (
     DAY_MS,
+    HOUR_TOKEN,
     MAX_CLAWBACK_GIFTS,
     NO_DEBT,
     NOT_VERIFIED,
     PAYMENT_NOT_FOUND,
-    TOKEN,
     WITHDRAWAL_NOT_FOUND,
     GiftSpend,
     below_minimum_message,
@@ -582,18 +582,19 @@ def _earnings(conn: sqlite3.Connection, user_id: str, now: int, hold_seconds: in
 
 
 def _rate_limit(
-    conn: sqlite3.Connection, user_id: str, action: str, per_minute: int, burst: int, now: int
+    conn: sqlite3.Connection, user_id: str, action: str, per_hour: int, burst: int, now: int
 ) -> None:
     row = conn.execute(
         "SELECT tokens, at FROM rate_buckets WHERE user_id = ? AND action = ?", (user_id, action)
     ).fetchone()
-    units = refill(row[0] if row else None, row[1] if row else None, now, per_minute, burst)
-    if units < TOKEN:
-        raise RateLimited(rate_message(action, wait_ms(units, per_minute)))
+    tokens, at = (row[0], row[1]) if row else (None, None)
+    units = refill(tokens, at, now, per_hour, burst, token=HOUR_TOKEN)
+    if units < HOUR_TOKEN:
+        raise RateLimited(rate_message(action, wait_ms(units, per_hour, token=HOUR_TOKEN)))
     conn.execute(
         "INSERT INTO rate_buckets (user_id, action, tokens, at) VALUES (?, ?, ?, ?) "
         "ON CONFLICT (user_id, action) DO UPDATE SET tokens = excluded.tokens, at = excluded.at",
-        (user_id, action, units - TOKEN, now),
+        (user_id, action, units - HOUR_TOKEN, now),
     )
 
 
@@ -701,14 +702,14 @@ class SQLiteMoneyWallet(SQLiteWallet):
         return await self._db.read(lambda conn: _earnings(conn, user_id, at, hold))
 
     async def rate_limit(
-        self, user_id: str, action: str, *, per_minute: int, burst: int, now: int | None = None
+        self, user_id: str, action: str, *, per_hour: int, burst: int, now: int | None = None
     ) -> None:
         _check_id(user_id, "user id")
         _check_id(action, "action")
-        if per_minute < 1 or burst < 1:
-            raise BadRequest("per_minute and burst must be at least 1")
+        if per_hour < 1 or burst < 1:
+            raise BadRequest("per_hour and burst must be at least 1")
         at = _now(now)
-        await self._db.write(lambda conn: _rate_limit(conn, user_id, action, per_minute, burst, at))
+        await self._db.write(lambda conn: _rate_limit(conn, user_id, action, per_hour, burst, at))
 
     async def claim_once(self, scope: str, key: str, *, ttl_seconds: int) -> bool:
         _check_id(scope, "scope")

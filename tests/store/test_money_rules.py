@@ -615,18 +615,18 @@ async def test_gift_rate_limit_charges_only_successes(open_engine: Opener) -> No
 
 async def test_rate_limit_buckets_and_claims(engine: Engine) -> None:
     wallet = engine.wallet
-    await wallet.rate_limit(ALICE.id, "purchases", per_minute=2, burst=2, now=NOW)
-    await wallet.rate_limit(ALICE.id, "purchases", per_minute=2, burst=2, now=NOW)
+    await wallet.rate_limit(ALICE.id, "purchases", per_hour=120, burst=2, now=NOW)
+    await wallet.rate_limit(ALICE.id, "purchases", per_hour=120, burst=2, now=NOW)
     with pytest.raises(RateLimited) as limited:
-        await wallet.rate_limit(ALICE.id, "purchases", per_minute=2, burst=2, now=NOW)
+        await wallet.rate_limit(ALICE.id, "purchases", per_hour=120, burst=2, now=NOW)
     assert limited.value.message == "too many purchases: try again in 30 s"
-    await wallet.rate_limit(BEN.id, "purchases", per_minute=2, burst=2, now=NOW)  # per user
-    await wallet.rate_limit(ALICE.id, "withdrawals", per_minute=2, burst=2, now=NOW)  # per action
-    await wallet.rate_limit(ALICE.id, "purchases", per_minute=2, burst=2, now=NOW + 30_000)
+    await wallet.rate_limit(BEN.id, "purchases", per_hour=120, burst=2, now=NOW)  # per user
+    await wallet.rate_limit(ALICE.id, "withdrawals", per_hour=120, burst=2, now=NOW)  # per action
+    await wallet.rate_limit(ALICE.id, "purchases", per_hour=120, burst=2, now=NOW + 30_000)
     with pytest.raises(RateLimited):
-        await wallet.rate_limit(ALICE.id, "purchases", per_minute=2, burst=2, now=NOW + 30_000)
+        await wallet.rate_limit(ALICE.id, "purchases", per_hour=120, burst=2, now=NOW + 30_000)
     with pytest.raises(BadRequest):
-        await wallet.rate_limit(ALICE.id, "purchases", per_minute=0, burst=2)
+        await wallet.rate_limit(ALICE.id, "purchases", per_hour=0, burst=2)
 
     assert await wallet.claim_once("webhook:sandbox", "sig-1", ttl_seconds=60)
     assert not await wallet.claim_once("webhook:sandbox", "sig-1", ttl_seconds=60)

@@ -72,12 +72,12 @@ def test_caps() -> None:
 
 
 def test_token_bucket_in_integer_units() -> None:
-    assert refill(None, None, NOW, per_minute=60, burst=3) == 3 * TOKEN
-    assert refill(0, NOW, NOW + 500, per_minute=60, burst=3) == 30_000
-    assert refill(0, NOW, NOW + 10**9, per_minute=60, burst=3) == 3 * TOKEN
-    assert refill(0, NOW, NOW - 5, per_minute=60, burst=3) == 0  # a clock going back
-    assert wait_ms(30_000, per_minute=60) == 500
-    assert wait_ms(0, per_minute=7) == -(-TOKEN // 7)
+    assert refill(None, None, NOW, rate=60, burst=3) == 3 * TOKEN
+    assert refill(0, NOW, NOW + 500, rate=60, burst=3) == 30_000
+    assert refill(0, NOW, NOW + 10**9, rate=60, burst=3) == 3 * TOKEN
+    assert refill(0, NOW, NOW - 5, rate=60, burst=3) == 0  # a clock going back
+    assert wait_ms(30_000, rate=60) == 500
+    assert wait_ms(0, rate=7) == -(-TOKEN // 7)
 
 
 def test_held_diamonds() -> None:
