@@ -99,8 +99,15 @@ class RawWebSocket:
             proto.transport.write(close_frame(code, reason))
         proto.close_sent = True
         proto.queue.put_nowait({"type": "websocket.disconnect", "code": code, "reason": reason})
+        if proto.read_paused:  # the app reads no more: let the peer's close frame in
+            proto.read_paused = False
+            proto.transport.resume_reading()
+        # As uvicorn's own close: wait for the peer's close frame before closing the
+        # TCP connection (closing first makes its kernel answer late frames with a
+        # reset, which can destroy our close frame and error event unread), and
+        # drop it after the grace if it never comes.
         loop = asyncio.get_running_loop()
-        loop.call_later(grace_seconds, _abort_if_open, proto)
+        proto.close_timer = loop.call_later(grace_seconds, _abort_if_open, proto)
 
 
 def _abort_if_open(proto: Any) -> None:

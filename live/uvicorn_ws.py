@@ -51,6 +51,28 @@ class LiveWebSocketProtocol(WebSocketsSansIOProtocol):
         if not self.disconnected:
             self.transport.abort()
 
+    def handle_parser_exception(self) -> None:
+        """A frame broke the protocol (1009 too large, 1007 invalid UTF-8, ...).
+
+        uvicorn closes the socket at once, and the client's frames still on their
+        way then make our kernel answer with a reset, which can wipe out the close
+        frame before the client reads it (it sees 1006 and may retry in a loop).
+        Instead: send the close frame and a FIN, keep reading (the broken parser
+        discards it) until the client closes too, or drop it after the grace."""
+        if self.close_sent:
+            return
+        assert self.conn.close_sent is not None
+        code, reason = self.conn.close_sent.code, self.conn.close_sent.reason
+        self.queue.put_nowait({"type": "websocket.disconnect", "code": code, "reason": reason})
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        self.close_sent = True
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        if self.read_paused:
+            self.read_paused = False
+            self.transport.resume_reading()
+        self.close_timer = self.loop.call_later(DROP_GRACE_SECONDS, self._drop_if_still_open)
+
     def connection_lost(self, exc: Exception | None) -> None:
         if self._handshake_timer is not None:
             self._handshake_timer.cancel()

@@ -71,6 +71,9 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-rate", type=float, help="sweep: last gift rate")
     p.add_argument("--step-seconds", type=float, help="sweep: seconds per step")
     p.add_argument("--p99-ms", type=float, dest="p99_bound_ms", help="sweep: latency bound")
+    p.add_argument(
+        "--overload-factor", type=float, help="sweep: go on until p99 > this x the bound"
+    )
     p.add_argument("--storm-settle", type=float, help="storm: seconds around the storm")
     p.add_argument("--out", type=Path, help="write report.json, report.txt, report.png here")
     p.add_argument("--quiet", action="store_true", help="no progress line")

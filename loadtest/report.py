@@ -77,6 +77,11 @@ def summary_rows(report: dict[str, Any]) -> list[tuple[str, Any]]:
         ("handshake latency", _latency(c["handshake_ms"])),
         ("measured for", f"{fmt(report['measured_seconds'])} s"),
         (
+            "CPU busy: generator, server",
+            f"{fmt(report['cpu']['generator_percent'])}%, {fmt(report['cpu']['server_percent'])}%"
+            " of one core",
+        ),
+        (
             "gifts sent / acked per s",
             f"{fmt(t['gifts_sent_per_s'])} / {fmt(t['gifts_acked_per_s'])}",
         ),
@@ -126,6 +131,14 @@ def summary_rows(report: dict[str, Any]) -> list[tuple[str, Any]]:
                 f"({fmt(sweep['capacity_gift_rate'])} gifts/s; stopped: {sweep['stopped']})",
             )
         )
+        if "peak_gift_deliveries_per_s" in sweep:
+            rows.append(
+                (
+                    "peak throughput, any latency",
+                    f"{fmt(sweep['peak_gift_deliveries_per_s'])} gift deliveries/s "
+                    f"({fmt(sweep['peak_gift_rate'])} gifts/s, p99 {fmt(sweep['peak_p99_ms'])} ms)",
+                )
+            )
     money = report.get("money")
     if money:
         rows.append(
@@ -154,11 +167,23 @@ def render(report: dict[str, Any]) -> str:
                     s["gift_to_screen_ms"]["p50"],
                     s["gift_to_screen_ms"]["p99"],
                     s["closes"],
+                    s["cpu"]["server_percent"],
+                    s["cpu"]["generator_percent"],
                     "ok" if s["within_bound"] else "over",
                 )
                 for s in sweep["steps"]
             ),
-            headers=("gifts/s", "deliveries/s", "frames/s", "p50 ms", "p99 ms", "closes", "bound"),
+            headers=(
+                "gifts/s",
+                "deliveries/s",
+                "frames/s",
+                "p50 ms",
+                "p99 ms",
+                "closes",
+                "server cpu%",
+                "gen cpu%",
+                "bound",
+            ),
         )
     return text
 

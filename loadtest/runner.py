@@ -36,8 +36,8 @@ MAX_CONNECTIONS = 1_000_000
 MAX_PHASE_SECONDS = 3_600.0
 PER_PROCESS_SOCKETS = 18_000
 """Connections per worker process, below the usual 20,000 open-files cap."""
-PER_SOURCE_ADDRESS = 25_000
-"""Connections per loopback source address (the ephemeral port range is ~28,000)."""
+PER_SOURCE_ADDRESS = 10_000
+"""Connections per loopback source address: a third of its ~28,000 ephemeral ports."""
 
 
 @dataclass
@@ -76,6 +76,9 @@ class Options:
     max_rate: float = 100_000.0
     step_seconds: float = 5.0
     p99_bound_ms: float = 250.0
+    overload_factor: float = 1.0
+    """Sweep on past the bound while p99 stays under this many times the bound (to
+    find the peak throughput too); 1: stop at the first step over the bound."""
     # storm
     storm_settle: float = 5.0
     quiet: bool = False
@@ -109,6 +112,21 @@ class Acc:
     handshake_latency: Histogram = field(default_factory=Histogram)
     started: float = field(default_factory=time.monotonic)
     ended: float | None = None
+    cpu_start: tuple[float, float | None] = (0.0, None)
+    """(generator CPU seconds, server CPU seconds) when the span started."""
+    cpu_end: tuple[float, float | None] = (0.0, None)
+
+    def cpu_percent(self) -> dict[str, float | None]:
+        """Busy share of one CPU over the span: generator (all workers) and server."""
+        wall = self.seconds
+        gen = (self.cpu_end[0] - self.cpu_start[0]) / wall * 100 if wall > 0 else None
+        server = None
+        if self.cpu_end[1] is not None and self.cpu_start[1] is not None and wall > 0:
+            server = (self.cpu_end[1] - self.cpu_start[1]) / wall * 100
+        return {
+            "generator_percent": None if gen is None else round(gen, 1),
+            "server_percent": None if server is None else round(server, 1),
+        }
 
     def add(self, payload: dict[str, Any]) -> None:
         self.counters.update(payload["counters"])
@@ -132,6 +150,18 @@ class Acc:
             "gifts_sent_per_s": round(self.per_second("gifts_sent"), 1),
             "gifts_acked_per_s": round(self.per_second("gifts_acked"), 1),
         }
+
+
+def cpu_seconds(pid: int | None) -> float | None:
+    """User plus system CPU time of a local process so far, from /proc (Linux)."""
+    if pid is None:
+        return None
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def rss_kib(pid: int | None) -> int | None:
@@ -189,6 +219,7 @@ class Run:
         self.phases: list[Acc] = []
         self.samples: list[Sample] = []
         self.open_by_worker: dict[int, int] = {}
+        self.cpu_by_worker: dict[int, float] = {}
         self.t0 = time.monotonic()
         self.events: list[tuple[str, dict[str, Any]]] = []
         self.report: dict[str, Any] = {}
@@ -313,6 +344,7 @@ class Run:
                         if acc.ended is None:
                             acc.add(payload)
                     self.open_by_worker[w] = payload["open"]
+                    self.cpu_by_worker[w] = payload.get("cpu", 0.0)
                 if kind not in ("tick", "closed"):
                     self.events.append((kind, payload))
                 if kind == until:
@@ -352,14 +384,17 @@ class Run:
             )
             print(line, end="" if tty else "\n", file=self.out, flush=True)
 
+    def cpu_mark(self) -> tuple[float, float | None]:
+        return sum(self.cpu_by_worker.values()), cpu_seconds(self.o.server_pid)
+
     def phase(self) -> Acc:
-        acc = Acc()
+        acc = Acc(cpu_start=self.cpu_mark())
         self.phases.append(acc)
         return acc
 
-    @staticmethod
-    def end(acc: Acc) -> Acc:
+    def end(self, acc: Acc) -> Acc:
         acc.ended = time.monotonic()
+        acc.cpu_end = self.cpu_mark()
         return acc
 
     # -- the run ------------------------------------------------------------------------
@@ -399,8 +434,10 @@ class Run:
             rss_idle = rss_kib(o.server_pid)
             result: dict[str, Any] = {}
             if o.scenario == "sweep":
+                self.pump(o.warmup)  # let the crowd's arrival settle first
+                measured = self.phase()
                 result["sweep"] = self._sweep()
-                measured = self.total
+                self.end(measured)
             else:
                 self.send("go", o.gift_rate, rates=True)
                 self.pump(o.warmup)
@@ -460,6 +497,8 @@ class Run:
         return {
             "viewers": sum(r["viewers"] for r in reports),
             "failed": sum(r["failed"] for r in reports),
+            "back": sum(r.get("back", 0) for r in reports),
+            "finished": all(r.get("finished", True) for r in reports),
             "seconds": round(seconds, 3),
             "slowest_worker_seconds": round(max((r["seconds"] for r in reports), default=0), 3),
             "resumed": counters["resumed"],
@@ -471,6 +510,7 @@ class Run:
         o = self.o
         steps: list[dict[str, Any]] = []
         capacity: dict[str, Any] | None = None
+        peak: dict[str, Any] | None = None
         gift_rate = o.start_rate
         broke = None
         while gift_rate <= o.max_rate:
@@ -497,6 +537,7 @@ class Run:
                 "ack_ms": acc.ack_latency.summary_ms(),
                 "closes": closes,
                 "errors": sum(v for k, v in acc.counters.items() if k.startswith("errors.")),
+                "cpu": acc.cpu_percent(),
             }
             # Keeping up: the gifts acked are the rate asked, give or take one
             # gift per gifter (their phases) and 10%.
@@ -510,16 +551,21 @@ class Run:
                 f"step {gift_rate:.0f} gifts/s: {step['gift_deliveries_per_s']:.0f} deliveries/s, "
                 f"p99 {step['gift_to_screen_ms']['p99']} ms -> {'ok' if ok else 'over the bound'}"
             )
-            if not ok:
-                broke = "p99 over the bound" if closes == 0 else "viewers closed"
-                if not keeping_up:
-                    broke = "gifts not keeping up with the asked rate"
-                break
-            if (
+            if peak is None or step["gift_deliveries_per_s"] > peak["gift_deliveries_per_s"]:
+                peak = step
+            if ok and (
                 capacity is None
                 or step["gift_deliveries_per_s"] > capacity["gift_deliveries_per_s"]
             ):
                 capacity = step
+            # Past the bound, go on while the server still keeps up (up to
+            # ``overload_factor`` times the bound) to find its peak throughput too.
+            overloaded = p99 is None or p99 / 1000 > o.p99_bound_ms * o.overload_factor
+            if not ok and (overloaded or closes or not keeping_up or o.overload_factor <= 1):
+                broke = "p99 over the bound" if closes == 0 else "viewers closed"
+                if not keeping_up:
+                    broke = "gifts not keeping up with the asked rate"
+                break
             gift_rate *= o.factor
         self.send("go", 0)
         return {
@@ -528,6 +574,9 @@ class Run:
             "stopped": broke or "reached the maximum rate",
             "capacity_gift_deliveries_per_s": capacity["gift_deliveries_per_s"] if capacity else 0,
             "capacity_gift_rate": capacity["gift_rate"] if capacity else 0,
+            "peak_gift_deliveries_per_s": peak["gift_deliveries_per_s"] if peak else 0,
+            "peak_gift_rate": peak["gift_rate"] if peak else 0,
+            "peak_p99_ms": peak["gift_to_screen_ms"]["p99"] if peak else None,
         }
 
     # -- the report -------------------------------------------------------------------------
@@ -575,6 +624,7 @@ class Run:
                 "connect_errors": c.group("connect_errors"),
             },
             "measured_seconds": round(measured.seconds, 3),
+            "cpu": measured.cpu_percent(),
             "throughput": measured.throughput(),
             "latency": {
                 "gift_to_screen_ms": measured.gift_latency.summary_ms(),

@@ -20,6 +20,7 @@ import itertools
 import os
 import random
 import resource
+import socket
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
@@ -30,6 +31,9 @@ from loadtest.wsclient import Peer, Tally, clock
 RECONNECT_CODES = frozenset({1001, 1006, 1011, 1012, 4008})
 """Close codes after which a real client reconnects and resumes (docs/PROTOCOL.md §8)."""
 REPLY_TIMEOUT = 10.0
+IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)
+STORM_LIMIT = 60.0
+"""Seconds a reconnect storm may take before the worker reports how far it got."""
 PER_GIFTER_SPACING = 0.105
 """Seconds between two commands of one gifter in one-at-a-time mode (the server
 allows 10 per second per connection)."""
@@ -120,7 +124,7 @@ class Worker:
         self.ids = itertools.count()
         self.sources = itertools.cycle(plan.sources or [""])
         self.prefix = f"w{plan.index}-{os.getpid()}-{random.randrange(1 << 30):x}-"
-        self.tasks: set[asyncio.Task[None]] = set()
+        self.tasks: set[asyncio.Task[Any]] = set()
 
     # -- connections -------------------------------------------------------------------
     async def connect(
@@ -154,19 +158,22 @@ class Worker:
             )
             return peer
 
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setblocking(False)
         try:
-            await asyncio.wait_for(
-                loop.create_connection(
-                    factory,
-                    self.plan.host,
-                    self.plan.port,
-                    local_addr=(source, 0) if source else None,
-                ),
-                30.0,
-            )
+            if source:
+                # Let connect() pick the port (per destination), not bind(): bind(port 0)
+                # slows down badly as a source address's port range fills up.
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.SOL_IP, IP_BIND_ADDRESS_NO_PORT, 1)
+                sock.bind((source, 0))
+            await asyncio.wait_for(loop.sock_connect(sock, (self.plan.host, self.plan.port)), 30.0)
+            await asyncio.wait_for(loop.create_connection(factory, sock=sock), 30.0)
             assert peer is not None
             await asyncio.wait_for(asyncio.shield(peer.welcomed), 30.0)
         except (OSError, ConnectionError, TimeoutError) as exc:
+            if peer is None:
+                sock.close()
             name = type(exc).__name__ if not isinstance(exc, ConnectionError) else str(exc)
             self.tally.counters[f"connect_errors.{name.split(':')[0][:40]}"] += 1
             if peer is not None:
@@ -402,16 +409,38 @@ class Worker:
             self.report("tick")
 
     async def storm(self) -> None:
+        """Drop every viewer, reconnect them all with ``since``; report when all are
+        back, or after ``STORM_LIMIT`` seconds with how many are."""
         started = clock()
         indexes = [i for i, peer in enumerate(self.viewers) if peer is not None]
         for i in indexes:
             peer = self.viewers[i]
             if peer is not None:
                 peer.drop()
-        failed, _ = await self.open_all(indexes, resume=True)
+        reopening = asyncio.get_running_loop().create_task(self.open_all(indexes, resume=True))
+        self.tasks.add(reopening)
+        done, _ = await asyncio.wait([reopening], timeout=STORM_LIMIT)
+        seconds = clock() - started
+        back = sum(
+            1
+            for i in indexes
+            if (p := self.viewers[i]) is not None
+            and p.welcomed.done()
+            and not p.welcomed.exception()
+            and p.is_open
+        )
+        failed = reopening.result()[0] if done else len(indexes) - back
         self.report(
             "storm_done",
-            {"storm": {"viewers": len(indexes), "failed": failed, "seconds": clock() - started}},
+            {
+                "storm": {
+                    "viewers": len(indexes),
+                    "failed": failed,
+                    "back": back,
+                    "seconds": seconds,
+                    "finished": bool(done),
+                }
+            },
         )
 
     async def main(self) -> None:

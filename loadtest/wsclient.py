@@ -122,6 +122,7 @@ class Tally:
             "ack_latency": self.ack_latency.to_dict(),
             "handshake_latency": self.handshake_latency.to_dict(),
             "open": self.open,
+            "cpu": time.process_time(),
         }
         self.frames = self.bytes = self.room_events = self.gift_events = self.gaps = 0
         self.counters = Counters()

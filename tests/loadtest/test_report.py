@@ -27,6 +27,7 @@ def sample_report(**extra: Any) -> dict[str, Any]:
             "connect_errors": {},
         },
         "measured_seconds": 10.0,
+        "cpu": {"generator_percent": 55.0, "server_percent": 97.5},
         "throughput": {
             "gift_deliveries_per_s": 1200.0,
             "events_per_s": 1300.0,
@@ -106,6 +107,7 @@ def test_summary_says_what_happened() -> None:
     assert rows["errors by code"] == "rate_limited: 2"
     assert rows["closes by code"] == "4008: 1"
     assert rows["server RSS per connection"] == "20.0 KiB"
+    assert rows["CPU busy: generator, server"] == "55.0%, 97.5% of one core"
     assert rows["money"].startswith("OK: spent 1,000")
     assert "audit ok" in rows["money"]
 
@@ -117,6 +119,7 @@ def test_sweep_and_storm_get_their_own_lines() -> None:
         "frames_per_s": 20_000.0,
         "gift_to_screen_ms": {"p50": 3.0, "p99": 40.0},
         "closes": 0,
+        "cpu": {"generator_percent": 50.0, "server_percent": 90.0},
         "within_bound": True,
     }
     report = sample_report(

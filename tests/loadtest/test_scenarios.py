@@ -51,14 +51,14 @@ def assert_clean(report: dict[str, Any]) -> None:
 
 
 def test_crowd_every_viewer_sees_every_gift_and_the_money_adds_up(live: LiveServer) -> None:
-    report = run(live.url, viewers=12, rooms=1, gifters=3, gift_rate=6, like_rate=2, chat_rate=1)
+    report = run(live.url, viewers=12, rooms=1, gifters=3, gift_rate=6, like_rate=6, chat_rate=3)
     assert_clean(report)
     totals = report["totals"]
     assert totals["gifts_acked"] == totals["gifts_sent"] > 0
     assert totals["likes_acked"] > 0 and totals["chats_acked"] > 0
     # One room: every connection (12 viewers and 3 gifters) receives every gift.
     assert totals["gift_events"] == totals["gifts_acked"] * 15
-    assert totals["room_events"] >= totals["gift_events"] + totals["likes_acked"]
+    assert totals["room_events"] > totals["gift_events"]  # likes and chat lines too
     assert report["latency"]["gift_to_screen_ms"]["count"] > 0
     money = report["money"]
     assert money["ok"], money
