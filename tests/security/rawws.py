@@ -94,7 +94,7 @@ class RawClient:
         for event in self.protocol.events_received():
             if isinstance(event, Response):
                 self.response = event
-            else:
+            elif isinstance(event, Frame):
                 self.frames.append(event)
         if answer_pings:
             self.flush()

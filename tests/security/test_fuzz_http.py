@@ -37,7 +37,7 @@ FUZZ = settings(
 
 def _endpoints() -> list[tuple[str, str]]:
     app = create_app(Settings(secret="s" * 40))
-    found = []
+    found: list[tuple[str, str]] = []
     for route in app.routes:
         if isinstance(route, Route):
             found.extend(
