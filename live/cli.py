@@ -1,4 +1,4 @@
-"""The ``live`` command: serve, token, migrate, ledger, audit."""
+"""The ``live`` command: serve, token, migrate, ledger, audit, repair."""
 
 from __future__ import annotations
 
@@ -142,6 +142,57 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
+def cmd_repair(args: argparse.Namespace) -> int:
+    """Put Redis back in line with the ledger after Redis lost writes (scaled engine)."""
+    import orjson
+
+    from store.engine import open_engine
+
+    settings = _settings(args)
+
+    async def audit() -> dict[str, object]:
+        engine = await open_engine(settings.engine_config())
+        try:
+            report = await engine.ledger.audit()
+        finally:
+            await engine.close()
+        public: dict[str, object] = report.public()
+        return public
+
+    async def run() -> int:
+        if not settings.redis_url or not settings.database_url:
+            found = await audit()
+            print(orjson.dumps({"audit": found}, option=orjson.OPT_INDENT_2).decode())
+            if not found["ok"]:
+                print(
+                    "the embedded engine writes balances and ledger in one SQLite transaction:"
+                    " a difference means a damaged file; restore it from a backup",
+                    file=sys.stderr,
+                )
+            return 0 if found["ok"] else 1
+        from store.redis_repair import RepairError, repair_scaled
+
+        try:
+            report = await repair_scaled(
+                redis_url=settings.redis_url,
+                database_url=settings.database_url,
+                window_seconds=args.window,
+                dry_run=args.dry_run,
+            )
+        except RepairError as exc:
+            print(f"live repair: {exc}", file=sys.stderr)
+            return 2
+        result: dict[str, object] = {"repair": report.public()}
+        ok = True
+        if not args.dry_run:
+            result["audit"] = found = await audit()
+            ok = bool(found["ok"])
+        print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
+        return 0 if ok else 1
+
+    return asyncio.run(run())
+
+
 def cmd_migrate(args: argparse.Namespace) -> int:
     settings = _settings(args)
     if not settings.database_url:
@@ -213,11 +264,20 @@ def build_parser() -> argparse.ArgumentParser:
         ("audit", cmd_audit, "compare hot balances with the ledger; exit 1 on any difference"),
         ("migrate", cmd_migrate, "apply PostgreSQL ledger migrations"),
         ("ledger", cmd_ledger, "drain the ledger outbox into PostgreSQL (scaled engine)"),
+        ("repair", cmd_repair, "rebuild Redis balances and idempotency records from the ledger"),
     ):
         p = sub.add_parser(name, help=help_text)
         p.add_argument("--data-dir")
         if name == "ledger":
             p.add_argument("--consumer")
+        if name == "repair":
+            p.add_argument("--dry-run", action="store_true", help="report, change nothing")
+            p.add_argument(
+                "--window",
+                type=float,
+                default=3_600.0,
+                help="seconds of recent gifts and purchases whose records to check (default 3600)",
+            )
         p.set_defaults(func=func)
     return parser
 
