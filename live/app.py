@@ -16,6 +16,7 @@ from starlette.routing import WebSocketRoute
 
 from live.api import MAX_BODY_BYTES
 from live.api import routes as api_routes
+from live.api_rooms import routes as room_routes
 from live.errors import error_response
 from live.hub import Hub
 from live.limits import APP_STATE_SETTINGS, ConnectionGuard, RequestLimits
@@ -74,10 +75,15 @@ def create_app(settings: Settings) -> Starlette:
             yield {APP_STATE_SETTINGS: settings}
         finally:
             hub.close_all(CloseCode.RESTART, "server restarting")
+            await app.state.services.activity.close()
             await engine.close()
 
     return Starlette(
-        routes=[*api_routes, WebSocketRoute("/v1/rooms/{room_id}/live", live_endpoint)],
+        routes=[
+            *api_routes,
+            *room_routes,
+            WebSocketRoute("/v1/rooms/{room_id}/live", live_endpoint),
+        ],
         lifespan=lifespan,
         exception_handlers={HTTPException: _http_error},
         middleware=[

@@ -71,7 +71,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         ws_per_message_deflate=False,
         log_level=settings.log_level,
         log_config=uvicorn_log_config(settings.log_level),
-        timeout_graceful_shutdown=10,
+        timeout_graceful_shutdown=settings.shutdown_timeout,
         proxy_headers=True,
         forwarded_allow_ips=settings.forwarded_allow_ips,
     )

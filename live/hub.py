@@ -77,6 +77,10 @@ class Connection:
         if not self.closed:
             self.sink.write(Outgoing(self.codec.encode(events), binary=self.codec.binary))
 
+    def send_room(self, events: list[Event]) -> None:
+        """Send room events to this connection alone, as its audience sees them."""
+        self.send(events if self.overlay else viewer_view(events))
+
     def close(self, code: int, reason: str = "") -> None:
         if self.closed:
             return
@@ -107,6 +111,8 @@ class RoomChannel:
 
     # -- BrokerListener -------------------------------------------------------------
     def on_events(self, room_id: str, events: list[Event]) -> None:
+        if self.hub.observer is not None:
+            self.hub.observer(room_id, events)
         self.pending.extend(events)
         if self._flush_handle is None and self._resync is None:
             # At most one frame per tick, and no wait when the room was idle: the
@@ -155,22 +161,26 @@ class RoomChannel:
         last = batch[-1]["seq"]
         self.delivered_seq = last
         self.recent.extend(batch)
-        shared: dict[str, Outgoing] = {}
+        # Overlay-only detail (``overlay`` maps) never reaches viewers: a batch is
+        # encoded once per codec and audience, the same bytes for all of an audience.
+        viewers_batch = viewer_view(batch)
+        shared: dict[tuple[str, bool], Outgoing] = {}
         metrics = self.hub.metrics
         limit = self.hub.send_buffer_bytes
         sent = 0
         for conn in list(self.connections):
             if conn.cursor >= last or conn.closed:
                 continue
+            view = batch if conn.overlay else viewers_batch
             if conn.cursor >= first:  # joined mid-batch: send only what it lacks
-                own = [e for e in batch if e["seq"] > conn.cursor]
+                own = [e for e in view if e["seq"] > conn.cursor]
                 out = Outgoing(conn.codec.encode(own), binary=conn.codec.binary)
                 sent += len(own)
             else:
-                name = conn.codec.subprotocol
+                name = (conn.codec.subprotocol, view is not viewers_batch)
                 out_or_none = shared.get(name)
                 if out_or_none is None:
-                    out_or_none = Outgoing(conn.codec.encode(batch), binary=conn.codec.binary)
+                    out_or_none = Outgoing(conn.codec.encode(view), binary=conn.codec.binary)
                     shared[name] = out_or_none
                 out = out_or_none
                 sent += len(batch)
@@ -221,7 +231,7 @@ class RoomChannel:
         beyond its cursor (call with no await between this and the cursor set-up)."""
         catch_up = [e for e in self.recent if e["seq"] > conn.cursor]
         if catch_up:
-            conn.send(catch_up)
+            conn.send_room(catch_up)
             conn.cursor = catch_up[-1]["seq"]
         self.connections[conn] = None
         if conn.is_viewer:
@@ -234,6 +244,36 @@ class RoomChannel:
         if conn.is_viewer:
             self.viewers -= 1
         return True
+
+    # -- signals (Broker.signal) ----------------------------------------------------------
+    def on_signal(self, room_id: str, message: dict[str, Any]) -> None:
+        """Overlay-only events go to this node's overlays of the room (encoded once
+        per codec); ``kick`` closes a banned user's connections, ``overlay_key`` the
+        overlays (their key was rotated)."""
+        kind = message.get("kind")
+        if kind == "overlay":
+            events = message.get("events") or []
+            shared: dict[str, Outgoing] = {}
+            for conn in list(self.connections):
+                if conn.overlay and not conn.closed and events:
+                    codec = conn.codec
+                    out = shared.get(codec.subprotocol)
+                    if out is None:
+                        out = shared[codec.subprotocol] = Outgoing(
+                            codec.encode(events), binary=codec.binary
+                        )
+                    conn.sink.write(out)
+        elif kind == "kick":
+            user = message.get("user")
+            for conn in list(self.connections):
+                if conn.profile is not None and conn.profile.id == user and not conn.overlay:
+                    conn.send([error_event(None, "forbidden", "you are banned from this room")])
+                    self.hub.close_connection(conn, CloseCode.POLICY, "banned")
+        elif kind == "overlay_key":
+            for conn in list(self.connections):
+                if conn.overlay:
+                    conn.send([error_event(None, "unauthorized", "the overlay key was rotated")])
+                    self.hub.close_connection(conn, CloseCode.POLICY, "overlay key rotated")
 
 
 @dataclass(slots=True)
@@ -257,6 +297,8 @@ class Hub:
         self.tick_seconds = tick_seconds
         self.send_buffer_bytes = send_buffer_bytes
         self.channels: dict[str, RoomChannel] = {}
+        self.observer: Callable[[str, list[Event]], None] | None = None
+        """Sees every room event this node delivers, before the tick (room activity)."""
         self._opening: dict[str, asyncio.Future[RoomChannel]] = {}
         self._closing: dict[str, asyncio.Task[None]] = {}
 
@@ -316,7 +358,7 @@ class Hub:
         conn.send([welcome])
         replay = [e for e in plan.replay if e["seq"] > conn.cursor]
         if replay:
-            conn.send(replay)
+            conn.send_room(replay)
             conn.cursor = replay[-1]["seq"]
         plan.channel.attach(conn)
         self.metrics.connections += 1
@@ -372,3 +414,11 @@ def error_event(command_id: str | None, code: str, message: str) -> Event:
 
 def public_or_none(profile: Profile | None) -> dict[str, Any] | None:
     return profile.public() if profile is not None else None
+
+
+def viewer_view(events: list[Event]) -> list[Event]:
+    """The events as viewers see them: without the overlay-only ``overlay`` maps
+    (the same list when there are none)."""
+    if not any("overlay" in e for e in events):
+        return events
+    return [{k: v for k, v in e.items() if k != "overlay"} if "overlay" in e else e for e in events]

@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from live.activity import Activity
 from live.errors import LiveError
 from live.hub import Hub
 from live.metrics import Metrics
@@ -45,7 +46,11 @@ class Services:
     hub: Hub
     metrics: Metrics
     payments: dict[str, PaymentProvider] = field(default_factory=dict)
-    like_totals: dict[str, int] = field(default_factory=dict)
+    activity: Activity = field(init=False)
+    """The room experience on this node: combos, likes, viewers, chat, goals..."""
+
+    def __post_init__(self) -> None:
+        self.activity = Activity(self)
 
     async def send_gift(
         self, *, sender: Profile, room_id: str, gift_id: str, count: int, key: str
@@ -67,15 +72,8 @@ class Services:
             raise
         if not receipt.replayed:
             self.metrics.gifts_committed += 1
-            event = ev.gift(
-                tx=receipt.tx,
-                gift=gift.public(),
-                sender=sender.public(),
-                count=receipt.count,
-                combo={"id": receipt.tx, "count": receipt.count, "end": True},
-                diamonds=receipt.diamonds,
-            )
-            await self.engine.broker.publish(room_id, [event])
+            # the gift event, within its sender's combo; then the room's totals
+            await self.activity.gift(gift=gift, sender=sender, receipt=receipt)
         return receipt
 
     async def purchase(
@@ -101,19 +99,14 @@ class Services:
         )
 
     async def chat(self, *, sender: Profile, room_id: str, message_id: str, text: str) -> None:
+        """Post a comment: length, bans, mutes and the per-user rate checked first."""
         room = await self.live_room(room_id)
-        await self.engine.broker.publish(
-            room.id, [ev.chat(id=message_id, sender=sender.public(), text=text)]
-        )
+        await self.activity.chat(sender=sender, room=room, message_id=message_id, text=text)
 
     async def like(self, *, sender: Profile, room_id: str, count: int) -> int:
+        """Add likes (published per sender per tick); the stream's total after them."""
         room = await self.live_room(room_id)
-        total = self.like_totals.get(room.id, 0) + count
-        self.like_totals[room.id] = total
-        await self.engine.broker.publish(
-            room.id, [ev.like(sender=sender.public(), count=count, total=total)]
-        )
-        return total
+        return await self.activity.like(sender=sender, room=room, count=count)
 
     async def live_room(self, room_id: str) -> Room:
         room = await self.engine.rooms.get(room_id)
@@ -132,7 +125,7 @@ class Services:
         before = await self.engine.rooms.get(room_id)
         room = await self.engine.rooms.end(room_id, by=by)
         if before is not None and before.live:
-            self.like_totals.pop(room_id, None)
+            await self.activity.end_stream(room_id)  # open combos end before the room
             await self.engine.broker.publish(room_id, [ev.room_ended()])
         return room
 
@@ -141,9 +134,12 @@ class Services:
         if room is None:
             raise LiveError("not_found", "room not found")
         top = await self.engine.rooms.leaderboard(room_id, limit=10)
+        goal = await self.engine.activity.goal(room_id)
         return {
             "room": room.public(),
-            "viewers": self.hub.viewers(room_id),
+            "viewers": await self.engine.activity.viewers(room_id),
             "seq": await self.engine.broker.last_seq(room_id),
             "leaderboard": [entry.public() for entry in top],
+            "goal": goal.public() if goal is not None else None,
+            "summary": await self.activity.summary(room),
         }

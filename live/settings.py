@@ -66,6 +66,9 @@ class Settings:
     ping_timeout: float = 20.0
     """A connection whose pong is this late is closed with 1011 (and dropped if it
     does not read that either)."""
+    shutdown_timeout: float = 10.0
+    """On SIGTERM, how long in-flight requests and closing connections may take before
+    the process exits anyway (a peer that stopped reading can't hold it up longer)."""
     handshake_timeout: float = 10.0
     """Seconds a new connection has to send its request headers (and an HTTP body),
     and a WebSocket to be accepted; slower ones are dropped (slowloris)."""
@@ -177,6 +180,8 @@ class Settings:
                 raise SettingsError(f"LIVE_{name.upper()} must be >= 0 (0: no limit)")
         if not 0 < self.handshake_timeout <= 300:
             raise SettingsError("LIVE_HANDSHAKE_TIMEOUT must be within (0, 300] seconds")
+        if not 0 < self.shutdown_timeout <= 600:
+            raise SettingsError("LIVE_SHUTDOWN_TIMEOUT must be within (0, 600] seconds")
         if self.ping_interval < 0 or self.ping_timeout < 0:
             raise SettingsError("LIVE_PING_INTERVAL and LIVE_PING_TIMEOUT must be >= 0")
         try:

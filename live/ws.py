@@ -84,6 +84,10 @@ async def live_endpoint(websocket: WebSocket) -> None:
             await refuse("unauthorized", "bad overlay key", CloseCode.POLICY)
             return
         overlay = True
+    activity = services.activity
+    if profile is not None and not overlay and await _banned(services, room_id, profile.id):
+        await refuse("forbidden", BANNED, CloseCode.POLICY)
+        return
     since: int | None = None
     raw_since = query.get("since")
     if raw_since is not None:
@@ -126,6 +130,11 @@ async def live_endpoint(websocket: WebSocket) -> None:
     hub = services.hub
     try:
         leaderboard = await services.engine.rooms.leaderboard(room_id, limit=10)
+        goal = await services.engine.activity.goal(room_id)
+        stats = None
+        if overlay:
+            stats = await services.engine.activity.stream_stats(room_id, room.stream_id)
+        await activity.prepare_welcome(room_id)
         plan = await hub.join(conn, since=since)
         # No await from here to attach: the welcome's seq is the stream's start.
         welcome = ev.welcome(
@@ -133,18 +142,33 @@ async def live_endpoint(websocket: WebSocket) -> None:
             room=room.public(),
             you=profile.public() if profile else None,
             seq=conn.cursor,
-            viewers=hub.viewers(room_id) + (0 if overlay else 1),
+            viewers=activity.viewers(room_id) + (0 if overlay else 1),
             leaderboard=[entry.public() for entry in leaderboard],
-            goal=None,
+            goal=goal.public() if goal is not None else None,
             resumed=plan.resumed,
         )
+        if stats is not None:  # creator-only detail: the stream's running totals
+            welcome["overlay"] = {"stream": stats.public()}
         hub.attach(conn, plan, welcome)
+        activity.joined(conn, resumed=plan.resumed)
+        if profile is not None and not overlay and await _banned(services, room_id, profile.id):
+            # banned while this connection was being set up: the kick may have missed it
+            conn.send([ev.error(id=None, code="forbidden", message=BANNED)])
+            hub.close_connection(conn, CloseCode.POLICY, "banned")
         await _read_commands(websocket, services, conn)
     finally:
         guard.release(ticket)
         hub.leave(conn)
+        services.activity.left(conn)
         if isinstance(sink, AsgiSink):
             await sink.finish(timeout=1.0)
+
+
+BANNED = "you are banned from this room"
+
+
+async def _banned(services: Services, room_id: str, user_id: str) -> bool:
+    return await services.engine.activity.is_banned(room_id, user_id)
 
 
 async def _read_commands(websocket: WebSocket, services: Services, conn: Connection) -> None:
@@ -167,9 +191,24 @@ async def _read_commands(websocket: WebSocket, services: Services, conn: Connect
                 conn.send([result.error])
             services.hub.close_connection(conn, result.code, result.reason)
             return
+        elif isinstance(result, Like):
+            # likes are published once per tick: the next command need not wait
+            _reply_later(services, conn, result)
         else:
             reply = await _execute(services, conn, result)
             conn.send([reply])
+
+
+_REPLYING: set[asyncio.Task[None]] = set()
+
+
+def _reply_later(services: Services, conn: Connection, command: Like) -> None:
+    async def reply() -> None:
+        conn.send([await _execute(services, conn, command)])
+
+    task = asyncio.get_running_loop().create_task(reply())
+    _REPLYING.add(task)
+    task.add_done_callback(_REPLYING.discard)
 
 
 async def _execute(

@@ -284,11 +284,12 @@ class RoomActivity(Protocol):
         Returns the milliseconds until the combo's window closes (0: ended)."""
         ...
 
-    async def end_combos(self, room_id: str) -> int:
-        """End the room's combos whose window has closed: each is removed and a
-        final ``gift`` event (count 0, diamonds 0, ``combo.end`` true, the combo's
-        totals) is published, exactly once however many nodes call this at once.
-        Returns the milliseconds until the next open combo closes (0: none open)."""
+    async def end_combos(self, room_id: str, *, everything: bool = False) -> int:
+        """End the room's combos whose window has closed (``everything``: all of
+        them, when the stream ends): each is removed and a final ``gift`` event
+        (count 0, diamonds 0, ``combo.end`` true, the combo's totals) is
+        published, exactly once however many nodes call this at once. Returns
+        the milliseconds until the next open combo closes (0: none open)."""
         ...
 
     async def add_likes(

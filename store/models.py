@@ -360,6 +360,7 @@ class AuditReport:
             "pending": self.pending,
         }
 
+
 @dataclass(frozen=True, slots=True)
 class Goal:
     """A creator's diamond goal for the current stream of a room."""
@@ -379,7 +380,7 @@ class Goal:
             "target": self.target,
             "progress": self.progress,
             "title": self.title,
-            "reached": self.reached,
+            "reached": self.reached or self.progress >= self.target,
         }
 
 

@@ -155,11 +155,11 @@ class RedisRoomActivity:
         )
         return int(wait)
 
-    async def end_combos(self, room_id: str) -> int:
+    async def end_combos(self, room_id: str, *, everything: bool = False) -> int:
         wait = await self._batcher.evalsha(
             _room_script("room_combo"),
             self._combo_keys(room_id),
-            (*self._publishing(room_id), "end"),
+            (*self._publishing(room_id), "all" if everything else "end"),
             retry_on_disconnect=True,  # ends only what is due: safe to run again
         )
         return int(wait)

@@ -118,7 +118,7 @@ class SQLiteRoomActivity:
         await self._broker.publish(room_id, events)
         return window_ms
 
-    async def end_combos(self, room_id: str) -> int:
+    async def end_combos(self, room_id: str, *, everything: bool = False) -> int:
         combos = self._combos.get(room_id)
         if not combos:
             return 0
@@ -130,7 +130,7 @@ class SQLiteRoomActivity:
         now = _monotonic_ms()
         events: list[Event] = []
         for member, combo in list(combos.items()):
-            if combo.deadline <= now:
+            if everything or combo.deadline <= now:
                 events.append(self._end(combos, member, combo, stats.get(combo.stream_id)))
         if not combos:
             self._combos.pop(room_id, None)

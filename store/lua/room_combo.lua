@@ -4,7 +4,8 @@
 --
 -- KEYS: 1 combos hash   2 combo deadlines zset   3 stream totals hash
 --       4 room seq counter   5 room history stream
--- ARGV: 1 channel  2 history entries to keep  3 history TTL (s)  4 mode: "hit" or "end"
+-- ARGV: 1 channel  2 history entries to keep  3 history TTL (s)
+--       4 mode: "hit", "end" (the combos that are due) or "all" (every open combo)
 --   hit: 5 member (sender id, \31, gift id)  6 tx (a new combo's id)  7 count
 --        8 coins  9 diamonds  10 window ms ("0": not streakable)  11 stream id
 --        12 the gift event's JSON without its closing brace
@@ -88,7 +89,11 @@ if ARGV[4] == 'hit' then
     table.insert(events, event(ARGV[12], id, count, true, stream, coins, diamonds))
   end
 else
-  local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 100)
+  local upto = now
+  if ARGV[4] == 'all' then
+    upto = '+inf'
+  end
+  local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', upto, 'LIMIT', 0, 100)
   for _, member in ipairs(due) do
     local value = redis.call('HGET', KEYS[1], member)
     if value then

@@ -103,7 +103,7 @@ async def test_resume_replays_exactly_the_missed_events(server: LiveServer, room
         welcome = await viewer.wait_for(lambda e: e["type"] == "welcome")
         await alice.post(f"/v1/rooms/{room}/gifts", {"gift": "rose"}, key="a")
         first = await viewer.wait_for(lambda e: e["type"] == "gift")
-        assert first["seq"] == welcome["seq"] + 1
+        assert first["seq"] > welcome["seq"]  # after the room's join and viewers events
     # Offline: three gifts happen.
     txs = []
     for key in ("b", "c", "d"):
@@ -113,13 +113,15 @@ async def test_resume_replays_exactly_the_missed_events(server: LiveServer, room
         welcome = await viewer.wait_for(lambda e: e["type"] == "welcome")
         assert welcome["resumed"] is True and welcome["seq"] == first["seq"]
         await viewer.wait_for(lambda e: e.get("tx") == txs[-1])
-        gifts = viewer.of_type("gift")
+        gifts = [g for g in viewer.of_type("gift") if g["count"] > 0]  # not combo ends
         assert [g["tx"] for g in gifts] == txs
-        assert [g["seq"] for g in gifts] == [first["seq"] + i for i in (1, 2, 3)]
+        missed = [e["seq"] for e in viewer.events if e["type"] != "welcome" and "seq" in e]
+        assert missed == list(range(first["seq"] + 1, first["seq"] + 1 + len(missed)))
+        last_seen = missed[-1]
     # A cursor from the future (say, before a data reset) gets a fresh snapshot.
     async with Client.open(server, room, query="since=999999") as viewer:
         welcome = await viewer.wait_for(lambda e: e["type"] == "welcome")
-        assert welcome["resumed"] is False and welcome["seq"] == first["seq"] + 3
+        assert welcome["resumed"] is False and welcome["seq"] >= last_seen
     await alice.aclose()
 
 

@@ -206,6 +206,12 @@ async def test_combos_are_per_sender_and_gift_and_not_for_big_gifts(engine: Engi
             {"id": "tx_c", "count": 1, "end": False},
             {"id": "tx_d", "count": 1, "end": True},
         ]
+        # The stream ends: every open combo ends now, window or not.
+        assert await engine.activity.end_combos(ROOM, everything=True) == 0
+        await recorder.wait_for(7)
+        ended = sorted(g["combo"]["id"] for g in gifts(recorder)[4:])
+        assert ended == ["tx_a", "tx_b", "tx_c"]
+        assert all(g["combo"]["end"] for g in gifts(recorder)[4:])
     finally:
         await sub.close()
 

@@ -1,0 +1,537 @@
+"""The room experience on one node: combos, likes, viewers, joins, chat, goals,
+moderation, overlays.
+
+The shared state lives in the engine (``store.base.RoomActivity``: Redis on
+the scaled engine, so it is right across nodes); this module holds what one
+process does about it:
+
+- **Combos**: every gift's event goes out through ``publish_gift``, which
+  continues or opens its sender's combo. A per-room timer ends combos when
+  their window closes; the node that sent a combo's gift arms it, and so does
+  every node watching the room (a little later), so a combo ends on time even
+  if that node dies. Ending is atomic in the engine: exactly one ``end`` event.
+- **Leaderboard and goal**: a gift marks its room; the room's ``leaderboard``
+  and ``goal`` events are published at most once per interval per room across
+  nodes (a lease in the engine), the first one at once. Reaching the goal is
+  claimed atomically, so one node announces ``goal_reached``, once.
+- **Viewers**: each node reports its own viewer count of each room, on change
+  and as a heartbeat (a dead node's count expires); the engine adds them up and
+  publishes ``viewers`` when the sum changes, throttled per room.
+- **Joins**: viewers joining this node within a short window are announced in
+  one ``join`` event, by name when a few signed-in users, else as a count.
+- **Likes**: taps from one sender within one tick become one ``like`` event;
+  the engine keeps the stream's total.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from live.errors import LiveError
+from protocol import events as ev
+from store.ids import new_id, new_secret, now_ms
+from store.models import Event, Gift, GiftReceipt, Goal, Profile, Restriction, Room
+
+if TYPE_CHECKING:
+    from live.hub import Connection
+    from live.services import Services
+
+log = logging.getLogger("live.activity")
+
+TOP_GIFTERS = 10
+JOIN_NAMES = 10
+"""A join batch names at most this many users; bigger ones (or with guests) count."""
+RETRY_SECONDS = 1.0
+"""After a failed engine call, background work tries again this much later."""
+
+TEST_SENDER = {
+    "id": "test",
+    "username": "test_viewer",
+    "display_name": "Test Viewer",
+    "avatar": "",
+}
+"""The sender of overlay test events: not a real user."""
+
+
+@dataclass(slots=True)
+class _Likes:
+    stream_id: int
+    senders: dict[str, tuple[Profile, int, list[asyncio.Future[int]]]] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class _Joins:
+    names: list[dict[str, str]] = field(default_factory=list)
+    guests: int = 0
+
+
+class Activity:
+    """One node's share of the room experience (see the module docstring)."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self.settings = services.settings
+        self.engine = services.engine
+        self.hub = services.hub
+        self.node = new_secret(9)
+        """This process, in the engine's per-node viewer counts."""
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._closed = False
+        # combos: one timer per room, at the earliest time a combo may be due
+        self._combo_timers: dict[str, tuple[float, asyncio.TimerHandle]] = {}
+        self._sweeping: set[str] = set()
+        # leaderboard and goal: rooms with gifts not announced yet
+        self._boards: dict[str, bool] = {}
+        # viewers: rooms whose count must be reported; the rest of the cluster's count
+        self._reports: dict[str, bool] = {}
+        self._others: dict[str, int] = {}
+        self._reported: dict[str, int] = {}
+        """The viewer count this node last reported, per room."""
+        self._heartbeat: asyncio.Task[None] | None = None
+        # joins and likes waiting for their batch
+        self._joins: dict[str, _Joins] = {}
+        self._likes: dict[str, _Likes] = {}
+        self._likes_flushing: set[str] = set()
+        self.hub.observer = self.observe
+
+    # -- background work ---------------------------------------------------------------
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        if self._closed:
+            coro.close()
+            return
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("room activity task failed", exc_info=task.exception())
+
+    def _later(self, seconds: float, fn: Callable[[], None]) -> asyncio.TimerHandle:
+        return asyncio.get_running_loop().call_later(seconds, fn)
+
+    async def close(self) -> None:
+        """Stop the timers; forget this node's viewer counts (other nodes need not
+        wait for them to expire)."""
+        self._closed = True
+        if self.hub.observer == self.observe:
+            self.hub.observer = None
+        for _, handle in self._combo_timers.values():
+            handle.cancel()
+        self._combo_timers.clear()
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        with contextlib.suppress(Exception, TimeoutError):
+            async with asyncio.timeout(2.0):  # a backend that is down can't hold up shutdown
+                for room_id in list(self._others):
+                    await self.engine.activity.report_viewers(
+                        room_id, node=self.node, count=0, ttl_ms=1, interval_ms=self._viewers_ms
+                    )
+
+    # -- gifts and combos -------------------------------------------------------------
+    async def gift(self, *, gift: Gift, sender: Profile, receipt: GiftReceipt) -> None:
+        """Announce a committed gift (within its combo) and mark the room's totals."""
+        event = ev.gift(
+            tx=receipt.tx,
+            gift=gift.public(),
+            sender=sender.public(),
+            count=receipt.count,
+            combo={},
+            diamonds=receipt.diamonds,
+        )
+        del event["combo"]  # the engine adds it, with the combo's state
+        wait = await self.engine.activity.publish_gift(
+            receipt.room_id,
+            event=event,
+            stream_id=receipt.stream_id,
+            sender_id=sender.id,
+            gift_id=gift.id,
+            streakable=gift.streakable,
+            count=receipt.count,
+            coins=receipt.coins,
+            diamonds=receipt.diamonds,
+            window_ms=self.settings.combo_window_ms,
+        )
+        if wait > 0:
+            self._arm_combos(receipt.room_id, wait / 1000)
+        self.touch(receipt.room_id)
+
+    def observe(self, room_id: str, events: list[Event]) -> None:
+        """The hub's view of every room event this node delivers: an open combo
+        sent through another node gets a timer here too, in case that node dies
+        (later than that node's, so normally it ends the combo and ours finds
+        nothing to do); a ``viewers`` event updates the rest of the cluster's count."""
+        armed = False
+        for event in events:
+            kind = event.get("type")
+            if kind == "gift" and not armed and not event.get("combo", {}).get("end", True):
+                window = self.settings.combo_window_ms
+                self._arm_combos(room_id, (window + max(250, window // 2)) / 1000)
+                armed = True
+            elif kind == "viewers" and room_id in self._reported:
+                # the cluster's count: the rest of it is what this node didn't report
+                self._others[room_id] = max(0, event["count"] - self._reported[room_id])
+
+    def _arm_combos(self, room_id: str, seconds: float) -> None:
+        if self._closed:
+            return
+        loop = asyncio.get_running_loop()
+        due = loop.time() + seconds
+        armed = self._combo_timers.get(room_id)
+        if armed is not None:
+            if armed[0] <= due:
+                return
+            armed[1].cancel()
+        handle = loop.call_at(due, self._combos_due, room_id)
+        self._combo_timers[room_id] = (due, handle)
+
+    def _combos_due(self, room_id: str) -> None:
+        self._combo_timers.pop(room_id, None)
+        if room_id not in self._sweeping:
+            self._spawn(self._end_combos(room_id))
+
+    async def _end_combos(self, room_id: str) -> None:
+        self._sweeping.add(room_id)
+        try:
+            wait = await self.engine.activity.end_combos(room_id)
+        except Exception:
+            log.warning("ending the combos of room %s failed", room_id, exc_info=True)
+            wait = int(RETRY_SECONDS * 1000)
+        finally:
+            self._sweeping.discard(room_id)
+        if wait > 0:
+            self._arm_combos(room_id, wait / 1000)
+
+    async def end_stream(self, room_id: str) -> None:
+        """The stream is ending: end its open combos now, before ``room_ended``."""
+        with contextlib.suppress(Exception):
+            await self.engine.activity.end_combos(room_id, everything=True)
+
+    # -- leaderboard and goal ---------------------------------------------------------
+    def touch(self, room_id: str) -> None:
+        """The room's gift totals changed: announce them (throttled)."""
+        running = room_id in self._boards
+        self._boards[room_id] = True
+        if not running:
+            self._spawn(self._announce(room_id))
+
+    async def _announce(self, room_id: str) -> None:
+        interval = self.settings.leaderboard_interval_ms
+        try:
+            while self._boards.get(room_id):
+                try:
+                    wait = await self.engine.activity.throttle(room_id, "board", interval)
+                    if wait > 0:
+                        await asyncio.sleep(wait / 1000)
+                        continue
+                    self._boards[room_id] = False  # gifts from now on announce again
+                    await self._publish_board(room_id)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.warning("announcing room %s failed", room_id, exc_info=True)
+                    self._boards[room_id] = True
+                    await asyncio.sleep(RETRY_SECONDS)
+        finally:
+            self._boards.pop(room_id, None)
+
+    async def _publish_board(self, room_id: str) -> None:
+        top = await self.engine.rooms.leaderboard(room_id, limit=TOP_GIFTERS)
+        goal = await self.engine.activity.goal(room_id)
+        events = [ev.leaderboard(top=[entry.public() for entry in top])]
+        if goal is not None:
+            events.append(goal_event(goal))
+        await self.engine.broker.publish(room_id, events)
+        if goal is not None and not goal.reached and goal.progress >= goal.target:
+            won = await self.engine.activity.claim_goal(room_id, goal.id)
+            if won is not None:
+                await self.engine.broker.publish(
+                    room_id,
+                    [ev.goal_reached(target=won.target, progress=won.progress, title=won.title)],
+                )
+
+    async def set_goal(self, *, room_id: str, by: Profile, target: int, title: str) -> Goal:
+        await self.moderated_room(room_id, by)
+        goal = await self.engine.activity.set_goal(room_id, target=target, title=title)
+        await self.engine.broker.publish(room_id, [goal_event(goal)])
+        return goal
+
+    # -- viewers and joins --------------------------------------------------------------
+    @property
+    def _viewers_ms(self) -> int:
+        return self.settings.viewers_interval_ms
+
+    @property
+    def _ttl_ms(self) -> int:
+        return int(self.settings.viewers_ttl_seconds * 1000)
+
+    async def prepare_welcome(self, room_id: str) -> None:
+        """Learn the rest of the cluster's viewers of the room once, for welcomes."""
+        if room_id not in self._others:
+            try:
+                total = await self.engine.activity.viewers(room_id)
+            except Exception:
+                log.warning("reading the viewers of room %s failed", room_id, exc_info=True)
+                return
+            self._others.setdefault(room_id, max(0, total - self.hub.viewers(room_id)))
+
+    def viewers(self, room_id: str) -> int:
+        """Viewers of the room on every node, as this node knows it now."""
+        return self._others.get(room_id, 0) + self.hub.viewers(room_id)
+
+    def joined(self, conn: Connection, *, resumed: bool) -> None:
+        """A connection was attached to its room."""
+        if conn.overlay:
+            return
+        self._report(conn.room_id)
+        if resumed:
+            return  # back after a drop: not news for the room
+        joins = self._joins.get(conn.room_id)
+        if joins is None:
+            joins = self._joins[conn.room_id] = _Joins()
+            room_id = conn.room_id
+            self._later(self.settings.join_interval_ms / 1000, lambda: self._flush_joins(room_id))
+        if conn.profile is None:
+            joins.guests += 1
+        else:
+            joins.names.append(conn.profile.public())
+
+    def left(self, conn: Connection) -> None:
+        if not conn.overlay:
+            self._report(conn.room_id)
+
+    def _flush_joins(self, room_id: str) -> None:
+        joins = self._joins.pop(room_id, None)
+        if joins is None:
+            return
+        if joins.guests == 0 and len(joins.names) <= JOIN_NAMES:
+            event = ev.join(users=joins.names)
+        else:
+            event = ev.join(count=joins.guests + len(joins.names))
+        self._spawn(self._publish_quietly(room_id, [event]))
+
+    async def _publish_quietly(self, room_id: str, events: list[Event]) -> None:
+        try:
+            await self.engine.broker.publish(room_id, events)
+        except Exception:
+            log.warning("publishing to room %s failed", room_id, exc_info=True)
+
+    def _report(self, room_id: str) -> None:
+        running = room_id in self._reports
+        self._reports[room_id] = True
+        if not running:
+            self._spawn(self._report_viewers(room_id))
+        if self._heartbeat is None and not self._closed:
+            self._heartbeat = asyncio.get_running_loop().create_task(self._heartbeats())
+
+    async def _report_viewers(self, room_id: str) -> None:
+        try:
+            while self._reports.get(room_id):
+                self._reports[room_id] = False
+                count = self.hub.viewers(room_id)
+                try:
+                    total, wait = await self.engine.activity.report_viewers(
+                        room_id,
+                        node=self.node,
+                        count=count,
+                        ttl_ms=self._ttl_ms,
+                        interval_ms=self._viewers_ms,
+                    )
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.warning("reporting viewers of room %s failed", room_id, exc_info=True)
+                    self._reports[room_id] = True
+                    await asyncio.sleep(RETRY_SECONDS)
+                    continue
+                if count or self.hub.viewers(room_id):
+                    self._others[room_id] = max(0, total - count)
+                    self._reported[room_id] = count
+                else:
+                    self._others.pop(room_id, None)
+                    self._reported.pop(room_id, None)
+                if wait > 0:  # the new total could not be published yet
+                    self._reports[room_id] = True
+                    await asyncio.sleep(wait / 1000)
+                elif self._reports.get(room_id):
+                    await asyncio.sleep(0.05)  # a crowd joining: report its sum, not each
+        finally:
+            self._reports.pop(room_id, None)
+
+    async def _heartbeats(self) -> None:
+        """Report every room with local viewers well within the report TTL."""
+        while True:
+            await asyncio.sleep(self.settings.viewers_ttl_seconds / 3)
+            for room_id in list(self._others):
+                self._report(room_id)
+
+    # -- likes ---------------------------------------------------------------------------
+    async def like(self, *, sender: Profile, room: Room, count: int) -> int:
+        """Add likes to this tick's batch; the stream's total once it is published."""
+        batch = self._likes.get(room.id)
+        if batch is None:
+            batch = self._likes[room.id] = _Likes(room.stream_id)
+            if room.id not in self._likes_flushing:  # else it is scheduled when that ends
+                self._later(self.hub.tick_seconds, lambda: self._flush_likes(room.id))
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        _, before, futures = batch.senders.get(sender.id, (sender, 0, []))
+        futures.append(future)
+        batch.senders[sender.id] = (sender, before + count, futures)
+        return await future
+
+    def _flush_likes(self, room_id: str) -> None:
+        batch = self._likes.pop(room_id, None)
+        if batch is not None and batch.senders:
+            self._likes_flushing.add(room_id)
+            self._spawn(self._publish_likes(room_id, batch))
+
+    async def _publish_likes(self, room_id: str, batch: _Likes) -> None:
+        senders = list(batch.senders.values())
+        likes = [
+            ({"type": "like", "sender": sender.public(), "count": count}, count)
+            for sender, count, _ in senders
+        ]
+        try:
+            totals = await self.engine.activity.add_likes(
+                room_id, stream_id=batch.stream_id, likes=likes
+            )
+            for (_, _, futures), total in zip(senders, totals, strict=True):
+                for future in futures:
+                    if not future.done():
+                        future.set_result(total)
+        except Exception as exc:
+            for _, _, futures in senders:
+                for future in futures:
+                    if not future.done():
+                        future.set_exception(exc)
+        finally:
+            for _, _, futures in senders:
+                for future in futures:
+                    if not future.done():  # cancelled: the server is stopping
+                        future.cancel()
+            # one batch at a time per room: totals reach the room in order
+            self._likes_flushing.discard(room_id)
+            if room_id in self._likes:
+                self._later(self.hub.tick_seconds, lambda: self._flush_likes(room_id))
+
+    # -- chat and moderation ------------------------------------------------------------
+    async def chat(self, *, sender: Profile, room: Room, message_id: str, text: str) -> None:
+        text = text.strip()
+        limit = self.settings.max_chat_chars
+        if not text or len(text) > limit:
+            raise LiveError("bad_request", f"text must be 1 to {limit} characters")
+        await self.engine.activity.check_chat(
+            room.id,
+            sender.id,
+            limit=self.settings.chat_rate_messages,
+            window_ms=int(self.settings.chat_rate_seconds * 1000),
+        )
+        await self.engine.broker.publish(
+            room.id, [ev.chat(id=message_id, sender=sender.public(), text=text)]
+        )
+
+    async def moderated_room(self, room_id: str, by: Profile) -> Room:
+        """The room, if ``by`` may moderate it (its creator or an admin)."""
+        room = await self.engine.rooms.get(room_id)
+        if room is None:
+            raise LiveError("not_found", "room not found")
+        if by.id != room.creator_id and not by.is_admin:
+            raise LiveError("forbidden", "only the room's creator or an admin can do that")
+        return room
+
+    async def restrict(
+        self, *, room_id: str, by: Profile, user_id: str, kind: str, seconds: int | None
+    ) -> Restriction:
+        room = await self.moderated_room(room_id, by)
+        if user_id == room.creator_id:
+            raise LiveError("bad_request", "the creator cannot be banned or muted")
+        now = now_ms()
+        restriction = Restriction(
+            user_id=user_id,
+            kind=kind,
+            until=None if seconds is None else now + seconds * 1000,
+            by=by.id,
+            created_at=now,
+        )
+        await self.engine.activity.restrict(room_id, restriction)
+        if kind == "ban":
+            # every node closes the user's connections to the room
+            await self.engine.broker.signal(room_id, {"kind": "kick", "user": user_id})
+        return restriction
+
+    async def lift(self, *, room_id: str, by: Profile, user_id: str, kind: str) -> bool:
+        await self.moderated_room(room_id, by)
+        return await self.engine.activity.lift(room_id, user_id, kind)
+
+    async def delete_chat(
+        self, *, room_id: str, by: Profile, message_id: str, user_id: str
+    ) -> None:
+        await self.moderated_room(room_id, by)
+        await self.engine.broker.publish(room_id, [ev.chat_deleted(id=message_id, user=user_id)])
+
+    # -- overlays -----------------------------------------------------------------------
+    async def rotate_overlay_key(self, *, room_id: str, by: Profile) -> str:
+        await self.moderated_room(room_id, by)
+        key = await self.engine.activity.rotate_overlay_key(room_id)
+        await self.engine.broker.signal(room_id, {"kind": "overlay_key"})
+        return key
+
+    async def test_event(
+        self, *, room_id: str, by: Profile, gift: Gift, count: int
+    ) -> dict[str, Any]:
+        """A fake gift for overlays only (``test: true``): no money moves, viewers
+        see nothing, nothing is kept for resume."""
+        room = await self.moderated_room(room_id, by)
+        stats = await self.engine.activity.stream_stats(room_id, room.stream_id)
+        tx = new_id("test")
+        coins = gift.coins * count
+        diamonds = -(-coins * self.settings.creator_share_percent // 100)
+        event = {
+            **ev.gift(
+                tx=tx,
+                gift=gift.public(),
+                sender=TEST_SENDER,
+                count=count,
+                combo={"id": tx, "count": count, "end": True},
+                diamonds=diamonds,
+            ),
+            "test": True,
+            "overlay": {
+                "combo": {"coins": coins, "diamonds": diamonds},
+                "stream": {"gifts": stats.gifts, "coins": stats.coins, "diamonds": stats.diamonds},
+            },
+            "ts": now_ms(),
+        }
+        await self.engine.broker.signal(room_id, {"kind": "overlay", "events": [event]})
+        return event
+
+    # -- the room's state ---------------------------------------------------------------
+    async def summary(self, room: Room) -> dict[str, Any]:
+        """The current (or last) stream's summary."""
+        stats = await self.engine.activity.stream_stats(room.id, room.stream_id)
+        top = await self.engine.rooms.leaderboard(room.id, limit=TOP_GIFTERS)
+        end = room.ended_at if room.ended_at is not None else now_ms()
+        duration = end - room.started_at if room.started_at is not None else 0
+        return {
+            "stream_id": room.stream_id,
+            "started_at": room.started_at,
+            "ended_at": room.ended_at,
+            "duration_ms": max(0, duration),
+            **stats.public(),
+            "top_gifters": [entry.public() for entry in top],
+        }
+
+
+def goal_event(goal: Goal) -> Event:
+    return ev.goal(**goal.public())
