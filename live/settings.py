@@ -58,6 +58,24 @@ class Settings:
     max_frame_bytes: int = 65_536
     max_gift_count: int = 99
     max_chat_chars: int = 150
+    chat_rate_messages: int = 5
+    """Comments one user may post in one room per ``chat_rate_seconds``, on any
+    number of connections and nodes (``rate_limited`` beyond)."""
+    chat_rate_seconds: float = 10.0
+    combo_window_ms: int = 3_000
+    """A streakable gift sent again by the same sender within this long continues
+    its combo; the combo ends this long after its last gift."""
+    leaderboard_interval_ms: int = 1_000
+    """At most one ``leaderboard`` (and goal progress) event per room per interval,
+    across nodes; the first after a quiet interval goes out at once."""
+    viewers_interval_ms: int = 1_000
+    """At most one ``viewers`` event per room per interval, across nodes."""
+    viewers_ttl_seconds: float = 15.0
+    """A node's viewer count of a room is forgotten unless reported again within
+    this (live nodes report every third of it): how long a dead node's viewers
+    stay counted."""
+    join_interval_ms: int = 250
+    """Viewers joining one node within this long are announced in one ``join``."""
     command_rate: float = 10.0
     command_burst: int = 20
     jwt_leeway_seconds: int = 30
@@ -164,6 +182,17 @@ class Settings:
             raise SettingsError("LIVE_PORT must be a TCP port")
         if self.tick_ms < 1 or self.tick_ms > 1_000:
             raise SettingsError("LIVE_TICK_MS must be within 1..1000")
+        for name in (
+            "chat_rate_messages",
+            "chat_rate_seconds",
+            "combo_window_ms",
+            "leaderboard_interval_ms",
+            "viewers_interval_ms",
+            "viewers_ttl_seconds",
+            "join_interval_ms",
+        ):
+            if not getattr(self, name) > 0:
+                raise SettingsError(f"LIVE_{name.upper()} must be positive")
         if self.redis_url and not self.database_url:
             raise SettingsError("LIVE_REDIS_URL needs LIVE_DATABASE_URL (the ledger) too")
         if self.workers > 1 and not self.scaled:
