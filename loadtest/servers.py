@@ -143,7 +143,8 @@ class Scaled:
         (pg / "sockets").mkdir()
         if user is not None:
             entry = pwd.getpwnam(user)
-            os.chmod(root, 0o755)
+            for folder in (root.parent, root):  # the postgres user must reach its dir
+                os.chmod(folder, 0o755)
             for path in (pg, pg / "sockets"):
                 os.chown(path, entry.pw_uid, entry.pw_gid)
         subprocess.run(

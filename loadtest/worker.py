@@ -457,8 +457,10 @@ class Worker:
                     return
 
         loop.add_reader(self.pipe.fileno(), readable)
-        failed, seconds = await self.open_all(list(range(len(self.viewers))))
+        started = clock()
+        failed, _ = await self.open_all(list(range(len(self.viewers))))
         failed_gifters = await self.open_gifters()
+        seconds = clock() - started
         self.report(
             "connected",
             {"connect": {"failed": failed + failed_gifters, "seconds": seconds}},
