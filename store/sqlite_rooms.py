@@ -93,7 +93,7 @@ class SQLiteRoomActivity:
         ended = await self._ended_stats(room_id, stream_id)
         # From here to the publish: no await, so no other change of this room slips in.
         now = _monotonic_ms()
-        combos = self._combos.setdefault(room_id, {})
+        combos = self._combos.get(room_id, {})
         member = (sender_id, gift_id)
         events: list[Event] = []
         combo = combos.get(member)
@@ -102,10 +102,13 @@ class SQLiteRoomActivity:
             combo = None
         end_event = {**event, "count": 0, "diamonds": 0}
         if not streakable or window_ms <= 0:
+            if not combos:
+                self._combos.pop(room_id, None)
             single = _Combo(event["tx"], stream_id, count, coins, diamonds, now, end_event)
             events.append(_with_combo(event, single, end=True, stats=stats))
             await self._broker.publish(room_id, events)
             return 0
+        combos = self._combos.setdefault(room_id, combos)
         if combo is None:
             combo = _Combo(event["tx"], stream_id, 0, 0, 0, now, end_event)
             combos[member] = combo
@@ -217,6 +220,8 @@ class SQLiteRoomActivity:
         for node, (_, expires) in list(nodes.items()):
             if expires <= now:
                 del nodes[node]
+        if not nodes:
+            self._viewers.pop(room_id, None)
         return sum(count for count, _ in nodes.values())
 
     async def viewers(self, room_id: str) -> int:
