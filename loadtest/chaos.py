@@ -1,0 +1,960 @@
+"""Chaos: a mixed load on the scaled engine with faults injected on a schedule.
+
+    python -m loadtest.chaos --seed 7 --duration 60
+    python -m loadtest.chaos --seed 7 --faults redis-kill,ledger-kill --appendfsync everysec
+
+It starts everything itself on this machine (a Redis, a PostgreSQL cluster, two
+``live serve`` nodes, one ``live ledger`` worker), then runs viewers (both
+codecs, resuming after every drop), gifters over WebSocket and HTTP on both
+nodes that resend each request with the same id until they get a definite
+answer, wallets raced from many connections at once, and the same idempotency
+key sent to both nodes together. Meanwhile, every ``--fault-every`` seconds, a
+fault from ``--faults`` strikes:
+
+==================  =====================================================
+``redis-kill``      ``kill -9`` Redis, start it again (AOF replay)
+``redis-restart``   Redis shut down cleanly and started again
+``postgres-stop``   PostgreSQL down for a while (fast shutdown), then back
+``postgres-kill``   ``kill -9`` of the postmaster, then back
+``ledger-kill``     ``kill -9`` of the ledger worker, started again later
+``broker-cut``      ``CLIENT KILL TYPE pubsub``: every node's subscription cut
+``script-flush``    ``SCRIPT FLUSH``: the Lua scripts vanish under load
+``node-kill``       ``kill -9`` of a web node, started again
+``node-restart``    SIGTERM to a web node (1012 to its viewers), started again
+==================  =====================================================
+
+The seed fixes the schedule of faults and every actor's choices, so a failing
+run replays (timings still vary from machine to machine). At the end every
+process is brought back, every open request is settled, the outbox drains,
+and the invariants are checked:
+
+- ``audit``: ``live audit`` passes (conservation, hot balances equal the ledger,
+  no negative balance);
+- ``gifts``: each acknowledged gift is in the sender's ledger exactly once, and
+  nothing else is (nothing lost, nothing doubled, no charge without an ack);
+- ``one_effect``: every answer for one request id carried the same transaction;
+- ``balances``: each wallet is what its acknowledged purchases and gifts say;
+- ``double_spend``: a wallet raced from many connections paid for exactly what
+  it could afford;
+- ``seq``: on every viewer connection, room events came in order without gaps
+  or repeats.
+
+It prints the schedule, the counts and the verdicts (``--json`` writes them) and
+exits 1 when an invariant fails. ``run(ChaosConfig(...))`` does the same from
+Python (the test suite runs a short one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import glob
+import json
+import os
+import pwd
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import msgpack
+import orjson
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, WebSocketException
+
+from live.auth import issue_token
+
+FAULTS = (
+    "redis-kill",
+    "redis-restart",
+    "postgres-stop",
+    "postgres-kill",
+    "ledger-kill",
+    "broker-cut",
+    "script-flush",
+    "node-kill",
+    "node-restart",
+)
+FINAL_ERRORS = frozenset(
+    {"insufficient_funds", "conflict", "forbidden", "not_found", "room_not_live", "bad_request"}
+)
+"""Answers that settle a gift request; anything else (``rate_limited``, ``internal``,
+a 503, a timeout, a dropped connection) means: send the same id again later."""
+GIFTS = {"rose": 1, "perfume": 20}
+
+
+@dataclass
+class ChaosConfig:
+    seed: int = 1
+    duration: float = 60.0
+    """Seconds of load with faults (setup and the final checks come on top)."""
+    nodes: int = 2
+    rooms: int = 2
+    gifters: int = 8
+    viewers: int = 12
+    racers: int = 2
+    """Wallets raced from many connections at once (double-spend attempts)."""
+    faults: tuple[str, ...] = FAULTS
+    fault_every: float = 4.0
+    appendfsync: str = "always"
+    gift_interval: float = 0.4
+    """Seconds between one gifter's requests."""
+    workdir: Path | None = None
+    keep: bool = False
+    verbose: bool = True
+
+
+@dataclass
+class Outcome:
+    key: str
+    user: str
+    coins: int
+    tx: str | None = None
+    error: str | None = None
+    txs_seen: set[str] = field(default_factory=set)
+    attempts: int = 0
+
+
+# -- processes --------------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _postgres_bindir() -> Path:
+    candidates = []
+    if shutil.which("pg_config"):
+        with contextlib.suppress(OSError, subprocess.CalledProcessError):
+            out = subprocess.run(
+                ["pg_config", "--bindir"], check=True, capture_output=True, text=True
+            ).stdout.strip()
+            candidates.append(Path(out))
+    if initdb := shutil.which("initdb"):
+        candidates.append(Path(initdb).resolve().parent)
+    candidates += [Path(p) for p in sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True)]
+    for folder in candidates:
+        if (folder / "initdb").exists() and (folder / "postgres").exists():
+            return folder
+    raise RuntimeError("PostgreSQL's initdb and postgres are needed (apt-get install postgresql)")
+
+
+class Proc:
+    """A child process that can be killed and started again with the same command."""
+
+    def __init__(
+        self,
+        name: str,
+        argv: list[str],
+        log: Path,
+        *,
+        env: dict[str, str] | None = None,
+        user: str | None = None,
+        stop_signal: int = signal.SIGTERM,
+    ) -> None:
+        self.name, self.argv, self.log, self.env, self.user = name, argv, log, env, user
+        self.stop_signal = stop_signal
+        self.popen: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        if self.popen is not None and self.popen.poll() is None:
+            return
+        with self.log.open("ab") as log:
+            self.popen = subprocess.Popen(
+                self.argv,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=self.env,
+                user=self.user,
+                start_new_session=True,
+            )
+
+    @property
+    def alive(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+    async def signal(self, sig: int, *, timeout: float = 30.0) -> int | None:
+        proc = self.popen
+        if proc is None or proc.poll() is not None:
+            return None if proc is None else proc.returncode
+        children = _children(proc.pid) if sig == signal.SIGKILL else []
+        proc.send_signal(sig)
+        deadline = time.monotonic() + timeout
+        while proc.poll() is None:
+            if time.monotonic() > deadline:
+                proc.kill()
+            await asyncio.sleep(0.02)
+        while _any_alive(children):
+            if time.monotonic() > deadline + 5:
+                for pid in children:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
+            await asyncio.sleep(0.05)
+        return proc.returncode
+
+    async def stop(self) -> int | None:
+        return await self.signal(self.stop_signal)
+
+    async def kill(self) -> None:
+        await self.signal(signal.SIGKILL)
+
+
+def _any_alive(pids: list[int]) -> bool:
+    return any(Path(f"/proc/{pid}").exists() for pid in pids)
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(stat.parent.name))
+    return found
+
+
+class Cluster:
+    """Redis, PostgreSQL, the web nodes and the ledger worker of one chaos run."""
+
+    def __init__(self, config: ChaosConfig, root: Path) -> None:
+        self.config, self.root = config, root
+        self.secret = "chaos-" + os.urandom(16).hex()
+        self.redis_port, self.pg_port = _free_port(), _free_port()
+        redis_bin = shutil.which("redis-server")
+        if redis_bin is None:
+            raise RuntimeError("redis-server is needed (apt-get install redis-server)")
+        (root / "redis").mkdir(parents=True)
+        self.redis = Proc(
+            "redis",
+            [
+                redis_bin,
+                "--port",
+                str(self.redis_port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(root / "redis"),
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                config.appendfsync,
+                "--daemonize",
+                "no",
+            ],
+            root / "redis.log",
+        )
+        self.pg_user = "postgres" if os.geteuid() == 0 else None
+        self.pg_dir = root / "postgres"
+        bindir = _postgres_bindir()
+        self.pg_dir.mkdir()
+        (self.pg_dir / "sockets").mkdir()
+        if self.pg_user is not None:
+            entry = pwd.getpwnam(self.pg_user)
+            os.chmod(root, 0o755)
+            for path in (self.pg_dir, self.pg_dir / "sockets"):
+                os.chown(path, entry.pw_uid, entry.pw_gid)
+        subprocess.run(
+            [
+                str(bindir / "initdb"),
+                "-D",
+                str(self.pg_dir / "data"),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+            ],
+            check=True,
+            capture_output=True,
+            user=self.pg_user,
+        )
+        (root / "postgres.log").touch()
+        if self.pg_user is not None:
+            os.chown(root / "postgres.log", entry.pw_uid, entry.pw_gid)
+        self.postgres = Proc(
+            "postgres",
+            [
+                str(bindir / "postgres"),
+                "-D",
+                str(self.pg_dir / "data"),
+                "-p",
+                str(self.pg_port),
+                "-k",
+                str(self.pg_dir / "sockets"),
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                "fsync=off",
+                "-c",
+                "max_connections=200",
+            ],
+            root / "postgres.log",
+            user=self.pg_user,
+            stop_signal=signal.SIGINT,
+        )
+        self.node_ports = [_free_port() for _ in range(config.nodes)]
+        self.nodes = [
+            Proc(
+                f"node{i}",
+                [sys.executable, "-m", "live", "serve"],
+                root / f"node{i}.log",
+                env=self._env(i),
+            )
+            for i in range(config.nodes)
+        ]
+        # A stable consumer name: restarted after a crash, the worker files its own
+        # unacknowledged entries at once instead of waiting for them to go idle.
+        self.ledger = Proc(
+            "ledger",
+            [sys.executable, "-m", "live", "ledger", "--consumer", "ledger-chaos"],
+            root / "ledger.log",
+            env=self._env(0),
+        )
+
+    @property
+    def redis_url(self) -> str:
+        return f"redis://127.0.0.1:{self.redis_port}/0"
+
+    @property
+    def database_url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.pg_port}/postgres"
+
+    def url(self, node: int) -> str:
+        return f"http://127.0.0.1:{self.node_ports[node]}"
+
+    def _env(self, node: int) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("LIVE_")}
+        env.update(
+            LIVE_SECRET=self.secret,
+            LIVE_REDIS_URL=self.redis_url,
+            LIVE_DATABASE_URL=self.database_url,
+            LIVE_HOST="127.0.0.1",
+            LIVE_PORT=str(self.node_ports[node]) if node < len(self.node_ports) else "0",
+            LIVE_DATA_DIR=str(self.root / f"data{node}"),
+            LIVE_LOG_LEVEL="warning",
+            LIVE_SHUTDOWN_TIMEOUT="3",
+            LIVE_MAX_CONNECTIONS_PER_USER="0",
+        )
+        return env
+
+    def token(self, user: str, **claims: Any) -> str:
+        return issue_token(secret=self.secret, user_id=user, adult=True, **claims)
+
+    async def start(self) -> None:
+        self.redis.start()
+        self.postgres.start()
+        await self.wait_redis()
+        await self.wait_postgres()
+        for node in range(len(self.nodes)):
+            await self.start_node(node)
+        self.ledger.start()
+
+    async def start_node(self, node: int) -> None:
+        self.nodes[node].start()
+        await _wait_ready(self.url(node) + "/readyz", self.nodes[node], timeout=60)
+
+    async def wait_redis(self) -> None:
+        await _wait_for(lambda: _redis_ping(self.redis_port), timeout=30, what="redis")
+
+    async def wait_postgres(self) -> None:
+        await _wait_for(lambda: _tcp_open(self.pg_port), timeout=30, what="postgres")
+
+    async def redis_command(self, *args: str) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", self.redis_port)
+        try:
+            writer.write(b"".join(_resp(args)))
+            await writer.drain()
+            await asyncio.wait_for(reader.read(1024), 5)
+        finally:
+            writer.close()
+
+    async def heal(self) -> None:
+        """Everything up again (after the last fault)."""
+        self.redis.start()
+        self.postgres.start()
+        await self.wait_redis()
+        await self.wait_postgres()
+        for node, proc in enumerate(self.nodes):
+            if not proc.alive:
+                await self.start_node(node)
+        self.ledger.start()
+
+    async def close(self) -> None:
+        for proc in [*self.nodes, self.ledger, self.postgres, self.redis]:
+            with contextlib.suppress(Exception):
+                await proc.stop()
+
+
+def _resp(args: Sequence[str]) -> list[bytes]:
+    out = [f"*{len(args)}\r\n".encode()]
+    for arg in args:
+        data = arg.encode()
+        out.append(f"${len(data)}\r\n".encode() + data + b"\r\n")
+    return out
+
+
+async def _redis_ping(port: int) -> bool:
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    except OSError:
+        return False
+    try:
+        writer.write(b"*1\r\n$4\r\nPING\r\n")
+        await writer.drain()
+        return (await asyncio.wait_for(reader.read(64), 2)).startswith(b"+PONG")
+    except (OSError, TimeoutError):
+        return False
+    finally:
+        writer.close()
+
+
+async def _tcp_open(port: int) -> bool:
+    try:
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+    except OSError:
+        return False
+    writer.close()
+    return True
+
+
+async def _wait_for(check: Any, *, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not await check():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what} not ready after {timeout} s")
+        await asyncio.sleep(0.05)
+
+
+async def _wait_ready(url: str, proc: Proc, *, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    async with httpx.AsyncClient() as http:
+        while True:
+            if not proc.alive:
+                raise RuntimeError(f"{proc.name} exited: see {proc.log}")
+            with contextlib.suppress(httpx.HTTPError):
+                if (await http.get(url, timeout=2)).status_code == 200:
+                    return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{proc.name} not ready: see {proc.log}")
+            await asyncio.sleep(0.1)
+
+
+# -- the load ----------------------------------------------------------------------------------
+
+
+class Chaos:
+    def __init__(self, config: ChaosConfig, cluster: Cluster) -> None:
+        self.config, self.cluster = config, cluster
+        self.rng = random.Random(config.seed)
+        self.stop = asyncio.Event()
+        self.outcomes: dict[str, Outcome] = {}
+        self.purchased: Counter[str] = Counter()
+        self.counts: Counter[str] = Counter()
+        self.schedule: list[dict[str, Any]] = []
+        self.seq_violations: list[str] = []
+        self.rooms = [f"room{i}" for i in range(config.rooms)]
+        self.http = httpx.AsyncClient(timeout=5.0)
+
+    def actor_rng(self, name: str) -> random.Random:
+        return random.Random(f"{self.config.seed}:{name}")
+
+    def log(self, text: str) -> None:
+        if self.config.verbose:
+            print(f"[chaos {time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
+
+    # setup
+    async def setup(self) -> None:
+        for n, room in enumerate(self.rooms):
+            token = self.cluster.token(f"creator{n}", roles=["creator"])
+            response = await self.http.post(
+                self.cluster.url(0) + "/v1/rooms",
+                json={"id": room, "title": "chaos"},
+                headers={"authorization": f"Bearer {token}"},
+            )
+            response.raise_for_status()
+        for user, package in [
+            *((f"gifter{i}", "us_1400") for i in range(self.config.gifters)),
+            *((f"racer{i}", "us_70") for i in range(self.config.racers)),
+        ]:
+            response = await self.http.post(
+                self.cluster.url(0) + "/v1/purchases",
+                json={"package": package},
+                headers={
+                    "authorization": f"Bearer {self.cluster.token(user)}",
+                    "idempotency-key": f"buy-{user}",
+                },
+            )
+            response.raise_for_status()
+            self.purchased[user] = response.json()["balance"]["coins"]
+
+    # gifts
+    async def send_once(
+        self, user: str, key: str, gift: str, *, node: int, ws: bool
+    ) -> tuple[str, Any]:
+        """One attempt: ``("ack", tx)``, ``("error", code)`` or ``("retry", why)``."""
+        url = self.cluster.url(node)
+        token = self.cluster.token(user)
+        try:
+            if ws:
+                async with connect(
+                    url.replace("http", "ws") + f"/v1/rooms/{self.room_of(user)}/live",
+                    subprotocols=["gift.v1.json"],  # type: ignore[list-item]
+                    additional_headers={"authorization": f"Bearer {token}"},
+                    open_timeout=5,
+                    close_timeout=1,
+                ) as conn:
+                    await conn.send(
+                        orjson.dumps({"type": "send_gift", "id": key, "gift": gift}).decode()
+                    )
+                    async with asyncio.timeout(5):
+                        async for frame in conn:
+                            for event in orjson.loads(frame):
+                                if event.get("id") == key and event["type"] == "ack":
+                                    return "ack", event["tx"]
+                                if event.get("id") == key and event["type"] == "error":
+                                    return _classify(event["code"])
+                                if event.get("type") == "error" and event.get("id") is None:
+                                    return "retry", event["code"]
+                    return "retry", "closed"
+            response = await self.http.post(
+                url + f"/v1/rooms/{self.room_of(user)}/gifts",
+                json={"gift": gift},
+                headers={"authorization": f"Bearer {token}", "idempotency-key": key},
+            )
+            body = response.json()
+            if response.status_code in (200, 201):
+                return "ack", body["tx"]
+            return (
+                _classify(body["error"]["code"])
+                if response.status_code < 500
+                else ("retry", f"http {response.status_code}")
+            )
+        except (
+            OSError,
+            TimeoutError,
+            ConnectionClosed,
+            WebSocketException,
+            httpx.HTTPError,
+            ValueError,
+            KeyError,
+        ) as exc:
+            return "retry", type(exc).__name__
+
+    def room_of(self, user: str) -> str:
+        return self.rooms[sum(map(ord, user)) % len(self.rooms)]
+
+    async def settle(
+        self, outcome: Outcome, rng: random.Random, gift: str, *, deadline: float
+    ) -> None:
+        """Send until a definite answer (the same id every time, any node, any transport)."""
+        delay = 0.05
+        while True:
+            outcome.attempts += 1
+            kind, value = await self.send_once(
+                outcome.user,
+                outcome.key,
+                gift,
+                node=rng.randrange(self.config.nodes),
+                ws=rng.random() < 0.5,
+            )
+            if kind == "ack":
+                outcome.txs_seen.add(value)
+                outcome.tx = value
+                self.counts["acked"] += 1
+                return
+            if kind == "error":
+                outcome.error = value
+                self.counts[f"refused:{value}"] += 1
+                return
+            self.counts[f"retry:{value}"] += 1
+            if time.monotonic() > deadline:
+                return  # unsettled: the final pass takes it up
+            await asyncio.sleep(delay * (0.5 + rng.random()))
+            delay = min(delay * 2, 1.0)
+
+    async def gifter(self, index: int) -> None:
+        user = f"gifter{index}"
+        rng = self.actor_rng(user)
+        n = 0
+        while not self.stop.is_set():
+            n += 1
+            gift = "rose" if rng.random() < 0.8 else "perfume"
+            outcome = Outcome(key=f"{user}-{n}", user=user, coins=GIFTS[gift])
+            self.outcomes[outcome.key] = outcome
+            if rng.random() < 0.1:  # the same id on every node at once
+                await asyncio.gather(
+                    *(
+                        self.settle(
+                            outcome,
+                            random.Random(f"{rng.random()}"),
+                            gift,
+                            deadline=time.monotonic() + 20,
+                        )
+                        for _ in range(self.config.nodes)
+                    )
+                )
+            else:
+                await self.settle(outcome, rng, gift, deadline=time.monotonic() + 20)
+            await asyncio.sleep(self.config.gift_interval * (0.5 + rng.random()))
+
+    async def racer(self, index: int) -> None:
+        """A wallet raced from many connections at once: perfume until it can't."""
+        user = f"racer{index}"
+        rng = self.actor_rng(user)
+        await asyncio.sleep(rng.random() * self.config.duration / 2)
+        outcomes = [
+            Outcome(key=f"{user}-{n}", user=user, coins=GIFTS["perfume"]) for n in range(12)
+        ]
+        for outcome in outcomes:
+            self.outcomes[outcome.key] = outcome
+        await asyncio.gather(
+            *(
+                self.settle(
+                    o, random.Random(f"{user}:{o.key}"), "perfume", deadline=time.monotonic() + 20
+                )
+                for o in outcomes
+            )
+        )
+
+    # viewers
+    async def viewer(self, index: int) -> None:
+        rng = self.actor_rng(f"viewer{index}")
+        room = self.rooms[index % len(self.rooms)]
+        binary = index % 2 == 1
+        since: int | None = None
+        while not self.stop.is_set():
+            node = rng.randrange(self.config.nodes)
+            url = self.cluster.url(node).replace("http", "ws") + f"/v1/rooms/{room}/live"
+            if since is not None:
+                url += f"?since={since}"
+            try:
+                async with connect(
+                    url,
+                    subprotocols=["gift.v1.msgpack" if binary else "gift.v1.json"],  # type: ignore[list-item]
+                    open_timeout=5,
+                    close_timeout=1,
+                    max_size=None,
+                ) as conn:
+                    since = await self.watch(conn, binary, since, f"viewer{index}@node{node}")
+            except (OSError, TimeoutError, ConnectionClosed, WebSocketException):
+                pass
+            self.counts["viewer_reconnects"] += 1
+            await asyncio.sleep(0.1 + rng.random() * 0.4)
+
+    async def watch(
+        self, conn: ClientConnection, binary: bool, since: int | None, who: str
+    ) -> int | None:
+        expected: int | None = None
+        try:
+            async for frame in conn:
+                events = msgpack.unpackb(frame) if binary else orjson.loads(frame)
+                for event in events:
+                    if event["type"] == "welcome":
+                        expected = event["seq"] + 1
+                        since = event["seq"]
+                        continue
+                    seq = event.get("seq")
+                    if seq is None:
+                        continue
+                    if expected is not None and seq != expected:
+                        self.seq_violations.append(f"{who}: expected seq {expected}, got {seq}")
+                    expected = seq + 1
+                    since = seq
+                    self.counts["events_seen"] += 1
+                if self.stop.is_set():
+                    break
+        except ConnectionClosed as exc:
+            code = exc.rcvd.code if exc.rcvd is not None else 1006
+            self.counts[f"viewer_close:{code}"] += 1
+        return since
+
+    # faults
+    def plan_faults(self) -> list[tuple[float, str, float]]:
+        # every enabled fault once (in a seeded order) before any comes again
+        order = self.rng.sample(self.config.faults, len(self.config.faults))
+        plan, at = [], self.config.fault_every
+        while at < self.config.duration - 1:
+            fault = order[len(plan) % len(order)]
+            plan.append((round(at, 2), fault, round(0.3 + self.rng.random() * 1.5, 2)))
+            at += self.config.fault_every * (0.7 + self.rng.random() * 0.6)
+        return plan
+
+    async def inject(self, plan: list[tuple[float, str, float]]) -> None:
+        started = time.monotonic()
+        for at, fault, hold in plan:
+            await asyncio.sleep(max(0.0, started + at - time.monotonic()))
+            self.log(f"fault {fault} (hold {hold} s)")
+            record = {"at": at, "fault": fault, "hold": hold}
+            try:
+                await self.apply(fault, hold)
+            except Exception as exc:  # a fault that failed to apply is reported, not fatal
+                record["error"] = repr(exc)
+            self.schedule.append(record)
+
+    async def apply(self, fault: str, hold: float) -> None:
+        c = self.cluster
+        node = self.rng.randrange(self.config.nodes)
+        if fault == "redis-kill":
+            await c.redis.kill()
+            await asyncio.sleep(hold)
+            c.redis.start()
+            await c.wait_redis()
+        elif fault == "redis-restart":
+            await c.redis.stop()
+            c.redis.start()
+            await c.wait_redis()
+        elif fault in ("postgres-stop", "postgres-kill"):
+            await (c.postgres.stop() if fault == "postgres-stop" else c.postgres.kill())
+            await asyncio.sleep(hold)
+            c.postgres.start()
+            await c.wait_postgres()
+        elif fault == "ledger-kill":
+            await c.ledger.kill()
+            await asyncio.sleep(hold)
+            c.ledger.start()
+        elif fault == "broker-cut":
+            await c.redis_command("CLIENT", "KILL", "TYPE", "pubsub")
+        elif fault == "script-flush":
+            await c.redis_command("SCRIPT", "FLUSH")
+        elif fault in ("node-kill", "node-restart"):
+            proc = c.nodes[node]
+            await (proc.kill() if fault == "node-kill" else proc.stop())
+            await asyncio.sleep(hold)
+            await c.start_node(node)
+        else:
+            raise ValueError(f"unknown fault {fault!r}")
+
+    # the end
+    async def settle_all(self) -> None:
+        open_ = [o for o in self.outcomes.values() if o.tx is None and o.error is None]
+        self.counts["settled_at_end"] = len(open_)
+        rng = random.Random(self.config.seed)
+        for outcome in open_:
+            gift = "rose" if outcome.coins == GIFTS["rose"] else "perfume"
+            await self.settle(outcome, rng, gift, deadline=time.monotonic() + 60)
+
+    async def verdicts(self) -> dict[str, dict[str, Any]]:
+        admin = self.cluster.token("chaos-auditor", roles=["admin"])
+        audit: dict[str, Any] = {}
+        for _ in range(100):
+            response = await self.http.get(
+                self.cluster.url(0) + "/v1/admin/audit",
+                headers={"authorization": f"Bearer {admin}"},
+                timeout=30,
+            )
+            audit = response.json()
+            if audit.get("ok"):
+                break
+            await asyncio.sleep(0.3)
+        results: dict[str, dict[str, Any]] = {
+            "audit": {"ok": bool(audit.get("ok")), "report": audit}
+        }
+        by_user: dict[str, list[Outcome]] = defaultdict(list)
+        for outcome in self.outcomes.values():
+            by_user[outcome.user].append(outcome)
+        lost, extra, balances, unsettled = [], [], [], []
+        for user, outcomes in sorted(by_user.items()):
+            ledger = await self.gift_txs(user)
+            acked = {o.tx for o in outcomes if o.tx}
+            lost += sorted(acked - set(ledger))
+            extra += sorted(set(ledger) - acked) + [
+                tx for tx, n in Counter(ledger).items() if n > 1
+            ]
+            unsettled += [o.key for o in outcomes if o.tx is None and o.error is None]
+            expected = self.purchased[user] - sum(o.coins for o in outcomes if o.tx)
+            have = await self.balance(user)
+            if have != expected:
+                balances.append({"user": user, "balance": have, "expected": expected})
+        results["gifts"] = {
+            "ok": not lost and not extra and not unsettled,
+            "lost": lost,
+            "unacknowledged_charges": extra,
+            "unsettled": unsettled,
+        }
+        split = [o.key for o in self.outcomes.values() if len(o.txs_seen) > 1]
+        results["one_effect"] = {"ok": not split, "keys_with_two_transactions": split}
+        results["balances"] = {"ok": not balances, "wrong": balances}
+        races = []
+        for index in range(self.config.racers):
+            user = f"racer{index}"
+            wins = sum(1 for o in by_user[user] if o.tx)
+            affordable = self.purchased[user] // GIFTS["perfume"]
+            if wins != min(affordable, len(by_user[user])):
+                races.append({"user": user, "succeeded": wins, "affordable": affordable})
+        results["double_spend"] = {"ok": not races, "wrong": races}
+        results["seq"] = {"ok": not self.seq_violations, "violations": self.seq_violations[:20]}
+        return results
+
+    async def gift_txs(self, user: str) -> list[str]:
+        txs: list[str] = []
+        before = None
+        headers = {"authorization": f"Bearer {self.cluster.token(user)}"}
+        while True:
+            query = "?limit=200" + (f"&before={before}" if before else "")
+            page = (
+                await self.http.get(
+                    self.cluster.url(0) + "/v1/me/transactions" + query, headers=headers
+                )
+            ).json()
+            txs += [t["id"] for t in page["transactions"] if t["kind"] == "gift"]
+            before = page["next"]
+            if before is None:
+                return txs
+
+    async def balance(self, user: str) -> int:
+        response = await self.http.get(
+            self.cluster.url(0) + "/v1/me/wallet",
+            headers={"authorization": f"Bearer {self.cluster.token(user)}"},
+        )
+        coins: int = response.json()["coins"]
+        return coins
+
+
+def _classify(code: str) -> tuple[str, str]:
+    return ("error", code) if code in FINAL_ERRORS else ("retry", code)
+
+
+async def run(config: ChaosConfig) -> dict[str, Any]:
+    """One chaos run; the report says ``ok`` when every invariant held."""
+    unknown = set(config.faults) - set(FAULTS)
+    if unknown:
+        raise ValueError(f"unknown faults: {', '.join(sorted(unknown))}")
+    root = Path(tempfile.mkdtemp(prefix="live-chaos-", dir=config.workdir))
+    cluster = Cluster(config, root)
+    chaos = Chaos(config, cluster)
+    plan = chaos.plan_faults()
+    chaos.log(
+        f"seed {config.seed}: {len(plan)} faults: "
+        + ", ".join(f"{at}s {fault}" for at, fault, _ in plan)
+    )
+    started = time.monotonic()
+    try:
+        await cluster.start()
+        await chaos.setup()
+        actors = [
+            *(asyncio.create_task(chaos.gifter(i)) for i in range(config.gifters)),
+            *(asyncio.create_task(chaos.racer(i)) for i in range(config.racers)),
+        ]
+        viewers = [asyncio.create_task(chaos.viewer(i)) for i in range(config.viewers)]
+        injector = asyncio.create_task(chaos.inject(plan))
+        await asyncio.sleep(config.duration)
+        await injector  # faults that ran late still strike under load
+        chaos.stop.set()
+        await cluster.heal()
+        for task in viewers:
+            task.cancel()
+        await asyncio.wait(actors, timeout=30)  # requests in flight end or time out
+        for task in actors:
+            task.cancel()
+        await asyncio.gather(*actors, *viewers, return_exceptions=True)
+        await chaos.settle_all()
+        results = await chaos.verdicts()
+    finally:
+        await chaos.http.aclose()
+        await cluster.close()
+        if not config.keep:
+            shutil.rmtree(root, ignore_errors=True)
+    report = {
+        "ok": all(r["ok"] for r in results.values()),
+        "seed": config.seed,
+        "config": {
+            k: (list(v) if isinstance(v, tuple) else str(v) if isinstance(v, Path) else v)
+            for k, v in asdict(config).items()
+        },
+        "faults": chaos.schedule,
+        "counts": dict(sorted(chaos.counts.items())),
+        "gift_requests": len(chaos.outcomes),
+        "invariants": results,
+        "seconds": round(time.monotonic() - started, 1),
+    }
+    if config.keep:
+        report["workdir"] = str(root)
+    return report
+
+
+def render(report: dict[str, Any]) -> str:
+    lines = [
+        f"chaos seed {report['seed']}: {'PASS' if report['ok'] else 'FAIL'} "
+        f"in {report['seconds']} s, {report['gift_requests']} gift requests"
+    ]
+    for fault in report["faults"]:
+        error = f"  (failed to apply: {fault['error']})" if "error" in fault else ""
+        lines.append(f"  {fault['at']:>6.1f}s  {fault['fault']:<14} hold {fault['hold']} s{error}")
+    for name, verdict in report["invariants"].items():
+        detail = {k: v for k, v in verdict.items() if k not in ("ok", "report") and v}
+        lines.append(
+            f"  {'ok  ' if verdict['ok'] else 'FAIL'} {name}"
+            + (f"  {json.dumps(detail)[:300]}" if detail else "")
+        )
+    lines.append("  counts: " + ", ".join(f"{k}={v}" for k, v in report["counts"].items()))
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m loadtest.chaos", description="Mixed load with faults on a schedule."
+    )
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--duration", type=float, default=60.0)
+    parser.add_argument("--nodes", type=int, default=2)
+    parser.add_argument("--rooms", type=int, default=2)
+    parser.add_argument("--gifters", type=int, default=8)
+    parser.add_argument("--viewers", type=int, default=12)
+    parser.add_argument("--racers", type=int, default=2)
+    parser.add_argument("--faults", default=",".join(FAULTS), help="comma-separated; default all")
+    parser.add_argument("--fault-every", type=float, default=4.0, help="seconds between faults")
+    parser.add_argument("--appendfsync", choices=("always", "everysec"), default="always")
+    parser.add_argument("--workdir", type=Path, help="where the temporary directory goes")
+    parser.add_argument("--keep", action="store_true", help="keep logs and data")
+    parser.add_argument("--json", type=Path, help="write the report here")
+    parser.add_argument("--quiet", action="store_true")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    config = ChaosConfig(
+        seed=args.seed,
+        duration=args.duration,
+        nodes=args.nodes,
+        rooms=args.rooms,
+        gifters=args.gifters,
+        viewers=args.viewers,
+        racers=args.racers,
+        faults=tuple(f for f in args.faults.split(",") if f),
+        fault_every=args.fault_every,
+        appendfsync=args.appendfsync,
+        workdir=args.workdir,
+        keep=args.keep,
+        verbose=not args.quiet,
+    )
+    try:
+        report = asyncio.run(run(config))
+    except ValueError as exc:
+        print(f"chaos: {exc}", file=sys.stderr)
+        return 2
+    print(render(report))
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2, sort_keys=True))
+    return 0 if report["ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
