@@ -689,7 +689,8 @@ class Chaos:
     def plan_faults(self) -> list[tuple[float, str, float]]:
         # every enabled fault once (in a seeded order) before any comes again
         order = self.rng.sample(self.config.faults, len(self.config.faults))
-        plan, at = [], self.config.fault_every
+        plan: list[tuple[float, str, float]] = []
+        at = self.config.fault_every
         while at < self.config.duration - 1:
             fault = order[len(plan) % len(order)]
             plan.append((round(at, 2), fault, round(0.3 + self.rng.random() * 1.5, 2)))
