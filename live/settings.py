@@ -84,7 +84,7 @@ class Settings:
     ping_timeout: float = 20.0
     """A connection whose pong is this late is closed with 1011 (and dropped if it
     does not read that either)."""
-    shutdown_timeout: float = 10.0
+    shutdown_timeout: int = 10
     """On SIGTERM, how long in-flight requests and closing connections may take before
     the process exits anyway (a peer that stopped reading can't hold it up longer)."""
     handshake_timeout: float = 10.0
