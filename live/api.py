@@ -14,6 +14,7 @@ from starlette.routing import Route
 from live.auth import AuthError, bearer_token, verify_token
 from live.errors import LiveError, error_code, error_response
 from live.json import json_response
+from live.money import package_offers, purchase_public, transaction_public
 from live.services import Services, check_key, check_room_id
 from store.errors import StoreError, Unavailable
 from store.models import Profile
@@ -97,13 +98,24 @@ async def list_gifts(request: Request) -> Response:
 
 @endpoint
 async def list_packages(request: Request) -> Response:
+    """The region's packages, each with its promotions now and the coins a buyer
+    receives (``effective_coins``); with a token, first-purchase promotions count
+    only when this user has not bought yet."""
     services = services_of(request)
     region = request.query_params.get("region", services.settings.default_region).upper()
     catalog = services.engine.catalog
     if region not in catalog.regions():
         raise LiveError("not_found", f"no coin packages for region {region!r}")
+    first_purchase: bool | None = None
+    if request.headers.get("authorization"):
+        account = await services.engine.wallet.account(user_of(request).id)
+        first_purchase = account.purchases == 0
     return json_response(
-        {"region": region, "packages": [p.public() for p in catalog.packages(region)]}
+        {
+            "region": region,
+            "first_purchase": first_purchase,
+            "packages": package_offers(services, region, first_purchase=bool(first_purchase)),
+        }
     )
 
 
@@ -112,7 +124,15 @@ async def list_packages(request: Request) -> Response:
 async def my_wallet(request: Request) -> Response:
     user = user_of(request)
     balance = await services_of(request).engine.wallet.balance(user.id)
-    return json_response({"user_id": user.id, "coins": balance.coins, "diamonds": balance.diamonds})
+    return json_response(
+        {
+            "user_id": user.id,
+            "coins": balance.coins,
+            "diamonds": balance.diamonds,
+            "debt": balance.debt,
+            "locked": balance.debt > 0,
+        }
+    )
 
 
 @endpoint
@@ -126,7 +146,7 @@ async def my_transactions(request: Request) -> Response:
     records = await services_of(request).engine.ledger.transactions(
         user.id, before=before, limit=limit
     )
-    items = [r.public() for r in records]
+    items = [transaction_public(r, user.id) for r in records]
     return json_response(
         {"transactions": items, "next": items[-1]["id"] if len(items) == limit else None}
     )
@@ -143,17 +163,9 @@ async def create_purchase(request: Request) -> Response:
         key=key,
         provider=field_str(body, "provider", default="sandbox"),
         method=field_str(body, "payment_method", default="sandbox_card"),
+        region=field_str(body, "region") if "region" in body else None,
     )
-    return json_response(
-        {
-            "tx": receipt.tx,
-            "package": receipt.package_id,
-            "coins": receipt.coins,
-            "balance": {"coins": receipt.balance},
-            "replayed": receipt.replayed,
-        },
-        status=200 if receipt.replayed else 201,
-    )
+    return json_response(purchase_public(receipt), status=200 if receipt.replayed else 201)
 
 
 # -- rooms ---------------------------------------------------------------------------------

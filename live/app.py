@@ -15,13 +15,15 @@ from starlette.responses import Response
 from starlette.routing import WebSocketRoute
 
 from live.api import MAX_BODY_BYTES
-from live.api import routes as api_routes
+from live.api import routes as core_routes
+from live.api_money import routes as money_routes
 from live.api_rooms import routes as room_routes
 from live.errors import error_response
 from live.hub import Hub
 from live.limits import APP_STATE_SETTINGS, ConnectionGuard, RequestLimits
 from live.metrics import Metrics
-from live.payments import PaymentProvider, SandboxPaymentProvider
+from live.money import Payouts
+from live.payments import PaymentProvider, SandboxPaymentProvider, SandboxPayoutProvider
 from live.services import Services
 from live.settings import Settings
 from live.ws import live_endpoint
@@ -29,6 +31,9 @@ from protocol import CloseCode
 from store.engine import open_engine
 
 log = logging.getLogger("live.app")
+
+api_routes = [*core_routes, *money_routes]
+"""The JSON API under ``/v1``."""
 
 _HTTP_CODES = {
     400: "bad_request",
@@ -50,7 +55,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 def create_app(settings: Settings) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
-        engine = await open_engine(settings.engine_config())
+        engine = await open_engine(settings.engine_config(), catalog=settings.catalog())
         metrics = Metrics()
         hub = Hub(
             broker=engine.broker,
@@ -61,6 +66,9 @@ def create_app(settings: Settings) -> Starlette:
         payments: dict[str, PaymentProvider] = {}
         if settings.sandbox_payments:
             payments["sandbox"] = SandboxPaymentProvider()
+        app.state.payouts = Payouts(
+            providers={"sandbox": SandboxPayoutProvider()} if settings.sandbox_payouts else {}
+        )
         app.state.services = Services(
             settings=settings, engine=engine, hub=hub, metrics=metrics, payments=payments
         )

@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from live import money
 from live.activity import Activity
 from live.errors import LiveError
 from live.hub import Hub
@@ -19,8 +20,7 @@ from live.payments import PaymentProvider
 from live.settings import Settings
 from protocol import events as ev
 from store.engine import Engine
-from store.errors import Forbidden
-from store.models import GiftReceipt, Profile, PurchaseReceipt, PurchaseRequest, Room
+from store.models import GiftReceipt, Profile, PurchaseReceipt, Room
 from store.models import GiftRequest as WalletGiftRequest
 
 ROOM_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -77,25 +77,24 @@ class Services:
         return receipt
 
     async def purchase(
-        self, *, user: Profile, package_id: str, key: str, provider: str, method: str
+        self,
+        *,
+        user: Profile,
+        package_id: str,
+        key: str,
+        provider: str,
+        method: str,
+        region: str | None = None,
     ) -> PurchaseReceipt:
-        package = self.engine.catalog.package(package_id)
-        if package is None:
-            raise LiveError("not_found", f"unknown coin package {package_id!r}")
-        payments = self.payments.get(provider)
-        if payments is None:
-            raise LiveError("bad_request", f"payment provider {provider!r} is not enabled")
-        if not user.adult:
-            raise Forbidden("only adults can buy coins")
-        result = await payments.charge(
-            user=user, package=package, idempotency_key=key, method=method
-        )
-        if not result.approved:
-            raise LiveError("payment_declined", f"payment declined: {result.reason}")
-        return await self.engine.wallet.purchase(
-            PurchaseRequest(
-                user=user, package=package, payment_id=result.payment_id, provider=provider
-            )
+        """Charge and credit a coin package: see ``live.money.purchase``."""
+        return await money.purchase(
+            self,
+            user=user,
+            package_id=package_id,
+            key=key,
+            provider=provider,
+            method=method,
+            region=region,
         )
 
     async def chat(self, *, sender: Profile, room_id: str, message_id: str, text: str) -> None:

@@ -11,10 +11,14 @@ import secrets
 import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from live.money_config import parse_promotions, parse_rate, parse_secrets
 from protocol import Limits
+from store.accounts import MoneyPolicy
+from store.catalog import Catalog
 from store.engine import EngineConfig
 
 
@@ -112,6 +116,44 @@ class Settings:
     sandbox_payments: bool = True
     """Enables the sandbox payment provider (fake money, for development and tests)."""
     default_region: str = "US"
+    first_purchase_bonus_percent: int = 0
+    """Bonus coins on a user's first purchase, in percent of the package's coins (0: none)."""
+    promotions: str = ""
+    """Time-boxed bonus campaigns, a JSON list of ``{"id", "percent", "starts_at",
+    "ends_at", "regions", "packages"}`` (times in ISO 8601 with an offset)."""
+    daily_spend_cap: int = 5_000_000
+    """Coins one user may spend on gifts per day of their time zone (0: no cap);
+    users may set a lower cap of their own."""
+    monthly_spend_cap: int = 50_000_000
+    """The same per calendar month (0: no cap)."""
+    gift_rate_per_minute: int = 1_200
+    """Gifts per user per minute across connections and nodes (0: not limited)."""
+    gift_burst: int = 600
+    purchase_rate_per_hour: int = 3_600
+    """Purchases per user per hour (0: not limited)."""
+    purchase_burst: int = 600
+    withdrawal_rate_per_hour: int = 60
+    withdrawal_burst: int = 10
+    pin_attempts_per_hour: int = 6
+    """Limit changes that give a PIN, per user per hour (so a PIN cannot be guessed)."""
+    hold_seconds: int = 604_800
+    """Diamonds become withdrawable this long after the hour they were earned in
+    (the refund window)."""
+    withdrawal_min_diamonds: int = 2_000
+    withdrawal_daily_max_diamonds: int = 2_000_000
+    """Per creator per UTC day (0: no maximum)."""
+    payout_days: int = 3
+    """Days from a withdrawal to its expected payment date."""
+    diamond_cash_rate: str = "0.005"
+    """Cash value of one diamond, in ``payout_currency``."""
+    payout_currency: str = "USD"
+    sandbox_payouts: bool = True
+    """Enables the sandbox payout provider (no real money moves)."""
+    payment_webhook_secrets: str = ""
+    """HMAC secrets of the payment webhooks, ``provider=secret,provider=secret``; a
+    provider without one has its webhook turned off."""
+    webhook_tolerance_seconds: int = 300
+    """A webhook whose signed timestamp is further from now than this is refused."""
     migrate_on_start: bool = True
     log_level: str = "info"
     demo: bool = False
@@ -148,7 +190,67 @@ class Settings:
             history_size=self.history_size,
             history_seconds=self.history_seconds,
             migrate=self.migrate_on_start,
+            policy=self.policy(),
         )
+
+    def policy(self) -> MoneyPolicy:
+        """The money limits the wallet enforces atomically."""
+        return MoneyPolicy(
+            daily_spend_cap=self.daily_spend_cap,
+            monthly_spend_cap=self.monthly_spend_cap,
+            gift_rate_per_minute=self.gift_rate_per_minute,
+            gift_burst=self.gift_burst if self.gift_rate_per_minute else 0,
+            hold_seconds=self.hold_seconds,
+            withdrawal_min=self.withdrawal_min_diamonds,
+            withdrawal_daily_max=self.withdrawal_daily_max_diamonds,
+            payout_seconds=self.payout_days * 86_400,
+        )
+
+    def catalog(self) -> Catalog:
+        """The gift catalog and the coin packages, with the configured promotions."""
+        return Catalog(
+            promotions=parse_promotions(
+                self.promotions, first_purchase_percent=self.first_purchase_bonus_percent
+            )
+        )
+
+    def webhook_secrets(self) -> dict[str, str]:
+        return parse_secrets(self.payment_webhook_secrets)
+
+    def cash_rate(self) -> Decimal:
+        return parse_rate(self.diamond_cash_rate)
+
+    def _validate_money(self) -> None:
+        for name in (
+            "first_purchase_bonus_percent",
+            "daily_spend_cap",
+            "monthly_spend_cap",
+            "gift_rate_per_minute",
+            "purchase_rate_per_hour",
+            "withdrawal_rate_per_hour",
+            "pin_attempts_per_hour",
+            "hold_seconds",
+            "withdrawal_daily_max_diamonds",
+            "payout_days",
+        ):
+            if getattr(self, name) < 0:
+                raise SettingsError(f"LIVE_{name.upper()} must be >= 0")
+        for name in ("gift_burst", "purchase_burst", "withdrawal_burst", "withdrawal_min_diamonds"):
+            if getattr(self, name) < 1:
+                raise SettingsError(f"LIVE_{name.upper()} must be >= 1")
+        if self.webhook_tolerance_seconds < 1:
+            raise SettingsError("LIVE_WEBHOOK_TOLERANCE_SECONDS must be >= 1")
+        if not self.payout_currency.isalpha() or len(self.payout_currency) != 3:
+            raise SettingsError("LIVE_PAYOUT_CURRENCY must be an ISO 4217 code like USD")
+        for name, parse in (
+            ("promotions", lambda: self.catalog()),
+            ("payment_webhook_secrets", self.webhook_secrets),
+            ("diamond_cash_rate", self.cash_rate),
+        ):
+            try:
+                parse()
+            except ValueError as exc:
+                raise SettingsError(f"LIVE_{name.upper()}: {exc}") from None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -174,6 +276,7 @@ class Settings:
         return settings.with_secret()
 
     def validate(self) -> None:
+        self._validate_money()
         if self.env not in {"dev", "production"}:
             raise SettingsError("LIVE_ENV must be 'dev' or 'production'")
         if not 0 <= self.creator_share_percent <= 100:
