@@ -1,10 +1,11 @@
 """The scaled engine's wallet and rooms: one Lua script per operation in Redis.
 
 Each operation is a single script, so it is atomic on the Redis primary: the
-gift script checks everything (idempotency, room, ages, funds) before its first
-write, then moves the balances, appends the transaction (with its postings, as
-JSON) to the ledger outbox stream, bumps the room's leaderboard and stores the
-receipt under the idempotency key. The outbox is drained into PostgreSQL by the
+gift script checks everything (idempotency, room, ages, the sender's lock,
+parental switch, rate and spending caps, funds) before its first write, then
+moves the balances, appends the transaction (with its postings, as JSON) to the
+ledger outbox stream, bumps the room's leaderboard and stores the receipt under
+the idempotency key. The outbox is drained into PostgreSQL by the
 ledger worker (``store.postgres_ledger``). Calls are pipelined by
 ``store.redis_scripts.CommandBatcher``. The semantics (check order, error
 codes and messages) are exactly those of ``store.sqlite``; the conformance suite
@@ -13,8 +14,11 @@ runs both engines.
 Key layout (``{...}`` is the Redis Cluster hash tag: everything of one user, one
 room, or the system shares a slot)::
 
-    live:{u:<user>}:w                 hash    coin, diamond: hot balances of
-                                              user:<user>:coins / user:<user>:diamonds
+    live:{u:<user>}:w                 hash    coin, diamond, debt, withdrawing: hot
+                                              balances of user:<user>:coins, :diamonds,
+                                              :debt, :withdrawing
+    live:{u:<user>}:a                 hash    limits and account state (store.redis_money)
+    live:{u:<user>}:eh, :es           hash    diamonds earned per hour, per stream
     live:{u:<user>}:g:<digest>        string  gift idempotency key (scope gift:<user>):
                                               fingerprint (32 chars) + receipt JSON;
                                               expires after ``gift_key_ttl`` seconds

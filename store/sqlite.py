@@ -30,13 +30,20 @@ checks both):
   first receipt with ``replayed=True``, with another fingerprint raises
   ``Conflict``; (2) the room exists (``NotFound``); (3) it is live
   (``RoomNotLive``); (4) the sender is an adult, (5) is not the creator and (6)
-  the creator is an adult (``Forbidden``); (7) the sender has the coins
+  the creator is an adult (``Forbidden``); (7) to (11) the sender's account
+  (``store.sqlite_accounts.check_gift_rules``): not locked by debt, gifting
+  not turned off (``Forbidden``), the gift rate (``RateLimited``), the daily
+  and monthly spending caps (``LimitExceeded``); (12) the sender has the coins
   (``InsufficientFunds``). Only then it writes the ``gift`` transaction, moves
-  the balances, adds the coins to the room's current stream leaderboard and
-  stores the receipt under the key. A failed gift stores nothing, so its key
-  may be retried.
+  the balances, adds the coins to the room's current stream leaderboard, counts
+  the sender's spending and the creator's earnings, and stores the receipt
+  under the key. A failed gift stores nothing, so its key may be retried.
 - ``purchase``: idempotency on scope ``payment:<provider>``, key the payment
-  id; then only adults may buy (``Forbidden``); credits coins plus bonus.
+  id; then only adults may buy (``Forbidden``); with ``enforce_limits`` the
+  account must not be locked nor have purchases turned off (``Forbidden``);
+  credits coins plus bonus plus promotions, paying off debt first.
+- the other money operations (refunds, debt, limits, withdrawals, earnings):
+  ``store.sqlite_money``, with the check orders of ``store.base.Wallet``.
 - the ledger is append-only: triggers reject any UPDATE or DELETE of
   ``transactions`` and ``postings``; corrections are new transactions.
 """
