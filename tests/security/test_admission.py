@@ -311,3 +311,24 @@ async def test_keepalive_closes_a_peer_that_never_answers_pings(server: LiveServ
     assert sum(f.opcode.name == "PING" for f in polite.frames) >= 2
     assert polite.close_code is None
     polite.close()
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"LIVE_MAX_CONNECTIONS_PER_USER": "-1"},
+        {"LIVE_MAX_CONNECTIONS_PER_IP": "-5"},
+        {"LIVE_MAX_VIEWERS_PER_ROOM": "-1"},
+        {"LIVE_SOCKET_SEND_BUFFER_BYTES": "-1"},
+        {"LIVE_HANDSHAKE_TIMEOUT": "0"},
+        {"LIVE_SHUTDOWN_TIMEOUT": "0"},
+        {"LIVE_PING_TIMEOUT": "-1"},
+        {"LIVE_ALLOWED_ORIGINS": "https://ok.example,https://bad.example/"},
+    ],
+)
+def test_limit_settings_are_validated(env: dict[str, str], tmp_path: Path) -> None:
+    with pytest.raises(SettingsError):
+        Settings.from_env({"LIVE_DATA_DIR": str(tmp_path), **env})
+    defaults = Settings.from_env({"LIVE_DATA_DIR": str(tmp_path)})
+    assert defaults.max_connections_per_user == 10 and defaults.max_connections_per_ip == 0
+    assert defaults.handshake_timeout == 10 and defaults.socket_send_buffer_bytes == 65_536

@@ -2,10 +2,11 @@
 audit`` sees it, and how ``live repair`` puts it right (scaled engine, through
 real server processes).
 
-- ``kill -9`` of the Redis process, with ``appendfsync always`` or ``everysec``:
-  Redis writes the AOF before it replies, so every acknowledged gift is in the
-  kernel's page cache and survives; clients resend until acknowledged and
-  nothing is lost or doubled.
+- ``kill -9`` of the Redis process: with ``appendfsync always`` nothing
+  acknowledged is lost or doubled. With ``everysec`` Redis also writes the AOF
+  before it replies (the page cache survives the process), except when an fsync
+  is slow and it holds writes back for up to 2 s: a busy CI machine shows it.
+  Then the audit finds what the ledger has and Redis lost, and repair fixes it.
 - A power loss with ``everysec`` (simulated: Redis comes back from the AOF as it
   was a moment earlier) loses the last writes. Those the ledger worker had filed
   are in PostgreSQL but not in Redis: the audit fails, and a resend would charge
@@ -102,9 +103,11 @@ async def _setup(server: LiveServer, fans: list[str]) -> dict[str, Api]:
 
 
 @pytest.mark.parametrize("stack", ["always", "everysec"], indirect=True)
-async def test_kill_9_of_redis_during_a_gift_burst_loses_nothing_acknowledged(
-    stack: tuple[RedisServer, LiveServer],
-) -> None:
+async def test_kill_9_of_redis_during_a_gift_burst(stack: tuple[RedisServer, LiveServer]) -> None:
+    """``always``: nothing acknowledged is lost. ``everysec``: nothing either, unless
+    an fsync took over a second (a busy disk) and Redis held AOF writes back: then
+    the audit finds what the ledger has and Redis lost, repair puts it back, and
+    only gifts the ledger never saw are gone (a resend charges them once)."""
     redis, server = stack
     fans = [f"fan{i}" for i in range(4)]
     apis = await _setup(server, fans)
@@ -126,10 +129,28 @@ async def test_kill_9_of_redis_during_a_gift_burst_loses_nothing_acknowledged(
     await asyncio.sleep(0.3)
     await redis.start()
     await running
+    client = aioredis.Redis.from_url(redis.url)
+    await eventually(lambda: _outbox_empty(client), timeout=60, what="the outbox to drain")
+    await client.aclose()
 
+    code, audit = _live(server, "audit")
+    if redis.appendfsync == "always":
+        assert code == 0, audit
+    elif code != 0:  # the window of a slow disk: found, and put right
+        code, repaired = _live(server, "repair")
+        assert code == 0 and repaired["audit"]["ok"] is True, repaired
     for fan in fans:
         ledger = await _gift_txs(apis[fan])
-        assert sorted(ledger) == sorted(acked[fan].values()), "lost or doubled"
+        assert len(ledger) == len(set(ledger)), "a gift filed twice"
+        lost = {key for key, tx in acked[fan].items() if tx not in ledger}
+        assert set(ledger) <= set(acked[fan].values()), "a charge nobody acknowledged"
+        if redis.appendfsync == "always":
+            assert not lost
+        # A resend of what the ledger holds is a replay; of what was lost, one charge.
+        for key, tx in acked[fan].items():
+            response = await _gift(apis[fan], key)
+            assert response.status_code == (201 if key in lost else 200), response.text
+            assert (response.json()["tx"] == tx) is (key not in lost)
         assert await apis[fan].balance() == start[fan] - per_fan
     report = await server.audit()
     assert report["ok"] is True, report
