@@ -49,7 +49,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import glob
 import json
 import os
 import pwd
@@ -74,6 +73,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, WebSocketException
 
 from live.auth import issue_token
+from loadtest.servers import postgres_bindir
 
 FAULTS = (
     "redis-kill",
@@ -134,23 +134,6 @@ def _free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
-
-
-def _postgres_bindir() -> Path:
-    candidates = []
-    if shutil.which("pg_config"):
-        with contextlib.suppress(OSError, subprocess.CalledProcessError):
-            out = subprocess.run(
-                ["pg_config", "--bindir"], check=True, capture_output=True, text=True
-            ).stdout.strip()
-            candidates.append(Path(out))
-    if initdb := shutil.which("initdb"):
-        candidates.append(Path(initdb).resolve().parent)
-    candidates += [Path(p) for p in sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True)]
-    for folder in candidates:
-        if (folder / "initdb").exists() and (folder / "postgres").exists():
-            return folder
-    raise RuntimeError("PostgreSQL's initdb and postgres are needed (apt-get install postgresql)")
 
 
 class Proc:
@@ -261,7 +244,7 @@ class Cluster:
         )
         self.pg_user = "postgres" if os.geteuid() == 0 else None
         self.pg_dir = root / "postgres"
-        bindir = _postgres_bindir()
+        bindir = postgres_bindir()
         self.pg_dir.mkdir()
         (self.pg_dir / "sockets").mkdir()
         if self.pg_user is not None:

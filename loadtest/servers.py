@@ -110,7 +110,7 @@ class Scaled:
             raise RuntimeError(
                 "the scaled engine needs redis-server (apt-get install redis-server)"
             )
-        bindir = _postgres_bindir()
+        bindir = postgres_bindir()
         self.redis_port = free_port()
         self.pg_port = free_port()
         (root / "redis").mkdir(parents=True)
@@ -201,7 +201,7 @@ class Scaled:
         time.sleep(0.5)
         subprocess.run(
             [
-                str(_postgres_bindir() / "createdb"),
+                str(postgres_bindir() / "createdb"),
                 "-h",
                 "127.0.0.1",
                 "-p",
@@ -226,7 +226,8 @@ class Scaled:
         self.redis.stop()
 
 
-def _postgres_bindir() -> Path:
+def postgres_bindir() -> Path:
+    """Where PostgreSQL's server binaries are (pg_config, PATH, or the Debian layout)."""
     candidates: list[Path] = []
     pg_config = shutil.which("pg_config")
     if pg_config:
@@ -319,7 +320,7 @@ class LocalServers:
             client.close()
         subprocess.run(
             [
-                str(_postgres_bindir() / "psql"),
+                str(postgres_bindir() / "psql"),
                 "-h",
                 "127.0.0.1",
                 "-p",

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import glob
 import os
 import pwd
 import shutil
@@ -31,6 +30,7 @@ from typing import Final
 import asyncpg
 import redis.asyncio as aioredis
 
+from loadtest.servers import postgres_bindir
 from store.engine import Engine, EngineConfig, open_engine
 from store.models import Event, GiftRequest, Profile, PurchaseRequest
 
@@ -53,22 +53,10 @@ def free_port() -> int:
 
 
 def _postgres_bindir() -> Path:
-    candidates: list[Path] = []
-    pg_config = shutil.which("pg_config")
-    if pg_config:
-        with contextlib.suppress(OSError, subprocess.CalledProcessError):
-            out = subprocess.run(
-                [pg_config, "--bindir"], check=True, capture_output=True, text=True
-            ).stdout.strip()
-            candidates.append(Path(out))
-    initdb = shutil.which("initdb")
-    if initdb:
-        candidates.append(Path(initdb).resolve().parent)
-    candidates.extend(Path(p) for p in sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True))
-    for folder in candidates:
-        if (folder / "initdb").exists() and (folder / "postgres").exists():
-            return folder
-    raise MissingBinary(f"PostgreSQL's initdb/postgres not found: {INSTALL_HINT}")
+    try:
+        return postgres_bindir()
+    except RuntimeError:
+        raise MissingBinary(f"PostgreSQL's initdb/postgres not found: {INSTALL_HINT}") from None
 
 
 class _Server:
