@@ -107,6 +107,8 @@ class ChaosConfig:
     """Wallets raced from many connections at once (double-spend attempts)."""
     faults: tuple[str, ...] = FAULTS
     fault_every: float = 4.0
+    max_hold: float = 1.8
+    """Longest time a fault keeps a component down (each draws from 0.3 s up)."""
     appendfsync: str = "always"
     gift_interval: float = 0.4
     """Seconds between one gifter's requests."""
@@ -676,7 +678,8 @@ class Chaos:
         at = self.config.fault_every
         while at < self.config.duration - 1:
             fault = order[len(plan) % len(order)]
-            plan.append((round(at, 2), fault, round(0.3 + self.rng.random() * 1.5, 2)))
+            hold = 0.3 + self.rng.random() * max(0.0, self.config.max_hold - 0.3)
+            plan.append((round(at, 2), fault, round(hold, 2)))
             at += self.config.fault_every * (0.7 + self.rng.random() * 0.6)
         return plan
 
@@ -940,6 +943,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--racers", type=int, default=2)
     parser.add_argument("--faults", default=",".join(FAULTS), help="comma-separated; default all")
     parser.add_argument("--fault-every", type=float, default=4.0, help="seconds between faults")
+    parser.add_argument("--max-hold", type=float, default=1.8, help="longest outage, seconds")
     parser.add_argument("--appendfsync", choices=("always", "everysec"), default="always")
     parser.add_argument("--workdir", type=Path, help="where the temporary directory goes")
     parser.add_argument("--keep", action="store_true", help="keep logs and data")
@@ -960,6 +964,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         racers=args.racers,
         faults=tuple(f for f in args.faults.split(",") if f),
         fault_every=args.fault_every,
+        max_hold=args.max_hold,
         appendfsync=args.appendfsync,
         workdir=args.workdir,
         keep=args.keep,

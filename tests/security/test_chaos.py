@@ -17,6 +17,7 @@ async def test_chaos_smoke() -> None:
             seed=11,
             duration=len(FAULTS) * 1.0 + 1.5,
             fault_every=1.0,
+            max_hold=0.5,
             gifters=6,
             viewers=6,
             verbose=False,

@@ -27,7 +27,7 @@ from tests.security.arena import ERROR_CODES, Arena, open_arena
 BODY_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 HTTP_ONLY_CODES = {"payment_declined"}
 FUZZ = settings(
-    max_examples=150,
+    max_examples=120,
     derandomize=True,
     deadline=None,
     database=None,
