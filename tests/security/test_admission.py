@@ -18,6 +18,7 @@ from live.limits import ConnectionGuard, own_origin, parse_origins
 from live.settings import Settings, SettingsError
 from tests.live.server import Api, LiveServer
 from tests.security.rawws import RawClient, raw_http, status_of
+from tests.services import eventually
 
 ALLOWED = "https://app.example.com,http://localhost:3000"
 
@@ -77,6 +78,10 @@ async def _metric(server: LiveServer, name: str) -> float:
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name))
 
 
+async def _no_connections(server: LiveServer) -> bool:
+    return await _metric(server, "live_connections ") == 0
+
+
 # -- origins ---------------------------------------------------------------------------------
 
 
@@ -117,19 +122,6 @@ async def test_origin_allowlist_is_exact(
 ) -> None:
     url = f"{server.ws_url}/v1/rooms/carol/live"
     assert await _handshake_status(url, headers) == status
-
-
-async def test_default_allowlist_is_the_servers_own_origin(tmp_path: Path) -> None:
-    srv = LiveServer(data_dir=tmp_path / "data")
-    await srv.start()
-    try:
-        url = f"{srv.ws_url}/v1/rooms/nobody/live"
-        assert await _handshake_status(url, [("Origin", f"http://127.0.0.1:{srv.port}")]) == 101
-        assert await _handshake_status(url, [("Origin", f"http://localhost:{srv.port}")]) == 403
-        assert await _handshake_status(url, [("Origin", "https://evil.example")]) == 403
-        assert await _handshake_status(url, []) == 101
-    finally:
-        await srv.stop()
 
 
 def test_origin_settings_are_validated(tmp_path: Path) -> None:
@@ -186,7 +178,8 @@ async def test_connections_per_address(server: LiveServer) -> None:
         client.close()
 
 
-async def test_forwarded_for_is_not_trusted_from_an_unknown_proxy(tmp_path: Path) -> None:
+async def test_defaults_own_origin_and_no_proxy_trusted(tmp_path: Path) -> None:
+    """A server with the default origins, trusting no proxy, two sockets per address."""
     srv = LiveServer(
         data_dir=tmp_path / "data",
         env={"LIVE_MAX_CONNECTIONS_PER_IP": "2", "LIVE_FORWARDED_ALLOW_IPS": ""},
@@ -196,6 +189,15 @@ async def test_forwarded_for_is_not_trusted_from_an_unknown_proxy(tmp_path: Path
         carol = Api(srv, srv.token("carol", creator=True))
         await carol.post("/v1/rooms", {"title": "t"})
         await carol.aclose()
+        # The default allowlist is the server's own origin, exactly.
+        url = f"{srv.ws_url}/v1/rooms/carol/live"
+        assert await _handshake_status(url, [("Origin", f"http://127.0.0.1:{srv.port}")]) == 101
+        assert await _handshake_status(url, [("Origin", f"http://localhost:{srv.port}")]) == 403
+        assert await _handshake_status(url, [("Origin", "https://evil.example")]) == 403
+        assert await _handshake_status(url, []) == 101
+        await eventually(  # those two have left
+            lambda: _no_connections(srv), what="the handshake tests' sockets to go"
+        )
         # Each claims another address; the server counts the real one.
         clients = [await _open(srv, "carol", ip=f"10.3.0.{i}") for i in range(3)]
         assert [_first_event(c)["type"] for c in clients[:2]] == ["welcome", "welcome"]

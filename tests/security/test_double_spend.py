@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,12 +24,16 @@ pytestmark = pytest.mark.scaled
 PERFUME = 20  # coins, from the catalog
 
 
-@pytest.fixture
-async def nodes(services: Services, tmp_path: Path) -> AsyncIterator[tuple[LiveServer, LiveServer]]:
+@pytest.fixture(scope="module")
+async def nodes(
+    services: Services, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[tuple[LiveServer, LiveServer]]:
+    """Both tests share the nodes; they use wallets of their own."""
     urls = await services.reset()
     env = {"LIVE_REDIS_URL": urls.redis, "LIVE_DATABASE_URL": urls.database}
-    a = LiveServer(data_dir=tmp_path / "a", env=env, ledger=True)
-    b = LiveServer(data_dir=tmp_path / "b", env=env)
+    root = tmp_path_factory.mktemp("double-spend")
+    a = LiveServer(data_dir=root / "a", env=env, ledger=True)
+    b = LiveServer(data_dir=root / "b", env=env)
     await asyncio.gather(a.start(), b.start())
     try:
         yield a, b
@@ -44,6 +47,7 @@ async def test_one_wallet_from_many_connections_on_two_nodes(
     a, b = nodes
     carol = Api(a, a.token("carol", creator=True))
     assert (await carol.post("/v1/rooms", {"title": "race"})).status_code == 201
+    earned_before = (await carol.get("/v1/me/wallet")).json()["diamonds"]
     whale = [Api(a, a.token("whale")), Api(b, b.token("whale"))]
     assert (await whale[0].buy("us_350", key="p")).status_code == 201
     balance = await whale[1].balance()
@@ -76,7 +80,7 @@ async def test_one_wallet_from_many_connections_on_two_nodes(
     assert set(refused) == {"insufficient_funds"}
     assert len({r["tx"] for r in acks}) == affordable
     assert await whale[0].balance() == balance - affordable * PERFUME
-    earned = (await carol.get("/v1/me/wallet")).json()["diamonds"]
+    earned = (await carol.get("/v1/me/wallet")).json()["diamonds"] - earned_before
     report = await a.audit()
     assert report["ok"] is True, report
     assert earned == affordable * PERFUME // 2  # the creator's 50%

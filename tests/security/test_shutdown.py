@@ -56,7 +56,7 @@ async def test_sigterm_mid_burst(tmp_path: Path) -> None:
                     await asyncio.sleep(0.1)  # within the command rate
 
             sending = asyncio.gather(over_websocket(), *(over_http(n) for n in range(200)))
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(0.6)
             started = time.monotonic()
             code = await server.stop(sig=signal.SIGTERM, timeout=20)
             took = time.monotonic() - started
