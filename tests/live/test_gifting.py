@@ -57,7 +57,8 @@ async def test_two_viewers_see_gift_other_room_does_not(
         assert ack1["balance"] == {"coins": 1428 - 5}
         assert ack2["balance"] == {"coins": 1428 - 5 - 1000}
         for viewer in (viewer1, viewer2, gifter):
-            await viewer.wait_for(lambda e: e.get("tx") == ack2["tx"])
+            # The gifter's own ack carries the tx too: wait for the room's gift event.
+            await viewer.wait_for(lambda e: e["type"] == "gift" and e.get("tx") == ack2["tx"])
             gifts = gift_events(viewer)
             assert [g["tx"] for g in gifts] == [ack1["tx"], ack2["tx"]]
             seqs = [g["seq"] for g in gifts]
