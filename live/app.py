@@ -23,6 +23,7 @@ from live.hub import Hub
 from live.limits import APP_STATE_SETTINGS, ConnectionGuard, RequestLimits
 from live.metrics import Metrics
 from live.money import Payouts
+from live.pages import routes as page_routes
 from live.payments import PaymentProvider, SandboxPaymentProvider, SandboxPayoutProvider
 from live.services import Services
 from live.settings import Settings
@@ -91,6 +92,7 @@ def create_app(settings: Settings) -> Starlette:
             *api_routes,
             *room_routes,
             WebSocketRoute("/v1/rooms/{room_id}/live", live_endpoint),
+            *page_routes,
         ],
         lifespan=lifespan,
         exception_handlers={HTTPException: _http_error},

@@ -59,6 +59,12 @@ async def seed_demo(services: Services) -> str:
     for viewer in viewers:
         lines.append(f"  {viewer.id:<13} : {token(viewer)}")
     lines += [
+        f"  watch page    : {base}/watch/{DEMO_ROOM}?token={token(viewers[0])}",
+        f"  (as bob)      : {base}/watch/{DEMO_ROOM}?token={token(viewers[1])}",
+    ]
+    if room is not None:
+        lines.append(f"  overlay (OBS) : {base}/overlay/{DEMO_ROOM}?key={room.overlay_key}")
+    lines += [
         f"  room          : {base}/v1/rooms/{DEMO_ROOM}",
         f"  watch (ws)    : {ws_base}/v1/rooms/{DEMO_ROOM}/live",
         f"  as alice (ws) : {ws_base}/v1/rooms/{DEMO_ROOM}/live?access_token={token(viewers[0])}",
