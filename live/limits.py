@@ -92,6 +92,28 @@ def own_origin(base_url: str) -> str | None:
     return f"{scheme}://{host}"
 
 
+def same_host(origin: str, host: str) -> bool:
+    """Whether ``origin`` (``scheme://host[:port]``) names the ``Host`` header's host
+    and port, the page's scheme's default port standing in for a missing one."""
+    try:
+        parts = urllib.parse.urlsplit(origin)
+        origin_port = parts.port
+        served = urllib.parse.urlsplit(f"//{host.strip()}")
+        host_port = served.port
+    except ValueError:
+        return False
+    if parts.scheme not in _DEFAULT_PORTS or not parts.hostname or not served.hostname:
+        return False
+    if parts.username is not None or parts.path or parts.query or parts.fragment:
+        return False
+    if origin != origin.lower() or origin.endswith("."):
+        return False
+    default = _DEFAULT_PORTS[parts.scheme]
+    return parts.hostname == served.hostname.lower() and (origin_port or default) == (
+        host_port or default
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Refusal:
     """Why a handshake is refused: the ``error`` event and the close code to send."""
@@ -142,8 +164,11 @@ class ConnectionGuard:
             per_room=settings.max_viewers_per_room,
         )
 
-    def origin_allowed(self, values: Iterable[str]) -> bool:
-        """``values``: every ``Origin`` header of the handshake (normally zero or one)."""
+    def origin_allowed(self, values: Iterable[str], *, host: str | None = None) -> bool:
+        """``values``: every ``Origin`` header of the handshake (normally zero or one);
+        ``host``: its ``Host`` header. A page of this very host (the overlay and
+        watch pages it serves, by whatever name the browser reached it) is always
+        allowed: a page of another site can't make its ``Origin`` name our host."""
         found = list(values)
         if not found:
             return True  # not a browser
@@ -152,9 +177,9 @@ class ConnectionGuard:
         origin = found[0]
         if origin == "null":
             return False
-        if self.origins is None:
+        if self.origins is None or origin in self.origins:
             return True
-        return origin in self.origins
+        return host is not None and same_host(origin, host)
 
     def admit(
         self, *, user_id: str | None, ip: str, room_id: str, viewer: bool

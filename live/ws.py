@@ -43,7 +43,9 @@ async def live_endpoint(websocket: WebSocket) -> None:
     room_id = websocket.path_params["room_id"]
     query = websocket.query_params
     guard: ConnectionGuard = websocket.app.state.guard
-    if not guard.origin_allowed(websocket.headers.getlist("origin")):
+    if not guard.origin_allowed(
+        websocket.headers.getlist("origin"), host=websocket.headers.get("host")
+    ):
         # Before the upgrade: the browser gets 403 and the page learns nothing.
         services.metrics.refused["origin"] += 1
         log.info("refused a WebSocket handshake from origin %.100r", websocket.headers["origin"])

@@ -14,7 +14,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from live.limits import ConnectionGuard, own_origin, parse_origins
+from live.limits import ConnectionGuard, own_origin, parse_origins, same_host
 from live.settings import Settings, SettingsError
 from tests.live.server import Api, LiveServer
 from tests.security.rawws import RawClient, raw_http, status_of
@@ -122,6 +122,41 @@ async def test_origin_allowlist_is_exact(
 ) -> None:
     url = f"{server.ws_url}/v1/rooms/carol/live"
     assert await _handshake_status(url, headers) == status
+
+
+async def test_pages_of_the_host_itself_are_allowed(server: LiveServer) -> None:
+    """The overlay and watch pages connect back to the host that served them, by
+    whatever name the browser used: ``Origin`` naming the ``Host`` header passes."""
+    url = f"ws://localhost:{server.port}/v1/rooms/carol/live"
+    assert await _handshake_status(url, [("Origin", f"http://localhost:{server.port}")]) == 101
+    assert await _handshake_status(url, [("Origin", f"http://localhost:{server.port + 1}")]) == 403
+    assert await _handshake_status(url, [("Origin", "http://localhost")]) == 403
+
+
+def test_same_host() -> None:
+    assert same_host("http://live.example:8000", "live.example:8000")
+    assert same_host("https://live.example", "live.example")
+    assert same_host("https://live.example", "LIVE.example:443")
+    assert same_host("http://[::1]:8000", "[::1]:8000")
+    for origin, host in [
+        ("http://live.example:8000", "live.example:8001"),
+        ("https://live.example", "live.example:8443"),
+        ("https://live.example.evil.example", "live.example"),
+        ("https://evil.example", "live.example"),
+        ("https://user@live.example", "live.example"),
+        ("https://live.example/", "live.example"),
+        ("https://live.example.", "live.example"),
+        ("HTTPS://LIVE.EXAMPLE", "live.example"),
+        ("ftp://live.example", "live.example"),
+        ("null", "live.example"),
+        ("https://live.example", ""),
+        ("https://live.example:99999", "live.example"),
+    ]:
+        assert not same_host(origin, host), (origin, host)
+    guard = ConnectionGuard(origins=frozenset())
+    assert guard.origin_allowed(["http://live.example"], host="live.example")
+    assert not guard.origin_allowed(["http://live.example"], host="other.example")
+    assert not guard.origin_allowed(["http://live.example"])
 
 
 def test_origin_settings_are_validated(tmp_path: Path) -> None:
