@@ -97,8 +97,10 @@ class Settings:
     allowed_origins: str = ""
     """Browser origins that may open a WebSocket: comma-separated exact origins
     (``https://app.example.com``) or ``*``. Empty: only this server's own origin
-    (``public_url``). A handshake without ``Origin`` (not a browser) is always let
-    through; ``null`` never is."""
+    (``public_url``). Pages of the host the handshake names (its ``Host`` header,
+    such as the overlay and watch pages this server hosts) are always allowed. A
+    handshake without ``Origin`` (not a browser) is always let through; ``null``
+    never is."""
     max_connections_per_user: int = 10
     """Open WebSockets per signed-in user, per process (0: no limit)."""
     max_connections_per_ip: int = 0
