@@ -7,8 +7,9 @@ core, so the client does the least work a correct client can do:
   objects, no task per connection, no copy of a frame that arrives whole;
 - most viewers never decode a frame: the server's JSON is compact, so room
   events are counted with ``bytes.count(b'"seq":')``, gift events with
-  ``bytes.count(b'"type":"gift"')``, and the first and last ``seq`` of a frame
-  are read where they stand, which is all a gap check needs;
+  ``bytes.count(b'"type":"gift"')`` (less the combo-end markers, ``count`` 0:
+  they deliver no gift), and the first and last ``seq`` of a frame are read
+  where they stand, which is all a gap check needs;
 - *probe* viewers (a sample spread across the crowd) and the per-connection
   frames of gifters (``welcome``, ``ack``, ``error``) are decoded in full, to
   time each gift from the gifter's send to the viewer's receipt.
@@ -38,6 +39,9 @@ _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 _DIGITS = re.compile(rb"\d+")
 _SEQ = b'"seq":'
 _GIFT = b'"type":"gift"'
+_COMBO_END = b'"count":0,"diamonds":0,'
+"""What only a combo's end marker has: a ``gift`` event that adds nothing (docs/PROTOCOL.md,
+combos), so it is not a gift delivery and its ``tx`` (the streak's last gift's) is not timed."""
 _WELCOME = b'[{"type":"welcome"'
 _ACK = b'[{"type":"ack"'
 _ERROR = b'[{"type":"error"'
@@ -304,7 +308,7 @@ class Peer(asyncio.Protocol):
         if n:
             tally = self.tally
             tally.room_events += n
-            tally.gift_events += data.count(_GIFT, start, end)
+            tally.gift_events += data.count(_GIFT, start, end) - data.count(_COMBO_END, start, end)
             first = _int_at(data, data.find(_SEQ, start, end) + 6)
             last = first if n == 1 else _int_at(data, data.rfind(_SEQ, start, end) + 6)
             previous = self.last_seq
@@ -331,7 +335,7 @@ class Peer(asyncio.Protocol):
                 if self.last_seq is not None and seq != self.last_seq + 1:
                     tally.gaps += 1
                 self.last_seq = seq
-                if kind == "gift":
+                if kind == "gift" and event.get("count") != 0:  # not a combo's end marker
                     tally.gift_events += 1
                     tally.gift_seen(event["tx"], now)
                     if self.on_gift is not None:

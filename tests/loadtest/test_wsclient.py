@@ -126,6 +126,32 @@ async def test_probes_time_gifts_against_the_gifters_send_time() -> None:
     assert not tally.seen_early
 
 
+async def test_a_combos_end_marker_is_no_gift_delivery_and_is_not_timed() -> None:
+    def end_marker(seq: int, tx: str) -> dict[str, Any]:
+        # as the server writes it: the streak's last tx, count 0 and diamonds 0
+        return {
+            "type": "gift",
+            "tx": tx,
+            "count": 0,
+            "diamonds": 0,
+            "combo": {"id": tx, "count": 3, "end": True},
+            "seq": seq,
+            "ts": 1,
+        }
+
+    for decode in (False, True):
+        peer, _, tally = await make_peer(decode=decode)
+        feed(peer, handshake(peer) + frame([welcome(0)]), chunk=1000)
+        tally.gift_acked("tx1", sent=0.0)
+        peer.data_received(frame([gift(1)]))
+        peer.data_received(frame([end_marker(2, "tx1"), gift(3)]))
+        assert tally.room_events == 3
+        assert tally.gift_events == 2
+        assert tally.gaps == 0
+        if decode:
+            assert tally.gift_latency.count == 1  # tx1 once, not again at its end
+
+
 async def test_replies_go_to_the_callback_and_errors_are_counted() -> None:
     got: list[dict[str, Any]] = []
     tally = Tally()
