@@ -262,3 +262,31 @@ async def test_watch_page_states_errors_and_the_end_of_the_stream(
     await expect(teen.locator("#status")).to_have_attribute("data-status", "closed")
     for each in (page, teen):
         await each.close()
+
+
+async def test_demo_links_show_a_gift_on_the_overlay(tmp_path: Path, browser: Browser) -> None:
+    """What the README promises a new user: `live serve --demo` prints a watch link
+    and an overlay link, and a gift sent from the one appears on the other."""
+    demo = LiveServer(data_dir=tmp_path / "data", env={"LIVE_DEMO": "1"})
+    await demo.start()
+    try:
+        printed = demo.log_path.read_text()
+        watch_url = re.search(r"watch page\s+: (\S+)", printed)
+        overlay_url = re.search(r"overlay \(OBS\)\s+: (\S+)", printed)
+        assert watch_url and overlay_url, printed
+        assert watch_url[1].startswith(f"{demo.url}/watch/demo?token=")
+        overlay = await _page(browser, overlay_url[1], width=1920, height=1080)
+        watch = await _page(browser, watch_url[1])
+        await expect(watch.locator("#me-name")).to_have_text("Alice", timeout=WAIT_MS)
+        await expect(watch.locator("#balance")).not_to_have_text("0", timeout=WAIT_MS)
+        await watch.click("button.gift[data-gift=doughnut]")
+        alert = overlay.locator("#alerts .gift-alert[data-gift=doughnut]")
+        await expect(alert.locator(".name")).to_have_text("Alice", timeout=WAIT_MS)
+        await expect(alert.locator("img").first).to_have_attribute(
+            "src", "/static/gifts/doughnut.svg"
+        )
+        for page in (overlay, watch):
+            assert PAGE_ERRORS.pop(page) == []
+            await page.close()
+    finally:
+        await demo.stop()
