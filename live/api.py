@@ -213,7 +213,11 @@ async def send_gift(request: Request) -> Response:
     room_id = check_room_id(request.path_params["room_id"])
     key = check_key(request.headers.get("idempotency-key"))
     body = await json_body(request)
-    receipt = await services_of(request).send_gift(
+    services = services_of(request)
+    # A banned user's WebSockets are closed and refused, so only this path asks.
+    if await services.engine.activity.is_banned(room_id, user.id):
+        raise LiveError("forbidden", "you are banned from this room")
+    receipt = await services.send_gift(
         sender=user,
         room_id=room_id,
         gift_id=field_str(body, "gift"),

@@ -373,6 +373,11 @@ async def test_banned_user_is_disconnected_and_cannot_rejoin(
         assert error["code"] == "forbidden" and "banned" in error["message"]
         assert await again.closed() == 1008
         assert not again.of_type("welcome")
+    # Nor can they gift over HTTP: refused before any charge.
+    before = await funded["alice"].balance()
+    refused = await funded["alice"].post("/v1/rooms/carol/gifts", {"gift": "rose"}, key="b1")
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "forbidden"
+    assert await funded["alice"].balance() == before
     bans = (await carol.get("/v1/rooms/carol/bans")).json()["bans"]
     assert [(b["user"], b["by"], b["until"]) for b in bans] == [("alice", "carol", None)]
     assert (await carol.post("/v1/rooms/carol/bans", {"user": "carol"})).status_code == 400
