@@ -167,15 +167,8 @@ async def test_event(request: Request) -> Response:
     room_id = _room_id(request)
     body = await json_body(request)
     services = services_of(request)
-    gift_id = field_str(body, "gift", default="rose")
-    gift = services.engine.catalog.gift(gift_id)
-    if gift is None:
-        raise LiveError("not_found", f"unknown gift {gift_id!r}")
     count = field_int(body, "count", default=1)
-    if not 1 <= count <= services.settings.max_gift_count:
-        raise LiveError(
-            "bad_request", f"count must be an integer from 1 to {services.settings.max_gift_count}"
-        )
+    gift = services.catalog_gift(field_str(body, "gift", default="rose"), count)
     event = await services.activity.test_event(room_id=room_id, by=user, gift=gift, count=count)
     return json_response({"room_id": room_id, "event": event}, status=202)
 

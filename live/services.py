@@ -20,7 +20,7 @@ from live.payments import PaymentProvider
 from live.settings import Settings
 from protocol import events as ev
 from store.engine import Engine
-from store.models import GiftReceipt, Profile, PurchaseReceipt, Room
+from store.models import Gift, GiftReceipt, Profile, PurchaseReceipt, Room
 from store.models import GiftRequest as WalletGiftRequest
 
 ROOM_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -52,18 +52,23 @@ class Services:
     def __post_init__(self) -> None:
         self.activity = Activity(self)
 
+    def catalog_gift(self, gift_id: str, count: int) -> Gift:
+        """The catalog's gift, with ``count`` in range; ``not_found``/``bad_request``."""
+        gift = self.engine.catalog.gift(gift_id)
+        if gift is None:
+            raise LiveError("not_found", f"unknown gift {gift_id!r}")
+        if not 1 <= count <= self.settings.max_gift_count:
+            raise LiveError(
+                "bad_request",
+                f"count must be an integer from 1 to {self.settings.max_gift_count}",
+            )
+        return gift
+
     async def send_gift(
         self, *, sender: Profile, room_id: str, gift_id: str, count: int, key: str
     ) -> GiftReceipt:
-        gift = self.engine.catalog.gift(gift_id)
         try:
-            if gift is None:
-                raise LiveError("not_found", f"unknown gift {gift_id!r}")
-            if not 1 <= count <= self.settings.max_gift_count:
-                raise LiveError(
-                    "bad_request",
-                    f"count must be an integer from 1 to {self.settings.max_gift_count}",
-                )
+            gift = self.catalog_gift(gift_id, count)
             receipt = await self.engine.wallet.send_gift(
                 WalletGiftRequest(sender=sender, room_id=room_id, gift=gift, count=count, key=key)
             )
