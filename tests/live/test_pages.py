@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import re
 import xml.dom.minidom
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 import pytest
 
+import live.pages
+from protocol import CloseCode, ErrorCode
 from store.catalog import DEFAULT_GIFTS
 from tests.live.server import LiveServer
 
@@ -67,3 +71,20 @@ async def test_every_catalog_gift_has_its_art(http: httpx.AsyncClient) -> None:
 async def test_static_files_stay_in_their_folder(http: httpx.AsyncClient) -> None:
     for path in ("/static/../pages.py", "/static/%2e%2e/pages.py", "/static/js/nope.js"):
         assert (await http.get(path)).status_code == 404
+
+
+def test_pages_know_every_error_and_close_code() -> None:
+    """The pages' client follows the protocol's tables: a message for every error
+    code, and a reconnect exactly for the close codes that call for one."""
+    static = Path(live.pages.STATIC_DIR)
+    common = (static / "js" / "common.js").read_text()
+    messages = re.search(r"ERROR_MESSAGES = \{(.*?)\n\};", common, re.S)
+    assert messages is not None
+    known = set(re.findall(r"^\s+(\w+):", messages[1], re.M))
+    assert {str(code) for code in ErrorCode} | {"payment_declined"} <= known
+    room = (static / "js" / "room.js").read_text()
+    codes = re.search(r"RECONNECT_CODES = new Set\(\[([\d, ]+)\]\)", room)
+    assert codes is not None
+    reconnect = {int(c) for c in codes[1].split(",")}
+    # 1006 is never sent by a server: the browser reports a dropped network with it.
+    assert reconnect - {1006} == {int(c) for c in CloseCode if c.reconnect}
