@@ -94,6 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--scale", type=float, default=1.0, help="multiply the crowd sizes")
     b.add_argument("--duration", type=float, help="seconds per measurement")
     b.add_argument("--keep", action="store_true", help="keep the servers' data directories")
+    # Parsed by loadtest.chaos itself (see main); listed here for --help.
+    sub.add_parser("chaos", help="mixed load with faults on a schedule, replayable by --seed")
     s = sub.add_parser("baseline", help="run the baseline server (python-websockets broadcast)")
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=8100)
@@ -121,6 +123,11 @@ def options_from(args: argparse.Namespace) -> object:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["chaos"]:
+        from loadtest.chaos import main as chaos_main
+
+        return chaos_main(argv[1:])
     args = build_parser().parse_args(argv)
     if args.command == "baseline":
         from loadtest.baseline import main as baseline_main

@@ -1,7 +1,7 @@
 """Chaos: a mixed load on the scaled engine with faults injected on a schedule.
 
-    python -m loadtest.chaos --seed 7 --duration 60
-    python -m loadtest.chaos --seed 7 --faults redis-kill,ledger-kill --appendfsync everysec
+    python -m loadtest chaos --seed 7 --duration 60
+    python -m loadtest chaos --seed 7 --faults redis-kill,ledger-kill --appendfsync everysec
 
 It starts everything itself on this machine (a Redis, a PostgreSQL cluster, two
 ``live serve`` nodes, one ``live ledger`` worker), then runs viewers (both
@@ -932,7 +932,7 @@ def render(report: dict[str, Any]) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m loadtest.chaos", description="Mixed load with faults on a schedule."
+        prog="python -m loadtest chaos", description="Mixed load with faults on a schedule."
     )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--duration", type=float, default=60.0)

@@ -184,3 +184,13 @@ def test_the_command_line_writes_the_report(
 def test_the_command_line_refuses_what_would_hit_the_rate_limit() -> None:
     assert main(["crowd", "--secret", "x", "--gifters", "1", "--gift-rate", "50"]) == 2
     assert main(["crowd", "--gifters", "1", "--gift-rate", "1", "--secret", ""]) == 2
+
+
+def test_the_command_line_runs_chaos_as_a_scenario(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["chaos", "--help"])
+    assert exited.value.code == 0
+    assert "python -m loadtest chaos" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as refused:
+        main(["chaos", "--duration", "soon"])
+    assert refused.value.code == 2

@@ -1,6 +1,6 @@
 """A short chaos run: every fault of ``loadtest.chaos`` strikes once under a mixed
 load on two scaled nodes, and every invariant holds at the end (the long runs
-are ``python -m loadtest.chaos --seed N --duration 600``)."""
+are ``python -m loadtest chaos --seed N --duration 600``)."""
 
 from __future__ import annotations
 
