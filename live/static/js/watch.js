@@ -37,7 +37,7 @@ const state = {
   likesQueued: 0,
   likeTimer: null,
   alerts: new Map(), // combo id -> {node, timer}
-  seqs: [], // room events shown, in order (tests and support read it)
+  seqs: [], // the last room events shown, in order (tests and support read it)
 };
 
 // -- messages -------------------------------------------------------------------
@@ -309,6 +309,7 @@ function setLive(live) {
 function onEvent(event) {
   if (typeof event.seq === "number") {
     state.seqs.push(event.seq);
+    if (state.seqs.length > 10_000) state.seqs.splice(0, 5_000);
     document.body.dataset.lastSeq = String(event.seq);
   }
   switch (event.type) {
