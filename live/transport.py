@@ -86,6 +86,26 @@ class RawWebSocket:
             proto.handshake_complete and not proto.close_sent and not proto.transport.is_closing()
         )
 
+    def hand_over(
+        self, on_message: Callable[[str | bytes], None], on_disconnect: Callable[[int], None]
+    ) -> None:
+        """Deliver the client's messages and the disconnect to these callbacks from
+        now on; the connection then outlives the ASGI call (see ``uvicorn_ws``)."""
+        self._proto.hand_over(on_message, on_disconnect)
+
+    def pause_reading(self) -> None:
+        """Read no more frames from the client until ``resume_reading``."""
+        self._proto.pause_reading_frames()
+
+    def resume_reading(self) -> None:
+        self._proto.resume_reading_frames()
+
+    def track(self, task: asyncio.Task[Any]) -> None:
+        """Count ``task`` among the server's tasks: a graceful shutdown waits for it."""
+        tasks: set[asyncio.Task[Any]] = self._proto.tasks
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
     def close(self, code: int, reason: str, *, grace_seconds: float) -> None:
         """Write a close frame behind whatever is queued and tell the app the
         connection is over; a peer that never reads is aborted after the grace."""

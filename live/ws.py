@@ -1,7 +1,11 @@
 """The WebSocket endpoint ``/v1/rooms/{room_id}/live``.
 
-The handshake, auth and command handling run here, through ASGI; the room's
-events reach the socket through the hub's sinks (see ``live.transport``).
+The handshake, auth and the welcome run here, through ASGI; the room's events
+reach the socket through the hub's sinks (see ``live.transport``). On ``live
+serve``'s own WebSocket protocol the connection is then handed over: the ASGI
+call returns, and the client's commands arrive as callbacks (``Commands``), so
+an idle viewer keeps no task and no coroutine stack. On any other ASGI server
+the endpoint reads the commands itself until the client leaves.
 """
 
 from __future__ import annotations
@@ -10,6 +14,8 @@ import asyncio
 import hmac
 import logging
 import secrets
+from collections import deque
+from collections.abc import Callable
 
 from starlette.websockets import WebSocket
 
@@ -18,7 +24,7 @@ from live.errors import LiveError, error_code
 from live.hub import Connection
 from live.limits import ConnectionGuard, Refusal, set_send_buffer
 from live.services import ROOM_ID, Services
-from live.transport import RAW_EXTENSION, AsgiSink, RawSink, Sink
+from live.transport import RAW_EXTENSION, AsgiSink, RawSink, RawWebSocket, Sink
 from protocol import (
     Chat,
     CloseCode,
@@ -130,6 +136,7 @@ async def live_endpoint(websocket: WebSocket) -> None:
         overlay=overlay,
     )
     hub = services.hub
+    handed_over = False
     try:
         leaderboard = await services.engine.rooms.leaderboard(room_id, limit=10)
         goal = await services.engine.activity.goal(room_id)
@@ -157,13 +164,25 @@ async def live_endpoint(websocket: WebSocket) -> None:
             # banned while this connection was being set up: the kick may have missed it
             conn.send([ev.error(id=None, code="forbidden", message=BANNED)])
             hub.close_connection(conn, CloseCode.POLICY, "banned")
+        if raw is not None and not conn.closed:
+
+            def leave() -> None:
+                guard.release(ticket)
+                hub.leave(conn)
+                services.activity.left(conn)
+
+            commands = Commands(services, conn, raw, leave)
+            raw.hand_over(commands.receive, commands.disconnected)
+            handed_over = True
+            return
         await _read_commands(websocket, services, conn)
     finally:
-        guard.release(ticket)
-        hub.leave(conn)
-        services.activity.left(conn)
-        if isinstance(sink, AsgiSink):
-            await sink.finish(timeout=1.0)
+        if not handed_over:
+            guard.release(ticket)
+            hub.leave(conn)
+            services.activity.left(conn)
+            if isinstance(sink, AsgiSink):
+                await sink.finish(timeout=1.0)
 
 
 BANNED = "you are banned from this room"
@@ -199,6 +218,78 @@ async def _read_commands(websocket: WebSocket, services: Services, conn: Connect
         else:
             reply = await _execute(services, conn, result)
             conn.send([reply])
+
+
+class Commands:
+    """The command reader of a handed-over connection (``RawWebSocket.hand_over``).
+
+    Frames arrive as calls to ``receive``; what can be answered at once is (a ping,
+    a bad command); a command that waits on the engine (a gift, a chat line) runs
+    in a task of its own, and the connection reads no more until it is answered:
+    one command at a time, in order, as the ASGI read loop does it."""
+
+    __slots__ = ("_backlog", "_busy", "_conn", "_leave", "_raw", "_reader", "_services")
+
+    def __init__(
+        self, services: Services, conn: Connection, raw: RawWebSocket, leave: Callable[[], None]
+    ) -> None:
+        self._services = services
+        self._conn = conn
+        self._raw = raw
+        self._leave = leave
+        loop = asyncio.get_running_loop()
+        self._reader = CommandReader(
+            codec=conn.codec, limits=services.settings.limits(), now=loop.time()
+        )
+        self._busy = False
+        self._backlog: deque[str | bytes] = deque()
+
+    def receive(self, data: str | bytes) -> None:
+        if self._conn.closed:
+            return
+        if self._busy or self._backlog:
+            self._backlog.append(data)
+            self._raw.pause_reading()
+            return
+        self._handle(data)
+
+    def disconnected(self, code: int) -> None:
+        self._conn.closed = True
+        self._backlog.clear()
+        self._leave()
+
+    def _handle(self, data: str | bytes) -> None:
+        services, conn = self._services, self._conn
+        try:
+            services.metrics.events_in += 1
+            loop = asyncio.get_running_loop()
+            result = self._reader.receive(data, now=loop.time())
+            if isinstance(result, Reject):
+                conn.send([result.error])
+            elif isinstance(result, CloseDecision):
+                if result.error is not None:
+                    conn.send([result.error])
+                services.hub.close_connection(conn, result.code, result.reason)
+            elif isinstance(result, Like):
+                _reply_later(services, conn, result)
+            elif isinstance(result, Ping):
+                conn.send([ev.ack(id=result.id)])
+            else:
+                self._busy = True
+                self._raw.track(loop.create_task(self._run(result)))
+        except Exception:
+            log.exception("reading a command failed")
+            services.hub.close_connection(conn, CloseCode.INTERNAL_ERROR, "internal error")
+
+    async def _run(self, command: SendGift | Chat) -> None:
+        try:
+            self._conn.send([await _execute(self._services, self._conn, command)])
+        finally:
+            self._busy = False
+            while self._backlog and not self._busy and not self._conn.closed:
+                self._handle(self._backlog.popleft())
+            if not self._busy:
+                self._raw.resume_reading()
 
 
 _REPLYING: set[asyncio.Task[None]] = set()

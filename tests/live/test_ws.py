@@ -96,6 +96,31 @@ async def test_rate_limit_then_flood_close(server: LiveServer, room: str) -> Non
         assert await client.closed() == 4029
 
 
+async def test_commands_sent_back_to_back_are_answered_one_at_a_time_in_order(
+    server: LiveServer, room: str
+) -> None:
+    alice = Api(server, server.token("alice"))
+    assert (await alice.buy("us_70", key="p1")).status_code == 201
+    await alice.aclose()
+    async with Client.open(server, room, token=server.token("alice")) as client:
+        await client.wait_for(lambda e: e["type"] == "welcome")
+        commands: list[dict[str, object]] = [
+            {"type": "send_gift", "id": "g1", "gift": "rose"},
+            {"type": "ping", "id": "p1"},
+            {"type": "send_gift", "id": "g2", "gift": "rose", "count": 2},
+            {"type": "nope", "id": "x1"},
+            {"type": "chat", "id": "c1", "text": "hi"},
+            {"type": "ping", "id": "p2"},
+        ]
+        for command in commands:  # none waits for the previous one's reply
+            await client.send(command)
+        await client.reply("p2")
+        replies = [e for e in client.events if e["type"] in ("ack", "error")]
+        assert [e["id"] for e in replies] == ["g1", "p1", "g2", "x1", "c1", "p2"]
+        assert [e["type"] for e in replies] == ["ack", "ack", "ack", "error", "ack", "ack"]
+        assert replies[2]["balance"] == {"coins": 67}
+
+
 async def test_resume_replays_exactly_the_missed_events(server: LiveServer, room: str) -> None:
     alice = Api(server, server.token("alice"))
     await alice.buy("us_350", key="p1")
