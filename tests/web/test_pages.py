@@ -290,3 +290,28 @@ async def test_demo_links_show_a_gift_on_the_overlay(tmp_path: Path, browser: Br
             await page.close()
     finally:
         await demo.stop()
+
+
+async def test_overlay_shows_the_creators_test_alerts_unless_told_not_to(
+    live: LiveServer, browser: Browser
+) -> None:
+    key = await _go_live(live)
+    shown = await _overlay(browser, live.url, key)
+    hidden = await _overlay(browser, live.url, key + "&test=0")
+    creator = Api(live, _token(live, "carol", creator=True))
+    try:
+        response = await creator.post(f"/v1/rooms/{ROOM}/test-events", {"gift": "lion"})
+        assert response.status_code == 202, response.text
+        alert = shown.locator("#alerts .gift-alert.test[data-gift=lion]")
+        await expect(alert.locator(".name")).to_have_text("Test Viewer", timeout=WAIT_MS)
+        await expect(alert).to_have_class(re.compile(r"\bbig\b"))  # 29,999 coins
+        # The same event reached the other overlay, which keeps it off screen.
+        response = await creator.post(f"/v1/rooms/{ROOM}/test-events", {"gift": "rose"})
+        await expect(shown.locator("#alerts .gift-alert.test")).to_have_count(2, timeout=WAIT_MS)
+        await hidden.wait_for_function("window.liveOverlay.skippedTests === 2")
+        assert await hidden.locator("#alerts .gift-alert").count() == 0
+    finally:
+        await creator.aclose()
+        for page in (shown, hidden):
+            assert PAGE_ERRORS.pop(page) == []
+            await page.close()

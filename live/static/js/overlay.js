@@ -206,7 +206,10 @@ function main() {
     onEvent(event) {
       switch (event.type) {
         case "gift":
-          if (event.test && !options.test) return;
+          if (event.test && !options.test) {
+            window.liveOverlay.skippedTests += 1;
+            return;
+          }
           alerts.gift(event);
           if (event.combo.end) {
             recent(`${displayName(event.sender)} sent ${event.gift.name} ×${event.combo.count}`, "gift");
@@ -239,7 +242,7 @@ function main() {
     say("Add ?key=<overlay key> to this page's address.");
     return;
   }
-  window.liveOverlay = { connection, alerts };
+  window.liveOverlay = { connection, alerts, skippedTests: 0 };
   connection.open();
 }
 
