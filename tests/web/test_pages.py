@@ -260,6 +260,7 @@ async def test_watch_page_states_errors_and_the_end_of_the_stream(
     await expect(teen.locator("#ended")).to_be_visible(timeout=WAIT_MS)
     await expect(teen.locator("#live-badge")).to_have_text("OFFLINE")
     await expect(teen.locator("#status")).to_have_attribute("data-status", "closed")
+    await expect(teen.locator("button.gift[data-gift=rose]")).to_be_disabled()
     for each in (page, teen):
         await each.close()
 

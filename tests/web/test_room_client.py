@@ -171,6 +171,17 @@ async def test_close_codes_decide_whether_to_come_back(page: Page, code: int, ag
         assert len(await _urls(page)) == 1
 
 
+async def test_after_the_stream_ended_commands_fail_at_once(page: Page) -> None:
+    await page.evaluate(START, {"persistent": False})
+    await page.evaluate("(w) => window.fake.receive([w])", _welcome(3))
+    await page.evaluate("window.fake.drop(4010)")
+    code = await page.evaluate(
+        "window.room.send('send_gift', { gift: 'rose' }).then(() => 'sent', (e) => e.code)"
+    )
+    assert code == "room_not_live"
+    assert await page.evaluate("window.fake.sent") == []
+
+
 async def test_an_overlay_stays_for_the_next_stream(page: Page) -> None:
     await page.evaluate(START, {"persistent": True})
     await page.evaluate("(w) => window.fake.receive([w])", _welcome(3))

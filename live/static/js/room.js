@@ -58,6 +58,7 @@ export class RoomConnection {
     this.pending = new Map(); // id -> {command, resolve, reject, timer}
     this.connections = 0;
     this.stableTimer = null;
+    this.finalClose = null; // the close code after which this connection won't come back
   }
 
   url() {
@@ -71,6 +72,7 @@ export class RoomConnection {
 
   open() {
     this.stopped = false;
+    this.finalClose = null;
     this.onStatus(this.connections === 0 ? "connecting" : "reconnecting");
     const ws = new WebSocket(this.url(), ["gift.v1.json"]);
     this.ws = ws;
@@ -160,6 +162,7 @@ export class RoomConnection {
       for (const id of [...this.pending.keys()]) {
         this.settle(id, null, new CommandError("connection_lost", "the connection closed"));
       }
+      this.finalClose = close.code;
       this.onStatus("closed", { code: close.code, reason: close.reason });
       return;
     }
@@ -183,7 +186,9 @@ export class RoomConnection {
       this.pending.set(command.id, { command, resolve, reject, timer });
       if (this.ws && this.ws.readyState === WebSocket.OPEN) {
         this.ws.send(JSON.stringify(command));
-      } else if (type !== "send_gift") {
+      } else if (this.finalClose === 4010) {
+        this.settle(command.id, null, new CommandError("room_not_live", "the stream has ended"));
+      } else if (type !== "send_gift" || this.finalClose !== null || this.stopped) {
         this.settle(command.id, null, new CommandError("connection_lost", "not connected"));
       }
     });

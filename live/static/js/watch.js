@@ -37,6 +37,7 @@ const state = {
   likesQueued: 0,
   likeTimer: null,
   alerts: new Map(), // combo id -> {node, timer}
+  live: true,
   seqs: [], // the last room events shown, in order (tests and support read it)
 };
 
@@ -177,7 +178,7 @@ function renderGifts() {
             class: `gift${affordable ? "" : " unaffordable"}`,
             dataset: { gift: gift.id },
             title: affordable ? `Send ${gift.name} ×${count}` : "Not enough coins",
-            disabled: !state.token || !state.you,
+            disabled: !state.token || !state.you || !state.live,
           },
           el("img", { src: gift.image || `/static/gifts/${gift.id}.svg`, alt: "" }),
           el("span", { class: "gift-name" }, gift.name),
@@ -301,6 +302,8 @@ function welcome(welcome, { resumed }) {
 }
 
 function setLive(live) {
+  state.live = live;
+  renderGifts();
   $("live-badge").textContent = live ? "LIVE" : "OFFLINE";
   $("live-badge").classList.toggle("live", live);
   $("ended").hidden = live;
