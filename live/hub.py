@@ -6,6 +6,11 @@ one tick, encoded once per codec in use, and the same bytes are written to every
 connection's sink: one frame per viewer per tick, whatever the gift rate, with no
 per-viewer task or await on this path. A viewer whose sink backs up past the
 limit is closed with 4008 and resumes from its last ``seq``.
+
+A delivery round writes to ``ROUND_SLICE`` connections per loop iteration: in a
+big room a round takes tens of milliseconds (a socket write each), and the loop
+keeps reading commands and finishing commits between the slices instead of
+only between rounds. The next round starts once this one is over.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import contextlib
 import logging
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from live.metrics import Metrics
@@ -30,6 +35,9 @@ log = logging.getLogger("live.hub")
 RECENT_EVENTS = 2_048
 """Events a channel remembers after sending them, so a viewer joining mid-tick
 catches up locally without asking the broker again."""
+
+ROUND_SLICE = 256
+"""Connections a delivery round writes to per event loop iteration."""
 
 
 class Connection:
@@ -104,6 +112,8 @@ class RoomChannel:
         self._flush_handle: asyncio.Handle | None = None
         self._last_flush = -1e9
         """Loop time of the last delivery (coalescing starts from there)."""
+        self._round: _Round | None = None
+        """The delivery round in progress, if any (see ``_deliver``)."""
         self._resync: asyncio.Task[None] | None = None
         self.ended = False
         self.viewers = 0
@@ -114,7 +124,7 @@ class RoomChannel:
         if self.hub.observer is not None:
             self.hub.observer(room_id, events)
         self.pending.extend(events)
-        if self._flush_handle is None and self._resync is None:
+        if self._flush_handle is None and self._resync is None and self._round is None:
             # At most one frame per tick, and no wait when the room was idle: the
             # first event after a quiet tick goes out on the next loop iteration
             # (what else arrives by then joins it); under load, events coalesce.
@@ -135,8 +145,8 @@ class RoomChannel:
 
     def flush(self) -> None:
         self._flush_handle = None
-        if not self.pending:
-            return
+        if not self.pending or self._round is not None:
+            return  # a round in progress schedules the next one when it ends
         batch = self.pending
         self.pending = []
         if len(batch) > 1 and any(
@@ -156,19 +166,52 @@ class RoomChannel:
         self._deliver(batch)
 
     def _deliver(self, batch: list[Event]) -> None:
+        """Start a round that writes ``batch`` to every connection lacking it."""
         self._last_flush = asyncio.get_running_loop().time()
-        first = batch[0]["seq"]
-        last = batch[-1]["seq"]
-        self.delivered_seq = last
+        self.delivered_seq = batch[-1]["seq"]
         self.recent.extend(batch)
         # Overlay-only detail (``overlay`` maps) never reaches viewers: a batch is
         # encoded once per codec and audience, the same bytes for all of an audience.
-        viewers_batch = viewer_view(batch)
-        shared: dict[tuple[str, bool], Outgoing] = {}
-        metrics = self.hub.metrics
-        limit = self.hub.send_buffer_bytes
-        sent = 0
-        for conn in list(self.connections):
+        # Connections that attach from now on catch up from ``recent``.
+        self._round = _Round(batch, viewer_view(batch), list(self.connections))
+        self._continue_round()
+
+    def _continue_round(self) -> None:
+        round_ = self._round
+        if round_ is None:
+            return
+        end = min(round_.next + ROUND_SLICE, len(round_.targets))
+        self._write(round_, round_.targets[round_.next : end])
+        round_.next = end
+        if end < len(round_.targets):
+            asyncio.get_running_loop().call_soon(self._continue_round)
+            return
+        self._round = None
+        if any(e["type"] == "room_ended" for e in round_.batch):
+            self.ended = True
+            for conn in list(self.connections):
+                self.hub.close_connection(conn, CloseCode.ROOM_ENDED, "room ended")
+        if self.pending and self._flush_handle is None and self._resync is None:
+            loop = asyncio.get_running_loop()
+            self._flush_handle = loop.call_at(
+                max(self._last_flush + self.hub.tick_seconds, loop.time()), self.flush
+            )
+
+    def finish_round(self) -> None:
+        """Write the rest of the round in progress now (shutdown)."""
+        while self._round is not None:
+            self._continue_round()
+
+    def _write(self, round_: _Round, targets: list[Connection]) -> None:
+        batch = round_.batch
+        first = batch[0]["seq"]
+        last = batch[-1]["seq"]
+        viewers_batch = round_.viewers_batch
+        shared = round_.shared
+        hub = self.hub
+        limit = hub.send_buffer_bytes
+        sent = frames = size = 0
+        for conn in targets:
             if conn.cursor >= last or conn.closed:
                 continue
             view = batch if conn.overlay else viewers_batch
@@ -184,18 +227,18 @@ class RoomChannel:
                     shared[name] = out_or_none
                 out = out_or_none
                 sent += len(batch)
-            conn.sink.write(out)
+            sink = conn.sink
+            sink.write(out)
             conn.cursor = last
-            metrics.frames_out += 1
-            metrics.bytes_out += len(out.payload)
-            if conn.sink.buffered() > limit:
-                metrics.slow_closes += 1
-                self.hub.close_connection(conn, CloseCode.TOO_SLOW, "too slow to keep up")
+            frames += 1
+            size += len(out.payload)
+            if sink.buffered() > limit:
+                hub.metrics.slow_closes += 1
+                hub.close_connection(conn, CloseCode.TOO_SLOW, "too slow to keep up")
+        metrics = hub.metrics
+        metrics.frames_out += frames
+        metrics.bytes_out += size
         metrics.events_out += sent
-        if any(e["type"] == "room_ended" for e in batch):
-            self.ended = True
-            for conn in list(self.connections):
-                self.hub.close_connection(conn, CloseCode.ROOM_ENDED, "room ended")
 
     def _start_resync(self) -> None:
         if self._resync is not None:
@@ -274,6 +317,18 @@ class RoomChannel:
                 if conn.overlay:
                     conn.send([error_event(None, "unauthorized", "the overlay key was rotated")])
                     self.hub.close_connection(conn, CloseCode.POLICY, "overlay key rotated")
+
+
+@dataclass(slots=True)
+class _Round:
+    """One batch on its way to the connections a channel had when it started."""
+
+    batch: list[Event]
+    viewers_batch: list[Event]
+    targets: list[Connection]
+    next: int = 0
+    shared: dict[tuple[str, bool], Outgoing] = field(default_factory=dict)
+    """The batch encoded once per (codec, overlay audience)."""
 
 
 @dataclass(slots=True)
@@ -398,7 +453,9 @@ class Hub:
 
     def flush_all(self) -> None:
         for channel in list(self.channels.values()):
+            channel.finish_round()
             channel.flush()
+            channel.finish_round()
 
     def close_all(self, code: int, reason: str) -> None:
         """Close every connection (shutdown: 1012 restart, clients reconnect elsewhere)."""

@@ -1,0 +1,129 @@
+"""The hub's fan-out in one process: rounds in slices, order and completeness."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import orjson
+
+from live.hub import ROUND_SLICE, Connection, Hub
+from live.metrics import Metrics
+from live.transport import Outgoing
+from protocol import JSON_CODEC
+from store.memory_broker import MemoryBroker
+
+ROOM = "room"
+
+
+class ListSink:
+    """Keeps every frame written to it, decoded."""
+
+    def __init__(self) -> None:
+        self.frames: list[list[dict[str, Any]]] = []
+        self.closed_with: int | None = None
+
+    def write(self, out: Outgoing) -> None:
+        self.frames.append(orjson.loads(out.payload))
+
+    def buffered(self) -> int:
+        return 0
+
+    def close(self, code: int, reason: str) -> None:
+        self.closed_with = code
+
+    @property
+    def closed(self) -> bool:
+        return self.closed_with is not None
+
+    def seqs(self) -> list[int]:
+        return [e["seq"] for frame in self.frames for e in frame if e["type"] != "welcome"]
+
+
+def make_hub() -> tuple[Hub, MemoryBroker]:
+    broker = MemoryBroker(history_size=1_000, history_seconds=60)
+    return Hub(broker=broker, metrics=Metrics(), tick_seconds=0.005), broker
+
+
+async def connect(hub: Hub, n: int) -> list[tuple[Connection, ListSink]]:
+    out = []
+    for i in range(n):
+        sink = ListSink()
+        conn = Connection(session=f"s{i}", room_id=ROOM, codec=JSON_CODEC, sink=sink, profile=None)
+        plan = await hub.join(conn, since=None)
+        hub.attach(conn, plan, {"type": "welcome", "seq": conn.cursor})
+        out.append((conn, sink))
+    return out
+
+
+def chat(n: int) -> dict[str, Any]:
+    return {"type": "chat", "id": f"c{n}", "sender": None, "text": str(n)}
+
+
+async def start_round(broker: MemoryBroker, events: list[dict[str, Any]]) -> None:
+    """Publish, then let the flush (due on the next loop iteration) start its round."""
+    await broker.publish(ROOM, events)
+    await asyncio.sleep(0)
+
+
+async def settle(hub: Hub) -> None:
+    for _ in range(200):
+        await asyncio.sleep(0.005)
+        channel = hub.channels.get(ROOM)
+        if channel is None or (channel._round is None and not channel.pending):
+            return
+
+
+async def test_a_round_reaches_every_viewer_in_slices_and_the_loop_runs_between() -> None:
+    hub, broker = make_hub()
+    crowd = await connect(hub, ROUND_SLICE * 3 + 5)
+    ran_during_round: list[int] = []
+    await start_round(broker, [chat(1)])
+    channel = hub.channels[ROOM]
+    # the first slice went out at once, the rest is still to come
+    assert channel._round is not None
+    asyncio.get_running_loop().call_soon(
+        lambda: ran_during_round.append(sum(1 for _, s in crowd if len(s.frames) > 1))
+    )
+    await settle(hub)
+    assert ran_during_round and ran_during_round[0] < len(crowd)
+    assert all(sink.seqs() == [1] for _, sink in crowd)
+    assert hub.metrics.frames_out == len(crowd)
+
+
+async def test_events_published_during_a_round_follow_it_in_order() -> None:
+    hub, broker = make_hub()
+    crowd = await connect(hub, ROUND_SLICE * 2 + 1)
+    await start_round(broker, [chat(1)])
+    assert hub.channels[ROOM]._round is not None
+    await broker.publish(ROOM, [chat(2)])  # while the first round is under way
+    await asyncio.sleep(0)
+    await broker.publish(ROOM, [chat(3), chat(4)])
+    await settle(hub)
+    for _, sink in crowd:
+        assert sink.seqs() == [1, 2, 3, 4]
+        assert sink.frames[1] == [dict(chat(1), seq=1, ts=sink.frames[1][0]["ts"])]
+
+
+async def test_a_viewer_joining_mid_round_gets_each_event_once() -> None:
+    hub, broker = make_hub()
+    crowd = await connect(hub, ROUND_SLICE * 2 + 1)
+    await start_round(broker, [chat(1)])
+    assert hub.channels[ROOM]._round is not None
+    late = await connect(hub, 1)
+    await broker.publish(ROOM, [chat(2)])
+    await settle(hub)
+    for _, sink in crowd:
+        assert sink.seqs() == [1, 2]
+    assert late[0][1].seqs() == [2]  # its welcome's seq already counted event 1
+
+
+async def test_closing_everything_finishes_the_round_first() -> None:
+    hub, broker = make_hub()
+    crowd = await connect(hub, ROUND_SLICE * 2 + 1)
+    await start_round(broker, [chat(1)])
+    assert hub.channels[ROOM]._round is not None
+    hub.close_all(1012, "restart")
+    for _, sink in crowd:
+        assert sink.seqs() == [1]
+        assert sink.closed_with == 1012
