@@ -18,8 +18,12 @@ give, without the statement journal that (measured on this code) costs a third
 of each gift's time. Operations must therefore be functions of the database
 alone: they may run more than once before their batch commits.
 
-Reads run on a small pool of read-only connections in their own threads; WAL
-lets them run beside the writer and see every acknowledged write.
+Reads run on a few reader threads, each with its own read-only connection;
+WAL lets them run beside the writer and see every acknowledged write. A read is
+handed over on a plain queue and its result comes back with one
+``call_soon_threadsafe``: reads are small and many (stream totals, leaderboards,
+goals), and ``run_in_executor``'s futures, locks and conditions cost the event
+loop more than the query itself.
 
 Money semantics (the scaled engine copies them exactly, the conformance suite
 checks both):
@@ -58,7 +62,6 @@ import queue
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, TypeVar
@@ -236,6 +239,15 @@ class _Op:
     future: asyncio.Future[Any]
 
 
+def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
+    """Runs on the caller's loop: hand one caller its result or error."""
+    if not future.done():  # else the caller gave up (cancelled)
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
+
+
 _STOP: Final = object()
 
 
@@ -277,10 +289,12 @@ class SQLiteDatabase:
         self._closed = False
         self._dead: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="sqlite-writer", daemon=True)
-        self._readers = ThreadPoolExecutor(max_workers=readers, thread_name_prefix="sqlite-read")
-        self._read_pool: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
-        self._read_conns: list[sqlite3.Connection] = []
-        self._read_lock = threading.Lock()
+        self._read_queue: queue.SimpleQueue[_Op | object] = queue.SimpleQueue()
+        self._readers = [
+            threading.Thread(target=self._run_reader, name=f"sqlite-read-{n}", daemon=True)
+            for n in range(readers)
+        ]
+        self._readers_started = False
         # WAL checkpoints copy pages back into the main file and fsync it; done
         # inside COMMIT they would stall the writer, so a third thread does them.
         self._checkpoint_interval = checkpoint_interval
@@ -331,9 +345,15 @@ class SQLiteDatabase:
     async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn`` on a read-only connection in a reader thread."""
         self._check_open()
+        if not self._readers_started:
+            self._readers_started = True
+            for thread in self._readers:
+                thread.start()
         loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._read_queue.put(_Op(fn, loop, future))
         try:
-            return await loop.run_in_executor(self._readers, self._read_call, fn)
+            return await future
         except sqlite3.Error as exc:
             raise Unavailable(f"sqlite read failed: {exc}") from exc
 
@@ -360,26 +380,49 @@ class SQLiteDatabase:
         if self._dead is not None:
             raise Unavailable(f"the sqlite writer stopped: {self._dead}")
 
-    def _read_call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    def _run_reader(self) -> None:
+        """A reader thread: its own connection, one read at a time until told to stop."""
+        conn: sqlite3.Connection | None = None
         try:
-            conn = self._read_pool.get_nowait()
-        except queue.Empty:
-            conn = _connect(self.path, readonly=True)
-            with self._read_lock:
-                self._read_conns.append(conn)
-        try:
-            return fn(conn)
+            while True:
+                item = self._read_queue.get()
+                if not isinstance(item, _Op):
+                    return
+                ok, value = True, None
+                try:
+                    if conn is None:
+                        conn = _connect(self.path, readonly=True)
+                    value = item.fn(conn)
+                except BaseException as exc:  # handed to the caller, like an executor
+                    ok, value = False, exc
+                finally:
+                    if conn is not None and conn.in_transaction:
+                        with contextlib.suppress(sqlite3.Error):
+                            conn.rollback()
+                with contextlib.suppress(RuntimeError):  # that loop is closed: nobody waits
+                    item.loop.call_soon_threadsafe(_settle, item.future, ok, value)
         finally:
-            if conn.in_transaction:
-                conn.rollback()
-            self._read_pool.put(conn)
+            if conn is not None:
+                conn.close()
 
     def _close_readers(self) -> None:
-        self._readers.shutdown(wait=True)
-        with self._read_lock:
-            for conn in self._read_conns:
-                conn.close()
-            self._read_conns.clear()
+        if not self._readers_started:
+            return
+        for _ in self._readers:
+            self._read_queue.put(_STOP)
+        for thread in self._readers:
+            thread.join()
+        # reads queued behind the stops (none once closed: read() checks first)
+        while True:
+            try:
+                item = self._read_queue.get_nowait()
+            except queue.Empty:
+                break
+            if isinstance(item, _Op):
+                with contextlib.suppress(RuntimeError):
+                    item.loop.call_soon_threadsafe(
+                        _settle, item.future, False, Unavailable("the store is closed")
+                    )
 
     def _run(self) -> None:
         """The writer thread: connect, then batch and commit until told to stop."""
