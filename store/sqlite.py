@@ -118,6 +118,8 @@ MAX_KEY_LENGTH: Final = 200
 MAX_ID_LENGTH: Final = 200
 WAL_AUTOCHECKPOINT_PAGES: Final = 16_000
 MAX_ATTEMPTS: Final = 8
+MAX_GIFT_TOTALS: Final = 10_000
+"""Streams whose gift totals ``SQLiteDatabase.gift_totals`` keeps at most."""
 """Passes over one batch before the writer gives up on it (each pass drops one
 op that failed after writing)."""
 
@@ -311,6 +313,10 @@ class SQLiteDatabase:
         """Operations run by the writer, for metrics and tests."""
         self.restarts = 0
         """Batches rolled back and run again because an op failed after writing."""
+        self.gift_totals: dict[tuple[str, int], tuple[int, int, int]] = {}
+        """(room, stream) -> (gifts, coins, diamonds) as of the latest gift committed
+        through this process (the only writer of the file): the room events' stream
+        totals without a read per gift. See ``note_gift_totals``."""
 
     @classmethod
     async def open(cls, path: Path, **options: Any) -> SQLiteDatabase:
@@ -324,6 +330,17 @@ class SQLiteDatabase:
             raise
         db._checkpointer.start()
         return db
+
+    def note_gift_totals(self, room_id: str, stream_id: int, totals: tuple[int, int, int]) -> None:
+        """Remember a stream's gift totals read in a committed transaction. Coins only
+        grow within a stream, so the entry with more coins is the later one whatever
+        order the callers resume in."""
+        key = (room_id, stream_id)
+        known = self.gift_totals.get(key)
+        if known is None or totals[1] > known[1]:
+            if known is None and len(self.gift_totals) >= MAX_GIFT_TOTALS:
+                self.gift_totals.clear()  # a cache: what is missing is read again
+            self.gift_totals[key] = totals
 
     @property
     def queued(self) -> int:
@@ -793,7 +810,10 @@ class SQLiteWallet:
             diamonds=diamonds,
             policy=self._policy,
         )
-        return await self._db.write(lambda conn: _send_gift(conn, plan))
+        receipt, totals = await self._db.write(lambda conn: _send_gift(conn, plan))
+        if totals is not None:
+            self._db.note_gift_totals(receipt.room_id, receipt.stream_id, totals)
+        return receipt
 
     async def balance(self, user_id: str) -> Balance:
         """Coins and diamonds; zero for a user never seen."""
@@ -826,7 +846,10 @@ _GIFT_CONTEXT: Final = (
 """Everything a gift checks, in one statement (one round trip instead of three)."""
 
 
-def _send_gift(conn: sqlite3.Connection, plan: _GiftPlan) -> GiftReceipt:
+def _send_gift(
+    conn: sqlite3.Connection, plan: _GiftPlan
+) -> tuple[GiftReceipt, tuple[int, int, int] | None]:
+    """The gift's receipt, and its stream's gift totals with it (None for a replay)."""
     request = plan.request
     sender = request.sender
     scope = plan.scope
@@ -843,7 +866,7 @@ def _send_gift(conn: sqlite3.Connection, plan: _GiftPlan) -> GiftReceipt:
     if seen is not None:
         if seen != fingerprint:
             raise Conflict("this idempotency key was already used for a different request")
-        return GiftReceipt(**orjson.loads(stored), replayed=True)
+        return GiftReceipt(**orjson.loads(stored), replayed=True), None
     if creator_id is None:
         raise NotFound("room not found")
     if not live:
@@ -902,7 +925,7 @@ def _send_gift(conn: sqlite3.Connection, plan: _GiftPlan) -> GiftReceipt:
         "DO UPDATE SET coins = coins + excluded.coins, user = excluded.user",
         (request.room_id, stream_id, sender.id, plan.sender_json, total),
     )
-    record_gift(
+    totals = record_gift(
         conn,
         room_id=receipt.room_id,
         stream_id=receipt.stream_id,
@@ -925,7 +948,7 @@ def _send_gift(conn: sqlite3.Connection, plan: _GiftPlan) -> GiftReceipt:
         created_at=receipt.created_at,
     )
     _store_key(conn, scope, request.key, fingerprint, receipt)
-    return receipt
+    return receipt, totals
 
 
 def _balance(conn: sqlite3.Connection, user_id: str) -> Balance:

@@ -72,16 +72,17 @@ def record_gift(
     coins: int,
     diamonds: int,
     created_at: int,
-) -> None:
+) -> tuple[int, int, int]:
     """A committed gift's room totals: the stream's, the goal's, the creator's
-    supporters (today's and all-time). Only writes: nothing here can refuse a gift."""
-    conn.execute(
+    supporters (today's and all-time). Only writes: nothing here can refuse a gift.
+    Returns the stream's gift totals with this gift: (gifts, coins, diamonds)."""
+    gifts, stream_coins, stream_diamonds = conn.execute(
         "INSERT INTO stream_stats (room_id, stream_id, gifts, coins, diamonds) "
         "VALUES (?, ?, ?, ?, ?) ON CONFLICT (room_id, stream_id) DO UPDATE SET "
         "gifts = gifts + excluded.gifts, coins = coins + excluded.coins, "
-        "diamonds = diamonds + excluded.diamonds",
+        "diamonds = diamonds + excluded.diamonds RETURNING gifts, coins, diamonds",
         (room_id, stream_id, count, coins, diamonds),
-    )
+    ).fetchone()
     conn.execute(
         "UPDATE room_goals SET progress = progress + ? WHERE room_id = ? AND stream_id = ?",
         (diamonds, room_id, stream_id),
@@ -95,3 +96,4 @@ def record_gift(
             *(creator_id, utc_day(created_at), sender_id, sender_json, coins),
         ),
     )
+    return int(gifts), int(stream_coins), int(stream_diamonds)

@@ -89,7 +89,7 @@ class SQLiteRoomActivity:
         diamonds: int,
         window_ms: int,
     ) -> int:
-        stats = await self.stream_stats(room_id, stream_id)
+        stats = await self._gift_stats(room_id, stream_id)
         ended = await self._ended_stats(room_id, stream_id)
         # From here to the publish: no await, so no other change of this room slips in.
         now = _monotonic_ms()
@@ -126,7 +126,7 @@ class SQLiteRoomActivity:
         if not combos:
             return 0
         streams = {combo.stream_id for combo in combos.values()}
-        stats = {s: await self.stream_stats(room_id, s) for s in streams}
+        stats = {s: await self._gift_stats(room_id, s) for s in streams}
         combos = self._combos.get(room_id)
         if not combos:
             return 0
@@ -148,7 +148,18 @@ class SQLiteRoomActivity:
         combos = self._combos.get(room_id, {})
         now = _monotonic_ms()
         others = {c.stream_id for c in combos.values() if c.deadline <= now} - {stream_id}
-        return {s: await self.stream_stats(room_id, s) for s in others}
+        return {s: await self._gift_stats(room_id, s) for s in others}
+
+    async def _gift_stats(self, room_id: str, stream_id: int) -> StreamStats:
+        """The stream's gift totals for the overlay detail of gift events: from the
+        last committed gift when this process has seen one (no read), else read.
+        Only ``gifts``, ``coins`` and ``diamonds`` are meant to be used."""
+        totals = self._db.gift_totals.get((room_id, stream_id))
+        if totals is not None:
+            return StreamStats(*totals)
+        stats = await self.stream_stats(room_id, stream_id)
+        self._db.note_gift_totals(room_id, stream_id, (stats.gifts, stats.coins, stats.diamonds))
+        return stats
 
     @staticmethod
     def _end(
