@@ -286,3 +286,44 @@ async def test_check_reads_the_file(tmp_path: Path) -> None:
     await engine.close()
     with pytest.raises(Unavailable):
         await engine.ready()
+
+
+async def test_reads_run_side_by_side_and_errors_reach_their_caller(tmp_path: Path) -> None:
+    db = await SQLiteDatabase.open(tmp_path / DATABASE_FILE)
+    try:
+
+        def boom(conn: sqlite3.Connection) -> None:
+            conn.execute("SELECT * FROM no_such_table")
+
+        results = await asyncio.gather(
+            *(db.read(lambda c, n=n: c.execute("SELECT ?", (n,)).fetchone()[0]) for n in range(50)),
+            db.read(boom),
+            return_exceptions=True,
+        )
+        assert results[:50] == list(range(50))
+        assert isinstance(results[50], Unavailable)
+        assert await db.read(lambda c: 1) == 1  # the reader that failed still reads
+    finally:
+        await db.close()
+    with pytest.raises(Unavailable):
+        await db.read(lambda c: 1)
+
+
+async def test_gift_totals_come_from_the_commits_and_only_grow(tmp_path: Path) -> None:
+    engine = await open_engine_at(tmp_path / "data")
+    try:
+        room = await engine.rooms.go_live(room_id="room", creator=BOB, title="t")
+        await engine.wallet.purchase(purchase_request(engine))
+        await asyncio.gather(
+            *(engine.wallet.send_gift(gift_request(engine, f"k{n}", count=n)) for n in (1, 2, 3))
+        )
+        await engine.wallet.send_gift(gift_request(engine, "k1", count=1))  # a replay
+        stats = await engine.activity.stream_stats("room", room.stream_id)
+        assert (stats.gifts, stats.coins) == (6, 6)
+        db = engine.wallet._db  # type: ignore[attr-defined]
+        key = ("room", room.stream_id)
+        assert db.gift_totals[key] == (stats.gifts, stats.coins, stats.diamonds)
+        db.note_gift_totals("room", room.stream_id, (1, 1, 1))  # an older answer, resumed late
+        assert db.gift_totals[key][1] == 6
+    finally:
+        await engine.close()
