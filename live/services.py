@@ -17,6 +17,7 @@ from live.errors import LiveError
 from live.hub import Hub
 from live.metrics import Metrics
 from live.payments import PaymentProvider
+from live.reads import SharedReads
 from live.settings import Settings
 from protocol import events as ev
 from store.engine import Engine
@@ -48,6 +49,8 @@ class Services:
     payments: dict[str, PaymentProvider] = field(default_factory=dict)
     activity: Activity = field(init=False)
     """The room experience on this node: combos, likes, viewers, chat, goals..."""
+    shared_reads: SharedReads = field(init=False, default_factory=SharedReads)
+    """Reads of a room's state that handshakes arriving together share."""
 
     def __post_init__(self) -> None:
         self.activity = Activity(self)

@@ -81,7 +81,8 @@ async def live_endpoint(websocket: WebSocket) -> None:
         except AuthError as exc:
             await refuse("unauthorized", str(exc), CloseCode.POLICY)
             return
-    room = await services.engine.rooms.get(room_id)
+    shared = services.shared_reads  # a crowd joining together reads the room once
+    room = await shared.get(("room", room_id), lambda: services.engine.rooms.get(room_id))
     if room is None:
         await refuse("not_found", "room not found", CloseCode.ROOM_NOT_FOUND)
         return
@@ -138,8 +139,10 @@ async def live_endpoint(websocket: WebSocket) -> None:
     hub = services.hub
     handed_over = False
     try:
-        leaderboard = await services.engine.rooms.leaderboard(room_id, limit=10)
-        goal = await services.engine.activity.goal(room_id)
+        leaderboard = await shared.get(
+            ("leaderboard", room_id), lambda: services.engine.rooms.leaderboard(room_id, limit=10)
+        )
+        goal = await shared.get(("goal", room_id), lambda: services.engine.activity.goal(room_id))
         stats = None
         if overlay:
             stats = await services.engine.activity.stream_stats(room_id, room.stream_id)
