@@ -177,15 +177,18 @@ async def test_webhook_credits_once_whatever_the_order_and_retries(
     # the refund arrives first: not credited yet, so the provider will deliver it again
     early = await deliver(guest, refunded)
     assert (early.status_code, error(early)) == (404, "not_found")
-    first = await deliver(guest, paid, timestamp=int(time.time()) - 1)
+    # Each delivery is signed at its own second (one clock reading for all: a second
+    # boundary crossed between deliveries must not make two signatures equal).
+    now = int(time.time())
+    first = await deliver(guest, paid, timestamp=now - 1)
     assert first.status_code == 200, first.text
     assert first.json()["purchase"]["coins"] == 350 + 35  # the first-purchase bonus
     for n in range(3):  # retries, each signed anew
-        retry = await deliver(guest, paid, timestamp=int(time.time()) - 2 - n)
+        retry = await deliver(guest, paid, timestamp=now - 2 - n)
         assert retry.status_code == 200 and retry.json()["purchase"]["replayed"] is True
     assert await alice.balance() == 385
 
-    reversed_ = await deliver(guest, refunded, timestamp=int(time.time()) - 3)
+    reversed_ = await deliver(guest, refunded, timestamp=now - 5)
     assert reversed_.status_code == 200, reversed_.text
     assert reversed_.json()["reversal"]["taken"] == 385
     chargeback = sandbox_event(PAYMENT_CHARGEBACK, payment_id="pay-1", event_id="evt-3")
