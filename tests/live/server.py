@@ -76,6 +76,8 @@ class LiveServer:
         return env
 
     async def start(self, *, timeout: float = 20.0) -> None:
+        """Start the server (and the ledger worker), or only what is not running: a
+        second server on the same port would fail while the first one answers."""
         log = self.log_path.open("ab")
         if self.ledger and self.ledger_proc is None:
             self.ledger_proc = subprocess.Popen(  # noqa: ASYNC220
@@ -84,6 +86,8 @@ class LiveServer:
                 stdout=log,
                 stderr=log,
             )
+        if self.proc is not None and self.proc.poll() is None:
+            return
         self.proc = subprocess.Popen(  # noqa: ASYNC220 - starting it is instant
             [sys.executable, "-m", "live", "serve"], env=self.env(), stdout=log, stderr=log
         )
