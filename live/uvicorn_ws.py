@@ -77,10 +77,11 @@ class LiveWebSocketProtocol(WebSocketsSansIOProtocol):
             queued.append(self.queue.get_nowait())
         handoff = self.handoff = Handoff(on_message, on_disconnect)
         self.queue = handoff  # type: ignore[assignment]
+        # From here the app pauses the reads while it is busy: first undo uvicorn's
+        # pause (it waits for a receive() that will not come), then hand over.
+        self.resume_reading_frames()
         for message in queued:
             handoff.put_nowait(dict(message))
-        if self.read_paused and not handoff.done:
-            self.resume_reading_frames()
 
     def pause_reading_frames(self) -> None:
         """The app has a command in hand: read no more until it is answered."""
