@@ -55,7 +55,6 @@ import pwd
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -73,7 +72,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, WebSocketException
 
 from live.auth import issue_token
-from loadtest.servers import postgres_bindir
+from loadtest.servers import free_port, postgres_bindir
 
 FAULTS = (
     "redis-kill",
@@ -129,13 +128,6 @@ class Outcome:
 
 
 # -- processes --------------------------------------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class Proc:
@@ -218,7 +210,7 @@ class Cluster:
     def __init__(self, config: ChaosConfig, root: Path) -> None:
         self.config, self.root = config, root
         self.secret = "chaos-" + os.urandom(16).hex()
-        self.redis_port, self.pg_port = _free_port(), _free_port()
+        self.redis_port, self.pg_port = free_port(), free_port()
         redis_bin = shutil.which("redis-server")
         if redis_bin is None:
             raise RuntimeError("redis-server is needed (apt-get install redis-server)")
@@ -294,7 +286,7 @@ class Cluster:
             user=self.pg_user,
             stop_signal=signal.SIGINT,
         )
-        self.node_ports = [_free_port() for _ in range(config.nodes)]
+        self.node_ports = [free_port() for _ in range(config.nodes)]
         self.nodes = [
             Proc(
                 f"node{i}",
