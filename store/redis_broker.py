@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 import orjson
+from redis._parsers.hiredis import NOT_ENOUGH_DATA
 from redis.asyncio import ConnectionPool
 from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
@@ -80,6 +81,13 @@ def _stamp(payload: bytes) -> tuple[int, list[Event]]:
         event["seq"] = first + index
         event["ts"] = ts
     return first, events
+
+
+def _parsed_replies(conn: AbstractConnection) -> Any:
+    """The connection's hiredis reader (replies read from the socket and not taken
+    yet), or ``None`` with another parser: then each message is read on its own."""
+    reader = getattr(getattr(conn, "_parser", None), "_reader", None)
+    return reader if reader is not None and hasattr(reader, "gets") else None
 
 
 @dataclass(slots=True)
@@ -364,15 +372,26 @@ class RedisBroker:
                 await conn.send_packed_command(conn.pack_command(b"PING"), check_health=False)
                 continue
             idle = 0
-            if not isinstance(message, list) or len(message) < 3:
-                continue
-            kind = message[0]
-            if kind == b"message":
-                self._deliver(message[1], message[2])
-            elif kind == b"subscribe":
-                self._confirmed(message[1], subscribed=True)
-            elif kind == b"unsubscribe":
-                self._confirmed(message[1], subscribed=False)
+            self._handle(message)
+            # What the same read brought in is parsed already: take it without one
+            # await and one timeout per message (a busy node gets many per read).
+            parsed = _parsed_replies(conn)
+            if parsed is not None:
+                while (message := parsed.gets()) is not False and message is not NOT_ENOUGH_DATA:
+                    if isinstance(message, Exception):
+                        raise message
+                    self._handle(message)
+
+    def _handle(self, message: Any) -> None:
+        if not isinstance(message, list) or len(message) < 3:
+            return
+        kind = message[0]
+        if kind == b"message":
+            self._deliver(message[1], message[2])
+        elif kind == b"subscribe":
+            self._confirmed(message[1], subscribed=True)
+        elif kind == b"unsubscribe":
+            self._confirmed(message[1], subscribed=False)
 
     def _confirmed(self, channel: bytes, *, subscribed: bool) -> None:
         left = self._outstanding.get(channel, 1) - 1
