@@ -26,6 +26,7 @@ from store.sqlite import SQLiteDatabase, _load_room
 from store.sqlite_room_totals import ALL_TIME
 
 RESTRICTION_KINDS = ("ban", "mute")
+MAX_GOALLESS = 100_000
 
 
 def _monotonic_ms() -> float:
@@ -73,6 +74,10 @@ class SQLiteRoomActivity:
         self._peaks: dict[tuple[str, int], int] = {}
         self._leases: dict[tuple[str, str], float] = {}
         self._chat_windows: dict[tuple[str, str], tuple[int, float]] = {}
+        self._goalless: set[str] = set()
+        """Rooms read without a goal since the last ``set_goal`` here (the only way a
+        goal appears): their leaderboard announcements skip the goal's read."""
+        self._goals_set = 0
 
     # -- combos --------------------------------------------------------------------------
     async def publish_gift(
@@ -254,12 +259,25 @@ class SQLiteRoomActivity:
             raise BadRequest("a goal's target must be at least 1 diamond")
         goal_id = new_id("goal")
         set_at = now_ms()
-        return await self._db.write(
-            lambda conn: _set_goal(conn, room_id, goal_id, target, title, set_at)
-        )
+        try:
+            return await self._db.write(
+                lambda conn: _set_goal(conn, room_id, goal_id, target, title, set_at)
+            )
+        finally:
+            # after the commit: a read that began before it may not remember "none"
+            self._goals_set += 1
+            self._goalless.discard(room_id)
 
     async def goal(self, room_id: str) -> Goal | None:
-        return await self._db.read(lambda conn: _goal(conn, room_id))
+        if room_id in self._goalless:
+            return None
+        goals_set = self._goals_set
+        goal = await self._db.read(lambda conn: _goal(conn, room_id))
+        if goal is None and goals_set == self._goals_set:
+            if len(self._goalless) >= MAX_GOALLESS:
+                self._goalless.clear()  # a cache: what is missing is read again
+            self._goalless.add(room_id)
+        return goal
 
     async def claim_goal(self, room_id: str, goal_id: str) -> Goal | None:
         return await self._db.write(lambda conn: _claim_goal(conn, room_id, goal_id))

@@ -151,6 +151,26 @@ async def test_goals(engine: Engine) -> None:
         await engine.activity.set_goal(ROOM, target=5, title="late")
 
 
+async def test_a_goal_set_after_reads_without_one_is_seen(engine: Engine) -> None:
+    await live(engine)
+    assert await engine.activity.goal(ROOM) is None
+    assert await engine.activity.goal(ROOM) is None
+    goal = await engine.activity.set_goal(ROOM, target=7, title="seven")
+    current = await engine.activity.goal(ROOM)
+    assert current is not None and current.id == goal.id
+    # reads racing a new stream's goal: once it is set, reads see it
+    await engine.rooms.end(ROOM, by=BOB)
+    await live(engine)
+    reads = [engine.activity.goal(ROOM) for _ in range(5)]
+    _, again = await asyncio.gather(asyncio.gather(*reads), set_goal(engine, "again"))
+    current = await engine.activity.goal(ROOM)
+    assert current is not None and current.id == again.id
+
+
+async def set_goal(engine: Engine, title: str) -> Any:
+    return await engine.activity.set_goal(ROOM, target=9, title=title)
+
+
 # --------------------------------------------------------------------------- #
 # combos
 # --------------------------------------------------------------------------- #
