@@ -278,7 +278,7 @@ class SQLiteDatabase:
         max_batch: int = 512,
         max_pending: int = 8_192,
         readers: int = 2,
-        checkpoint_interval: float = 0.2,
+        checkpoint_interval: float = 1.0,
     ) -> None:
         if max_batch < 1 or max_pending < 1 or readers < 1:
             raise ValueError("max_batch, max_pending and readers must be >= 1")
