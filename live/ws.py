@@ -28,6 +28,7 @@ from live.transport import RAW_EXTENSION, AsgiSink, RawSink, RawWebSocket, Sink
 from protocol import (
     Chat,
     CloseCode,
+    Command,
     CommandReader,
     Like,
     Ping,
@@ -208,19 +209,32 @@ async def _read_commands(websocket: WebSocket, services: Services, conn: Connect
             data = message.get("text", "")
         services.metrics.events_in += 1
         result = reader.receive(data, now=loop.time())
-        if isinstance(result, Reject):
-            conn.send([result.error])
-        elif isinstance(result, CloseDecision):
-            if result.error is not None:
-                conn.send([result.error])
-            services.hub.close_connection(conn, result.code, result.reason)
+        waiting = _answer_at_once(services, conn, result)
+        if isinstance(result, CloseDecision):
             return
-        elif isinstance(result, Like):
-            # likes are published once per tick: the next command need not wait
-            _reply_later(services, conn, result)
-        else:
-            reply = await _execute(services, conn, result)
-            conn.send([reply])
+        if waiting is not None:
+            conn.send([await _execute(services, conn, waiting)])
+
+
+def _answer_at_once(
+    services: Services, conn: Connection, result: Command | Reject | CloseDecision
+) -> SendGift | Chat | None:
+    """Do what a command reader does without waiting on the engine: answer a bad
+    frame, close, queue a like (likes are published once per tick, so the next
+    command need not wait), answer a ping. Returns the command that must wait."""
+    if isinstance(result, Reject):
+        conn.send([result.error])
+    elif isinstance(result, CloseDecision):
+        if result.error is not None:
+            conn.send([result.error])
+        services.hub.close_connection(conn, result.code, result.reason)
+    elif isinstance(result, Like):
+        _reply_later(services, conn, result)
+    elif isinstance(result, Ping):
+        conn.send([ev.ack(id=result.id)])
+    else:
+        return result
+    return None
 
 
 class Commands:
@@ -267,19 +281,10 @@ class Commands:
             services.metrics.events_in += 1
             loop = asyncio.get_running_loop()
             result = self._reader.receive(data, now=loop.time())
-            if isinstance(result, Reject):
-                conn.send([result.error])
-            elif isinstance(result, CloseDecision):
-                if result.error is not None:
-                    conn.send([result.error])
-                services.hub.close_connection(conn, result.code, result.reason)
-            elif isinstance(result, Like):
-                _reply_later(services, conn, result)
-            elif isinstance(result, Ping):
-                conn.send([ev.ack(id=result.id)])
-            else:
+            waiting = _answer_at_once(services, conn, result)
+            if waiting is not None:
                 self._busy = True
-                self._raw.track(loop.create_task(self._run(result)))
+                self._raw.track(loop.create_task(self._run(waiting)))
         except Exception:
             log.exception("reading a command failed")
             services.hub.close_connection(conn, CloseCode.INTERNAL_ERROR, "internal error")
