@@ -72,7 +72,13 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, WebSocketException
 
 from live.auth import issue_token
-from loadtest.servers import free_port, postgres_bindir
+from loadtest.servers import (
+    free_port,
+    init_postgres,
+    postgres_command,
+    postgres_os_user,
+    redis_command,
+)
 
 FAULTS = (
     "redis-kill",
@@ -217,71 +223,23 @@ class Cluster:
         (root / "redis").mkdir(parents=True)
         self.redis = Proc(
             "redis",
-            [
-                redis_bin,
-                "--port",
-                str(self.redis_port),
-                "--bind",
-                "127.0.0.1",
-                "--dir",
-                str(root / "redis"),
-                "--save",
-                "",
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                config.appendfsync,
-                "--daemonize",
-                "no",
-            ],
+            redis_command(
+                redis_bin, self.redis_port, root / "redis", appendfsync=config.appendfsync
+            ),
             root / "redis.log",
         )
-        self.pg_user = "postgres" if os.geteuid() == 0 else None
+        self.pg_user = postgres_os_user()
         self.pg_dir = root / "postgres"
-        bindir = postgres_bindir()
-        self.pg_dir.mkdir()
-        (self.pg_dir / "sockets").mkdir()
         if self.pg_user is not None:
             entry = pwd.getpwnam(self.pg_user)
             os.chmod(root, 0o755)
-            for path in (self.pg_dir, self.pg_dir / "sockets"):
-                os.chown(path, entry.pw_uid, entry.pw_gid)
-        subprocess.run(
-            [
-                str(bindir / "initdb"),
-                "-D",
-                str(self.pg_dir / "data"),
-                "-U",
-                "postgres",
-                "--auth=trust",
-                "-E",
-                "UTF8",
-                "--no-sync",
-            ],
-            check=True,
-            capture_output=True,
-            user=self.pg_user,
-        )
+        init_postgres(self.pg_dir, user=self.pg_user)
         (root / "postgres.log").touch()
         if self.pg_user is not None:
             os.chown(root / "postgres.log", entry.pw_uid, entry.pw_gid)
         self.postgres = Proc(
             "postgres",
-            [
-                str(bindir / "postgres"),
-                "-D",
-                str(self.pg_dir / "data"),
-                "-p",
-                str(self.pg_port),
-                "-k",
-                str(self.pg_dir / "sockets"),
-                "-c",
-                "listen_addresses=127.0.0.1",
-                "-c",
-                "fsync=off",
-                "-c",
-                "max_connections=200",
-            ],
+            postgres_command(self.pg_dir, self.pg_port, "fsync=off"),
             root / "postgres.log",
             user=self.pg_user,
             stop_signal=signal.SIGINT,

@@ -110,76 +110,25 @@ class Scaled:
             raise RuntimeError(
                 "the scaled engine needs redis-server (apt-get install redis-server)"
             )
-        bindir = postgres_bindir()
         self.redis_port = free_port()
         self.pg_port = free_port()
         (root / "redis").mkdir(parents=True)
         self.redis = Process(
             "redis",
-            [
-                redis,
-                "--port",
-                str(self.redis_port),
-                "--bind",
-                "127.0.0.1",
-                "--dir",
-                str(root / "redis"),
-                "--save",
-                "",
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "everysec",
-                "--daemonize",
-                "no",
-            ],
+            redis_command(redis, self.redis_port, root / "redis", appendfsync="everysec"),
             env=dict(os.environ),
             log=root / "redis.log",
             cpus=cpus,
         )
-        user = "postgres" if os.geteuid() == 0 else None
-        pg = root / "postgres"
-        pg.mkdir()
-        (pg / "sockets").mkdir()
+        user = postgres_os_user()
         if user is not None:
-            entry = pwd.getpwnam(user)
             for folder in (root.parent, root):  # the postgres user must reach its dir
                 os.chmod(folder, 0o755)
-            for path in (pg, pg / "sockets"):
-                os.chown(path, entry.pw_uid, entry.pw_gid)
-        subprocess.run(
-            [
-                str(bindir / "initdb"),
-                "-D",
-                str(pg / "data"),
-                "-U",
-                "postgres",
-                "--auth=trust",
-                "-E",
-                "UTF8",
-                "--no-sync",
-            ],
-            check=True,
-            capture_output=True,
-            user=user,
-        )
+        pg = root / "postgres"
+        init_postgres(pg, user=user)
         self.postgres = Process(
             "postgres",
-            [
-                str(bindir / "postgres"),
-                "-D",
-                str(pg / "data"),
-                "-p",
-                str(self.pg_port),
-                "-k",
-                str(pg / "sockets"),
-                "-c",
-                "listen_addresses=127.0.0.1",
-                "-c",
-                "synchronous_commit=off",
-                "-c",
-                "max_connections=200",
-            ],
+            postgres_command(pg, self.pg_port, "synchronous_commit=off"),
             env=dict(os.environ),
             log=root / "postgres.log",
             cpus=cpus,
@@ -224,6 +173,55 @@ class Scaled:
     def stop(self) -> None:
         self.postgres.stop(signal.SIGINT)
         self.redis.stop()
+
+
+def redis_command(binary: str, port: int, folder: Path, *, appendfsync: str) -> list[str]:
+    """A foreground redis-server on loopback ``port``, appending to a file in ``folder``."""
+    return [
+        binary,
+        *("--port", str(port), "--bind", "127.0.0.1", "--dir", str(folder)),
+        *("--save", "", "--appendonly", "yes", "--appendfsync", appendfsync),
+        *("--daemonize", "no"),
+    ]
+
+
+def postgres_os_user() -> str | None:
+    """PostgreSQL refuses to run as root: then its processes run as ``postgres``."""
+    return "postgres" if os.geteuid() == 0 else None
+
+
+def init_postgres(folder: Path, *, user: str | None) -> None:
+    """A new cluster in ``folder/data`` (trust auth), with ``folder/sockets`` for its
+    Unix sockets, owned by ``user`` when given (the caller makes its parents reachable)."""
+    folder.mkdir()
+    (folder / "sockets").mkdir()
+    if user is not None:
+        entry = pwd.getpwnam(user)
+        for path in (folder, folder / "sockets"):
+            os.chown(path, entry.pw_uid, entry.pw_gid)
+    subprocess.run(
+        [
+            str(postgres_bindir() / "initdb"),
+            *("-D", str(folder / "data"), "-U", "postgres", "--auth=trust"),
+            *("-E", "UTF8", "--no-sync"),
+        ],
+        check=True,
+        capture_output=True,
+        user=user,
+    )
+
+
+def postgres_command(folder: Path, port: int, *settings: str) -> list[str]:
+    """The server of the cluster ``init_postgres`` made in ``folder``, on loopback
+    ``port``, with extra ``name=value`` settings."""
+    command = [
+        str(postgres_bindir() / "postgres"),
+        *("-D", str(folder / "data"), "-p", str(port), "-k", str(folder / "sockets")),
+        *("-c", "listen_addresses=127.0.0.1", "-c", "max_connections=200"),
+    ]
+    for setting in settings:
+        command += ["-c", setting]
+    return command
 
 
 def postgres_bindir() -> Path:
