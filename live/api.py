@@ -12,7 +12,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from live.auth import AuthError, bearer_token, verify_token
-from live.errors import LiveError, error_code, error_response
+from live.errors import BANNED, LiveError, error_code, error_response
 from live.json import json_response
 from live.money import package_offers, purchase_public, transaction_public
 from live.services import Services, check_key, check_room_id
@@ -216,7 +216,7 @@ async def send_gift(request: Request) -> Response:
     services = services_of(request)
     # A banned user's WebSockets are closed and refused, so only this path asks.
     if await services.engine.activity.is_banned(room_id, user.id):
-        raise LiveError("forbidden", "you are banned from this room")
+        raise LiveError("forbidden", BANNED)
     receipt = await services.send_gift(
         sender=user,
         room_id=room_id,

@@ -16,6 +16,9 @@ from starlette.responses import Response
 
 from live.json import json_response
 
+BANNED = "you are banned from this room"
+"""The ``forbidden`` message of a banned user, wherever they are refused."""
+
 STATUS_BY_CODE: dict[str, int] = {
     "bad_request": 400,
     "unauthorized": 401,

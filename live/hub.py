@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from live.errors import BANNED
 from live.metrics import Metrics
 from live.transport import Outgoing, Sink
 from protocol import CloseCode, Codec
@@ -310,7 +311,7 @@ class RoomChannel:
             user = message.get("user")
             for conn in list(self.connections):
                 if conn.profile is not None and conn.profile.id == user and not conn.overlay:
-                    conn.send([error_event(None, "forbidden", "you are banned from this room")])
+                    conn.send([error_event(None, "forbidden", BANNED)])
                     self.hub.close_connection(conn, CloseCode.POLICY, "banned")
         elif kind == "overlay_key":
             for conn in list(self.connections):

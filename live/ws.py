@@ -20,7 +20,7 @@ from collections.abc import Callable
 from starlette.websockets import WebSocket
 
 from live.auth import AuthError, bearer_token, verify_token
-from live.errors import LiveError, error_code
+from live.errors import BANNED, LiveError, error_code
 from live.hub import Connection
 from live.limits import ConnectionGuard, Refusal, set_send_buffer
 from live.services import ROOM_ID, Services
@@ -187,9 +187,6 @@ async def live_endpoint(websocket: WebSocket) -> None:
             services.activity.left(conn)
             if isinstance(sink, AsgiSink):
                 await sink.finish(timeout=1.0)
-
-
-BANNED = "you are banned from this room"
 
 
 async def _banned(services: Services, room_id: str, user_id: str) -> bool:
