@@ -34,8 +34,8 @@ from typing import TYPE_CHECKING, Any
 
 from live.errors import LiveError
 from protocol import events as ev
+from store.domain.models import Event, Gift, GiftReceipt, Goal, Profile, Restriction, Room
 from store.ids import new_id, new_secret, now_ms
-from store.models import Event, Gift, GiftReceipt, Goal, Profile, Restriction, Room
 
 if TYPE_CHECKING:
     from live.hub import Connection

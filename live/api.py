@@ -16,8 +16,8 @@ from live.errors import BANNED, LiveError, error_code, error_response
 from live.json import json_response
 from live.money import package_offers, purchase_public, transaction_public
 from live.services import Services, check_key, check_room_id
+from store.domain.models import Profile
 from store.errors import StoreError, Unavailable
-from store.models import Profile
 
 log = logging.getLogger("live.api")
 

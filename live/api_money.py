@@ -30,7 +30,7 @@ from live.money import (
 )
 from live.payments import MAX_WEBHOOK_BYTES
 from live.services import check_key
-from store.accounts import REFUND, RefundRequest
+from store.domain.accounts import REFUND, RefundRequest
 from store.ids import now_ms
 
 USER_ID: Final = re.compile(r"^[\x21-\x7e]{1,200}$")

@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from store.models import Profile
+from store.domain.models import Profile
 
 _USER_ID = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
 _KNOWN_ROLES = frozenset({"creator", "admin"})

@@ -170,7 +170,7 @@ def cmd_repair(args: argparse.Namespace) -> int:
                     file=sys.stderr,
                 )
             return 0 if found["ok"] else 1
-        from store.redis_repair import RepairError, repair_scaled
+        from store.scaled.repair import RepairError, repair_scaled
 
         try:
             report = await repair_scaled(
@@ -198,7 +198,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     if not settings.database_url:
         print("LIVE_DATABASE_URL is not set: the embedded engine migrates itself", file=sys.stderr)
         return 0
-    from store.scaled import migrate
+    from store.scaled.engine import migrate
 
     applied = asyncio.run(migrate(settings.database_url))
     print("applied: " + (", ".join(applied) if applied else "nothing (up to date)"))
@@ -213,7 +213,7 @@ def cmd_ledger(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    from store.scaled import run_ledger_worker
+    from store.scaled.engine import run_ledger_worker
 
     redis_url, database_url = settings.redis_url, settings.database_url
 

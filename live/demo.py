@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from live.auth import issue_token
 from live.services import Services
-from store.models import Profile
+from store.domain.models import Profile
 
 DEMO_ROOM = "demo"
 DEMO_TTL = 7 * 86_400

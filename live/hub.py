@@ -28,8 +28,8 @@ from live.metrics import Metrics
 from live.transport import Outgoing, Sink
 from protocol import CloseCode, Codec
 from protocol import events as ev
-from store.base import Broker, Subscription
-from store.models import Event, Profile
+from store.domain.models import Event, Profile
+from store.roles import Broker, Subscription
 
 log = logging.getLogger("live.hub")
 

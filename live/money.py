@@ -25,7 +25,7 @@ from live.payments import (
     PayoutProvider,
     WebhookError,
 )
-from store.accounts import (
+from store.domain.accounts import (
     CHARGEBACK,
     FAILED,
     PAID,
@@ -44,9 +44,7 @@ from store.accounts import (
     debt_account,
     withdrawing_account,
 )
-from store.errors import Forbidden
-from store.ids import now_ms
-from store.models import (
+from store.domain.models import (
     COIN,
     DIAMOND,
     Profile,
@@ -56,7 +54,7 @@ from store.models import (
     coins_account,
     diamonds_account,
 )
-from store.policy import (
+from store.domain.rules import (
     PURCHASES_OFF,
     effective_cap,
     local_date_of_hour,
@@ -64,6 +62,8 @@ from store.policy import (
     locked_message,
     zone,
 )
+from store.errors import Forbidden
+from store.ids import now_ms
 
 if TYPE_CHECKING:
     from live.services import Services

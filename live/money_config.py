@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from store.models import Promotion
+from store.domain.models import Promotion
 
 _PROMOTION_FIELDS = {"id", "percent", "starts_at", "ends_at", "regions", "packages"}
 

@@ -28,8 +28,8 @@ from typing import Any, Final, Protocol
 
 import orjson
 
-from store.accounts import Withdrawal
-from store.models import CoinPackage, Profile
+from store.domain.accounts import Withdrawal
+from store.domain.models import CoinPackage, Profile
 
 SANDBOX_DECLINE = "sandbox_decline"
 """Payment method that makes the sandbox decline, to test the failure path."""

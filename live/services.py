@@ -20,9 +20,9 @@ from live.payments import PaymentProvider
 from live.reads import SharedReads
 from live.settings import Settings
 from protocol import events as ev
-from store.engine import Engine
-from store.models import Gift, GiftReceipt, Profile, PurchaseReceipt, Room
-from store.models import GiftRequest as WalletGiftRequest
+from store.domain.models import Gift, GiftReceipt, Profile, PurchaseReceipt, Room
+from store.domain.models import GiftRequest as WalletGiftRequest
+from store.roles import Engine
 
 ROOM_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,64}$")

@@ -17,9 +17,9 @@ from typing import Any
 
 from live.money_config import parse_promotions, parse_rate, parse_secrets
 from protocol import Limits
-from store.accounts import MoneyPolicy
-from store.catalog import Catalog
-from store.engine import EngineConfig
+from store.domain.accounts import MoneyPolicy
+from store.domain.catalog import Catalog
+from store.roles import EngineConfig
 
 
 class SettingsError(ValueError):

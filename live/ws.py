@@ -38,7 +38,7 @@ from protocol import (
 )
 from protocol import Close as CloseDecision
 from protocol import events as ev
-from store.models import Profile
+from store.domain.models import Profile
 
 log = logging.getLogger("live.ws")
 

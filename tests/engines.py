@@ -12,9 +12,10 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
-from store.accounts import MoneyPolicy
-from store.catalog import Catalog
-from store.engine import Engine, EngineConfig, open_engine
+from store.domain.accounts import MoneyPolicy
+from store.domain.catalog import Catalog
+from store.engine import open_engine
+from store.roles import Engine, EngineConfig
 
 EngineFactory = Callable[..., contextlib.AbstractAsyncContextManager[Engine]]
 """``factory(tmp_path, services, policy=None, catalog=None)``: an engine on empty

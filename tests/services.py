@@ -31,8 +31,9 @@ import asyncpg
 import redis.asyncio as aioredis
 
 from loadtest.servers import postgres_bindir
-from store.engine import Engine, EngineConfig, open_engine
-from store.models import Event, GiftRequest, Profile, PurchaseRequest
+from store.domain.models import Event, GiftRequest, Profile, PurchaseRequest
+from store.engine import open_engine
+from store.roles import Engine, EngineConfig
 
 INSTALL_HINT: Final = (
     "the scaled engine's tests need redis-server and PostgreSQL binaries "

@@ -11,7 +11,7 @@ from live.hub import ROUND_SLICE, Connection, Hub
 from live.metrics import Metrics
 from live.transport import Outgoing
 from protocol import JSON_CODEC
-from store.memory_broker import MemoryBroker
+from store.embedded.broker import MemoryBroker
 
 ROOM = "room"
 

@@ -20,8 +20,8 @@ from live.payments import (
     sandbox_event,
     sign,
 )
-from store.catalog import Catalog
-from store.models import Profile
+from store.domain.catalog import Catalog
+from store.domain.models import Profile
 from tests.live.server import Api, Client, LiveServer
 from tests.services import Services
 

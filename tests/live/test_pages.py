@@ -12,7 +12,7 @@ import pytest
 
 import live.pages
 from protocol import CloseCode, ErrorCode
-from store.catalog import DEFAULT_GIFTS
+from store.domain.catalog import DEFAULT_GIFTS
 from tests.live.server import LiveServer
 
 

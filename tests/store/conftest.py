@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from store.engine import Engine
+from store.roles import Engine
 from tests.engines import ENGINES
 
 

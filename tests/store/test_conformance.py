@@ -12,17 +12,7 @@ from typing import Any
 
 import pytest
 
-from store.engine import Engine, EngineConfig
-from store.errors import (
-    BadRequest,
-    Conflict,
-    Forbidden,
-    InsufficientFunds,
-    NotFound,
-    RoomNotLive,
-    StoreError,
-)
-from store.models import (
+from store.domain.models import (
     COIN,
     DIAMOND,
     PLATFORM_EXCHANGE,
@@ -40,7 +30,17 @@ from store.models import (
     Room,
     TransactionRecord,
 )
-from store.money import is_balanced
+from store.domain.postings import is_balanced
+from store.errors import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    InsufficientFunds,
+    NotFound,
+    RoomNotLive,
+    StoreError,
+)
+from store.roles import Engine, EngineConfig
 
 ALICE = Profile(id="alice", username="alice", display_name="Alice", adult=True)
 BEN = Profile(id="ben", username="ben", adult=True)

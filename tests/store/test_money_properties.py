@@ -39,7 +39,7 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from store.accounts import (
+from store.domain.accounts import (
     CHARGEBACK,
     REFUND,
     DebtSettlement,
@@ -52,17 +52,7 @@ from store.accounts import (
     debt_account,
     withdrawing_account,
 )
-from store.engine import Engine
-from store.errors import (
-    BadRequest,
-    Conflict,
-    Forbidden,
-    InsufficientFunds,
-    LimitExceeded,
-    RateLimited,
-    StoreError,
-)
-from store.models import (
+from store.domain.models import (
     COIN,
     DIAMOND,
     GiftRequest,
@@ -73,7 +63,17 @@ from store.models import (
     coins_account,
     diamonds_account,
 )
-from store.policy import DAY_MS, HOUR_MS, local_periods, relaxes
+from store.domain.rules import DAY_MS, HOUR_MS, local_periods, relaxes
+from store.errors import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    InsufficientFunds,
+    LimitExceeded,
+    RateLimited,
+    StoreError,
+)
+from store.roles import Engine
 from tests.engines import ENGINES
 
 T = TypeVar("T")

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from store.accounts import (
+from store.domain.accounts import (
     CHARGEBACK,
     PLATFORM_PROMOTIONS,
     PLATFORM_WRITEOFF,
@@ -31,19 +31,7 @@ from store.accounts import (
     WithdrawalRequest,
     WithdrawalSettlement,
 )
-from store.engine import Engine
-from store.errors import (
-    BadRequest,
-    Conflict,
-    Forbidden,
-    InsufficientFunds,
-    LimitExceeded,
-    NotFound,
-    RateLimited,
-    RoomNotLive,
-    StoreError,
-)
-from store.models import (
+from store.domain.models import (
     COIN,
     DIAMOND,
     PAYOUT,
@@ -57,7 +45,19 @@ from store.models import (
     PurchaseReceipt,
     PurchaseRequest,
 )
-from store.policy import DAY_MS, HOUR_MS
+from store.domain.rules import DAY_MS, HOUR_MS
+from store.errors import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    InsufficientFunds,
+    LimitExceeded,
+    NotFound,
+    RateLimited,
+    RoomNotLive,
+    StoreError,
+)
+from store.roles import Engine
 from tests.engines import ENGINES
 
 ALICE = Profile(id="alice", username="alice", adult=True)

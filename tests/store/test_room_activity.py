@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from store.engine import Engine
+from store.domain.models import Event, LeaderEntry, Restriction, StreamStats
 from store.errors import BadRequest, Forbidden, NotFound, RateLimited, RoomNotLive
 from store.ids import now_ms
-from store.models import Event, LeaderEntry, Restriction, StreamStats
+from store.roles import Engine
 from tests.store.test_conformance import (
     ALICE,
     BEN,

@@ -1,0 +1,118 @@
+"""The gift catalog and the coin packages sold per region.
+
+The catalog is configuration, identical on every node: prices are read from
+here by the server, never from a client message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from store.domain.models import CoinPackage, Gift, Promotion, PromotionGrant
+
+# id, name, coins, animation, streakable
+_DEFAULT_GIFTS: tuple[tuple[str, str, int, str, bool], ...] = (
+    ("rose", "Rose", 1, "float", True),
+    ("finger_heart", "Finger Heart", 5, "pop", True),
+    ("perfume", "Perfume", 20, "spray", True),
+    ("doughnut", "Doughnut", 30, "bounce", True),
+    ("confetti", "Confetti", 100, "burst", False),
+    ("sunglasses", "Sunglasses", 199, "slide", False),
+    ("galaxy", "Galaxy", 1_000, "spiral", False),
+    ("lion", "Lion", 29_999, "roar", False),
+    ("universe", "Universe", 44_999, "cosmos", False),
+)
+
+DEFAULT_GIFTS: tuple[Gift, ...] = tuple(
+    Gift(
+        id=gid,
+        name=name,
+        coins=coins,
+        animation=anim,
+        image=f"/static/gifts/{gid}.svg",
+        streakable=streak,
+    )
+    for gid, name, coins, anim, streak in _DEFAULT_GIFTS
+)
+
+# coins, bonus: bulk packages carry bonus coins and cost less per coin, so in
+# every region each tier gives strictly better value per coin than the one before.
+_TIERS: tuple[tuple[int, int], ...] = (
+    (70, 0),
+    (350, 0),
+    (700, 7),
+    (1_400, 28),
+    (3_500, 175),
+    (7_000, 700),
+    (17_500, 2_625),
+)
+
+# region -> (currency, prices in minor units, one per tier; None: not sold there)
+_PRICES: dict[str, tuple[str, tuple[int | None, ...]]] = {
+    "US": ("USD", (109, 499, 999, 1_999, 4_999, 9_999, 24_999)),
+    "GB": ("GBP", (99, 449, 899, 1_799, 4_499, 8_999, 21_999)),
+    "EU": ("EUR", (109, 499, 999, 1_999, 4_999, 9_999, 24_999)),
+    "IN": ("INR", (9_900, 44_900, 89_900, 179_900, 449_900, 899_900, None)),
+    "BR": ("BRL", (599, 2_749, 5_499, 10_999, 27_499, 54_999, None)),
+}
+
+DEFAULT_PACKAGES: tuple[CoinPackage, ...] = tuple(
+    CoinPackage(
+        id=f"{region.lower()}_{coins}",
+        region=region,
+        currency=currency,
+        coins=coins,
+        bonus=bonus,
+        price_minor=price,
+    )
+    for region, (currency, prices) in _PRICES.items()
+    for (coins, bonus), price in zip(_TIERS, prices, strict=True)
+    if price is not None
+)
+
+
+class Catalog:
+    """Gifts by id, coin packages by id and region, and the promotions on them."""
+
+    def __init__(
+        self,
+        *,
+        gifts: Iterable[Gift] = DEFAULT_GIFTS,
+        packages: Iterable[CoinPackage] = DEFAULT_PACKAGES,
+        promotions: Iterable[Promotion] = (),
+    ) -> None:
+        self._gifts = {g.id: g for g in gifts}
+        self._packages = {p.id: p for p in packages}
+        self._promotions = tuple(promotions)
+        ids = [p.id for p in self._promotions]
+        if len(set(ids)) != len(ids):
+            raise ValueError("promotion ids must be unique")
+        for promotion in self._promotions:
+            if not 0 < promotion.percent <= 1_000:
+                raise ValueError(f"promotion {promotion.id}: percent must be within 1..1000")
+
+    def promotions(self, package: CoinPackage, now_ms: int) -> list[Promotion]:
+        """The promotions that apply to ``package`` at ``now_ms`` (first-purchase ones
+        included: the wallet decides whether the buyer still qualifies)."""
+        return [p for p in self._promotions if p.applies(package, now_ms) and p.coins(package)]
+
+    def grants(self, package: CoinPackage, now_ms: int) -> tuple[PromotionGrant, ...]:
+        return tuple(p.grant(package) for p in self.promotions(package, now_ms))
+
+    def gifts(self) -> list[Gift]:
+        return sorted(self._gifts.values(), key=lambda g: (g.coins, g.id))
+
+    def gift(self, gift_id: str) -> Gift | None:
+        return self._gifts.get(gift_id)
+
+    def regions(self) -> list[str]:
+        return sorted({p.region for p in self._packages.values()})
+
+    def packages(self, region: str) -> list[CoinPackage]:
+        return sorted(
+            (p for p in self._packages.values() if p.region == region),
+            key=lambda p: p.coins,
+        )
+
+    def package(self, package_id: str) -> CoinPackage | None:
+        return self._packages.get(package_id)

@@ -1,0 +1,170 @@
+"""Every refusal of a money or room rule: one reason, one error code, one message.
+
+Both engines refuse through these. Python code calls a refusal with its
+numbers (``INSUFFICIENT_FUNDS(cost, coins)``) and raises what it returns; the
+Redis Lua scripts return ``{'E', reason, number, ...}`` and the scaled engine
+turns that reply into the same error here (``refusal_error``), so the text a
+client reads is written once, whatever the engine.
+
+A reason is a stable internal name (it travels between Lua and Python); the
+error's ``code`` is the public wire code (``store.errors``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Final
+
+from store.errors import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    InsufficientFunds,
+    LimitExceeded,
+    NotFound,
+    RateLimited,
+    RoomNotLive,
+    StoreError,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """A rule's refusal. ``template`` takes the numbers positionally (``{0}``...)."""
+
+    reason: str
+    error: type[StoreError]
+    template: str
+
+    def __call__(self, *values: int | str) -> StoreError:
+        return self.error(self.template.format(*values))
+
+    @property
+    def code(self) -> str:
+        return self.error.code
+
+
+# Idempotency
+KEY_REUSED: Final = Refusal(
+    "key_reused", Conflict, "this idempotency key was already used for a different request"
+)
+
+# Rooms
+ROOM_NOT_FOUND: Final = Refusal("room_not_found", NotFound, "room not found")
+ROOM_NOT_LIVE: Final = Refusal("room_not_live", RoomNotLive, "the room is not live")
+ROOM_TAKEN: Final = Refusal("room_taken", Conflict, "this room belongs to another creator")
+NOT_ROOM_OWNER: Final = Refusal(
+    "not_room_owner", Forbidden, "only the creator or an admin can end this stream"
+)
+BANNED: Final = Refusal("banned", Forbidden, "you are banned from this room")
+MUTED: Final = Refusal("muted", Forbidden, "you are muted in this room")
+
+# Buying coins
+MINOR_BUYER: Final = Refusal("minor_buyer", Forbidden, "only adults can buy coins")
+PURCHASES_OFF: Final = Refusal(
+    "purchases_off", Forbidden, "buying coins is turned off for this account (parental controls)"
+)
+LOCKED: Final = Refusal(
+    "locked",
+    Forbidden,
+    "your account is locked until its chargeback debt of {0} coins is settled",
+)
+
+# Gifts
+MINOR_SENDER: Final = Refusal("minor_sender", Forbidden, "only adults can send gifts")
+SELF_GIFT: Final = Refusal("self_gift", Forbidden, "you cannot gift yourself")
+MINOR_CREATOR: Final = Refusal("minor_creator", Forbidden, "this creator cannot receive gifts")
+GIFTING_OFF: Final = Refusal(
+    "gifting_off", Forbidden, "gifting is turned off for this account (parental controls)"
+)
+INSUFFICIENT_FUNDS: Final = Refusal(
+    "insufficient_funds", InsufficientFunds, "this gift costs {0} coins, you have {1}"
+)
+DAILY_CAP: Final = Refusal(
+    "daily_cap",
+    LimitExceeded,
+    "this gift would pass your daily spending cap of {0} coins ({1} spent today)",
+)
+MONTHLY_CAP: Final = Refusal(
+    "monthly_cap",
+    LimitExceeded,
+    "this gift would pass your monthly spending cap of {0} coins ({1} spent this month)",
+)
+TOO_MANY: Final = Refusal("too_many", RateLimited, "too many {0}: try again in {1} s")
+"""``{0}`` names the action (``gifts``, ``purchases``...), ``{1}`` whole seconds to wait."""
+
+# Refunds and debt
+PAYMENT_NOT_FOUND: Final = Refusal(
+    "payment_not_found", NotFound, "no credited purchase with this payment id"
+)
+NO_DEBT: Final = Refusal("no_debt", BadRequest, "this account has no debt to settle")
+
+# Limits and parental controls
+PIN_NEEDED: Final = Refusal("pin_needed", Forbidden, "this change needs the account's PIN")
+WRONG_PIN: Final = Refusal("wrong_pin", Forbidden, "wrong PIN")
+
+# Withdrawals
+NOT_VERIFIED: Final = Refusal("not_verified", Forbidden, "only verified creators can withdraw")
+BELOW_MINIMUM: Final = Refusal(
+    "below_minimum", BadRequest, "the smallest withdrawal is {0} diamonds"
+)
+DAILY_MAXIMUM: Final = Refusal(
+    "daily_maximum",
+    LimitExceeded,
+    "this withdrawal would pass the daily maximum of {0} diamonds ({1} withdrawn today)",
+)
+NOT_WITHDRAWABLE: Final = Refusal(
+    "not_withdrawable",
+    InsufficientFunds,
+    "{0} diamonds are withdrawable now ({1} still held)",
+)
+WITHDRAWAL_NOT_FOUND: Final = Refusal("withdrawal_not_found", NotFound, "withdrawal not found")
+ALREADY_SETTLED: Final = Refusal("already_settled", Conflict, "this withdrawal is already {0}")
+
+REFUSALS: Final[dict[str, Refusal]] = {
+    refusal.reason: refusal
+    for refusal in (
+        KEY_REUSED,
+        ROOM_NOT_FOUND,
+        ROOM_NOT_LIVE,
+        ROOM_TAKEN,
+        NOT_ROOM_OWNER,
+        BANNED,
+        MUTED,
+        MINOR_BUYER,
+        PURCHASES_OFF,
+        LOCKED,
+        MINOR_SENDER,
+        SELF_GIFT,
+        MINOR_CREATOR,
+        GIFTING_OFF,
+        INSUFFICIENT_FUNDS,
+        DAILY_CAP,
+        MONTHLY_CAP,
+        TOO_MANY,
+        PAYMENT_NOT_FOUND,
+        NO_DEBT,
+        PIN_NEEDED,
+        WRONG_PIN,
+        NOT_VERIFIED,
+        BELOW_MINIMUM,
+        DAILY_MAXIMUM,
+        NOT_WITHDRAWABLE,
+        WITHDRAWAL_NOT_FOUND,
+        ALREADY_SETTLED,
+    )
+}
+
+
+def wait_seconds(wait_ms: int) -> int:
+    """Whole seconds to tell a rate-limited caller (rounded up)."""
+    return (wait_ms + 999) // 1000
+
+
+def refusal_error(reason: str, values: Sequence[int | str]) -> StoreError:
+    """The error for a refusal reported by name (a Lua script's ``{'E', reason, ...}``)."""
+    refusal = REFUSALS.get(reason)
+    if refusal is None:
+        return StoreError(f"unknown refusal {reason!r}")
+    return refusal(*values)

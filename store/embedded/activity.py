@@ -1,0 +1,484 @@
+"""The embedded engine's ``RoomActivity``: one process, one SQLite file.
+
+What must survive a restart is in SQLite (stream totals, goals, bans and mutes,
+supporters, the overlay key); what only matters while the process runs is in
+memory (open combos, per-node viewer counts, throttle leases, chat rate
+windows). There is one node, so "exactly once across nodes" comes from the
+event loop: every change and the publish of its events run without an await in
+between, and the in-process broker delivers synchronously.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from store.domain.models import Event, Goal, LeaderEntry, Restriction, StreamStats, utc_day
+from store.embedded.broker import MemoryBroker
+from store.embedded.database import SQLiteDatabase, _load_room
+from store.embedded.room_totals import ALL_TIME
+from store.errors import BadRequest, Forbidden, NotFound, RateLimited, RoomNotLive
+from store.ids import new_id, new_secret, now_ms
+
+RESTRICTION_KINDS = ("ban", "mute")
+MAX_GOALLESS = 100_000
+
+
+def _monotonic_ms() -> float:
+    return time.monotonic() * 1000
+
+
+@dataclass(slots=True)
+class _Combo:
+    id: str
+    stream_id: int
+    count: int
+    coins: int
+    diamonds: int
+    deadline: float
+    """Monotonic milliseconds."""
+    end_event: Event
+    """The gift event of the combo's last send, with count and diamonds zeroed."""
+
+
+def _overlay(stats: StreamStats, coins: int, diamonds: int) -> dict[str, Any]:
+    return {
+        "combo": {"coins": coins, "diamonds": diamonds},
+        "stream": {"gifts": stats.gifts, "coins": stats.coins, "diamonds": stats.diamonds},
+    }
+
+
+def _with_combo(event: Event, combo: _Combo, *, end: bool, stats: StreamStats) -> Event:
+    return {
+        **event,
+        "combo": {"id": combo.id, "count": combo.count, "end": end},
+        "overlay": _overlay(stats, combo.coins, combo.diamonds),
+    }
+
+
+class SQLiteRoomActivity:
+    """``RoomActivity`` for the embedded engine (see the module docstring)."""
+
+    def __init__(self, db: SQLiteDatabase, broker: MemoryBroker) -> None:
+        self._db = db
+        self._broker = broker
+        self._combos: dict[str, dict[tuple[str, str], _Combo]] = {}
+        self._viewers: dict[str, dict[str, tuple[int, float]]] = {}
+        """room -> node -> (count, expires at, monotonic ms)."""
+        self._viewers_published: dict[str, int] = {}
+        self._peaks: dict[tuple[str, int], int] = {}
+        self._leases: dict[tuple[str, str], float] = {}
+        self._chat_windows: dict[tuple[str, str], tuple[int, float]] = {}
+        self._goalless: set[str] = set()
+        """Rooms read without a goal since the last ``set_goal`` here (the only way a
+        goal appears): their leaderboard announcements skip the goal's read."""
+        self._goals_set = 0
+
+    # -- combos --------------------------------------------------------------------------
+    async def publish_gift(
+        self,
+        room_id: str,
+        *,
+        event: Event,
+        stream_id: int,
+        sender_id: str,
+        gift_id: str,
+        streakable: bool,
+        count: int,
+        coins: int,
+        diamonds: int,
+        window_ms: int,
+    ) -> int:
+        stats = await self._gift_stats(room_id, stream_id)
+        ended = await self._ended_stats(room_id, stream_id)
+        # From here to the publish: no await, so no other change of this room slips in.
+        now = _monotonic_ms()
+        combos = self._combos.get(room_id, {})
+        member = (sender_id, gift_id)
+        events: list[Event] = []
+        combo = combos.get(member)
+        if combo is not None and combo.deadline <= now:
+            events.append(self._end(combos, member, combo, ended.get(combo.stream_id, stats)))
+            combo = None
+        end_event = {**event, "count": 0, "diamonds": 0}
+        if not streakable or window_ms <= 0:
+            if not combos:
+                self._combos.pop(room_id, None)
+            single = _Combo(event["tx"], stream_id, count, coins, diamonds, now, end_event)
+            events.append(_with_combo(event, single, end=True, stats=stats))
+            await self._broker.publish(room_id, events)
+            return 0
+        combos = self._combos.setdefault(room_id, combos)
+        if combo is None:
+            combo = _Combo(event["tx"], stream_id, 0, 0, 0, now, end_event)
+            combos[member] = combo
+        combo.count += count
+        combo.coins += coins
+        combo.diamonds += diamonds
+        combo.deadline = now + window_ms
+        combo.end_event = end_event
+        events.append(_with_combo(event, combo, end=False, stats=stats))
+        await self._broker.publish(room_id, events)
+        return window_ms
+
+    async def end_combos(self, room_id: str, *, everything: bool = False) -> int:
+        combos = self._combos.get(room_id)
+        if not combos:
+            return 0
+        streams = {combo.stream_id for combo in combos.values()}
+        stats = {s: await self._gift_stats(room_id, s) for s in streams}
+        combos = self._combos.get(room_id)
+        if not combos:
+            return 0
+        now = _monotonic_ms()
+        events: list[Event] = []
+        for member, combo in list(combos.items()):
+            if everything or combo.deadline <= now:
+                events.append(self._end(combos, member, combo, stats.get(combo.stream_id)))
+        if not combos:
+            self._combos.pop(room_id, None)
+        if events:
+            await self._broker.publish(room_id, events)
+        if not combos:
+            return 0
+        return max(1, int(min(c.deadline for c in combos.values()) - now))
+
+    async def _ended_stats(self, room_id: str, stream_id: int) -> dict[int, StreamStats]:
+        """Totals for the streams of this room's expired combos of other streams."""
+        combos = self._combos.get(room_id, {})
+        now = _monotonic_ms()
+        others = {c.stream_id for c in combos.values() if c.deadline <= now} - {stream_id}
+        return {s: await self._gift_stats(room_id, s) for s in others}
+
+    async def _gift_stats(self, room_id: str, stream_id: int) -> StreamStats:
+        """The stream's gift totals for the overlay detail of gift events: from the
+        last committed gift when this process has seen one (no read), else read.
+        Only ``gifts``, ``coins`` and ``diamonds`` are meant to be used."""
+        totals = self._db.gift_totals.get((room_id, stream_id))
+        if totals is not None:
+            return StreamStats(*totals)
+        stats = await self.stream_stats(room_id, stream_id)
+        self._db.note_gift_totals(room_id, stream_id, (stats.gifts, stats.coins, stats.diamonds))
+        return stats
+
+    @staticmethod
+    def _end(
+        combos: dict[tuple[str, str], _Combo],
+        member: tuple[str, str],
+        combo: _Combo,
+        stats: StreamStats | None,
+    ) -> Event:
+        del combos[member]
+        return _with_combo(combo.end_event, combo, end=True, stats=stats or StreamStats())
+
+    # -- likes ---------------------------------------------------------------------------
+    async def add_likes(
+        self, room_id: str, *, stream_id: int, likes: Sequence[tuple[Event, int]]
+    ) -> list[int]:
+        if not likes:
+            return []
+        added = sum(count for _, count in likes)
+        if any(count < 1 for _, count in likes):
+            raise BadRequest("like counts must be positive")
+        total = await self._db.write(lambda conn: _add_likes(conn, room_id, stream_id, added))
+        # No await from the write's answer to the publish: totals stay in seq order
+        # as long as one caller at a time adds a room's likes (the hub's batcher does).
+        running = total - added
+        totals: list[int] = []
+        events: list[Event] = []
+        for event, count in likes:
+            running += count
+            totals.append(running)
+            events.append({**event, "total": running})
+        await self._broker.publish(room_id, events)
+        return totals
+
+    # -- viewers -------------------------------------------------------------------------
+    async def report_viewers(
+        self, room_id: str, *, node: str, count: int, ttl_ms: int, interval_ms: int
+    ) -> tuple[int, int]:
+        now = _monotonic_ms()
+        nodes = self._viewers.setdefault(room_id, {})
+        if count > 0:
+            nodes[node] = (count, now + ttl_ms)
+        else:
+            nodes.pop(node, None)
+        total = self._total(room_id, now)
+        room = await self._db.read(lambda conn: _load_room(conn, room_id))
+        if room is not None and room.live:
+            key = (room_id, room.stream_id)
+            peak = self._peaks.get(key)
+            if peak is None:
+                peak = (await self.stream_stats(room_id, room.stream_id)).peak_viewers
+            if total > peak:
+                self._peaks[key] = total
+                stream_id = room.stream_id
+                await self._db.write(lambda conn: _raise_peak(conn, room_id, stream_id, total))
+            else:
+                self._peaks[key] = peak
+        total = self._total(room_id, _monotonic_ms())
+        if self._viewers_published.get(room_id) == total:
+            return total, 0
+        wait = await self.throttle(room_id, "viewers", interval_ms)
+        if wait:
+            return total, wait
+        self._viewers_published[room_id] = total
+        await self._broker.publish(room_id, [{"type": "viewers", "count": total}])
+        return total, 0
+
+    def _total(self, room_id: str, now: float) -> int:
+        nodes = self._viewers.get(room_id, {})
+        for node, (_, expires) in list(nodes.items()):
+            if expires <= now:
+                del nodes[node]
+        if not nodes:
+            self._viewers.pop(room_id, None)
+        return sum(count for count, _ in nodes.values())
+
+    async def viewers(self, room_id: str) -> int:
+        return self._total(room_id, _monotonic_ms())
+
+    async def throttle(self, room_id: str, name: str, interval_ms: int) -> int:
+        now = _monotonic_ms()
+        until = self._leases.get((room_id, name), 0.0)
+        if until > now:
+            return max(1, int(until - now))
+        self._leases[(room_id, name)] = now + interval_ms
+        if len(self._leases) > 10_000:
+            self._leases = {k: v for k, v in self._leases.items() if v > now}
+        return 0
+
+    # -- goals ---------------------------------------------------------------------------
+    async def set_goal(self, room_id: str, *, target: int, title: str) -> Goal:
+        if target < 1:
+            raise BadRequest("a goal's target must be at least 1 diamond")
+        goal_id = new_id("goal")
+        set_at = now_ms()
+        try:
+            return await self._db.write(
+                lambda conn: _set_goal(conn, room_id, goal_id, target, title, set_at)
+            )
+        finally:
+            # after the commit: a read that began before it may not remember "none"
+            self._goals_set += 1
+            self._goalless.discard(room_id)
+
+    async def goal(self, room_id: str) -> Goal | None:
+        if room_id in self._goalless:
+            return None
+        goals_set = self._goals_set
+        goal = await self._db.read(lambda conn: _goal(conn, room_id))
+        if goal is None and goals_set == self._goals_set:
+            if len(self._goalless) >= MAX_GOALLESS:
+                self._goalless.clear()  # a cache: what is missing is read again
+            self._goalless.add(room_id)
+        return goal
+
+    async def claim_goal(self, room_id: str, goal_id: str) -> Goal | None:
+        return await self._db.write(lambda conn: _claim_goal(conn, room_id, goal_id))
+
+    # -- moderation ----------------------------------------------------------------------
+    async def restrict(self, room_id: str, restriction: Restriction) -> None:
+        if restriction.kind not in RESTRICTION_KINDS:
+            raise BadRequest(f"kind must be one of {', '.join(RESTRICTION_KINDS)}")
+        await self._db.write(lambda conn: _restrict(conn, room_id, restriction))
+
+    async def lift(self, room_id: str, user_id: str, kind: str) -> bool:
+        if kind not in RESTRICTION_KINDS:
+            raise BadRequest(f"kind must be one of {', '.join(RESTRICTION_KINDS)}")
+
+        def op(conn: sqlite3.Connection) -> bool:
+            cursor = conn.execute(
+                "DELETE FROM room_restrictions WHERE room_id = ? AND kind = ? AND user_id = ?",
+                (room_id, kind, user_id),
+            )
+            return cursor.rowcount > 0
+
+        return await self._db.write(op)
+
+    async def restrictions(self, room_id: str) -> list[Restriction]:
+        now = now_ms()
+        return await self._db.read(lambda conn: _restrictions(conn, room_id, None, now))
+
+    async def is_banned(self, room_id: str, user_id: str) -> bool:
+        now = now_ms()
+        found = await self._db.read(lambda conn: _restrictions(conn, room_id, user_id, now))
+        return any(r.kind == "ban" for r in found)
+
+    async def check_chat(self, room_id: str, user_id: str, *, limit: int, window_ms: int) -> None:
+        now = now_ms()
+        found = await self._db.read(lambda conn: _restrictions(conn, room_id, user_id, now))
+        kinds = {r.kind for r in found}
+        if "ban" in kinds:
+            raise Forbidden("you are banned from this room")
+        if "mute" in kinds:
+            raise Forbidden("you are muted in this room")
+        key = (room_id, user_id)
+        mono = _monotonic_ms()
+        used, ends = self._chat_windows.get(key, (0, 0.0))
+        if ends <= mono:
+            used, ends = 0, mono + window_ms
+        used += 1
+        self._chat_windows[key] = (used, ends)
+        if len(self._chat_windows) > 100_000:
+            self._chat_windows = {k: v for k, v in self._chat_windows.items() if v[1] > mono}
+        if used > limit:
+            raise RateLimited(
+                f"too many comments: at most {limit} every {window_ms / 1000:g} seconds"
+            )
+
+    # -- room ----------------------------------------------------------------------------
+    async def rotate_overlay_key(self, room_id: str) -> str:
+        key = new_secret()
+
+        def op(conn: sqlite3.Connection) -> str:
+            cursor = conn.execute("UPDATE rooms SET overlay_key = ? WHERE id = ?", (key, room_id))
+            if cursor.rowcount == 0:
+                raise NotFound("room not found")
+            return key
+
+        return await self._db.write(op)
+
+    async def stream_stats(self, room_id: str, stream_id: int) -> StreamStats:
+        return await self._db.read(lambda conn: _stream_stats(conn, room_id, stream_id))
+
+    async def supporters(
+        self, creator_id: str, *, period: str, limit: int = 10
+    ) -> list[LeaderEntry]:
+        if period not in ("day", "all"):
+            raise BadRequest("period must be day or all")
+        if limit < 1:
+            raise BadRequest("limit must be at least 1")
+        key = ALL_TIME if period == "all" else utc_day(now_ms())
+
+        def op(conn: sqlite3.Connection) -> list[LeaderEntry]:
+            rows = conn.execute(
+                "SELECT user, coins FROM creator_supporters WHERE creator_id = ? AND period = ? "
+                "ORDER BY coins DESC, user_id ASC LIMIT ?",
+                (creator_id, key, limit),
+            ).fetchall()
+            return [LeaderEntry(user=orjson.loads(user), coins=coins) for user, coins in rows]
+
+        return await self._db.read(op)
+
+
+# --------------------------------------------------------------------------- #
+# SQL (run in the writer or reader threads)
+# --------------------------------------------------------------------------- #
+
+
+def _stream_stats(conn: sqlite3.Connection, room_id: str, stream_id: int) -> StreamStats:
+    row = conn.execute(
+        "SELECT gifts, coins, diamonds, likes, peak_viewers FROM stream_stats "
+        "WHERE room_id = ? AND stream_id = ?",
+        (room_id, stream_id),
+    ).fetchone()
+    return StreamStats() if row is None else StreamStats(*row)
+
+
+def _add_likes(conn: sqlite3.Connection, room_id: str, stream_id: int, count: int) -> int:
+    row = conn.execute(
+        "INSERT INTO stream_stats (room_id, stream_id, likes) VALUES (?, ?, ?) "
+        "ON CONFLICT (room_id, stream_id) DO UPDATE SET likes = likes + excluded.likes "
+        "RETURNING likes",
+        (room_id, stream_id, count),
+    ).fetchone()
+    return int(row[0])
+
+
+def _raise_peak(conn: sqlite3.Connection, room_id: str, stream_id: int, viewers: int) -> None:
+    conn.execute(
+        "INSERT INTO stream_stats (room_id, stream_id, peak_viewers) VALUES (?, ?, ?) "
+        "ON CONFLICT (room_id, stream_id) DO UPDATE SET "
+        "peak_viewers = max(peak_viewers, excluded.peak_viewers)",
+        (room_id, stream_id, viewers),
+    )
+
+
+_GOAL_COLUMNS = "goal_id, stream_id, target, title, progress, reached"
+
+
+def _goal_from_row(row: tuple[Any, ...]) -> Goal:
+    return Goal(
+        id=row[0],
+        stream_id=row[1],
+        target=row[2],
+        title=row[3],
+        progress=row[4],
+        reached=bool(row[5]),
+    )
+
+
+def _set_goal(
+    conn: sqlite3.Connection, room_id: str, goal_id: str, target: int, title: str, set_at: int
+) -> Goal:
+    room = _load_room(conn, room_id)
+    if room is None:
+        raise NotFound("room not found")
+    if not room.live:
+        raise RoomNotLive("the room is not live")
+    conn.execute(
+        f"INSERT OR REPLACE INTO room_goals (room_id, {_GOAL_COLUMNS}, set_at) "
+        "VALUES (?, ?, ?, ?, ?, 0, 0, ?)",
+        (room_id, goal_id, room.stream_id, target, title, set_at),
+    )
+    return Goal(goal_id, room.stream_id, target, title, 0, False)
+
+
+def _goal(conn: sqlite3.Connection, room_id: str) -> Goal | None:
+    row = conn.execute(
+        f"SELECT {', '.join('g.' + c.strip() for c in _GOAL_COLUMNS.split(','))} "
+        "FROM room_goals AS g JOIN rooms AS r ON r.id = g.room_id AND r.stream_id = g.stream_id "
+        "WHERE g.room_id = ?",
+        (room_id,),
+    ).fetchone()
+    return None if row is None else _goal_from_row(row)
+
+
+def _claim_goal(conn: sqlite3.Connection, room_id: str, goal_id: str) -> Goal | None:
+    cursor = conn.execute(
+        "UPDATE room_goals SET reached = 1 WHERE room_id = ? AND goal_id = ? AND reached = 0 "
+        "AND progress >= target",
+        (room_id, goal_id),
+    )
+    if cursor.rowcount == 0:
+        return None
+    row = conn.execute(
+        f"SELECT {_GOAL_COLUMNS} FROM room_goals WHERE room_id = ?", (room_id,)
+    ).fetchone()
+    return _goal_from_row(row)
+
+
+def _restrict(conn: sqlite3.Connection, room_id: str, restriction: Restriction) -> None:
+    conn.execute(
+        "INSERT OR REPLACE INTO room_restrictions (room_id, kind, user_id, until, by, created_at) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
+        (
+            room_id,
+            restriction.kind,
+            restriction.user_id,
+            restriction.until,
+            restriction.by,
+            restriction.created_at,
+        ),
+    )
+
+
+def _restrictions(
+    conn: sqlite3.Connection, room_id: str, user_id: str | None, now: int
+) -> list[Restriction]:
+    sql = (
+        "SELECT user_id, kind, until, by, created_at FROM room_restrictions "
+        "WHERE room_id = ? AND (until IS NULL OR until > ?)"
+    )
+    params: tuple[Any, ...] = (room_id, now)
+    if user_id is not None:
+        sql += " AND user_id = ?"
+        params += (user_id,)
+    rows = conn.execute(sql + " ORDER BY user_id, kind", params).fetchall()
+    return [Restriction(*row) for row in rows]

@@ -1,0 +1,53 @@
+"""The embedded engine: one SQLite file plus the in-process broker.
+
+It is the default (``live serve`` with nothing configured): one process, no
+services to run, every acknowledged gift durable on local disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from typing import Final
+
+from store.domain.catalog import Catalog
+from store.embedded.activity import SQLiteRoomActivity
+from store.embedded.broker import MemoryBroker
+from store.embedded.database import SQLiteDatabase, SQLiteLedger, SQLiteRooms
+from store.embedded.wallet_money import SQLiteMoneyWallet
+from store.roles import Engine, EngineConfig
+
+DATABASE_FILE: Final = "live.sqlite3"
+
+
+async def open_embedded_engine(config: EngineConfig, *, catalog: Catalog) -> Engine:
+    """Open (creating if needed) ``data_dir/live.sqlite3`` and assemble the engine."""
+    await asyncio.to_thread(config.data_dir.mkdir, parents=True, exist_ok=True)
+    db = await SQLiteDatabase.open(config.data_dir / DATABASE_FILE)
+    broker = MemoryBroker(history_size=config.history_size, history_seconds=config.history_seconds)
+
+    async def check() -> dict[str, str]:
+        def probe(conn: sqlite3.Connection) -> None:
+            conn.execute("SELECT max(version) FROM schema_version").fetchone()
+
+        await db.read(probe)  # raises Unavailable when the file cannot be read
+        return {"sqlite": "ok"}
+
+    async def stats() -> dict[str, float]:
+        return {"sqlite_write_queue": float(db.queued)}
+
+    return Engine(
+        name="embedded",
+        wallet=SQLiteMoneyWallet(
+            db, creator_share_percent=config.creator_share_percent, policy=config.policy
+        ),
+        rooms=SQLiteRooms(db),
+        ledger=SQLiteLedger(db),
+        broker=broker,
+        activity=SQLiteRoomActivity(db, broker),
+        catalog=catalog,
+        check=check,
+        stats=stats,
+        # closed in reverse: the broker first, then the database drains its queue
+        closers=[db.close, broker.close],
+    )

@@ -1,0 +1,363 @@
+"""Lua scripts and the micro-batcher that runs them.
+
+Every money or room operation on the scaled engine is one Lua script (atomic on
+the Redis primary). Scripts are read from ``store/lua/*.lua``, their SHA1 is
+computed locally, and they are always called by ``EVALSHA``. Redis' script
+cache is empty after a restart or a failover, so a ``NOSCRIPT`` reply makes the
+batcher ``SCRIPT LOAD`` the script and send the call again: a ``NOSCRIPT`` call
+did not run, so re-sending it is always safe.
+
+Throughput comes from batching, not from more connections: ``CommandBatcher``
+gathers every call made during one event-loop iteration into one
+non-transactional pipeline (one write, one round trip for all of them). While a
+pipeline is in flight, new calls queue up and go in the next one, so batches
+grow by themselves under load and stay at one call when idle. The batcher
+speaks RESP itself over a few plain connections (hiredis packs and parses):
+the general-purpose client's per-command and per-reply overhead was the
+bottleneck of the gift path, not Redis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import ssl
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from typing import Any, Final
+
+import hiredis
+from redis import exceptions as redis_errors
+from redis.asyncio import ConnectionPool, Redis
+from redis.asyncio.connection import parse_url
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from store.errors import StoreError, Unavailable, error_from_code
+
+log = logging.getLogger(__name__)
+
+Arg = str | bytes | int
+"""One command argument as redis-py packs it."""
+
+# Errors that mean "Redis could not be reached or is not serving": the
+# operation did not complete (or its outcome is unknown) and may be retried.
+CONNECTION_ERRORS: Final = (
+    redis_errors.ConnectionError,
+    hiredis.ProtocolError,
+    redis_errors.TimeoutError,
+    ConnectionError,
+    OSError,
+    asyncio.TimeoutError,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class LuaScript:
+    """One script of ``store/lua``: its source and its SHA1 (computed here, so a
+    caller never needs ``SCRIPT LOAD`` before the first ``EVALSHA``)."""
+
+    name: str
+    source: bytes
+    sha: str
+
+
+@cache
+def load_script(name: str) -> LuaScript:
+    """Read ``store/lua/<name>.lua`` from the package (cached)."""
+    source = resources.files("store.scaled").joinpath("lua", f"{name}.lua").read_bytes()
+    return LuaScript(name=name, source=source, sha=hashlib.sha1(source).hexdigest())
+
+
+def connect_redis(url: str, *, max_connections: int = 32, timeout: float = 10.0) -> Redis:
+    """A client without automatic retries: a retried script call could run twice
+    (a publish would assign seq twice), so retrying is the caller's decision.
+    RESP2, so replies have one shape whatever the client library's default."""
+    pool = ConnectionPool.from_url(
+        url,
+        protocol=2,
+        max_connections=max_connections,
+        socket_timeout=timeout,
+        socket_connect_timeout=min(timeout, 5.0),
+        retry=Retry(NoBackoff(), 0),
+    )
+    return Redis(connection_pool=pool)
+
+
+def script_reply_error(reply: Any) -> StoreError | None:
+    """Map a structured ``{"E", code, message}`` script reply to a typed error."""
+    if isinstance(reply, list) and reply and reply[0] == b"E":
+        return error_from_code(_text(reply[1]), _text(reply[2]))
+    return None
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class RawConnection:
+    """One plain RESP2 connection: write a whole pipeline, read its replies.
+
+    Error replies come back as ``hiredis.ReplyError`` objects in place. Any
+    transport failure leaves the connection closed; the caller makes a new one.
+    """
+
+    def __init__(self, url: str, *, timeout: float = 10.0) -> None:
+        params: dict[str, Any] = dict(parse_url(url))
+        self._path: str | None = params.get("path")
+        self._host: str = params.get("host", "localhost")
+        self._port: int = int(params.get("port", 6379))
+        self._db = int(params.get("db", 0) or 0)
+        self._username: str | None = params.get("username")
+        self._password: str | None = params.get("password")
+        self._ssl = url.startswith("rediss://")
+        self._timeout = timeout
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._parser = hiredis.Reader()
+
+    async def connect(self) -> None:
+        async with asyncio.timeout(min(self._timeout, 5.0)):
+            if self._path is not None:
+                self._reader, self._writer = await asyncio.open_unix_connection(self._path)
+            else:
+                context = ssl.create_default_context() if self._ssl else None
+                self._reader, self._writer = await asyncio.open_connection(
+                    self._host, self._port, ssl=context
+                )
+        self._parser = hiredis.Reader()
+        handshake: list[tuple[Arg, ...]] = []
+        if self._password is not None:
+            if self._username:
+                handshake.append(("AUTH", self._username, self._password))
+            else:
+                handshake.append(("AUTH", self._password))
+        if self._db:
+            handshake.append(("SELECT", self._db))
+        if handshake:
+            for reply in await self.roundtrip(handshake):
+                if isinstance(reply, hiredis.ReplyError):
+                    self.close()
+                    raise redis_errors.ConnectionError(f"redis handshake failed: {reply}")
+
+    async def roundtrip(self, commands: Sequence[tuple[Arg, ...]]) -> list[Any]:
+        reader, writer = self._reader, self._writer
+        if reader is None or writer is None:
+            raise redis_errors.ConnectionError("not connected")
+        try:
+            writer.write(b"".join([hiredis.pack_command(c) for c in commands]))  # type: ignore[arg-type]
+            replies: list[Any] = []
+            async with asyncio.timeout(self._timeout):
+                await writer.drain()
+                parser = self._parser
+                while len(replies) < len(commands):
+                    reply = parser.gets()
+                    if reply is False:
+                        data = await reader.read(1 << 16)
+                        if not data:
+                            raise redis_errors.ConnectionError("redis closed the connection")
+                        parser.feed(data)
+                    else:
+                        replies.append(reply)
+            return replies
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def connected(self) -> bool:
+        """False once Redis closed it too (an idle connection sees the FIN of a
+        restarted server here, so it is replaced before a call is lost on it)."""
+        if self._reader is None or self._writer is None:
+            return False
+        if self._reader.at_eof() or self._writer.is_closing():
+            self.close()
+            return False
+        return True
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+        self._reader = self._writer = None
+
+
+@dataclass(slots=True, eq=False)
+class _Call:
+    args: tuple[Arg, ...]
+    script: LuaScript | None
+    future: asyncio.Future[Any]
+    retry_on_disconnect: bool
+
+
+class CommandBatcher:
+    """Pipelines the commands issued in one loop iteration (see the module docstring).
+
+    ``max_in_flight`` pipelines run at once, each on its own connection;
+    ``max_batch`` caps one pipeline. Calls marked ``retry_on_disconnect`` (the
+    idempotent ones) are sent once more on a fresh connection when the first
+    attempt failed on a dead connection, which is what every idle connection
+    does once after a Redis restart.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        max_batch: int = 1_024,
+        max_in_flight: int = 4,
+        timeout: float = 10.0,
+    ) -> None:
+        if max_batch < 1 or max_in_flight < 1:
+            raise ValueError("max_batch and max_in_flight must be >= 1")
+        parse_url(url)  # a bad URL fails here, not on the first gift
+        self._url = url
+        self._timeout = timeout
+        self._max_batch = max_batch
+        self._max_in_flight = max_in_flight
+        self._idle: list[RawConnection] = []
+        self._pending: list[_Call] = []
+        self._scheduled = False
+        self._in_flight = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closed = False
+        self.pipelines = 0
+        """Pipelines sent (for metrics and benchmarks: calls / pipelines = batch size)."""
+        self.calls = 0
+
+    def evalsha(
+        self,
+        script: LuaScript,
+        keys: Sequence[Arg],
+        args: Sequence[Arg],
+        *,
+        retry_on_disconnect: bool = False,
+    ) -> asyncio.Future[Any]:
+        """Run ``script`` (by EVALSHA, loading it on NOSCRIPT); await the reply.
+        A plain function returning the future: no coroutine per call on the hot path."""
+        return self._submit(
+            ("EVALSHA", script.sha, len(keys), *keys, *args), script, retry_on_disconnect
+        )
+
+    def execute(self, *args: Arg, retry_on_disconnect: bool = True) -> asyncio.Future[Any]:
+        """Run one plain command in the next pipeline (reads are idempotent); await it."""
+        return self._submit(tuple(args), None, retry_on_disconnect)
+
+    async def close(self) -> None:
+        """Wait for the pipelines in flight, refuse new calls, close the connections."""
+        self._closed = True
+        while self._tasks or self._pending:
+            if self._pending and not self._scheduled:
+                self._schedule()
+            await asyncio.sleep(0.001)
+        for conn in self._idle:
+            conn.close()
+        self._idle.clear()
+
+    # -- internals ----------------------------------------------------------
+
+    def _submit(
+        self, args: tuple[Arg, ...], script: LuaScript | None, retry: bool
+    ) -> asyncio.Future[Any]:
+        if self._closed:
+            raise Unavailable("the Redis client is closed")
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending.append(_Call(args, script, future, retry))
+        if not self._scheduled:
+            self._schedule()
+        return future
+
+    def _schedule(self) -> None:
+        self._scheduled = True
+        asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._scheduled = False
+        while self._pending and self._in_flight < self._max_in_flight:
+            batch = self._pending[: self._max_batch]
+            del self._pending[: self._max_batch]
+            self._in_flight += 1
+            task = asyncio.get_running_loop().create_task(self._run(batch))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, batch: list[_Call]) -> None:
+        try:
+            await self._send(batch)
+        except BaseException as exc:  # never leave a caller waiting forever
+            error = exc if isinstance(exc, StoreError) else StoreError(f"redis: {exc}")
+            for call in batch:
+                if not call.future.done():
+                    call.future.set_exception(error)
+            if not isinstance(exc, Exception):
+                raise
+        finally:
+            self._in_flight -= 1
+            if self._pending and not self._scheduled:
+                self._schedule()
+
+    async def _send(self, batch: list[_Call]) -> None:
+        attempt = 0
+        while batch:
+            attempt += 1
+            try:
+                replies = await self._pipeline([call.args for call in batch])
+            except CONNECTION_ERRORS as exc:
+                # the idle connections are as old as the one that failed: replace them
+                for idle in self._idle:
+                    idle.close()
+                self._idle.clear()
+                retry: list[_Call] = []
+                for call in batch:
+                    if call.retry_on_disconnect and attempt == 1:
+                        retry.append(call)
+                    elif not call.future.done():
+                        call.future.set_exception(Unavailable(f"redis unavailable: {exc}"))
+                batch = retry
+                continue
+            missing: list[_Call] = []
+            for call, reply in zip(batch, replies, strict=True):
+                if call.future.done():
+                    continue
+                if not isinstance(reply, hiredis.ReplyError):
+                    call.future.set_result(reply)
+                    continue
+                message = str(reply)
+                if message.startswith("NOSCRIPT") and attempt <= 3:
+                    missing.append(call)
+                elif message.startswith(("LOADING", "READONLY", "MASTERDOWN", "TRYAGAIN")):
+                    call.future.set_exception(Unavailable(f"redis unavailable: {message}"))
+                else:
+                    call.future.set_exception(StoreError(f"redis: {message}"))
+            if missing:
+                await self._load({c.script for c in missing if c.script is not None})
+            batch = missing
+        self.pipelines += 1
+
+    async def _load(self, scripts: set[LuaScript]) -> None:
+        """The script cache was flushed (restart, failover, SCRIPT FLUSH): reload."""
+        ordered = sorted(scripts, key=lambda script: script.name)
+        for script in ordered:
+            log.info("redis script cache miss: loading %s", script.name)
+        try:
+            replies = await self._pipeline([("SCRIPT", "LOAD", s.source) for s in ordered])
+        except CONNECTION_ERRORS as exc:
+            raise Unavailable(f"redis unavailable: {exc}") from exc
+        for script, sha in zip(ordered, replies, strict=True):
+            if isinstance(sha, hiredis.ReplyError) or sha != script.sha.encode():
+                raise StoreError(f"redis could not load script {script.name}: {sha!r}")
+
+    async def _pipeline(self, commands: list[tuple[Arg, ...]]) -> list[Any]:
+        """One write of every command, then its replies, on an idle connection."""
+        self.calls += len(commands)
+        conn = self._idle.pop() if self._idle else RawConnection(self._url, timeout=self._timeout)
+        if not conn.connected:
+            await conn.connect()
+        replies = await conn.roundtrip(commands)  # closes the connection on failure
+        if self._closed:
+            conn.close()
+        else:
+            self._idle.append(conn)
+        return replies

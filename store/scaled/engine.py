@@ -1,0 +1,126 @@
+"""The scaled engine: Redis wallet and rooms, Redis pub/sub fan-out, PostgreSQL ledger.
+
+Any number of server processes share one Redis and one PostgreSQL. The hot
+path (gifts, purchases, fan-out) needs only Redis: PostgreSQL may be down and
+gifting goes on, the outbox holds the transactions until the ledger worker
+(``run_ledger_worker``, run by ``live ledger``) files them.
+
+Entry points for the command line:
+
+- ``live migrate``: ``await migrate(database_url)`` (returns the names applied);
+- ``live ledger``: ``await run_ledger_worker(redis_url=..., database_url=...,
+  stop=event)``;
+- ``live audit``: ``engine = await open_engine(config)`` then
+  ``await engine.ledger.audit()`` (it drains the outbox first).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from store.domain.catalog import Catalog
+from store.errors import StoreError, Unavailable
+from store.roles import Engine, EngineConfig
+from store.scaled.activity import RedisRoomActivity
+from store.scaled.broker import RedisBroker
+from store.scaled.client import CommandBatcher, connect_redis, load_script
+from store.scaled.ledger import (
+    PostgresLedger,
+    create_pool,
+    drain_once,
+    migrate,
+    outbox_lag,
+    run_ledger_worker,
+)
+from store.scaled.wallet import SYSTEM_BALANCES, RedisRooms
+from store.scaled.wallet_money import RedisMoneyWallet
+
+_CHECK = load_script("check")
+
+
+async def open_scaled_engine(
+    config: EngineConfig, *, catalog: Catalog, run_worker: bool = False
+) -> Engine:
+    """Connect to Redis and PostgreSQL (applying migrations when ``config.migrate``)
+    and assemble the engine. ``run_worker`` also drains the outbox in this process
+    (a single-node deployment without a separate ``live ledger``)."""
+    if not config.redis_url or not config.database_url:
+        raise ValueError("the scaled engine needs both a Redis URL and a database URL")
+    redis_url, database_url = config.redis_url, config.database_url
+    if config.migrate:
+        await migrate(database_url)
+    redis = connect_redis(redis_url)
+    pool = await create_pool(database_url)
+    batcher = CommandBatcher(redis_url)
+    broker = RedisBroker(
+        batcher,
+        url=redis_url,
+        history_size=config.history_size,
+        history_seconds=config.history_seconds,
+    )
+    ledger = PostgresLedger(pool, redis)
+
+    async def check() -> dict[str, str]:
+        try:
+            reply = await batcher.evalsha(_CHECK, (SYSTEM_BALANCES,), (), retry_on_disconnect=True)
+        except StoreError as exc:
+            raise Unavailable(f"redis: {exc.message}") from exc
+        if reply != b"ok":
+            raise Unavailable(f"redis script check answered {reply!r}")
+        await ledger.check()
+        return {"redis": "ok", "postgresql": "ok"}
+
+    async def stats() -> dict[str, float]:
+        return {"outbox_lag": float(await outbox_lag(redis))}
+
+    stop = asyncio.Event()
+    worker: asyncio.Task[None] | None = None
+    if run_worker:
+        worker = asyncio.get_running_loop().create_task(
+            run_ledger_worker(redis_url=redis_url, database_url=database_url, stop=stop)
+        )
+
+    async def close_worker() -> None:
+        stop.set()
+        if worker is not None:
+            with contextlib.suppress(Exception):
+                await worker
+
+    async def close_clients() -> None:
+        await batcher.close()
+        await pool.close()
+        await redis.aclose()
+
+    return Engine(
+        name="scaled",
+        wallet=RedisMoneyWallet(
+            batcher,
+            ledger=ledger,
+            creator_share_percent=config.creator_share_percent,
+            policy=config.policy,
+        ),
+        rooms=RedisRooms(batcher),
+        ledger=ledger,
+        broker=broker,
+        activity=RedisRoomActivity(
+            batcher,
+            history_size=config.history_size,
+            history_seconds=config.history_seconds,
+        ),
+        catalog=catalog,
+        check=check,
+        stats=stats,
+        # closed in reverse: the worker, the broker, then the shared clients
+        closers=[close_clients, broker.close, close_worker],
+    )
+
+
+__all__ = [
+    "PostgresLedger",
+    "drain_once",
+    "migrate",
+    "open_scaled_engine",
+    "outbox_lag",
+    "run_ledger_worker",
+]
