@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 COIN = "coin"
 DIAMOND = "diamond"
@@ -405,6 +405,9 @@ class StreamStats:
             "likes": self.likes,
             "peak_viewers": self.peak_viewers,
         }
+
+
+RESTRICTION_KINDS: Final = ("ban", "mute")
 
 
 @dataclass(frozen=True, slots=True)

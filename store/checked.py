@@ -1,0 +1,243 @@
+"""Request checks run once, in front of either engine.
+
+What a request must look like (ids and keys of a sane length, counts and
+amounts of at least one, a known kind or status, a cap the platform allows) does
+not depend on where the money is kept. ``open_engine`` puts these wrappers in
+front of the engine's roles, so both engines refuse a malformed request with the
+same ``BadRequest`` before any database is touched, and the engines only check
+what needs their stored state (funds, caps spent, locks, idempotency).
+
+A method without checks is passed straight through (``__getattr__``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Final
+
+from store.domain.accounts import (
+    REVERSAL_KINDS,
+    SETTLEMENT_METHODS,
+    WITHDRAWAL_OUTCOMES,
+    Account,
+    DebtReceipt,
+    DebtSettlement,
+    LimitsRequest,
+    MoneyPolicy,
+    RefundReceipt,
+    RefundRequest,
+    Withdrawal,
+    WithdrawalRequest,
+    WithdrawalSettlement,
+)
+from store.domain.checks import (
+    check_choice,
+    check_id,
+    check_key,
+    check_limit,
+    check_positive,
+    check_text,
+)
+from store.domain.models import (
+    RESTRICTION_KINDS,
+    Event,
+    GiftReceipt,
+    GiftRequest,
+    Goal,
+    LeaderEntry,
+    Profile,
+    PurchaseReceipt,
+    PurchaseRequest,
+    Restriction,
+    Room,
+    TransactionRecord,
+)
+from store.domain.rules import check_limits, check_pin_format
+from store.errors import BadRequest
+from store.roles import Ledger, RoomActivity, Rooms, Wallet
+
+SUPPORTER_PERIODS: Final = ("day", "all")
+
+
+class _Wrapper:
+    """Passes every attribute it doesn't define to the wrapped role."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+class CheckedWallet(_Wrapper):
+    """The ``Wallet`` role, its requests checked first."""
+
+    inner: Wallet
+
+    def __init__(self, inner: Wallet, *, policy: MoneyPolicy) -> None:
+        super().__init__(inner)
+        self.policy = policy
+
+    async def purchase(self, request: PurchaseRequest) -> PurchaseReceipt:
+        check_id(request.user.id, "user id")
+        check_key(request.payment_id, "payment id")
+        check_id(request.provider, "payment provider")
+        package = request.package
+        if package.coins < 0 or package.bonus < 0 or package.coins + package.bonus < 1:
+            raise BadRequest("a coin package must credit at least one coin")
+        if any(grant.coins < 0 for grant in request.promotions):
+            raise BadRequest("a promotion cannot take coins away")
+        return await self.inner.purchase(request)
+
+    async def send_gift(self, request: GiftRequest) -> GiftReceipt:
+        check_id(request.sender.id, "sender id")
+        check_id(request.room_id, "room id")
+        check_key(request.key, "request id")
+        check_positive(request.count, "count must be at least 1")
+        check_positive(request.gift.coins, "a gift must cost at least one coin")
+        return await self.inner.send_gift(request)
+
+    async def account(self, user_id: str) -> Account:
+        check_id(user_id, "user id")
+        return await self.inner.account(user_id)
+
+    async def set_limits(self, request: LimitsRequest) -> Account:
+        check_id(request.user_id, "user id")
+        check_limits(
+            request.limits,
+            policy_daily=self.policy.daily_spend_cap,
+            policy_monthly=self.policy.monthly_spend_cap,
+        )
+        if request.new_pin:
+            check_pin_format(request.new_pin)
+        return await self.inner.set_limits(request)
+
+    async def set_verified(self, user_id: str, *, verified: bool, by: str) -> Account:
+        check_id(user_id, "user id")
+        return await self.inner.set_verified(user_id, verified=verified, by=by)
+
+    async def refund(self, request: RefundRequest) -> RefundReceipt:
+        check_id(request.provider, "payment provider")
+        check_key(request.payment_id, "payment id")
+        check_choice(request.kind, REVERSAL_KINDS, "kind")
+        check_text(request.reason, "reason")
+        return await self.inner.refund(request)
+
+    async def settle_debt(self, request: DebtSettlement) -> DebtReceipt:
+        check_id(request.user_id, "user id")
+        check_key(request.key, "idempotency key")
+        check_choice(request.method, SETTLEMENT_METHODS, "method")
+        check_text(request.note, "note")
+        return await self.inner.settle_debt(request)
+
+    async def reserve_withdrawal(self, request: WithdrawalRequest) -> Withdrawal:
+        check_id(request.user_id, "user id")
+        check_key(request.key, "idempotency key")
+        check_id(request.method, "payout method")
+        check_positive(request.diamonds, "diamonds must be at least 1")
+        return await self.inner.reserve_withdrawal(request)
+
+    async def settle_withdrawal(self, request: WithdrawalSettlement) -> Withdrawal:
+        check_key(request.withdrawal_id, "withdrawal id")
+        check_choice(request.status, WITHDRAWAL_OUTCOMES, "status")
+        check_text(request.reference, "reference")
+        check_text(request.reason, "reason")
+        return await self.inner.settle_withdrawal(request)
+
+    async def withdrawals(
+        self, user_id: str, *, before: str | None = None, limit: int = 50
+    ) -> list[Withdrawal]:
+        check_limit(limit)
+        return await self.inner.withdrawals(user_id, before=before, limit=limit)
+
+    async def rate_limit(
+        self, user_id: str, action: str, *, per_hour: int, burst: int, now: int | None = None
+    ) -> None:
+        check_id(user_id, "user id")
+        check_id(action, "action")
+        if per_hour < 1 or burst < 1:
+            raise BadRequest("per_hour and burst must be at least 1")
+        await self.inner.rate_limit(user_id, action, per_hour=per_hour, burst=burst, now=now)
+
+    async def claim_once(self, scope: str, key: str, *, ttl_seconds: int) -> bool:
+        check_id(scope, "scope")
+        check_key(key, "key")
+        check_positive(ttl_seconds, "ttl_seconds must be at least 1")
+        return await self.inner.claim_once(scope, key, ttl_seconds=ttl_seconds)
+
+
+class CheckedRooms(_Wrapper):
+    """The ``Rooms`` role, its requests checked first."""
+
+    inner: Rooms
+
+    async def go_live(self, *, room_id: str, creator: Profile, title: str) -> Room:
+        check_id(room_id, "room id")
+        check_id(creator.id, "creator id")
+        return await self.inner.go_live(room_id=room_id, creator=creator, title=title)
+
+    async def end(self, room_id: str, *, by: Profile) -> Room:
+        check_id(room_id, "room id")
+        return await self.inner.end(room_id, by=by)
+
+    async def leaderboard(self, room_id: str, *, limit: int = 10) -> list[LeaderEntry]:
+        check_limit(limit)
+        return await self.inner.leaderboard(room_id, limit=limit)
+
+
+class CheckedLedger(_Wrapper):
+    """The ``Ledger`` role, its requests checked first."""
+
+    inner: Ledger
+
+    async def transactions(
+        self, user_id: str, *, before: str | None = None, limit: int = 50
+    ) -> list[TransactionRecord]:
+        check_limit(limit)
+        return await self.inner.transactions(user_id, before=before, limit=limit)
+
+
+class CheckedActivity(_Wrapper):
+    """The ``RoomActivity`` role, its requests checked first."""
+
+    inner: RoomActivity
+
+    async def add_likes(
+        self, room_id: str, *, stream_id: int, likes: Sequence[tuple[Event, int]]
+    ) -> list[int]:
+        if any(count < 1 for _, count in likes):
+            raise BadRequest("like counts must be positive")
+        return await self.inner.add_likes(room_id, stream_id=stream_id, likes=likes)
+
+    async def report_viewers(
+        self, room_id: str, *, node: str, count: int, ttl_ms: int, interval_ms: int
+    ) -> tuple[int, int]:
+        if count < 0:
+            raise BadRequest("a viewer count cannot be negative")
+        return await self.inner.report_viewers(
+            room_id, node=node, count=count, ttl_ms=ttl_ms, interval_ms=interval_ms
+        )
+
+    async def set_goal(self, room_id: str, *, target: int, title: str) -> Goal:
+        check_positive(target, "a goal's target must be at least 1 diamond")
+        return await self.inner.set_goal(room_id, target=target, title=title)
+
+    async def restrict(self, room_id: str, restriction: Restriction) -> None:
+        _check_kind(restriction.kind)
+        await self.inner.restrict(room_id, restriction)
+
+    async def lift(self, room_id: str, user_id: str, kind: str) -> bool:
+        _check_kind(kind)
+        return await self.inner.lift(room_id, user_id, kind)
+
+    async def supporters(
+        self, creator_id: str, *, period: str, limit: int = 10
+    ) -> list[LeaderEntry]:
+        check_choice(period, SUPPORTER_PERIODS, "period")
+        check_limit(limit)
+        return await self.inner.supporters(creator_id, period=period, limit=limit)
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in RESTRICTION_KINDS:
+        raise BadRequest(f"kind must be one of {', '.join(RESTRICTION_KINDS)}")
