@@ -8,17 +8,11 @@
 --       5 the user's debt account (JSON string)
 --       6 receipt JSON members other than coins
 --
--- Replies: {"OK", receipt}  {"R", stored receipt}  {"E", code, message}
-local stored = redis.call('GET', KEYS[1])
-if stored then
-  if string.sub(stored, 1, 32) == ARGV[1] then
-    return {'R', string.sub(stored, 33)}
-  end
-  return {'E', 'conflict', 'this idempotency key was already used for a different request'}
-end
+-- Replies: {"OK", receipt}  {"R", stored receipt}  {"E", reason}
+--@include idempotency
 local debt = -tonumber(redis.call('HGET', KEYS[2], 'debt') or '0')
 if debt <= 0 then
-  return {'E', 'bad_request', 'this account has no debt to settle'}
+  return {'E', 'no_debt'}
 end
 
 local amount = string.format('%d', debt)

@@ -21,8 +21,9 @@ from store.domain.models import GiftReceipt, Profile
 from store.errors import Unavailable
 from store.roles import Engine
 from store.scaled.client import connect_redis
-from store.scaled.ledger import create_pool, drain_once, outbox_lag, run_ledger_worker
-from store.scaled.wallet import DEAD_LETTERS, OUTBOX
+from store.scaled.keys import DEAD_LETTERS, OUTBOX
+from store.scaled.outbox import drain_once, outbox_lag, run_ledger_worker
+from store.scaled.postgres import create_pool
 from tests.services import (
     Services,
     Urls,

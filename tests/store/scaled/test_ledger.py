@@ -12,15 +12,9 @@ from store.engine import open_engine
 from store.errors import Unavailable
 from store.roles import Engine, EngineConfig
 from store.scaled.client import connect_redis
-from store.scaled.ledger import (
-    PoisonEntry,
-    create_pool,
-    decode_entry,
-    drain_once,
-    migrate,
-    migrations,
-)
-from store.scaled.wallet import DEAD_LETTERS, OUTBOX, gift_key, user_of_wallet_key, wallet_key
+from store.scaled.keys import DEAD_LETTERS, OUTBOX, gift_key, user_of_wallet_key, wallet_key
+from store.scaled.outbox import PoisonEntry, decode_entry, drain_once
+from store.scaled.postgres import create_pool, migrate, migrations
 from tests.services import Services, Urls, adult, fund, redis_client, rose, scaled_engine
 
 pytestmark = pytest.mark.scaled
