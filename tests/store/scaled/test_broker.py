@@ -11,14 +11,9 @@ from store.domain.models import Event
 from store.scaled.broker import RedisBroker
 from store.scaled.client import CommandBatcher
 from store.scaled.keys import channel_name
-from tests.services import Recorder, Services, Urls, eventually, redis_client
+from tests.services import Recorder, Urls, eventually, redis_client
 
 pytestmark = pytest.mark.scaled
-
-
-@pytest.fixture
-async def urls(services: Services) -> Urls:
-    return await services.reset()
 
 
 @pytest.fixture

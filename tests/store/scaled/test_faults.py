@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
@@ -37,20 +36,6 @@ from tests.services import (
 )
 
 pytestmark = pytest.mark.scaled
-
-
-@pytest.fixture
-async def urls(services: Services) -> Urls:
-    return await services.reset()
-
-
-@pytest.fixture
-async def engine(urls: Urls) -> AsyncIterator[Engine]:
-    opened = await scaled_engine(urls)
-    try:
-        yield opened
-    finally:
-        await opened.close()
 
 
 async def _live_room(engine: Engine, room_id: str = "room") -> Profile:

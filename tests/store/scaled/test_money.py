@@ -4,7 +4,6 @@ works after Redis lost its script cache (restart, failover, SCRIPT FLUSH)."""
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
 from importlib import resources
 
 import pytest
@@ -18,7 +17,7 @@ from store.domain.accounts import (
     WithdrawalSettlement,
 )
 from store.roles import Engine
-from tests.services import Services, Urls, adult, fund, redis_client, rose, scaled_engine
+from tests.services import Urls, adult, fund, redis_client, rose
 
 MONEY_SCRIPTS = (
     "gift",
@@ -42,20 +41,6 @@ def test_money_scripts_name_every_key_in_keys(name: str) -> None:
     assert calls
     for command, key in calls:
         assert key.strip().startswith("KEYS["), f"{name}.lua: {command} {key}"
-
-
-@pytest.fixture
-async def urls(services: Services) -> Urls:
-    return await services.reset()
-
-
-@pytest.fixture
-async def engine(urls: Urls) -> AsyncIterator[Engine]:
-    opened = await scaled_engine(urls)
-    try:
-        yield opened
-    finally:
-        await opened.close()
 
 
 @pytest.mark.scaled
