@@ -1,6 +1,6 @@
 """The embedded engine's broker: room fan-out inside one process.
 
-There is one node, so the guarantees of ``store.base.Broker`` come cheap: a
+There is one node, so the guarantees of ``store.roles.Broker`` come cheap: a
 per-room counter stamps ``seq`` (strictly increasing, gap-free), delivery is a
 synchronous call to each listener on the event loop (in order, exactly once),
 and a bounded per-room history serves resumes. Nothing here ever interrupts a

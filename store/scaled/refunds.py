@@ -30,15 +30,7 @@ from store.roles import Ledger
 from store.scaled import keys
 from store.scaled.client import Arg, CommandBatcher, checked_reply, load_script, text
 from store.scaled.codec import entry_head, members
-from store.scaled.keys import (
-    OUTBOX,
-    SYSTEM_BALANCES,
-    hashed,
-    payment_key,
-    reversal_key,
-    user_key,
-    wallet_key,
-)
+from store.scaled.keys import hashed, payment_key, reversal_key, user_key, wallet_key
 
 _REFUND: Final = load_script("refund")
 _SETTLE_DEBT: Final = load_script("settle_debt")
@@ -77,8 +69,8 @@ def _refund_call(
         reversal_key(request.provider, request.payment_id),
         payment_key(request.provider, request.payment_id),
         wallet_key(user_id),
-        SYSTEM_BALANCES,
-        OUTBOX,
+        keys.SYSTEM_BALANCES,
+        keys.OUTBOX,
         *(wallet_key(creator) for creator in creators),
     )
     args: list[Arg] = [
@@ -159,8 +151,8 @@ async def settle_debt(batcher: CommandBatcher, request: DebtSettlement) -> DebtR
             (
                 user_key(request.user_id, hashed(keys.DEBT_KEY, request.key)),
                 wallet_key(request.user_id),
-                SYSTEM_BALANCES,
-                OUTBOX,
+                keys.SYSTEM_BALANCES,
+                keys.OUTBOX,
             ),
             (
                 request.fingerprint(),

@@ -21,7 +21,7 @@ from store.domain.accounts import (
     WithdrawalRequest,
     WithdrawalSettlement,
 )
-from store.domain.models import utc_day
+from store.domain.models import Posting, utc_day
 from store.domain.postings import withdrawal_postings, withdrawal_settle_postings
 from store.domain.rules import first_held_hour, held_diamonds
 from store.errors import StoreError
@@ -29,15 +29,7 @@ from store.ids import new_id, now_ms
 from store.scaled import keys
 from store.scaled.client import Arg, CommandBatcher, checked_reply, load_script, text
 from store.scaled.codec import fields_of, optional_int, postings_json
-from store.scaled.keys import (
-    OUTBOX,
-    SYSTEM_BALANCES,
-    WITHDRAWAL_OWNERS,
-    hashed,
-    user_key,
-    wallet_key,
-    withdrawal_record_key,
-)
+from store.scaled.keys import hashed, user_key, wallet_key, withdrawal_record_key
 
 _WITHDRAW: Final = load_script("withdraw")
 _SETTLE_WITHDRAWAL: Final = load_script("settle_withdrawal")
@@ -62,7 +54,9 @@ def withdrawal_from_hash(values: Sequence[Any], *, replayed: bool = False) -> Wi
     )
 
 
-def _entry(tx_id: str, kind: str, now: int, postings: Any, meta: dict[str, Any]) -> bytes:
+def _entry(
+    tx_id: str, kind: str, now: int, postings: Sequence[Posting], meta: dict[str, Any]
+) -> bytes:
     """A whole outbox entry (the script appends it as is)."""
     return orjson.dumps(
         {
@@ -135,8 +129,8 @@ async def reserve(
                 user_key(user_id, keys.EARNINGS_HOURS),
                 withdrawal_record_key(user_id, withdrawal_id),
                 user_key(user_id, keys.WITHDRAWALS),
-                OUTBOX,
-                WITHDRAWAL_OWNERS,
+                keys.OUTBOX,
+                keys.WITHDRAWAL_OWNERS,
             ),
             (
                 request.fingerprint(),
@@ -190,8 +184,8 @@ async def settle(batcher: CommandBatcher, request: WithdrawalSettlement) -> With
                 withdrawal_record_key(current.user_id, current.id),
                 wallet_key(current.user_id),
                 user_key(current.user_id, keys.ACCOUNT),
-                SYSTEM_BALANCES,
-                OUTBOX,
+                keys.SYSTEM_BALANCES,
+                keys.OUTBOX,
             ),
             (
                 request.status,
@@ -211,7 +205,7 @@ async def settle(batcher: CommandBatcher, request: WithdrawalSettlement) -> With
 
 
 async def withdrawal(batcher: CommandBatcher, withdrawal_id: str) -> Withdrawal | None:
-    owner = await batcher.execute("HGET", WITHDRAWAL_OWNERS, withdrawal_id)
+    owner = await batcher.execute("HGET", keys.WITHDRAWAL_OWNERS, withdrawal_id)
     if owner is None:
         return None
     values = await batcher.execute("HGETALL", withdrawal_record_key(text(owner), withdrawal_id))
