@@ -55,14 +55,18 @@ SUBSCRIBE_TIMEOUT: Final = 10.0
 LOCAL_DELIVERY_TIMEOUT: Final = 1.0
 
 
-def _stamp(payload: bytes) -> tuple[int, list[Event]]:
-    """Decode ``<first>:<ts>:<json array>`` into stamped events."""
-    first_s, ts_s, body = payload.split(b":", 2)
-    first, ts = int(first_s), int(ts_s)
-    events: list[Event] = orjson.loads(body)
+def _stamp_in_place(events: list[Event], first: int, ts: int) -> None:
     for index, event in enumerate(events):
         event["seq"] = first + index
         event["ts"] = ts
+
+
+def _stamp(payload: bytes) -> tuple[int, list[Event]]:
+    """Decode ``<first>:<ts>:<json array>`` into stamped events."""
+    first_s, ts_s, body = payload.split(b":", 2)
+    first = int(first_s)
+    events: list[Event] = orjson.loads(body)
+    _stamp_in_place(events, first, int(ts_s))
     return first, events
 
 
@@ -135,10 +139,8 @@ class RedisBroker:
             (room_key(room_id, keys.SEQ), room_key(room_id, keys.HISTORY)),
             (channel_name(room_id), len(events), orjson.dumps(events), self._size, self._ttl),
         )
-        first, ts = int(reply[0]), int(reply[1])
-        for index, event in enumerate(events):
-            event["seq"] = first + index
-            event["ts"] = ts
+        first = int(reply[0])
+        _stamp_in_place(events, first, int(reply[1]))
         room = self._rooms.get(room_id)
         if room is not None and room.active:
             last = first + len(events) - 1

@@ -14,6 +14,7 @@
 --
 -- Replies: {"OK", receipt}  {"R", stored receipt}  {"E", reason, value...}
 --@include idempotency
+--@include posting
 if ARGV[2] ~= '1' then
   return {'E', 'minor_buyer'}
 end
@@ -44,19 +45,15 @@ end
 local credit = paid + bonus
 local debt_paid = math.min(debt, credit)
 
-local function posting(account, amount)
-  return '{"account":' .. account .. ',"asset":"coin","amount":' .. string.format('%d', amount)
-    .. '}'
-end
-local postings = {posting('"world"', -paid)}
+local postings = {posting('"world"', 'coin', -paid)}
 if bonus > 0 then
-  table.insert(postings, posting('"platform:promotions"', -bonus))
+  table.insert(postings, posting('"platform:promotions"', 'coin', -bonus))
 end
 if debt_paid > 0 then
-  table.insert(postings, posting(ARGV[9], debt_paid))
+  table.insert(postings, posting(ARGV[9], 'coin', debt_paid))
 end
 if credit > debt_paid then
-  table.insert(postings, posting(ARGV[8], credit - debt_paid))
+  table.insert(postings, posting(ARGV[8], 'coin', credit - debt_paid))
 end
 local meta = ARGV[5]
 if #grants > 0 then

@@ -19,6 +19,7 @@
 --          {"S", user id}: the purchase belongs to another user than ARGV 2 (the
 --          caller read it before it was stored); nothing was written.
 --@include idempotency
+--@include posting
 local raw = redis.call('GET', KEYS[2])
 if not raw then
   return {'E', 'payment_not_found'}
@@ -74,10 +75,6 @@ for i = 0, n - 1 do
 end
 
 -- writes: nothing below can fail on valid keys
-local function posting(account, asset, amount)
-  return '{"account":' .. account .. ',"asset":"' .. asset .. '","amount":'
-    .. string.format('%d', amount) .. '}'
-end
 local postings = {posting('"world"', 'coin', paid)}
 redis.call('HINCRBY', KEYS[4], 'coin|world', paid)
 if bonus > 0 then

@@ -10,6 +10,7 @@
 --
 -- Replies: {"OK", receipt}  {"R", stored receipt}  {"E", reason}
 --@include idempotency
+--@include posting
 local debt = -tonumber(redis.call('HGET', KEYS[2], 'debt') or '0')
 if debt <= 0 then
   return {'E', 'no_debt'}
@@ -19,9 +20,8 @@ local amount = string.format('%d', debt)
 redis.call('HINCRBY', KEYS[2], 'debt', debt)
 redis.call('HINCRBY', KEYS[3], 'coin|' .. ARGV[4], -debt)
 redis.call('XADD', KEYS[4], '*', 'tx', ARGV[2]
-  .. '{"account":"' .. ARGV[4] .. '","asset":"coin","amount":-' .. amount .. '},'
-  .. '{"account":' .. ARGV[5] .. ',"asset":"coin","amount":' .. amount .. '}],"meta":'
-  .. ARGV[3] .. '}')
+  .. posting('"' .. ARGV[4] .. '"', 'coin', -debt) .. ','
+  .. posting(ARGV[5], 'coin', debt) .. '],"meta":' .. ARGV[3] .. '}')
 local receipt = '{"coins":' .. amount .. ',' .. ARGV[6] .. '}'
 redis.call('SET', KEYS[1], ARGV[1] .. receipt)
 return {'OK', receipt}
