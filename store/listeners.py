@@ -15,7 +15,7 @@ from typing import Any
 from store.domain.models import Event
 from store.roles import BrokerListener
 
-log = logging.getLogger("store.broker")
+log = logging.getLogger(__name__)
 
 
 class RoomListeners:
