@@ -1,6 +1,6 @@
 """The embedded engine's broker: room fan-out inside one process.
 
-There is one node, so the guarantees of ``store.base.Broker`` come cheap: a
+There is one node, so the guarantees of ``store.roles.Broker`` come cheap: a
 per-room counter stamps ``seq`` (strictly increasing, gap-free), delivery is a
 synchronous call to each listener on the event loop (in order, exactly once),
 and a bounded per-room history serves resumes. Nothing here ever interrupts a
@@ -10,7 +10,6 @@ subscription, so ``on_reset`` is never called.
 from __future__ import annotations
 
 import itertools
-import logging
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,34 +17,15 @@ from typing import Any
 
 from store.domain.models import Event
 from store.ids import now_ms
+from store.listeners import ListenerSubscription, RoomListeners
 from store.roles import BrokerListener
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
 class _RoomState:
     seq: int = 0
     history: deque[Event] = field(default_factory=deque)
-    listeners: dict[int, tuple[BrokerListener, int]] = field(default_factory=dict)
-    """id(listener) -> (listener, open subscriptions it holds). Keyed by identity so
-    listeners need not be hashable."""
-
-
-class MemorySubscription:
-    """One ``subscribe`` call; ``close`` releases it once (closing again is a no-op)."""
-
-    def __init__(self, broker: MemoryBroker, room_id: str, listener: BrokerListener) -> None:
-        self._broker = broker
-        self._room_id = room_id
-        self._listener = listener
-        self._closed = False
-
-    async def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        self._broker._release(self._room_id, self._listener)
+    listeners: RoomListeners = field(default_factory=RoomListeners)
 
 
 class MemoryBroker:
@@ -97,31 +77,17 @@ class MemoryBroker:
             event["ts"] = now
             state.history.append(event)
         self._expire(state, now)
-        for listener, _count in list(state.listeners.values()):
-            try:
-                listener.on_events(room_id, events)
-            except Exception:
-                log.exception("broker listener failed on room %s", room_id)
+        state.listeners.events(room_id, events)
         return events
 
-    async def subscribe(self, room_id: str, listener: BrokerListener) -> MemorySubscription:
+    async def subscribe(self, room_id: str, listener: BrokerListener) -> ListenerSubscription:
         state = self._room(room_id)
-        _, count = state.listeners.get(id(listener), (listener, 0))
-        state.listeners[id(listener)] = (listener, count + 1)
-        return MemorySubscription(self, room_id, listener)
+        state.listeners.add(listener)
 
-    def _release(self, room_id: str, listener: BrokerListener) -> None:
-        state = self._rooms.get(room_id)
-        if state is None:
-            return
-        key = id(listener)
-        entry = state.listeners.get(key)
-        if entry is None:
-            return
-        if entry[1] > 1:
-            state.listeners[key] = (listener, entry[1] - 1)
-        else:
-            del state.listeners[key]
+        async def release() -> None:
+            state.listeners.release(listener)
+
+        return ListenerSubscription(release)
 
     async def history(self, room_id: str, *, since: int) -> list[Event] | None:
         """Events with ``seq > since`` in order; ``None`` if any of them has already
@@ -152,16 +118,8 @@ class MemoryBroker:
     async def signal(self, room_id: str, message: dict[str, Any]) -> None:
         """Hand ``message`` to each listener's ``on_signal`` now (no seq, no history)."""
         state = self._rooms.get(room_id)
-        if state is None:
-            return
-        for listener, _count in list(state.listeners.values()):
-            handler = getattr(listener, "on_signal", None)
-            if handler is None:
-                continue
-            try:
-                handler(room_id, message)
-            except Exception:
-                log.exception("broker listener failed on a signal of room %s", room_id)
+        if state is not None:
+            state.listeners.signal(room_id, message)
 
     async def close(self) -> None:
         """Drop every subscription; seq counters and history stay for a late resume."""

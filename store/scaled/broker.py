@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -37,9 +38,11 @@ from redis.backoff import NoBackoff
 
 from store.domain.models import Event
 from store.errors import Unavailable
+from store.listeners import ListenerSubscription, RoomListeners
 from store.roles import BrokerListener
+from store.scaled import keys
 from store.scaled.client import CONNECTION_ERRORS, CommandBatcher, load_script
-from store.scaled.wallet import PREFIX
+from store.scaled.keys import channel_name, room_key, room_of_channel
 
 log = logging.getLogger(__name__)
 
@@ -52,34 +55,18 @@ SUBSCRIBE_TIMEOUT: Final = 10.0
 LOCAL_DELIVERY_TIMEOUT: Final = 1.0
 
 
-def seq_key(room_id: str) -> str:
-    return f"{PREFIX}:{{r:{room_id}}}:seq"
-
-
-def history_key(room_id: str) -> str:
-    return f"{PREFIX}:{{r:{room_id}}}:hist"
-
-
-def channel_name(room_id: str) -> str:
-    return f"{PREFIX}:{{r:{room_id}}}:ch"
-
-
-_CHANNEL_HEAD: Final = f"{PREFIX}:{{r:".encode()
-_CHANNEL_TAIL: Final = b"}:ch"
-
-
-def _room_of_channel(channel: bytes) -> str:
-    return channel[len(_CHANNEL_HEAD) : -len(_CHANNEL_TAIL)].decode()
+def _stamp_in_place(events: list[Event], first: int, ts: int) -> None:
+    for index, event in enumerate(events):
+        event["seq"] = first + index
+        event["ts"] = ts
 
 
 def _stamp(payload: bytes) -> tuple[int, list[Event]]:
     """Decode ``<first>:<ts>:<json array>`` into stamped events."""
     first_s, ts_s, body = payload.split(b":", 2)
-    first, ts = int(first_s), int(ts_s)
+    first = int(first_s)
     events: list[Event] = orjson.loads(body)
-    for index, event in enumerate(events):
-        event["seq"] = first + index
-        event["ts"] = ts
+    _stamp_in_place(events, first, int(ts_s))
     return first, events
 
 
@@ -92,8 +79,7 @@ def _parsed_replies(conn: AbstractConnection) -> Any:
 
 @dataclass(slots=True)
 class _Room:
-    listeners: dict[int, tuple[BrokerListener, int]] = field(default_factory=dict)
-    """id(listener) -> (listener, open subscriptions it holds)."""
+    listeners: RoomListeners = field(default_factory=RoomListeners)
     active: bool = False
     """The channel subscription is confirmed on the current connection."""
     waiters: list[asyncio.Future[None]] = field(default_factory=list)
@@ -101,22 +87,6 @@ class _Room:
     delivered: int = 0
     """Last seq handed to the listeners on this subscription (0: none yet)."""
     seq_waiters: list[tuple[int, asyncio.Future[None]]] = field(default_factory=list)
-
-
-class RedisSubscription:
-    """One ``subscribe`` call; ``close`` releases it once."""
-
-    def __init__(self, broker: RedisBroker, room_id: str, listener: BrokerListener) -> None:
-        self._broker = broker
-        self._room_id = room_id
-        self._listener = listener
-        self._closed = False
-
-    async def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        await self._broker._release(self._room_id, self._listener)
 
 
 class RedisBroker:
@@ -166,13 +136,11 @@ class RedisBroker:
             return events
         reply = await self._batcher.evalsha(
             _PUBLISH,
-            (seq_key(room_id), history_key(room_id)),
+            (room_key(room_id, keys.SEQ), room_key(room_id, keys.HISTORY)),
             (channel_name(room_id), len(events), orjson.dumps(events), self._size, self._ttl),
         )
-        first, ts = int(reply[0]), int(reply[1])
-        for index, event in enumerate(events):
-            event["seq"] = first + index
-            event["ts"] = ts
+        first = int(reply[0])
+        _stamp_in_place(events, first, int(reply[1]))
         room = self._rooms.get(room_id)
         if room is not None and room.active:
             last = first + len(events) - 1
@@ -183,7 +151,7 @@ class RedisBroker:
                     await asyncio.wait_for(waiter, LOCAL_DELIVERY_TIMEOUT)
         return events
 
-    async def subscribe(self, room_id: str, listener: BrokerListener) -> RedisSubscription:
+    async def subscribe(self, room_id: str, listener: BrokerListener) -> ListenerSubscription:
         """Returns once the room's channel subscription is confirmed by Redis."""
         if self._closed:
             raise Unavailable("the broker is closed")
@@ -192,9 +160,8 @@ class RedisBroker:
         if room is None:
             room = self._rooms[room_id] = _Room()
         # registered before any await: a concurrent last close cannot drop the room
-        _, count = room.listeners.get(id(listener), (listener, 0))
-        room.listeners[id(listener)] = (listener, count + 1)
-        subscription = RedisSubscription(self, room_id, listener)
+        room.listeners.add(listener)
+        subscription = ListenerSubscription(functools.partial(self._release, room_id, listener))
         if room.active:
             return subscription
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -215,7 +182,7 @@ class RedisBroker:
         left the window; ``[]`` when ``since`` is at or past the last seq."""
         reply = await self._batcher.evalsha(
             _HISTORY,
-            (seq_key(room_id), history_key(room_id)),
+            (room_key(room_id, keys.SEQ), room_key(room_id, keys.HISTORY)),
             (since,),
             retry_on_disconnect=True,
         )
@@ -240,7 +207,7 @@ class RedisBroker:
         return events
 
     async def last_seq(self, room_id: str) -> int:
-        value = await self._batcher.execute("GET", seq_key(room_id))
+        value = await self._batcher.execute("GET", room_key(room_id, keys.SEQ))
         return int(value) if value is not None else 0
 
     async def signal(self, room_id: str, message: dict[str, Any]) -> None:
@@ -280,17 +247,7 @@ class RedisBroker:
 
     async def _release(self, room_id: str, listener: BrokerListener) -> None:
         room = self._rooms.get(room_id)
-        if room is None:
-            return
-        key = id(listener)
-        entry = room.listeners.get(key)
-        if entry is None:
-            return
-        if entry[1] > 1:
-            room.listeners[key] = (listener, entry[1] - 1)
-            return
-        del room.listeners[key]
-        if room.listeners:
+        if room is None or not room.listeners.release(listener):
             return
         del self._rooms[room_id]
         self._wake(room, error=True)
@@ -399,7 +356,7 @@ class RedisBroker:
             self._outstanding[channel] = left
             return  # a later (UN)SUBSCRIBE of this channel is still in flight
         self._outstanding.pop(channel, None)
-        room = self._rooms.get(_room_of_channel(channel))
+        room = self._rooms.get(room_of_channel(channel))
         if not subscribed or room is None or room.active:
             return
         room.active = True
@@ -407,7 +364,7 @@ class RedisBroker:
         self._wake(room, error=False)
         if room.needs_reset:
             room.needs_reset = False
-            self._reset(_room_of_channel(channel), room)
+            room.listeners.reset(room_of_channel(channel))
 
     def _wake(self, room: _Room, *, error: bool) -> None:
         for waiter in room.waiters:
@@ -423,15 +380,8 @@ class RedisBroker:
                 seq_waiter.set_result(None)
         room.seq_waiters.clear()
 
-    def _reset(self, room_id: str, room: _Room) -> None:
-        for listener, _count in list(room.listeners.values()):
-            try:
-                listener.on_reset(room_id)
-            except Exception:
-                log.exception("broker listener failed on reset of room %s", room_id)
-
     def _deliver(self, channel: bytes, payload: bytes) -> None:
-        room_id = _room_of_channel(channel)
+        room_id = room_of_channel(channel)
         room = self._rooms.get(room_id)
         if room is None or not room.active:
             return
@@ -451,13 +401,9 @@ class RedisBroker:
         if room.delivered and first != room.delivered + 1:
             # never silent loss: the listeners re-sync from history, then go on
             log.warning("broker: seq gap on room %s (%d then %d)", room_id, room.delivered, first)
-            self._reset(room_id, room)
+            room.listeners.reset(room_id)
         room.delivered = last
-        for listener, _count in list(room.listeners.values()):
-            try:
-                listener.on_events(room_id, events)
-            except Exception:
-                log.exception("broker listener failed on room %s", room_id)
+        room.listeners.events(room_id, events)
         if room.seq_waiters:
             still: list[tuple[int, asyncio.Future[None]]] = []
             for seq, waiter in room.seq_waiters:
@@ -474,11 +420,4 @@ class RedisBroker:
         except orjson.JSONDecodeError:
             log.error("broker: undecodable signal on room %s", room_id)
             return
-        for listener, _count in list(room.listeners.values()):
-            handler = getattr(listener, "on_signal", None)
-            if handler is None:
-                continue
-            try:
-                handler(room_id, message)
-            except Exception:
-                log.exception("broker listener failed on a signal of room %s", room_id)
+        room.listeners.signal(room_id, message)

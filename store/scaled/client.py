@@ -1,8 +1,10 @@
 """Lua scripts and the micro-batcher that runs them.
 
 Every money or room operation on the scaled engine is one Lua script (atomic on
-the Redis primary). Scripts are read from ``store/lua/*.lua``, their SHA1 is
-computed locally, and they are always called by ``EVALSHA``. Redis' script
+the Redis primary). Scripts are read from ``store/scaled/lua/*.lua``; a line
+``--@include <name>`` is replaced by ``lua/lib_<name>.lua``, so a block several
+scripts share is written once. The SHA1 of the composed source is computed
+locally, and scripts are always called by ``EVALSHA``. Redis' script
 cache is empty after a restart or a failover, so a ``NOSCRIPT`` reply makes the
 batcher ``SCRIPT LOAD`` the script and send the call again: a ``NOSCRIPT`` call
 did not run, so re-sending it is always safe.
@@ -15,6 +17,9 @@ grow by themselves under load and stay at one call when idle. The batcher
 speaks RESP itself over a few plain connections (hiredis packs and parses):
 the general-purpose client's per-command and per-reply overhead was the
 bottleneck of the gift path, not Redis.
+
+A script refuses with ``{"E", reason, value...}``: the reason names a refusal of
+``store.domain.refusals``, which renders the message (``script_reply_error``).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import re
 import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -36,7 +42,8 @@ from redis.asyncio.connection import parse_url
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from store.errors import StoreError, Unavailable, error_from_code
+from store.domain.refusals import refusal_error
+from store.errors import StoreError, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -57,18 +64,38 @@ CONNECTION_ERRORS: Final = (
 
 @dataclass(frozen=True, slots=True)
 class LuaScript:
-    """One script of ``store/lua``: its source and its SHA1 (computed here, so a
-    caller never needs ``SCRIPT LOAD`` before the first ``EVALSHA``)."""
+    """One script of ``store/scaled/lua``: its composed source and its SHA1
+    (computed here, so a caller never needs ``SCRIPT LOAD`` before the first
+    ``EVALSHA``)."""
 
     name: str
     source: bytes
     sha: str
 
 
+_INCLUDE: Final = re.compile(rb"^--@include ([a-z_]+)[ \t]*$", re.MULTILINE)
+
+
+def _lua_file(name: str) -> bytes:
+    return resources.files("store.scaled").joinpath("lua", f"{name}.lua").read_bytes()
+
+
+def _compose(name: str, including: tuple[str, ...] = ()) -> bytes:
+    """The script's source with every ``--@include <lib>`` line replaced by the
+    source of ``lib_<lib>.lua`` (itself composed)."""
+    if name in including:
+        raise ValueError(f"lua include cycle: {' -> '.join((*including, name))}")
+
+    def include(match: re.Match[bytes]) -> bytes:
+        return _compose("lib_" + match.group(1).decode(), (*including, name)).rstrip(b"\n")
+
+    return _INCLUDE.sub(include, _lua_file(name))
+
+
 @cache
 def load_script(name: str) -> LuaScript:
-    """Read ``store/lua/<name>.lua`` from the package (cached)."""
-    source = resources.files("store.scaled").joinpath("lua", f"{name}.lua").read_bytes()
+    """``store/scaled/lua/<name>.lua``, includes composed (cached)."""
+    source = _compose(name)
     return LuaScript(name=name, source=source, sha=hashlib.sha1(source).hexdigest())
 
 
@@ -88,13 +115,25 @@ def connect_redis(url: str, *, max_connections: int = 32, timeout: float = 10.0)
 
 
 def script_reply_error(reply: Any) -> StoreError | None:
-    """Map a structured ``{"E", code, message}`` script reply to a typed error."""
+    """The refusal of a ``{"E", reason, value...}`` script reply (else ``None``)."""
     if isinstance(reply, list) and reply and reply[0] == b"E":
-        return error_from_code(_text(reply[1]), _text(reply[2]))
+        values = [value if isinstance(value, int) else text(value) for value in reply[2:]]
+        return refusal_error(text(reply[1]), values)
     return None
 
 
-def _text(value: Any) -> str:
+def checked_reply(reply: Any) -> list[Any]:
+    """A script's reply list; its refusal raised, if it refused."""
+    error = script_reply_error(reply)
+    if error is not None:
+        raise error
+    if not isinstance(reply, list) or not reply:
+        raise StoreError(f"unexpected script reply: {reply!r}")
+    return reply
+
+
+def text(value: Any) -> str:
+    """A reply value (bytes) as text."""
     return value.decode() if isinstance(value, bytes) else str(value)
 
 

@@ -25,16 +25,12 @@ from store.roles import Engine, EngineConfig
 from store.scaled.activity import RedisRoomActivity
 from store.scaled.broker import RedisBroker
 from store.scaled.client import CommandBatcher, connect_redis, load_script
-from store.scaled.ledger import (
-    PostgresLedger,
-    create_pool,
-    drain_once,
-    migrate,
-    outbox_lag,
-    run_ledger_worker,
-)
-from store.scaled.wallet import SYSTEM_BALANCES, RedisRooms
-from store.scaled.wallet_money import RedisMoneyWallet
+from store.scaled.keys import SYSTEM_BALANCES
+from store.scaled.ledger import PostgresLedger
+from store.scaled.outbox import drain_once, outbox_lag, run_ledger_worker
+from store.scaled.postgres import create_pool, migrate
+from store.scaled.rooms import RedisRooms
+from store.scaled.wallet import RedisWallet
 
 _CHECK = load_script("check")
 
@@ -94,7 +90,7 @@ async def open_scaled_engine(
 
     return Engine(
         name="scaled",
-        wallet=RedisMoneyWallet(
+        wallet=RedisWallet(
             batcher,
             ledger=ledger,
             creator_share_percent=config.creator_share_percent,

@@ -48,20 +48,23 @@ from store.domain.models import (
     fingerprint,
 )
 from store.errors import StoreError
+from store.scaled import keys
 from store.scaled.client import connect_redis
-from store.scaled.ledger import PostgresLedger, create_pool, outbox_lag
-from store.scaled.wallet import (
-    DEFAULT_GIFT_KEY_TTL,
-    PREFIX,
+from store.scaled.keys import (
+    SEQ_PATTERN,
     SYSTEM_BALANCES,
-    account_key,
     gift_key,
     payment_key,
+    reversal_key,
+    system_field,
+    user_key,
     wallet_key,
 )
-from store.scaled.wallet_money import reversal_key
+from store.scaled.ledger import PostgresLedger
+from store.scaled.outbox import outbox_lag
+from store.scaled.postgres import create_pool
+from store.scaled.wallet import DEFAULT_GIFT_KEY_TTL
 
-SEQ_PATTERN: Final = f"{PREFIX}:{{r:*}}:seq"
 DEFAULT_SEQ_JUMP: Final = 1_000_000
 """Far more events than any room publishes in the seconds Redis can lose."""
 _USER_FIELDS: Final = {
@@ -116,7 +119,7 @@ def hot_location(account: str, asset: str) -> tuple[str, str]:
         if not user_id or name is None:
             raise RepairError(f"no hot balance is kept for {account} ({asset})")
         return wallet_key(user_id), name
-    return SYSTEM_BALANCES, f"{asset}|{account}"
+    return SYSTEM_BALANCES, system_field(account, asset)
 
 
 async def repair_scaled(
@@ -214,15 +217,15 @@ async def _repair(
             pipe.set(key, value, ex=ttl, nx=True)
         for key, value, user_id, _ in payment_writes:
             pipe.set(key, value, nx=True)
-            pipe.hincrby(account_key(user_id), "purchases", 1)
+            pipe.hincrby(user_key(user_id, keys.ACCOUNT), "purchases", 1)
         await pipe.execute()
     if report.changed and seq_jump > 0:
-        keys = [key async for key in redis.scan_iter(match=SEQ_PATTERN, count=_CHUNK)]
+        seqs = [key async for key in redis.scan_iter(match=SEQ_PATTERN, count=_CHUNK)]
         async with redis.pipeline(transaction=False) as pipe:
-            for key in keys:
+            for key in seqs:
                 pipe.incrby(key, seq_jump)
             await pipe.execute()
-        report.rooms_advanced = len(keys)
+        report.rooms_advanced = len(seqs)
     return report
 
 

@@ -31,7 +31,7 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 
-from store.scaled.wallet import OUTBOX
+from store.scaled.keys import OUTBOX
 from tests.live.server import Api, LiveServer
 from tests.services import RedisServer, Services, eventually
 

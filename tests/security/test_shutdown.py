@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from store.scaled.wallet import OUTBOX
+from store.scaled.keys import OUTBOX
 from tests.live.server import Api, Client, LiveServer
 from tests.security.rawws import RawClient
 from tests.services import Services, eventually, redis_client

@@ -22,67 +22,54 @@
 --       21 gifts per minute per user ("0": not rate limited)   22 gift burst
 --       23 the hour of now (ms // 3600000)   24 room id
 --
--- Replies: {"OK", receipt}  {"R", stored receipt}  {"E", code, message}
+-- Replies: {"OK", receipt}  {"R", stored receipt}  {"E", reason, value...}
 --          {"S", creator id}: the caller's cached creator is stale (wrong wallet in
 --          KEYS); nothing was written and the caller retries with the right key.
 --          {"T", time zone}: the sender's time zone is not the one assumed; nothing
 --          was written and the caller retries with that zone's day and month.
-local stored = redis.call('GET', KEYS[1])
-if stored then
-  if string.sub(stored, 1, 32) == ARGV[1] then
-    return {'R', string.sub(stored, 33)}
-  end
-  return {'E', 'conflict', 'this idempotency key was already used for a different request'}
-end
+--@include idempotency
+--@include bucket
 
 local room = redis.call('HMGET', KEYS[3], 'creator_id', 'live', 'creator_adult', 'stream_id')
 local creator = room[1]
 if not creator then
-  return {'E', 'not_found', 'room not found'}
+  return {'E', 'room_not_found'}
 end
 if creator ~= ARGV[4] then
   return {'S', creator}
 end
 if room[2] ~= '1' then
-  return {'E', 'room_not_live', 'the room is not live'}
+  return {'E', 'room_not_live'}
 end
 if ARGV[3] ~= '1' then
-  return {'E', 'forbidden', 'only adults can send gifts'}
+  return {'E', 'minor_sender'}
 end
 if ARGV[2] == creator then
-  return {'E', 'forbidden', 'you cannot gift yourself'}
+  return {'E', 'self_gift'}
 end
 if room[3] ~= '1' then
-  return {'E', 'forbidden', 'this creator cannot receive gifts'}
+  return {'E', 'minor_creator'}
 end
 local total = tonumber(ARGV[5])
--- (7)..(11): the sender's account (store.policy has the same arithmetic)
+-- the sender's account (store.domain.rules has the same arithmetic)
 local debt = tonumber(redis.call('HGET', KEYS[2], 'debt') or '0')
 if debt < 0 then
-  return {'E', 'forbidden', 'your account is locked until its chargeback debt of '
-          .. string.format('%d', -debt) .. ' coins is settled'}
+  return {'E', 'locked', -debt}
 end
 local acct = redis.call('HMGET', KEYS[14], 'gifting_off', 'tz', 'daily_cap', 'monthly_cap',
   'day', 'day_spent', 'month', 'month_spent', 'gift_tokens', 'gift_at')
 if acct[1] == '1' then
-  return {'E', 'forbidden', 'gifting is turned off for this account (parental controls)'}
+  return {'E', 'gifting_off'}
 end
 local now = tonumber(ARGV[15])
 local per_minute = tonumber(ARGV[21])
 local tokens_left = nil
 if per_minute > 0 then
-  local capacity = tonumber(ARGV[22]) * 60000
-  local units = capacity
-  if acct[9] and acct[10] then
-    local elapsed = math.min(math.max(now - tonumber(acct[10]), 0), capacity)
-    units = math.min(capacity, tonumber(acct[9]) + elapsed * per_minute)
+  local wait
+  tokens_left, wait = take_token(acct[9], acct[10], now, per_minute, tonumber(ARGV[22]), 60000)
+  if not tokens_left then
+    return {'E', 'too_many', 'gifts', wait}
   end
-  if units < 60000 then
-    local wait = math.floor((60000 - units + per_minute - 1) / per_minute)
-    return {'E', 'rate_limited', 'too many gifts: try again in '
-            .. string.format('%d', math.floor((wait + 999) / 1000)) .. ' s'}
-  end
-  tokens_left = units - 60000
 end
 local tz = acct[2] or 'UTC'
 if tz ~= ARGV[16] then
@@ -107,20 +94,15 @@ if acct[7] == ARGV[18] then
 end
 local daily = cap_of(ARGV[19], acct[3])
 if daily and day_spent + total > daily then
-  return {'E', 'limit_exceeded', 'this gift would pass your daily spending cap of '
-          .. string.format('%d', daily) .. ' coins (' .. string.format('%d', day_spent)
-          .. ' spent today)'}
+  return {'E', 'daily_cap', daily, day_spent}
 end
 local monthly = cap_of(ARGV[20], acct[4])
 if monthly and month_spent + total > monthly then
-  return {'E', 'limit_exceeded', 'this gift would pass your monthly spending cap of '
-          .. string.format('%d', monthly) .. ' coins (' .. string.format('%d', month_spent)
-          .. ' spent this month)'}
+  return {'E', 'monthly_cap', monthly, month_spent}
 end
 local coins = tonumber(redis.call('HGET', KEYS[2], 'coin') or '0')
 if coins < total then
-  return {'E', 'insufficient_funds',
-          'this gift costs ' .. ARGV[5] .. ' coins, you have ' .. string.format('%d', coins)}
+  return {'E', 'insufficient_funds', ARGV[5], coins}
 end
 
 -- writes: nothing below can fail on valid keys

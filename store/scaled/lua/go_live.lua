@@ -4,7 +4,7 @@
 -- ARGV: 1 creator id  2 creator public profile (JSON)  3 creator adult ("1"/"0")
 --       4 title  5 now (ms)  6 overlay key for a new room
 --
--- Replies: {"OK", field, value, ...} (the room hash)  {"E", code, message}
+-- Replies: {"OK", field, value, ...} (the room hash)  {"E", reason}
 local owner = redis.call('HGET', KEYS[1], 'creator_id')
 if not owner then
   redis.call('HSET', KEYS[1],
@@ -13,7 +13,7 @@ if not owner then
     'overlay_key', ARGV[6])
   redis.call('DEL', KEYS[2], KEYS[3])
 elseif owner ~= ARGV[1] then
-  return {'E', 'conflict', 'this room belongs to another creator'}
+  return {'E', 'room_taken'}
 elseif redis.call('HGET', KEYS[1], 'live') == '1' then
   redis.call('HSET', KEYS[1], 'title', ARGV[4])
 else

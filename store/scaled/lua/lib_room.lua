@@ -1,7 +1,7 @@
--- Shared by the room_*.lua scripts, which start with this file's source: publish
--- room events from inside a script, exactly as publish.lua does (seq counter,
--- capped history stream, one PUBLISH), so a change of room state and the events
--- announcing it are one atomic step and arrive in the order of the changes.
+-- Included by publish.lua and the room_*.lua scripts: publish room events from
+-- inside a script (seq counter, capped history stream, one PUBLISH), so a change
+-- of room state and the events announcing it are one atomic step and arrive in
+-- the order of the changes.
 
 local function fmt(n)
   return string.format('%d', n)
@@ -12,19 +12,25 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
--- events: JSON objects (strings) without seq/ts; returns the first seq (0: none)
-local function publish_events(seq_key, hist_key, channel, maxlen, ttl, events)
-  local n = #events
-  if n == 0 then
-    return 0
-  end
+-- payload: a JSON array of n events without seq/ts; returns the first seq and ts
+local function publish_payload(seq_key, hist_key, channel, maxlen, ttl, n, payload)
   local last = redis.call('INCRBY', seq_key, n)
   local first_s = fmt(last - n + 1)
-  local ts_s = fmt(now_ms())
-  local payload = '[' .. table.concat(events, ',') .. ']'
+  local ts = now_ms()
+  local ts_s = fmt(ts)
+  -- entry id = the batch's last seq, so XRANGE by seq finds the batch holding a seq
   redis.call('XADD', hist_key, 'MAXLEN', '~', maxlen, fmt(last) .. '-0',
     's', first_s, 't', ts_s, 'd', payload)
   redis.call('EXPIRE', hist_key, ttl)
   redis.call('PUBLISH', channel, first_s .. ':' .. ts_s .. ':' .. payload)
-  return last - n + 1
+  return last - n + 1, ts
+end
+
+-- events: JSON objects (strings) without seq/ts; returns the first seq (0: none)
+local function publish_events(seq_key, hist_key, channel, maxlen, ttl, events)
+  if #events == 0 then
+    return 0
+  end
+  return (publish_payload(seq_key, hist_key, channel, maxlen, ttl, #events,
+    '[' .. table.concat(events, ',') .. ']'))
 end

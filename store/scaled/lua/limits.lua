@@ -1,6 +1,6 @@
 -- Replace a user's limits. Relaxing anything (purchases or gifting back on, a
 -- cap raised or removed, another time zone) or changing the PIN needs the
--- current PIN once one is set (store.policy.relaxes / pin_needed).
+-- current PIN once one is set (store.domain.rules.relaxes / pin_needed).
 --
 -- KEYS: 1 user account
 -- ARGV: 1 daily cap ("": none)  2 monthly cap ("": none)  3 purchases enabled ("1"/"0")
@@ -8,7 +8,7 @@
 --       stored PIN's salt ("" when none given)  7 a PIN was given ("1"/"0")
 --       8 change the PIN ("1"/"0")  9 the new PIN's hash ("": remove it)
 --
--- Replies: {"OK"}  {"E", code, message}
+-- Replies: {"OK"}  {"E", reason}
 local old = redis.call('HMGET', KEYS[1], 'daily_cap', 'monthly_cap', 'purchases_off',
   'gifting_off', 'tz', 'pin')
 local function raises(before, after)
@@ -25,9 +25,9 @@ local relaxes = (ARGV[3] == '1' and old[3] == '1')
 local pin = old[6] or ''
 if pin ~= '' and (relaxes or ARGV[8] == '1') and pin ~= ARGV[6] then
   if ARGV[7] == '1' then
-    return {'E', 'forbidden', 'wrong PIN'}
+    return {'E', 'wrong_pin'}
   end
-  return {'E', 'forbidden', "this change needs the account's PIN"}
+  return {'E', 'pin_needed'}
 end
 
 local purchases_off, gifting_off = '1', '1'

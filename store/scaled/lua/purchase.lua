@@ -12,30 +12,24 @@
 --       10 number of promotions, then per promotion: id (JSON string), coins,
 --          first purchase only ("1"/"0")
 --
--- Replies: {"OK", receipt}  {"R", stored receipt}  {"E", code, message}
-local stored = redis.call('GET', KEYS[1])
-if stored then
-  if string.sub(stored, 1, 32) == ARGV[1] then
-    return {'R', string.sub(stored, 33)}
-  end
-  return {'E', 'conflict', 'this idempotency key was already used for a different request'}
-end
+-- Replies: {"OK", receipt}  {"R", stored receipt}  {"E", reason, value...}
+--@include idempotency
+--@include posting
 if ARGV[2] ~= '1' then
-  return {'E', 'forbidden', 'only adults can buy coins'}
+  return {'E', 'minor_buyer'}
 end
 local debt = -tonumber(redis.call('HGET', KEYS[2], 'debt') or '0')
 local acct = redis.call('HMGET', KEYS[5], 'purchases_off', 'purchases')
 if ARGV[7] == '1' then
   if debt > 0 then
-    return {'E', 'forbidden', 'your account is locked until its chargeback debt of '
-            .. string.format('%d', debt) .. ' coins is settled'}
+    return {'E', 'locked', debt}
   end
   if acct[1] == '1' then
-    return {'E', 'forbidden', 'buying coins is turned off for this account (parental controls)'}
+    return {'E', 'purchases_off'}
   end
 end
 
--- what it credits (as store.sqlite_accounts.check_purchase_rules)
+-- what it credits (as the embedded engine's purchase)
 local first = tonumber(acct[2] or '0') == 0
 local paid = tonumber(ARGV[3])
 local bonus = 0
@@ -51,19 +45,15 @@ end
 local credit = paid + bonus
 local debt_paid = math.min(debt, credit)
 
-local function posting(account, amount)
-  return '{"account":' .. account .. ',"asset":"coin","amount":' .. string.format('%d', amount)
-    .. '}'
-end
-local postings = {posting('"world"', -paid)}
+local postings = {posting('"world"', 'coin', -paid)}
 if bonus > 0 then
-  table.insert(postings, posting('"platform:promotions"', -bonus))
+  table.insert(postings, posting('"platform:promotions"', 'coin', -bonus))
 end
 if debt_paid > 0 then
-  table.insert(postings, posting(ARGV[9], debt_paid))
+  table.insert(postings, posting(ARGV[9], 'coin', debt_paid))
 end
 if credit > debt_paid then
-  table.insert(postings, posting(ARGV[8], credit - debt_paid))
+  table.insert(postings, posting(ARGV[8], 'coin', credit - debt_paid))
 end
 local meta = ARGV[5]
 if #grants > 0 then

@@ -15,29 +15,24 @@
 --       then the number of gifts n, then per gift (the user's gifts after the
 --         purchase, newest first): creator number (1..m), coins, diamonds
 --
--- Replies: {"OK", receipt}  {"R", stored receipt}  {"E", code, message}
+-- Replies: {"OK", receipt}  {"R", stored receipt}  {"E", reason}
 --          {"S", user id}: the purchase belongs to another user than ARGV 2 (the
 --          caller read it before it was stored); nothing was written.
-local stored = redis.call('GET', KEYS[1])
-if stored then
-  if string.sub(stored, 1, 32) == ARGV[1] then
-    return {'R', string.sub(stored, 33)}
-  end
-  return {'E', 'conflict', 'this idempotency key was already used for a different request'}
-end
+--@include idempotency
+--@include posting
 local raw = redis.call('GET', KEYS[2])
 if not raw then
-  return {'E', 'not_found', 'no credited purchase with this payment id'}
+  return {'E', 'payment_not_found'}
 end
 local purchase = cjson.decode(string.sub(raw, 33))
 if type(purchase.user_id) ~= 'string' or purchase.user_id == '' then
-  return {'E', 'not_found', 'no credited purchase with this payment id'}
+  return {'E', 'payment_not_found'}
 end
 if purchase.user_id ~= ARGV[2] then
   return {'S', purchase.user_id}
 end
 
--- what comes back (store.policy: clawbacks)
+-- what comes back (store.domain.rules: clawbacks)
 local credit = tonumber(purchase.coins)
 local bonus = tonumber(purchase.bonus or 0)
 local paid = credit - bonus
@@ -80,10 +75,6 @@ for i = 0, n - 1 do
 end
 
 -- writes: nothing below can fail on valid keys
-local function posting(account, asset, amount)
-  return '{"account":' .. account .. ',"asset":"' .. asset .. '","amount":'
-    .. string.format('%d', amount) .. '}'
-end
 local postings = {posting('"world"', 'coin', paid)}
 redis.call('HINCRBY', KEYS[4], 'coin|world', paid)
 if bonus > 0 then

@@ -16,6 +16,7 @@
 --
 -- Reply: milliseconds until the next open combo's window closes ("hit": this
 -- gift's combo; 0 when it ended at once), 0 when none is open.
+--@include room
 
 local function overlay(stream, coins, diamonds)
   local t = redis.call('HMGET', KEYS[3], stream .. ':gifts', stream .. ':coins',

@@ -5,15 +5,15 @@
 --   set:   2 goal id  3 target (diamonds)  4 title  5 now (ms)
 --   claim: 2 goal id
 --
--- Replies: set: {"OK", stream id} or {"E", code, message}
+-- Replies: set: {"OK", stream id} or {"E", reason}
 --          claim: 1 when this call marked the goal reached, else 0
 if ARGV[1] == 'set' then
   local room = redis.call('HMGET', KEYS[1], 'live', 'stream_id')
   if not room[2] then
-    return {'E', 'not_found', 'room not found'}
+    return {'E', 'room_not_found'}
   end
   if room[1] ~= '1' then
-    return {'E', 'room_not_live', 'the room is not live'}
+    return {'E', 'room_not_live'}
   end
   redis.call('DEL', KEYS[2])
   redis.call('HSET', KEYS[2], 'id', ARGV[2], 'stream_id', room[2], 'target', ARGV[3],

@@ -7,6 +7,7 @@
 --       of "total" (ending in "total":), the like count
 --
 -- Reply: the running totals, one per event
+--@include room
 local field = ARGV[4] .. ':likes'
 local totals = {}
 local events = {}

@@ -11,6 +11,7 @@
 --
 -- Node counts hash: node -> "count|expires at (ms)"
 -- Reply: {total, ms to wait before a changed total can be published (0: none)}
+--@include room
 local now = now_ms()
 local count = tonumber(ARGV[5])
 local ttl = tonumber(ARGV[6])

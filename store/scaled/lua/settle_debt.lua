@@ -8,26 +8,20 @@
 --       5 the user's debt account (JSON string)
 --       6 receipt JSON members other than coins
 --
--- Replies: {"OK", receipt}  {"R", stored receipt}  {"E", code, message}
-local stored = redis.call('GET', KEYS[1])
-if stored then
-  if string.sub(stored, 1, 32) == ARGV[1] then
-    return {'R', string.sub(stored, 33)}
-  end
-  return {'E', 'conflict', 'this idempotency key was already used for a different request'}
-end
+-- Replies: {"OK", receipt}  {"R", stored receipt}  {"E", reason}
+--@include idempotency
+--@include posting
 local debt = -tonumber(redis.call('HGET', KEYS[2], 'debt') or '0')
 if debt <= 0 then
-  return {'E', 'bad_request', 'this account has no debt to settle'}
+  return {'E', 'no_debt'}
 end
 
 local amount = string.format('%d', debt)
 redis.call('HINCRBY', KEYS[2], 'debt', debt)
 redis.call('HINCRBY', KEYS[3], 'coin|' .. ARGV[4], -debt)
 redis.call('XADD', KEYS[4], '*', 'tx', ARGV[2]
-  .. '{"account":"' .. ARGV[4] .. '","asset":"coin","amount":-' .. amount .. '},'
-  .. '{"account":' .. ARGV[5] .. ',"asset":"coin","amount":' .. amount .. '}],"meta":'
-  .. ARGV[3] .. '}')
+  .. posting('"' .. ARGV[4] .. '"', 'coin', -debt) .. ','
+  .. posting(ARGV[5], 'coin', debt) .. '],"meta":' .. ARGV[3] .. '}')
 local receipt = '{"coins":' .. amount .. ',' .. ARGV[6] .. '}'
 redis.call('SET', KEYS[1], ARGV[1] .. receipt)
 return {'OK', receipt}

@@ -8,10 +8,10 @@
 --       7 outbox entry JSON
 --
 -- Replies: {"OK", field, value, ...} (the withdrawal)  {"R", field, value, ...}
---          {"E", code, message}  {"S"}: the caller read another withdrawal
+--          {"E", reason, value...}  {"S"}: the caller read another withdrawal
 local w = redis.call('HMGET', KEYS[1], 'status', 'diamonds', 'day')
 if not w[1] then
-  return {'E', 'not_found', 'withdrawal not found'}
+  return {'E', 'withdrawal_not_found'}
 end
 if w[1] ~= 'pending' then
   if w[1] == ARGV[1] then
@@ -19,7 +19,7 @@ if w[1] ~= 'pending' then
     table.insert(reply, 1, 'R')
     return reply
   end
-  return {'E', 'conflict', 'this withdrawal is already ' .. w[1]}
+  return {'E', 'already_settled', w[1]}
 end
 if w[2] ~= ARGV[2] then
   return {'S'}

@@ -1,5 +1,5 @@
 -- Reserve diamonds for a withdrawal (status pending): every check before the
--- first write (Redis has no rollback). Check order as store.base.Wallet says.
+-- first write (Redis has no rollback). Check order as store.roles.Wallet says.
 --
 -- KEYS: 1 idempotency key (user)   2 user wallet          3 user account
 --       4 earnings per hour        5 the withdrawal (hash) 6 the user's withdrawals
@@ -11,21 +11,15 @@
 --       11 .. the withdrawal's fields for its hash (name, value, ...)
 --
 -- Replies: {"OK", id}  {"R", id of the first withdrawal with this key}
---          {"E", code, message}
-local stored = redis.call('GET', KEYS[1])
-if stored then
-  if string.sub(stored, 1, 32) == ARGV[1] then
-    return {'R', string.sub(stored, 33)}
-  end
-  return {'E', 'conflict', 'this idempotency key was already used for a different request'}
-end
+--          {"E", reason, value...}
+--@include idempotency
 local acct = redis.call('HMGET', KEYS[3], 'verified_at', 'wd_day', 'wd_today')
 if not acct[1] or acct[1] == '' then
-  return {'E', 'forbidden', 'only verified creators can withdraw'}
+  return {'E', 'not_verified'}
 end
 local amount = tonumber(ARGV[4])
 if amount < tonumber(ARGV[5]) then
-  return {'E', 'bad_request', 'the smallest withdrawal is ' .. ARGV[5] .. ' diamonds'}
+  return {'E', 'below_minimum', ARGV[5]}
 end
 local today = 0
 if acct[2] == ARGV[7] then
@@ -33,8 +27,7 @@ if acct[2] == ARGV[7] then
 end
 local maximum = tonumber(ARGV[6])
 if maximum > 0 and today + amount > maximum then
-  return {'E', 'limit_exceeded', 'this withdrawal would pass the daily maximum of '
-          .. ARGV[6] .. ' diamonds (' .. string.format('%d', today) .. ' withdrawn today)'}
+  return {'E', 'daily_maximum', ARGV[6], today}
 end
 local balance = tonumber(redis.call('HGET', KEYS[2], 'diamond') or '0')
 local held = 0
@@ -51,8 +44,7 @@ if ARGV[8] ~= '0' then
 end
 local withdrawable = balance - held
 if amount > withdrawable then
-  return {'E', 'insufficient_funds', string.format('%d', math.max(withdrawable, 0))
-          .. ' diamonds are withdrawable now (' .. string.format('%d', held) .. ' still held)'}
+  return {'E', 'not_withdrawable', math.max(withdrawable, 0), held}
 end
 
 -- writes: nothing below can fail on valid keys

@@ -8,16 +8,12 @@ from collections.abc import AsyncIterator
 import pytest
 
 from store.domain.models import Event
-from store.scaled.broker import RedisBroker, channel_name
+from store.scaled.broker import RedisBroker
 from store.scaled.client import CommandBatcher
-from tests.services import Recorder, Services, Urls, eventually, redis_client
+from store.scaled.keys import channel_name
+from tests.services import Recorder, Urls, eventually, redis_client
 
 pytestmark = pytest.mark.scaled
-
-
-@pytest.fixture
-async def urls(services: Services) -> Urls:
-    return await services.reset()
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
@@ -21,8 +20,9 @@ from store.domain.models import GiftReceipt, Profile
 from store.errors import Unavailable
 from store.roles import Engine
 from store.scaled.client import connect_redis
-from store.scaled.ledger import create_pool, drain_once, outbox_lag, run_ledger_worker
-from store.scaled.wallet import DEAD_LETTERS, OUTBOX
+from store.scaled.keys import DEAD_LETTERS, OUTBOX
+from store.scaled.outbox import drain_once, outbox_lag, run_ledger_worker
+from store.scaled.postgres import create_pool
 from tests.services import (
     Services,
     Urls,
@@ -36,20 +36,6 @@ from tests.services import (
 )
 
 pytestmark = pytest.mark.scaled
-
-
-@pytest.fixture
-async def urls(services: Services) -> Urls:
-    return await services.reset()
-
-
-@pytest.fixture
-async def engine(urls: Urls) -> AsyncIterator[Engine]:
-    opened = await scaled_engine(urls)
-    try:
-        yield opened
-    finally:
-        await opened.close()
 
 
 async def _live_room(engine: Engine, room_id: str = "room") -> Profile:

@@ -12,23 +12,12 @@ from store.engine import open_engine
 from store.errors import Unavailable
 from store.roles import Engine, EngineConfig
 from store.scaled.client import connect_redis
-from store.scaled.ledger import (
-    PoisonEntry,
-    create_pool,
-    decode_entry,
-    drain_once,
-    migrate,
-    migrations,
-)
-from store.scaled.wallet import DEAD_LETTERS, OUTBOX, gift_key, user_of_wallet_key, wallet_key
-from tests.services import Services, Urls, adult, fund, redis_client, rose, scaled_engine
+from store.scaled.keys import DEAD_LETTERS, OUTBOX, gift_key, user_of_wallet_key, wallet_key
+from store.scaled.outbox import PoisonEntry, decode_entry, drain_once
+from store.scaled.postgres import create_pool, migrate, migrations
+from tests.services import Urls, adult, fund, redis_client, rose
 
 pytestmark = pytest.mark.scaled
-
-
-@pytest.fixture
-async def urls(services: Services) -> Urls:
-    return await services.reset()
 
 
 @pytest.fixture
@@ -122,15 +111,6 @@ def test_key_layout_keeps_users_apart() -> None:
         key = gift_key(user_id, "any}:w")
         assert not key.endswith("}:w")
         assert all(c in "0123456789abcdef" for c in key.rsplit(":", 1)[1])
-
-
-@pytest.fixture
-async def engine(urls: Urls) -> AsyncIterator[Engine]:
-    opened = await scaled_engine(urls)
-    try:
-        yield opened
-    finally:
-        await opened.close()
 
 
 async def test_readiness_runs_a_script_and_a_query(engine: Engine) -> None:

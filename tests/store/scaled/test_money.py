@@ -4,8 +4,6 @@ works after Redis lost its script cache (restart, failover, SCRIPT FLUSH)."""
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
-from importlib import resources
 
 import pytest
 
@@ -18,7 +16,8 @@ from store.domain.accounts import (
     WithdrawalSettlement,
 )
 from store.roles import Engine
-from tests.services import Services, Urls, adult, fund, redis_client, rose, scaled_engine
+from store.scaled.client import load_script
+from tests.services import Urls, adult, fund, redis_client, rose
 
 MONEY_SCRIPTS = (
     "gift",
@@ -37,25 +36,11 @@ _CALL = re.compile(r"redis\.call\(\s*'([A-Z]+)'\s*,\s*([^,)]+)")
 def test_money_scripts_name_every_key_in_keys(name: str) -> None:
     """Redis Cluster routes a script by its KEYS: a key built inside the script
     could live on another shard, so every command's key must come from KEYS."""
-    source = resources.files("store.scaled").joinpath("lua", f"{name}.lua").read_text()
+    source = load_script(name).source.decode()  # with its includes
     calls = _CALL.findall(source)
     assert calls
     for command, key in calls:
         assert key.strip().startswith("KEYS["), f"{name}.lua: {command} {key}"
-
-
-@pytest.fixture
-async def urls(services: Services) -> Urls:
-    return await services.reset()
-
-
-@pytest.fixture
-async def engine(urls: Urls) -> AsyncIterator[Engine]:
-    opened = await scaled_engine(urls)
-    try:
-        yield opened
-    finally:
-        await opened.close()
 
 
 @pytest.mark.scaled

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import pytest
 
@@ -11,23 +10,9 @@ from store.domain.models import Profile
 from store.errors import InsufficientFunds
 from store.roles import Engine
 from store.scaled.client import CommandBatcher
-from tests.services import Services, Urls, adult, fund, rose, scaled_engine
+from tests.services import Urls, adult, fund, rose
 
 pytestmark = pytest.mark.scaled
-
-
-@pytest.fixture
-async def urls(services: Services) -> Urls:
-    return await services.reset()
-
-
-@pytest.fixture
-async def engine(urls: Urls) -> AsyncIterator[Engine]:
-    opened = await scaled_engine(urls)
-    try:
-        yield opened
-    finally:
-        await opened.close()
 
 
 async def test_concurrent_gifts_from_one_wallet_stop_exactly_at_zero(engine: Engine) -> None:

@@ -1,0 +1,200 @@
+"""Every Redis key of the scaled engine, in one place.
+
+A key is ``live:{<slot>}:<suffix>``. ``{...}`` is the Redis Cluster hash tag:
+everything of one user, one room, one payment or the system shares a slot, so a
+script touching one of them names keys of one slot. Keys are built by the slot
+helpers below (``user_key(user_id, WALLET)``, ``room_key(room_id, ROOM)``...);
+a client-chosen idempotency key is stored as a digest (``hashed``), so any
+client key has a bounded size and no user-controlled suffix can look like
+another kind of key.
+
+User slot ``live:{u:<user>}:<suffix>``::
+
+    w                  hash    coin, diamond, debt, withdrawing: hot balances of
+                               user:<user>:coins, :diamonds, :debt, :withdrawing
+                               (debt is never above zero)
+    a                  hash    limits and account state: caps, tz, parental switches,
+                               PIN hash, purchases, verification, spending of the day
+                               and month, gift rate bucket, withdrawals of the day,
+                               pending and paid diamonds
+    eh                 hash    diamonds earned per hour (ms // 3_600_000)
+    es                 hash    "<stream>|<room>" -> diamonds earned
+    rl                 hash    rate-limit buckets ("<action>:t", ":at")
+    g:<digest>         string  gift idempotency key: fingerprint (32 chars) + receipt
+                               JSON; expires after the wallet's gift_key_ttl
+    dk:<digest>        string  debt settlement idempotency key
+    wk:<digest>        string  withdrawal idempotency key -> its id
+    wd:<id>            hash    one withdrawal
+    wds                zset    the user's withdrawal ids (by id)
+    sup, sup:<day>     zset    a creator's supporters (all-time, per UTC day)
+    supu               hash    supporter id -> public profile JSON
+
+Room slot ``live:{r:<room>}:<suffix>``::
+
+    room               hash    room state
+    lb                 zset    current stream's gifters: user id -> coins
+    lbu                hash    user id -> public profile JSON
+    stats              hash    "<stream>:<total>" -> the stream's gifts, coins,
+                               diamonds, likes, peak viewers
+    goal               hash    the current goal
+    seq                string  broker: last seq of the room
+    hist               stream  broker: recent events, for resume
+    ch                 channel broker: fan-out
+    combo              hash    open combos (see room_combo.lua)
+    combo:due          zset    open combo -> deadline (ms)
+    vw                 hash    node -> "viewers|expires at (ms)"
+    vw:last            string  the viewer count last published
+    th:<name>          string  throttle lease (expires)
+    bans, mutes        hash    user -> "until|by|created at"
+    cr:<user>          string  comments in the user's current window
+
+Other slots::
+
+    live:{pay:<provider>:<payment>}       string  purchase idempotency key, never expires
+    live:{pay:<provider>:<payment>}:rev   string  the reversal of that purchase
+    live:{claim:<scope>}:<digest>         string  a one-time claim (webhook replays)
+    live:{sys}:bal                        hash    "<asset>|<account>" -> hot balance of
+                                                  the system accounts (world, platform:*)
+    live:{sys}:outbox                     stream  ledger outbox, one entry per transaction
+    live:{sys}:dead                       stream  outbox entries the worker could not file
+    live:{sys}:wdx                        hash    withdrawal id -> user id
+
+A gift touches the sender's, the room's, the creator's and the system's slots;
+on one primary (or a cluster with one shard) that is one script. Splitting it
+for a sharded cluster (debit plus outbox in the sender's slot, then an
+idempotent credit in the creator's) keeps these keys; see docs/SCALING.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Final
+
+PREFIX: Final = "live"
+
+# -- user slot suffixes ---------------------------------------------------------
+WALLET: Final = "w"
+ACCOUNT: Final = "a"
+EARNINGS_HOURS: Final = "eh"
+EARNINGS_STREAMS: Final = "es"
+RATE_BUCKETS: Final = "rl"
+GIFT_KEY: Final = "g"
+DEBT_KEY: Final = "dk"
+WITHDRAWAL_KEY: Final = "wk"
+WITHDRAWALS: Final = "wds"
+SUPPORTER_PROFILES: Final = "supu"
+
+# -- room slot suffixes ---------------------------------------------------------
+ROOM: Final = "room"
+LEADERBOARD: Final = "lb"
+LEADERBOARD_PROFILES: Final = "lbu"
+STREAM_STATS: Final = "stats"
+GOAL: Final = "goal"
+SEQ: Final = "seq"
+HISTORY: Final = "hist"
+CHANNEL: Final = "ch"
+COMBOS: Final = "combo"
+COMBO_DUE: Final = "combo:due"
+VIEWERS: Final = "vw"
+VIEWERS_PUBLISHED: Final = "vw:last"
+
+
+def user_key(user_id: str, suffix: str) -> str:
+    return f"{PREFIX}:{{u:{user_id}}}:{suffix}"
+
+
+def room_key(room_id: str, suffix: str) -> str:
+    return f"{PREFIX}:{{r:{room_id}}}:{suffix}"
+
+
+def system_key(suffix: str) -> str:
+    return f"{PREFIX}:{{sys}}:{suffix}"
+
+
+def digest(key: str) -> str:
+    """A client-chosen key in bounded size (32 hex characters)."""
+    return hashlib.blake2b(key.encode(), digest_size=16).hexdigest()
+
+
+def hashed(kind: str, key: str) -> str:
+    """The suffix of a client-chosen key: ``<kind>:<digest>``."""
+    return f"{kind}:{digest(key)}"
+
+
+# -- the system slot ------------------------------------------------------------
+SYSTEM_BALANCES: Final = system_key("bal")
+OUTBOX: Final = system_key("outbox")
+DEAD_LETTERS: Final = system_key("dead")
+WITHDRAWAL_OWNERS: Final = system_key("wdx")
+
+
+def system_field(account: str, asset: str) -> str:
+    """The field of ``SYSTEM_BALANCES`` holding a system account's hot balance."""
+    return f"{asset}|{account}"
+
+
+# -- keys with a parameter beside their slot ------------------------------------
+
+
+def wallet_key(user_id: str) -> str:
+    return user_key(user_id, WALLET)
+
+
+WALLET_PATTERN: Final = user_key("*", WALLET)
+SEQ_PATTERN: Final = room_key("*", SEQ)
+_WALLET_HEAD, _WALLET_TAIL = wallet_key("\0").split("\0")
+
+
+def user_of_wallet_key(key: str) -> str:
+    """The user id inside a ``wallet_key`` (ids may contain any character)."""
+    return key[len(_WALLET_HEAD) : -len(_WALLET_TAIL)]
+
+
+def gift_key(user_id: str, key: str) -> str:
+    return user_key(user_id, hashed(GIFT_KEY, key))
+
+
+def withdrawal_record_key(user_id: str, withdrawal_id: str) -> str:
+    return user_key(user_id, f"wd:{withdrawal_id}")
+
+
+def supporters_key(creator_id: str, period: str) -> str:
+    """The creator's supporters: ``period`` ``all`` or a UTC day ``YYYY-MM-DD``."""
+    return user_key(creator_id, "sup" if period == "all" else f"sup:{period}")
+
+
+def throttle_key(room_id: str, name: str) -> str:
+    return room_key(room_id, f"th:{name}")
+
+
+def restrictions_key(room_id: str, kind: str) -> str:
+    """``kind`` ``ban`` or ``mute``."""
+    return room_key(room_id, f"{kind}s")
+
+
+def chat_window_key(room_id: str, user_id: str) -> str:
+    return room_key(room_id, f"cr:{user_id}")
+
+
+def payment_key(provider: str, payment_id: str) -> str:
+    return f"{PREFIX}:{{pay:{provider}:{payment_id}}}"
+
+
+def reversal_key(provider: str, payment_id: str) -> str:
+    return payment_key(provider, payment_id) + ":rev"
+
+
+def claim_key(scope: str, key: str) -> str:
+    return f"{PREFIX}:{{claim:{scope}}}:{digest(key)}"
+
+
+def channel_name(room_id: str) -> str:
+    """The room's pub/sub channel (not a key, but named like the room's keys)."""
+    return room_key(room_id, CHANNEL)
+
+
+_CHANNEL_HEAD, _CHANNEL_TAIL = (part.encode() for part in channel_name("\0").split("\0"))
+
+
+def room_of_channel(channel: bytes) -> str:
+    return channel[len(_CHANNEL_HEAD) : -len(_CHANNEL_TAIL)].decode()

@@ -1,0 +1,309 @@
+"""The ledger outbox and its worker: Redis to PostgreSQL.
+
+The wallet scripts append each transaction (JSON, with its postings) to the
+``live:{sys}:outbox`` stream in the same atomic step that moves the hot
+balances. The ledger worker (``run_ledger_worker``, the ``live ledger``
+command) files them into PostgreSQL:
+
+- a consumer group on the outbox; each batch is inserted with
+  ``ON CONFLICT DO NOTHING`` in one PostgreSQL transaction and ``XACK``-ed (and
+  ``XDEL``-eted) only after ``COMMIT``. A worker that dies between the two
+  re-reads its pending entries on restart (or another worker claims them with
+  ``XAUTOCLAIM`` once idle for ``claim_idle_ms``): filing twice is a no-op, so
+  there is never a duplicate posting;
+- an entry that can never be filed (undecodable, unbalanced, rejected by the
+  database's checks) is parked in ``live:{sys}:dead`` with the reason and
+  acknowledged, so one bad entry cannot stall the ledger;
+- because filed entries are deleted, the outbox length *is* the lag (pending
+  plus not yet delivered): ``outbox_lag`` serves metrics and the audit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterable, Sequence
+from typing import Any, Final, TypeGuard
+
+import asyncpg
+import orjson
+from redis import exceptions as redis_errors
+from redis.asyncio import Redis
+
+from store.domain.models import Posting, TransactionRecord
+from store.domain.postings import is_balanced
+from store.errors import Unavailable
+from store.scaled.client import CONNECTION_ERRORS, connect_redis
+from store.scaled.keys import DEAD_LETTERS, OUTBOX
+from store.scaled.postgres import PG_UNAVAILABLE, create_pool, pg_connection
+
+log = logging.getLogger(__name__)
+
+GROUP: Final = "ledger"
+
+
+class PoisonEntry(Exception):
+    """An outbox entry that can never be filed; the message says why."""
+
+
+def decode_entry(fields: dict[bytes, bytes] | None) -> TransactionRecord:
+    """One outbox entry as a transaction; ``PoisonEntry`` if it can never be filed."""
+    if not fields or b"tx" not in fields:
+        raise PoisonEntry("entry has no tx field")
+    try:
+        data = orjson.loads(fields[b"tx"])
+    except orjson.JSONDecodeError as exc:
+        raise PoisonEntry(f"undecodable: {exc}") from None
+    if not isinstance(data, dict):
+        raise PoisonEntry("tx is not an object")
+    tx_id, kind, created_at = data.get("id"), data.get("kind"), data.get("created_at")
+    raw_postings, meta = data.get("postings"), data.get("meta", {})
+    if not isinstance(tx_id, str) or not tx_id or not isinstance(kind, str) or not kind:
+        raise PoisonEntry("tx has no id or kind")
+    if not _is_int(created_at) or not isinstance(meta, dict):
+        raise PoisonEntry("tx has a bad created_at or meta")
+    if not isinstance(raw_postings, list) or not raw_postings:
+        raise PoisonEntry("tx has no postings")
+    postings: list[Posting] = []
+    for p in raw_postings:
+        if not (
+            isinstance(p, dict)
+            and isinstance(p.get("account"), str)
+            and isinstance(p.get("asset"), str)
+            and _is_int(p.get("amount"))
+        ):
+            raise PoisonEntry("tx has a malformed posting")
+        postings.append(Posting(p["account"], p["asset"], p["amount"]))
+    if not is_balanced(postings):
+        raise PoisonEntry("unbalanced: postings do not sum to zero per asset")
+    return TransactionRecord(
+        id=tx_id, kind=kind, created_at=created_at, postings=tuple(postings), meta=meta
+    )
+
+
+def _is_int(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool) and -(2**63) < value < 2**63
+
+
+async def _file(conn: Any, records: Sequence[TransactionRecord]) -> None:
+    """Insert transactions and postings (each transaction's postings in one
+    statement, as the balance trigger expects); already filed ones are skipped."""
+    async with conn.transaction():
+        await conn.execute(
+            "INSERT INTO transactions (id, kind, created_at, meta) "
+            "SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::jsonb[]) "
+            "ON CONFLICT (id) DO NOTHING",
+            [r.id for r in records],
+            [r.kind for r in records],
+            [r.created_at for r in records],
+            [orjson.dumps(r.meta).decode() for r in records],
+        )
+        rows = [
+            (r.id, n, p.account, p.asset, p.amount)
+            for r in records
+            for n, p in enumerate(r.postings)
+        ]
+        await conn.execute(
+            "INSERT INTO postings (tx_id, n, account, asset, amount) "
+            "SELECT * FROM unnest($1::text[], $2::smallint[], $3::text[], $4::text[],"
+            " $5::bigint[]) ON CONFLICT (tx_id, n) DO NOTHING",
+            [row[0] for row in rows],
+            [row[1] for row in rows],
+            [row[2] for row in rows],
+            [row[3] for row in rows],
+            [row[4] for row in rows],
+        )
+
+
+async def ensure_group(redis: Redis) -> None:
+    """Create the consumer group (from the start of the stream) if missing."""
+    try:
+        await redis.xgroup_create(OUTBOX, GROUP, id="0", mkstream=True)
+    except redis_errors.ResponseError as exc:
+        if "BUSYGROUP" not in str(exc):
+            raise
+
+
+async def drain_once(
+    redis: Redis,
+    pool: asyncpg.Pool,
+    *,
+    consumer: str = "ledger-1",
+    batch: int = 500,
+    claim_idle_ms: int = 30_000,
+    block_ms: int | None = None,
+    ack: bool = True,
+) -> int:
+    """File one batch: this consumer's own unacknowledged entries first (it died
+    after COMMIT, or PostgreSQL failed), else entries other consumers left idle
+    for ``claim_idle_ms``, else new ones (waiting up to ``block_ms``). Returns how
+    many entries were handled (0: nothing to do). ``ack=False`` files without
+    acknowledging, like a worker killed between COMMIT and XACK (for tests)."""
+    if batch < 1:
+        raise ValueError("batch must be >= 1")
+    try:
+        await ensure_group(redis)
+        entries = await _read(redis, consumer, "0", batch, None)
+        if not entries:
+            claimed = await redis.xautoclaim(
+                OUTBOX, GROUP, consumer, claim_idle_ms, start_id="0-0", count=batch
+            )
+            entries = [(i, f) for i, f in claimed[1] if f is not None]
+        if not entries:
+            entries = await _read(redis, consumer, ">", batch, block_ms)
+    except CONNECTION_ERRORS as exc:
+        raise Unavailable(f"redis unavailable: {exc}") from exc
+    if not entries:
+        return 0
+    await _handle(redis, pool, entries, ack=ack)
+    return len(entries)
+
+
+async def _read(
+    redis: Redis, consumer: str, start: str, count: int, block_ms: int | None
+) -> list[tuple[bytes, dict[bytes, bytes] | None]]:
+    reply: Any = await redis.xreadgroup(
+        GROUP, consumer, {OUTBOX: start}, count=count, block=block_ms
+    )
+    if not reply:
+        return []
+    entries: list[tuple[bytes, dict[bytes, bytes] | None]] = []
+    for _stream, items in reply:
+        entries.extend((entry_id, fields or None) for entry_id, fields in items)
+    return entries
+
+
+async def _handle(
+    redis: Redis,
+    pool: asyncpg.Pool,
+    entries: Sequence[tuple[bytes, dict[bytes, bytes] | None]],
+    *,
+    ack: bool,
+) -> None:
+    records: dict[str, TransactionRecord] = {}
+    poison: list[tuple[bytes, dict[bytes, bytes] | None, str]] = []
+    for entry_id, fields in entries:
+        if fields is None:
+            continue  # deleted while pending: already filed, only the ack is missing
+        try:
+            record = decode_entry(fields)
+        except PoisonEntry as exc:
+            poison.append((entry_id, fields, str(exc)))
+            continue
+        records.setdefault(record.id, record)
+    if records:
+        by_id = {e[0]: e[1] for e in entries}
+        try:
+            async with pg_connection(pool) as conn:
+                try:
+                    await _file(conn, list(records.values()))
+                except asyncpg.PostgresError as exc:
+                    if not _refuses_data(exc):
+                        raise
+                    # one entry the database refuses must not block the rest
+                    log.warning("ledger batch refused (%s); filing one by one", exc)
+                    refused = await _file_one_by_one(conn, records.values())
+                    for entry_id, fields in by_id.items():
+                        reason = refused.get(_tx_id(fields) or "")
+                        if reason is not None:
+                            poison.append((entry_id, fields, reason))
+        except PG_UNAVAILABLE as exc:
+            raise Unavailable(f"postgresql unavailable: {exc}") from exc
+        except asyncpg.PostgresError as exc:
+            raise Unavailable(f"postgresql cannot file the ledger now: {exc}") from exc
+    if not ack:
+        return
+    ids = [entry_id for entry_id, _ in entries]
+    try:
+        async with redis.pipeline(transaction=True) as pipe:
+            for entry_id, fields, reason in poison:
+                log.error("ledger: parking outbox entry %s: %s", entry_id.decode(), reason)
+                pipe.xadd(
+                    DEAD_LETTERS,
+                    {
+                        b"entry": entry_id,
+                        b"reason": reason.encode(),
+                        b"tx": (fields or {}).get(b"tx", b""),
+                    },
+                )
+            pipe.xack(OUTBOX, GROUP, *ids)
+            pipe.xdel(OUTBOX, *ids)
+            await pipe.execute()
+    except CONNECTION_ERRORS as exc:
+        # filed but not acknowledged: re-filing later is a no-op
+        raise Unavailable(f"redis unavailable: {exc}") from exc
+
+
+def _tx_id(fields: dict[bytes, bytes] | None) -> str | None:
+    try:
+        return decode_entry(fields).id
+    except PoisonEntry:
+        return None
+
+
+async def _file_one_by_one(conn: Any, records: Iterable[TransactionRecord]) -> dict[str, str]:
+    refused: dict[str, str] = {}
+    for record in records:
+        try:
+            await _file(conn, [record])
+        except asyncpg.PostgresError as exc:
+            if not _refuses_data(exc):
+                raise
+            refused[record.id] = f"refused by the database: {exc}"
+    return refused
+
+
+def _refuses_data(exc: asyncpg.PostgresError) -> bool:
+    """The database rejects these rows (data exception, integrity violation): they
+    will never be filed. Anything else (a missing table, a shutdown, permissions)
+    is the database's state, so the batch waits and is retried, never parked."""
+    sqlstate = str(getattr(exc, "sqlstate", "") or "")
+    return sqlstate[:2] in ("22", "23")
+
+
+async def outbox_lag(redis: Redis) -> int:
+    """Outbox entries not yet filed in PostgreSQL (pending plus not yet delivered):
+    filed entries are deleted, so this is the stream's length. For metrics."""
+    try:
+        return int(await redis.xlen(OUTBOX))
+    except CONNECTION_ERRORS as exc:
+        raise Unavailable(f"redis unavailable: {exc}") from exc
+
+
+async def run_ledger_worker(
+    *,
+    redis_url: str,
+    database_url: str,
+    stop: asyncio.Event,
+    consumer: str = "ledger-1",
+    batch: int = 500,
+    claim_idle_ms: int = 30_000,
+) -> None:
+    """Drain the outbox into PostgreSQL until ``stop`` is set. Outages of Redis or
+    PostgreSQL are waited out with backoff; nothing is acknowledged unfiled."""
+    redis = connect_redis(redis_url, max_connections=4, timeout=10.0)
+    pool = await create_pool(database_url, max_size=2)
+    backoff = 0.1
+    log.info("ledger worker %s started", consumer)
+    try:
+        while not stop.is_set():
+            try:
+                await drain_once(
+                    redis,
+                    pool,
+                    consumer=consumer,
+                    batch=batch,
+                    claim_idle_ms=claim_idle_ms,
+                    block_ms=1_000,
+                )
+                backoff = 0.1
+            except Unavailable as exc:
+                log.warning("ledger worker waiting: %s", exc)
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(stop.wait(), backoff)
+                backoff = min(backoff * 2, 5.0)
+    finally:
+        await pool.close()
+        await redis.aclose()
+        log.info("ledger worker %s stopped", consumer)

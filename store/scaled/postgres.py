@@ -1,0 +1,99 @@
+"""PostgreSQL for the scaled engine: the pool, and the schema migrations.
+
+Schema changes are SQL files in ``store/scaled/migrations`` (``NNN_name.sql``),
+applied in order by ``migrate`` and recorded in ``schema_migrations``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+from collections.abc import AsyncIterator
+from importlib import resources
+from typing import Any, Final
+
+import asyncpg
+
+from store.errors import Unavailable
+
+log = logging.getLogger(__name__)
+
+_MIGRATION_NAME: Final = re.compile(r"^(\d{3,})_[a-z0-9_]+\.sql$")
+_MIGRATION_LOCK: Final = 0x6C697665  # "live": serializes concurrent migrators
+
+PG_UNAVAILABLE: Final = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.exceptions.OperatorInterventionError,
+    OSError,
+    ConnectionError,
+    asyncio.TimeoutError,
+)
+"""PostgreSQL cannot be reached or is shutting down: retry later, nothing was filed."""
+
+
+def migrations() -> list[tuple[str, str]]:
+    """``(name, sql)`` of every migration shipped in the package, in order."""
+    folder = resources.files("store.scaled").joinpath("migrations")
+    found: list[tuple[int, str, str]] = []
+    for item in folder.iterdir():
+        match = _MIGRATION_NAME.match(item.name)
+        if match:
+            found.append((int(match.group(1)), item.name[:-4], item.read_text("utf-8")))
+    return [(name, sql) for _, name, sql in sorted(found)]
+
+
+async def migrate(database_url: str) -> list[str]:
+    """Apply the migrations not yet recorded in ``schema_migrations``, each in its
+    own transaction, under an advisory lock (safe with several nodes starting at
+    once). Returns the names applied now."""
+    try:
+        conn = await asyncpg.connect(database_url)
+    except PG_UNAVAILABLE as exc:
+        raise Unavailable(f"postgresql unavailable: {exc}") from exc
+    try:
+        await conn.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK)
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            " name text PRIMARY KEY,"
+            " applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        done = {row["name"] for row in await conn.fetch("SELECT name FROM schema_migrations")}
+        applied: list[str] = []
+        for name, sql in migrations():
+            if name in done:
+                continue
+            async with conn.transaction():
+                await conn.execute(sql)
+                await conn.execute("INSERT INTO schema_migrations (name) VALUES ($1)", name)
+            log.info("applied migration %s", name)
+            applied.append(name)
+        return applied
+    finally:
+        with contextlib.suppress(Exception):
+            await conn.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK)
+        await conn.close()
+
+
+async def create_pool(database_url: str, *, max_size: int = 4) -> asyncpg.Pool:
+    """A pool that connects lazily: the wallet keeps working while PostgreSQL is down."""
+    try:
+        pool: asyncpg.Pool = await asyncpg.create_pool(
+            database_url, min_size=0, max_size=max_size, command_timeout=30
+        )
+    except PG_UNAVAILABLE as exc:
+        raise Unavailable(f"postgresql unavailable: {exc}") from exc
+    return pool
+
+
+@contextlib.asynccontextmanager
+async def pg_connection(pool: asyncpg.Pool) -> AsyncIterator[Any]:
+    """A pooled connection; connection failures become ``Unavailable``."""
+    try:
+        async with pool.acquire() as conn:
+            yield conn
+    except PG_UNAVAILABLE as exc:
+        raise Unavailable(f"postgresql unavailable: {exc}") from exc

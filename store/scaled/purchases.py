@@ -1,0 +1,70 @@
+"""Crediting a coin purchase on the scaled engine: one call of ``purchase.lua``,
+once per payment id (the payment key never expires: a provider may redeliver a
+webhook days later)."""
+
+from __future__ import annotations
+
+from typing import Final
+
+import orjson
+
+from store.domain.accounts import debt_account, purchase_receipt
+from store.domain.models import PurchaseReceipt, PurchaseRequest, coins_account
+from store.ids import new_id, now_ms
+from store.scaled import keys
+from store.scaled.client import Arg, CommandBatcher, checked_reply, load_script
+from store.scaled.codec import entry_head, flag, members
+from store.scaled.keys import OUTBOX, SYSTEM_BALANCES, payment_key, user_key, wallet_key
+
+_PURCHASE: Final = load_script("purchase")
+
+
+async def purchase(batcher: CommandBatcher, request: PurchaseRequest) -> PurchaseReceipt:
+    package = request.package
+    user_id = request.user.id
+    tx_id = new_id("tx")
+    created_at = request.now if request.now is not None else now_ms()
+    meta = members(
+        {
+            "package_id": package.id,
+            "coins": package.coins,
+            "bonus": package.bonus,
+            "price_minor": package.price_minor,
+            "currency": package.currency,
+            "provider": request.provider,
+            "payment_id": request.payment_id,
+            "user_id": user_id,
+        }
+    )
+    receipt = members(
+        {"tx": tx_id, "package_id": package.id, "created_at": created_at, "user_id": user_id}
+    )
+    grants: list[Arg] = [len(request.promotions)]
+    for grant in request.promotions:
+        grants += [orjson.dumps(grant.id), grant.coins, flag(grant.first_purchase)]
+    reply = checked_reply(
+        await batcher.evalsha(
+            _PURCHASE,
+            (
+                payment_key(request.provider, request.payment_id),
+                wallet_key(user_id),
+                SYSTEM_BALANCES,
+                OUTBOX,
+                user_key(user_id, keys.ACCOUNT),
+            ),
+            (
+                request.fingerprint(),
+                flag(request.user.adult),
+                package.coins + package.bonus,
+                entry_head(tx_id, "purchase", created_at),
+                meta,
+                receipt,
+                flag(request.enforce_limits),
+                orjson.dumps(coins_account(user_id)),
+                orjson.dumps(debt_account(user_id)),
+                *grants,
+            ),
+            retry_on_disconnect=True,
+        )
+    )
+    return purchase_receipt(orjson.loads(reply[1]), replayed=reply[0] == b"R")
