@@ -23,7 +23,7 @@ from store.domain.accounts import MoneyPolicy, UserLimits, debt_account
 from store.domain.models import GiftReceipt, GiftRequest, coins_account
 from store.domain.postings import gift_postings, split_gift
 from store.domain.rules import TOKEN, check_caps, local_periods, refill, wait_ms
-from store.embedded.journal import dumps, journal, receipt_body, remember
+from store.embedded.journal import IdempotencyKey, dumps, journal, receipt_body
 from store.embedded.room_totals import record_gift
 from store.ids import new_id, now_ms
 
@@ -33,8 +33,7 @@ class GiftPlan:
     """A gift request plus everything computable without the database."""
 
     request: GiftRequest
-    scope: str
-    fingerprint: str
+    key: IdempotencyKey
     sender_json: str
     tx: str
     created_at: int
@@ -50,8 +49,7 @@ def plan_gift(request: GiftRequest, *, share_percent: int, policy: MoneyPolicy) 
     diamonds, _platform = split_gift(total, share_percent)
     return GiftPlan(
         request=request,
-        scope=f"gift:{request.sender.id}",
-        fingerprint=request.fingerprint(),
+        key=IdempotencyKey(f"gift:{request.sender.id}", request.key, request.fingerprint()),
         sender_json=dumps(request.sender.public()),
         tx=new_id("tx"),
         created_at=request.now if request.now is not None else now_ms(),
@@ -200,13 +198,13 @@ def send_gift(
         _GIFT_CONTEXT,
         {
             "account": coins_account(sender.id),
-            "scope": plan.scope,
-            "key": request.key,
+            "scope": plan.key.scope,
+            "key": plan.key.key,
             "room": request.room_id,
         },
     ).fetchone()
     if seen is not None:
-        if seen != plan.fingerprint:
+        if seen != plan.key.fingerprint:
             raise refusals.KEY_REUSED()
         return GiftReceipt(**orjson.loads(stored), replayed=True), None
     if creator_id is None:
@@ -262,5 +260,5 @@ def send_gift(
     )
     totals = record_gift(conn, receipt, sender_id=sender.id, sender_json=plan.sender_json)
     record_gift_money(conn, rules, sender_id=sender.id, receipt=receipt)
-    remember(conn, plan.scope, request.key, plan.fingerprint, receipt_body(receipt))
+    plan.key.remember(conn, receipt_body(receipt))
     return receipt, totals

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import sqlite3
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -32,39 +33,48 @@ def dumps(value: Any) -> str:
 # --------------------------------------------------------------------------- #
 
 
-def lookup_key(
-    conn: sqlite3.Connection, scope: str, key: str, fingerprint: str
-) -> dict[str, Any] | None:
-    """The stored first result for this key, ``None`` if unseen; ``KEY_REUSED`` if
-    the key was used for a request with other content."""
+def _first_result(
+    conn: sqlite3.Connection, scope: str, key: str
+) -> tuple[str, dict[str, Any]] | None:
+    """``(fingerprint, result)`` stored under the key, ``None`` if unseen."""
     row = conn.execute(
         "SELECT fingerprint, result FROM idempotency WHERE scope = ? AND key = ?", (scope, key)
     ).fetchone()
-    if row is None:
-        return None
-    if row[0] != fingerprint:
-        raise refusals.KEY_REUSED()
-    result: dict[str, Any] = orjson.loads(row[1])
-    return result
+    return None if row is None else (row[0], orjson.loads(row[1]))
 
 
 def stored_result(conn: sqlite3.Connection, scope: str, key: str) -> dict[str, Any] | None:
     """What another operation stored under its key (whatever its fingerprint)."""
-    row = conn.execute(
-        "SELECT result FROM idempotency WHERE scope = ? AND key = ?", (scope, key)
-    ).fetchone()
-    if row is None:
-        return None
-    result: dict[str, Any] = orjson.loads(row[0])
-    return result
+    found = _first_result(conn, scope, key)
+    return None if found is None else found[1]
 
 
-def remember(conn: sqlite3.Connection, scope: str, key: str, fingerprint: str, body: Any) -> None:
-    """Store an operation's first result under its idempotency key."""
-    conn.execute(
-        "INSERT INTO idempotency (scope, key, fingerprint, result) VALUES (?, ?, ?, ?)",
-        (scope, key, fingerprint, dumps(body)),
-    )
+@dataclass(frozen=True, slots=True)
+class IdempotencyKey:
+    """Where an operation's first result is kept (``scope``, ``key``) and what the
+    request stood for (``fingerprint``): the same key with other content is refused."""
+
+    scope: str
+    key: str
+    fingerprint: str
+
+    def lookup(self, conn: sqlite3.Connection) -> dict[str, Any] | None:
+        """The stored first result, ``None`` if unseen; ``KEY_REUSED`` if the key
+        was used for a request with other content."""
+        found = _first_result(conn, self.scope, self.key)
+        if found is None:
+            return None
+        fingerprint, result = found
+        if fingerprint != self.fingerprint:
+            raise refusals.KEY_REUSED()
+        return result
+
+    def remember(self, conn: sqlite3.Connection, body: Any) -> None:
+        """Store the operation's first result under the key."""
+        conn.execute(
+            "INSERT INTO idempotency (scope, key, fingerprint, result) VALUES (?, ?, ?, ?)",
+            (self.scope, self.key, self.fingerprint, dumps(body)),
+        )
 
 
 _RECEIPT_FIELDS: dict[type, tuple[str, ...]] = {}

@@ -23,7 +23,7 @@ from store.domain.models import (
     PurchaseRequest,
     coins_account,
 )
-from store.embedded.journal import coins_of, debt_of, journal, lookup_key, receipt_body, remember
+from store.embedded.journal import IdempotencyKey, coins_of, debt_of, journal, receipt_body
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,9 +90,8 @@ def purchase(
     conn: sqlite3.Connection, request: PurchaseRequest, tx: str, created_at: int
 ) -> PurchaseReceipt:
     """Checks and credit: see ``store.roles.Wallet.purchase``."""
-    scope = f"payment:{request.provider}"
-    fingerprint = request.fingerprint()
-    stored = lookup_key(conn, scope, request.payment_id, fingerprint)
+    key = IdempotencyKey(f"payment:{request.provider}", request.payment_id, request.fingerprint())
+    stored = key.lookup(conn)
     if stored is not None:
         return purchase_receipt(stored, replayed=True)
     if not request.user.adult:
@@ -136,5 +135,5 @@ def purchase(
         "ON CONFLICT (user_id) DO UPDATE SET purchases = purchases + 1",
         (user_id,),
     )
-    remember(conn, scope, request.payment_id, fingerprint, receipt_body(receipt))
+    key.remember(conn, receipt_body(receipt))
     return receipt

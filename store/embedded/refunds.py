@@ -25,13 +25,12 @@ from store.domain.models import WORLD, coins_account
 from store.domain.postings import refund_postings, settlement_postings
 from store.domain.rules import MAX_CLAWBACK_GIFTS, GiftSpend, clawbacks
 from store.embedded.journal import (
+    IdempotencyKey,
     coins_of,
     debt_of,
     diamonds_of,
     journal,
-    lookup_key,
     receipt_body,
-    remember,
     stored_result,
 )
 
@@ -61,9 +60,8 @@ def gifts_after(conn: sqlite3.Connection, user_id: str, after_tx: str) -> list[G
 
 def refund(conn: sqlite3.Connection, request: RefundRequest, tx: str, now: int) -> RefundReceipt:
     """See ``store.roles.Wallet.refund``: once per payment, whatever the kind."""
-    scope = f"reversal:{request.provider}"
-    fingerprint = request.fingerprint()
-    stored = lookup_key(conn, scope, request.payment_id, fingerprint)
+    key = IdempotencyKey(f"reversal:{request.provider}", request.payment_id, request.fingerprint())
+    stored = key.lookup(conn)
     if stored is not None:
         return RefundReceipt(**stored, replayed=True)
     purchase = stored_result(conn, f"payment:{request.provider}", request.payment_id)
@@ -122,7 +120,7 @@ def refund(conn: sqlite3.Connection, request: RefundRequest, tx: str, now: int) 
             clawbacks=claws,
         ),
     )
-    remember(conn, scope, request.payment_id, fingerprint, receipt_body(receipt))
+    key.remember(conn, receipt_body(receipt))
     return receipt
 
 
@@ -130,9 +128,8 @@ def settle_debt(
     conn: sqlite3.Connection, request: DebtSettlement, tx: str, now: int
 ) -> DebtReceipt:
     """See ``store.roles.Wallet.settle_debt``: the whole debt, once per key."""
-    scope = f"settle:{request.user_id}"
-    fingerprint = request.fingerprint()
-    stored = lookup_key(conn, scope, request.key, fingerprint)
+    key = IdempotencyKey(f"settle:{request.user_id}", request.key, request.fingerprint())
+    stored = key.lookup(conn)
     if stored is not None:
         return DebtReceipt(**stored, replayed=True)
     debt = debt_of(conn, request.user_id)
@@ -156,5 +153,5 @@ def settle_debt(
         },
         postings=settlement_postings(user_id=request.user_id, source=source, coins=debt),
     )
-    remember(conn, scope, request.key, fingerprint, receipt_body(receipt))
+    key.remember(conn, receipt_body(receipt))
     return receipt

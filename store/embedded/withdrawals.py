@@ -29,7 +29,7 @@ from store.domain.accounts import (
 from store.domain.postings import withdrawal_postings, withdrawal_settle_postings
 from store.domain.rules import DAY_MS, day_start_ms, held_diamonds
 from store.embedded.accounts import is_verified
-from store.embedded.journal import diamonds_of, journal, lookup_key, receipt_body, remember
+from store.embedded.journal import IdempotencyKey, diamonds_of, journal, receipt_body
 
 _WITHDRAWAL_COLUMNS: Final = (
     "id, user_id, diamonds, status, method, created_at, expected_at, settled_at, "
@@ -79,9 +79,8 @@ def reserve_withdrawal(
     """See ``store.roles.Wallet.reserve_withdrawal``; ``ids`` are the withdrawal's
     and its transaction's."""
     user_id = request.user_id
-    scope = f"withdrawal:{user_id}"
-    fingerprint = request.fingerprint()
-    stored = lookup_key(conn, scope, request.key, fingerprint)
+    key = IdempotencyKey(f"withdrawal:{user_id}", request.key, request.fingerprint())
+    stored = key.lookup(conn)
     if stored is not None:
         first = load_withdrawal(conn, stored["id"])
         if first is None:  # cannot happen: both are written in one transaction
@@ -143,7 +142,7 @@ def reserve_withdrawal(
         "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         tuple(receipt_body(withdrawal).values()),
     )
-    remember(conn, scope, request.key, fingerprint, {"id": withdrawal_id})
+    key.remember(conn, {"id": withdrawal_id})
     return withdrawal
 
 
