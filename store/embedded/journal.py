@@ -96,7 +96,7 @@ def receipt_body(receipt: Any) -> dict[str, Any]:
 # --------------------------------------------------------------------------- #
 
 
-def amount(conn: sqlite3.Connection, account: str, asset: str) -> int:
+def hot_balance(conn: sqlite3.Connection, account: str, asset: str) -> int:
     """The hot balance of one account in one asset (0 when it never moved)."""
     row = conn.execute(
         "SELECT amount FROM balances WHERE account = ? AND asset = ?", (account, asset)
@@ -105,16 +105,16 @@ def amount(conn: sqlite3.Connection, account: str, asset: str) -> int:
 
 
 def coins_of(conn: sqlite3.Connection, user_id: str) -> int:
-    return amount(conn, coins_account(user_id), COIN)
+    return hot_balance(conn, coins_account(user_id), COIN)
 
 
 def diamonds_of(conn: sqlite3.Connection, user_id: str) -> int:
-    return amount(conn, diamonds_account(user_id), DIAMOND)
+    return hot_balance(conn, diamonds_account(user_id), DIAMOND)
 
 
 def debt_of(conn: sqlite3.Connection, user_id: str) -> int:
     """The user's chargeback debt in coins (>= 0)."""
-    return -amount(conn, debt_account(user_id), COIN)
+    return -hot_balance(conn, debt_account(user_id), COIN)
 
 
 def balance_of(conn: sqlite3.Connection, user_id: str) -> Balance:

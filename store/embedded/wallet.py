@@ -63,10 +63,6 @@ class SQLiteWallet:
         self._share = creator_share_percent
         self._policy = policy or MoneyPolicy()
 
-    @property
-    def policy(self) -> MoneyPolicy:
-        return self._policy
-
     # -- coins in and out ------------------------------------------------------
 
     async def purchase(self, request: PurchaseRequest) -> PurchaseReceipt:
