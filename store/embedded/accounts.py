@@ -1,292 +1,153 @@
-"""The embedded engine's account tables, and the money rules a gift or a purchase
-checks and writes inside its own SQLite transaction (see ``store.embedded.database``).
+"""Account rows on the embedded engine: limits and the PIN, verification, rate
+limits and webhook replay claims, as functions of a connection (writes run in
+the writer thread, reads in a reader thread).
 
-Functions of a connection only, so they run in the writer thread within the
-caller's transaction: the ``check_*`` ones only read (a refused operation has
-written nothing), the ``record_*`` ones only write. The arithmetic and the
-messages come from ``store.domain.rules``; the Redis scripts do the same.
+The money state a gift or a purchase keeps on the account (spending per day and
+month, the gift rate bucket, the purchase count) is written by
+``store.embedded.gifts`` and ``store.embedded.purchases`` in their own
+transactions.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import dataclass
-from typing import Any, Final
+from typing import Final
 
-from store.domain.accounts import PLATFORM_PROMOTIONS, MoneyPolicy, UserLimits, debt_account
-from store.domain.models import COIN, WORLD, Posting, PurchaseRequest, coins_account
-from store.domain.rules import (
-    GIFTING_OFF,
-    PURCHASES_OFF,
-    TOKEN,
-    check_caps,
-    local_periods,
-    locked_message,
-    rate_message,
-    refill,
-    wait_ms,
+from store.domain import refusals
+from store.domain.accounts import Account, LimitsRequest, UserLimits
+from store.domain.rules import HOUR_TOKEN, pin_matches, pin_needed, refill, wait_ms
+from store.embedded.journal import balance_of
+
+_ACCOUNT: Final = (
+    "SELECT daily_cap, monthly_cap, tz, purchases_off, gifting_off, pin, purchases, "
+    "verified_at, verified_by, day, day_spent, month, month_spent "
+    "FROM accounts WHERE user_id = ?"
 )
-from store.errors import Forbidden, RateLimited
-
-ACCOUNT_SCHEMA: Final[tuple[str, ...]] = (
-    """CREATE TABLE IF NOT EXISTS accounts (
-        user_id TEXT PRIMARY KEY,
-        daily_cap INTEGER,
-        monthly_cap INTEGER,
-        tz TEXT NOT NULL DEFAULT 'UTC',
-        purchases_off INTEGER NOT NULL DEFAULT 0,
-        gifting_off INTEGER NOT NULL DEFAULT 0,
-        pin TEXT NOT NULL DEFAULT '',
-        purchases INTEGER NOT NULL DEFAULT 0,
-        verified_at INTEGER,
-        verified_by TEXT NOT NULL DEFAULT '',
-        day TEXT NOT NULL DEFAULT '',
-        day_spent INTEGER NOT NULL DEFAULT 0,
-        month TEXT NOT NULL DEFAULT '',
-        month_spent INTEGER NOT NULL DEFAULT 0,
-        gift_tokens INTEGER,
-        gift_at INTEGER
-    ) WITHOUT ROWID""",
-    """CREATE TABLE IF NOT EXISTS earnings_hours (
-        user_id TEXT NOT NULL,
-        hour INTEGER NOT NULL,
-        diamonds INTEGER NOT NULL,
-        PRIMARY KEY (user_id, hour)
-    ) WITHOUT ROWID""",
-    """CREATE TABLE IF NOT EXISTS earnings_streams (
-        user_id TEXT NOT NULL,
-        room_id TEXT NOT NULL,
-        stream_id INTEGER NOT NULL,
-        diamonds INTEGER NOT NULL,
-        PRIMARY KEY (user_id, room_id, stream_id)
-    ) WITHOUT ROWID""",
-    """CREATE TABLE IF NOT EXISTS withdrawals (
-        id TEXT PRIMARY KEY,
-        user_id TEXT NOT NULL,
-        diamonds INTEGER NOT NULL,
-        status TEXT NOT NULL,
-        method TEXT NOT NULL,
-        created_at INTEGER NOT NULL,
-        expected_at INTEGER NOT NULL,
-        settled_at INTEGER,
-        reference TEXT NOT NULL,
-        reason TEXT NOT NULL,
-        tx TEXT NOT NULL,
-        settle_tx TEXT NOT NULL
-    ) WITHOUT ROWID""",
-    "CREATE INDEX IF NOT EXISTS withdrawals_user ON withdrawals (user_id, id)",
-    """CREATE TABLE IF NOT EXISTS rate_buckets (
-        user_id TEXT NOT NULL,
-        action TEXT NOT NULL,
-        tokens INTEGER NOT NULL,
-        at INTEGER NOT NULL,
-        PRIMARY KEY (user_id, action)
-    ) WITHOUT ROWID""",
-    """CREATE TABLE IF NOT EXISTS claims (
-        scope TEXT NOT NULL,
-        key TEXT NOT NULL,
-        expires_at INTEGER NOT NULL,
-        PRIMARY KEY (scope, key)
-    ) WITHOUT ROWID""",
-    "CREATE INDEX IF NOT EXISTS claims_expiry ON claims (expires_at)",
-)
+_NEVER_SEEN: Final = (None, None, "UTC", 0, 0, "", 0, None, "", "", 0, "", 0)
+"""The ``_ACCOUNT`` row of a user without one: the table's defaults."""
 
 
-def debt_of(conn: sqlite3.Connection, user_id: str) -> int:
-    """The user's chargeback debt in coins (>= 0)."""
-    row = conn.execute(
-        "SELECT amount FROM balances WHERE account = ? AND asset = ?",
-        (debt_account(user_id), COIN),
-    ).fetchone()
-    return -int(row[0]) if row else 0
-
-
-# --------------------------------------------------------------------------- #
-# Gifts
-# --------------------------------------------------------------------------- #
-
-_GIFT_RULES: Final = (
-    "SELECT a.daily_cap, a.monthly_cap, a.tz, a.gifting_off, a.day, a.day_spent, "
-    "a.month, a.month_spent, a.gift_tokens, a.gift_at, "
-    "(SELECT amount FROM balances WHERE account = :debt AND asset = 'coin') "
-    "FROM (SELECT 1) AS one LEFT JOIN accounts AS a ON a.user_id = :user"
-)
-
-
-@dataclass(frozen=True, slots=True)
-class GiftRules:
-    """What a gift that passed the rules writes to the sender's account."""
-
-    day: str
-    day_spent: int
-    month: str
-    month_spent: int
-    tokens: int | None
-    """Rate-limit units left after this gift (``None``: gifts are not rate limited)."""
-
-
-def check_gift_rules(
-    conn: sqlite3.Connection, *, sender_id: str, total: int, now: int, policy: MoneyPolicy
-) -> GiftRules:
-    """Checks (7) to (11) of a gift (see ``store.base.Wallet.send_gift``): locked,
-    gifting off, rate limit, daily cap, monthly cap. Reads only."""
+def load_account(conn: sqlite3.Connection, user_id: str) -> tuple[Account, str]:
+    """The account and its PIN hash ("" when none)."""
+    row = conn.execute(_ACCOUNT, (user_id,)).fetchone() or _NEVER_SEEN
+    balance = balance_of(conn, user_id)
     (
         daily_cap,
         monthly_cap,
         tz,
+        purchases_off,
         gifting_off,
-        day_key,
+        pin,
+        purchases,
+        verified_at,
+        verified_by,
+        day,
         day_spent,
-        month_key,
+        month,
         month_spent,
-        tokens,
-        at,
-        debt,
-    ) = conn.execute(_GIFT_RULES, {"debt": debt_account(sender_id), "user": sender_id}).fetchone()
-    if debt is not None and debt < 0:
-        raise Forbidden(locked_message(-debt))
-    if gifting_off:
-        raise Forbidden(GIFTING_OFF)
-    left: int | None = None
-    if policy.gift_rate_per_minute:
-        units = refill(tokens, at, now, policy.gift_rate_per_minute, policy.gift_burst)
-        if units < TOKEN:
-            raise RateLimited(rate_message("gifts", wait_ms(units, policy.gift_rate_per_minute)))
-        left = units - TOKEN
-    day, month = local_periods(now, tz or "UTC")
-    spent_today = day_spent if day_key == day else 0
-    spent_month = month_spent if month_key == month else 0
-    check_caps(
-        total=total,
-        limits=UserLimits(daily_cap=daily_cap, monthly_cap=monthly_cap),
-        policy_daily=policy.daily_spend_cap,
-        policy_monthly=policy.monthly_spend_cap,
-        day_spent=spent_today,
-        month_spent=spent_month,
+    ) = row
+    account = Account(
+        user_id=user_id,
+        coins=balance.coins,
+        diamonds=balance.diamonds,
+        debt=balance.debt,
+        limits=UserLimits(
+            daily_cap=daily_cap,
+            monthly_cap=monthly_cap,
+            purchases_enabled=not purchases_off,
+            gifting_enabled=not gifting_off,
+            tz=tz,
+        ),
+        pin_set=bool(pin),
+        purchases=int(purchases),
+        verified_at=verified_at,
+        verified_by=verified_by,
+        spent_day=day,
+        day_spent=int(day_spent),
+        spent_month=month,
+        month_spent=int(month_spent),
     )
-    return GiftRules(
-        day=day,
-        day_spent=spent_today + total,
-        month=month,
-        month_spent=spent_month + total,
-        tokens=left,
-    )
+    return account, pin
 
 
-def record_gift_money(
-    conn: sqlite3.Connection,
-    rules: GiftRules,
-    *,
-    sender_id: str,
-    creator_id: str,
-    room_id: str,
-    stream_id: int,
-    diamonds: int,
-    created_at: int,
-) -> None:
-    """A committed gift's account writes: the sender's spending and rate bucket,
-    the creator's earnings per hour and per stream. Only writes."""
+def set_limits(
+    conn: sqlite3.Connection, request: LimitsRequest, candidate: str, new_hash: str | None
+) -> Account:
+    """Replace the limits; ``candidate`` is the given PIN hashed with the stored
+    one's salt, ``new_hash`` the new PIN's hash ("" removes it, ``None`` keeps it)."""
+    current, stored_pin = load_account(conn, request.user_id)
+    if pin_needed(
+        old=current.limits,
+        new=request.limits,
+        pin_set=bool(stored_pin),
+        new_pin=request.new_pin,
+    ) and not pin_matches(stored_pin, candidate):
+        raise refusals.WRONG_PIN() if request.pin is not None else refusals.PIN_NEEDED()
+    limits = request.limits
     conn.execute(
-        "INSERT INTO accounts (user_id, day, day_spent, month, month_spent, gift_tokens, "
-        "gift_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (user_id) DO UPDATE SET "
-        "day = excluded.day, day_spent = excluded.day_spent, month = excluded.month, "
-        "month_spent = excluded.month_spent, "
-        "gift_tokens = coalesce(excluded.gift_tokens, gift_tokens), "
-        "gift_at = coalesce(excluded.gift_at, gift_at)",
+        "INSERT INTO accounts (user_id, daily_cap, monthly_cap, tz, purchases_off, gifting_off, "
+        "pin) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (user_id) DO UPDATE SET "
+        "daily_cap = excluded.daily_cap, monthly_cap = excluded.monthly_cap, tz = excluded.tz, "
+        "purchases_off = excluded.purchases_off, gifting_off = excluded.gifting_off, "
+        "pin = excluded.pin",
         (
-            sender_id,
-            rules.day,
-            rules.day_spent,
-            rules.month,
-            rules.month_spent,
-            rules.tokens,
-            created_at if rules.tokens is not None else None,
+            request.user_id,
+            limits.daily_cap,
+            limits.monthly_cap,
+            limits.tz,
+            int(not limits.purchases_enabled),
+            int(not limits.gifting_enabled),
+            stored_pin if new_hash is None else new_hash,
         ),
     )
-    if diamonds <= 0:
-        return
+    return load_account(conn, request.user_id)[0]
+
+
+def set_verified(conn: sqlite3.Connection, user_id: str, at: int | None, by: str) -> Account:
     conn.execute(
-        "INSERT INTO earnings_hours (user_id, hour, diamonds) VALUES (?, ?, ?) "
-        "ON CONFLICT (user_id, hour) DO UPDATE SET diamonds = diamonds + excluded.diamonds",
-        (creator_id, created_at // 3_600_000, diamonds),
+        "INSERT INTO accounts (user_id, verified_at, verified_by) VALUES (?, ?, ?) "
+        "ON CONFLICT (user_id) DO UPDATE SET verified_at = excluded.verified_at, "
+        "verified_by = excluded.verified_by",
+        (user_id, at, by),
     )
-    conn.execute(
-        "INSERT INTO earnings_streams (user_id, room_id, stream_id, diamonds) "
-        "VALUES (?, ?, ?, ?) ON CONFLICT (user_id, room_id, stream_id) "
-        "DO UPDATE SET diamonds = diamonds + excluded.diamonds",
-        (creator_id, room_id, stream_id, diamonds),
-    )
+    return load_account(conn, user_id)[0]
 
 
-# --------------------------------------------------------------------------- #
-# Purchases
-# --------------------------------------------------------------------------- #
+def is_verified(conn: sqlite3.Connection, user_id: str) -> bool:
+    """Whether an admin verified the creator (only they may withdraw)."""
+    row = conn.execute("SELECT verified_at FROM accounts WHERE user_id = ?", (user_id,)).fetchone()
+    return row is not None and row[0] is not None
 
 
-@dataclass(frozen=True, slots=True)
-class PurchasePlan:
-    """A purchase that passed the rules: what it credits and how."""
-
-    paid: int
-    """Coins from ``world`` (the package's coins and bulk bonus)."""
-    bonus: int
-    """Coins from ``platform:promotions``."""
-    promotions: tuple[str, ...]
-    debt_paid: int
-    """Coins that pay off debt instead of reaching the balance."""
-    postings: tuple[Posting, ...]
-    meta: dict[str, Any]
-
-
-def check_purchase_rules(
-    conn: sqlite3.Connection, request: PurchaseRequest, paid: int
-) -> PurchasePlan:
-    """Checks (3) and (4) of a purchase (with ``enforce_limits``), then what it
-    credits: promotions (a first-purchase one only for a first purchase) and the
-    debt it pays off. Reads only."""
-    user_id = request.user.id
+def rate_limit(
+    conn: sqlite3.Connection, user_id: str, action: str, per_hour: int, burst: int, now: int
+) -> None:
+    """Take one token from the user's ``action`` bucket or refuse, taking nothing."""
     row = conn.execute(
-        "SELECT purchases_off, purchases FROM accounts WHERE user_id = ?", (user_id,)
+        "SELECT tokens, at FROM rate_buckets WHERE user_id = ? AND action = ?", (user_id, action)
     ).fetchone()
-    purchases_off, purchases = (bool(row[0]), int(row[1])) if row else (False, 0)
-    debt = debt_of(conn, user_id)
-    if request.enforce_limits:
-        if debt > 0:
-            raise Forbidden(locked_message(debt))
-        if purchases_off:
-            raise Forbidden(PURCHASES_OFF)
-    grants = [
-        g for g in request.promotions if g.coins > 0 and (purchases == 0 or not g.first_purchase)
-    ]
-    bonus = sum(g.coins for g in grants)
-    credit = paid + bonus
-    debt_paid = min(debt, credit)
-    postings = [Posting(WORLD, COIN, -paid)]
-    if bonus:
-        postings.append(Posting(PLATFORM_PROMOTIONS, COIN, -bonus))
-    if debt_paid:
-        postings.append(Posting(debt_account(user_id), COIN, debt_paid))
-    if credit > debt_paid:
-        postings.append(Posting(coins_account(user_id), COIN, credit - debt_paid))
-    meta: dict[str, Any] = {}
-    if grants:
-        meta["promotions"] = [{"id": g.id, "coins": g.coins} for g in grants]
-    if debt_paid:
-        meta["debt_paid"] = debt_paid
-    return PurchasePlan(
-        paid=paid,
-        bonus=bonus,
-        promotions=tuple(g.id for g in grants),
-        debt_paid=debt_paid,
-        postings=tuple(postings),
-        meta=meta,
-    )
-
-
-def record_purchase(conn: sqlite3.Connection, user_id: str) -> None:
-    """Count a credited purchase (the first-purchase bonus needs none before)."""
+    tokens, at = (row[0], row[1]) if row else (None, None)
+    units = refill(tokens, at, now, per_hour, burst, token=HOUR_TOKEN)
+    if units < HOUR_TOKEN:
+        wait = wait_ms(units, per_hour, token=HOUR_TOKEN)
+        raise refusals.TOO_MANY(action, refusals.wait_seconds(wait))
     conn.execute(
-        "INSERT INTO accounts (user_id, purchases) VALUES (?, 1) "
-        "ON CONFLICT (user_id) DO UPDATE SET purchases = purchases + 1",
-        (user_id,),
+        "INSERT INTO rate_buckets (user_id, action, tokens, at) VALUES (?, ?, ?, ?) "
+        "ON CONFLICT (user_id, action) DO UPDATE SET tokens = excluded.tokens, at = excluded.at",
+        (user_id, action, units - HOUR_TOKEN, now),
     )
+
+
+def claim(conn: sqlite3.Connection, scope: str, key: str, ttl_ms: int, now: int) -> bool:
+    """True unless ``(scope, key)`` is claimed and not expired; claims it."""
+    row = conn.execute(
+        "SELECT expires_at FROM claims WHERE scope = ? AND key = ?", (scope, key)
+    ).fetchone()
+    if row is not None and row[0] > now:
+        return False
+    conn.execute("DELETE FROM claims WHERE expires_at <= ?", (now,))
+    conn.execute(
+        "INSERT OR REPLACE INTO claims (scope, key, expires_at) VALUES (?, ?, ?)",
+        (scope, key, now + ttl_ms),
+    )
+    return True

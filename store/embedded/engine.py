@@ -13,8 +13,10 @@ from typing import Final
 from store.domain.catalog import Catalog
 from store.embedded.activity import SQLiteRoomActivity
 from store.embedded.broker import MemoryBroker
-from store.embedded.database import SQLiteDatabase, SQLiteLedger, SQLiteRooms
-from store.embedded.wallet_money import SQLiteMoneyWallet
+from store.embedded.database import SQLiteDatabase
+from store.embedded.ledger import SQLiteLedger
+from store.embedded.rooms import SQLiteRooms
+from store.embedded.wallet import SQLiteWallet
 from store.roles import Engine, EngineConfig
 
 DATABASE_FILE: Final = "live.sqlite3"
@@ -38,7 +40,7 @@ async def open_embedded_engine(config: EngineConfig, *, catalog: Catalog) -> Eng
 
     return Engine(
         name="embedded",
-        wallet=SQLiteMoneyWallet(
+        wallet=SQLiteWallet(
             db, creator_share_percent=config.creator_share_percent, policy=config.policy
         ),
         rooms=SQLiteRooms(db),

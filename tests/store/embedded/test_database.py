@@ -148,6 +148,16 @@ class Gate:
         await asyncio.to_thread(self.entered.wait, 30)
 
 
+async def hold_writer(db: SQLiteDatabase) -> tuple[Gate, asyncio.Task[str]]:
+    """Create the ``scratch`` table, then hold the writer inside a gate op: the
+    writes that follow queue up until ``gate.release`` is set."""
+    await db.write(lambda c: c.execute("CREATE TABLE scratch (k TEXT PRIMARY KEY)"))
+    gate = Gate()
+    held = asyncio.create_task(db.write(gate.op))
+    await gate.wait_entered()
+    return gate, held
+
+
 async def wait_queued(db: SQLiteDatabase, count: int) -> None:
     """Let the just-created write tasks run up to their enqueue (a few loop turns)."""
     for _ in range(1_000):
@@ -186,10 +196,7 @@ def scratch_keys(conn: sqlite3.Connection) -> set[str]:
 async def test_a_failing_op_does_not_affect_its_batch(tmp_path: Path) -> None:
     db = await SQLiteDatabase.open(tmp_path / DATABASE_FILE)
     try:
-        await db.write(lambda c: c.execute("CREATE TABLE scratch (k TEXT PRIMARY KEY)"))
-        gate = Gate()
-        held = asyncio.create_task(db.write(gate.op))
-        await gate.wait_entered()
+        gate, held = await hold_writer(db)
         ops = [
             insert("a"),
             refuse_before_writing,
@@ -219,10 +226,7 @@ async def test_a_failing_op_does_not_affect_its_batch(tmp_path: Path) -> None:
 async def test_close_drains_the_queue(tmp_path: Path) -> None:
     path = tmp_path / DATABASE_FILE
     db = await SQLiteDatabase.open(path)
-    await db.write(lambda c: c.execute("CREATE TABLE scratch (k TEXT PRIMARY KEY)"))
-    gate = Gate()
-    held = asyncio.create_task(db.write(gate.op))
-    await gate.wait_entered()
+    gate, held = await hold_writer(db)
     tasks = [asyncio.create_task(db.write(insert(f"k{n}"))) for n in range(200)]
     await wait_queued(db, 200)
     closing = asyncio.create_task(db.close())
@@ -251,10 +255,7 @@ async def test_close_drains_the_queue(tmp_path: Path) -> None:
 async def test_a_cancelled_caller_does_not_stall_the_writer(tmp_path: Path) -> None:
     db = await SQLiteDatabase.open(tmp_path / DATABASE_FILE)
     try:
-        await db.write(lambda c: c.execute("CREATE TABLE scratch (k TEXT PRIMARY KEY)"))
-        gate = Gate()
-        held = asyncio.create_task(db.write(gate.op))
-        await gate.wait_entered()
+        gate, held = await hold_writer(db)
         abandoned = asyncio.create_task(db.write(insert("abandoned")))
         await wait_queued(db, 1)
         abandoned.cancel()

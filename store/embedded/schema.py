@@ -1,0 +1,212 @@
+"""The embedded engine's SQLite schema, and how a file is brought up to date.
+
+Every table of the file is declared here: the ledger (transactions, postings,
+hot balances, idempotency keys), the accounts and their money state, and the
+rooms with their totals. ``migrate`` runs in the writer thread when the file is
+opened, before any other operation.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Final
+
+from store.errors import StoreError
+
+SCHEMA_VERSION: Final = 1
+
+# Postings carry a position ``n`` so they are clustered by transaction (the
+# primary key) and keep their order; the (account, tx_id) index serves the
+# per-user history. Corrections are new transactions: triggers reject any
+# UPDATE or DELETE of the ledger.
+LEDGER_SCHEMA: Final[tuple[str, ...]] = (
+    "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)",
+    """CREATE TABLE IF NOT EXISTS transactions (
+        id TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        meta TEXT NOT NULL
+    ) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS postings (
+        tx_id TEXT NOT NULL REFERENCES transactions(id),
+        n INTEGER NOT NULL,
+        account TEXT NOT NULL,
+        asset TEXT NOT NULL,
+        amount INTEGER NOT NULL,
+        PRIMARY KEY (tx_id, n)
+    ) WITHOUT ROWID""",
+    "CREATE INDEX IF NOT EXISTS postings_account ON postings (account, tx_id)",
+    """CREATE TABLE IF NOT EXISTS balances (
+        account TEXT NOT NULL,
+        asset TEXT NOT NULL,
+        amount INTEGER NOT NULL,
+        PRIMARY KEY (account, asset)
+    ) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS idempotency (
+        scope TEXT NOT NULL,
+        key TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        result TEXT NOT NULL,
+        PRIMARY KEY (scope, key)
+    ) WITHOUT ROWID""",
+)
+
+ROOM_SCHEMA: Final[tuple[str, ...]] = (
+    """CREATE TABLE IF NOT EXISTS rooms (
+        id TEXT PRIMARY KEY,
+        creator TEXT NOT NULL,
+        creator_adult INTEGER NOT NULL,
+        title TEXT NOT NULL,
+        live INTEGER NOT NULL,
+        stream_id INTEGER NOT NULL,
+        started_at INTEGER,
+        ended_at INTEGER,
+        overlay_key TEXT NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS room_gifters (
+        room_id TEXT NOT NULL REFERENCES rooms(id),
+        stream_id INTEGER NOT NULL,
+        user_id TEXT NOT NULL,
+        user TEXT NOT NULL,
+        coins INTEGER NOT NULL,
+        PRIMARY KEY (room_id, stream_id, user_id)
+    ) WITHOUT ROWID""",
+    """CREATE INDEX IF NOT EXISTS room_gifters_top
+        ON room_gifters (room_id, stream_id, coins DESC, user_id)""",
+    """CREATE TABLE IF NOT EXISTS stream_stats (
+        room_id TEXT NOT NULL,
+        stream_id INTEGER NOT NULL,
+        gifts INTEGER NOT NULL DEFAULT 0,
+        coins INTEGER NOT NULL DEFAULT 0,
+        diamonds INTEGER NOT NULL DEFAULT 0,
+        likes INTEGER NOT NULL DEFAULT 0,
+        peak_viewers INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (room_id, stream_id)
+    ) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS room_goals (
+        room_id TEXT PRIMARY KEY,
+        goal_id TEXT NOT NULL,
+        stream_id INTEGER NOT NULL,
+        target INTEGER NOT NULL,
+        title TEXT NOT NULL,
+        progress INTEGER NOT NULL,
+        reached INTEGER NOT NULL,
+        set_at INTEGER NOT NULL
+    ) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS creator_supporters (
+        creator_id TEXT NOT NULL,
+        period TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        user TEXT NOT NULL,
+        coins INTEGER NOT NULL,
+        PRIMARY KEY (creator_id, period, user_id)
+    ) WITHOUT ROWID""",
+    """CREATE INDEX IF NOT EXISTS creator_supporters_top
+        ON creator_supporters (creator_id, period, coins DESC, user_id)""",
+    """CREATE TABLE IF NOT EXISTS room_restrictions (
+        room_id TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        until INTEGER,
+        by TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        PRIMARY KEY (room_id, kind, user_id)
+    ) WITHOUT ROWID""",
+)
+
+APPEND_ONLY_TRIGGERS: Final[tuple[str, ...]] = tuple(
+    f"""CREATE TRIGGER IF NOT EXISTS {table}_no_{action.lower()}
+            BEFORE {action} ON {table}
+            BEGIN SELECT RAISE(ABORT, 'the ledger is append-only'); END"""
+    for table in ("transactions", "postings")
+    for action in ("UPDATE", "DELETE")
+)
+
+ACCOUNT_SCHEMA: Final[tuple[str, ...]] = (
+    """CREATE TABLE IF NOT EXISTS accounts (
+        user_id TEXT PRIMARY KEY,
+        daily_cap INTEGER,
+        monthly_cap INTEGER,
+        tz TEXT NOT NULL DEFAULT 'UTC',
+        purchases_off INTEGER NOT NULL DEFAULT 0,
+        gifting_off INTEGER NOT NULL DEFAULT 0,
+        pin TEXT NOT NULL DEFAULT '',
+        purchases INTEGER NOT NULL DEFAULT 0,
+        verified_at INTEGER,
+        verified_by TEXT NOT NULL DEFAULT '',
+        day TEXT NOT NULL DEFAULT '',
+        day_spent INTEGER NOT NULL DEFAULT 0,
+        month TEXT NOT NULL DEFAULT '',
+        month_spent INTEGER NOT NULL DEFAULT 0,
+        gift_tokens INTEGER,
+        gift_at INTEGER
+    ) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS earnings_hours (
+        user_id TEXT NOT NULL,
+        hour INTEGER NOT NULL,
+        diamonds INTEGER NOT NULL,
+        PRIMARY KEY (user_id, hour)
+    ) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS earnings_streams (
+        user_id TEXT NOT NULL,
+        room_id TEXT NOT NULL,
+        stream_id INTEGER NOT NULL,
+        diamonds INTEGER NOT NULL,
+        PRIMARY KEY (user_id, room_id, stream_id)
+    ) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS withdrawals (
+        id TEXT PRIMARY KEY,
+        user_id TEXT NOT NULL,
+        diamonds INTEGER NOT NULL,
+        status TEXT NOT NULL,
+        method TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        expected_at INTEGER NOT NULL,
+        settled_at INTEGER,
+        reference TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        tx TEXT NOT NULL,
+        settle_tx TEXT NOT NULL
+    ) WITHOUT ROWID""",
+    "CREATE INDEX IF NOT EXISTS withdrawals_user ON withdrawals (user_id, id)",
+    """CREATE TABLE IF NOT EXISTS rate_buckets (
+        user_id TEXT NOT NULL,
+        action TEXT NOT NULL,
+        tokens INTEGER NOT NULL,
+        at INTEGER NOT NULL,
+        PRIMARY KEY (user_id, action)
+    ) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS claims (
+        scope TEXT NOT NULL,
+        key TEXT NOT NULL,
+        expires_at INTEGER NOT NULL,
+        PRIMARY KEY (scope, key)
+    ) WITHOUT ROWID""",
+    "CREATE INDEX IF NOT EXISTS claims_expiry ON claims (expires_at)",
+)
+
+SCHEMA: Final[tuple[str, ...]] = (
+    *LEDGER_SCHEMA,
+    *ROOM_SCHEMA,
+    *APPEND_ONLY_TRIGGERS,
+    *ACCOUNT_SCHEMA,
+)
+"""Every statement, in the order a new file runs them."""
+
+
+def migrate(conn: sqlite3.Connection) -> None:
+    """Create what is missing; refuse (before touching anything) a newer file."""
+    known = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
+    ).fetchone()
+    version = None
+    if known:
+        version = conn.execute("SELECT max(version) FROM schema_version").fetchone()[0]
+    if version is not None and version > SCHEMA_VERSION:
+        raise StoreError(
+            f"the database schema is version {version}, newer than this server's {SCHEMA_VERSION}"
+        )
+    for statement in SCHEMA:
+        conn.execute(statement)
+    if version is None:
+        conn.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))

@@ -1,0 +1,159 @@
+"""The embedded engine's ``Wallet``: every money operation over one SQLite file.
+
+Each operation runs in the writer thread as one function of the connection
+that does all its checks before its first write (see ``store.embedded.database``),
+so a refused operation has written nothing. The methods here only pick the
+clock and fresh ids and hand over to one module per concept: ``purchases``,
+``gifts``, ``refunds`` (and debt), ``withdrawals`` (and earnings), ``accounts``
+(limits, verification, rate limits, claims), all writing through ``journal``.
+The rules, their order and their refusals are those of ``store.roles.Wallet``
+and ``store.domain.rules``, shared with the scaled engine. Request arguments are
+checked before an engine is called (``store.checked``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from store.domain.accounts import (
+    Account,
+    DebtReceipt,
+    DebtSettlement,
+    Earnings,
+    LimitsRequest,
+    MoneyPolicy,
+    RefundReceipt,
+    RefundRequest,
+    Withdrawal,
+    WithdrawalRequest,
+    WithdrawalSettlement,
+)
+from store.domain.models import (
+    Balance,
+    GiftReceipt,
+    GiftRequest,
+    PurchaseReceipt,
+    PurchaseRequest,
+)
+from store.domain.rules import check_limits, check_pin_format, hash_pin, pin_salt
+from store.embedded import accounts, gifts, purchases, refunds, withdrawals
+from store.embedded.database import SQLiteDatabase
+from store.embedded.journal import balance_of
+from store.ids import new_id, now_ms
+
+
+def _clock(now: int | None) -> int:
+    """A request's ``now`` (tests drive time), else the clock."""
+    return now if now is not None else now_ms()
+
+
+class SQLiteWallet:
+    """``Wallet`` over SQLite (see the module docstring)."""
+
+    def __init__(
+        self,
+        db: SQLiteDatabase,
+        *,
+        creator_share_percent: int = 50,
+        policy: MoneyPolicy | None = None,
+    ) -> None:
+        if not 0 <= creator_share_percent <= 100:
+            raise ValueError("creator_share_percent must be within 0..100")
+        self._db = db
+        self._share = creator_share_percent
+        self._policy = policy or MoneyPolicy()
+
+    # -- coins in and out ------------------------------------------------------
+
+    async def purchase(self, request: PurchaseRequest) -> PurchaseReceipt:
+        tx, created_at = new_id("tx"), _clock(request.now)
+        return await self._db.write(lambda conn: purchases.purchase(conn, request, tx, created_at))
+
+    async def send_gift(self, request: GiftRequest) -> GiftReceipt:
+        plan = gifts.plan_gift(request, share_percent=self._share, policy=self._policy)
+        receipt, totals = await self._db.write(lambda conn: gifts.send_gift(conn, plan))
+        if totals is not None:
+            self._db.note_gift_totals(receipt.room_id, receipt.stream_id, totals)
+        return receipt
+
+    async def balance(self, user_id: str) -> Balance:
+        """Coins and diamonds; zero for a user never seen."""
+        return await self._db.read(lambda conn: balance_of(conn, user_id))
+
+    async def refund(self, request: RefundRequest) -> RefundReceipt:
+        tx, now = new_id("tx"), _clock(request.now)
+        return await self._db.write(lambda conn: refunds.refund(conn, request, tx, now))
+
+    async def settle_debt(self, request: DebtSettlement) -> DebtReceipt:
+        tx, now = new_id("tx"), _clock(request.now)
+        return await self._db.write(lambda conn: refunds.settle_debt(conn, request, tx, now))
+
+    # -- accounts ----------------------------------------------------------------
+
+    async def account(self, user_id: str) -> Account:
+        return (await self._db.read(lambda conn: accounts.load_account(conn, user_id)))[0]
+
+    async def set_limits(self, request: LimitsRequest) -> Account:
+        check_limits(
+            request.limits,
+            policy_daily=self._policy.daily_spend_cap,
+            policy_monthly=self._policy.monthly_spend_cap,
+        )
+        if request.new_pin:
+            check_pin_format(request.new_pin)
+        user_id = request.user_id
+        stored_pin = (await self._db.read(lambda conn: accounts.load_account(conn, user_id)))[1]
+        # hashing is slow on purpose: never in the writer thread
+        candidate = ""
+        if stored_pin and request.pin is not None:
+            candidate = await asyncio.to_thread(hash_pin, request.pin, pin_salt(stored_pin))
+        new_hash: str | None = None
+        if request.new_pin is not None:
+            new_hash = await asyncio.to_thread(hash_pin, request.new_pin) if request.new_pin else ""
+        return await self._db.write(
+            lambda conn: accounts.set_limits(conn, request, candidate, new_hash)
+        )
+
+    async def set_verified(self, user_id: str, *, verified: bool, by: str) -> Account:
+        at = now_ms() if verified else None
+        return await self._db.write(lambda conn: accounts.set_verified(conn, user_id, at, by))
+
+    async def rate_limit(
+        self, user_id: str, action: str, *, per_hour: int, burst: int, now: int | None = None
+    ) -> None:
+        at = _clock(now)
+        await self._db.write(
+            lambda conn: accounts.rate_limit(conn, user_id, action, per_hour, burst, at)
+        )
+
+    async def claim_once(self, scope: str, key: str, *, ttl_seconds: int) -> bool:
+        ttl_ms, now = ttl_seconds * 1_000, now_ms()
+        return await self._db.write(lambda conn: accounts.claim(conn, scope, key, ttl_ms, now))
+
+    # -- withdrawals ---------------------------------------------------------------
+
+    async def reserve_withdrawal(self, request: WithdrawalRequest) -> Withdrawal:
+        ids, now, policy = (new_id("wd"), new_id("tx")), _clock(request.now), self._policy
+        return await self._db.write(
+            lambda conn: withdrawals.reserve_withdrawal(conn, request, policy, ids, now)
+        )
+
+    async def settle_withdrawal(self, request: WithdrawalSettlement) -> Withdrawal:
+        tx, now = new_id("tx"), _clock(request.now)
+        return await self._db.write(
+            lambda conn: withdrawals.settle_withdrawal(conn, request, tx, now)
+        )
+
+    async def withdrawal(self, withdrawal_id: str) -> Withdrawal | None:
+        return await self._db.read(lambda conn: withdrawals.load_withdrawal(conn, withdrawal_id))
+
+    async def withdrawals(
+        self, user_id: str, *, before: str | None = None, limit: int = 50
+    ) -> list[Withdrawal]:
+        return await self._db.read(
+            lambda conn: withdrawals.list_withdrawals(conn, user_id, before, limit)
+        )
+
+    async def earnings(self, user_id: str, *, now: int | None = None) -> Earnings:
+        at, hold = _clock(now), self._policy.hold_seconds
+        return await self._db.read(lambda conn: withdrawals.earnings(conn, user_id, at, hold))
