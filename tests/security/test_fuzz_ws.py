@@ -21,23 +21,16 @@ from typing import Any
 import msgpack
 import orjson
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from websockets.frames import Opcode
 
 from protocol import JSON_CODEC, MSGPACK_CODEC, Close, CommandReader, Limits, Reject
-from tests.security.arena import ERROR_CODES, Arena, Outcome, open_arena
+from tests.security.arena import ERROR_CODES, FUZZ, Arena, Outcome, open_arena
 
 CORPUS = Path(__file__).parent / "corpus"
 CASES: dict[str, dict[str, str]] = json.loads((CORPUS / "cases.json").read_text())
 CLOSES_FOR_BAD_INPUT = {1007, 1008, 1009, 4029}
-FUZZ = settings(
-    max_examples=120,
-    derandomize=True,
-    deadline=None,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,25 @@
+"""What the protocol tests share: the default limits, a parametrization over both
+codecs, and the bytes a client of a codec puts in a frame."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgpack
+import orjson
+import pytest
+
+from protocol import JSON_CODEC, MSGPACK_CODEC, Codec, Limits
+
+LIMITS = Limits()
+CODEC_PARAMS = pytest.mark.parametrize(
+    "codec", [JSON_CODEC, MSGPACK_CODEC], ids=["json", "msgpack"]
+)
+
+
+def wire(codec: Codec, obj: Any) -> bytes | str:
+    """What a client of this codec puts in a frame."""
+    if codec is JSON_CODEC:
+        return orjson.dumps(obj).decode()
+    packed: bytes = msgpack.packb(obj, use_bin_type=True)
+    return packed
