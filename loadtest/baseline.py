@@ -28,14 +28,10 @@ import orjson
 from websockets.asyncio.server import ServerConnection, broadcast, serve
 from websockets.http11 import Request, Response
 
-_GIFT = {
-    "id": "rose",
-    "name": "Rose",
-    "coins": 1,
-    "animation": "float",
-    "image": "/static/gifts/rose.svg",
-    "streakable": True,
-}
+from store.domain.catalog import DEFAULT_GIFTS
+
+_GIFT = next(gift for gift in DEFAULT_GIFTS if gift.id == "rose").public()
+"""Every gift event carries our rose, so frames weigh what ours do."""
 _SENDER = {
     "id": "lt-gifter",
     "username": "lt-gifter",

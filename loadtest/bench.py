@@ -17,7 +17,6 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -96,23 +95,37 @@ class Bench:
         return report
 
     def both(
-        self, name: str, make: Callable[[str], Options], *, baseline: bool = True
+        self, name: str, *, baseline: bool = True, **settings: Any
     ) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        """Run ``name`` with these options against the baseline (unless told not to)
+        and then against our server; their reports."""
         base_report = None
         if baseline:
             url, proc = self.servers.start_baseline()
             try:
-                base_report = self.run(name, "baseline", replace(make(url), money=False), proc.pid)
+                options = replace(self.options(url, **settings), money=False)
+                base_report = self.run(name, "baseline", options, proc.pid)
             finally:
                 self.servers.stop(proc)
         url, proc = self.servers.start_live()
         try:
-            ours = self.run(name, "live", make(url), proc.pid)
+            ours = self.run(name, "live", self.options(url, **settings), proc.pid)
         finally:
             self.servers.stop(proc)
         return ours, base_report
 
-    def add(self, row: Row) -> None:
+    def add(
+        self,
+        target: str,
+        figure: Any,
+        baseline: Any = None,
+        ratio: float | None = None,
+        *,
+        goal: str,
+        met: bool | None,
+        note: str,
+    ) -> None:
+        row = Row(target, self.engine, figure, baseline, ratio, goal, met, note)
         self.rows.append(row)
         print(
             f"-> {row.target}: {fmt(row.figure)} (baseline {fmt(row.baseline)}, ratio "
@@ -123,156 +136,105 @@ class Bench:
     # -- targets ------------------------------------------------------------------------
     def fanout(self) -> None:
         viewers = self.n(5000)
-
-        def make(url: str) -> Options:
-            return self.options(
-                url,
-                scenario="sweep",
-                viewers=viewers,
-                rooms=1,
-                gifters=220,
-                start_rate=1,
-                factor=2,
-                max_rate=2000,
-                step_seconds=self.seconds(6),
-                p99_bound_ms=250,
-                overload_factor=4,
-                warmup=5.0,
-            )
-
-        ours, base = self.both("fanout", make)
-        sweep, base_sweep = ours["sweep"], base["sweep"] if base else None
-        figure = sweep["capacity_gift_deliveries_per_s"]
-        baseline = base_sweep["capacity_gift_deliveries_per_s"] if base_sweep else None
-        ratio = figure / baseline if baseline else None
-        self.add(
-            Row(
-                "fan-out capacity, gift deliveries/s at p99 <= 250 ms",
-                self.engine,
-                figure,
-                baseline,
-                ratio,
-                ">= 10x baseline",
-                bool(figure) and (ratio is None or ratio >= 10),
-                f"1 room, {viewers} viewers; ours at {fmt(sweep['capacity_gift_rate'])} gifts/s"
-                f" (stopped: {sweep['stopped']})",
-            )
+        ours, base = self.both(
+            "fanout",
+            **in_one_room("sweep", viewers, gifters=220),
+            start_rate=1,
+            factor=2,
+            max_rate=2000,
+            step_seconds=self.seconds(6),
+            p99_bound_ms=250,
+            overload_factor=4,
+            warmup=5.0,
         )
-        peak = sweep["peak_gift_deliveries_per_s"]
-        base_peak = base_sweep["peak_gift_deliveries_per_s"] if base_sweep else None
-        peak_ratio = peak / base_peak if base_peak else None
+        sweep, base_sweep = ours["sweep"], base["sweep"] if base else None
+        figure, baseline, ratio = compare(sweep, base_sweep, "capacity_gift_deliveries_per_s")
         self.add(
-            Row(
-                "fan-out peak, gift deliveries/s (highest sweep step)",
-                self.engine,
-                peak,
-                base_peak,
-                peak_ratio,
-                ">= 10x baseline",
-                peak_ratio is not None and peak_ratio >= 10,
-                f"ours at {fmt(sweep['peak_gift_rate'])} gifts/s, p99 {fmt(sweep['peak_p99_ms'])}"
-                f" ms; baseline at {fmt(base_sweep['peak_gift_rate'] if base_sweep else None)}"
-                f" gifts/s, p99 {fmt(base_sweep['peak_p99_ms'] if base_sweep else None)} ms",
-            )
+            "fan-out capacity, gift deliveries/s at p99 <= 250 ms",
+            figure,
+            baseline,
+            ratio,
+            goal=">= 10x baseline",
+            met=bool(figure) and (ratio is None or ratio >= 10),
+            note=f"1 room, {viewers} viewers; ours at {fmt(sweep['capacity_gift_rate'])} "
+            f"gifts/s (stopped: {sweep['stopped']})",
+        )
+        peak, base_peak, peak_ratio = compare(sweep, base_sweep, "peak_gift_deliveries_per_s")
+        self.add(
+            "fan-out peak, gift deliveries/s (highest sweep step)",
+            peak,
+            base_peak,
+            peak_ratio,
+            goal=">= 10x baseline",
+            met=peak_ratio is not None and peak_ratio >= 10,
+            note=f"ours at {fmt(sweep['peak_gift_rate'])} gifts/s, p99 "
+            f"{fmt(sweep['peak_p99_ms'])} ms; baseline at "
+            f"{fmt(base_sweep['peak_gift_rate'] if base_sweep else None)} gifts/s, p99 "
+            f"{fmt(base_sweep['peak_p99_ms'] if base_sweep else None)} ms",
         )
 
     def rate200(self) -> None:
         viewers = self.n(5000)
         ours, _ = self.both(
             "rate200",
-            lambda url: self.options(
-                url,
-                scenario="crowd",
-                viewers=viewers,
-                rooms=1,
-                gifters=200,
-                gift_rate=200,
-                duration=self.seconds(15),
-            ),
             baseline=False,
+            **in_one_room("crowd", viewers, gifters=200, gift_rate=200, duration=self.seconds(15)),
         )
         p99 = ours["latency"]["gift_to_screen_ms"]["p99"]
         deliveries = ours["throughput"]["gift_deliveries_per_s"]
         self.add(
-            Row(
-                "p99 gift-to-screen at 200 gifts/s, ms",
-                self.engine,
-                p99,
-                None,
-                None,
-                "<= 100 ms",
-                p99 is not None and p99 <= 100 and not ours["closes"],
-                f"{fmt(deliveries)} gift deliveries/s to {viewers} viewers, "
-                f"{fmt(ours['throughput']['gifts_acked_per_s'])} gifts/s acked; "
-                f"closes {ours['closes'] or 'none'}",
-            )
+            "p99 gift-to-screen at 200 gifts/s, ms",
+            p99,
+            goal="<= 100 ms",
+            met=p99 is not None and p99 <= 100 and not ours["closes"],
+            note=f"{fmt(deliveries)} gift deliveries/s to {viewers} viewers, "
+            f"{fmt(ours['throughput']['gifts_acked_per_s'])} gifts/s acked; "
+            f"closes {ours['closes'] or 'none'}",
         )
 
     def onegift(self) -> None:
         viewers = self.n(5000)
         ours, base = self.both(
             "onegift",
-            lambda url: self.options(
-                url,
-                scenario="crowd",
-                viewers=viewers,
-                rooms=1,
-                gifters=50,
-                gift_rate=1.0,
-                one_at_a_time=True,
-                duration=self.seconds(10),
-            ),
+            one_at_a_time=True,
+            **in_one_room("crowd", viewers, gifters=50, gift_rate=1.0, duration=self.seconds(10)),
         )
-        figure = ours["throughput"]["frames_per_s"]
-        baseline = base["throughput"]["frames_per_s"] if base else None
-        ratio = figure / baseline if baseline else None
+        figure, baseline, ratio = compare(
+            ours["throughput"], base["throughput"] if base else None, "frames_per_s"
+        )
         self.add(
-            Row(
-                "one gift at a time, frames/s",
-                self.engine,
-                figure,
-                baseline,
-                ratio,
-                ">= 0.8x baseline",
-                ratio is not None and ratio >= 0.8,
-                f"50 gifters take turns, each waiting for its gift to arrive; {viewers} viewers",
-            )
+            "one gift at a time, frames/s",
+            figure,
+            baseline,
+            ratio,
+            goal=">= 0.8x baseline",
+            met=ratio is not None and ratio >= 0.8,
+            note=f"50 gifters take turns, each waiting for its gift to arrive; {viewers} viewers",
         )
 
     def memory(self) -> None:
         viewers = min(self.n(20_000), self.fd_limit - FD_LIMIT_MARGIN)
         ours, base = self.both(
             "memory",
-            lambda url: self.options(
-                url,
-                scenario="crowd",
-                viewers=viewers,
-                rooms=1,
-                gifters=0,
-                gift_rate=0,
-                duration=self.seconds(3),
-                warmup=1.0,
-                probe_every=1000,
-            ),
+            warmup=1.0,
+            probe_every=1000,
+            **in_one_room("crowd", viewers, gifters=0, gift_rate=0, duration=self.seconds(3)),
         )
-        figure = ours["server"].get("rss_per_connection_kib")
-        baseline = base["server"].get("rss_per_connection_kib") if base else None
-        ratio = figure / baseline if figure and baseline else None
+        figure, baseline, ratio = compare(
+            ours["server"], base["server"] if base else None, "rss_per_connection_kib"
+        )
         opened = ours["connections"]["opened"]
         note = f"{opened} idle viewers held by one process"
         if viewers < 20_000 * self.scale:
             note += f" (open-files limit {self.fd_limit} here)"
         self.add(
-            Row(
-                "server RSS per idle viewer, KiB",
-                self.engine,
-                figure,
-                baseline,
-                ratio,
-                "<= 20 KiB",
-                figure is not None and figure <= 20,
-                note,
-            )
+            "server RSS per idle viewer, KiB",
+            figure,
+            baseline,
+            ratio,
+            goal="<= 20 KiB",
+            met=figure is not None and figure <= 20,
+            note=note,
         )
 
     def commit(self) -> None:
@@ -280,71 +242,54 @@ class Bench:
         goal = 10_000 if self.engine == "scaled" else 5_000
         ours, _ = self.both(
             "commit",
-            lambda url: self.options(
-                url,
-                scenario="crowd",
-                viewers=0,
+            baseline=False,
+            gift="finger_heart",
+            connect_concurrency=100,
+            **in_one_room(
+                "crowd",
+                0,
                 rooms=gifters,
                 gifters=gifters,
                 gift_rate=gifters * 9.0,
-                gift="finger_heart",
                 duration=self.seconds(15),
-                connect_concurrency=100,
             ),
-            baseline=False,
         )
         figure = ours["throughput"]["gifts_acked_per_s"]
         money = ours.get("money") or {}
         self.add(
-            Row(
-                "gifts committed per second",
-                self.engine,
-                figure,
-                None,
-                None,
-                f">= {goal:,}/s, audit passing",
-                figure >= goal and bool(money.get("ok")),
-                f"{gifters} gifters in {gifters} rooms; money "
-                f"{'ok' if money.get('ok') else 'NOT ok'}, "
-                f"errors {ours['errors'] or 'none'}",
-            )
+            "gifts committed per second",
+            figure,
+            goal=f">= {goal:,}/s, audit passing",
+            met=figure >= goal and bool(money.get("ok")),
+            note=f"{gifters} gifters in {gifters} rooms; money "
+            f"{'ok' if money.get('ok') else 'NOT ok'}, "
+            f"errors {ours['errors'] or 'none'}",
         )
 
     def storm(self) -> None:
         viewers = min(self.n(20_000), (self.fd_limit - FD_LIMIT_MARGIN) // 2)
         ours, base = self.both(
             "storm",
-            lambda url: self.options(
-                url,
-                scenario="storm",
-                viewers=viewers,
-                rooms=1,
-                gifters=4,
-                gift_rate=2,
-                duration=0,
-                storm_settle=6.0,
-                probe_every=200,
-                connect_concurrency=500,
-            ),
+            **in_one_room("storm", viewers, gifters=4),
+            gift_rate=2,
+            duration=0,
+            storm_settle=6.0,
+            probe_every=200,
+            connect_concurrency=500,
         )
         storm = ours["storm"]
-        figure = storm["seconds"]
-        baseline = base["storm"]["seconds"] if base else None
-        ratio = figure / baseline if baseline else None
+        figure, baseline, ratio = compare(storm, base["storm"] if base else None, "seconds")
         ok = storm["failed"] == 0 and storm["resumed"] >= storm["viewers"] and not storm["gaps"]
         ok = ok and storm.get("finished", True)
         self.add(
-            Row(
-                "reconnect storm, seconds to reconnect and resume",
-                self.engine,
-                figure,
-                baseline,
-                ratio,
-                "20,000 in <= 10 s",
-                ok and figure <= 10 and viewers >= 20_000,
-                f"{storm['viewers']} viewers, resumed {storm['resumed']}, gaps "
-                f"{storm['gaps']}, failed {storm['failed']} (the baseline only reconnects)",
-            )
+            "reconnect storm, seconds to reconnect and resume",
+            figure,
+            baseline,
+            ratio,
+            goal="20,000 in <= 10 s",
+            met=ok and figure <= 10 and viewers >= 20_000,
+            note=f"{storm['viewers']} viewers, resumed {storm['resumed']}, gaps "
+            f"{storm['gaps']}, failed {storm['failed']} (the baseline only reconnects)",
         )
 
     TARGETS = ("fanout", "rate200", "onegift", "memory", "commit", "storm")
@@ -381,6 +326,21 @@ class Bench:
             )
             (self.out / f"bench-{self.engine}.txt").write_text(text + "\n")
         return text
+
+
+def in_one_room(scenario: str, viewers: int, **settings: Any) -> dict[str, Any]:
+    """The options of ``scenario`` with its viewers in one room (unless ``rooms`` says)."""
+    return {"scenario": scenario, "viewers": viewers, "rooms": 1, **settings}
+
+
+def compare(
+    ours: dict[str, Any], base: dict[str, Any] | None, name: str
+) -> tuple[Any, Any, float | None]:
+    """Our figure ``name``, the baseline's (if it ran), and their ratio (if both)."""
+    figure = ours.get(name)
+    baseline = base.get(name) if base else None
+    ratio = figure / baseline if figure is not None and baseline else None
+    return figure, baseline, ratio
 
 
 def run_bench(

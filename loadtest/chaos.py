@@ -51,17 +51,15 @@ import asyncio
 import contextlib
 import json
 import os
-import pwd
 import random
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter, defaultdict
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -72,13 +70,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, WebSocketException
 
 from live.auth import issue_token
-from loadtest.servers import (
-    free_port,
-    init_postgres,
-    postgres_command,
-    postgres_os_user,
-    redis_command,
-)
+from loadtest import processes
 
 FAULTS = (
     "redis-kill",
@@ -136,259 +128,66 @@ class Outcome:
 # -- processes --------------------------------------------------------------------------------
 
 
-class Proc:
-    """A child process that can be killed and started again with the same command."""
-
-    def __init__(
-        self,
-        name: str,
-        argv: list[str],
-        log: Path,
-        *,
-        env: dict[str, str] | None = None,
-        user: str | None = None,
-        stop_signal: int = signal.SIGTERM,
-    ) -> None:
-        self.name, self.argv, self.log, self.env, self.user = name, argv, log, env, user
-        self.stop_signal = stop_signal
-        self.popen: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        if self.popen is not None and self.popen.poll() is None:
-            return
-        with self.log.open("ab") as log:
-            self.popen = subprocess.Popen(
-                self.argv,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env=self.env,
-                user=self.user,
-                start_new_session=True,
-            )
-
-    @property
-    def alive(self) -> bool:
-        return self.popen is not None and self.popen.poll() is None
-
-    async def signal(self, sig: int, *, timeout: float = 30.0) -> int | None:
-        proc = self.popen
-        if proc is None or proc.poll() is not None:
-            return None if proc is None else proc.returncode
-        children = _children(proc.pid) if sig == signal.SIGKILL else []
-        proc.send_signal(sig)
-        deadline = time.monotonic() + timeout
-        while proc.poll() is None:
-            if time.monotonic() > deadline:
-                proc.kill()
-            await asyncio.sleep(0.02)
-        while _any_alive(children):
-            if time.monotonic() > deadline + 5:
-                for pid in children:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(pid, signal.SIGKILL)
-            await asyncio.sleep(0.05)
-        return proc.returncode
-
-    async def stop(self) -> int | None:
-        return await self.signal(self.stop_signal)
-
-    async def kill(self) -> None:
-        await self.signal(signal.SIGKILL)
-
-
-def _any_alive(pids: list[int]) -> bool:
-    return any(Path(f"/proc/{pid}").exists() for pid in pids)
-
-
-def _children(pid: int) -> list[int]:
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError, IndexError, ValueError):
-            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(stat.parent.name))
-    return found
-
-
 class Cluster:
     """Redis, PostgreSQL, the web nodes and the ledger worker of one chaos run."""
 
     def __init__(self, config: ChaosConfig, root: Path) -> None:
         self.config, self.root = config, root
         self.secret = "chaos-" + os.urandom(16).hex()
-        self.redis_port, self.pg_port = free_port(), free_port()
-        redis_bin = shutil.which("redis-server")
-        if redis_bin is None:
-            raise RuntimeError("redis-server is needed (apt-get install redis-server)")
-        (root / "redis").mkdir(parents=True)
-        self.redis = Proc(
-            "redis",
-            redis_command(
-                redis_bin, self.redis_port, root / "redis", appendfsync=config.appendfsync
-            ),
-            root / "redis.log",
-        )
-        self.pg_user = postgres_os_user()
-        self.pg_dir = root / "postgres"
-        if self.pg_user is not None:
-            entry = pwd.getpwnam(self.pg_user)
-            os.chmod(root, 0o755)
-        init_postgres(self.pg_dir, user=self.pg_user)
-        (root / "postgres.log").touch()
-        if self.pg_user is not None:
-            os.chown(root / "postgres.log", entry.pw_uid, entry.pw_gid)
-        self.postgres = Proc(
-            "postgres",
-            postgres_command(self.pg_dir, self.pg_port, "fsync=off"),
-            root / "postgres.log",
-            user=self.pg_user,
-            stop_signal=signal.SIGINT,
-        )
-        self.node_ports = [free_port() for _ in range(config.nodes)]
+        self.redis = processes.RedisServer(root / "redis", appendfsync=config.appendfsync)
+        self.postgres = processes.PostgresServer(root / "postgres", settings=["fsync=off"])
+        self.node_ports = [processes.free_port() for _ in range(config.nodes)]
         self.nodes = [
-            Proc(
+            processes.HttpProcess(
                 f"node{i}",
-                [sys.executable, "-m", "live", "serve"],
-                root / f"node{i}.log",
-                env=self._env(i),
+                processes.live_command("serve"),
+                ready_url=self.url(i) + "/readyz",
+                log=root / f"node{i}.log",
+                env=self.env(i),
             )
             for i in range(config.nodes)
         ]
         # A stable consumer name: restarted after a crash, the worker files its own
         # unacknowledged entries at once instead of waiting for them to go idle.
-        self.ledger = Proc(
+        self.ledger = processes.ChildProcess(
             "ledger",
-            [sys.executable, "-m", "live", "ledger", "--consumer", "ledger-chaos"],
-            root / "ledger.log",
-            env=self._env(0),
+            processes.live_command("ledger", "--consumer", "ledger-chaos"),
+            log=root / "ledger.log",
+            env=self.env(0),
         )
-
-    @property
-    def redis_url(self) -> str:
-        return f"redis://127.0.0.1:{self.redis_port}/0"
-
-    @property
-    def database_url(self) -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.pg_port}/postgres"
 
     def url(self, node: int) -> str:
         return f"http://127.0.0.1:{self.node_ports[node]}"
 
-    def _env(self, node: int) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("LIVE_")}
-        env.update(
-            LIVE_SECRET=self.secret,
-            LIVE_REDIS_URL=self.redis_url,
-            LIVE_DATABASE_URL=self.database_url,
-            LIVE_HOST="127.0.0.1",
-            LIVE_PORT=str(self.node_ports[node]) if node < len(self.node_ports) else "0",
-            LIVE_DATA_DIR=str(self.root / f"data{node}"),
-            LIVE_LOG_LEVEL="warning",
-            LIVE_SHUTDOWN_TIMEOUT="3",
-            LIVE_MAX_CONNECTIONS_PER_USER="0",
+    def env(self, node: int) -> dict[str, str]:
+        """What a ``live`` command of ``node`` runs with."""
+        return processes.live_env(
+            secret=self.secret,
+            data_dir=self.root / f"data{node}",
+            port=self.node_ports[node],
+            extra={
+                "LIVE_REDIS_URL": self.redis.url,
+                "LIVE_DATABASE_URL": self.postgres.url,
+                "LIVE_SHUTDOWN_TIMEOUT": "3",
+                "LIVE_MAX_CONNECTIONS_PER_USER": "0",
+            },
         )
-        return env
 
     def token(self, user: str, **claims: Any) -> str:
         return issue_token(secret=self.secret, user_id=user, adult=True, **claims)
 
-    async def start(self) -> None:
-        self.redis.start()
-        self.postgres.start()
-        await self.wait_redis()
-        await self.wait_postgres()
-        for node in range(len(self.nodes)):
-            await self.start_node(node)
-        self.ledger.start()
-
-    async def start_node(self, node: int) -> None:
-        self.nodes[node].start()
-        await _wait_ready(self.url(node) + "/readyz", self.nodes[node], timeout=60)
-
-    async def wait_redis(self) -> None:
-        await _wait_for(lambda: _redis_ping(self.redis_port), timeout=30, what="redis")
-
-    async def wait_postgres(self) -> None:
-        await _wait_for(lambda: _tcp_open(self.pg_port), timeout=30, what="postgres")
-
-    async def redis_command(self, *args: str) -> None:
-        reader, writer = await asyncio.open_connection("127.0.0.1", self.redis_port)
-        try:
-            writer.write(b"".join(_resp(args)))
-            await writer.drain()
-            await asyncio.wait_for(reader.read(1024), 5)
-        finally:
-            writer.close()
-
     async def heal(self) -> None:
-        """Everything up again (after the last fault)."""
-        self.redis.start()
-        self.postgres.start()
-        await self.wait_redis()
-        await self.wait_postgres()
-        for node, proc in enumerate(self.nodes):
-            if not proc.alive:
-                await self.start_node(node)
-        self.ledger.start()
+        """Everything up (at the start, and again after the last fault)."""
+        await self.redis.start()
+        await self.postgres.start()
+        for node in self.nodes:
+            await node.start(timeout=60)
+        await self.ledger.start()
 
     async def close(self) -> None:
         for proc in [*self.nodes, self.ledger, self.postgres, self.redis]:
             with contextlib.suppress(Exception):
                 await proc.stop()
-
-
-def _resp(args: Sequence[str]) -> list[bytes]:
-    out = [f"*{len(args)}\r\n".encode()]
-    for arg in args:
-        data = arg.encode()
-        out.append(f"${len(data)}\r\n".encode() + data + b"\r\n")
-    return out
-
-
-async def _redis_ping(port: int) -> bool:
-    try:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    except OSError:
-        return False
-    try:
-        writer.write(b"*1\r\n$4\r\nPING\r\n")
-        await writer.drain()
-        return (await asyncio.wait_for(reader.read(64), 2)).startswith(b"+PONG")
-    except (OSError, TimeoutError):
-        return False
-    finally:
-        writer.close()
-
-
-async def _tcp_open(port: int) -> bool:
-    try:
-        _, writer = await asyncio.open_connection("127.0.0.1", port)
-    except OSError:
-        return False
-    writer.close()
-    return True
-
-
-async def _wait_for(check: Any, *, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not await check():
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{what} not ready after {timeout} s")
-        await asyncio.sleep(0.05)
-
-
-async def _wait_ready(url: str, proc: Proc, *, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    async with httpx.AsyncClient() as http:
-        while True:
-            if not proc.alive:
-                raise RuntimeError(f"{proc.name} exited: see {proc.log}")
-            with contextlib.suppress(httpx.HTTPError):
-                if (await http.get(url, timeout=2)).status_code == 200:
-                    return
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{proc.name} not ready: see {proc.log}")
-            await asyncio.sleep(0.1)
 
 
 # -- the load ----------------------------------------------------------------------------------
@@ -651,30 +450,26 @@ class Chaos:
         if fault == "redis-kill":
             await c.redis.kill()
             await asyncio.sleep(hold)
-            c.redis.start()
-            await c.wait_redis()
+            await c.redis.start()
         elif fault == "redis-restart":
-            await c.redis.stop()
-            c.redis.start()
-            await c.wait_redis()
+            await c.redis.restart()
         elif fault in ("postgres-stop", "postgres-kill"):
             await (c.postgres.stop() if fault == "postgres-stop" else c.postgres.kill())
             await asyncio.sleep(hold)
-            c.postgres.start()
-            await c.wait_postgres()
+            await c.postgres.start()
         elif fault == "ledger-kill":
             await c.ledger.kill()
             await asyncio.sleep(hold)
-            c.ledger.start()
+            await c.ledger.start()
         elif fault == "broker-cut":
-            await c.redis_command("CLIENT", "KILL", "TYPE", "pubsub")
+            await c.redis.execute("CLIENT", "KILL", "TYPE", "pubsub")
         elif fault == "script-flush":
-            await c.redis_command("SCRIPT", "FLUSH")
+            await c.redis.execute("SCRIPT", "FLUSH")
         elif fault in ("node-kill", "node-restart"):
             proc = c.nodes[node]
             await (proc.kill() if fault == "node-kill" else proc.stop())
             await asyncio.sleep(hold)
-            await c.start_node(node)
+            await proc.start(timeout=60)
         else:
             raise ValueError(f"unknown fault {fault!r}")
 
@@ -711,7 +506,7 @@ class Chaos:
             "-m",
             "live",
             "repair",
-            env=self.cluster._env(0),
+            env=self.cluster.env(0),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
         )
@@ -819,7 +614,7 @@ async def run(config: ChaosConfig) -> dict[str, Any]:
     )
     started = time.monotonic()
     try:
-        await cluster.start()
+        await cluster.heal()
         await chaos.setup()
         actors = [
             *(asyncio.create_task(chaos.gifter(i)) for i in range(config.gifters)),
@@ -904,22 +699,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    config = ChaosConfig(
-        seed=args.seed,
-        duration=args.duration,
-        nodes=args.nodes,
-        rooms=args.rooms,
-        gifters=args.gifters,
-        viewers=args.viewers,
-        racers=args.racers,
-        faults=tuple(f for f in args.faults.split(",") if f),
-        fault_every=args.fault_every,
-        max_hold=args.max_hold,
-        appendfsync=args.appendfsync,
-        workdir=args.workdir,
-        keep=args.keep,
-        verbose=not args.quiet,
-    )
+    given = {f.name: getattr(args, f.name) for f in fields(ChaosConfig) if f.name in vars(args)}
+    given["faults"] = tuple(f for f in args.faults.split(",") if f)
+    config = ChaosConfig(**given, verbose=not args.quiet)
     try:
         report = asyncio.run(run(config))
     except ValueError as exc:

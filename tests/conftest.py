@@ -1,7 +1,7 @@
 """Session-wide fixtures.
 
 ``services`` starts one throwaway Redis and one PostgreSQL (see
-``tests/services.py``) the first time a test asks for it, and stops them at the
+``loadtest/processes.py``) the first time a test asks for it, and stops them at the
 end of the session. A missing binary fails the requesting tests loudly with
 what to install: the scaled engine's tests are never skipped silently.
 """
@@ -13,7 +13,8 @@ from collections.abc import AsyncIterator
 import pytest
 import pytest_asyncio
 
-from tests.services import MissingBinary, Services
+from loadtest.processes import MissingBinary
+from tests.services import Services
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")

@@ -23,20 +23,24 @@ storage with the given money policy (default: restricting nothing)."""
 
 
 @contextlib.asynccontextmanager
-async def embedded_engine(
+async def opened(config: EngineConfig, catalog: Catalog | None) -> AsyncIterator[Engine]:
+    """The engine ``config`` describes, closed on the way out."""
+    engine = await open_engine(config, catalog=catalog)
+    try:
+        yield engine
+    finally:
+        await engine.close()
+
+
+def embedded_engine(
     tmp_path: Path,
     _services: Any = None,
     *,
     policy: MoneyPolicy | None = None,
     catalog: Catalog | None = None,
-) -> AsyncIterator[Engine]:
-    engine = await open_engine(
-        EngineConfig(data_dir=tmp_path / "data", policy=policy or MoneyPolicy()), catalog=catalog
-    )
-    try:
-        yield engine
-    finally:
-        await engine.close()
+) -> contextlib.AbstractAsyncContextManager[Engine]:
+    config = EngineConfig(data_dir=tmp_path / "data", policy=policy or MoneyPolicy())
+    return opened(config, catalog)
 
 
 @contextlib.asynccontextmanager
@@ -52,19 +56,14 @@ async def scaled_engine(
     if services is None:
         raise RuntimeError("the scaled engine needs the session's services fixture")
     urls = await services.reset()
-    engine = await open_engine(
-        EngineConfig(
-            data_dir=tmp_path / "data",
-            redis_url=urls.redis,
-            database_url=urls.database,
-            policy=policy or MoneyPolicy(),
-        ),
-        catalog=catalog,
+    config = EngineConfig(
+        data_dir=tmp_path / "data",
+        redis_url=urls.redis,
+        database_url=urls.database,
+        policy=policy or MoneyPolicy(),
     )
-    try:
+    async with opened(config, catalog) as engine:
         yield engine
-    finally:
-        await engine.close()
 
 
 ENGINES: dict[str, EngineFactory] = {

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import signal
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
@@ -21,15 +18,9 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from live.auth import issue_token
+from loadtest.processes import ChildProcess, HttpProcess, free_port, live_command, live_env
 
 SECRET = "test-secret-0123456789abcdef0123456789abcdef"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 class LiveServer:
@@ -46,11 +37,16 @@ class LiveServer:
         self.data_dir = data_dir
         self.port = port or free_port()
         self.extra_env = dict(env or {})
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.ledger = ledger
-        """Also run a ``live ledger`` worker (scaled engine)."""
-        self.ledger_proc: subprocess.Popen[bytes] | None = None
         self.log_path = data_dir.parent / f"server-{self.port}.log"
+        self.server = HttpProcess(
+            "server", live_command("serve"), ready_url=self.url + "/readyz", log=self.log_path
+        )
+        self.ledger_worker = (
+            ChildProcess("ledger worker", live_command("ledger"), log=self.log_path)
+            if ledger
+            else None
+        )
+        """A ``live ledger`` worker beside the server (scaled engine)."""
 
     @property
     def url(self) -> str:
@@ -60,55 +56,32 @@ class LiveServer:
     def ws_url(self) -> str:
         return f"ws://127.0.0.1:{self.port}"
 
+    @property
+    def proc(self) -> subprocess.Popen[bytes] | None:
+        """The server process while it runs."""
+        return self.server.popen
+
     def env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("LIVE_")}
-        env.update(
-            {
-                "LIVE_SECRET": SECRET,
-                "LIVE_DATA_DIR": str(self.data_dir),
-                "LIVE_PORT": str(self.port),
-                "LIVE_HOST": "127.0.0.1",
-                "LIVE_LOG_LEVEL": "warning",
-                "LIVE_TICK_MS": "10",
-            }
-        )
-        env.update(self.extra_env)
-        return env
+        extra = {"LIVE_TICK_MS": "10", **self.extra_env}
+        return live_env(secret=SECRET, data_dir=self.data_dir, port=self.port, extra=extra)
 
     async def start(self, *, timeout: float = 20.0) -> None:
         """Start the server (and the ledger worker), or only what is not running: a
         second server on the same port would fail while the first one answers."""
-        log = self.log_path.open("ab")
-        if self.ledger and self.ledger_proc is None:
-            self.ledger_proc = subprocess.Popen(  # noqa: ASYNC220
-                [sys.executable, "-m", "live", "ledger"],
-                env=self.env(),
-                stdout=log,
-                stderr=log,
-            )
-        if self.proc is not None and self.proc.poll() is None:
-            return
-        self.proc = subprocess.Popen(  # noqa: ASYNC220 - starting it is instant
-            [sys.executable, "-m", "live", "serve"], env=self.env(), stdout=log, stderr=log
-        )
-        deadline = time.monotonic() + timeout
-        async with httpx.AsyncClient() as client:
-            while time.monotonic() < deadline:
-                if self.proc.poll() is not None:
-                    raise RuntimeError(f"server exited: {self.log_path.read_text()[-3000:]}")
-                with contextlib.suppress(httpx.HTTPError):
-                    if (await client.get(self.url + "/readyz", timeout=1.0)).status_code == 200:
-                        return
-                await asyncio.sleep(0.05)
-        raise RuntimeError(f"server did not start: {self.log_path.read_text()[-3000:]}")
+        for process in (self.ledger_worker, self.server):
+            if process is not None:
+                process.env = self.env()
+                await process.start(timeout=timeout)
 
     async def stop(self, *, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
-        code = await self._stop_server(sig=sig, timeout=timeout)
-        ledger, self.ledger_proc = self.ledger_proc, None
-        if ledger is not None:
-            ledger.terminate()
-            ledger.wait(timeout)
-        return code
+        """Signal the server, wait for its exit code, then stop the ledger worker."""
+        code = await self.server.signal(sig, timeout=timeout)
+        if self.ledger_worker is not None:
+            await self.ledger_worker.stop(timeout=timeout)
+        return code or 0
+
+    async def kill(self) -> None:
+        await self.stop(sig=signal.SIGKILL)
 
     @property
     def scaled(self) -> bool:
@@ -127,24 +100,6 @@ class LiveServer:
                 await asyncio.sleep(0.1)
         finally:
             await api.aclose()
-
-    async def _stop_server(self, *, sig: int, timeout: float) -> int:
-        proc = self.proc
-        if proc is None:
-            return 0
-        self.proc = None
-        if proc.poll() is None:
-            proc.send_signal(sig)
-        deadline = time.monotonic() + timeout
-        while proc.poll() is None and time.monotonic() < deadline:  # noqa: ASYNC110
-            await asyncio.sleep(0.02)
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        return proc.returncode
-
-    async def kill(self) -> None:
-        await self.stop(sig=signal.SIGKILL)
 
     def token(
         self,

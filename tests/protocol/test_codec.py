@@ -25,11 +25,7 @@ from protocol import (
     events,
     negotiate,
 )
-
-LIMITS = Limits()
-CODEC_PARAMS = pytest.mark.parametrize(
-    "codec", [JSON_CODEC, MSGPACK_CODEC], ids=["json", "msgpack"]
-)
+from tests.protocol.wire import CODEC_PARAMS, LIMITS
 
 
 def malformed(codec: Codec, data: bytes | str, limits: Limits = LIMITS) -> MalformedFrame:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import msgpack
-import orjson
 import pytest
 
 from protocol import (
@@ -21,19 +20,7 @@ from protocol import (
     command_id_of,
     parse_command,
 )
-
-LIMITS = Limits()
-CODEC_PARAMS = pytest.mark.parametrize(
-    "codec", [JSON_CODEC, MSGPACK_CODEC], ids=["json", "msgpack"]
-)
-
-
-def wire(codec: Codec, obj: Any) -> bytes | str:
-    """What a client of this codec puts in a frame."""
-    if codec is JSON_CODEC:
-        return orjson.dumps(obj).decode()
-    packed: bytes = msgpack.packb(obj, use_bin_type=True)
-    return packed
+from tests.protocol.wire import CODEC_PARAMS, LIMITS, wire
 
 
 def parse_wire(codec: Codec, obj: Any, limits: Limits = LIMITS) -> object:

@@ -20,6 +20,7 @@ from protocol import (
     parse_command,
 )
 from protocol.commands import Chat, Like, Ping, SendGift
+from tests.protocol.wire import nested
 
 LIMITS = Limits()
 FUZZ = settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow], deadline=None)
@@ -31,13 +32,7 @@ scalars = (
     | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(max_size=80)
 )
-values = st.recursive(
-    scalars,
-    lambda inner: (
-        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
-    ),
-    max_leaves=12,
-)
+values = nested(scalars, width=4, key_chars=8, leaves=12)
 command_like = st.fixed_dictionaries(
     {},
     optional={

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import msgpack
-import orjson
 import pytest
 
 from protocol import (
     JSON_CODEC,
-    MSGPACK_CODEC,
     Close,
     CloseCode,
     Codec,
@@ -21,17 +18,7 @@ from protocol import (
     Reject,
     SendGift,
 )
-
-CODEC_PARAMS = pytest.mark.parametrize(
-    "codec", [JSON_CODEC, MSGPACK_CODEC], ids=["json", "msgpack"]
-)
-
-
-def wire(codec: Codec, obj: Any) -> bytes | str:
-    if codec is JSON_CODEC:
-        return orjson.dumps(obj).decode()
-    packed: bytes = msgpack.packb(obj, use_bin_type=True)
-    return packed
+from tests.protocol.wire import CODEC_PARAMS, wire
 
 
 def ping(codec: Codec, n: int) -> bytes | str:

@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import msgpack
 import orjson
+from hypothesis import HealthCheck, settings
 from websockets.frames import Opcode
 
 from protocol import ErrorCode
@@ -25,6 +26,14 @@ from tests.live.server import Api, Client, LiveServer
 from tests.security.rawws import RawClient
 
 ERROR_CODES = frozenset(code.value for code in ErrorCode)
+FUZZ = settings(
+    max_examples=120,
+    derandomize=True,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+"""Hypothesis settings of the attacks on the arena: the same examples every run."""
 SENTINEL = "sentinel-7f3a"
 
 
@@ -126,6 +135,20 @@ class Arena:
 
 
 @contextlib.asynccontextmanager
+async def welcomed_in_both_codecs(
+    server: LiveServer, room: str
+) -> AsyncIterator[tuple[Client, Client]]:
+    """A JSON and a MessagePack guest in ``room``, each past its welcome."""
+    async with (
+        Client.open(server, room) as json_client,
+        Client.open(server, room, msgpack_codec=True) as msgpack_client,
+    ):
+        for client in (json_client, msgpack_client):
+            await client.wait_for(lambda e: e["type"] == "welcome")
+        yield json_client, msgpack_client
+
+
+@contextlib.asynccontextmanager
 async def open_arena(
     data_dir: Path, *, funded: dict[str, str], env: dict[str, str] | None = None
 ) -> AsyncIterator[Arena]:
@@ -148,13 +171,7 @@ async def open_arena(
                 assert bought.status_code == 201, bought.text
                 setup_txs.add(bought.json()["tx"])
             balances[user] = await apis[user].balance()
-        async with (
-            Client.open(server, "carol") as json_watcher,
-            Client.open(server, "carol", msgpack_codec=True) as msgpack_watcher,
-        ):
-            watchers = (json_watcher, msgpack_watcher)
-            for watcher in watchers:
-                await watcher.wait_for(lambda e: e["type"] == "welcome")
+        async with welcomed_in_both_codecs(server, "carol") as watchers:
             arena = Arena(
                 server=server,
                 http=http,

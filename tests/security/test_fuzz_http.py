@@ -16,23 +16,16 @@ from typing import Any
 
 import orjson
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from starlette.routing import Route
 
 from live.app import create_app
 from live.settings import Settings
-from tests.security.arena import ERROR_CODES, Arena, open_arena
+from tests.security.arena import ERROR_CODES, FUZZ, Arena, open_arena
 
 BODY_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 HTTP_ONLY_CODES = {"payment_declined"}
-FUZZ = settings(
-    max_examples=120,
-    derandomize=True,
-    deadline=None,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
 
 
 def _endpoints() -> list[tuple[str, str]]:

@@ -21,23 +21,17 @@ from typing import Any
 import msgpack
 import orjson
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from websockets.frames import Opcode
 
 from protocol import JSON_CODEC, MSGPACK_CODEC, Close, CommandReader, Limits, Reject
-from tests.security.arena import ERROR_CODES, Arena, Outcome, open_arena
+from tests.protocol.wire import nested
+from tests.security.arena import ERROR_CODES, FUZZ, Arena, Outcome, open_arena
 
 CORPUS = Path(__file__).parent / "corpus"
 CASES: dict[str, dict[str, str]] = json.loads((CORPUS / "cases.json").read_text())
 CLOSES_FOR_BAD_INPUT = {1007, 1008, 1009, 4029}
-FUZZ = settings(
-    max_examples=120,
-    derandomize=True,
-    deadline=None,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
 
 
 @pytest.fixture(scope="module")
@@ -159,13 +153,7 @@ scalars = st.one_of(
     st.binary(max_size=20),
     st.sampled_from([2**63, -(2**63), 2**64 - 1, 0, -1, 99, 100, 1, math.nan, math.inf]),
 )
-values = st.recursive(
-    scalars,
-    lambda inner: (
-        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3)
-    ),
-    max_leaves=8,
-)
+values = nested(scalars, width=3, key_chars=6, leaves=8)
 commands = st.fixed_dictionaries(
     {"type": st.sampled_from(TYPES), "id": ids},
     optional={

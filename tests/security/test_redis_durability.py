@@ -31,9 +31,10 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 
+from loadtest.processes import RedisServer
 from store.scaled.keys import OUTBOX
 from tests.live.server import Api, LiveServer
-from tests.services import RedisServer, Services, eventually
+from tests.services import Services, eventually
 
 pytestmark = pytest.mark.scaled
 
@@ -162,7 +163,7 @@ async def test_lost_redis_writes_are_detected_by_audit_and_fixed_by_repair(
     stack: tuple[RedisServer, LiveServer],
 ) -> None:
     redis, server = stack
-    assert server.ledger_proc is not None
+    assert server.ledger_worker is not None
     apis = await _setup(server, ["alice", "bob"])
     alice, bob = apis["alice"], apis["bob"]
     assert (await alice.buy("us_1400", key="a-pay")).status_code == 201
@@ -184,9 +185,7 @@ async def test_lost_redis_writes_are_detected_by_audit_and_fixed_by_repair(
     filed_then_lost |= {f"b{n}": (await _gift(bob, f"b{n}")).json()["tx"] for n in range(5)}
     await filed()
     # Phase 3: acknowledged, still in the outbox when Redis loses it.
-    server.ledger_proc.terminate()
-    server.ledger_proc.wait(10)
-    server.ledger_proc = None
+    await server.ledger_worker.stop(timeout=10)
     unfiled = {f"g{n}": (await _gift(alice, f"g{n}")).json()["tx"] for n in range(20, 25)}
 
     # The power goes: Redis comes back with the AOF of its last fsync.

@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from tests.live.server import Api, Client, LiveServer
+from tests.security.arena import welcomed_in_both_codecs
 from tests.security.rawws import RawClient
 
 STUCK = 1_000
@@ -72,13 +73,7 @@ async def test_thousand_stalled_viewers_during_a_gift_burst(tmp_path: Path) -> N
         assert (await fan.buy("us_1400", key="p")).status_code == 201
     stuck: list[RawClient] = []
     try:
-        async with (
-            Client.open(server, "carol") as json_viewer,
-            Client.open(server, "carol", msgpack_codec=True) as msgpack_viewer,
-        ):
-            readers = (json_viewer, msgpack_viewer)
-            for viewer in readers:
-                await viewer.wait_for(lambda e: e["type"] == "welcome")
+        async with welcomed_in_both_codecs(server, "carol") as readers:
             url = f"{server.ws_url}/v1/rooms/carol/live"
             files_before = _open_files(pid)
             for start in range(0, STUCK, 100):
@@ -118,7 +113,7 @@ async def test_thousand_stalled_viewers_during_a_gift_burst(tmp_path: Path) -> N
                         seen.setdefault(event["tx"], time.monotonic())
                     await asyncio.sleep(0.005)
 
-            watcher = asyncio.create_task(watch(json_viewer))
+            watcher = asyncio.create_task(watch(readers[0]))
             for start in range(0, GIFTS, 20):
                 await asyncio.gather(
                     *(gift(fans[n % len(fans)], n) for n in range(start, start + 20))

@@ -22,6 +22,7 @@ from tests.store.test_conformance import (
     buy,
     gift,
     live,
+    recording,
     send,
 )
 
@@ -178,9 +179,7 @@ async def set_goal(engine: Engine, title: str) -> Any:
 
 async def test_combo_counts_up_then_ends_once(engine: Engine) -> None:
     await live(engine)
-    recorder = Recorder()
-    sub = await engine.broker.subscribe(ROOM, recorder)
-    try:
+    async with recording(engine) as recorder:
         assert await hit(engine, "tx_1", count=2) == 150
         assert await hit(engine, "tx_2", count=3) == 150
         await recorder.wait_for(2)
@@ -205,15 +204,11 @@ async def test_combo_counts_up_then_ends_once(engine: Engine) -> None:
         assert end["sender"] == ALICE.public() and end["gift"]["id"] == "rose"
         seqs = recorder.seqs(ROOM)
         assert seqs == list(range(seqs[0], seqs[0] + 3))
-    finally:
-        await sub.close()
 
 
 async def test_combos_are_per_sender_and_gift_and_not_for_big_gifts(engine: Engine) -> None:
     await live(engine)
-    recorder = Recorder()
-    sub = await engine.broker.subscribe(ROOM, recorder)
-    try:
+    async with recording(engine) as recorder:
         await hit(engine, "tx_a", window_ms=5_000)
         await hit(engine, "tx_b", gift_id="finger_heart", window_ms=5_000)
         await hit(engine, "tx_c", sender="ben", window_ms=5_000)
@@ -232,15 +227,11 @@ async def test_combos_are_per_sender_and_gift_and_not_for_big_gifts(engine: Engi
         ended = sorted(g["combo"]["id"] for g in gifts(recorder)[4:])
         assert ended == ["tx_a", "tx_b", "tx_c"]
         assert all(g["combo"]["end"] for g in gifts(recorder)[4:])
-    finally:
-        await sub.close()
 
 
 async def test_a_gift_after_the_window_ends_the_old_combo_first(engine: Engine) -> None:
     await live(engine)
-    recorder = Recorder()
-    sub = await engine.broker.subscribe(ROOM, recorder)
-    try:
+    async with recording(engine) as recorder:
         await hit(engine, "tx_1", window_ms=50)
         await asyncio.sleep(0.1)  # nobody ended it: the next gift does
         await hit(engine, "tx_2", window_ms=50)
@@ -250,8 +241,6 @@ async def test_a_gift_after_the_window_ends_the_old_combo_first(engine: Engine) 
             ("tx_1", {"id": "tx_1", "count": 1, "end": True}),
             ("tx_2", {"id": "tx_2", "count": 1, "end": False}),
         ]
-    finally:
-        await sub.close()
 
 
 # --------------------------------------------------------------------------- #
@@ -261,9 +250,7 @@ async def test_a_gift_after_the_window_ends_the_old_combo_first(engine: Engine) 
 
 async def test_likes_publish_running_totals(engine: Engine) -> None:
     await live(engine)
-    recorder = Recorder()
-    sub = await engine.broker.subscribe(ROOM, recorder)
-    try:
+    async with recording(engine) as recorder:
         a = {"type": "like", "sender": ALICE.public(), "count": 3}
         b = {"type": "like", "sender": BEN.public(), "count": 4}
         assert await engine.activity.add_likes(ROOM, stream_id=1, likes=[(a, 3), (b, 4)]) == [3, 7]
@@ -276,16 +263,12 @@ async def test_likes_publish_running_totals(engine: Engine) -> None:
             ("alice", 3, 8),
         ]
         assert (await engine.activity.stream_stats(ROOM, 1)).likes == 8
-    finally:
-        await sub.close()
 
 
 async def test_viewer_counts_add_up_across_nodes_and_expire(engine: Engine) -> None:
     await live(engine)
-    recorder = Recorder()
-    sub = await engine.broker.subscribe(ROOM, recorder)
     report = engine.activity.report_viewers
-    try:
+    async with recording(engine) as recorder:
         assert await report(ROOM, node="a", count=3, ttl_ms=60_000, interval_ms=200) == (3, 0)
         total, wait = await report(ROOM, node="b", count=2, ttl_ms=300, interval_ms=200)
         assert total == 5 and 0 < wait <= 200  # changed, but published 3 just now
@@ -300,8 +283,6 @@ async def test_viewer_counts_add_up_across_nodes_and_expire(engine: Engine) -> N
         assert await report(ROOM, node="a", count=0, ttl_ms=60_000, interval_ms=200) == (0, 0)
         assert await engine.activity.viewers(ROOM) == 0
         assert (await engine.activity.stream_stats(ROOM, 1)).peak_viewers == 5
-    finally:
-        await sub.close()
 
 
 async def test_throttle_is_one_lease_per_room_and_name(engine: Engine) -> None:
