@@ -25,6 +25,7 @@ from live.payments import (
     PayoutProvider,
     WebhookError,
 )
+from store.domain import refusals
 from store.domain.accounts import (
     CHARGEBACK,
     FAILED,
@@ -55,14 +56,11 @@ from store.domain.models import (
     diamonds_account,
 )
 from store.domain.rules import (
-    PURCHASES_OFF,
     effective_cap,
     local_date_of_hour,
     local_periods,
-    locked_message,
     zone,
 )
-from store.errors import Forbidden
 from store.ids import now_ms
 
 if TYPE_CHECKING:
@@ -99,14 +97,14 @@ async def purchase(
     if payments is None:
         raise LiveError("bad_request", f"payment provider {provider!r} is not enabled")
     if not user.adult:
-        raise Forbidden("only adults can buy coins")
+        raise refusals.MINOR_BUYER()
     # before any money moves: the wallet checks these again when it credits, but a
     # refused charge is better than a charge that cannot be credited
     account = await engine.wallet.account(user.id)
     if account.locked:
-        raise Forbidden(locked_message(account.debt))
+        raise refusals.LOCKED(account.debt)
     if not account.limits.purchases_enabled:
-        raise Forbidden(PURCHASES_OFF)
+        raise refusals.PURCHASES_OFF()
     if settings.purchase_rate_per_hour:
         await engine.wallet.rate_limit(
             user.id,

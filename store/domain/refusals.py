@@ -37,7 +37,7 @@ class Refusal:
     error: type[StoreError]
     template: str
 
-    def __call__(self, *values: int | str) -> StoreError:
+    def __call__(self, *values: int | float | str) -> StoreError:
         return self.error(self.template.format(*values))
 
     @property
@@ -59,6 +59,10 @@ NOT_ROOM_OWNER: Final = Refusal(
 )
 BANNED: Final = Refusal("banned", Forbidden, "you are banned from this room")
 MUTED: Final = Refusal("muted", Forbidden, "you are muted in this room")
+CHAT_RATE: Final = Refusal(
+    "chat_rate", RateLimited, "too many comments: at most {0} every {1:g} seconds"
+)
+"""``{0}`` comments per window, ``{1}`` the window in seconds."""
 
 # Buying coins
 MINOR_BUYER: Final = Refusal("minor_buyer", Forbidden, "only adults can buy coins")
@@ -132,6 +136,7 @@ REFUSALS: Final[dict[str, Refusal]] = {
         NOT_ROOM_OWNER,
         BANNED,
         MUTED,
+        CHAT_RATE,
         MINOR_BUYER,
         PURCHASES_OFF,
         LOCKED,

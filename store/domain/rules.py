@@ -32,8 +32,9 @@ from functools import lru_cache
 from typing import Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from store.domain import refusals
 from store.domain.accounts import UserLimits
-from store.errors import BadRequest, Forbidden, LimitExceeded
+from store.errors import BadRequest
 
 HOUR_MS: Final = 3_600_000
 DAY_MS: Final = 86_400_000
@@ -47,56 +48,6 @@ MAX_CAP: Final = 10**12
 PIN_PATTERN: Final = re.compile(r"^[0-9]{4,8}$")
 _PIN_ITERATIONS: Final = 100_000
 MAX_TZ_LENGTH: Final = 64
-
-# ---------------------------------------------------------------------------- #
-# Messages (the Lua scripts build the same strings)
-# ---------------------------------------------------------------------------- #
-
-
-def locked_message(debt: int) -> str:
-    return f"your account is locked until its chargeback debt of {debt} coins is settled"
-
-
-GIFTING_OFF: Final = "gifting is turned off for this account (parental controls)"
-PURCHASES_OFF: Final = "buying coins is turned off for this account (parental controls)"
-NOT_VERIFIED: Final = "only verified creators can withdraw"
-PAYMENT_NOT_FOUND: Final = "no credited purchase with this payment id"
-NO_DEBT: Final = "this account has no debt to settle"
-WITHDRAWAL_NOT_FOUND: Final = "withdrawal not found"
-
-
-def daily_cap_message(cap: int, spent: int) -> str:
-    return f"this gift would pass your daily spending cap of {cap} coins ({spent} spent today)"
-
-
-def monthly_cap_message(cap: int, spent: int) -> str:
-    return (
-        f"this gift would pass your monthly spending cap of {cap} coins ({spent} spent this month)"
-    )
-
-
-def rate_message(what: str, wait_ms: int) -> str:
-    return f"too many {what}: try again in {(wait_ms + 999) // 1000} s"
-
-
-def below_minimum_message(minimum: int) -> str:
-    return f"the smallest withdrawal is {minimum} diamonds"
-
-
-def daily_max_message(maximum: int, today: int) -> str:
-    return (
-        f"this withdrawal would pass the daily maximum of {maximum} diamonds "
-        f"({today} withdrawn today)"
-    )
-
-
-def not_withdrawable_message(withdrawable: int, held: int) -> str:
-    return f"{withdrawable} diamonds are withdrawable now ({held} still held)"
-
-
-def settled_message(status: str) -> str:
-    return f"this withdrawal is already {status}"
-
 
 # ---------------------------------------------------------------------------- #
 # Time
@@ -153,10 +104,10 @@ def check_caps(
     """``LimitExceeded`` when ``total`` more coins would pass a cap (day, then month)."""
     daily = effective_cap(policy_daily, limits.daily_cap)
     if daily is not None and day_spent + total > daily:
-        raise LimitExceeded(daily_cap_message(daily, day_spent))
+        raise refusals.DAILY_CAP(daily, day_spent)
     monthly = effective_cap(policy_monthly, limits.monthly_cap)
     if monthly is not None and month_spent + total > monthly:
-        raise LimitExceeded(monthly_cap_message(monthly, month_spent))
+        raise refusals.MONTHLY_CAP(monthly, month_spent)
 
 
 def refill(
@@ -303,7 +254,3 @@ def pin_matches(stored: str, candidate: str) -> bool:
 def pin_needed(*, old: UserLimits, new: UserLimits, pin_set: bool, new_pin: str | None) -> bool:
     """Whether this change needs the current PIN."""
     return pin_set and (relaxes(old, new) or new_pin is not None)
-
-
-def wrong_pin(given: bool) -> Forbidden:
-    return Forbidden("wrong PIN" if given else "this change needs the account's PIN")

@@ -24,7 +24,6 @@ from store.embedded.broker import MemoryBroker
 from store.embedded.database import SQLiteDatabase
 from store.embedded.room_totals import ALL_TIME
 from store.embedded.rooms import load_room
-from store.errors import RateLimited
 from store.ids import new_id, new_secret, now_ms
 
 MAX_GOALLESS = 100_000
@@ -320,9 +319,7 @@ class SQLiteRoomActivity:
         if len(self._chat_windows) > 100_000:
             self._chat_windows = {k: v for k, v in self._chat_windows.items() if v[1] > mono}
         if used > limit:
-            raise RateLimited(
-                f"too many comments: at most {limit} every {window_ms / 1000:g} seconds"
-            )
+            raise refusals.CHAT_RATE(limit, window_ms / 1000)
 
     # -- room ----------------------------------------------------------------------------
     async def rotate_overlay_key(self, room_id: str) -> str:

@@ -8,7 +8,7 @@ from typing import Final
 
 from store.domain.accounts import Account, LimitsRequest, MoneyPolicy, UserLimits
 from store.domain.models import Balance
-from store.domain.rules import check_limits, check_pin_format, hash_pin, pin_salt
+from store.domain.rules import hash_pin, pin_salt
 from store.ids import now_ms
 from store.scaled import keys
 from store.scaled.client import CommandBatcher, checked_reply, load_script, text
@@ -77,11 +77,6 @@ async def set_limits(
     batcher: CommandBatcher, policy: MoneyPolicy, request: LimitsRequest
 ) -> Account:
     limits = request.limits
-    check_limits(
-        limits, policy_daily=policy.daily_spend_cap, policy_monthly=policy.monthly_spend_cap
-    )
-    if request.new_pin:
-        check_pin_format(request.new_pin)
     account_key = user_key(request.user_id, keys.ACCOUNT)
     stored_pin = await batcher.execute("HGET", account_key, "pin")
     stored = text(stored_pin) if stored_pin is not None else ""

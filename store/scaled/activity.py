@@ -17,8 +17,8 @@ from typing import Any, Final
 
 import orjson
 
+from store.domain import refusals
 from store.domain.models import Event, Goal, LeaderEntry, Restriction, StreamStats, utc_day
-from store.errors import RateLimited
 from store.ids import new_id, new_secret, now_ms
 from store.scaled import keys
 from store.scaled.client import CommandBatcher, checked_reply, load_script
@@ -268,9 +268,7 @@ class RedisRoomActivity:
             )
         )
         if reply[0] == b"L":
-            raise RateLimited(
-                f"too many comments: at most {limit} every {window_ms / 1000:g} seconds"
-            )
+            raise refusals.CHAT_RATE(limit, window_ms / 1000)
 
     # -- room ----------------------------------------------------------------------------
     async def rotate_overlay_key(self, room_id: str) -> str:
