@@ -62,7 +62,9 @@ class Wallet(Protocol):
       drive time; ``None`` means the clock.
 
     The accounts, the checks and their order: see ``store.domain.accounts`` and the
-    docstrings below (``store.embedded.database`` and ``store.lua`` implement exactly these).
+    docstrings below; both engines (``store.embedded.wallet`` and
+    ``store.scaled.wallet`` with its Lua scripts) implement exactly these, behind the
+    request checks of ``store.checked``.
     """
 
     async def purchase(self, request: PurchaseRequest) -> PurchaseReceipt:

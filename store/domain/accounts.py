@@ -247,6 +247,23 @@ class WithdrawalRequest:
     def fingerprint(self) -> str:
         return fingerprint("withdrawal", self.diamonds, self.method)
 
+    def pending(self, *, withdrawal_id: str, tx: str, now: int, payout_seconds: int) -> Withdrawal:
+        """The withdrawal this request reserves, before any payout."""
+        return Withdrawal(
+            id=withdrawal_id,
+            user_id=self.user_id,
+            diamonds=self.diamonds,
+            status=PENDING,
+            method=self.method,
+            created_at=now,
+            expected_at=now + payout_seconds * 1_000,
+            settled_at=None,
+            reference="",
+            reason="",
+            tx=tx,
+            settle_tx="",
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class WithdrawalSettlement:

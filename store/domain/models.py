@@ -225,6 +225,20 @@ class PurchaseRequest:
     def fingerprint(self) -> str:
         return fingerprint("purchase", self.user.id, self.package.id)
 
+    def meta(self) -> dict[str, Any]:
+        """What the ledger keeps with the purchase: the package as it was sold."""
+        package = self.package
+        return {
+            "package_id": package.id,
+            "coins": package.coins,
+            "bonus": package.bonus,
+            "price_minor": package.price_minor,
+            "currency": package.currency,
+            "provider": self.provider,
+            "payment_id": self.payment_id,
+            "user_id": self.user.id,
+        }
+
 
 @dataclass(frozen=True, slots=True)
 class PurchaseReceipt:
@@ -345,6 +359,33 @@ class AuditReport:
             and all(v == 0 for v in self.totals.values())
             and self.pending == 0
         )
+
+    @classmethod
+    def compare(
+        cls,
+        *,
+        transactions: int,
+        totals: dict[str, int],
+        unbalanced: list[str],
+        hot: dict[tuple[str, str], int],
+        ledger: dict[tuple[str, str], int],
+        pending: int = 0,
+    ) -> AuditReport:
+        """The report for hot balances and balances derived from the ledger, both
+        keyed by ``(account, asset)``; an account missing on one side counts as 0."""
+        mismatches: list[Mismatch] = []
+        negative: list[str] = []
+        for account, asset in sorted(ledger.keys() | hot.keys()):
+            hot_amount = hot.get((account, asset), 0)
+            ledger_amount = ledger.get((account, asset), 0)
+            if hot_amount != ledger_amount:
+                mismatches.append(Mismatch(account, asset, hot_amount, ledger_amount))
+            user_coins = (
+                asset == COIN and account.startswith("user:") and account.endswith(":coins")
+            )
+            if user_coins and min(hot_amount, ledger_amount) < 0:
+                negative.append(account)
+        return cls(transactions, totals, unbalanced, mismatches, negative, pending)
 
     def public(self) -> dict[str, Any]:
         return {

@@ -13,9 +13,7 @@ import orjson
 from store.domain.accounts import debt_account, withdrawing_account
 from store.domain.models import (
     ASSETS,
-    COIN,
     AuditReport,
-    Mismatch,
     Posting,
     TransactionRecord,
     coins_account,
@@ -125,21 +123,6 @@ def _audit(conn: sqlite3.Connection) -> AuditReport:
                 "SELECT account, asset, amount FROM balances"
             )
         }
-    mismatches: list[Mismatch] = []
-    negative: list[str] = []
-    for account, asset in sorted(ledger.keys() | hot.keys()):
-        hot_amount = hot.get((account, asset), 0)
-        ledger_amount = ledger.get((account, asset), 0)
-        if hot_amount != ledger_amount:
-            mismatches.append(Mismatch(account, asset, hot_amount, ledger_amount))
-        is_user_coins = asset == COIN and account.startswith("user:") and account.endswith(":coins")
-        if is_user_coins and min(hot_amount, ledger_amount) < 0:
-            negative.append(account)
-    return AuditReport(
-        transactions=int(count),
-        totals=totals,
-        unbalanced=unbalanced,
-        mismatches=mismatches,
-        negative=negative,
-        pending=0,
+    return AuditReport.compare(
+        transactions=int(count), totals=totals, unbalanced=unbalanced, hot=hot, ledger=ledger
     )

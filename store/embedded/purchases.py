@@ -116,17 +116,7 @@ def purchase(
         tx_id=receipt.tx,
         kind="purchase",
         created_at=receipt.created_at,
-        meta={
-            "package_id": package.id,
-            "coins": package.coins,
-            "bonus": package.bonus,
-            "price_minor": package.price_minor,
-            "currency": package.currency,
-            "provider": request.provider,
-            "payment_id": request.payment_id,
-            "user_id": user_id,
-            **plan.meta,
-        },
+        meta={**request.meta(), **plan.meta},
         postings=plan.postings,
     )
     # Count a credited purchase (the first-purchase bonus needs none before).

@@ -110,19 +110,8 @@ def reserve_withdrawal(
     if request.diamonds > withdrawable:
         raise refusals.NOT_WITHDRAWABLE(max(withdrawable, 0), held)
     withdrawal_id, tx = ids
-    withdrawal = Withdrawal(
-        id=withdrawal_id,
-        user_id=user_id,
-        diamonds=request.diamonds,
-        status=PENDING,
-        method=request.method,
-        created_at=now,
-        expected_at=now + policy.payout_seconds * 1_000,
-        settled_at=None,
-        reference="",
-        reason="",
-        tx=tx,
-        settle_tx="",
+    withdrawal = request.pending(
+        withdrawal_id=withdrawal_id, tx=tx, now=now, payout_seconds=policy.payout_seconds
     )
     journal(
         conn,

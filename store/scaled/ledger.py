@@ -18,9 +18,7 @@ from redis.asyncio import Redis
 from store.domain.accounts import debt_account, withdrawing_account
 from store.domain.models import (
     ASSETS,
-    COIN,
     AuditReport,
-    Mismatch,
     Posting,
     TransactionRecord,
     coins_account,
@@ -153,24 +151,12 @@ class PostgresLedger:
                 )
             }
         hot = await self.hot_balances()
-        mismatches: list[Mismatch] = []
-        negative: list[str] = []
-        for account, asset in sorted(ledger.keys() | hot.keys()):
-            hot_amount = hot.get((account, asset), 0)
-            ledger_amount = ledger.get((account, asset), 0)
-            if hot_amount != ledger_amount:
-                mismatches.append(Mismatch(account, asset, hot_amount, ledger_amount))
-            is_user_coins = (
-                asset == COIN and account.startswith("user:") and account.endswith(":coins")
-            )
-            if is_user_coins and min(hot_amount, ledger_amount) < 0:
-                negative.append(account)
-        return AuditReport(
+        return AuditReport.compare(
             transactions=int(count),
             totals=totals,
             unbalanced=unbalanced,
-            mismatches=mismatches,
-            negative=negative,
+            hot=hot,
+            ledger=ledger,
             pending=await outbox_lag(self._redis),
         )
 

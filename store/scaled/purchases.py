@@ -24,18 +24,7 @@ async def purchase(batcher: CommandBatcher, request: PurchaseRequest) -> Purchas
     user_id = request.user.id
     tx_id = new_id("tx")
     created_at = request.now if request.now is not None else now_ms()
-    meta = members(
-        {
-            "package_id": package.id,
-            "coins": package.coins,
-            "bonus": package.bonus,
-            "price_minor": package.price_minor,
-            "currency": package.currency,
-            "provider": request.provider,
-            "payment_id": request.payment_id,
-            "user_id": user_id,
-        }
-    )
+    meta = members(request.meta())
     receipt = members(
         {"tx": tx_id, "package_id": package.id, "created_at": created_at, "user_id": user_id}
     )

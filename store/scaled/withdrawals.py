@@ -75,19 +75,8 @@ async def reserve(
     user_id = request.user_id
     withdrawal_id, tx_id = new_id("wd"), new_id("tx")
     now = request.now if request.now is not None else now_ms()
-    withdrawal = Withdrawal(
-        id=withdrawal_id,
-        user_id=user_id,
-        diamonds=request.diamonds,
-        status=PENDING,
-        method=request.method,
-        created_at=now,
-        expected_at=now + policy.payout_seconds * 1_000,
-        settled_at=None,
-        reference="",
-        reason="",
-        tx=tx_id,
-        settle_tx="",
+    withdrawal = request.pending(
+        withdrawal_id=withdrawal_id, tx=tx_id, now=now, payout_seconds=policy.payout_seconds
     )
     entry = _entry(
         tx_id,
