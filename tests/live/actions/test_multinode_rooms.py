@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.live.server import Api, Client, LiveServer
-from tests.live.test_room_experience import FAST, room_seqs
+from tests.live.actions.test_room_experience import FAST, room_seqs
 from tests.services import Services
 
 TTL = 1.5

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from live.reads import SharedReads
+from live.actions.shared_reads import SharedReads
 
 
 class Source:
