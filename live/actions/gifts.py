@@ -7,6 +7,8 @@ WebSocket are indistinguishable to the room and to the ledger.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from live.actions.room_activity import RoomActivity
 from live.errors import LiveError
 from live.metrics import Metrics
@@ -15,14 +17,13 @@ from store.domain.models import Gift, GiftReceipt, GiftRequest, Profile
 from store.roles import Engine
 
 
+@dataclass(kw_only=True)
 class Gifts:
-    def __init__(
-        self, *, settings: Settings, engine: Engine, metrics: Metrics, activity: RoomActivity
-    ) -> None:
-        self.settings = settings
-        self.engine = engine
-        self.metrics = metrics
-        self.activity = activity
+    settings: Settings
+    engine: Engine
+    metrics: Metrics
+    activity: RoomActivity
+    """Announces committed gifts to their rooms."""
 
     def catalog(self) -> list[Gift]:
         return self.engine.catalog.gifts()

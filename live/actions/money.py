@@ -95,16 +95,14 @@ class WebhookOutcome:
     reversal: RefundReceipt | None = None
 
 
+@dataclass(kw_only=True)
 class Money:
-    """The money actions (see the module docstring), with the payment providers
-    enabled on this node, by name."""
+    """The money actions (see the module docstring)."""
 
-    def __init__(
-        self, *, settings: Settings, engine: Engine, payments: dict[str, PaymentProvider]
-    ) -> None:
-        self.settings = settings
-        self.engine = engine
-        self.payments = payments
+    settings: Settings
+    engine: Engine
+    payments: dict[str, PaymentProvider]
+    """The payment providers enabled on this node, by name."""
 
     # -- buying coins --------------------------------------------------------------------
     async def purchase(

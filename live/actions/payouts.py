@@ -4,6 +4,7 @@ through a payout provider."""
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 from live.errors import LiveError
 from live.payments import PayoutProvider
@@ -22,16 +23,14 @@ from store.roles import Engine
 log = logging.getLogger("live.money")
 
 
+@dataclass(kw_only=True)
 class Payouts:
-    """Earnings and withdrawals, with the payout providers enabled on this node,
-    by name."""
+    """Earnings and withdrawals."""
 
-    def __init__(
-        self, *, settings: Settings, engine: Engine, providers: dict[str, PayoutProvider]
-    ) -> None:
-        self.settings = settings
-        self.engine = engine
-        self.providers = providers
+    settings: Settings
+    engine: Engine
+    providers: dict[str, PayoutProvider]
+    """The payout providers enabled on this node, by name."""
 
     async def earnings(self, user_id: str, *, now: int) -> Earnings:
         return await self.engine.wallet.earnings(user_id, now=now)

@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,6 +47,9 @@ JOIN_NAMES = 10
 """A join batch names at most this many users; bigger ones (or with guests) count."""
 RETRY_SECONDS = 1.0
 """After a failed engine call, background work tries again this much later."""
+Marks = dict[str, bool]
+"""Rooms with news for a piece of background work (see ``RoomActivity._mark``)."""
+RoomWork = Callable[[str], Awaitable[None]]
 
 
 @dataclass(slots=True)
@@ -105,6 +108,29 @@ class RoomActivity:
 
     def _later(self, seconds: float, fn: Callable[[], None]) -> asyncio.TimerHandle:
         return asyncio.get_running_loop().call_later(seconds, fn)
+
+    def _mark(self, marks: Marks, room_id: str, work: RoomWork, failure: str) -> None:
+        """The room has news for ``work``: start it unless it runs already. It runs
+        again as long as the room is marked again (each run clears the mark before
+        it reads); a failed run is logged (``failure``) and retried a little later."""
+        running = room_id in marks
+        marks[room_id] = True
+        if not running:
+            self._spawn(self._while_marked(marks, room_id, work, failure))
+
+    async def _while_marked(self, marks: Marks, room_id: str, work: RoomWork, failure: str) -> None:
+        try:
+            while marks.get(room_id):
+                try:
+                    await work(room_id)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.warning(failure, room_id, exc_info=True)
+                    marks[room_id] = True
+                    await asyncio.sleep(RETRY_SECONDS)
+        finally:
+            marks.pop(room_id, None)
 
     async def close(self) -> None:
         """Stop the timers; forget this node's viewer counts (other nodes need not
@@ -211,30 +237,16 @@ class RoomActivity:
     # -- leaderboard and goal ---------------------------------------------------------
     def touch(self, room_id: str) -> None:
         """The room's gift totals changed: announce them (throttled)."""
-        running = room_id in self._boards
-        self._boards[room_id] = True
-        if not running:
-            self._spawn(self._announce(room_id))
+        self._mark(self._boards, room_id, self._announce, "announcing room %s failed")
 
     async def _announce(self, room_id: str) -> None:
         interval = self.settings.leaderboard_interval_ms
-        try:
-            while self._boards.get(room_id):
-                try:
-                    wait = await self.engine.activity.throttle(room_id, "board", interval)
-                    if wait > 0:
-                        await asyncio.sleep(wait / 1000)
-                        continue
-                    self._boards[room_id] = False  # gifts from now on announce again
-                    await self._publish_board(room_id)
-                except asyncio.CancelledError:
-                    raise
-                except Exception:
-                    log.warning("announcing room %s failed", room_id, exc_info=True)
-                    self._boards[room_id] = True
-                    await asyncio.sleep(RETRY_SECONDS)
-        finally:
-            self._boards.pop(room_id, None)
+        wait = await self.engine.activity.throttle(room_id, "board", interval)
+        if wait > 0:
+            await asyncio.sleep(wait / 1000)  # still marked: the next run announces
+            return
+        self._boards[room_id] = False  # gifts from now on announce again
+        await self._publish_board(room_id)
 
     async def _publish_board(self, room_id: str) -> None:
         top = await self.engine.rooms.leaderboard(room_id, limit=TOP_GIFTERS)
@@ -312,46 +324,32 @@ class RoomActivity:
             log.warning("publishing to room %s failed", room_id, exc_info=True)
 
     def _report(self, room_id: str) -> None:
-        running = room_id in self._reports
-        self._reports[room_id] = True
-        if not running:
-            self._spawn(self._report_viewers(room_id))
+        failure = "reporting viewers of room %s failed"
+        self._mark(self._reports, room_id, self._report_viewers, failure)
         if self._heartbeat is None and not self._closed:
             self._heartbeat = asyncio.get_running_loop().create_task(self._heartbeats())
 
     async def _report_viewers(self, room_id: str) -> None:
-        try:
-            while self._reports.get(room_id):
-                self._reports[room_id] = False
-                count = self.hub.viewers(room_id)
-                try:
-                    total, wait = await self.engine.activity.report_viewers(
-                        room_id,
-                        node=self.node,
-                        count=count,
-                        ttl_ms=self._ttl_ms,
-                        interval_ms=self._viewers_ms,
-                    )
-                except asyncio.CancelledError:
-                    raise
-                except Exception:
-                    log.warning("reporting viewers of room %s failed", room_id, exc_info=True)
-                    self._reports[room_id] = True
-                    await asyncio.sleep(RETRY_SECONDS)
-                    continue
-                if count or self.hub.viewers(room_id):
-                    self._others[room_id] = max(0, total - count)
-                    self._reported[room_id] = count
-                else:
-                    self._others.pop(room_id, None)
-                    self._reported.pop(room_id, None)
-                if wait > 0:  # the new total could not be published yet
-                    self._reports[room_id] = True
-                    await asyncio.sleep(wait / 1000)
-                elif self._reports.get(room_id):
-                    await asyncio.sleep(0.05)  # a crowd joining: report its sum, not each
-        finally:
-            self._reports.pop(room_id, None)
+        self._reports[room_id] = False
+        count = self.hub.viewers(room_id)
+        total, wait = await self.engine.activity.report_viewers(
+            room_id,
+            node=self.node,
+            count=count,
+            ttl_ms=self._ttl_ms,
+            interval_ms=self._viewers_ms,
+        )
+        if count or self.hub.viewers(room_id):
+            self._others[room_id] = max(0, total - count)
+            self._reported[room_id] = count
+        else:
+            self._others.pop(room_id, None)
+            self._reported.pop(room_id, None)
+        if wait > 0:  # the new total could not be published yet
+            self._reports[room_id] = True
+            await asyncio.sleep(wait / 1000)
+        elif self._reports.get(room_id):
+            await asyncio.sleep(0.05)  # a crowd joining: report its sum, not each
 
     async def _heartbeats(self) -> None:
         """Report every room with local viewers well within the report TTL."""

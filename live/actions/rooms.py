@@ -8,6 +8,7 @@ background side of the room experience (combos, announcements, viewers) is
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 from live.actions.room_activity import TOP_GIFTERS, RoomActivity, goal_event
@@ -37,15 +38,15 @@ TEST_SENDER = {
 """The sender of overlay test events: not a real user."""
 
 
+@dataclass(kw_only=True)
 class Rooms:
     """What requests do to rooms (see the module docstring)."""
 
-    def __init__(self, *, settings: Settings, engine: Engine, activity: RoomActivity) -> None:
-        self.settings = settings
-        self.engine = engine
-        self.activity = activity
-        self.shared_reads = SharedReads()
-        """Reads of a room's state that handshakes arriving together share."""
+    settings: Settings
+    engine: Engine
+    activity: RoomActivity
+    shared_reads: SharedReads = field(default_factory=SharedReads)
+    """Reads of a room's state that handshakes arriving together share."""
 
     # -- the stream ---------------------------------------------------------------------
     async def go_live(self, *, creator: Profile, room_id: str, title: str) -> Room:

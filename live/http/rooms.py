@@ -138,6 +138,8 @@ async def get_goal(request: Request) -> Response:
 
 # -- moderation ----------------------------------------------------------------------------
 async def _restrict(request: Request, kind: str) -> Response:
+    """Ban a user from the room (their connections close and they cannot rejoin,
+    until lifted), or mute them (no comments, for ``seconds`` or until lifted)."""
     user, room_id = room_of(request)
     body = await json_body(request)
     target = _user_id(body.get("user"))
@@ -171,36 +173,25 @@ async def _list(request: Request, kind: str) -> Response:
     return json_response({kind + "s": [r.public() for r in found]})
 
 
-@endpoint
-async def ban(request: Request) -> Response:
-    """Ban a user from the room: their connections close and they cannot rejoin."""
-    return await _restrict(request, "ban")
+def restriction_routes(kind: str) -> list[Route]:
+    """``POST`` (add), ``GET`` (list) and ``DELETE`` (lift) of a room's bans or
+    mutes (``kind``)."""
 
+    async def add(request: Request) -> Response:
+        return await _restrict(request, kind)
 
-@endpoint
-async def unban(request: Request) -> Response:
-    return await _lift(request, "ban")
+    async def listing(request: Request) -> Response:
+        return await _list(request, kind)
 
+    async def lift(request: Request) -> Response:
+        return await _lift(request, kind)
 
-@endpoint
-async def list_bans(request: Request) -> Response:
-    return await _list(request, "ban")
-
-
-@endpoint
-async def mute(request: Request) -> Response:
-    """Mute a user in the room (for ``seconds``, or until lifted): no comments."""
-    return await _restrict(request, "mute")
-
-
-@endpoint
-async def unmute(request: Request) -> Response:
-    return await _lift(request, "mute")
-
-
-@endpoint
-async def list_mutes(request: Request) -> Response:
-    return await _list(request, "mute")
+    path = f"/v1/rooms/{{room_id}}/{kind}s"
+    return [
+        Route(path, endpoint(add), methods=["POST"]),
+        Route(path, endpoint(listing), methods=["GET"]),
+        Route(path + "/{user_id}", endpoint(lift), methods=["DELETE"]),
+    ]
 
 
 @endpoint
@@ -261,12 +252,8 @@ routes = [
     Route("/v1/rooms/{room_id}/gifts", send_gift, methods=["POST"]),
     Route("/v1/rooms/{room_id}/goal", put_goal, methods=["PUT"]),
     Route("/v1/rooms/{room_id}/goal", get_goal, methods=["GET"]),
-    Route("/v1/rooms/{room_id}/bans", ban, methods=["POST"]),
-    Route("/v1/rooms/{room_id}/bans", list_bans, methods=["GET"]),
-    Route("/v1/rooms/{room_id}/bans/{user_id}", unban, methods=["DELETE"]),
-    Route("/v1/rooms/{room_id}/mutes", mute, methods=["POST"]),
-    Route("/v1/rooms/{room_id}/mutes", list_mutes, methods=["GET"]),
-    Route("/v1/rooms/{room_id}/mutes/{user_id}", unmute, methods=["DELETE"]),
+    *restriction_routes("ban"),
+    *restriction_routes("mute"),
     Route("/v1/rooms/{room_id}/chat/{message_id}", delete_chat, methods=["DELETE"]),
     Route("/v1/rooms/{room_id}/overlay-key", rotate_overlay_key, methods=["POST"]),
     Route("/v1/rooms/{room_id}/test-events", test_event, methods=["POST"]),

@@ -1,4 +1,4 @@
-"""Reads that overlapping callers share (``live.reads``)."""
+"""Reads that overlapping callers share (``live.actions.shared_reads``)."""
 
 from __future__ import annotations
 
