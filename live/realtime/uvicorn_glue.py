@@ -8,8 +8,10 @@ What it touches in uvicorn, and why:
 
 - ``WebSocketsSansIOProtocol`` (``uvicorn.protocols.websockets.websockets_sansio_impl``),
   subclassed as ``LiveWebSocketProtocol``:
-  - ``run_asgi`` is overridden so that a connection handed over to the app stays
-    open when the ASGI call returns (an idle viewer keeps no task);
+  - ``run_asgi`` is overridden (as uvicorn's, calling ``app``, ``receive``, ``send``
+    and ``send_500_response``) so that a connection handed over to the app stays
+    open when the ASGI call returns (an idle viewer keeps no task), letting go of
+    its ``scope``, ``request`` and ``response``;
   - ``queue`` (the ASGI receive queue) is swapped for a ``Handoff`` that calls the
     app back, and ``send_receive_event_to_app`` reads ``frames`` and
     ``curr_msg_data_type`` to deliver a message without pausing the reads;
@@ -18,7 +20,8 @@ What it touches in uvicorn, and why:
     ``tasks`` are read and set by ``RawWebSocket``/``RawSink`` to write pre-built
     frames straight to the socket, close it, pause its reads, and let a graceful
     shutdown wait for a command in progress;
-  - ``connection_made``, ``handle_connect``, ``keepalive_timeout``,
+  - ``connection_made``, ``handle_connect`` (reads ``response.status_code``, adds
+    to ``scope["extensions"]``), ``keepalive_timeout``,
     ``handle_parser_exception`` and ``connection_lost`` are extended for the
     handshake deadline, the raw scope extension, dropping a peer that neither
     answers pings nor reads, and a close frame that reaches the client.
