@@ -1,4 +1,5 @@
-"""The ASGI application: routes, lifespan (engine and hub), JSON errors."""
+"""The ASGI application: routes, lifespan (engine, hub and the node's actions),
+JSON errors."""
 
 from __future__ import annotations
 
@@ -14,27 +15,28 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import WebSocketRoute
 
-from live.api import MAX_BODY_BYTES
-from live.api import routes as core_routes
-from live.api_money import routes as money_routes
-from live.api_rooms import routes as room_routes
+from live.actions.node import Actions
 from live.errors import error_response
-from live.hub import Hub
+from live.http import admin, catalog, money, ops, pages, rooms
+from live.http.common import MAX_BODY_BYTES
 from live.limits import APP_STATE_SETTINGS, ConnectionGuard, RequestLimits
 from live.metrics import Metrics
-from live.money import Payouts
-from live.pages import routes as page_routes
-from live.payments import PaymentProvider, SandboxPaymentProvider, SandboxPayoutProvider
-from live.services import Services
+from live.payments import (
+    PaymentProvider,
+    PayoutProvider,
+    SandboxPaymentProvider,
+    SandboxPayoutProvider,
+)
+from live.realtime.endpoint import live_endpoint
+from live.realtime.hub import Hub
 from live.settings import Settings
-from live.ws import live_endpoint
 from protocol import CloseCode
 from store.engine import open_engine
 
 log = logging.getLogger("live.app")
 
-api_routes = [*core_routes, *money_routes]
-"""The JSON API under ``/v1``."""
+api_routes = [*catalog.routes, *money.routes, *rooms.routes, *admin.routes, *ops.routes]
+"""The JSON API under ``/v1``, and the operations endpoints."""
 
 _HTTP_CODES = {
     400: "bad_request",
@@ -67,32 +69,36 @@ def create_app(settings: Settings) -> Starlette:
         payments: dict[str, PaymentProvider] = {}
         if settings.sandbox_payments:
             payments["sandbox"] = SandboxPaymentProvider()
-        app.state.payouts = Payouts(
-            providers={"sandbox": SandboxPayoutProvider()} if settings.sandbox_payouts else {}
-        )
-        app.state.services = Services(
-            settings=settings, engine=engine, hub=hub, metrics=metrics, payments=payments
+        payouts: dict[str, PayoutProvider] = {}
+        if settings.sandbox_payouts:
+            payouts["sandbox"] = SandboxPayoutProvider()
+        actions = app.state.actions = Actions(
+            settings=settings,
+            engine=engine,
+            hub=hub,
+            metrics=metrics,
+            payments=payments,
+            payouts=payouts,
         )
         app.state.guard = ConnectionGuard.from_settings(settings)
         log.info("engine %s ready", engine.name)
         if settings.demo:
             from live.demo import seed_demo
 
-            print(await seed_demo(app.state.services), flush=True)
+            print(await seed_demo(actions), flush=True)
         try:
             # The settings also reach uvicorn's protocol instances (handshake timeout).
             yield {APP_STATE_SETTINGS: settings}
         finally:
             hub.close_all(CloseCode.RESTART, "server restarting")
-            await app.state.services.activity.close()
+            await actions.close()
             await engine.close()
 
     return Starlette(
         routes=[
             *api_routes,
-            *room_routes,
             WebSocketRoute("/v1/rooms/{room_id}/live", live_endpoint),
-            *page_routes,
+            *pages.routes,
         ],
         lifespan=lifespan,
         exception_handlers={HTTPException: _http_error},

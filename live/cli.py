@@ -36,7 +36,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from live.logs import uvicorn_log_config
-    from live.transport import live_websocket_protocol
 
     settings = _settings(args, demo=True if args.demo else None)
     if settings.workers > 1:
@@ -50,8 +49,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
         app = create_app(settings)
         factory = False
-    ws_protocol = live_websocket_protocol() or "auto"
-    http_protocol = _live_http_protocol()
+    http_protocol, ws_protocol = _live_protocols()
     # uvicorn shuts down gracefully on SIGTERM/SIGINT, then re-raises the signal
     # with the previous handlers restored: make that a clean exit 0.
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -78,13 +76,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _live_http_protocol() -> type[asyncio.Protocol] | str:
-    """uvicorn's httptools protocol with the header deadline, if httptools is there."""
+def _live_protocols() -> tuple[type[asyncio.Protocol] | str, type[asyncio.Protocol] | str]:
+    """The HTTP and WebSocket protocol classes of ``live.realtime.uvicorn_glue``, or
+    uvicorn's own if this uvicorn lacks what they build on (its [standard] extras)."""
     try:
-        from live.uvicorn_http import LiveHttpProtocol
-    except ImportError:  # pragma: no cover - uvicorn without its [standard] extras
-        return "auto"
-    return LiveHttpProtocol
+        from live.realtime.uvicorn_glue import LiveHttpProtocol, LiveWebSocketProtocol
+    except ImportError:  # pragma: no cover - depends on the installed uvicorn
+        return "auto", "auto"
+    return LiveHttpProtocol, LiveWebSocketProtocol
 
 
 def _exit_cleanly(signum: int, frame: object) -> None:

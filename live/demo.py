@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
+from live.actions.node import Actions
 from live.auth import issue_token
-from live.services import Services
 from store.domain.models import Profile
 
 DEMO_ROOM = "demo"
 DEMO_TTL = 7 * 86_400
 
 
-async def seed_demo(services: Services) -> str:
+async def seed_demo(actions: Actions) -> str:
     """Create (idempotently) the demo creator's live room and two funded viewers;
     return the text to print: tokens and ready-to-use URLs."""
-    settings = services.settings
+    settings = actions.settings
     creator = Profile(
         id="demo_creator",
         username="demo_creator",
@@ -21,22 +21,22 @@ async def seed_demo(services: Services) -> str:
         adult=True,
         roles=frozenset({"creator"}),
     )
-    await services.engine.rooms.go_live(room_id=DEMO_ROOM, creator=creator, title="Demo stream")
+    await actions.rooms.go_live(room_id=DEMO_ROOM, creator=creator, title="Demo stream")
     viewers = [
         Profile(id="alice", username="alice", display_name="Alice", adult=True),
         Profile(id="bob", username="bob", display_name="Bob", adult=True),
     ]
-    funded = "sandbox" in services.payments
+    funded = "sandbox" in actions.money.payments
     if funded:  # through the sandbox provider, like any purchase (once per viewer)
         for viewer in viewers:
-            await services.purchase(
+            await actions.money.purchase(
                 user=viewer,
                 package_id="us_7000",
                 key="demo-seed",
                 provider="sandbox",
                 method="sandbox_card",
             )
-    room = await services.engine.rooms.get(DEMO_ROOM)
+    room = await actions.rooms.for_handshake(DEMO_ROOM)
     base = settings.base_url
     ws_base = base.replace("http", "ws", 1)
 

@@ -6,6 +6,8 @@ Counters are plain integers bumped on the hot path (no locks: one event loop).
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping
+from typing import Any
 
 GAUGE_HELP = {
     "outbox_lag": "Ledger entries in the Redis outbox not yet committed to PostgreSQL.",
@@ -34,67 +36,57 @@ class Metrics:
         self.broker_resets = 0
 
     def render(self, engine_gauges: dict[str, float] | None = None) -> str:
+        """The Prometheus text page: each family's help, type and samples."""
+
+        def one(value: float) -> list[tuple[str, float]]:
+            return [("", value)]
+
+        def by(label: str, counts: Mapping[Any, int]) -> list[tuple[str, float]]:
+            return [(f'{{{label}="{key}"}}', n) for key, n in sorted(counts.items())]
+
+        # (name, help, samples): a name ending in _total is a counter, else a gauge
+        families = [
+            ("connections", "Open WebSocket connections.", one(self.connections)),
+            ("connections_total", "WebSocket connections accepted.", one(self.connections_total)),
+            ("rooms", "Rooms with local connections.", one(self.rooms)),
+            ("events_in_total", "Commands received.", one(self.events_in)),
+            ("events_out_total", "Room events delivered to connections.", one(self.events_out)),
+            ("frames_out_total", "WebSocket frames sent.", one(self.frames_out)),
+            ("bytes_out_total", "Payload bytes sent.", one(self.bytes_out)),
+            ("gifts_committed_total", "Gifts committed by the wallet.", one(self.gifts_committed)),
+            (
+                "gift_errors_total",
+                "Gift commands refused, by error code.",
+                by("code", self.gift_errors),
+            ),
+            (
+                "closes_total",
+                "Connections closed by the server, by close code.",
+                by("code", self.closes),
+            ),
+            (
+                "slow_closes_total",
+                "Viewers closed for not keeping up (4008).",
+                one(self.slow_closes),
+            ),
+            (
+                "handshakes_refused_total",
+                "WebSocket handshakes refused: origin, ip, user or room (full).",
+                by("reason", self.refused),
+            ),
+            (
+                "broker_resets_total",
+                "Broker reconnects seen by room channels.",
+                one(self.broker_resets),
+            ),
+        ]
         lines: list[str] = []
-
-        def metric(name: str, kind: str, help_text: str, samples: list[tuple[str, float]]) -> None:
-            lines.append(f"# HELP live_{name} {help_text}")
-            lines.append(f"# TYPE live_{name} {kind}")
-            for labels, value in samples:
-                lines.append(f"live_{name}{labels} {value:g}")
-
-        metric("connections", "gauge", "Open WebSocket connections.", [("", self.connections)])
-        metric(
-            "connections_total",
-            "counter",
-            "WebSocket connections accepted.",
-            [("", self.connections_total)],
-        )
-        metric("rooms", "gauge", "Rooms with local connections.", [("", self.rooms)])
-        metric("events_in_total", "counter", "Commands received.", [("", self.events_in)])
-        metric(
-            "events_out_total",
-            "counter",
-            "Room events delivered to connections.",
-            [("", self.events_out)],
-        )
-        metric("frames_out_total", "counter", "WebSocket frames sent.", [("", self.frames_out)])
-        metric("bytes_out_total", "counter", "Payload bytes sent.", [("", self.bytes_out)])
-        metric(
-            "gifts_committed_total",
-            "counter",
-            "Gifts committed by the wallet.",
-            [("", self.gifts_committed)],
-        )
-        metric(
-            "gift_errors_total",
-            "counter",
-            "Gift commands refused, by error code.",
-            [(f'{{code="{code}"}}', n) for code, n in sorted(self.gift_errors.items())],
-        )
-        metric(
-            "closes_total",
-            "counter",
-            "Connections closed by the server, by close code.",
-            [(f'{{code="{code}"}}', n) for code, n in sorted(self.closes.items())],
-        )
-        metric(
-            "slow_closes_total",
-            "counter",
-            "Viewers closed for not keeping up (4008).",
-            [("", self.slow_closes)],
-        )
-        metric(
-            "handshakes_refused_total",
-            "counter",
-            "WebSocket handshakes refused: origin, ip, user or room (full).",
-            [(f'{{reason="{reason}"}}', n) for reason, n in sorted(self.refused.items())],
-        )
-        metric(
-            "broker_resets_total",
-            "counter",
-            "Broker reconnects seen by room channels.",
-            [("", self.broker_resets)],
-        )
+        for name, help_text, samples in families:
+            kind = "counter" if name.endswith("_total") else "gauge"
+            lines += [f"# HELP live_{name} {help_text}", f"# TYPE live_{name} {kind}"]
+            lines += [f"live_{name}{labels} {value:g}" for labels, value in samples]
         for name, value in sorted((engine_gauges or {}).items()):
-            metric(name, "gauge", GAUGE_HELP.get(name, name.replace("_", " ") + "."), [("", value)])
+            help_text = GAUGE_HELP.get(name, name.replace("_", " ") + ".")
+            lines += [f"# HELP live_{name} {help_text}", f"# TYPE live_{name} gauge"]
+            lines.append(f"live_{name} {value:g}")
         return "\n".join(lines) + "\n"

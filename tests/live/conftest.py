@@ -3,7 +3,8 @@
 ``server`` is parametrized over the engines of ``tests.engines.ENGINES``: the
 scaled one gets a fresh Redis database and PostgreSQL database from the
 session's throwaway services, plus a ``live ledger`` worker process.
-``embedded_server`` is for what only the embedded engine does (its data dir).
+``embedded_server`` is for what only the embedded engine does (its data dir);
+``nodes`` is two servers sharing the scaled engine's backends.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.engines import ENGINES
+from tests.live.launch import on_engine, running, two_nodes
 from tests.live.server import LiveServer
 from tests.services import Services
 
@@ -30,23 +32,22 @@ def engine_services(request: pytest.FixtureRequest) -> Services | None:
 
 @pytest.fixture
 async def server(engine_services: Services | None, tmp_path: Path) -> AsyncIterator[LiveServer]:
-    env: dict[str, str] = {}
-    if engine_services is not None:
-        urls = await engine_services.reset()
-        env = {"LIVE_REDIS_URL": urls.redis, "LIVE_DATABASE_URL": urls.database}
-    srv = LiveServer(data_dir=tmp_path / "data", env=env, ledger=bool(env))
-    await srv.start()
-    try:
+    async with on_engine(engine_services, tmp_path / "data") as srv:
         yield srv
-    finally:
-        await srv.stop()
 
 
 @pytest.fixture
 async def embedded_server(tmp_path: Path) -> AsyncIterator[LiveServer]:
     srv = LiveServer(data_dir=tmp_path / "data")
-    await srv.start()
-    try:
+    async with running(srv):
         yield srv
-    finally:
-        await srv.stop()
+
+
+@pytest.fixture
+async def nodes(
+    services: Services, tmp_path: Path, request: pytest.FixtureRequest
+) -> AsyncIterator[tuple[LiveServer, LiveServer]]:
+    """Two servers sharing one Redis and one PostgreSQL (scaled engine), with the
+    settings of the test module's ``NODE_ENV`` if it has one."""
+    async with two_nodes(services, tmp_path, getattr(request.module, "NODE_ENV", None)) as both:
+        yield both

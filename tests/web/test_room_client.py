@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from playwright.async_api import Browser, Page
 
+from tests.live.launch import running
 from tests.live.server import LiveServer
 
 # A WebSocket stand-in: records the URLs opened and the frames sent; the test
@@ -63,11 +64,8 @@ def _event(seq: int) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 async def static_server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[LiveServer]:
     srv = LiveServer(data_dir=tmp_path_factory.mktemp("client") / "data")
-    await srv.start()
-    try:
+    async with running(srv):
         yield srv
-    finally:
-        await srv.stop()
 
 
 @pytest.fixture

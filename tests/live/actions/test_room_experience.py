@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from tests.live.launch import on_engine, welcomed
 from tests.live.server import Api, Client, LiveServer
 from tests.services import Services
 
@@ -27,25 +28,19 @@ FAST = {
 }
 
 
-async def start_server(
-    engine_services: Services | None, data_dir: Path, **extra: str
-) -> LiveServer:
-    env = {**FAST, **extra}
-    if engine_services is not None:
-        urls = await engine_services.reset()
-        env |= {"LIVE_REDIS_URL": urls.redis, "LIVE_DATABASE_URL": urls.database}
-    srv = LiveServer(data_dir=data_dir, env=env, ledger=engine_services is not None)
-    await srv.start()
-    return srv
-
-
 @pytest.fixture
 async def server(engine_services: Services | None, tmp_path: Path) -> AsyncIterator[LiveServer]:
-    srv = await start_server(engine_services, tmp_path / "data")
-    try:
+    async with on_engine(engine_services, tmp_path / "data", FAST) as srv:
         yield srv
-    finally:
-        await srv.stop()
+
+
+def viewer_alice_bob(server: LiveServer) -> contextlib.AbstractAsyncContextManager[list[Client]]:
+    """A guest, alice and bob watching carol's room, each welcomed."""
+    return welcomed(
+        Client.open(server, "carol"),
+        Client.open(server, "carol", token=server.token("alice")),
+        Client.open(server, "carol", token=server.token("bob")),
+    )
 
 
 @pytest.fixture
@@ -103,13 +98,11 @@ async def test_combo_counts_up_and_ends_on_time_once(
     server: LiveServer, carol: Api, funded: dict[str, Api]
 ) -> None:
     key = (await carol.post("/v1/rooms", {"title": "carol live"})).json()["overlay_key"]
-    async with (
-        Client.open(server, "carol") as viewer,
-        Client.open(server, "carol", query=f"overlay_key={key}", msgpack_codec=True) as overlay,
-        Client.open(server, "carol", token=server.token("alice")) as alice,
-    ):
-        for client in (viewer, overlay, alice):
-            await client.wait_for(lambda e: e["type"] == "welcome")
+    async with welcomed(
+        Client.open(server, "carol"),
+        Client.open(server, "carol", query=f"overlay_key={key}", msgpack_codec=True),
+        Client.open(server, "carol", token=server.token("alice")),
+    ) as (viewer, overlay, alice):
         txs = []
         for i, count in enumerate((1, 2, 5)):
             ack = await alice.command(
@@ -277,13 +270,7 @@ async def test_viewer_count_and_joins(server: LiveServer, carol: Api) -> None:
 
 
 async def test_likes_are_aggregated_with_the_room_total(server: LiveServer, carol: Api) -> None:
-    async with (
-        Client.open(server, "carol") as viewer,
-        Client.open(server, "carol", token=server.token("alice")) as alice,
-        Client.open(server, "carol", token=server.token("bob")) as bob,
-    ):
-        for client in (viewer, alice, bob):
-            await client.wait_for(lambda e: e["type"] == "welcome")
+    async with viewer_alice_bob(server) as (viewer, alice, bob):
         for i in range(6):
             await alice.send({"type": "like", "id": f"a{i}", "count": 5})
             await bob.send({"type": "like", "id": f"b{i}", "count": 2})
@@ -308,13 +295,7 @@ async def test_likes_are_aggregated_with_the_room_total(server: LiveServer, caro
 
 
 async def test_chat_limits_mutes_and_deleted_messages(server: LiveServer, carol: Api) -> None:
-    async with (
-        Client.open(server, "carol") as viewer,
-        Client.open(server, "carol", token=server.token("alice")) as alice,
-        Client.open(server, "carol", token=server.token("bob")) as bob,
-    ):
-        for client in (viewer, alice, bob):
-            await client.wait_for(lambda e: e["type"] == "welcome")
+    async with viewer_alice_bob(server) as (viewer, alice, bob):
         too_long = await alice.command({"type": "chat", "id": "x", "text": "a" * 151})
         assert too_long["code"] == "bad_request"
         for i in range(3):
@@ -354,13 +335,11 @@ async def test_banned_user_is_disconnected_and_cannot_rejoin(
     server: LiveServer, carol: Api, funded: dict[str, Api]
 ) -> None:
     alice = server.token("alice")
-    async with (
-        Client.open(server, "carol", token=alice) as first,
-        Client.open(server, "carol", token=alice, msgpack_codec=True) as second,
-        Client.open(server, "carol", token=server.token("bob")) as bob,
-    ):
-        for client in (first, second, bob):
-            await client.wait_for(lambda e: e["type"] == "welcome")
+    async with welcomed(
+        Client.open(server, "carol", token=alice),
+        Client.open(server, "carol", token=alice, msgpack_codec=True),
+        Client.open(server, "carol", token=server.token("bob")),
+    ) as (first, second, bob):
         ban = await carol.post("/v1/rooms/carol/bans", {"user": "alice"})
         assert ban.status_code == 201, ban.text
         for client in (first, second):
@@ -395,13 +374,11 @@ async def test_end_closes_viewers_and_the_summary_stays(
     server: LiveServer, carol: Api, funded: dict[str, Api]
 ) -> None:
     alice = funded["alice"]
-    async with (
-        Client.open(server, "carol") as v1,
-        Client.open(server, "carol", token=server.token("bob")) as v2,
-        Client.open(server, "carol", token=server.token("alice")) as gifter,
-    ):
-        for client in (v1, v2, gifter):
-            await client.wait_for(lambda e: e["type"] == "welcome")
+    async with welcomed(
+        Client.open(server, "carol"),
+        Client.open(server, "carol", token=server.token("bob")),
+        Client.open(server, "carol", token=server.token("alice")),
+    ) as (v1, v2, gifter):
         await v1.wait_for(lambda e: e["type"] == "viewers" and e["count"] == 3)
         await alice.post("/v1/rooms/carol/gifts", {"gift": "perfume", "count": 2}, key="p")
         ack = await gifter.command({"type": "send_gift", "id": "r", "gift": "rose"})
@@ -433,12 +410,10 @@ async def test_overlay_test_events_and_key_rotation(
     server: LiveServer, carol: Api, funded: dict[str, Api]
 ) -> None:
     key = (await carol.post("/v1/rooms", {"title": "carol live"})).json()["overlay_key"]
-    async with (
-        Client.open(server, "carol", query=f"overlay_key={key}") as overlay,
-        Client.open(server, "carol") as viewer,
-    ):
-        for client in (overlay, viewer):
-            await client.wait_for(lambda e: e["type"] == "welcome")
+    async with welcomed(
+        Client.open(server, "carol", query=f"overlay_key={key}"),
+        Client.open(server, "carol"),
+    ) as (overlay, viewer):
         before = (await carol.get("/v1/me/transactions")).json()["transactions"]
         response = await carol.post("/v1/rooms/carol/test-events", {"gift": "lion", "count": 2})
         assert response.status_code == 202, response.text
@@ -523,8 +498,8 @@ async def test_resume_after_a_drop_during_a_gift_burst(
 async def test_resume_outside_the_window_gets_a_snapshot(
     engine_services: Services | None, tmp_path: Path
 ) -> None:
-    srv = await start_server(engine_services, tmp_path / "data", LIVE_HISTORY_SIZE="5")
-    try:
+    env = {**FAST, "LIVE_HISTORY_SIZE": "5"}
+    async with on_engine(engine_services, tmp_path / "data", env) as srv:
         carol = Api(srv, srv.token("carol", creator=True))
         await carol.post("/v1/rooms", {"title": "t"})
         alice = Api(srv, srv.token("alice"))
@@ -537,5 +512,3 @@ async def test_resume_outside_the_window_gets_a_snapshot(
             assert welcome["leaderboard"][0]["coins"] == 1200
         await carol.aclose()
         await alice.aclose()
-    finally:
-        await srv.stop()

@@ -25,7 +25,7 @@ from typing import Any
 
 from live.errors import BANNED
 from live.metrics import Metrics
-from live.transport import Outgoing, Sink
+from live.realtime.sinks import Outgoing, Sink
 from protocol import CloseCode, Codec
 from protocol import events as ev
 from store.domain.models import Event, Profile

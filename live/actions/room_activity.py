@@ -1,7 +1,8 @@
-"""The room experience on one node: combos, likes, viewers, joins, chat, goals,
-moderation, overlays.
+"""The background side of the room experience on one node: combos, leaderboard
+and goal announcements, viewers, joins and likes (what a request starts is in
+``live.actions.rooms``).
 
-The shared state lives in the engine (``store.base.RoomActivity``: Redis on
+The shared state lives in the engine (``store.roles.RoomActivity``: Redis on
 the scaled engine, so it is right across nodes); this module holds what one
 process does about it:
 
@@ -28,18 +29,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from live.errors import LiveError
+from live.realtime.hub import Connection, Hub
+from live.settings import Settings
 from protocol import events as ev
-from store.domain.models import Event, Gift, GiftReceipt, Goal, Profile, Restriction, Room
-from store.ids import new_id, new_secret, now_ms
-
-if TYPE_CHECKING:
-    from live.hub import Connection
-    from live.services import Services
+from store.domain.models import Event, Gift, GiftReceipt, Goal, Profile, Room
+from store.ids import new_secret
+from store.roles import Engine
 
 log = logging.getLogger("live.activity")
 
@@ -48,14 +47,9 @@ JOIN_NAMES = 10
 """A join batch names at most this many users; bigger ones (or with guests) count."""
 RETRY_SECONDS = 1.0
 """After a failed engine call, background work tries again this much later."""
-
-TEST_SENDER = {
-    "id": "test",
-    "username": "test_viewer",
-    "display_name": "Test Viewer",
-    "avatar": "",
-}
-"""The sender of overlay test events: not a real user."""
+Marks = dict[str, bool]
+"""Rooms with news for a piece of background work (see ``RoomActivity._mark``)."""
+RoomWork = Callable[[str], Awaitable[None]]
 
 
 @dataclass(slots=True)
@@ -70,14 +64,13 @@ class _Joins:
     guests: int = 0
 
 
-class Activity:
+class RoomActivity:
     """One node's share of the room experience (see the module docstring)."""
 
-    def __init__(self, services: Services) -> None:
-        self.services = services
-        self.settings = services.settings
-        self.engine = services.engine
-        self.hub = services.hub
+    def __init__(self, *, settings: Settings, engine: Engine, hub: Hub) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.hub = hub
         self.node = new_secret(9)
         """This process, in the engine's per-node viewer counts."""
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -115,6 +108,29 @@ class Activity:
 
     def _later(self, seconds: float, fn: Callable[[], None]) -> asyncio.TimerHandle:
         return asyncio.get_running_loop().call_later(seconds, fn)
+
+    def _mark(self, marks: Marks, room_id: str, work: RoomWork, failure: str) -> None:
+        """The room has news for ``work``: start it unless it runs already. It runs
+        again as long as the room is marked again (each run clears the mark before
+        it reads); a failed run is logged (``failure``) and retried a little later."""
+        running = room_id in marks
+        marks[room_id] = True
+        if not running:
+            self._spawn(self._while_marked(marks, room_id, work, failure))
+
+    async def _while_marked(self, marks: Marks, room_id: str, work: RoomWork, failure: str) -> None:
+        try:
+            while marks.get(room_id):
+                try:
+                    await work(room_id)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.warning(failure, room_id, exc_info=True)
+                    marks[room_id] = True
+                    await asyncio.sleep(RETRY_SECONDS)
+        finally:
+            marks.pop(room_id, None)
 
     async def close(self) -> None:
         """Stop the timers; forget this node's viewer counts (other nodes need not
@@ -221,30 +237,16 @@ class Activity:
     # -- leaderboard and goal ---------------------------------------------------------
     def touch(self, room_id: str) -> None:
         """The room's gift totals changed: announce them (throttled)."""
-        running = room_id in self._boards
-        self._boards[room_id] = True
-        if not running:
-            self._spawn(self._announce(room_id))
+        self._mark(self._boards, room_id, self._announce, "announcing room %s failed")
 
     async def _announce(self, room_id: str) -> None:
         interval = self.settings.leaderboard_interval_ms
-        try:
-            while self._boards.get(room_id):
-                try:
-                    wait = await self.engine.activity.throttle(room_id, "board", interval)
-                    if wait > 0:
-                        await asyncio.sleep(wait / 1000)
-                        continue
-                    self._boards[room_id] = False  # gifts from now on announce again
-                    await self._publish_board(room_id)
-                except asyncio.CancelledError:
-                    raise
-                except Exception:
-                    log.warning("announcing room %s failed", room_id, exc_info=True)
-                    self._boards[room_id] = True
-                    await asyncio.sleep(RETRY_SECONDS)
-        finally:
-            self._boards.pop(room_id, None)
+        wait = await self.engine.activity.throttle(room_id, "board", interval)
+        if wait > 0:
+            await asyncio.sleep(wait / 1000)  # still marked: the next run announces
+            return
+        self._boards[room_id] = False  # gifts from now on announce again
+        await self._publish_board(room_id)
 
     async def _publish_board(self, room_id: str) -> None:
         top = await self.engine.rooms.leaderboard(room_id, limit=TOP_GIFTERS)
@@ -260,12 +262,6 @@ class Activity:
                     room_id,
                     [ev.goal_reached(target=won.target, progress=won.progress, title=won.title)],
                 )
-
-    async def set_goal(self, *, room_id: str, by: Profile, target: int, title: str) -> Goal:
-        await self.moderated_room(room_id, by)
-        goal = await self.engine.activity.set_goal(room_id, target=target, title=title)
-        await self.engine.broker.publish(room_id, [goal_event(goal)])
-        return goal
 
     # -- viewers and joins --------------------------------------------------------------
     @property
@@ -328,46 +324,32 @@ class Activity:
             log.warning("publishing to room %s failed", room_id, exc_info=True)
 
     def _report(self, room_id: str) -> None:
-        running = room_id in self._reports
-        self._reports[room_id] = True
-        if not running:
-            self._spawn(self._report_viewers(room_id))
+        failure = "reporting viewers of room %s failed"
+        self._mark(self._reports, room_id, self._report_viewers, failure)
         if self._heartbeat is None and not self._closed:
             self._heartbeat = asyncio.get_running_loop().create_task(self._heartbeats())
 
     async def _report_viewers(self, room_id: str) -> None:
-        try:
-            while self._reports.get(room_id):
-                self._reports[room_id] = False
-                count = self.hub.viewers(room_id)
-                try:
-                    total, wait = await self.engine.activity.report_viewers(
-                        room_id,
-                        node=self.node,
-                        count=count,
-                        ttl_ms=self._ttl_ms,
-                        interval_ms=self._viewers_ms,
-                    )
-                except asyncio.CancelledError:
-                    raise
-                except Exception:
-                    log.warning("reporting viewers of room %s failed", room_id, exc_info=True)
-                    self._reports[room_id] = True
-                    await asyncio.sleep(RETRY_SECONDS)
-                    continue
-                if count or self.hub.viewers(room_id):
-                    self._others[room_id] = max(0, total - count)
-                    self._reported[room_id] = count
-                else:
-                    self._others.pop(room_id, None)
-                    self._reported.pop(room_id, None)
-                if wait > 0:  # the new total could not be published yet
-                    self._reports[room_id] = True
-                    await asyncio.sleep(wait / 1000)
-                elif self._reports.get(room_id):
-                    await asyncio.sleep(0.05)  # a crowd joining: report its sum, not each
-        finally:
-            self._reports.pop(room_id, None)
+        self._reports[room_id] = False
+        count = self.hub.viewers(room_id)
+        total, wait = await self.engine.activity.report_viewers(
+            room_id,
+            node=self.node,
+            count=count,
+            ttl_ms=self._ttl_ms,
+            interval_ms=self._viewers_ms,
+        )
+        if count or self.hub.viewers(room_id):
+            self._others[room_id] = max(0, total - count)
+            self._reported[room_id] = count
+        else:
+            self._others.pop(room_id, None)
+            self._reported.pop(room_id, None)
+        if wait > 0:  # the new total could not be published yet
+            self._reports[room_id] = True
+            await asyncio.sleep(wait / 1000)
+        elif self._reports.get(room_id):
+            await asyncio.sleep(0.05)  # a crowd joining: report its sum, not each
 
     async def _heartbeats(self) -> None:
         """Report every room with local viewers well within the report TTL."""
@@ -424,113 +406,6 @@ class Activity:
             self._likes_flushing.discard(room_id)
             if room_id in self._likes:
                 self._later(self.hub.tick_seconds, lambda: self._flush_likes(room_id))
-
-    # -- chat and moderation ------------------------------------------------------------
-    async def chat(self, *, sender: Profile, room: Room, message_id: str, text: str) -> None:
-        text = text.strip()
-        limit = self.settings.max_chat_chars
-        if not text or len(text) > limit:
-            raise LiveError("bad_request", f"text must be 1 to {limit} characters")
-        await self.engine.activity.check_chat(
-            room.id,
-            sender.id,
-            limit=self.settings.chat_rate_messages,
-            window_ms=int(self.settings.chat_rate_seconds * 1000),
-        )
-        await self.engine.broker.publish(
-            room.id, [ev.chat(id=message_id, sender=sender.public(), text=text)]
-        )
-
-    async def moderated_room(self, room_id: str, by: Profile) -> Room:
-        """The room, if ``by`` may moderate it (its creator or an admin)."""
-        room = await self.engine.rooms.get(room_id)
-        if room is None:
-            raise LiveError("not_found", "room not found")
-        if by.id != room.creator_id and not by.is_admin:
-            raise LiveError("forbidden", "only the room's creator or an admin can do that")
-        return room
-
-    async def restrict(
-        self, *, room_id: str, by: Profile, user_id: str, kind: str, seconds: int | None
-    ) -> Restriction:
-        room = await self.moderated_room(room_id, by)
-        if user_id == room.creator_id:
-            raise LiveError("bad_request", "the creator cannot be banned or muted")
-        now = now_ms()
-        restriction = Restriction(
-            user_id=user_id,
-            kind=kind,
-            until=None if seconds is None else now + seconds * 1000,
-            by=by.id,
-            created_at=now,
-        )
-        await self.engine.activity.restrict(room_id, restriction)
-        if kind == "ban":
-            # every node closes the user's connections to the room
-            await self.engine.broker.signal(room_id, {"kind": "kick", "user": user_id})
-        return restriction
-
-    async def lift(self, *, room_id: str, by: Profile, user_id: str, kind: str) -> bool:
-        await self.moderated_room(room_id, by)
-        return await self.engine.activity.lift(room_id, user_id, kind)
-
-    async def delete_chat(
-        self, *, room_id: str, by: Profile, message_id: str, user_id: str
-    ) -> None:
-        await self.moderated_room(room_id, by)
-        await self.engine.broker.publish(room_id, [ev.chat_deleted(id=message_id, user=user_id)])
-
-    # -- overlays -----------------------------------------------------------------------
-    async def rotate_overlay_key(self, *, room_id: str, by: Profile) -> str:
-        await self.moderated_room(room_id, by)
-        key = await self.engine.activity.rotate_overlay_key(room_id)
-        await self.engine.broker.signal(room_id, {"kind": "overlay_key"})
-        return key
-
-    async def test_event(
-        self, *, room_id: str, by: Profile, gift: Gift, count: int
-    ) -> dict[str, Any]:
-        """A fake gift for overlays only (``test: true``): no money moves, viewers
-        see nothing, nothing is kept for resume."""
-        room = await self.moderated_room(room_id, by)
-        stats = await self.engine.activity.stream_stats(room_id, room.stream_id)
-        tx = new_id("test")
-        coins = gift.coins * count
-        diamonds = -(-coins * self.settings.creator_share_percent // 100)
-        event = {
-            **ev.gift(
-                tx=tx,
-                gift=gift.public(),
-                sender=TEST_SENDER,
-                count=count,
-                combo={"id": tx, "count": count, "end": True},
-                diamonds=diamonds,
-            ),
-            "test": True,
-            "overlay": {
-                "combo": {"coins": coins, "diamonds": diamonds},
-                "stream": {"gifts": stats.gifts, "coins": stats.coins, "diamonds": stats.diamonds},
-            },
-            "ts": now_ms(),
-        }
-        await self.engine.broker.signal(room_id, {"kind": "overlay", "events": [event]})
-        return event
-
-    # -- the room's state ---------------------------------------------------------------
-    async def summary(self, room: Room) -> dict[str, Any]:
-        """The current (or last) stream's summary."""
-        stats = await self.engine.activity.stream_stats(room.id, room.stream_id)
-        top = await self.engine.rooms.leaderboard(room.id, limit=TOP_GIFTERS)
-        end = room.ended_at if room.ended_at is not None else now_ms()
-        duration = end - room.started_at if room.started_at is not None else 0
-        return {
-            "stream_id": room.stream_id,
-            "started_at": room.started_at,
-            "ended_at": room.ended_at,
-            "duration_ms": max(0, duration),
-            **stats.public(),
-            "top_gifters": [entry.public() for entry in top],
-        }
 
 
 def goal_event(goal: Goal) -> Event:

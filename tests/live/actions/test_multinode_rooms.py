@@ -4,37 +4,15 @@ viewer counts, combos, bans and goals are the cluster's, not a node's."""
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
 
-import pytest
-
+from tests.live.actions.test_room_experience import FAST, room_seqs
+from tests.live.launch import welcomed
 from tests.live.server import Api, Client, LiveServer
-from tests.live.test_room_experience import FAST, room_seqs
-from tests.services import Services
 
 TTL = 1.5
 """Seconds a node's viewer count lives without a heartbeat (short, for the test)."""
-
-
-@pytest.fixture
-async def nodes(services: Services, tmp_path: Path) -> AsyncIterator[tuple[LiveServer, ...]]:
-    urls = await services.reset()
-    env = {
-        **FAST,
-        "LIVE_VIEWERS_TTL_SECONDS": str(TTL),
-        "LIVE_REDIS_URL": urls.redis,
-        "LIVE_DATABASE_URL": urls.database,
-    }
-    a = LiveServer(data_dir=tmp_path / "a", env=env, ledger=True)
-    b = LiveServer(data_dir=tmp_path / "b", env=env)
-    await a.start()
-    await b.start()
-    try:
-        yield a, b
-    finally:
-        await b.stop()
-        await a.stop()
+NODE_ENV = {**FAST, "LIVE_VIEWERS_TTL_SECONDS": str(TTL)}
+"""The settings of both nodes (the ``nodes`` fixture)."""
 
 
 async def live(server: LiveServer) -> Api:
@@ -81,13 +59,11 @@ async def test_a_combo_ends_once_on_every_node_even_if_its_node_dies(
     carol = await live(a)
     alice = Api(b, b.token("alice"))
     await alice.buy("us_1400", key="p")
-    async with (
-        Client.open(a, "carol") as on_a,
-        Client.open(b, "carol", msgpack_codec=True) as on_b,
-        Client.open(b, "carol", token=b.token("alice")) as gifter,
-    ):
-        for client in (on_a, on_b, gifter):
-            await client.wait_for(lambda e: e["type"] == "welcome")
+    async with welcomed(
+        Client.open(a, "carol"),
+        Client.open(b, "carol", msgpack_codec=True),
+        Client.open(b, "carol", token=b.token("alice")),
+    ) as (on_a, on_b, gifter):
         txs = []
         for i in range(4):
             ack = await gifter.command({"type": "send_gift", "id": f"r{i}", "gift": "rose"})

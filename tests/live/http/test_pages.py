@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-import live.pages
+import live.http.pages
 from protocol import CloseCode, ErrorCode
 from store.domain.catalog import DEFAULT_GIFTS
 from tests.live.server import LiveServer
@@ -76,7 +76,7 @@ async def test_static_files_stay_in_their_folder(http: httpx.AsyncClient) -> Non
 def test_pages_know_every_error_and_close_code() -> None:
     """The pages' client follows the protocol's tables: a message for every error
     code, and a reconnect exactly for the close codes that call for one."""
-    static = Path(live.pages.STATIC_DIR)
+    static = Path(live.http.pages.STATIC_DIR)
     common = (static / "js" / "common.js").read_text()
     messages = re.search(r"ERROR_MESSAGES = \{(.*?)\n\};", common, re.S)
     assert messages is not None

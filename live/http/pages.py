@@ -22,7 +22,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
-STATIC_DIR = Path(__file__).parent / "static"
+STATIC_DIR = Path(__file__).parent.parent / "static"
 _ROOM_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 # The pages load only their own files; avatars may come from any https host.

@@ -7,9 +7,9 @@ from typing import Any
 
 import orjson
 
-from live.hub import ROUND_SLICE, Connection, Hub
 from live.metrics import Metrics
-from live.transport import Outgoing
+from live.realtime.hub import ROUND_SLICE, Connection, Hub
+from live.realtime.sinks import Outgoing
 from protocol import JSON_CODEC
 from store.embedded.broker import MemoryBroker
 

@@ -2,28 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import pytest
-
+from tests.live.launch import running, scaled_env, welcomed
 from tests.live.server import Api, Client, LiveServer
 from tests.services import Services
-
-
-@pytest.fixture
-async def nodes(services: Services, tmp_path: Path) -> AsyncIterator[tuple[LiveServer, ...]]:
-    urls = await services.reset()
-    env = {"LIVE_REDIS_URL": urls.redis, "LIVE_DATABASE_URL": urls.database}
-    a = LiveServer(data_dir=tmp_path / "a", env=env, ledger=True)
-    b = LiveServer(data_dir=tmp_path / "b", env=env)
-    await a.start()
-    await b.start()
-    try:
-        yield a, b
-    finally:
-        await b.stop()
-        await a.stop()
 
 
 async def test_gift_through_node_b_reaches_viewer_on_node_a(
@@ -34,13 +17,11 @@ async def test_gift_through_node_b_reaches_viewer_on_node_a(
     assert (await carol_b.post("/v1/rooms", {"title": "two nodes"})).status_code == 201
     alice_a, alice_b = Api(a, a.token("alice")), Api(b, b.token("alice"))
     await alice_a.buy("us_1400", key="p1")
-    async with (
-        Client.open(a, "carol") as on_a,
-        Client.open(b, "carol", msgpack_codec=True) as on_b,
-        Client.open(b, "carol", token=b.token("alice")) as gifter_b,
-    ):
-        for client in (on_a, on_b, gifter_b):
-            await client.wait_for(lambda e: e["type"] == "welcome")
+    async with welcomed(
+        Client.open(a, "carol"),
+        Client.open(b, "carol", msgpack_codec=True),
+        Client.open(b, "carol", token=b.token("alice")),
+    ) as (on_a, on_b, gifter_b):
         txs = []
         for i in range(5):
             reply = await gifter_b.command(
@@ -106,15 +87,9 @@ def _children(pid: int) -> list[int]:
 
 
 async def test_workers_share_the_port(services: Services, tmp_path: Path) -> None:
-    urls = await services.reset()
-    env = {
-        "LIVE_REDIS_URL": urls.redis,
-        "LIVE_DATABASE_URL": urls.database,
-        "LIVE_WORKERS": "2",
-    }
+    env = {**await scaled_env(services), "LIVE_WORKERS": "2"}
     srv = LiveServer(data_dir=tmp_path / "w", env=env, ledger=True)
-    await srv.start()
-    try:
+    async with running(srv):
         assert srv.proc is not None
         workers = [p for p in _children(srv.proc.pid) if p != srv.proc.pid]
         assert len(workers) >= 2, workers
@@ -123,13 +98,11 @@ async def test_workers_share_the_port(services: Services, tmp_path: Path) -> Non
         alice = Api(srv, srv.token("alice"))
         await alice.buy("us_350", key="p1")
         # Viewers land on either worker; all of them see every gift in order.
-        async with (
-            Client.open(srv, "carol") as v1,
-            Client.open(srv, "carol") as v2,
-            Client.open(srv, "carol") as v3,
-        ):
-            for v in (v1, v2, v3):
-                await v.wait_for(lambda e: e["type"] == "welcome")
+        async with welcomed(
+            Client.open(srv, "carol"),
+            Client.open(srv, "carol"),
+            Client.open(srv, "carol"),
+        ) as (v1, v2, v3):
             txs = []
             for i in range(4):
                 r = await alice.post("/v1/rooms/carol/gifts", {"gift": "rose"}, key=f"k{i}")
@@ -139,5 +112,3 @@ async def test_workers_share_the_port(services: Services, tmp_path: Path) -> Non
                 assert [g["tx"] for g in v.of_type("gift")] == txs
         await carol.aclose()
         await alice.aclose()
-    finally:
-        await srv.stop()

@@ -22,6 +22,7 @@ from live.payments import (
 )
 from store.domain.catalog import Catalog
 from store.domain.models import Profile
+from tests.live.launch import on_engine
 from tests.live.server import Api, Client, LiveServer
 from tests.services import Services
 
@@ -43,16 +44,8 @@ MONEY_ENV = {
 
 @pytest.fixture
 async def server(engine_services: Services | None, tmp_path: Path) -> AsyncIterator[LiveServer]:
-    env = dict(MONEY_ENV)
-    if engine_services is not None:
-        urls = await engine_services.reset()
-        env.update({"LIVE_REDIS_URL": urls.redis, "LIVE_DATABASE_URL": urls.database})
-    srv = LiveServer(data_dir=tmp_path / "data", env=env, ledger=engine_services is not None)
-    await srv.start()
-    try:
+    async with on_engine(engine_services, tmp_path / "data", MONEY_ENV) as srv:
         yield srv
-    finally:
-        await srv.stop()
 
 
 @pytest.fixture
@@ -144,6 +137,18 @@ def package(package_id: str) -> Any:
     return found
 
 
+def alice_paid(payment_id: str, event_id: str, package_id: str) -> bytes:
+    """The provider's delivery of alice's payment for a package."""
+    alice = Profile(id="alice", username="alice", adult=True)
+    return sandbox_event(
+        PAYMENT_SUCCEEDED,
+        payment_id=payment_id,
+        event_id=event_id,
+        package=package(package_id),
+        user=alice,
+    )
+
+
 async def deliver(
     api: Api,
     body: bytes,
@@ -164,14 +169,7 @@ async def test_webhook_credits_once_whatever_the_order_and_retries(
     server: LiveServer, apis: dict[str, Api]
 ) -> None:
     guest, alice = apis["guest"], apis["alice"]
-    buyer = Profile(id="alice", username="alice", adult=True)
-    paid = sandbox_event(
-        PAYMENT_SUCCEEDED,
-        payment_id="pay-1",
-        event_id="evt-1",
-        package=package("us_350"),
-        user=buyer,
-    )
+    paid = alice_paid("pay-1", "evt-1", "us_350")
     refunded = sandbox_event(PAYMENT_REFUNDED, payment_id="pay-1", event_id="evt-2")
 
     # the refund arrives first: not credited yet, so the provider will deliver it again
@@ -206,14 +204,7 @@ async def test_webhook_forgeries_and_replays_are_refused(
     server: LiveServer, apis: dict[str, Api]
 ) -> None:
     guest, alice = apis["guest"], apis["alice"]
-    buyer = Profile(id="alice", username="alice", adult=True)
-    body = sandbox_event(
-        PAYMENT_SUCCEEDED,
-        payment_id="pay-9",
-        event_id="evt-9",
-        package=package("us_70"),
-        user=buyer,
-    )
+    body = alice_paid("pay-9", "evt-9", "us_70")
     now = int(time.time())
     refused = {
         "unsigned": await deliver(guest, body, header=""),
@@ -231,13 +222,9 @@ async def test_webhook_forgeries_and_replays_are_refused(
         assert (response.status_code, error(response)) == (401, "unauthorized"), what
     unknown = await deliver(guest, body, provider="acme")
     assert unknown.status_code == 404
-    bad_price = sandbox_event(
-        PAYMENT_SUCCEEDED,
-        payment_id="pay-8",
-        event_id="evt-8",
-        package=package("us_70"),
-        user=buyer,
-    ).replace(b'"amount_minor":109', b'"amount_minor":1')
+    bad_price = alice_paid("pay-8", "evt-8", "us_70").replace(
+        b'"amount_minor":109', b'"amount_minor":1'
+    )
     assert error(await deliver(guest, bad_price)) == "bad_request"
     assert await alice.balance() == 0
 

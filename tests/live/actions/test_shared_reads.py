@@ -1,4 +1,4 @@
-"""Reads that overlapping callers share (``live.reads``)."""
+"""Reads that overlapping callers share (``live.actions.shared_reads``)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from live.reads import SharedReads
+from live.actions.shared_reads import SharedReads
 
 
 class Source:

@@ -1,11 +1,13 @@
 """The WebSocket endpoint ``/v1/rooms/{room_id}/live``.
 
 The handshake, auth and the welcome run here, through ASGI; the room's events
-reach the socket through the hub's sinks (see ``live.transport``). On ``live
+reach the socket through the hub's sinks (see ``live.realtime.sinks``). On ``live
 serve``'s own WebSocket protocol the connection is then handed over: the ASGI
 call returns, and the client's commands arrive as callbacks (``Commands``), so
 an idle viewer keeps no task and no coroutine stack. On any other ASGI server
 the endpoint reads the commands itself until the client leaves.
+
+What the commands do (a gift, a chat line, a like) is ``live.actions``.
 """
 
 from __future__ import annotations
@@ -16,15 +18,17 @@ import logging
 import secrets
 from collections import deque
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from starlette.websockets import WebSocket
 
+from live.actions.node import Actions
 from live.auth import AuthError, bearer_token, verify_token
+from live.checks import ROOM_ID
 from live.errors import BANNED, LiveError, error_code
-from live.hub import Connection
 from live.limits import ConnectionGuard, Refusal, set_send_buffer
-from live.services import ROOM_ID, Services
-from live.transport import RAW_EXTENSION, AsgiSink, RawSink, RawWebSocket, Sink
+from live.realtime.hub import Connection
+from live.realtime.sinks import RAW_EXTENSION, AsgiSink, Sink
 from protocol import (
     Chat,
     CloseCode,
@@ -40,12 +44,16 @@ from protocol import Close as CloseDecision
 from protocol import events as ev
 from store.domain.models import Profile
 
+if TYPE_CHECKING:  # only ``live serve`` installs it; other servers run without it
+    from live.realtime.uvicorn_glue import RawWebSocket
+
 log = logging.getLogger("live.ws")
 
 
 async def live_endpoint(websocket: WebSocket) -> None:
-    services: Services = websocket.app.state.services
-    settings = services.settings
+    actions: Actions = websocket.app.state.actions
+    settings = actions.settings
+    metrics = actions.metrics
     codec, subprotocol = negotiate(websocket.scope.get("subprotocols", []))
     room_id = websocket.path_params["room_id"]
     query = websocket.query_params
@@ -54,7 +62,7 @@ async def live_endpoint(websocket: WebSocket) -> None:
         websocket.headers.getlist("origin"), host=websocket.headers.get("host")
     ):
         # Before the upgrade: the browser gets 403 and the page learns nothing.
-        services.metrics.refused["origin"] += 1
+        metrics.refused["origin"] += 1
         log.info("refused a WebSocket handshake from origin %.100r", websocket.headers["origin"])
         await websocket.close(CloseCode.POLICY)
         return
@@ -66,7 +74,7 @@ async def live_endpoint(websocket: WebSocket) -> None:
             await websocket.send_bytes(payload)
         else:
             await websocket.send_text(payload.decode())
-        services.metrics.closes[close_code] += 1
+        metrics.closes[close_code] += 1
         await websocket.close(close_code, message[:120])
 
     if not ROOM_ID.match(room_id):
@@ -82,8 +90,7 @@ async def live_endpoint(websocket: WebSocket) -> None:
         except AuthError as exc:
             await refuse("unauthorized", str(exc), CloseCode.POLICY)
             return
-    shared = services.shared_reads  # a crowd joining together reads the room once
-    room = await shared.get(("room", room_id), lambda: services.engine.rooms.get(room_id))
+    room = await actions.rooms.for_handshake(room_id)  # read once for a crowd
     if room is None:
         await refuse("not_found", "room not found", CloseCode.ROOM_NOT_FOUND)
         return
@@ -94,8 +101,8 @@ async def live_endpoint(websocket: WebSocket) -> None:
             await refuse("unauthorized", "bad overlay key", CloseCode.POLICY)
             return
         overlay = True
-    activity = services.activity
-    if profile is not None and not overlay and await _banned(services, room_id, profile.id):
+    activity = actions.activity
+    if profile is not None and not overlay and await actions.rooms.is_banned(room_id, profile.id):
         await refuse("forbidden", BANNED, CloseCode.POLICY)
         return
     since: int | None = None
@@ -112,7 +119,7 @@ async def live_endpoint(websocket: WebSocket) -> None:
         viewer=not overlay,
     )
     if isinstance(ticket, Refusal):
-        services.metrics.refused[ticket.reason] += 1
+        metrics.refused[ticket.reason] += 1
         await refuse(ticket.code, ticket.message, ticket.close_code)
         return
 
@@ -125,7 +132,7 @@ async def live_endpoint(websocket: WebSocket) -> None:
     if raw is not None:
         set_send_buffer(raw.transport, settings.socket_send_buffer_bytes)
     sink: Sink = (
-        RawSink(raw)
+        raw.sink()
         if raw is not None
         else AsgiSink(websocket.send, limit_bytes=settings.send_buffer_bytes)
     )
@@ -137,16 +144,10 @@ async def live_endpoint(websocket: WebSocket) -> None:
         profile=profile,
         overlay=overlay,
     )
-    hub = services.hub
+    hub = actions.hub
     handed_over = False
     try:
-        leaderboard = await shared.get(
-            ("leaderboard", room_id), lambda: services.engine.rooms.leaderboard(room_id, limit=10)
-        )
-        goal = await shared.get(("goal", room_id), lambda: services.engine.activity.goal(room_id))
-        stats = None
-        if overlay:
-            stats = await services.engine.activity.stream_stats(room_id, room.stream_id)
+        leaderboard, goal, stats = await actions.rooms.welcome_reads(room, overlay=overlay)
         await activity.prepare_welcome(room_id)
         plan = await hub.join(conn, since=since)
         # No await from here to attach: the welcome's seq is the stream's start.
@@ -164,7 +165,11 @@ async def live_endpoint(websocket: WebSocket) -> None:
             welcome["overlay"] = {"stream": stats.public()}
         hub.attach(conn, plan, welcome)
         activity.joined(conn, resumed=plan.resumed)
-        if profile is not None and not overlay and await _banned(services, room_id, profile.id):
+        if (
+            profile is not None
+            and not overlay
+            and await actions.rooms.is_banned(room_id, profile.id)
+        ):
             # banned while this connection was being set up: the kick may have missed it
             conn.send([ev.error(id=None, code="forbidden", message=BANNED)])
             hub.close_connection(conn, CloseCode.POLICY, "banned")
@@ -173,29 +178,25 @@ async def live_endpoint(websocket: WebSocket) -> None:
             def leave() -> None:
                 guard.release(ticket)
                 hub.leave(conn)
-                services.activity.left(conn)
+                activity.left(conn)
 
-            commands = Commands(services, conn, raw, leave)
+            commands = Commands(actions, conn, raw, leave)
             raw.hand_over(commands.receive, commands.disconnected)
             handed_over = True
             return
-        await _read_commands(websocket, services, conn)
+        await _read_commands(websocket, actions, conn)
     finally:
         if not handed_over:
             guard.release(ticket)
             hub.leave(conn)
-            services.activity.left(conn)
+            activity.left(conn)
             if isinstance(sink, AsgiSink):
                 await sink.finish(timeout=1.0)
 
 
-async def _banned(services: Services, room_id: str, user_id: str) -> bool:
-    return await services.engine.activity.is_banned(room_id, user_id)
-
-
-async def _read_commands(websocket: WebSocket, services: Services, conn: Connection) -> None:
+async def _read_commands(websocket: WebSocket, actions: Actions, conn: Connection) -> None:
     loop = asyncio.get_running_loop()
-    reader = CommandReader(codec=conn.codec, limits=services.settings.limits(), now=loop.time())
+    reader = CommandReader(codec=conn.codec, limits=actions.settings.limits(), now=loop.time())
     while not conn.closed:
         message = await websocket.receive()
         if message["type"] == "websocket.disconnect":
@@ -204,17 +205,17 @@ async def _read_commands(websocket: WebSocket, services: Services, conn: Connect
         data = message.get("bytes")
         if data is None:
             data = message.get("text", "")
-        services.metrics.events_in += 1
+        actions.metrics.events_in += 1
         result = reader.receive(data, now=loop.time())
-        waiting = _answer_at_once(services, conn, result)
+        waiting = _answer_at_once(actions, conn, result)
         if isinstance(result, CloseDecision):
             return
         if waiting is not None:
-            conn.send([await _execute(services, conn, waiting)])
+            conn.send([await _execute(actions, conn, waiting)])
 
 
 def _answer_at_once(
-    services: Services, conn: Connection, result: Command | Reject | CloseDecision
+    actions: Actions, conn: Connection, result: Command | Reject | CloseDecision
 ) -> SendGift | Chat | None:
     """Do what a command reader does without waiting on the engine: answer a bad
     frame, close, queue a like (likes are published once per tick, so the next
@@ -224,9 +225,9 @@ def _answer_at_once(
     elif isinstance(result, CloseDecision):
         if result.error is not None:
             conn.send([result.error])
-        services.hub.close_connection(conn, result.code, result.reason)
+        actions.hub.close_connection(conn, result.code, result.reason)
     elif isinstance(result, Like):
-        _reply_later(services, conn, result)
+        _reply_later(actions, conn, result)
     elif isinstance(result, Ping):
         conn.send([ev.ack(id=result.id)])
     else:
@@ -242,18 +243,18 @@ class Commands:
     in a task of its own, and the connection reads no more until it is answered:
     one command at a time, in order, as the ASGI read loop does it."""
 
-    __slots__ = ("_backlog", "_busy", "_conn", "_leave", "_raw", "_reader", "_services")
+    __slots__ = ("_actions", "_backlog", "_busy", "_conn", "_leave", "_raw", "_reader")
 
     def __init__(
-        self, services: Services, conn: Connection, raw: RawWebSocket, leave: Callable[[], None]
+        self, actions: Actions, conn: Connection, raw: RawWebSocket, leave: Callable[[], None]
     ) -> None:
-        self._services = services
+        self._actions = actions
         self._conn = conn
         self._raw = raw
         self._leave = leave
         loop = asyncio.get_running_loop()
         self._reader = CommandReader(
-            codec=conn.codec, limits=services.settings.limits(), now=loop.time()
+            codec=conn.codec, limits=actions.settings.limits(), now=loop.time()
         )
         self._busy = False
         self._backlog: deque[str | bytes] = deque()
@@ -273,22 +274,22 @@ class Commands:
         self._leave()
 
     def _handle(self, data: str | bytes) -> None:
-        services, conn = self._services, self._conn
+        actions, conn = self._actions, self._conn
         try:
-            services.metrics.events_in += 1
+            actions.metrics.events_in += 1
             loop = asyncio.get_running_loop()
             result = self._reader.receive(data, now=loop.time())
-            waiting = _answer_at_once(services, conn, result)
+            waiting = _answer_at_once(actions, conn, result)
             if waiting is not None:
                 self._busy = True
                 self._raw.track(loop.create_task(self._run(waiting)))
         except Exception:
             log.exception("reading a command failed")
-            services.hub.close_connection(conn, CloseCode.INTERNAL_ERROR, "internal error")
+            actions.hub.close_connection(conn, CloseCode.INTERNAL_ERROR, "internal error")
 
     async def _run(self, command: SendGift | Chat) -> None:
         try:
-            self._conn.send([await _execute(self._services, self._conn, command)])
+            self._conn.send([await _execute(self._actions, self._conn, command)])
         finally:
             self._busy = False
             while self._backlog and not self._busy and not self._conn.closed:
@@ -300,9 +301,9 @@ class Commands:
 _REPLYING: set[asyncio.Task[None]] = set()
 
 
-def _reply_later(services: Services, conn: Connection, command: Like) -> None:
+def _reply_later(actions: Actions, conn: Connection, command: Like) -> None:
     async def reply() -> None:
-        conn.send([await _execute(services, conn, command)])
+        conn.send([await _execute(actions, conn, command)])
 
     task = asyncio.get_running_loop().create_task(reply())
     _REPLYING.add(task)
@@ -310,7 +311,7 @@ def _reply_later(services: Services, conn: Connection, command: Like) -> None:
 
 
 async def _execute(
-    services: Services, conn: Connection, command: SendGift | Like | Chat | Ping
+    actions: Actions, conn: Connection, command: SendGift | Like | Chat | Ping
 ) -> dict[str, object]:
     if isinstance(command, Ping):
         return ev.ack(id=command.id)
@@ -319,7 +320,7 @@ async def _execute(
         return ev.error(id=command.id, code="unauthorized", message="sign in to do that")
     try:
         if isinstance(command, SendGift):
-            receipt = await services.send_gift(
+            receipt = await actions.gifts.send(
                 sender=sender,
                 room_id=conn.room_id,
                 gift_id=command.gift,
@@ -333,11 +334,11 @@ async def _execute(
                 replayed=receipt.replayed,
             )
         if isinstance(command, Chat):
-            await services.chat(
+            await actions.rooms.chat(
                 sender=sender, room_id=conn.room_id, message_id=command.id, text=command.text
             )
             return ev.ack(id=command.id)
-        total = await services.like(sender=sender, room_id=conn.room_id, count=command.count)
+        total = await actions.rooms.like(sender=sender, room_id=conn.room_id, count=command.count)
         return ev.ack(id=command.id, total=total)
     except (LiveError, Exception) as exc:
         code, message = error_code(exc)

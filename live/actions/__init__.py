@@ -1,0 +1,3 @@
+"""What the product does: gifts, rooms and their activity, money and payouts.
+
+The HTTP handlers and the WebSocket endpoint call only these (``node.Actions``)."""

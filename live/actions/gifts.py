@@ -1,0 +1,58 @@
+"""The gift actions: the catalog, and sending a gift (over HTTP or WebSocket alike).
+
+A gift is validated, committed by the engine's wallet once per idempotency key,
+and announced to its room once: a gift sent over HTTP and one sent over
+WebSocket are indistinguishable to the room and to the ledger.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from live.actions.room_activity import RoomActivity
+from live.errors import LiveError
+from live.metrics import Metrics
+from live.settings import Settings
+from store.domain.models import Gift, GiftReceipt, GiftRequest, Profile
+from store.roles import Engine
+
+
+@dataclass(kw_only=True)
+class Gifts:
+    settings: Settings
+    engine: Engine
+    metrics: Metrics
+    activity: RoomActivity
+    """Announces committed gifts to their rooms."""
+
+    def catalog(self) -> list[Gift]:
+        return self.engine.catalog.gifts()
+
+    def catalog_gift(self, gift_id: str, count: int) -> Gift:
+        """The catalog's gift, with ``count`` in range; ``not_found``/``bad_request``."""
+        gift = self.engine.catalog.gift(gift_id)
+        if gift is None:
+            raise LiveError("not_found", f"unknown gift {gift_id!r}")
+        if not 1 <= count <= self.settings.max_gift_count:
+            raise LiveError(
+                "bad_request",
+                f"count must be an integer from 1 to {self.settings.max_gift_count}",
+            )
+        return gift
+
+    async def send(
+        self, *, sender: Profile, room_id: str, gift_id: str, count: int, key: str
+    ) -> GiftReceipt:
+        try:
+            gift = self.catalog_gift(gift_id, count)
+            receipt = await self.engine.wallet.send_gift(
+                GiftRequest(sender=sender, room_id=room_id, gift=gift, count=count, key=key)
+            )
+        except Exception as exc:
+            self.metrics.gift_errors[getattr(exc, "code", "internal")] += 1
+            raise
+        if not receipt.replayed:
+            self.metrics.gifts_committed += 1
+            # the gift event, within its sender's combo; then the room's totals
+            await self.activity.gift(gift=gift, sender=sender, receipt=receipt)
+        return receipt

@@ -1,0 +1,67 @@
+"""Every action of the product on this node, in one place for the transports.
+
+The HTTP handlers and the WebSocket endpoint reach the engine only through
+these: a gift sent over HTTP and one sent over WebSocket take the same path.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from live.actions.gifts import Gifts
+from live.actions.money import Money
+from live.actions.payouts import Payouts
+from live.actions.room_activity import RoomActivity
+from live.actions.rooms import Rooms
+from live.metrics import Metrics
+from live.payments import PaymentProvider, PayoutProvider
+from live.realtime.hub import Hub
+from live.settings import Settings
+from store.roles import Engine
+
+log = logging.getLogger("live.api")
+
+
+class Actions:
+    """The node's actions, by concern: ``gifts``, ``rooms`` (and the room
+    activity behind them), ``money`` and ``payouts``; plus the node's health."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        engine: Engine,
+        hub: Hub,
+        metrics: Metrics,
+        payments: dict[str, PaymentProvider],
+        payouts: dict[str, PayoutProvider],
+    ) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.hub = hub
+        self.metrics = metrics
+        self.activity = RoomActivity(settings=settings, engine=engine, hub=hub)
+        self.rooms = Rooms(settings=settings, engine=engine, activity=self.activity)
+        self.gifts = Gifts(
+            settings=settings, engine=engine, metrics=metrics, activity=self.activity
+        )
+        self.money = Money(settings=settings, engine=engine, payments=payments)
+        self.payouts = Payouts(settings=settings, engine=engine, providers=payouts)
+
+    async def readiness(self) -> dict[str, object]:
+        """``/readyz``'s answer: the engine and its checks; raises if a backend is
+        not ready."""
+        checks = await self.engine.ready()
+        return {"status": "ok", "engine": self.engine.name, "checks": checks}
+
+    async def metrics_text(self) -> str:
+        """The Prometheus page: this node's counters and the engine's gauges."""
+        try:
+            gauges = await self.engine.gauges()
+        except Exception:  # a scrape must not fail because a backend is down
+            log.warning("engine gauges unavailable", exc_info=True)
+            gauges = {}
+        return self.metrics.render(gauges)
+
+    async def close(self) -> None:
+        await self.activity.close()

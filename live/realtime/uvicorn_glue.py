@@ -1,0 +1,394 @@
+"""All of the server's coupling to uvicorn's internals, in one place.
+
+``live serve`` runs uvicorn with the two protocol classes defined here; any
+other ASGI server runs the same app without them (the WebSocket endpoint then
+falls back to ``live.realtime.sinks.AsgiSink`` and reads commands itself).
+
+What it touches in uvicorn, and why:
+
+- ``WebSocketsSansIOProtocol`` (``uvicorn.protocols.websockets.websockets_sansio_impl``),
+  subclassed as ``LiveWebSocketProtocol``:
+  - ``run_asgi`` is overridden (as uvicorn's, calling ``app``, ``receive``, ``send``
+    and ``send_500_response``) so that a connection handed over to the app stays
+    open when the ASGI call returns (an idle viewer keeps no task), letting go of
+    its ``scope``, ``request`` and ``response``;
+  - ``queue`` (the ASGI receive queue) is swapped for a ``Handoff`` that calls the
+    app back, and ``send_receive_event_to_app`` reads ``frames`` and
+    ``curr_msg_data_type`` to deliver a message without pausing the reads;
+  - ``transport``, ``conn`` (the sans-I/O connection), ``close_sent``,
+    ``close_timer``, ``read_paused``, ``handshake_complete``, ``disconnected`` and
+    ``tasks`` are read and set by ``RawWebSocket``/``RawSink`` to write pre-built
+    frames straight to the socket, close it, pause its reads, and let a graceful
+    shutdown wait for a command in progress;
+  - ``connection_made``, ``handle_connect`` (reads ``response.status_code``, adds
+    to ``scope["extensions"]``), ``keepalive_timeout``,
+    ``handle_parser_exception`` and ``connection_lost`` are extended for the
+    handshake deadline, the raw scope extension, dropping a peer that neither
+    answers pings nor reads, and a close frame that reaches the client.
+- ``HttpToolsProtocol`` (``uvicorn.protocols.http.httptools_impl``), subclassed as
+  ``LiveHttpProtocol``: ``connection_made``, ``on_message_begin``,
+  ``on_headers_complete`` and ``connection_lost`` put a deadline on request
+  headers (slowloris).
+- Both read ``app_state`` (the lifespan state, holding the settings) and ``loop``.
+- ``uvicorn.protocols.utils.ClientDisconnected``, as ``run_asgi`` catches it.
+
+These are not uvicorn's public API, so pyproject.toml pins uvicorn to the minor
+versions the tests pass with.
+
+Module-level (not built in a function) so uvicorn can pickle the classes by
+reference when it starts worker processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.utils import ClientDisconnected
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+
+from live.limits import app_setting
+from live.realtime.sinks import RAW_EXTENSION, Outgoing
+from protocol import close_frame
+
+DROP_GRACE_SECONDS = 5.0
+"""After a keepalive timeout, how long the close frame may take to leave before
+the connection is dropped (a peer that stopped reading never takes it)."""
+
+
+class Handoff:
+    """Takes the place of the protocol's ASGI receive queue once the app handed the
+    connection over (``LiveWebSocketProtocol.hand_over``): messages go to
+    ``on_message`` as they arrive, the first disconnect to ``on_disconnect``."""
+
+    __slots__ = ("done", "on_disconnect", "on_message")
+
+    def __init__(
+        self, on_message: Callable[[str | bytes], None], on_disconnect: Callable[[int], None]
+    ) -> None:
+        self.on_message = on_message
+        self.on_disconnect = on_disconnect
+        self.done = False
+
+    def put_nowait(self, message: dict[str, Any]) -> None:
+        """What the protocol calls to queue an ASGI event for the app."""
+        kind = message["type"]
+        if kind == "websocket.receive":
+            if not self.done:
+                data = message.get("bytes")
+                self.on_message(data if data is not None else message.get("text", ""))
+        elif kind == "websocket.disconnect" and not self.done:
+            self.done = True
+            self.on_disconnect(int(message.get("code", 1005)))
+
+    def empty(self) -> bool:
+        return True
+
+
+_RELEASED_SCOPE: dict[str, Any] = {"type": "websocket", "extensions": {}}
+"""The scope of a handed-over connection: the app is done with the real one."""
+
+
+class LiveWebSocketProtocol(WebSocketsSansIOProtocol):
+    _handshake_timer: asyncio.TimerHandle | None = None
+    handoff: Handoff | None = None
+    """Set once the app handed the connection over: it outlives the ASGI call."""
+
+    def hand_over(
+        self, on_message: Callable[[str | bytes], None], on_disconnect: Callable[[int], None]
+    ) -> None:
+        """From now on, deliver this connection's messages and its disconnect to the
+        callbacks instead of the ASGI ``receive`` queue, and keep the connection open
+        when the ASGI call returns: an idle viewer then costs no task, no coroutine
+        stack through the middleware, no ``WebSocket`` object. What was queued for
+        the app already is delivered first, in order."""
+        if self._handshake_timer is not None:  # the handshake is long done
+            self._handshake_timer.cancel()
+            self._handshake_timer = None
+        queued = []
+        while not self.queue.empty():
+            queued.append(self.queue.get_nowait())
+        handoff = self.handoff = Handoff(on_message, on_disconnect)
+        self.queue = handoff  # type: ignore[assignment]
+        # From here the app pauses the reads while it is busy: first undo uvicorn's
+        # pause (it waits for a receive() that will not come), then hand over.
+        self.resume_reading_frames()
+        for message in queued:
+            handoff.put_nowait(dict(message))
+
+    def pause_reading_frames(self) -> None:
+        """The app has a command in hand: read no more until it is answered."""
+        if not self.read_paused and not self.close_sent:
+            self.read_paused = True
+            self.transport.pause_reading()
+
+    def resume_reading_frames(self) -> None:
+        if self.read_paused:
+            self.read_paused = False
+            self.transport.resume_reading()
+
+    def send_receive_event_to_app(self) -> None:
+        if self.handoff is None:
+            super().send_receive_event_to_app()
+            return
+        # As uvicorn's, without pausing the reads after each message (nothing
+        # resumes them: there is no ASGI receive); the app pauses them while busy.
+        data = self.frames[0] if len(self.frames) == 1 else b"".join(self.frames)
+        self.frames = []
+        if self.close_sent or self.handoff.done:
+            return
+        if self.curr_msg_data_type == "text":
+            try:
+                text = data.decode()
+            except UnicodeDecodeError:
+                self.logger.info("Invalid UTF-8 sequence received from client.")
+                self.conn.send_close(1007)
+                self.handle_parser_exception()
+                return
+            self.handoff.on_message(text)
+        else:
+            self.handoff.on_message(data)
+
+    async def run_asgi(self) -> None:
+        """uvicorn's, except that a handed-over connection stays open (and lets go of
+        its scope) when the app returns."""
+        try:
+            result = await self.app(self.scope, self.receive, self.send)
+        except ClientDisconnected:
+            pass
+        except BaseException:
+            self.logger.exception("Exception in ASGI application\n")
+            self.send_500_response()
+        else:
+            if not self.handshake_complete:
+                self.logger.error("ASGI callable returned without completing handshake.")
+                self.send_500_response()
+            elif result is not None:
+                self.logger.error("ASGI callable should return None, but returned '%s'.", result)
+        if self.handoff is not None and not self.handoff.done:
+            # the handshake's request, response and scope are of no more use
+            self.scope = _RELEASED_SCOPE  # type: ignore[assignment]
+            self.request = self.response = None  # type: ignore[assignment]
+            return
+        if self.close_timer is None:
+            self.transport.close()
+
+    def connection_made(self, transport: Any) -> None:
+        super().connection_made(transport)
+        # The HTTP protocol hands the connection over once the upgrade request is
+        # in; from here the app has the handshake timeout to accept or refuse it.
+        timeout = app_setting(self.app_state, "handshake_timeout")
+        if timeout:
+            self._handshake_timer = self.loop.call_later(timeout, self._handshake_expired)
+
+    def handle_connect(self, event: Any) -> None:
+        super().handle_connect(event)
+        scope = getattr(self, "scope", None)
+        if scope is not None and self.response.status_code == 101:
+            scope["extensions"][RAW_EXTENSION] = RawWebSocket(self)
+
+    def _handshake_expired(self) -> None:
+        self._handshake_timer = None
+        if not self.handshake_complete and not self.transport.is_closing():
+            self.logger.info("WebSocket handshake timed out")
+            self.transport.abort()
+
+    def keepalive_timeout(self) -> None:
+        super().keepalive_timeout()
+        self.loop.call_later(DROP_GRACE_SECONDS, self._drop_if_still_open)
+
+    def _drop_if_still_open(self) -> None:
+        if not self.disconnected:
+            self.transport.abort()
+
+    def handle_parser_exception(self) -> None:
+        """A frame broke the protocol (1009 too large, 1007 invalid UTF-8, ...).
+
+        uvicorn closes the socket at once, and the client's frames still on their
+        way then make our kernel answer with a reset, which can wipe out the close
+        frame before the client reads it (it sees 1006 and may retry in a loop).
+        Instead: send the close frame and a FIN, keep reading (the broken parser
+        discards it) until the client closes too, or drop it after the grace."""
+        if self.close_sent:
+            return
+        assert self.conn.close_sent is not None
+        code, reason = self.conn.close_sent.code, self.conn.close_sent.reason
+        self.queue.put_nowait({"type": "websocket.disconnect", "code": code, "reason": reason})
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        self.close_sent = True
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        if self.read_paused:
+            self.read_paused = False
+            self.transport.resume_reading()
+        self.close_timer = self.loop.call_later(DROP_GRACE_SECONDS, self._drop_if_still_open)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._handshake_timer is not None:
+            self._handshake_timer.cancel()
+            self._handshake_timer = None
+        super().connection_lost(exc)
+
+
+# --------------------------------------------------------------------------- #
+# The raw write path: what the hub's RawSink reaches through
+# --------------------------------------------------------------------------- #
+
+
+class RawWebSocket:
+    """The handle ``LiveWebSocketProtocol`` puts in the scope for its connection
+    (under ``RAW_EXTENSION``): the endpoint's only way to the protocol."""
+
+    def __init__(self, proto: Any) -> None:
+        self._proto = proto
+
+    @property
+    def transport(self) -> asyncio.Transport:
+        transport: asyncio.Transport = self._proto.transport
+        return transport
+
+    @property
+    def writable(self) -> bool:
+        proto = self._proto
+        return bool(
+            proto.handshake_complete and not proto.close_sent and not proto.transport.is_closing()
+        )
+
+    def sink(self) -> RawSink:
+        """The hub's sink for this connection: frames go straight to the socket."""
+        return RawSink(self)
+
+    def hand_over(
+        self, on_message: Callable[[str | bytes], None], on_disconnect: Callable[[int], None]
+    ) -> None:
+        """Deliver the client's messages and the disconnect to these callbacks from
+        now on; the connection then outlives the ASGI call (see
+        ``LiveWebSocketProtocol.hand_over``)."""
+        self._proto.hand_over(on_message, on_disconnect)
+
+    def pause_reading(self) -> None:
+        """Read no more frames from the client until ``resume_reading``."""
+        self._proto.pause_reading_frames()
+
+    def resume_reading(self) -> None:
+        self._proto.resume_reading_frames()
+
+    def track(self, task: asyncio.Task[Any]) -> None:
+        """Count ``task`` among the server's tasks: a graceful shutdown waits for it."""
+        tasks: set[asyncio.Task[Any]] = self._proto.tasks
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    def close(self, code: int, reason: str, *, grace_seconds: float) -> None:
+        """Write a close frame behind whatever is queued and tell the app the
+        connection is over; a peer that never reads is aborted after the grace."""
+        proto = self._proto
+        if proto.close_sent or proto.transport.is_closing():
+            return
+        try:
+            proto.conn.send_close(code, reason)
+            proto.transport.write(b"".join(proto.conn.data_to_send()))
+        except Exception:  # the protocol already considers itself closed
+            proto.transport.write(close_frame(code, reason))
+        proto.close_sent = True
+        proto.queue.put_nowait({"type": "websocket.disconnect", "code": code, "reason": reason})
+        if proto.read_paused:  # the app reads no more: let the peer's close frame in
+            proto.read_paused = False
+            proto.transport.resume_reading()
+        # As uvicorn's own close: wait for the peer's close frame before closing the
+        # TCP connection (closing first makes its kernel answer late frames with a
+        # reset, which can destroy our close frame and error event unread), and
+        # drop it after the grace if it never comes.
+        loop = asyncio.get_running_loop()
+        proto.close_timer = loop.call_later(grace_seconds, _abort_if_open, proto)
+
+
+def _abort_if_open(proto: Any) -> None:
+    """Drop the connection unless it is gone already. Not ``transport.is_closing()``:
+    once the app returns, uvicorn calls ``transport.close()``, which waits for the
+    buffer to drain, and a peer that stopped reading never drains it."""
+    if not proto.disconnected:
+        proto.transport.abort()
+
+
+class RawSink:
+    """Writes the pre-built frame straight to the connection's transport: no task,
+    no await, no copy per viewer (``live.realtime.sinks.Sink``)."""
+
+    __slots__ = ("_closed", "_grace", "_proto", "_raw", "_transport")
+
+    def __init__(self, raw: RawWebSocket, *, grace_seconds: float = 5.0) -> None:
+        self._raw = raw
+        # The fan-out calls write() once per viewer per tick: keep what it needs at
+        # hand (a sink exists only after the handshake, so only the close matters).
+        self._proto = raw._proto
+        self._transport = raw.transport
+        self._closed = False
+        self._grace = grace_seconds
+
+    def write(self, out: Outgoing) -> None:
+        if not (self._closed or self._proto.close_sent or self._transport.is_closing()):
+            self._transport.write(out.frame)
+
+    def buffered(self) -> int:
+        return self._transport.get_write_buffer_size()
+
+    def close(self, code: int, reason: str) -> None:
+        if not self._closed:
+            self._closed = True
+            self._raw.close(code, reason, grace_seconds=self._grace)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed or not self._raw.writable
+
+
+# --------------------------------------------------------------------------- #
+# HTTP: a deadline on request headers
+# --------------------------------------------------------------------------- #
+
+
+class LiveHttpProtocol(HttpToolsProtocol):
+    """uvicorn's httptools HTTP protocol with a deadline on request headers.
+
+    A client gets ``LIVE_HANDSHAKE_TIMEOUT`` seconds from connecting (and on a
+    kept-alive connection, from the first byte of each request) to deliver the
+    request's headers; one that trickles them in (slowloris) or connects and sends
+    nothing is dropped, so idle sockets can't pile up. The WebSocket protocol
+    carries the same deadline on to the upgrade's acceptance, and
+    ``live.limits.RequestLimits`` puts it on request bodies."""
+
+    _header_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._start_header_timer()
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._start_header_timer()
+
+    def on_headers_complete(self) -> None:
+        self._cancel_header_timer()
+        super().on_headers_complete()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_header_timer()
+        super().connection_lost(exc)
+
+    def _start_header_timer(self) -> None:
+        timeout = app_setting(self.app_state, "handshake_timeout")
+        if timeout and self._header_timer is None:
+            self._header_timer = self.loop.call_later(timeout, self._headers_expired)
+
+    def _cancel_header_timer(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _headers_expired(self) -> None:
+        self._header_timer = None
+        if not self.transport.is_closing():
+            self.transport.abort()
