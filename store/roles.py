@@ -29,6 +29,7 @@ from store.domain.catalog import Catalog
 from store.domain.models import (
     AuditReport,
     Balance,
+    ComboHit,
     Event,
     GiftReceipt,
     GiftRequest,
@@ -265,21 +266,8 @@ class RoomActivity(Protocol):
     ledger; this role only reads them.
     """
 
-    async def publish_gift(
-        self,
-        room_id: str,
-        *,
-        event: Event,
-        stream_id: int,
-        sender_id: str,
-        gift_id: str,
-        streakable: bool,
-        count: int,
-        coins: int,
-        diamonds: int,
-        window_ms: int,
-    ) -> int:
-        """Publish a committed gift's ``gift`` event (``event`` without ``combo``).
+    async def publish_gift(self, room_id: str, hit: ComboHit, *, window_ms: int) -> int:
+        """Publish a committed gift's ``gift`` event.
 
         A streakable gift joins the open combo of the same sender and gift in the
         room (or opens one with the event's ``tx`` as its id) and keeps it open

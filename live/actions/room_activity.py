@@ -36,7 +36,7 @@ from typing import Any
 from live.realtime.hub import Connection, Hub
 from live.settings import Settings
 from protocol import events as ev
-from store.domain.models import Event, Gift, GiftReceipt, Goal, Profile, Room
+from store.domain.models import ComboHit, Event, Gift, GiftReceipt, Goal, Profile, Room
 from store.ids import new_secret
 from store.roles import Engine
 
@@ -167,8 +167,7 @@ class RoomActivity:
             diamonds=receipt.diamonds,
         )
         del event["combo"]  # the engine adds it, with the combo's state
-        wait = await self.engine.activity.publish_gift(
-            receipt.room_id,
+        hit = ComboHit(
             event=event,
             stream_id=receipt.stream_id,
             sender_id=sender.id,
@@ -177,8 +176,9 @@ class RoomActivity:
             count=receipt.count,
             coins=receipt.coins,
             diamonds=receipt.diamonds,
-            window_ms=self.settings.combo_window_ms,
         )
+        window_ms = self.settings.combo_window_ms
+        wait = await self.engine.activity.publish_gift(receipt.room_id, hit, window_ms=window_ms)
         if wait > 0:
             self._arm_combos(receipt.room_id, wait / 1000)
         self.touch(receipt.room_id)

@@ -448,6 +448,21 @@ class StreamStats:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class ComboHit:
+    """A committed gift as its room's combo counts it (``RoomActivity.publish_gift``)."""
+
+    event: Event
+    """The room's ``gift`` event, without ``combo`` (the engine adds it)."""
+    stream_id: int
+    sender_id: str
+    gift_id: str
+    streakable: bool
+    count: int
+    coins: int
+    diamonds: int
+
+
 RESTRICTION_KINDS: Final = ("ban", "mute")
 
 

@@ -19,7 +19,15 @@ from typing import Any
 import orjson
 
 from store.domain import refusals
-from store.domain.models import Event, Goal, LeaderEntry, Restriction, StreamStats, utc_day
+from store.domain.models import (
+    ComboHit,
+    Event,
+    Goal,
+    LeaderEntry,
+    Restriction,
+    StreamStats,
+    utc_day,
+)
 from store.embedded.broker import MemoryBroker
 from store.embedded.database import SQLiteDatabase
 from store.embedded.room_totals import ALL_TIME
@@ -80,36 +88,26 @@ class SQLiteRoomActivity:
         self._goals_set = 0
 
     # -- combos --------------------------------------------------------------------------
-    async def publish_gift(
-        self,
-        room_id: str,
-        *,
-        event: Event,
-        stream_id: int,
-        sender_id: str,
-        gift_id: str,
-        streakable: bool,
-        count: int,
-        coins: int,
-        diamonds: int,
-        window_ms: int,
-    ) -> int:
+    async def publish_gift(self, room_id: str, hit: ComboHit, *, window_ms: int) -> int:
+        stream_id, event = hit.stream_id, hit.event
         stats = await self._gift_stats(room_id, stream_id)
         ended = await self._ended_stats(room_id, stream_id)
         # From here to the publish: no await, so no other change of this room slips in.
         now = _monotonic_ms()
         combos = self._combos.get(room_id, {})
-        member = (sender_id, gift_id)
+        member = (hit.sender_id, hit.gift_id)
         events: list[Event] = []
         combo = combos.get(member)
         if combo is not None and combo.deadline <= now:
             events.append(self._end(combos, member, combo, ended.get(combo.stream_id, stats)))
             combo = None
         end_event = {**event, "count": 0, "diamonds": 0}
-        if not streakable or window_ms <= 0:
+        if not hit.streakable or window_ms <= 0:
             if not combos:
                 self._combos.pop(room_id, None)
-            single = _Combo(event["tx"], stream_id, count, coins, diamonds, now, end_event)
+            single = _Combo(
+                event["tx"], stream_id, hit.count, hit.coins, hit.diamonds, now, end_event
+            )
             events.append(_with_combo(event, single, end=True, stats=stats))
             await self._broker.publish(room_id, events)
             return 0
@@ -117,9 +115,9 @@ class SQLiteRoomActivity:
         if combo is None:
             combo = _Combo(event["tx"], stream_id, 0, 0, 0, now, end_event)
             combos[member] = combo
-        combo.count += count
-        combo.coins += coins
-        combo.diamonds += diamonds
+        combo.count += hit.count
+        combo.coins += hit.coins
+        combo.diamonds += hit.diamonds
         combo.deadline = now + window_ms
         combo.end_event = end_event
         events.append(_with_combo(event, combo, end=False, stats=stats))

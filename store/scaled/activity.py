@@ -17,8 +17,7 @@ from typing import Any, Final
 
 import orjson
 
-from store.domain import refusals
-from store.domain.models import Event, Goal, LeaderEntry, Restriction, StreamStats, utc_day
+from store.domain import models, refusals
 from store.ids import new_id, new_secret, now_ms
 from store.scaled import keys
 from store.scaled.client import CommandBatcher, checked_reply, load_script
@@ -45,14 +44,14 @@ _CHAT: Final = load_script("room_chat")
 _OVERLAY_KEY: Final = load_script("room_overlay_key")
 
 
-def _open_head(event: Event) -> bytes:
+def _open_head(event: models.Event) -> bytes:
     """An event's JSON without its closing brace (the script appends the rest)."""
     return orjson.dumps(event)[:-1]
 
 
-def _restriction(user_id: str, kind: str, value: bytes) -> Restriction:
+def _restriction(user_id: str, kind: str, value: bytes) -> models.Restriction:
     until, by, created_at = value.decode().split("|", 2)
-    return Restriction(
+    return models.Restriction(
         user_id=user_id,
         kind=kind,
         until=int(until) or None,
@@ -76,35 +75,22 @@ class RedisRoomActivity:
         return channel_name(room_id), self._size, self._history_ttl
 
     # -- combos --------------------------------------------------------------------------
-    async def publish_gift(
-        self,
-        room_id: str,
-        *,
-        event: Event,
-        stream_id: int,
-        sender_id: str,
-        gift_id: str,
-        streakable: bool,
-        count: int,
-        coins: int,
-        diamonds: int,
-        window_ms: int,
-    ) -> int:
+    async def publish_gift(self, room_id: str, hit: models.ComboHit, *, window_ms: int) -> int:
         wait = await self._batcher.evalsha(
             _COMBO,
             self._combo_keys(room_id),
             (
                 *self._publishing(room_id),
                 "hit",
-                f"{sender_id}{_MEMBER_SEPARATOR}{gift_id}",
-                event["tx"],
-                count,
-                coins,
-                diamonds,
-                window_ms if streakable and window_ms > 0 else 0,
-                stream_id,
-                _open_head(event),
-                _open_head({**event, "count": 0, "diamonds": 0}),
+                f"{hit.sender_id}{_MEMBER_SEPARATOR}{hit.gift_id}",
+                hit.event["tx"],
+                hit.count,
+                hit.coins,
+                hit.diamonds,
+                window_ms if hit.streakable and window_ms > 0 else 0,
+                hit.stream_id,
+                _open_head(hit.event),
+                _open_head({**hit.event, "count": 0, "diamonds": 0}),
             ),
         )
         return int(wait)
@@ -130,7 +116,7 @@ class RedisRoomActivity:
 
     # -- likes ---------------------------------------------------------------------------
     async def add_likes(
-        self, room_id: str, *, stream_id: int, likes: Sequence[tuple[Event, int]]
+        self, room_id: str, *, stream_id: int, likes: Sequence[tuple[models.Event, int]]
     ) -> list[int]:
         if not likes:
             return []
@@ -183,7 +169,7 @@ class RedisRoomActivity:
         return int(wait)
 
     # -- goals ---------------------------------------------------------------------------
-    async def set_goal(self, room_id: str, *, target: int, title: str) -> Goal:
+    async def set_goal(self, room_id: str, *, target: int, title: str) -> models.Goal:
         goal_id = new_id("goal")
         reply = checked_reply(
             await self._batcher.evalsha(
@@ -192,9 +178,9 @@ class RedisRoomActivity:
                 ("set", goal_id, target, title, now_ms()),
             )
         )
-        return Goal(goal_id, int(reply[1]), target, title, 0, False)
+        return models.Goal(goal_id, int(reply[1]), target, title, 0, False)
 
-    async def goal(self, room_id: str) -> Goal | None:
+    async def goal(self, room_id: str) -> models.Goal | None:
         stream, values = await _gather(
             self._batcher.execute("HGET", room_key(room_id, keys.ROOM), "stream_id"),
             self._batcher.execute("HGETALL", room_key(room_id, keys.GOAL)),
@@ -204,7 +190,7 @@ class RedisRoomActivity:
         fields = fields_of(values)
         if fields.get("stream_id") != stream.decode():
             return None  # the goal of an earlier stream
-        return Goal(
+        return models.Goal(
             id=fields["id"],
             stream_id=int(fields["stream_id"]),
             target=int(fields["target"]),
@@ -213,7 +199,7 @@ class RedisRoomActivity:
             reached=fields["reached"] == "1",
         )
 
-    async def claim_goal(self, room_id: str, goal_id: str) -> Goal | None:
+    async def claim_goal(self, room_id: str, goal_id: str) -> models.Goal | None:
         won = await self._batcher.evalsha(
             _GOAL, (room_key(room_id, keys.ROOM), room_key(room_id, keys.GOAL)), ("claim", goal_id)
         )
@@ -222,7 +208,7 @@ class RedisRoomActivity:
         return await self.goal(room_id)
 
     # -- moderation ----------------------------------------------------------------------
-    async def restrict(self, room_id: str, restriction: Restriction) -> None:
+    async def restrict(self, room_id: str, restriction: models.Restriction) -> None:
         value = f"{restriction.until or 0}|{restriction.by}|{restriction.created_at}"
         await self._batcher.execute(
             "HSET", restrictions_key(room_id, restriction.kind), restriction.user_id, value
@@ -232,7 +218,7 @@ class RedisRoomActivity:
         removed = await self._batcher.execute("HDEL", restrictions_key(room_id, kind), user_id)
         return bool(removed)
 
-    async def restrictions(self, room_id: str) -> list[Restriction]:
+    async def restrictions(self, room_id: str) -> list[models.Restriction]:
         now = now_ms()
         replies = await _gather(
             *(
@@ -240,7 +226,7 @@ class RedisRoomActivity:
                 for k in RESTRICTION_KINDS
             )
         )
-        found: list[Restriction] = []
+        found: list[models.Restriction] = []
         for kind, values in zip(RESTRICTION_KINDS, replies, strict=True):
             for i in range(0, len(values), 2):
                 item = _restriction(values[i].decode(), kind, values[i + 1])
@@ -278,19 +264,19 @@ class RedisRoomActivity:
         )
         return key
 
-    async def stream_stats(self, room_id: str, stream_id: int) -> StreamStats:
+    async def stream_stats(self, room_id: str, stream_id: int) -> models.StreamStats:
         names = ("gifts", "coins", "diamonds", "likes", "peak")
         values = await self._batcher.execute(
             "HMGET",
             room_key(room_id, keys.STREAM_STATS),
             *(f"{stream_id}:{name}" for name in names),
         )
-        return StreamStats(*(int(value or 0) for value in values))
+        return models.StreamStats(*(int(value or 0) for value in values))
 
     async def supporters(
         self, creator_id: str, *, period: str, limit: int = 10
-    ) -> list[LeaderEntry]:
-        day = "all" if period == "all" else utc_day(now_ms())
+    ) -> list[models.LeaderEntry]:
+        day = "all" if period == "all" else models.utc_day(now_ms())
         reply = await self._batcher.evalsha(
             LEADERBOARD,
             (supporters_key(creator_id, day), user_key(creator_id, keys.SUPPORTER_PROFILES)),

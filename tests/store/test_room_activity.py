@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from store.domain.models import Event, LeaderEntry, Restriction, StreamStats
+from store.domain.models import ComboHit, Event, LeaderEntry, Restriction, StreamStats
 from store.errors import BadRequest, Forbidden, NotFound, RateLimited, RoomNotLive
 from store.ids import now_ms
 from store.roles import Engine
@@ -48,8 +48,7 @@ async def hit(
     sender: str = "alice",
 ) -> int:
     found = gift(engine, gift_id)
-    return await engine.activity.publish_gift(
-        ROOM,
+    hit = ComboHit(
         event=gift_event(engine, tx, gift_id, count),
         stream_id=1,
         sender_id=sender,
@@ -58,8 +57,8 @@ async def hit(
         count=count,
         coins=found.coins * count,
         diamonds=count,
-        window_ms=window_ms,
     )
+    return await engine.activity.publish_gift(ROOM, hit, window_ms=window_ms)
 
 
 def gifts(recorder: Recorder) -> list[Event]:
