@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Final
 
-from store.domain.models import PurchaseReceipt, fingerprint
+from store.domain.models import PurchaseReceipt, coins_account, diamonds_account, fingerprint
 
 PLATFORM_PROMOTIONS: Final = "platform:promotions"
 PLATFORM_WRITEOFF: Final = "platform:writeoff"
@@ -46,6 +46,16 @@ def debt_account(user_id: str) -> str:
 
 def withdrawing_account(user_id: str) -> str:
     return f"user:{user_id}:withdrawing"
+
+
+def user_accounts(user_id: str) -> dict[str, str]:
+    """A user's ledger accounts by role: what their transaction history spans."""
+    return {
+        "coins": coins_account(user_id),
+        "diamonds": diamonds_account(user_id),
+        "debt": debt_account(user_id),
+        "withdrawing": withdrawing_account(user_id),
+    }
 
 
 def purchase_receipt(stored: dict[str, Any], *, replayed: bool) -> PurchaseReceipt:

@@ -10,15 +10,8 @@ from typing import Any
 
 import orjson
 
-from store.domain.accounts import debt_account, withdrawing_account
-from store.domain.models import (
-    ASSETS,
-    AuditReport,
-    Posting,
-    TransactionRecord,
-    coins_account,
-    diamonds_account,
-)
+from store.domain.accounts import user_accounts
+from store.domain.models import ASSETS, AuditReport, Posting, TransactionRecord
 from store.embedded.database import SQLiteDatabase
 
 
@@ -60,14 +53,7 @@ def _transactions(
         "JOIN transactions AS t ON t.id = page.tx_id "
         "JOIN postings AS p ON p.tx_id = t.id "
         "ORDER BY t.id DESC, p.n ASC",
-        {
-            "coins": coins_account(user_id),
-            "diamonds": diamonds_account(user_id),
-            "debt": debt_account(user_id),
-            "withdrawing": withdrawing_account(user_id),
-            "before": before,
-            "limit": limit,
-        },
+        {**user_accounts(user_id), "before": before, "limit": limit},
     ).fetchall()
     # Rows come grouped by transaction, postings in order: one record per group.
     heads: dict[str, tuple[Any, ...]] = {}

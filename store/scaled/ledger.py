@@ -15,7 +15,7 @@ import asyncpg
 import orjson
 from redis.asyncio import Redis
 
-from store.domain.accounts import debt_account, withdrawing_account
+from store.domain.accounts import debt_account, user_accounts, withdrawing_account
 from store.domain.models import (
     ASSETS,
     AuditReport,
@@ -50,12 +50,7 @@ class PostgresLedger:
         ``:diamonds``, ``:debt``, ``:withdrawing``), by id descending, strictly older
         than ``before``. Entries still in the outbox are included, so a user sees a
         gift the moment it is acknowledged."""
-        accounts = [
-            coins_account(user_id),
-            diamonds_account(user_id),
-            debt_account(user_id),
-            withdrawing_account(user_id),
-        ]
+        accounts = list(user_accounts(user_id).values())
         # The outbox first: an entry the worker files meanwhile is in PostgreSQL by
         # the time it leaves the outbox (XDEL after COMMIT), so it is in one or both.
         unfiled = await self._unfiled()
