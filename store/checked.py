@@ -15,21 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Final
 
-from store.domain.accounts import (
-    REVERSAL_KINDS,
-    SETTLEMENT_METHODS,
-    WITHDRAWAL_OUTCOMES,
-    Account,
-    DebtReceipt,
-    DebtSettlement,
-    LimitsRequest,
-    MoneyPolicy,
-    RefundReceipt,
-    RefundRequest,
-    Withdrawal,
-    WithdrawalRequest,
-    WithdrawalSettlement,
-)
+from store.domain import accounts, models
 from store.domain.checks import (
     check_choice,
     check_id,
@@ -37,20 +23,6 @@ from store.domain.checks import (
     check_limit,
     check_positive,
     check_text,
-)
-from store.domain.models import (
-    RESTRICTION_KINDS,
-    Event,
-    GiftReceipt,
-    GiftRequest,
-    Goal,
-    LeaderEntry,
-    Profile,
-    PurchaseReceipt,
-    PurchaseRequest,
-    Restriction,
-    Room,
-    TransactionRecord,
 )
 from store.domain.rules import check_limits, check_pin_format
 from store.errors import BadRequest
@@ -74,11 +46,11 @@ class CheckedWallet(_Wrapper):
 
     inner: Wallet
 
-    def __init__(self, inner: Wallet, *, policy: MoneyPolicy) -> None:
+    def __init__(self, inner: Wallet, *, policy: accounts.MoneyPolicy) -> None:
         super().__init__(inner)
         self.policy = policy
 
-    async def purchase(self, request: PurchaseRequest) -> PurchaseReceipt:
+    async def purchase(self, request: models.PurchaseRequest) -> models.PurchaseReceipt:
         check_id(request.user.id, "user id")
         check_key(request.payment_id, "payment id")
         check_id(request.provider, "payment provider")
@@ -89,7 +61,7 @@ class CheckedWallet(_Wrapper):
             raise BadRequest("a promotion cannot take coins away")
         return await self.inner.purchase(request)
 
-    async def send_gift(self, request: GiftRequest) -> GiftReceipt:
+    async def send_gift(self, request: models.GiftRequest) -> models.GiftReceipt:
         check_id(request.sender.id, "sender id")
         check_id(request.room_id, "room id")
         check_key(request.key, "request id")
@@ -97,11 +69,11 @@ class CheckedWallet(_Wrapper):
         check_positive(request.gift.coins, "a gift must cost at least one coin")
         return await self.inner.send_gift(request)
 
-    async def account(self, user_id: str) -> Account:
+    async def account(self, user_id: str) -> accounts.Account:
         check_id(user_id, "user id")
         return await self.inner.account(user_id)
 
-    async def set_limits(self, request: LimitsRequest) -> Account:
+    async def set_limits(self, request: accounts.LimitsRequest) -> accounts.Account:
         check_id(request.user_id, "user id")
         check_limits(
             request.limits,
@@ -112,41 +84,43 @@ class CheckedWallet(_Wrapper):
             check_pin_format(request.new_pin)
         return await self.inner.set_limits(request)
 
-    async def set_verified(self, user_id: str, *, verified: bool, by: str) -> Account:
+    async def set_verified(self, user_id: str, *, verified: bool, by: str) -> accounts.Account:
         check_id(user_id, "user id")
         return await self.inner.set_verified(user_id, verified=verified, by=by)
 
-    async def refund(self, request: RefundRequest) -> RefundReceipt:
+    async def refund(self, request: accounts.RefundRequest) -> accounts.RefundReceipt:
         check_id(request.provider, "payment provider")
         check_key(request.payment_id, "payment id")
-        check_choice(request.kind, REVERSAL_KINDS, "kind")
+        check_choice(request.kind, accounts.REVERSAL_KINDS, "kind")
         check_text(request.reason, "reason")
         return await self.inner.refund(request)
 
-    async def settle_debt(self, request: DebtSettlement) -> DebtReceipt:
+    async def settle_debt(self, request: accounts.DebtSettlement) -> accounts.DebtReceipt:
         check_id(request.user_id, "user id")
         check_key(request.key, "idempotency key")
-        check_choice(request.method, SETTLEMENT_METHODS, "method")
+        check_choice(request.method, accounts.SETTLEMENT_METHODS, "method")
         check_text(request.note, "note")
         return await self.inner.settle_debt(request)
 
-    async def reserve_withdrawal(self, request: WithdrawalRequest) -> Withdrawal:
+    async def reserve_withdrawal(self, request: accounts.WithdrawalRequest) -> accounts.Withdrawal:
         check_id(request.user_id, "user id")
         check_key(request.key, "idempotency key")
         check_id(request.method, "payout method")
         check_positive(request.diamonds, "diamonds must be at least 1")
         return await self.inner.reserve_withdrawal(request)
 
-    async def settle_withdrawal(self, request: WithdrawalSettlement) -> Withdrawal:
+    async def settle_withdrawal(
+        self, request: accounts.WithdrawalSettlement
+    ) -> accounts.Withdrawal:
         check_key(request.withdrawal_id, "withdrawal id")
-        check_choice(request.status, WITHDRAWAL_OUTCOMES, "status")
+        check_choice(request.status, accounts.WITHDRAWAL_OUTCOMES, "status")
         check_text(request.reference, "reference")
         check_text(request.reason, "reason")
         return await self.inner.settle_withdrawal(request)
 
     async def withdrawals(
         self, user_id: str, *, before: str | None = None, limit: int = 50
-    ) -> list[Withdrawal]:
+    ) -> list[accounts.Withdrawal]:
         check_limit(limit)
         return await self.inner.withdrawals(user_id, before=before, limit=limit)
 
@@ -171,16 +145,16 @@ class CheckedRooms(_Wrapper):
 
     inner: Rooms
 
-    async def go_live(self, *, room_id: str, creator: Profile, title: str) -> Room:
+    async def go_live(self, *, room_id: str, creator: models.Profile, title: str) -> models.Room:
         check_id(room_id, "room id")
         check_id(creator.id, "creator id")
         return await self.inner.go_live(room_id=room_id, creator=creator, title=title)
 
-    async def end(self, room_id: str, *, by: Profile) -> Room:
+    async def end(self, room_id: str, *, by: models.Profile) -> models.Room:
         check_id(room_id, "room id")
         return await self.inner.end(room_id, by=by)
 
-    async def leaderboard(self, room_id: str, *, limit: int = 10) -> list[LeaderEntry]:
+    async def leaderboard(self, room_id: str, *, limit: int = 10) -> list[models.LeaderEntry]:
         check_limit(limit)
         return await self.inner.leaderboard(room_id, limit=limit)
 
@@ -192,7 +166,7 @@ class CheckedLedger(_Wrapper):
 
     async def transactions(
         self, user_id: str, *, before: str | None = None, limit: int = 50
-    ) -> list[TransactionRecord]:
+    ) -> list[models.TransactionRecord]:
         check_limit(limit)
         return await self.inner.transactions(user_id, before=before, limit=limit)
 
@@ -203,7 +177,7 @@ class CheckedActivity(_Wrapper):
     inner: RoomActivity
 
     async def add_likes(
-        self, room_id: str, *, stream_id: int, likes: Sequence[tuple[Event, int]]
+        self, room_id: str, *, stream_id: int, likes: Sequence[tuple[models.Event, int]]
     ) -> list[int]:
         if any(count < 1 for _, count in likes):
             raise BadRequest("like counts must be positive")
@@ -218,11 +192,11 @@ class CheckedActivity(_Wrapper):
             room_id, node=node, count=count, ttl_ms=ttl_ms, interval_ms=interval_ms
         )
 
-    async def set_goal(self, room_id: str, *, target: int, title: str) -> Goal:
+    async def set_goal(self, room_id: str, *, target: int, title: str) -> models.Goal:
         check_positive(target, "a goal's target must be at least 1 diamond")
         return await self.inner.set_goal(room_id, target=target, title=title)
 
-    async def restrict(self, room_id: str, restriction: Restriction) -> None:
+    async def restrict(self, room_id: str, restriction: models.Restriction) -> None:
         _check_kind(restriction.kind)
         await self.inner.restrict(room_id, restriction)
 
@@ -232,12 +206,12 @@ class CheckedActivity(_Wrapper):
 
     async def supporters(
         self, creator_id: str, *, period: str, limit: int = 10
-    ) -> list[LeaderEntry]:
+    ) -> list[models.LeaderEntry]:
         check_choice(period, SUPPORTER_PERIODS, "period")
         check_limit(limit)
         return await self.inner.supporters(creator_id, period=period, limit=limit)
 
 
 def _check_kind(kind: str) -> None:
-    if kind not in RESTRICTION_KINDS:
-        raise BadRequest(f"kind must be one of {', '.join(RESTRICTION_KINDS)}")
+    if kind not in models.RESTRICTION_KINDS:
+        raise BadRequest(f"kind must be one of {', '.join(models.RESTRICTION_KINDS)}")

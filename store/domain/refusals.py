@@ -16,17 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from store.errors import (
-    BadRequest,
-    Conflict,
-    Forbidden,
-    InsufficientFunds,
-    LimitExceeded,
-    NotFound,
-    RateLimited,
-    RoomNotLive,
-    StoreError,
-)
+from store import errors
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,10 +24,10 @@ class Refusal:
     """A rule's refusal. ``template`` takes the numbers positionally (``{0}``...)."""
 
     reason: str
-    error: type[StoreError]
+    error: type[errors.StoreError]
     template: str
 
-    def __call__(self, *values: int | float | str) -> StoreError:
+    def __call__(self, *values: int | float | str) -> errors.StoreError:
         return self.error(self.template.format(*values))
 
     @property
@@ -47,84 +37,94 @@ class Refusal:
 
 # Idempotency
 KEY_REUSED: Final = Refusal(
-    "key_reused", Conflict, "this idempotency key was already used for a different request"
+    "key_reused", errors.Conflict, "this idempotency key was already used for a different request"
 )
 
 # Rooms
-ROOM_NOT_FOUND: Final = Refusal("room_not_found", NotFound, "room not found")
-ROOM_NOT_LIVE: Final = Refusal("room_not_live", RoomNotLive, "the room is not live")
-ROOM_TAKEN: Final = Refusal("room_taken", Conflict, "this room belongs to another creator")
+ROOM_NOT_FOUND: Final = Refusal("room_not_found", errors.NotFound, "room not found")
+ROOM_NOT_LIVE: Final = Refusal("room_not_live", errors.RoomNotLive, "the room is not live")
+ROOM_TAKEN: Final = Refusal("room_taken", errors.Conflict, "this room belongs to another creator")
 NOT_ROOM_OWNER: Final = Refusal(
-    "not_room_owner", Forbidden, "only the creator or an admin can end this stream"
+    "not_room_owner", errors.Forbidden, "only the creator or an admin can end this stream"
 )
-BANNED: Final = Refusal("banned", Forbidden, "you are banned from this room")
-MUTED: Final = Refusal("muted", Forbidden, "you are muted in this room")
+BANNED: Final = Refusal("banned", errors.Forbidden, "you are banned from this room")
+MUTED: Final = Refusal("muted", errors.Forbidden, "you are muted in this room")
 CHAT_RATE: Final = Refusal(
-    "chat_rate", RateLimited, "too many comments: at most {0} every {1:g} seconds"
+    "chat_rate", errors.RateLimited, "too many comments: at most {0} every {1:g} seconds"
 )
 """``{0}`` comments per window, ``{1}`` the window in seconds."""
 
 # Buying coins
-MINOR_BUYER: Final = Refusal("minor_buyer", Forbidden, "only adults can buy coins")
+MINOR_BUYER: Final = Refusal("minor_buyer", errors.Forbidden, "only adults can buy coins")
 PURCHASES_OFF: Final = Refusal(
-    "purchases_off", Forbidden, "buying coins is turned off for this account (parental controls)"
+    "purchases_off",
+    errors.Forbidden,
+    "buying coins is turned off for this account (parental controls)",
 )
 LOCKED: Final = Refusal(
     "locked",
-    Forbidden,
+    errors.Forbidden,
     "your account is locked until its chargeback debt of {0} coins is settled",
 )
 
 # Gifts
-MINOR_SENDER: Final = Refusal("minor_sender", Forbidden, "only adults can send gifts")
-SELF_GIFT: Final = Refusal("self_gift", Forbidden, "you cannot gift yourself")
-MINOR_CREATOR: Final = Refusal("minor_creator", Forbidden, "this creator cannot receive gifts")
+MINOR_SENDER: Final = Refusal("minor_sender", errors.Forbidden, "only adults can send gifts")
+SELF_GIFT: Final = Refusal("self_gift", errors.Forbidden, "you cannot gift yourself")
+MINOR_CREATOR: Final = Refusal(
+    "minor_creator", errors.Forbidden, "this creator cannot receive gifts"
+)
 GIFTING_OFF: Final = Refusal(
-    "gifting_off", Forbidden, "gifting is turned off for this account (parental controls)"
+    "gifting_off", errors.Forbidden, "gifting is turned off for this account (parental controls)"
 )
 INSUFFICIENT_FUNDS: Final = Refusal(
-    "insufficient_funds", InsufficientFunds, "this gift costs {0} coins, you have {1}"
+    "insufficient_funds", errors.InsufficientFunds, "this gift costs {0} coins, you have {1}"
 )
 DAILY_CAP: Final = Refusal(
     "daily_cap",
-    LimitExceeded,
+    errors.LimitExceeded,
     "this gift would pass your daily spending cap of {0} coins ({1} spent today)",
 )
 MONTHLY_CAP: Final = Refusal(
     "monthly_cap",
-    LimitExceeded,
+    errors.LimitExceeded,
     "this gift would pass your monthly spending cap of {0} coins ({1} spent this month)",
 )
-TOO_MANY: Final = Refusal("too_many", RateLimited, "too many {0}: try again in {1} s")
+TOO_MANY: Final = Refusal("too_many", errors.RateLimited, "too many {0}: try again in {1} s")
 """``{0}`` names the action (``gifts``, ``purchases``...), ``{1}`` whole seconds to wait."""
 
 # Refunds and debt
 PAYMENT_NOT_FOUND: Final = Refusal(
-    "payment_not_found", NotFound, "no credited purchase with this payment id"
+    "payment_not_found", errors.NotFound, "no credited purchase with this payment id"
 )
-NO_DEBT: Final = Refusal("no_debt", BadRequest, "this account has no debt to settle")
+NO_DEBT: Final = Refusal("no_debt", errors.BadRequest, "this account has no debt to settle")
 
 # Limits and parental controls
-PIN_NEEDED: Final = Refusal("pin_needed", Forbidden, "this change needs the account's PIN")
-WRONG_PIN: Final = Refusal("wrong_pin", Forbidden, "wrong PIN")
+PIN_NEEDED: Final = Refusal("pin_needed", errors.Forbidden, "this change needs the account's PIN")
+WRONG_PIN: Final = Refusal("wrong_pin", errors.Forbidden, "wrong PIN")
 
 # Withdrawals
-NOT_VERIFIED: Final = Refusal("not_verified", Forbidden, "only verified creators can withdraw")
+NOT_VERIFIED: Final = Refusal(
+    "not_verified", errors.Forbidden, "only verified creators can withdraw"
+)
 BELOW_MINIMUM: Final = Refusal(
-    "below_minimum", BadRequest, "the smallest withdrawal is {0} diamonds"
+    "below_minimum", errors.BadRequest, "the smallest withdrawal is {0} diamonds"
 )
 DAILY_MAXIMUM: Final = Refusal(
     "daily_maximum",
-    LimitExceeded,
+    errors.LimitExceeded,
     "this withdrawal would pass the daily maximum of {0} diamonds ({1} withdrawn today)",
 )
 NOT_WITHDRAWABLE: Final = Refusal(
     "not_withdrawable",
-    InsufficientFunds,
+    errors.InsufficientFunds,
     "{0} diamonds are withdrawable now ({1} still held)",
 )
-WITHDRAWAL_NOT_FOUND: Final = Refusal("withdrawal_not_found", NotFound, "withdrawal not found")
-ALREADY_SETTLED: Final = Refusal("already_settled", Conflict, "this withdrawal is already {0}")
+WITHDRAWAL_NOT_FOUND: Final = Refusal(
+    "withdrawal_not_found", errors.NotFound, "withdrawal not found"
+)
+ALREADY_SETTLED: Final = Refusal(
+    "already_settled", errors.Conflict, "this withdrawal is already {0}"
+)
 
 REFUSALS: Final[dict[str, Refusal]] = {
     refusal.reason: refusal
@@ -167,9 +167,9 @@ def wait_seconds(wait_ms: int) -> int:
     return (wait_ms + 999) // 1000
 
 
-def refusal_error(reason: str, values: Sequence[int | str]) -> StoreError:
+def refusal_error(reason: str, values: Sequence[int | str]) -> errors.StoreError:
     """The error for a refusal reported by name (a Lua script's ``{'E', reason, ...}``)."""
     refusal = REFUSALS.get(reason)
     if refusal is None:
-        return StoreError(f"unknown refusal {reason!r}")
+        return errors.StoreError(f"unknown refusal {reason!r}")
     return refusal(*values)

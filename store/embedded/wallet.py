@@ -15,26 +15,8 @@ from __future__ import annotations
 
 import asyncio
 
-from store.domain.accounts import (
-    Account,
-    DebtReceipt,
-    DebtSettlement,
-    Earnings,
-    LimitsRequest,
-    MoneyPolicy,
-    RefundReceipt,
-    RefundRequest,
-    Withdrawal,
-    WithdrawalRequest,
-    WithdrawalSettlement,
-)
-from store.domain.models import (
-    Balance,
-    GiftReceipt,
-    GiftRequest,
-    PurchaseReceipt,
-    PurchaseRequest,
-)
+from store.domain import accounts as money
+from store.domain import models
 from store.domain.rules import hash_pin, pin_salt
 from store.embedded import accounts, gifts, purchases, refunds, withdrawals
 from store.embedded.database import SQLiteDatabase
@@ -55,45 +37,45 @@ class SQLiteWallet:
         db: SQLiteDatabase,
         *,
         creator_share_percent: int = 50,
-        policy: MoneyPolicy | None = None,
+        policy: money.MoneyPolicy | None = None,
     ) -> None:
         if not 0 <= creator_share_percent <= 100:
             raise ValueError("creator_share_percent must be within 0..100")
         self._db = db
         self._share = creator_share_percent
-        self._policy = policy or MoneyPolicy()
+        self._policy = policy or money.MoneyPolicy()
 
     # -- coins in and out ------------------------------------------------------
 
-    async def purchase(self, request: PurchaseRequest) -> PurchaseReceipt:
+    async def purchase(self, request: models.PurchaseRequest) -> models.PurchaseReceipt:
         tx, created_at = new_id("tx"), _clock(request.now)
         return await self._db.write(lambda conn: purchases.purchase(conn, request, tx, created_at))
 
-    async def send_gift(self, request: GiftRequest) -> GiftReceipt:
+    async def send_gift(self, request: models.GiftRequest) -> models.GiftReceipt:
         plan = gifts.plan_gift(request, share_percent=self._share, policy=self._policy)
         receipt, totals = await self._db.write(lambda conn: gifts.send_gift(conn, plan))
         if totals is not None:
             self._db.note_gift_totals(receipt.room_id, receipt.stream_id, totals)
         return receipt
 
-    async def balance(self, user_id: str) -> Balance:
+    async def balance(self, user_id: str) -> models.Balance:
         """Coins and diamonds; zero for a user never seen."""
         return await self._db.read(lambda conn: balance_of(conn, user_id))
 
-    async def refund(self, request: RefundRequest) -> RefundReceipt:
+    async def refund(self, request: money.RefundRequest) -> money.RefundReceipt:
         tx, now = new_id("tx"), _clock(request.now)
         return await self._db.write(lambda conn: refunds.refund(conn, request, tx, now))
 
-    async def settle_debt(self, request: DebtSettlement) -> DebtReceipt:
+    async def settle_debt(self, request: money.DebtSettlement) -> money.DebtReceipt:
         tx, now = new_id("tx"), _clock(request.now)
         return await self._db.write(lambda conn: refunds.settle_debt(conn, request, tx, now))
 
     # -- accounts ----------------------------------------------------------------
 
-    async def account(self, user_id: str) -> Account:
+    async def account(self, user_id: str) -> money.Account:
         return (await self._db.read(lambda conn: accounts.load_account(conn, user_id)))[0]
 
-    async def set_limits(self, request: LimitsRequest) -> Account:
+    async def set_limits(self, request: money.LimitsRequest) -> money.Account:
         user_id = request.user_id
         stored_pin = (await self._db.read(lambda conn: accounts.load_account(conn, user_id)))[1]
         # hashing is slow on purpose: never in the writer thread
@@ -107,7 +89,7 @@ class SQLiteWallet:
             lambda conn: accounts.set_limits(conn, request, candidate, new_hash)
         )
 
-    async def set_verified(self, user_id: str, *, verified: bool, by: str) -> Account:
+    async def set_verified(self, user_id: str, *, verified: bool, by: str) -> money.Account:
         at = now_ms() if verified else None
         return await self._db.write(lambda conn: accounts.set_verified(conn, user_id, at, by))
 
@@ -125,28 +107,28 @@ class SQLiteWallet:
 
     # -- withdrawals ---------------------------------------------------------------
 
-    async def reserve_withdrawal(self, request: WithdrawalRequest) -> Withdrawal:
+    async def reserve_withdrawal(self, request: money.WithdrawalRequest) -> money.Withdrawal:
         ids, now, policy = (new_id("wd"), new_id("tx")), _clock(request.now), self._policy
         return await self._db.write(
             lambda conn: withdrawals.reserve_withdrawal(conn, request, policy, ids, now)
         )
 
-    async def settle_withdrawal(self, request: WithdrawalSettlement) -> Withdrawal:
+    async def settle_withdrawal(self, request: money.WithdrawalSettlement) -> money.Withdrawal:
         tx, now = new_id("tx"), _clock(request.now)
         return await self._db.write(
             lambda conn: withdrawals.settle_withdrawal(conn, request, tx, now)
         )
 
-    async def withdrawal(self, withdrawal_id: str) -> Withdrawal | None:
+    async def withdrawal(self, withdrawal_id: str) -> money.Withdrawal | None:
         return await self._db.read(lambda conn: withdrawals.load_withdrawal(conn, withdrawal_id))
 
     async def withdrawals(
         self, user_id: str, *, before: str | None = None, limit: int = 50
-    ) -> list[Withdrawal]:
+    ) -> list[money.Withdrawal]:
         return await self._db.read(
             lambda conn: withdrawals.list_withdrawals(conn, user_id, before, limit)
         )
 
-    async def earnings(self, user_id: str, *, now: int | None = None) -> Earnings:
+    async def earnings(self, user_id: str, *, now: int | None = None) -> money.Earnings:
         at, hold = _clock(now), self._policy.hold_seconds
         return await self._db.read(lambda conn: withdrawals.earnings(conn, user_id, at, hold))

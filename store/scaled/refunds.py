@@ -12,16 +12,8 @@ from typing import Final
 
 import orjson
 
+from store.domain import accounts as money
 from store.domain import refusals
-from store.domain.accounts import (
-    PLATFORM_WRITEOFF,
-    SETTLED_PAID,
-    DebtReceipt,
-    DebtSettlement,
-    RefundReceipt,
-    RefundRequest,
-    debt_account,
-)
 from store.domain.models import DIAMOND, WORLD, coins_account, diamonds_account
 from store.domain.rules import MAX_CLAWBACK_GIFTS, GiftSpend
 from store.errors import StoreError
@@ -37,7 +29,9 @@ _SETTLE_DEBT: Final = load_script("settle_debt")
 _HISTORY_PAGE: Final = 200
 
 
-async def refund(batcher: CommandBatcher, ledger: Ledger, request: RefundRequest) -> RefundReceipt:
+async def refund(
+    batcher: CommandBatcher, ledger: Ledger, request: money.RefundRequest
+) -> money.RefundReceipt:
     raw = await batcher.execute("GET", payment_key(request.provider, request.payment_id))
     purchase = orjson.loads(raw[32:]) if raw is not None else {}
     user_id = purchase.get("user_id") or ""
@@ -55,13 +49,13 @@ async def refund(batcher: CommandBatcher, ledger: Ledger, request: RefundRequest
             await batcher.evalsha(_REFUND, call_keys, args, retry_on_disconnect=True)
         )
         if reply[0] != b"S":
-            return RefundReceipt(**orjson.loads(reply[1]), replayed=reply[0] == b"R")
+            return money.RefundReceipt(**orjson.loads(reply[1]), replayed=reply[0] == b"R")
         user_id = text(reply[1])
     raise StoreError("the refunded purchase kept changing its user")
 
 
 def _refund_call(
-    request: RefundRequest, user_id: str, gifts: list[GiftSpend], tx_id: str, now: int
+    request: money.RefundRequest, user_id: str, gifts: list[GiftSpend], tx_id: str, now: int
 ) -> tuple[tuple[str, ...], tuple[Arg, ...]]:
     creators = list(dict.fromkeys(gift.creator_id for gift in gifts))
     number = {creator: n for n, creator in enumerate(creators, start=1)}
@@ -96,7 +90,7 @@ def _refund_call(
             }
         ),
         orjson.dumps(coins_account(user_id)),
-        orjson.dumps(debt_account(user_id)),
+        orjson.dumps(money.debt_account(user_id)),
         len(creators),
     ]
     for creator in creators:
@@ -130,7 +124,7 @@ async def gifts_after(ledger: Ledger, user_id: str, after_tx: str) -> list[GiftS
     return gifts
 
 
-async def settle_debt(batcher: CommandBatcher, request: DebtSettlement) -> DebtReceipt:
+async def settle_debt(batcher: CommandBatcher, request: money.DebtSettlement) -> money.DebtReceipt:
     tx_id = new_id("tx")
     now = request.now if request.now is not None else now_ms()
     meta = orjson.dumps(
@@ -158,11 +152,11 @@ async def settle_debt(batcher: CommandBatcher, request: DebtSettlement) -> DebtR
                 request.fingerprint(),
                 entry_head(tx_id, "debt_settlement", now),
                 meta,
-                WORLD if request.method == SETTLED_PAID else PLATFORM_WRITEOFF,
-                orjson.dumps(debt_account(request.user_id)),
+                WORLD if request.method == money.SETTLED_PAID else money.PLATFORM_WRITEOFF,
+                orjson.dumps(money.debt_account(request.user_id)),
                 receipt,
             ),
             retry_on_disconnect=True,
         )
     )
-    return DebtReceipt(**orjson.loads(reply[1]), replayed=reply[0] == b"R")
+    return money.DebtReceipt(**orjson.loads(reply[1]), replayed=reply[0] == b"R")

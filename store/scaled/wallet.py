@@ -17,26 +17,8 @@ from __future__ import annotations
 
 from typing import Final
 
-from store.domain.accounts import (
-    Account,
-    DebtReceipt,
-    DebtSettlement,
-    Earnings,
-    LimitsRequest,
-    MoneyPolicy,
-    RefundReceipt,
-    RefundRequest,
-    Withdrawal,
-    WithdrawalRequest,
-    WithdrawalSettlement,
-)
-from store.domain.models import (
-    Balance,
-    GiftReceipt,
-    GiftRequest,
-    PurchaseReceipt,
-    PurchaseRequest,
-)
+from store.domain import accounts as money
+from store.domain import models
 from store.ids import now_ms
 from store.roles import Ledger
 from store.scaled import accounts, purchases, refunds, withdrawals
@@ -58,7 +40,7 @@ class RedisWallet:
         ledger: Ledger,
         creator_share_percent: int = 50,
         gift_key_ttl: int = DEFAULT_GIFT_KEY_TTL,
-        policy: MoneyPolicy | None = None,
+        policy: money.MoneyPolicy | None = None,
     ) -> None:
         if not 0 <= creator_share_percent <= 100:
             raise ValueError("creator_share_percent must be within 0..100")
@@ -67,7 +49,7 @@ class RedisWallet:
         self._batcher = batcher
         self._ledger = ledger
         """Where a refund finds the gifts the refunded coins paid for."""
-        self._policy = policy or MoneyPolicy()
+        self._policy = policy or money.MoneyPolicy()
         self._gifts = GiftSender(
             batcher,
             share_percent=creator_share_percent,
@@ -77,30 +59,30 @@ class RedisWallet:
 
     # -- coins in, coins out ---------------------------------------------------
 
-    async def purchase(self, request: PurchaseRequest) -> PurchaseReceipt:
+    async def purchase(self, request: models.PurchaseRequest) -> models.PurchaseReceipt:
         return await purchases.purchase(self._batcher, request)
 
-    async def send_gift(self, request: GiftRequest) -> GiftReceipt:
+    async def send_gift(self, request: models.GiftRequest) -> models.GiftReceipt:
         return await self._gifts.send(request)
 
-    async def refund(self, request: RefundRequest) -> RefundReceipt:
+    async def refund(self, request: money.RefundRequest) -> money.RefundReceipt:
         return await refunds.refund(self._batcher, self._ledger, request)
 
-    async def settle_debt(self, request: DebtSettlement) -> DebtReceipt:
+    async def settle_debt(self, request: money.DebtSettlement) -> money.DebtReceipt:
         return await refunds.settle_debt(self._batcher, request)
 
     # -- accounts ----------------------------------------------------------------
 
-    async def balance(self, user_id: str) -> Balance:
+    async def balance(self, user_id: str) -> models.Balance:
         return await accounts.balance(self._batcher, user_id)
 
-    async def account(self, user_id: str) -> Account:
+    async def account(self, user_id: str) -> money.Account:
         return await accounts.account(self._batcher, user_id)
 
-    async def set_limits(self, request: LimitsRequest) -> Account:
+    async def set_limits(self, request: money.LimitsRequest) -> money.Account:
         return await accounts.set_limits(self._batcher, self._policy, request)
 
-    async def set_verified(self, user_id: str, *, verified: bool, by: str) -> Account:
+    async def set_verified(self, user_id: str, *, verified: bool, by: str) -> money.Account:
         return await accounts.set_verified(self._batcher, user_id, verified=verified, by=by)
 
     async def rate_limit(
@@ -120,19 +102,19 @@ class RedisWallet:
 
     # -- withdrawals and earnings --------------------------------------------------
 
-    async def reserve_withdrawal(self, request: WithdrawalRequest) -> Withdrawal:
+    async def reserve_withdrawal(self, request: money.WithdrawalRequest) -> money.Withdrawal:
         return await withdrawals.reserve(self._batcher, self._policy, request)
 
-    async def settle_withdrawal(self, request: WithdrawalSettlement) -> Withdrawal:
+    async def settle_withdrawal(self, request: money.WithdrawalSettlement) -> money.Withdrawal:
         return await withdrawals.settle(self._batcher, request)
 
-    async def withdrawal(self, withdrawal_id: str) -> Withdrawal | None:
+    async def withdrawal(self, withdrawal_id: str) -> money.Withdrawal | None:
         return await withdrawals.withdrawal(self._batcher, withdrawal_id)
 
     async def withdrawals(
         self, user_id: str, *, before: str | None = None, limit: int = 50
-    ) -> list[Withdrawal]:
+    ) -> list[money.Withdrawal]:
         return await withdrawals.withdrawals(self._batcher, user_id, before=before, limit=limit)
 
-    async def earnings(self, user_id: str, *, now: int | None = None) -> Earnings:
+    async def earnings(self, user_id: str, *, now: int | None = None) -> money.Earnings:
         return await withdrawals.earnings(self._batcher, self._policy, user_id, now=now)

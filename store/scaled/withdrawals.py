@@ -10,17 +10,8 @@ from typing import Any, Final
 
 import orjson
 
+from store.domain import accounts as money
 from store.domain import refusals
-from store.domain.accounts import (
-    PENDING,
-    SETTLED_PAID,
-    Earnings,
-    MoneyPolicy,
-    StreamEarnings,
-    Withdrawal,
-    WithdrawalRequest,
-    WithdrawalSettlement,
-)
 from store.domain.models import Posting, utc_day
 from store.domain.postings import withdrawal_postings, withdrawal_settle_postings
 from store.domain.rules import first_held_hour, held_diamonds
@@ -35,9 +26,9 @@ _WITHDRAW: Final = load_script("withdraw")
 _SETTLE_WITHDRAWAL: Final = load_script("settle_withdrawal")
 
 
-def withdrawal_from_hash(values: Sequence[Any], *, replayed: bool = False) -> Withdrawal:
+def withdrawal_from_hash(values: Sequence[Any], *, replayed: bool = False) -> money.Withdrawal:
     fields = fields_of(values)
-    return Withdrawal(
+    return money.Withdrawal(
         id=fields["id"],
         user_id=fields["user_id"],
         diamonds=int(fields["diamonds"]),
@@ -70,8 +61,8 @@ def _entry(
 
 
 async def reserve(
-    batcher: CommandBatcher, policy: MoneyPolicy, request: WithdrawalRequest
-) -> Withdrawal:
+    batcher: CommandBatcher, policy: money.MoneyPolicy, request: money.WithdrawalRequest
+) -> money.Withdrawal:
     user_id = request.user_id
     withdrawal_id, tx_id = new_id("wd"), new_id("tx")
     now = request.now if request.now is not None else now_ms()
@@ -96,7 +87,7 @@ async def reserve(
         ("id", withdrawal_id),
         ("user_id", user_id),
         ("diamonds", request.diamonds),
-        ("status", PENDING),
+        ("status", money.PENDING),
         ("method", request.method),
         ("created_at", now),
         ("expected_at", withdrawal.expected_at),
@@ -143,7 +134,7 @@ async def reserve(
     return withdrawal_from_hash(first, replayed=True)
 
 
-async def settle(batcher: CommandBatcher, request: WithdrawalSettlement) -> Withdrawal:
+async def settle(batcher: CommandBatcher, request: money.WithdrawalSettlement) -> money.Withdrawal:
     current = await withdrawal(batcher, request.withdrawal_id)
     if current is None:
         raise refusals.WITHDRAWAL_NOT_FOUND()
@@ -156,7 +147,7 @@ async def settle(batcher: CommandBatcher, request: WithdrawalSettlement) -> With
         withdrawal_settle_postings(
             user_id=current.user_id,
             diamonds=current.diamonds,
-            paid=request.status == SETTLED_PAID,
+            paid=request.status == money.SETTLED_PAID,
         ),
         {
             "withdrawal_id": current.id,
@@ -193,7 +184,7 @@ async def settle(batcher: CommandBatcher, request: WithdrawalSettlement) -> With
     return withdrawal_from_hash(reply[1:], replayed=reply[0] == b"R")
 
 
-async def withdrawal(batcher: CommandBatcher, withdrawal_id: str) -> Withdrawal | None:
+async def withdrawal(batcher: CommandBatcher, withdrawal_id: str) -> money.Withdrawal | None:
     owner = await batcher.execute("HGET", keys.WITHDRAWAL_OWNERS, withdrawal_id)
     if owner is None:
         return None
@@ -203,7 +194,7 @@ async def withdrawal(batcher: CommandBatcher, withdrawal_id: str) -> Withdrawal 
 
 async def withdrawals(
     batcher: CommandBatcher, user_id: str, *, before: str | None, limit: int
-) -> list[Withdrawal]:
+) -> list[money.Withdrawal]:
     top = "(" + before if before is not None else "+"
     ids = await batcher.execute(
         "ZREVRANGEBYLEX", user_key(user_id, keys.WITHDRAWALS), top, "-", "LIMIT", 0, limit
@@ -215,8 +206,8 @@ async def withdrawals(
 
 
 async def earnings(
-    batcher: CommandBatcher, policy: MoneyPolicy, user_id: str, *, now: int | None
-) -> Earnings:
+    batcher: CommandBatcher, policy: money.MoneyPolicy, user_id: str, *, now: int | None
+) -> money.Earnings:
     at = now if now is not None else now_ms()
     (diamonds, pending), hours_raw, streams_raw, state = await asyncio.gather(
         batcher.execute("HMGET", wallet_key(user_id), "diamond", "withdrawing"),
@@ -229,13 +220,13 @@ async def earnings(
     held, next_release = held_diamonds(
         hours, now_ms=at, hold_seconds=policy.hold_seconds, balance=balance
     )
-    streams: list[StreamEarnings] = []
+    streams: list[money.StreamEarnings] = []
     for i in range(0, len(streams_raw), 2):
         stream, _, room = text(streams_raw[i]).partition("|")
-        streams.append(StreamEarnings(room, int(stream), int(streams_raw[i + 1])))
+        streams.append(money.StreamEarnings(room, int(stream), int(streams_raw[i + 1])))
     streams.sort(key=lambda s: (s.room_id, -s.stream_id))
     paid, verified_at = state
-    return Earnings(
+    return money.Earnings(
         user_id=user_id,
         balance=balance,
         held=held,
