@@ -4,19 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from protocol import (
-    CloseCode,
-    EncodeError,
-    ErrorCode,
-    FrameTooLarge,
-    InvalidCommand,
-    MalformedFrame,
-    ProtocolError,
-)
+from protocol import errors
 
 
 def test_error_code_values() -> None:
-    assert [c.value for c in ErrorCode] == [
+    assert [c.value for c in errors.ErrorCode] == [
         "bad_request",
         "unauthorized",
         "forbidden",
@@ -29,12 +21,12 @@ def test_error_code_values() -> None:
         "too_large",
         "internal",
     ]
-    assert str(ErrorCode.CONFLICT) == "conflict"
-    assert ErrorCode("too_large") is ErrorCode.TOO_LARGE
+    assert str(errors.ErrorCode.CONFLICT) == "conflict"
+    assert errors.ErrorCode("too_large") is errors.ErrorCode.TOO_LARGE
 
 
 def test_close_code_values() -> None:
-    assert {c.name: c.value for c in CloseCode} == {
+    assert {c.name: c.value for c in errors.CloseCode} == {
         "NORMAL": 1000,
         "GOING_AWAY": 1001,
         "POLICY": 1008,
@@ -50,25 +42,25 @@ def test_close_code_values() -> None:
 
 
 def test_which_close_codes_mean_reconnect() -> None:
-    assert {c.value for c in CloseCode if c.reconnect} == {1001, 1011, 1012, 1013, 4008}
-    assert CloseCode(4010).reconnect is False
+    assert {c.value for c in errors.CloseCode if c.reconnect} == {1001, 1011, 1012, 1013, 4008}
+    assert errors.CloseCode(4010).reconnect is False
 
 
 @pytest.mark.parametrize(
     ("cls", "code"),
     [
-        (ProtocolError, "internal"),
-        (MalformedFrame, "bad_request"),
-        (FrameTooLarge, "too_large"),
-        (InvalidCommand, "bad_request"),
-        (EncodeError, "internal"),
+        (errors.ProtocolError, "internal"),
+        (errors.MalformedFrame, "bad_request"),
+        (errors.FrameTooLarge, "too_large"),
+        (errors.InvalidCommand, "bad_request"),
+        (errors.EncodeError, "internal"),
     ],
 )
-def test_exception_tree_and_codes(cls: type[ProtocolError], code: str) -> None:
+def test_exception_tree_and_codes(cls: type[errors.ProtocolError], code: str) -> None:
     exc = cls("what happened", command_id="c1")
-    assert isinstance(exc, ProtocolError)
+    assert isinstance(exc, errors.ProtocolError)
     assert exc.code == code
-    assert isinstance(exc.code, ErrorCode)
+    assert isinstance(exc.code, errors.ErrorCode)
     assert exc.message == "what happened"
     assert str(exc) == "what happened"
     assert exc.command_id == "c1"

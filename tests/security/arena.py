@@ -172,14 +172,7 @@ async def open_arena(
                 setup_txs.add(bought.json()["tx"])
             balances[user] = await apis[user].balance()
         async with welcomed_in_both_codecs(server, "carol") as watchers:
-            arena = Arena(
-                server=server,
-                http=http,
-                watchers=watchers,
-                apis=apis,
-                start_balances=balances,
-                setup_txs=setup_txs,
-            )
+            arena = Arena(server, http, watchers, apis, balances, setup_txs)
             yield arena
             # A gift after all of it reaches both watchers, in order.
             reply = await apis["bob"].post("/v1/rooms/carol/gifts", {"gift": "rose"}, key="last")

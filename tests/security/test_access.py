@@ -218,7 +218,7 @@ def test_overlay_keys_are_compared_in_constant_time(
         calls.append((a, b))
         return bool(real(a, b))
 
-    monkeypatch.setattr(hmac, "compare_digest", spy)  # what live.ws calls
+    monkeypatch.setattr(hmac, "compare_digest", spy)  # what live.realtime.endpoint calls
     with warnings.catch_warnings():  # starlette would rather see httpx2 behind TestClient
         warnings.simplefilter("ignore")
         from starlette.testclient import TestClient
@@ -241,7 +241,7 @@ def test_no_secret_is_compared_with_equality() -> None:
         r"(overlay_key|signature|secret)\w*\s*[!=]=|[!=]=\s*\w*\.?(overlay_key|signature)"
     )
     offenders = []
-    for path in Path(live.auth.__file__).parent.glob("*.py"):
+    for path in Path(live.auth.__file__).parent.rglob("*.py"):
         for number, line in enumerate(path.read_text().splitlines(), 1):
             if pattern.search(line) and "compare_digest" not in line:
                 offenders.append(f"{path.name}:{number}: {line.strip()}")

@@ -95,11 +95,11 @@ async def send(
     gift_id: str = "rose",
     count: int = 1,
     room_id: str = ROOM,
+    now: int | None = None,
 ) -> GiftReceipt:
+    found = gift(engine, gift_id)
     return await engine.wallet.send_gift(
-        GiftRequest(
-            sender=sender, room_id=room_id, gift=gift(engine, gift_id), count=count, key=key
-        )
+        GiftRequest(sender=sender, room_id=room_id, gift=found, count=count, key=key, now=now)
     )
 
 

@@ -39,19 +39,7 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from store.domain.accounts import (
-    CHARGEBACK,
-    REFUND,
-    DebtSettlement,
-    LimitsRequest,
-    MoneyPolicy,
-    RefundRequest,
-    UserLimits,
-    WithdrawalRequest,
-    WithdrawalSettlement,
-    debt_account,
-    withdrawing_account,
-)
+from store.domain import accounts
 from store.domain.models import (
     COIN,
     DIAMOND,
@@ -82,7 +70,7 @@ NOW = 1_767_225_600_000
 FANS = ("f0", "f1", "f2")
 CREATORS = ("c0", "c1")
 PIN = "2468"
-POLICY = MoneyPolicy(
+POLICY = accounts.MoneyPolicy(
     daily_spend_cap=600,
     monthly_spend_cap=3_000,
     gift_rate_per_minute=600,
@@ -124,7 +112,7 @@ class MoneyMachine(RuleBasedStateMachine):
         """(sender, key) -> (gift, count, room, tx)"""
         self.withdrawals: dict[str, str] = {}
         """withdrawal id -> status"""
-        self.limits = {u: UserLimits() for u in FANS}
+        self.limits = {u: accounts.UserLimits() for u in FANS}
         self.pins: dict[str, bool] = dict.fromkeys(FANS, False)
         self.seen: dict[str, TransactionRecord] = {}
         self.model: dict[tuple[str, str], int] = {}
@@ -315,14 +303,20 @@ class MoneyMachine(RuleBasedStateMachine):
     # -- refunds and debt -------------------------------------------------------------
 
     @precondition(lambda self: self.payments)
-    @rule(data=st.data(), kind=st.sampled_from([REFUND, CHARGEBACK]), dice=st.integers(0, 2))
+    @rule(
+        data=st.data(),
+        kind=st.sampled_from([accounts.REFUND, accounts.CHARGEBACK]),
+        dice=st.integers(0, 2),
+    )
     def reverse(self, data: st.DataObject, kind: str, dice: int) -> None:
         if dice:  # rarer than purchases: a reversal locks most accounts
             return
         payment = data.draw(st.sampled_from(sorted(self.payments)))
         receipt = self.run(
             self.engine.wallet.refund(
-                RefundRequest(provider="sandbox", payment_id=payment, kind=kind, now=self.now)
+                accounts.RefundRequest(
+                    provider="sandbox", payment_id=payment, kind=kind, now=self.now
+                )
             )
         )
         if payment in self.reversals:
@@ -336,7 +330,7 @@ class MoneyMachine(RuleBasedStateMachine):
     @rule(user=st.sampled_from(FANS), method=st.sampled_from(["paid", "written_off"]))
     def settle_debt(self, user: str, method: str) -> None:
         debt = self.run(self.engine.wallet.balance(user)).debt
-        request = DebtSettlement(
+        request = accounts.DebtSettlement(
             user_id=user, method=method, key=self.next_id("settle"), by="admin", now=self.now
         )
         if debt == 0:
@@ -369,7 +363,7 @@ class MoneyMachine(RuleBasedStateMachine):
         set_pin: bool,
     ) -> None:
         old = self.limits[user]
-        new = UserLimits(
+        new = accounts.UserLimits(
             daily_cap=daily,
             monthly_cap=old.monthly_cap,
             purchases_enabled=purchases,
@@ -378,7 +372,7 @@ class MoneyMachine(RuleBasedStateMachine):
         )
         new_pin = PIN if set_pin else None
         needs = self.pins[user] and (relaxes(old, new) or new_pin is not None)
-        request = LimitsRequest(user_id=user, limits=new, pin=pin, new_pin=new_pin)
+        request = accounts.LimitsRequest(user_id=user, limits=new, pin=pin, new_pin=new_pin)
         if needs and pin != PIN:
             with pytest.raises(Forbidden):
                 self.run(self.engine.wallet.set_limits(request))
@@ -402,7 +396,7 @@ class MoneyMachine(RuleBasedStateMachine):
         try:
             withdrawal = self.run(
                 self.engine.wallet.reserve_withdrawal(
-                    WithdrawalRequest(
+                    accounts.WithdrawalRequest(
                         user_id=to, diamonds=diamonds, key=self.next_id("wd"), now=self.now
                     )
                 )
@@ -422,7 +416,9 @@ class MoneyMachine(RuleBasedStateMachine):
     def settle_withdrawal(self, data: st.DataObject, status: str) -> None:
         withdrawal_id = data.draw(st.sampled_from(sorted(self.withdrawals)))
         current = self.withdrawals[withdrawal_id]
-        request = WithdrawalSettlement(withdrawal_id=withdrawal_id, status=status, now=self.now)
+        request = accounts.WithdrawalSettlement(
+            withdrawal_id=withdrawal_id, status=status, now=self.now
+        )
         if current not in ("pending", status):
             with pytest.raises(Conflict):
                 self.run(self.engine.wallet.settle_withdrawal(request))
@@ -457,7 +453,7 @@ class MoneyMachine(RuleBasedStateMachine):
             if record.kind == "purchase":
                 pid = record.meta["payment_id"]
                 purchases[pid] = purchases.get(pid, 0) + 1
-            elif record.kind in (REFUND, CHARGEBACK):
+            elif record.kind in (accounts.REFUND, accounts.CHARGEBACK):
                 pid = record.meta["payment_id"]
                 reversals[pid] = reversals.get(pid, 0) + 1
             elif record.kind == "gift":
@@ -475,10 +471,10 @@ class MoneyMachine(RuleBasedStateMachine):
         for user, balance in self.balances().items():
             assert balance.coins == derived.get((coins_account(user), COIN), 0)
             assert balance.diamonds == derived.get((diamonds_account(user), DIAMOND), 0)
-            assert -balance.debt == derived.get((debt_account(user), COIN), 0)
+            assert -balance.debt == derived.get((accounts.debt_account(user), COIN), 0)
             # 2. coins never below zero; debt recorded on its own, never above zero
             assert balance.coins >= 0 and balance.diamonds >= 0 and balance.debt >= 0
-            pending = derived.get((withdrawing_account(user), DIAMOND), 0)
+            pending = derived.get((accounts.withdrawing_account(user), DIAMOND), 0)
             assert pending >= 0
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,6 @@ from store.domain.models import (
     PLATFORM_EXCHANGE,
     WORLD,
     GiftReceipt,
-    GiftRequest,
     Posting,
     Profile,
     PromotionGrant,
@@ -59,6 +59,7 @@ from store.errors import (
 )
 from store.roles import Engine
 from tests.engines import ENGINES
+from tests.store.test_conformance import send as send_at
 
 ALICE = Profile(id="alice", username="alice", adult=True)
 BEN = Profile(id="ben", username="ben", adult=True)
@@ -105,33 +106,17 @@ async def purchase(
 ) -> PurchaseReceipt:
     package = engine.catalog.package(package_id)
     assert package is not None
-    return await engine.wallet.purchase(
-        PurchaseRequest(
-            user=user,
-            package=package,
-            payment_id=payment_id,
-            promotions=promotions,
-            enforce_limits=enforce,
-            now=now,
-        )
-    )
+    request = PurchaseRequest(user, package, payment_id, promotions=promotions, now=now)
+    if not enforce:
+        request = dataclasses.replace(request, enforce_limits=False)
+    return await engine.wallet.purchase(request)
 
 
 async def send(
-    engine: Engine,
-    sender: Profile,
-    key: str,
-    *,
-    gift_id: str = "rose",
-    count: int = 1,
-    room_id: str = ROOM,
-    now: int = NOW,
+    engine: Engine, sender: Profile, key: str, *, now: int = NOW, **options: Any
 ) -> GiftReceipt:
-    gift = engine.catalog.gift(gift_id)
-    assert gift is not None
-    return await engine.wallet.send_gift(
-        GiftRequest(sender=sender, room_id=room_id, gift=gift, count=count, key=key, now=now)
-    )
+    """A gift at ``now`` (the rules' clock), else as the conformance suite sends one."""
+    return await send_at(engine, sender, key, now=now, **options)
 
 
 async def refund(engine: Engine, payment_id: str, *, kind: str = REFUND, now: int = NOW) -> Any:
