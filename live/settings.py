@@ -15,6 +15,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from live.limits import own_origin, parse_origins
 from live.money_config import parse_promotions, parse_rate, parse_secrets
 from protocol import Limits
 from store.domain.accounts import MoneyPolicy
@@ -325,8 +326,6 @@ class Settings:
 
     def origins(self) -> frozenset[str] | None:
         """The browser origins allowed to open a WebSocket; None: any (``*``)."""
-        from live.limits import own_origin, parse_origins
-
         if self.allowed_origins.strip():
             return parse_origins(self.allowed_origins)
         own = own_origin(self.base_url)

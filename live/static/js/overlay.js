@@ -3,17 +3,7 @@
 // are listed in docs/OPERATIONS.md ("Overlay and watch pages").
 
 import { RoomConnection } from "./room.js";
-import {
-  displayName,
-  el,
-  formatNumber,
-  giftAlert,
-  leaderboardView,
-  params,
-  renderGoal,
-  roomIdFromPath,
-  updateAlertCount,
-} from "./common.js";
+import * as ui from "./common.js";
 
 const POSITIONS = new Set([
   "top-left", "top-center", "top-right",
@@ -80,7 +70,7 @@ class AlertQueue {
     alert.event = { ...event, combo: { ...event.combo, count: Math.max(alert.event.combo.count, event.combo.count) } };
     if (event.combo.end) alert.ended = true;
     if (alert.node) {
-      updateAlertCount(alert.node, alert.event.combo.count);
+      ui.updateAlertCount(alert.node, alert.event.combo.count);
       this.setBig(alert);
       if (alert.ended) this.schedule(alert);
     }
@@ -101,7 +91,7 @@ class AlertQueue {
     let showing = this.onScreen();
     while (showing.length < this.options.lanes && this.waiting.length) {
       const alert = this.waiting.shift();
-      alert.node = giftAlert(alert.event, { big: this.isBig(alert.event) });
+      alert.node = ui.giftAlert(alert.event, { big: this.isBig(alert.event) });
       alert.node.classList.add("enter");
       alert.shownAt = Date.now();
       this.root.append(alert.node);
@@ -155,8 +145,8 @@ function placeWidgets(options) {
 }
 
 function main() {
-  const options = readOptions(params());
-  const roomId = roomIdFromPath("/overlay/");
+  const options = readOptions(ui.params());
+  const roomId = ui.roomIdFromPath("/overlay/");
   placeWidgets(options);
   const alerts = new AlertQueue(document.getElementById("alerts"), options);
   const goal = document.getElementById("goal");
@@ -166,17 +156,17 @@ function main() {
   const showGoal = options.widgets.has("goal");
 
   function setGoal(value) {
-    renderGoal(goal, value);
+    ui.renderGoal(goal, value);
     if (!showGoal) goal.hidden = true;
   }
 
   function showTop(top) {
-    leaderboardView(topList, top, 3);
+    ui.leaderboardView(topList, top, 3);
     topList.parentElement.classList.toggle("empty", top.length === 0);
   }
 
   function recent(text, kind) {
-    events.prepend(el("li", { class: `recent ${kind}` }, text));
+    events.prepend(ui.el("li", { class: `recent ${kind}` }, text));
     while (events.children.length > options.events) events.lastChild.remove();
   }
 
@@ -212,7 +202,7 @@ function main() {
           }
           alerts.gift(event);
           if (event.combo.end) {
-            recent(`${displayName(event.sender)} sent ${event.gift.name} ×${event.combo.count}`, "gift");
+            recent(`${ui.displayName(event.sender)} sent ${event.gift.name} ×${event.combo.count}`, "gift");
           }
           break;
         case "goal":
@@ -227,8 +217,8 @@ function main() {
           showTop(event.top);
           break;
         case "join":
-          if (event.users) recent(`${event.users.map(displayName).join(", ")} joined`, "join");
-          else recent(`${formatNumber(event.count)} viewers joined`, "join");
+          if (event.users) recent(`${event.users.map(ui.displayName).join(", ")} joined`, "join");
+          else recent(`${ui.formatNumber(event.count)} viewers joined`, "join");
           break;
         case "room_ended":
           setGoal(null);
