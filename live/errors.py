@@ -15,8 +15,9 @@ from __future__ import annotations
 from starlette.responses import Response
 
 from live.json import json_response
+from store.domain import refusals
 
-BANNED = "you are banned from this room"
+BANNED = refusals.BANNED.template
 """The ``forbidden`` message of a banned user, wherever they are refused."""
 
 STATUS_BY_CODE: dict[str, int] = {

@@ -16,6 +16,7 @@ from live.actions.shared_reads import SharedReads
 from live.errors import LiveError
 from live.settings import Settings
 from protocol import events as ev
+from store.domain import refusals
 from store.domain.models import (
     Gift,
     Goal,
@@ -66,13 +67,13 @@ class Rooms:
         """The room; ``not_found`` if there is none."""
         room = await self.engine.rooms.get(room_id)
         if room is None:
-            raise LiveError("not_found", "room not found")
+            raise refusals.ROOM_NOT_FOUND()
         return room
 
     async def live_room(self, room_id: str) -> Room:
         room = await self.existing(room_id)
         if not room.live:
-            raise LiveError("room_not_live", "the room is not live")
+            raise refusals.ROOM_NOT_LIVE()
         return room
 
     async def state(self, room_id: str) -> dict[str, Any]:

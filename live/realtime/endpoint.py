@@ -43,6 +43,7 @@ from protocol import (
 from protocol import Close as CloseDecision
 from protocol import events as ev
 from store.domain.models import Profile
+from store.domain.refusals import ROOM_NOT_FOUND
 
 if TYPE_CHECKING:  # only ``live serve`` installs it; other servers run without it
     from live.realtime.uvicorn_glue import RawWebSocket
@@ -78,7 +79,7 @@ async def live_endpoint(websocket: WebSocket) -> None:
         await websocket.close(close_code, message[:120])
 
     if not ROOM_ID.match(room_id):
-        await refuse("not_found", "room not found", CloseCode.ROOM_NOT_FOUND)
+        await refuse("not_found", ROOM_NOT_FOUND.template, CloseCode.ROOM_NOT_FOUND)
         return
     profile: Profile | None = None
     token = query.get("access_token") or bearer_token(websocket.headers.get("authorization"))
@@ -92,7 +93,7 @@ async def live_endpoint(websocket: WebSocket) -> None:
             return
     room = await actions.rooms.for_handshake(room_id)  # read once for a crowd
     if room is None:
-        await refuse("not_found", "room not found", CloseCode.ROOM_NOT_FOUND)
+        await refuse("not_found", ROOM_NOT_FOUND.template, CloseCode.ROOM_NOT_FOUND)
         return
     overlay = False
     overlay_key = query.get("overlay_key")
