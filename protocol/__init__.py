@@ -7,6 +7,7 @@ byte-out and shared by the server, the load tester and test clients.
 from protocol import events
 from protocol.codec import CODECS, JSON_CODEC, MSGPACK_CODEC, Codec, negotiate
 from protocol.commands import (
+    Auth,
     Chat,
     Command,
     Like,
@@ -48,6 +49,7 @@ from protocol.session import Close, CommandReader, Reject
 
 __all__ = [
     "CODECS",
+    "Auth",
     "CONNECTION_EVENT_TYPES",
     "JSON_CODEC",
     "MAX_CLOSE_REASON_BYTES",

@@ -15,6 +15,7 @@ from typing import ClassVar, Final, TypeGuard
 from protocol.errors import InvalidCommand
 
 __all__ = [
+    "Auth",
     "Chat",
     "Command",
     "Like",
@@ -62,7 +63,18 @@ class Ping:
     id: str
 
 
-Command = SendGift | Like | Chat | Ping
+@dataclass(frozen=True, slots=True)
+class Auth:
+    """Replace the connection's access token with a fresh one of the same user, so a
+    long session outlives its token without reconnecting. ``token`` is only
+    checked for shape here; the server verifies it."""
+
+    TYPE: ClassVar[str] = "auth"
+    id: str
+    token: str
+
+
+Command = SendGift | Like | Chat | Ping | Auth
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -78,6 +90,8 @@ class Limits:
     # Token bucket: refilled at ``command_rate`` per second, holding at most ``command_burst``.
     command_rate: float = 10.0
     command_burst: int = 20
+    max_token_chars: int = 8_192
+    """An ``auth`` command's token: longer ones are refused before anyone parses them."""
     # Consecutive rate-limited commands after which the connection is closed with 4029.
     flood_strikes: int = 20
 
@@ -90,6 +104,7 @@ class Limits:
             "max_like_count",
             "max_chat_chars",
             "command_burst",
+            "max_token_chars",
             "flood_strikes",
         ):
             value = getattr(self, name)
@@ -99,7 +114,9 @@ class Limits:
             raise ValueError(f"Limits.command_rate must be positive, got {self.command_rate!r}")
 
 
-_TYPES: Final = ("send_gift", "like", "chat", "ping")
+_TYPES: Final = ("send_gift", "like", "chat", "ping", "auth")
+_TOKEN = re.compile(r"^[A-Za-z0-9_=+/.-]+$")
+"""The characters of a compact JWS (base64url parts and dots, lenient on padding)."""
 _MISSING: Final = object()
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -193,4 +210,22 @@ def parse_command(obj: object, *, limits: Limits) -> Command:
             raise InvalidCommand("text must not contain control characters", command_id=command_id)
         return Chat(command_id, text)
 
+    if kind == "auth":
+        return _auth(obj, limits, command_id)
+
     return Ping(command_id)
+
+
+def _auth(obj: dict[str, object], limits: Limits, command_id: str) -> Auth:
+    token = obj.get("token", _MISSING)
+    if token is _MISSING:
+        raise InvalidCommand("missing field 'token'", command_id=command_id)
+    if not isinstance(token, str) or not token:
+        raise InvalidCommand("token must be a non-empty string", command_id=command_id)
+    if len(token) > limits.max_token_chars:
+        raise InvalidCommand(
+            f"token must be at most {limits.max_token_chars} characters", command_id=command_id
+        )
+    if not _TOKEN.match(token):
+        raise InvalidCommand("token must be a compact JWT", command_id=command_id)
+    return Auth(command_id, token)

@@ -50,6 +50,9 @@ class CloseCode(enum.IntEnum):
     - ``RESTART`` 1012: the server restarts; reconnect (and resume).
     - ``TRY_AGAIN_LATER`` 1013: the room is full on this server; reconnect with
       backoff.
+    - ``TOKEN_EXPIRED`` 4001: the access token expired and the server is set to
+      close such connections; get a fresh token, then reconnect (with
+      ``?since=<last seq>``). Reconnecting with the old token fails with 1008.
     - ``ROOM_NOT_FOUND`` 4004: no such room; don't reconnect.
     - ``TOO_SLOW`` 4008: the client fell too far behind the room; reconnect with
       ``?since=<last seq>`` to catch up.
@@ -65,6 +68,7 @@ class CloseCode(enum.IntEnum):
     INTERNAL_ERROR = 1011
     RESTART = 1012
     TRY_AGAIN_LATER = 1013
+    TOKEN_EXPIRED = 4001
     ROOM_NOT_FOUND = 4004
     TOO_SLOW = 4008
     ROOM_ENDED = 4010
@@ -83,6 +87,7 @@ _RECONNECT = frozenset(
         CloseCode.RESTART,
         CloseCode.TRY_AGAIN_LATER,
         CloseCode.TOO_SLOW,
+        CloseCode.TOKEN_EXPIRED,  # with a fresh token
     }
 )
 

@@ -10,6 +10,7 @@ import pytest
 from protocol import (
     JSON_CODEC,
     MSGPACK_CODEC,
+    Auth,
     Chat,
     Codec,
     InvalidCommand,
@@ -249,3 +250,38 @@ def test_limits_defaults_are_the_documented_ones() -> None:
     )
     with pytest.raises(TypeError):
         Limits(65_536)  # type: ignore[call-arg]
+
+
+# -- auth ----------------------------------------------------------------------------
+JWT = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhbm4ifQ.c2ln-_"
+
+
+@CODEC_PARAMS
+def test_auth_command(codec: Codec) -> None:
+    assert parse_wire(codec, {"type": "auth", "id": "a1", "token": JWT}) == Auth("a1", JWT)
+
+
+@CODEC_PARAMS
+@pytest.mark.parametrize(
+    ("obj", "message"),
+    [
+        ({"type": "auth", "id": "a1"}, "missing field 'token'"),
+        ({"type": "auth", "id": "a1", "token": ""}, "token must be a non-empty string"),
+        ({"type": "auth", "id": "a1", "token": 7}, "token must be a non-empty string"),
+        ({"type": "auth", "id": "a1", "token": "a b.c"}, "token must be a compact JWT"),
+        ({"type": "auth", "id": "a1", "token": "x" * 8_193}, "at most 8192 characters"),
+    ],
+)
+def test_bad_auth_commands(codec: Codec, obj: dict[str, Any], message: str) -> None:
+    error = rejected(codec, obj)
+    assert message in error.message
+    assert error.command_id == "a1"
+
+
+def test_auth_token_limit_is_configurable() -> None:
+    limits = Limits(max_token_chars=10)
+    assert parse_command({"type": "auth", "id": "a", "token": "x" * 10}, limits=limits)
+    with pytest.raises(InvalidCommand, match="at most 10"):
+        parse_command({"type": "auth", "id": "a", "token": "x" * 11}, limits=limits)
+    with pytest.raises(ValueError):
+        Limits(max_token_chars=0)

@@ -34,6 +34,7 @@ def test_close_code_values() -> None:
         "INTERNAL_ERROR": 1011,
         "RESTART": 1012,
         "TRY_AGAIN_LATER": 1013,
+        "TOKEN_EXPIRED": 4001,
         "ROOM_NOT_FOUND": 4004,
         "TOO_SLOW": 4008,
         "ROOM_ENDED": 4010,
@@ -42,7 +43,7 @@ def test_close_code_values() -> None:
 
 
 def test_which_close_codes_mean_reconnect() -> None:
-    assert {c.value for c in errors.CloseCode if c.reconnect} == {1001, 1011, 1012, 1013, 4008}
+    assert {c.value for c in errors.CloseCode if c.reconnect} == {1001, 1011, 1012, 1013, 4001, 4008}
     assert errors.CloseCode(4010).reconnect is False
 
 
