@@ -19,6 +19,7 @@ from live.actions.node import Actions
 from live.errors import error_response
 from live.http import admin, catalog, money, ops, pages, rooms
 from live.http.common import MAX_BODY_BYTES
+from live.identity.service import Identity
 from live.limits import APP_STATE_SETTINGS, ConnectionGuard, RequestLimits
 from live.metrics import Metrics
 from live.payments import (
@@ -81,6 +82,8 @@ def create_app(settings: Settings) -> Starlette:
             payouts=payouts,
         )
         app.state.guard = ConnectionGuard.from_settings(settings)
+        identity = app.state.identity = Identity.from_settings(settings)
+        await identity.start()
         log.info("engine %s ready", engine.name)
         if settings.demo:
             from live.demo import seed_demo
@@ -92,6 +95,7 @@ def create_app(settings: Settings) -> Starlette:
         finally:
             hub.close_all(CloseCode.RESTART, "server restarting")
             await actions.close()
+            await identity.close()
             await engine.close()
 
     return Starlette(

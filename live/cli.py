@@ -103,13 +103,21 @@ def _env_of(settings: Settings) -> dict[str, str]:
 
 
 def cmd_token(args: argparse.Namespace) -> int:
-    from live.auth import issue_token
+    """Print a token: HS256 with the server's secret, or signed with ``--private-key``
+    (RS256/ES256/EdDSA, from the key) for a server that verifies public keys."""
+    from live.identity.minting import issue_token, load_private_key
 
     settings = _settings(args)
     roles = [r for r, on in (("creator", args.creator), ("admin", args.admin)) if on]
+    private_key = None
+    if args.private_key:
+        private_key = load_private_key(Path(args.private_key).read_bytes())
     print(
         issue_token(
             secret=settings.secret,
+            private_key=private_key,
+            algorithm=args.alg,
+            key_id=args.kid,
             user_id=args.user,
             username=args.name or args.user,
             display_name=args.display_name,
@@ -117,6 +125,8 @@ def cmd_token(args: argparse.Namespace) -> int:
             adult=args.adult,
             roles=roles,
             ttl_seconds=args.ttl,
+            issuer=settings.jwt_issuer,
+            audience=settings.token_audiences()[0] if settings.token_audiences() else "",
         )
     )
     return 0
@@ -257,6 +267,11 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--admin", action="store_true")
     token.add_argument("--ttl", type=int, default=86_400, help="seconds (default one day)")
     token.add_argument("--data-dir")
+    token.add_argument(
+        "--private-key", help="PEM private key (RSA, EC, Ed25519): sign with it, not the secret"
+    )
+    token.add_argument("--alg", help="signing algorithm (default: HS256, or the key's usual one)")
+    token.add_argument("--kid", help="key id put in the token's header (the JWKS key's kid)")
     token.set_defaults(func=cmd_token)
 
     for name, func, help_text in (

@@ -15,6 +15,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from live.identity.keys import ALGORITHMS, family_of, load_public_key_file
 from live.limits import own_origin, parse_origins
 from live.money_config import parse_promotions, parse_rate, parse_secrets
 from protocol import Limits
@@ -83,7 +84,44 @@ class Settings:
     """Viewers joining one node within this long are announced in one ``join``."""
     command_rate: float = 10.0
     command_burst: int = 20
+    # -- identity: access tokens (live.identity) -------------------------------------
     jwt_leeway_seconds: int = 30
+    """Clock skew allowed on a token's ``exp``, ``nbf`` and ``iat``."""
+    jwt_algorithms: str = ""
+    """Accepted token algorithms, comma-separated (``RS256,ES256``). Empty: ``HS256``
+    with ``LIVE_SECRET`` alone, ``RS256,ES256`` when a JWKS URL or a public key file
+    is set (list ``HS256`` too to keep accepting development tokens)."""
+    jwt_issuer: str = ""
+    """When set, a token's ``iss`` must equal it (and is required)."""
+    jwt_audience: str = ""
+    """When set, a token's ``aud`` must contain one of these (comma-separated)."""
+    jwt_max_bytes: int = 8_192
+    """Longer tokens are refused before any parsing (also the ``auth`` command's limit)."""
+    jwks_url: str = ""
+    """The identity service's JWKS (``https://…/.well-known/jwks.json``)."""
+    jwks_refresh_seconds: float = 300.0
+    """How often the JWKS is fetched again (key rotation without a restart)."""
+    jwks_min_refresh_seconds: float = 30.0
+    """A token naming an unknown ``kid`` triggers a fetch at most this often."""
+    jwks_timeout_seconds: float = 5.0
+    jwt_public_key_file: str = ""
+    """A PEM public key (or a JWK) that verifies tokens, instead of or beside the JWKS."""
+    jwt_claim_user_id: str = "sub"
+    """Claim names (or dotted paths into nested claims) of each profile field."""
+    jwt_claim_username: str = "name"
+    jwt_claim_display_name: str = "display_name"
+    jwt_claim_avatar: str = "avatar"
+    jwt_claim_roles: str = "roles"
+    jwt_claim_adult: str = "adult"
+    """A boolean claim; see ``jwt_claim_birthdate``."""
+    jwt_claim_birthdate: str = ""
+    """A ``YYYY-MM-DD`` claim (OIDC ``birthdate``); when a token has it, adulthood is
+    age >= 18 on the day of verification instead of ``jwt_claim_adult``."""
+    expired_token: str = "guest"
+    """What a live connection whose token expired becomes: ``guest`` (it keeps
+    watching; commands that need a user get ``unauthorized`` until an ``auth``
+    command) or ``close`` (closed with 4001)."""
+    # -- end of identity ---------------------------------------------------------------
     ping_interval: float = 20.0
     """Seconds between keepalive pings the server sends on each WebSocket (0: none)."""
     ping_timeout: float = 20.0
@@ -182,6 +220,7 @@ class Settings:
             max_chat_chars=self.max_chat_chars,
             command_rate=self.command_rate,
             command_burst=self.command_burst,
+            max_token_chars=self.jwt_max_bytes,
         )
 
     def engine_config(self) -> EngineConfig:
@@ -216,6 +255,53 @@ class Settings:
                 self.promotions, first_purchase_percent=self.first_purchase_bonus_percent
             )
         )
+
+    def token_algorithms(self) -> tuple[str, ...]:
+        """The accepted token algorithms (see ``jwt_algorithms``)."""
+        listed = tuple(a.strip() for a in self.jwt_algorithms.split(",") if a.strip())
+        if listed:
+            return listed
+        if self.jwks_url or self.jwt_public_key_file:
+            return ("RS256", "ES256")
+        return ("HS256",)
+
+    def token_audiences(self) -> tuple[str, ...]:
+        return tuple(a.strip() for a in self.jwt_audience.split(",") if a.strip())
+
+    def _validate_identity(self) -> None:
+        algorithms = self.token_algorithms()
+        unknown = [a for a in algorithms if a not in ALGORITHMS]
+        if unknown:
+            raise SettingsError(
+                f"LIVE_JWT_ALGORITHMS: unsupported {', '.join(unknown)}; "
+                f"choose from {', '.join(sorted(ALGORITHMS))}"
+            )
+        asymmetric = any(family_of(a) != "oct" for a in algorithms)
+        if asymmetric and not (self.jwks_url or self.jwt_public_key_file):
+            raise SettingsError(
+                "LIVE_JWT_ALGORITHMS names public-key algorithms: set LIVE_JWKS_URL "
+                "or LIVE_JWT_PUBLIC_KEY_FILE"
+            )
+        if self.jwks_url and not self.jwks_url.startswith(("https://", "http://")):
+            raise SettingsError("LIVE_JWKS_URL must be an http(s) URL")
+        if self.production and self.jwks_url.startswith("http://"):
+            raise SettingsError("LIVE_JWKS_URL must use https in production")
+        if self.jwt_public_key_file:
+            try:
+                load_public_key_file(Path(self.jwt_public_key_file))
+            except (OSError, ValueError) as exc:
+                raise SettingsError(f"LIVE_JWT_PUBLIC_KEY_FILE: {exc}") from None
+        if self.expired_token not in {"guest", "close"}:
+            raise SettingsError("LIVE_EXPIRED_TOKEN must be 'guest' or 'close'")
+        if not 256 <= self.jwt_max_bytes <= 65_536:
+            raise SettingsError("LIVE_JWT_MAX_BYTES must be within 256..65536")
+        if self.jwt_leeway_seconds < 0:
+            raise SettingsError("LIVE_JWT_LEEWAY_SECONDS must be >= 0")
+        for name in ("jwks_refresh_seconds", "jwks_min_refresh_seconds", "jwks_timeout_seconds"):
+            if not getattr(self, name) > 0:
+                raise SettingsError(f"LIVE_{name.upper()} must be positive")
+        if not self.jwt_claim_user_id:
+            raise SettingsError("LIVE_JWT_CLAIM_USER_ID must name a claim")
 
     def webhook_secrets(self) -> dict[str, str]:
         return parse_secrets(self.payment_webhook_secrets)
@@ -280,6 +366,7 @@ class Settings:
 
     def validate(self) -> None:
         self._validate_money()
+        self._validate_identity()
         if self.env not in {"dev", "production"}:
             raise SettingsError("LIVE_ENV must be 'dev' or 'production'")
         if not 0 <= self.creator_share_percent <= 100:
@@ -335,6 +422,8 @@ class Settings:
         if self.secret:
             return self
         if self.production:
+            if not any(family_of(a) == "oct" for a in self.token_algorithms()):
+                return self  # tokens are verified with public keys only: no secret needed
             raise SettingsError("LIVE_SECRET is required when LIVE_ENV=production")
         return replace(self, secret=_dev_secret(self.data_dir))
 

@@ -49,12 +49,12 @@ from protocol.session import Close, CommandReader, Reject
 
 __all__ = [
     "CODECS",
-    "Auth",
     "CONNECTION_EVENT_TYPES",
     "JSON_CODEC",
     "MAX_CLOSE_REASON_BYTES",
     "MSGPACK_CODEC",
     "ROOM_EVENT_TYPES",
+    "Auth",
     "Chat",
     "Close",
     "CloseCode",

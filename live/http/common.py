@@ -13,9 +13,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from live.actions.node import Actions
-from live.auth import AuthError, bearer_token, verify_token
+from live.auth import AuthError, bearer_token
 from live.checks import check_room_id
 from live.errors import LiveError, error_code, error_response
+from live.identity.service import Identity
 from store.domain.models import Profile
 from store.errors import StoreError, Unavailable
 
@@ -37,6 +38,9 @@ def endpoint(handler: Handler) -> Handler:
 
     async def wrapped(request: Request) -> Response:
         try:
+            # A token signed with a key just rotated in waits for the JWKS here, so
+            # the handlers' ``user_of`` stays synchronous.
+            await identity_of(request).prepare(bearer_token(request.headers.get("authorization")))
             return await handler(request)
         except (LiveError, StoreError, AuthError) as exc:
             code, message = error_code(exc)
@@ -56,8 +60,12 @@ def user_of(request: Request) -> Profile:
     token = bearer_token(request.headers.get("authorization"))
     if token is None:
         raise LiveError("unauthorized", "missing Authorization: Bearer token")
-    settings = actions_of(request).settings
-    return verify_token(token, secret=settings.secret, leeway_seconds=settings.jwt_leeway_seconds)
+    return identity_of(request).verify(token).profile
+
+
+def identity_of(request: Request) -> Identity:
+    identity: Identity = request.app.state.identity
+    return identity
 
 
 def admin_of(request: Request) -> Profile:

@@ -23,13 +23,17 @@ from typing import TYPE_CHECKING
 from starlette.websockets import WebSocket
 
 from live.actions.node import Actions
-from live.auth import AuthError, bearer_token, verify_token
+from live.auth import AuthError, bearer_token
 from live.checks import ROOM_ID
 from live.errors import BANNED, LiveError, error_code
+from live.identity.service import Identity
+from live.identity.verifier import Verified
 from live.limits import ConnectionGuard, Refusal, set_send_buffer
+from live.realtime.expiry import lease_for, reauthenticate, refusal
 from live.realtime.hub import Connection
 from live.realtime.sinks import RAW_EXTENSION, AsgiSink, Sink
 from protocol import (
+    Auth,
     Chat,
     CloseCode,
     Command,
@@ -58,6 +62,7 @@ async def live_endpoint(websocket: WebSocket) -> None:
     codec, subprotocol = negotiate(websocket.scope.get("subprotocols", []))
     room_id = websocket.path_params["room_id"]
     query = websocket.query_params
+    identity: Identity = websocket.app.state.identity
     guard: ConnectionGuard = websocket.app.state.guard
     if not guard.origin_allowed(
         websocket.headers.getlist("origin"), host=websocket.headers.get("host")
@@ -82,15 +87,15 @@ async def live_endpoint(websocket: WebSocket) -> None:
         await refuse("not_found", ROOM_NOT_FOUND.template, CloseCode.ROOM_NOT_FOUND)
         return
     profile: Profile | None = None
+    verified: Verified | None = None
     token = query.get("access_token") or bearer_token(websocket.headers.get("authorization"))
     if token:
         try:
-            profile = verify_token(
-                token, secret=settings.secret, leeway_seconds=settings.jwt_leeway_seconds
-            )
+            verified = await identity.authenticate(token)
         except AuthError as exc:
             await refuse("unauthorized", str(exc), CloseCode.POLICY)
             return
+        profile = verified.profile
     room = await actions.rooms.for_handshake(room_id)  # read once for a crowd
     if room is None:
         await refuse("not_found", ROOM_NOT_FOUND.template, CloseCode.ROOM_NOT_FOUND)
@@ -146,6 +151,9 @@ async def live_endpoint(websocket: WebSocket) -> None:
         overlay=overlay,
     )
     hub = actions.hub
+    if verified is not None and not overlay:
+        close = settings.expired_token == "close"
+        conn.lease = lease_for(conn, identity, verified.expires_at, hub=hub, close=close)
     handed_over = False
     try:
         leaderboard, goal, stats = await actions.rooms.welcome_reads(room, overlay=overlay)
@@ -165,6 +173,8 @@ async def live_endpoint(websocket: WebSocket) -> None:
         if stats is not None:  # creator-only detail: the stream's running totals
             welcome["overlay"] = {"stream": stats.public()}
         hub.attach(conn, plan, welcome)
+        if conn.lease is not None:
+            conn.lease.arm()
         activity.joined(conn, resumed=plan.resumed)
         if (
             profile is not None
@@ -217,7 +227,7 @@ async def _read_commands(websocket: WebSocket, actions: Actions, conn: Connectio
 
 def _answer_at_once(
     actions: Actions, conn: Connection, result: Command | Reject | CloseDecision
-) -> SendGift | Chat | None:
+) -> SendGift | Chat | Auth | None:
     """Do what a command reader does without waiting on the engine: answer a bad
     frame, close, queue a like (likes are published once per tick, so the next
     command need not wait), answer a ping. Returns the command that must wait."""
@@ -288,7 +298,7 @@ class Commands:
             log.exception("reading a command failed")
             actions.hub.close_connection(conn, CloseCode.INTERNAL_ERROR, "internal error")
 
-    async def _run(self, command: SendGift | Chat) -> None:
+    async def _run(self, command: SendGift | Chat | Auth) -> None:
         try:
             self._conn.send([await _execute(self._actions, self._conn, command)])
         finally:
@@ -312,13 +322,16 @@ def _reply_later(actions: Actions, conn: Connection, command: Like) -> None:
 
 
 async def _execute(
-    actions: Actions, conn: Connection, command: SendGift | Like | Chat | Ping
+    actions: Actions, conn: Connection, command: SendGift | Like | Chat | Ping | Auth
 ) -> dict[str, object]:
     if isinstance(command, Ping):
         return ev.ack(id=command.id)
+    if isinstance(command, Auth):
+        return await reauthenticate(conn, command)
+    refused = refusal(conn, command.id)
     sender = conn.profile
-    if sender is None or conn.overlay:
-        return ev.error(id=command.id, code="unauthorized", message="sign in to do that")
+    if refused is not None or sender is None:
+        return refused or ev.error(id=command.id, code="unauthorized", message="sign in")
     try:
         if isinstance(command, SendGift):
             receipt = await actions.gifts.send(

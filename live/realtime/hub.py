@@ -21,7 +21,7 @@ import logging
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from live.errors import BANNED
 from live.metrics import Metrics
@@ -30,6 +30,9 @@ from protocol import CloseCode, Codec
 from protocol import events as ev
 from store.domain.models import Event, Profile
 from store.roles import Broker, Subscription
+
+if TYPE_CHECKING:  # the lease refers back to connections
+    from live.realtime.expiry import TokenLease
 
 log = logging.getLogger("live.hub")
 
@@ -48,6 +51,7 @@ class Connection:
         "closed",
         "codec",
         "cursor",
+        "lease",
         "on_close",
         "overlay",
         "profile",
@@ -76,6 +80,8 @@ class Connection:
         """Highest room ``seq`` written to this connection."""
         self.closed = False
         self.on_close: Callable[[int], None] | None = None
+        self.lease: TokenLease | None = None
+        """The access token's expiry, on a signed-in viewer (``live.realtime.expiry``)."""
 
     @property
     def is_viewer(self) -> bool:
@@ -94,6 +100,8 @@ class Connection:
         if self.closed:
             return
         self.closed = True
+        if self.lease is not None:
+            self.lease.cancel()
         self.sink.close(code, reason)
         if self.on_close is not None:
             self.on_close(code)
@@ -426,6 +434,8 @@ class Hub:
             conn.close(code, reason)
 
     def leave(self, conn: Connection) -> None:
+        if conn.lease is not None:
+            conn.lease.cancel()
         channel = self.channels.get(conn.room_id)
         if channel is None or not channel.detach(conn):
             return

@@ -43,7 +43,8 @@ def test_close_code_values() -> None:
 
 
 def test_which_close_codes_mean_reconnect() -> None:
-    assert {c.value for c in errors.CloseCode if c.reconnect} == {1001, 1011, 1012, 1013, 4001, 4008}
+    reconnect = {c.value for c in errors.CloseCode if c.reconnect}
+    assert reconnect == {1001, 1011, 1012, 1013, 4001, 4008}
     assert errors.CloseCode(4010).reconnect is False
 
 
