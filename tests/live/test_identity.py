@@ -320,3 +320,43 @@ def test_identity_settings(tmp_path: Path) -> None:
     assert production.with_secret().secret == ""  # public keys only: no secret needed
     with pytest.raises(SettingsError, match="LIVE_SECRET"):
         Settings(env="production").with_secret()
+
+
+def test_live_token_hs256_and_private_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from live.cli import main
+    from live.identity.keys import VerificationKey
+
+    monkeypatch.setenv("LIVE_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("LIVE_JWT_ISSUER", ISSUER)
+    assert main(["token", "ann", "--adult", "--creator"]) == 0
+    dev = capsys.readouterr().out.strip()
+    secret = (tmp_path / "dev-secret").read_text().strip()
+    profile = Verifier(secret=secret, issuer=ISSUER).verify(dev).profile
+    assert profile.adult and profile.roles == frozenset({"creator"})
+    key = SigningKey("ec-cli", "EC")
+    pem = tmp_path / "private.pem"
+    pem.write_bytes(key.private_pem())
+    assert main(["token", "bob", "--private-key", str(pem), "--kid", "ec-cli"]) == 0
+    signed = capsys.readouterr().out.strip()
+    public = VerificationKey(key.private.public_key(), "ec-cli")
+    verifier = Verifier(algorithms=("ES256",), public_keys=[public], issuer=ISSUER)
+    assert verifier.verify(signed).profile.id == "bob"
+    with pytest.raises(AuthError, match="algorithm"):
+        Verifier(secret=secret).verify(signed)
+
+
+async def test_scheduled_refresh_picks_up_new_keys(jwks: JwksServer) -> None:
+    keys = JwksKeys(url=jwks.url, refresh_seconds=0.05, min_refresh_seconds=0.05)
+    await keys.start()
+    try:
+        added = SigningKey("ec-2", "EC")
+        jwks.publish(added)
+        deadline = time.monotonic() + 5
+        while keys.by_kid("ec-2") is None:  # no token asks: the schedule alone fetches
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.02)
+        assert keys.by_kid("rsa-1") is None and jwks.fetches >= 2
+    finally:
+        await keys.close()
