@@ -175,6 +175,15 @@ export class RoomConnection {
     }, wait);
   }
 
+  /**
+   * Replace the access token: on the open connection with an `auth` command
+   * (same user), and for every reconnect from now on. Resolves with the `ack`.
+   */
+  renewToken(token) {
+    this.token = token;
+    return this.send("auth", { token });
+  }
+
   /** Send a command; resolves with its `ack`, rejects with a CommandError. */
   send(type, fields = {}) {
     const command = { type, id: newId(type.slice(0, 1) + "-"), ...fields };
