@@ -11,6 +11,7 @@ before the handler when the request's token names an unknown ``kid``.
 from __future__ import annotations
 
 import logging
+from dataclasses import fields
 from pathlib import Path
 
 import jwt
@@ -58,13 +59,8 @@ class Identity:
             leeway_seconds=settings.jwt_leeway_seconds,
             max_bytes=settings.jwt_max_bytes,
             claims=ClaimMap(
-                user_id=settings.jwt_claim_user_id,
-                username=settings.jwt_claim_username,
-                display_name=settings.jwt_claim_display_name,
-                avatar=settings.jwt_claim_avatar,
-                roles=settings.jwt_claim_roles,
-                adult=settings.jwt_claim_adult,
-                birthdate=settings.jwt_claim_birthdate,
+                # each field from its setting: user_id from jwt_claim_user_id, and so on
+                **{f.name: getattr(settings, f"jwt_claim_{f.name}") for f in fields(ClaimMap)}
             ),
         )
         return cls(verifier)

@@ -156,18 +156,13 @@ class Verifier:
             raise AuthError("token has no expiry")
         if now > exp + self.leeway:
             raise AuthError("token expired")
-        if "nbf" in claims:
-            nbf = _number(claims["nbf"])
-            if nbf is None:
-                raise AuthError("malformed token")
-            if now + self.leeway < nbf:
-                raise AuthError("token not valid yet")
-        if "iat" in claims:
-            iat = _number(claims["iat"])
-            if iat is None:
-                raise AuthError("malformed token")
-            if now + self.leeway < iat:
-                raise AuthError("token issued in the future")
+        for name, problem in (("nbf", "not valid yet"), ("iat", "issued in the future")):
+            if name in claims:
+                start = _number(claims[name])
+                if start is None:
+                    raise AuthError("malformed token")
+                if now + self.leeway < start:
+                    raise AuthError(f"token {problem}")
         return exp
 
     def expired(self, expires_at: float, *, now: float | None = None) -> bool:

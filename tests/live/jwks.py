@@ -57,27 +57,15 @@ class SigningKey:
         )
 
     def token(
-        self,
-        user: str = "ann",
-        *,
-        kid: str | None = None,
-        ttl: float = 600,
-        now: float | None = None,
-        issuer: str = ISSUER,
-        audience: str = AUDIENCE,
-        **extra: Any,
+        self, user: str = "ann", *, kid: str | None = None, ttl: float = 600, **claims: Any
     ) -> str:
-        return issue_token(
-            private_key=self.private,
-            key_id=self.kid if kid is None else kid,
-            user_id=user,
-            adult=True,
-            ttl_seconds=ttl,
-            now=now,
-            issuer=issuer,
-            audience=audience,
-            extra=extra,
-        )
+        """A token of ``user`` by this key; ``claims`` override the defaults (``iss``,
+        ``aud``) or add to them; ``now`` moves the issue time."""
+        now = claims.pop("now", None)
+        claims = {"iss": ISSUER, "aud": AUDIENCE, **claims}
+        key_id = self.kid if kid is None else kid
+        options = {"adult": True, "ttl_seconds": ttl, "now": now, "extra": claims}
+        return issue_token(private_key=self.private, key_id=key_id, user_id=user, **options)
 
 
 def raw_token(header: dict[str, Any], claims: dict[str, Any], key: Any, alg: str) -> str:

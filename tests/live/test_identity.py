@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -71,32 +72,32 @@ def identity_for(
     return Identity(Verifier(jwks=keys, **settings)), keys
 
 
-async def started(server: JwksServer, **options: Any) -> tuple[Identity, JwksKeys]:
+@contextlib.asynccontextmanager
+async def started(server: JwksServer, **options: Any) -> AsyncIterator[tuple[Identity, JwksKeys]]:
     identity, keys = identity_for(server, **options)
     await identity.start()
-    return identity, keys
+    try:
+        yield identity, keys
+    finally:
+        await identity.close()
 
 
 async def test_rs256_and_es256_tokens_from_the_jwks(
     jwks: JwksServer, rsa_key: SigningKey, ec_key: SigningKey
 ) -> None:
-    identity, _ = await started(jwks)
-    try:
+    async with started(jwks) as (identity, _):
         for key in (rsa_key, ec_key):
             verified = await identity.authenticate(key.token("ann", ttl=600))
             assert verified.profile.id == "ann" and verified.profile.adult
             assert verified.expires_at > time.time() + 500
         assert jwks.fetches == 1
-    finally:
-        await identity.close()
 
 
 async def test_refused_tokens(jwks: JwksServer, rsa_key: SigningKey, ec_key: SigningKey) -> None:
-    identity, _ = await started(jwks)
-    try:
+    async with started(jwks) as (identity, _):
         cases = {
-            "token issuer is not accepted": rsa_key.token(issuer="https://evil.test/"),
-            "token audience is not accepted": rsa_key.token(audience="another-api"),
+            "token issuer is not accepted": rsa_key.token(iss="https://evil.test/"),
+            "token audience is not accepted": rsa_key.token(aud="another-api"),
             "token expired": rsa_key.token(ttl=60, now=time.time() - 600),
             "token not valid yet": rsa_key.token(nbf=int(time.time()) + 600),
             "token issued in the future": rsa_key.token(now=time.time() + 600),
@@ -112,15 +113,12 @@ async def test_refused_tokens(jwks: JwksServer, rsa_key: SigningKey, ec_key: Sig
         )
         with pytest.raises(AuthError, match="'iss'"):
             await identity.authenticate(no_iss)
-    finally:
-        await identity.close()
 
 
 async def test_alg_none_and_key_confusion(jwks: JwksServer, rsa_key: SigningKey) -> None:
     """``none`` is never accepted; an HS256 token whose secret is the RSA public key
     (the classic confusion) fails even when HS256 is accepted with a secret."""
-    identity, _ = await started(jwks, algorithms=("RS256", "HS256"), secret=SECRET)
-    try:
+    async with started(jwks, algorithms=("RS256", "HS256"), secret=SECRET) as (identity, _):
         claims = default_claims(ttl=600)
         header = base64.urlsafe_b64encode(orjson.dumps({"alg": "none", "kid": rsa_key.kid}))
         payload = base64.urlsafe_b64encode(orjson.dumps(claims))
@@ -132,14 +130,9 @@ async def test_alg_none_and_key_confusion(jwks: JwksServer, rsa_key: SigningKey)
         confused = forged_hs256(claims, rsa_key.public_pem(), kid=rsa_key.kid)
         with pytest.raises(AuthError, match="signature"):
             await identity.authenticate(confused)
-    finally:
-        await identity.close()
-    rs_only, _ = await started(jwks)
-    try:
+    async with started(jwks) as (rs_only, _):
         with pytest.raises(AuthError, match="algorithm"):
             await rs_only.authenticate(confused)
-    finally:
-        await rs_only.close()
 
 
 def forged_hs256(claims: dict[str, Any], secret: bytes, *, kid: str) -> str:
@@ -156,8 +149,7 @@ def forged_hs256(claims: dict[str, Any], secret: bytes, *, kid: str) -> str:
 
 
 async def test_tampered_and_oversized(jwks: JwksServer, rsa_key: SigningKey) -> None:
-    identity, _ = await started(jwks)
-    try:
+    async with started(jwks) as (identity, _):
         header, payload, signature = rsa_key.token().split(".")
         claims = orjson.loads(base64.urlsafe_b64decode(payload + "=="))
         claims["roles"] = ["admin"]
@@ -170,15 +162,11 @@ async def test_tampered_and_oversized(jwks: JwksServer, rsa_key: SigningKey) -> 
         for junk in ("", "a.b", "a.b.c.d", "!!!.###.$$$"):
             with pytest.raises(AuthError):
                 await identity.authenticate(junk)
-    finally:
-        await identity.close()
 
 
 async def test_unknown_kids_cause_no_fetch_storm(jwks: JwksServer, rsa_key: SigningKey) -> None:
     clock = Clock()
-    identity, keys = identity_for(jwks, clock=clock)
-    await identity.start()
-    try:
+    async with started(jwks, clock=clock) as (identity, keys):
         forged = [rsa_key.token(kid=f"forged-{i}") for i in range(200)]
 
         async def storm() -> None:
@@ -198,15 +186,11 @@ async def test_unknown_kids_cause_no_fetch_storm(jwks: JwksServer, rsa_key: Sign
         assert keys.fetches == 2
         await storm()
         assert jwks.fetches == 2
-    finally:
-        await identity.close()
 
 
 async def test_rotation_without_restart(jwks: JwksServer, rsa_key: SigningKey) -> None:
     clock = Clock()
-    identity, keys = identity_for(jwks, clock=clock)
-    await identity.start()
-    try:
+    async with started(jwks, clock=clock) as (identity, keys):
         new_key = SigningKey("rsa-2", "RSA")
         jwks.publish(rsa_key, new_key)  # the service publishes the next key first
         clock.now += 31  # past the rate limit of the start's fetch
@@ -216,19 +200,14 @@ async def test_rotation_without_restart(jwks: JwksServer, rsa_key: SigningKey) -
         with pytest.raises(AuthError, match="unknown"):
             await identity.authenticate(rsa_key.token())
         assert (await identity.authenticate(new_key.token("bob"))).profile.id == "bob"
-    finally:
-        await identity.close()
 
 
 async def test_unreachable_jwks_keeps_known_keys(jwks: JwksServer, rsa_key: SigningKey) -> None:
-    identity, keys = await started(jwks)
-    try:
+    async with started(jwks) as (identity, keys):
         keys.url = keys.url.replace("/jwks.json", "/gone")
         assert await keys.refresh() is False
         assert keys.failures == 1
         assert (await identity.authenticate(rsa_key.token())).profile.id == "ann"
-    finally:
-        await identity.close()
 
 
 def test_public_key_file_eddsa_and_es256(tmp_path: Path) -> None:
