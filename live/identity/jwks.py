@@ -2,10 +2,10 @@
 
 Verification reads the cache synchronously (a dict lookup; handshakes come in
 storms and must not wait on the network). The document is fetched at start, on
-a schedule (``refresh_seconds``), and when a token names a ``kid`` the cache
+a schedule (``RefreshPolicy.every``), and when a token names a ``kid`` the cache
 lacks, which is how a rotation is picked up without a restart. Fetches are
 single-flight (concurrent misses share one) and a miss triggers one at most once
-per ``min_refresh_seconds``: a flood of tokens with forged ``kid``s costs the
+per ``RefreshPolicy.min_interval``: a flood of tokens with forged ``kid``s costs the
 identity service one request per interval, not one per token. A failed fetch
 keeps the keys already known.
 
@@ -23,6 +23,7 @@ import logging
 import time
 import urllib.request
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from live.identity.keys import VerificationKey, keys_from_jwks
 
@@ -44,22 +45,24 @@ def download(url: str, *, timeout: float) -> bytes:
     return body
 
 
+@dataclass(frozen=True, slots=True)
+class RefreshPolicy:
+    """When the JWKS is fetched: every ``every`` seconds, on an unknown ``kid`` at
+    most once per ``min_interval``, each fetch given ``timeout`` seconds."""
+
+    every: float = 300.0
+    min_interval: float = 30.0
+    timeout: float = 5.0
+
+
 class JwksKeys:
     """The keys of one JWKS URL, refreshed in the background and on unknown ``kid``s."""
 
     def __init__(
-        self,
-        *,
-        url: str,
-        refresh_seconds: float = 300.0,
-        min_refresh_seconds: float = 30.0,
-        timeout: float = 5.0,
-        clock: Callable[[], float] = time.monotonic,
+        self, *, url: str, policy: RefreshPolicy, clock: Callable[[], float] = time.monotonic
     ) -> None:
         self.url = url
-        self.refresh_seconds = refresh_seconds
-        self.min_refresh_seconds = min_refresh_seconds
-        self.timeout = timeout
+        self.policy = policy
         self._clock = clock
         self._by_kid: dict[str, VerificationKey] = {}
         self._keys: tuple[VerificationKey, ...] = ()
@@ -82,7 +85,7 @@ class JwksKeys:
         if self._inflight is not None:
             return True  # joining the fetch in flight costs nothing
         last = self._last_attempt
-        return last is None or self._clock() - last >= self.min_refresh_seconds
+        return last is None or self._clock() - last >= self.policy.min_interval
 
     async def refresh_for_unknown_kid(self) -> None:
         """Fetch again if the rate limit allows, else return at once."""
@@ -113,7 +116,7 @@ class JwksKeys:
 
     async def _fetch(self) -> bool:
         try:
-            document = await asyncio.to_thread(download, self.url, timeout=self.timeout)
+            document = await asyncio.to_thread(download, self.url, timeout=self.policy.timeout)
             keys = keys_from_jwks(document)
         except (OSError, ValueError) as exc:
             self.failures += 1
@@ -138,7 +141,8 @@ class JwksKeys:
     async def _refresh_on_schedule(self) -> None:
         while True:
             # After a failure, try again at the rate limit's pace rather than wait an age.
-            pause = self.refresh_seconds if not self._failed_last() else self.min_refresh_seconds
+            policy = self.policy
+            pause = policy.every if not self._failed_last() else policy.min_interval
             await asyncio.sleep(pause)
             await self.refresh()
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import jwt
 
 from live.identity.claims import ClaimMap
-from live.identity.jwks import JwksKeys
+from live.identity.jwks import JwksKeys, RefreshPolicy
 from live.identity.keys import load_public_key_file
 from live.identity.verifier import UnknownKey, Verified, Verifier
 from live.settings import Settings
@@ -37,9 +37,11 @@ class Identity:
         jwks = (
             JwksKeys(
                 url=settings.jwks_url,
-                refresh_seconds=settings.jwks_refresh_seconds,
-                min_refresh_seconds=settings.jwks_min_refresh_seconds,
-                timeout=settings.jwks_timeout_seconds,
+                policy=RefreshPolicy(
+                    every=settings.jwks_refresh_seconds,
+                    min_interval=settings.jwks_min_refresh_seconds,
+                    timeout=settings.jwks_timeout_seconds,
+                ),
             )
             if settings.jwks_url
             else None

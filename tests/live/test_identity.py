@@ -15,7 +15,7 @@ import orjson
 import pytest
 
 from live.identity.claims import AuthError, ClaimMap, age_on
-from live.identity.jwks import JwksKeys
+from live.identity.jwks import JwksKeys, RefreshPolicy
 from live.identity.keys import load_public_key_file
 from live.identity.service import Identity
 from live.identity.verifier import Verifier
@@ -62,7 +62,7 @@ class Clock:
 def identity_for(
     server: JwksServer, *, clock: Clock | None = None, **options: Any
 ) -> tuple[Identity, JwksKeys]:
-    keys = JwksKeys(url=server.url, min_refresh_seconds=30, clock=clock or Clock())
+    keys = JwksKeys(url=server.url, policy=RefreshPolicy(), clock=clock or Clock())
     settings: dict[str, Any] = {
         "algorithms": ("RS256", "ES256"),
         "issuer": ISSUER,
@@ -327,7 +327,7 @@ def test_live_token_hs256_and_private_key(
 
 
 async def test_scheduled_refresh_picks_up_new_keys(jwks: JwksServer) -> None:
-    keys = JwksKeys(url=jwks.url, refresh_seconds=0.05, min_refresh_seconds=0.05)
+    keys = JwksKeys(url=jwks.url, policy=RefreshPolicy(every=0.05, min_interval=0.05))
     await keys.start()
     try:
         added = SigningKey("ec-2", "EC")
