@@ -52,7 +52,8 @@ class CloseCode(enum.IntEnum):
       backoff.
     - ``TOKEN_EXPIRED`` 4001: the access token expired and the server is set to
       close such connections; get a fresh token, then reconnect (with
-      ``?since=<last seq>``). Reconnecting with the old token fails with 1008.
+      ``?since=<last seq>``). Not an automatic reconnect (``reconnect`` is false):
+      with the old token it fails with 1008.
     - ``ROOM_NOT_FOUND`` 4004: no such room; don't reconnect.
     - ``TOO_SLOW`` 4008: the client fell too far behind the room; reconnect with
       ``?since=<last seq>`` to catch up.
@@ -87,7 +88,6 @@ _RECONNECT = frozenset(
         CloseCode.RESTART,
         CloseCode.TRY_AGAIN_LATER,
         CloseCode.TOO_SLOW,
-        CloseCode.TOKEN_EXPIRED,  # with a fresh token
     }
 )
 

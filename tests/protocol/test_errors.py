@@ -44,7 +44,8 @@ def test_close_code_values() -> None:
 
 def test_which_close_codes_mean_reconnect() -> None:
     reconnect = {c.value for c in errors.CloseCode if c.reconnect}
-    assert reconnect == {1001, 1011, 1012, 1013, 4001, 4008}
+    assert reconnect == {1001, 1011, 1012, 1013, 4008}
+    assert errors.CloseCode(4001).reconnect is False  # only with a fresh token
     assert errors.CloseCode(4010).reconnect is False
 
 
