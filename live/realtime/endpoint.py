@@ -29,7 +29,7 @@ from live.errors import BANNED, LiveError, error_code
 from live.identity.service import Identity
 from live.identity.verifier import Verified
 from live.limits import ConnectionGuard, Refusal, set_send_buffer
-from live.realtime.expiry import lease_for, reauthenticate, refusal
+from live.realtime.expiry import acting_user, lease_for, reauthenticate
 from live.realtime.hub import Connection
 from live.realtime.sinks import RAW_EXTENSION, AsgiSink, Sink
 from protocol import (
@@ -328,10 +328,9 @@ async def _execute(
         return ev.ack(id=command.id)
     if isinstance(command, Auth):
         return await reauthenticate(conn, command)
-    refused = refusal(conn, command.id)
-    sender = conn.profile
-    if refused is not None or sender is None:
-        return refused or ev.error(id=command.id, code="unauthorized", message="sign in")
+    sender = acting_user(conn, command.id)
+    if not isinstance(sender, Profile):
+        return sender  # the refusal
     try:
         if isinstance(command, SendGift):
             receipt = await actions.gifts.send(

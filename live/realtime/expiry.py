@@ -21,7 +21,7 @@ from live.identity.service import Identity
 from live.realtime.hub import Connection, Hub
 from protocol import Auth, CloseCode
 from protocol import events as ev
-from store.domain.models import Event
+from store.domain.models import Event, Profile
 
 EXPIRED = "your access token expired: send an auth command with a fresh one"
 
@@ -72,13 +72,14 @@ def lease_for(
     return TokenLease(identity, expires_at, on_expiry=expire if close else None)
 
 
-def refusal(conn: Connection, command_id: str) -> Event | None:
-    """The error for a command that needs a user on ``conn``, if it can't have one."""
+def acting_user(conn: Connection, command_id: str) -> Profile | Event:
+    """Who runs a command that needs a user on ``conn``, or the error that refuses it
+    (a guest, an overlay, a token past its expiry)."""
     if conn.profile is None or conn.overlay:
         return ev.error(id=command_id, code="unauthorized", message="sign in to do that")
     if conn.lease is not None and conn.lease.expired():
         return ev.error(id=command_id, code="unauthorized", message=EXPIRED)
-    return None
+    return conn.profile
 
 
 async def reauthenticate(conn: Connection, command: Auth) -> Event:
