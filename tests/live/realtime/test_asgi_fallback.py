@@ -48,6 +48,11 @@ def test_commands_on_the_asgi_read_loop(tmp_path: Path) -> None:
             assert like["type"] == "ack" and like["total"] == 3
             chat = reply({"type": "chat", "id": "c1", "text": "hello"})
             assert chat["type"] == "ack"
+            fresh = issue_token(secret=SECRET, user_id="ann", adult=True, ttl_seconds=7_200)
+            renewed = reply({"type": "auth", "id": "a1", "token": fresh})
+            assert renewed["type"] == "ack" and isinstance(renewed["expires_at"], int)
+            other = reply({"type": "auth", "id": "a2", "token": creator})
+            assert (other["type"], other["code"]) == ("error", "forbidden")
             ws.send_text("{not json")
             closing = ws.receive_json()
             assert closing[0]["code"] == "bad_request"
