@@ -7,7 +7,9 @@ call returns, and the client's commands arrive as callbacks (``Commands``), so
 an idle viewer keeps no task and no coroutine stack. On any other ASGI server
 the endpoint reads the commands itself until the client leaves.
 
-What the commands do (a gift, a chat line, a like) is ``live.actions``.
+What the commands do (a gift, a chat line, a like) is ``live.actions``; what a
+signed-in connection's token allows as it expires, and the ``auth`` command that
+renews it, is ``live.realtime.expiry``.
 """
 
 from __future__ import annotations
