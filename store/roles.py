@@ -7,7 +7,7 @@ engine (Redis + PostgreSQL) are interchangeable and pass one conformance suite.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -26,6 +26,7 @@ from store.domain.accounts import (
     WithdrawalSettlement,
 )
 from store.domain.catalog import Catalog
+from store.domain.catalog_entries import CatalogChanges
 from store.domain.models import (
     AuditReport,
     Balance,
@@ -365,6 +366,73 @@ class RoomActivity(Protocol):
         ...
 
 
+class CatalogBackend(Protocol):
+    """Where an engine keeps the catalog: one JSON document per entry (by kind and
+    id) and one version for the whole catalog."""
+
+    async def version(self) -> int:
+        """The stored version (0: nothing stored yet)."""
+        ...
+
+    async def load(self) -> tuple[int, dict[str, list[bytes]]]:
+        """The version and every document by kind, read at that one version."""
+        ...
+
+    async def write(self, documents: Sequence[tuple[str, str, bytes]], *, based_on: int) -> int:
+        """Store ``(kind, id, document)`` and increase the version by one, atomically,
+        if the version is still ``based_on``: the new version, or 0 (nothing written)
+        when another writer came first."""
+        ...
+
+
+class CatalogStore(Protocol):
+    """The catalog of an engine: the version this node serves (``current``, read
+    without I/O on every gift) and its changes. Every node serves a change within
+    ``EngineConfig.catalog_poll_seconds``; ``watch`` hears of each new version.
+
+    ``expected_version``: refuse with ``Conflict`` unless the catalog is still at
+    that version (optimistic concurrency); ``None`` applies to the latest."""
+
+    @property
+    def current(self) -> Catalog: ...
+
+    async def refresh(self) -> Catalog:
+        """Read the stored version now (and the catalog if it changed)."""
+        ...
+
+    def watch(self, listener: Callable[[int], None]) -> Callable[[], None]:
+        """Call ``listener(version)`` after each new version; returns the unwatch."""
+        ...
+
+    async def create(
+        self, kind: str, document: Mapping[str, Any], *, expected_version: int | None = None
+    ) -> Catalog:
+        """A new entry (``BadRequest`` naming the field; ``Conflict`` if the id exists)."""
+        ...
+
+    async def update(
+        self,
+        kind: str,
+        entry_id: str,
+        changes: Mapping[str, Any],
+        *,
+        expected_version: int | None = None,
+    ) -> Catalog:
+        """Change some fields of an entry (``NotFound`` if there is none)."""
+        ...
+
+    async def retire(
+        self, kind: str, entry_id: str, *, expected_version: int | None = None
+    ) -> Catalog: ...
+
+    async def import_entries(
+        self, document: Mapping[str, Any], *, dry_run: bool = False
+    ) -> CatalogChanges:
+        """Add or replace every entry of a whole catalog document, validated first
+        and applied at once (entries it leaves out stay as they are)."""
+        ...
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class EngineConfig:
     data_dir: Path = Path("data")
@@ -379,6 +447,9 @@ class EngineConfig:
     """Apply PostgreSQL migrations at start (scaled engine)."""
     policy: MoneyPolicy = field(default_factory=MoneyPolicy)
     """Spending caps, rate limits, holds and withdrawal limits (default: none)."""
+    catalog_poll_seconds: float = 0.25
+    """How often a node reads the catalog's stored version (a change made through
+    another node or ``live catalog import`` is served within this)."""
 
     @property
     def scaled(self) -> bool:
@@ -387,7 +458,7 @@ class EngineConfig:
 
 @dataclass(kw_only=True, slots=True)
 class Engine:
-    """One engine: the four roles plus the catalog, and how to check and close them."""
+    """One engine: the four roles plus the catalog store, and how to check and close them."""
 
     name: str
     wallet: Wallet
@@ -396,12 +467,17 @@ class Engine:
     broker: Broker
     activity: RoomActivity
     """A live room's shared state beyond money (combos, likes, viewers, goals...)."""
-    catalog: Catalog
+    catalogs: CatalogStore
     check: Callable[[], Awaitable[dict[str, str]]]
     """Readiness: returns ``{component: "ok"}`` or raises ``store.errors.Unavailable``."""
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     stats: Callable[[], Awaitable[dict[str, float]]] | None = None
     """Engine gauges for ``/metrics`` (e.g. ``outbox_lag`` on the scaled engine)."""
+
+    @property
+    def catalog(self) -> Catalog:
+        """The catalog this node serves now."""
+        return self.catalogs.current
 
     async def gauges(self) -> dict[str, float]:
         return await self.stats() if self.stats is not None else {}

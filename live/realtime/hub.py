@@ -458,6 +458,12 @@ class Hub:
             channel.flush()
             channel.finish_round()
 
+    def send_all(self, events: list[Event]) -> None:
+        """Connection events for every connection of this node (a catalog change)."""
+        for channel in list(self.channels.values()):
+            for conn in list(channel.connections):
+                conn.send(events)
+
     def close_all(self, code: int, reason: str) -> None:
         """Close every connection (shutdown: 1012 restart, clients reconnect elsewhere)."""
         self.flush_all()

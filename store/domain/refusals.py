@@ -76,6 +76,15 @@ MINOR_CREATOR: Final = Refusal(
 GIFTING_OFF: Final = Refusal(
     "gifting_off", errors.Forbidden, "gifting is turned off for this account (parental controls)"
 )
+GIFT_NOT_OFFERED: Final = Refusal(
+    "gift_not_offered", errors.NotFound, "the gift {0!r} is not offered now"
+)
+"""Retired, or outside its availability window."""
+PRICE_CHANGED: Final = Refusal(
+    "price_changed",
+    errors.PriceChanged,
+    "the gift {0!r} now costs {1} coins, not {2}: nothing was charged",
+)
 INSUFFICIENT_FUNDS: Final = Refusal(
     "insufficient_funds", errors.InsufficientFunds, "this gift costs {0} coins, you have {1}"
 )
@@ -144,6 +153,8 @@ REFUSALS: Final[dict[str, Refusal]] = {
         SELF_GIFT,
         MINOR_CREATOR,
         GIFTING_OFF,
+        GIFT_NOT_OFFERED,
+        PRICE_CHANGED,
         INSUFFICIENT_FUNDS,
         DAILY_CAP,
         MONTHLY_CAP,
