@@ -74,6 +74,30 @@ async def test_same_key_raced_on_two_nodes_has_one_effect(
         await api.aclose()
 
 
+async def test_catalog_change_on_node_a_is_served_and_announced_by_node_b(
+    nodes: tuple[LiveServer, LiveServer],
+) -> None:
+    import time
+
+    a, b = nodes
+    carol = Api(a, a.token("carol", creator=True))
+    await carol.post("/v1/rooms", {"title": "catalog"})
+    admin_a, viewer_b = Api(a, a.token("root", admin=True)), Api(b, None)
+    async with welcomed(Client.open(b, "carol")) as [on_b]:
+        assert on_b.of_type("welcome")[0]["catalog_version"] == 1
+        started = time.monotonic()
+        changed = await admin_a.client.patch("/v1/admin/catalog/gifts/rose", json={"coins": 3})
+        assert changed.status_code == 200, changed.text
+        event = await on_b.wait_for(lambda e: e["type"] == "catalog", timeout=1.0)
+        assert event["version"] == 2
+        assert time.monotonic() - started < 1.0
+    gifts = (await viewer_b.get("/v1/gifts")).json()
+    assert gifts["version"] == 2
+    assert [g["coins"] for g in gifts["gifts"] if g["id"] == "rose"] == [3]
+    for api in (carol, admin_a, viewer_b):
+        await api.aclose()
+
+
 def _children(pid: int) -> list[int]:
     found = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
