@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 import orjson
@@ -62,14 +62,9 @@ class Catalogs:
         """Store the defaults in an empty store, read the catalog, start polling."""
         if await self._backend.version() == 0:
             documents = [
-                *(
-                    (KINDS["gift"].name, g.id, _encode("gift", g))
-                    for g in self._defaults.all_gifts()
-                ),
-                *(
-                    (KINDS["package"].name, p.id, _encode("package", p))
-                    for p in self._defaults.all_packages()
-                ),
+                (kind, entry_id, _encode(kind, entry))
+                for kind in KINDS
+                for entry_id, entry in self._defaults.entries(kind).items()
             ]
             await self._backend.write(documents, based_on=0)  # 0: another node seeded it
         await self.refresh()
@@ -123,9 +118,7 @@ class Catalogs:
                 log.warning("reading the catalog version failed: %s", exc)
 
     def _entries(self, kind: str) -> dict[str, Any]:
-        catalog = self._current
-        entries: Iterable[Any] = catalog.all_gifts() if kind == "gift" else catalog.all_packages()
-        return {entry.id: entry for entry in entries}
+        return self._current.entries(kind)
 
     async def _change(
         self,

@@ -42,8 +42,7 @@ def _expected_version(request: Request) -> int | None:
 
 def _entry_response(request: Request, catalog: Catalog, entry_id: str, status: int) -> Response:
     kind = KIND_BY_PLURAL[request.path_params["plural"]]
-    entries = catalog.all_gifts() if kind.name == "gift" else catalog.all_packages()
-    entry = next(e for e in entries if e.id == entry_id)
+    entry = catalog.entries(kind.name)[entry_id]
     return json_response({"version": catalog.version, kind.name: kind.write(entry)}, status=status)
 
 

@@ -131,6 +131,14 @@ class Catalog:
     def all_packages(self) -> list[CoinPackage]:
         return sorted(self._packages.values(), key=lambda p: (p.region, p.coins, p.id))
 
+    def entries(self, kind: str) -> dict[str, Gift | CoinPackage]:
+        """Every entry of a kind (``gift``, ``package``) by id, retired ones too."""
+        if kind == "gift":
+            return dict(self._gifts)
+        if kind == "package":
+            return dict(self._packages)
+        raise ValueError(f"no catalog entries of kind {kind!r}")
+
     def regions(self) -> list[str]:
         return sorted({p.region for p in self._packages.values() if not p.retired})
 
