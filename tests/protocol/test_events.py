@@ -10,21 +10,22 @@ import protocol
 from protocol import CONNECTION_EVENT_TYPES, ROOM_EVENT_TYPES, ErrorCode, events
 
 USER = {"id": "u1", "username": "ann", "display_name": "Ann", "avatar": None}
+WELCOME: dict[str, Any] = {
+    "session": "s",
+    "room": {"id": "r"},
+    "you": None,
+    "seq": 3,
+    "viewers": 1,
+    "leaderboard": [],
+    "goal": None,
+    "resumed": False,
+}
 
 
 def test_builders_set_type_and_exactly_the_documented_fields() -> None:
     built: dict[str, tuple[dict[str, Any], set[str]]] = {
         "welcome": (
-            events.welcome(
-                session="s",
-                room={"id": "r"},
-                you=None,
-                seq=3,
-                viewers=1,
-                leaderboard=[],
-                goal=None,
-                resumed=False,
-            ),
+            events.welcome(**WELCOME),
             {"session", "room", "you", "seq", "viewers", "leaderboard", "goal", "resumed"},
         ),
         "gift": (
@@ -66,17 +67,7 @@ def test_builders_set_type_and_exactly_the_documented_fields() -> None:
 
 
 def test_welcome_carries_the_catalog_version_when_given() -> None:
-    welcome = events.welcome(
-        session="s",
-        room={"id": "r"},
-        you=None,
-        seq=3,
-        viewers=1,
-        leaderboard=[],
-        goal=None,
-        resumed=False,
-        catalog_version=7,
-    )
+    welcome = events.welcome(**WELCOME, catalog_version=7)
     assert welcome["catalog_version"] == 7
 
 

@@ -17,12 +17,10 @@ from loadtest.processes import live_command
 from tests.live.actions.test_gifting import go_live
 from tests.live.launch import welcomed
 from tests.live.server import Api, Client, LiveServer
+from tests.store.test_catalog_conformance import SEASONAL
 
 PUMPKIN: dict[str, Any] = {
-    "id": "pumpkin",
-    "name": "Pumpkin",
-    "coins": 66,
-    "image": "https://cdn.example/pumpkin.png",
+    **SEASONAL,
     "asset": {"url": "https://cdn.example/pumpkin.webp", "format": "webp"},
     "regions": ["GB"],
     "tier": 4,

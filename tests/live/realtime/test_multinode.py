@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tests.live.actions.test_gifting import go_live
 from tests.live.launch import running, scaled_env, welcomed
 from tests.live.server import Api, Client, LiveServer
 from tests.services import Services
@@ -80,8 +81,7 @@ async def test_catalog_change_on_node_a_is_served_and_announced_by_node_b(
     import time
 
     a, b = nodes
-    carol = Api(a, a.token("carol", creator=True))
-    await carol.post("/v1/rooms", {"title": "catalog"})
+    await go_live(a, "carol", "carol")
     admin_a, viewer_b = Api(a, a.token("root", admin=True)), Api(b, None)
     async with welcomed(Client.open(b, "carol")) as [on_b]:
         assert on_b.of_type("welcome")[0]["catalog_version"] == 1
@@ -94,7 +94,7 @@ async def test_catalog_change_on_node_a_is_served_and_announced_by_node_b(
     gifts = (await viewer_b.get("/v1/gifts")).json()
     assert gifts["version"] == 2
     assert [g["coins"] for g in gifts["gifts"] if g["id"] == "rose"] == [3]
-    for api in (carol, admin_a, viewer_b):
+    for api in (admin_a, viewer_b):
         await api.aclose()
 
 
