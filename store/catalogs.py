@@ -94,8 +94,8 @@ class Catalogs:
     async def _reload(self) -> None:
         async with self._lock:
             version, documents = await self._backend.load()
-            if version <= self._current.version:
-                return
+            if version in (0, self._current.version):
+                return  # unchanged, or the store lost its catalog: serve the last one
             by_kind = {
                 name: [kind.read(orjson.loads(doc)) for doc in documents.get(name, [])]
                 for name, kind in KINDS.items()
