@@ -110,12 +110,23 @@ class Catalogs:
                 log.exception("a catalog listener failed")
 
     async def _poll(self) -> None:
+        failing = False
         while True:
             await asyncio.sleep(self._poll_seconds)
             try:
                 await self.refresh()
             except Exception as exc:  # a backend blip: serve the last version, try again
-                log.warning("reading the catalog version failed: %s", exc)
+                if not failing:  # once per outage, not four times a second
+                    log.warning(
+                        "reading the catalog failed (serving version %d): %s",
+                        self._current.version,
+                        exc,
+                    )
+                failing = True
+            else:
+                if failing:
+                    log.info("reading the catalog works again")
+                failing = False
 
     def _entries(self, kind: str) -> dict[str, Any]:
         return self._current.entries(kind)
