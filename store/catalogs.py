@@ -13,20 +13,38 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Mapping
-from typing import Any, Final
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Final, Protocol
 
 import orjson
 
 from store.domain.catalog import Catalog
 from store.domain.catalog_entries import KINDS, CatalogChanges, EntryError, entries_from_document
 from store.errors import Conflict, NotFound
-from store.roles import CatalogBackend
 
 log = logging.getLogger("live.catalog")
 
 WRITE_ATTEMPTS: Final = 5
 """Writes without an expected version retry this often when others write too."""
+
+
+class CatalogBackend(Protocol):
+    """Where an engine keeps the catalog: one JSON document per entry (by kind and
+    id) and one version for the whole catalog."""
+
+    async def version(self) -> int:
+        """The stored version (0: nothing stored yet)."""
+        ...
+
+    async def load(self) -> tuple[int, dict[str, list[bytes]]]:
+        """The version and every document by kind, read at that one version."""
+        ...
+
+    async def write(self, documents: Sequence[tuple[str, str, bytes]], *, based_on: int) -> int:
+        """Store ``(kind, id, document)`` and increase the version by one, atomically,
+        if the version is still ``based_on``: the new version, or 0 (nothing written)
+        when another writer came first."""
+        ...
 
 
 def _kind(kind: str) -> Any:
@@ -41,7 +59,13 @@ def _encode(kind: str, entry: Any) -> bytes:
 
 
 class Catalogs:
-    """``store.roles.CatalogStore`` over one engine's ``CatalogBackend``."""
+    """The catalog of an engine: the version this node serves (``current``, read
+    without I/O on every gift) and its changes, over the engine's
+    ``CatalogBackend``. ``watch`` hears of each new version, whichever node made it.
+
+    ``expected_version``: refuse with ``Conflict`` unless the catalog is still at
+    that version (optimistic concurrency); ``None`` applies to the latest. A bad
+    field is an ``EntryError`` (a ``BadRequest``) naming it."""
 
     def __init__(
         self, backend: CatalogBackend, *, defaults: Catalog, poll_seconds: float = 0.25
@@ -78,6 +102,7 @@ class Catalogs:
             self._poller = None
 
     def watch(self, listener: Callable[[int], None]) -> Callable[[], None]:
+        """Call ``listener(version)`` after each new version; returns the unwatch."""
         self._listeners.append(listener)
 
         def unwatch() -> None:
@@ -87,6 +112,7 @@ class Catalogs:
         return unwatch
 
     async def refresh(self) -> Catalog:
+        """Read the stored version now (and the catalog if it changed)."""
         if await self._backend.version() != self._current.version:
             await self._reload()
         return self._current
@@ -156,6 +182,7 @@ class Catalogs:
     async def create(
         self, kind: str, document: Mapping[str, Any], *, expected_version: int | None = None
     ) -> Catalog:
+        """A new entry (``Conflict`` if the id exists)."""
         reader = _kind(kind)
         entry = reader.read(document)
 
@@ -174,6 +201,8 @@ class Catalogs:
         *,
         expected_version: int | None = None,
     ) -> Catalog:
+        """Change the fields given (``None`` removes an optional one); ``NotFound``
+        if there is no such entry."""
         reader = _kind(kind)
         if changes.get("id", entry_id) != entry_id:
             raise EntryError("id", "cannot be changed (create a new entry instead)")
@@ -200,6 +229,8 @@ class Catalogs:
     async def import_entries(
         self, document: Mapping[str, Any], *, dry_run: bool = False
     ) -> CatalogChanges:
+        """Add or replace every entry of a whole catalog document, validated first
+        and applied as one change (entries it leaves out stay as they are)."""
         incoming = entries_from_document(document)  # all of it valid, or nothing
         outcome: dict[str, list[str]] = {"added": [], "changed": [], "unchanged": []}
 

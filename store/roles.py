@@ -7,11 +7,12 @@ engine (Redis + PostgreSQL) are interchangeable and pass one conformance suite.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from store.catalogs import Catalogs
 from store.domain.accounts import (
     Account,
     DebtReceipt,
@@ -26,7 +27,6 @@ from store.domain.accounts import (
     WithdrawalSettlement,
 )
 from store.domain.catalog import Catalog
-from store.domain.catalog_entries import CatalogChanges
 from store.domain.models import (
     AuditReport,
     Balance,
@@ -366,73 +366,6 @@ class RoomActivity(Protocol):
         ...
 
 
-class CatalogBackend(Protocol):
-    """Where an engine keeps the catalog: one JSON document per entry (by kind and
-    id) and one version for the whole catalog."""
-
-    async def version(self) -> int:
-        """The stored version (0: nothing stored yet)."""
-        ...
-
-    async def load(self) -> tuple[int, dict[str, list[bytes]]]:
-        """The version and every document by kind, read at that one version."""
-        ...
-
-    async def write(self, documents: Sequence[tuple[str, str, bytes]], *, based_on: int) -> int:
-        """Store ``(kind, id, document)`` and increase the version by one, atomically,
-        if the version is still ``based_on``: the new version, or 0 (nothing written)
-        when another writer came first."""
-        ...
-
-
-class CatalogStore(Protocol):
-    """The catalog of an engine: the version this node serves (``current``, read
-    without I/O on every gift) and its changes. Every node serves a change within
-    ``EngineConfig.catalog_poll_seconds``; ``watch`` hears of each new version.
-
-    ``expected_version``: refuse with ``Conflict`` unless the catalog is still at
-    that version (optimistic concurrency); ``None`` applies to the latest."""
-
-    @property
-    def current(self) -> Catalog: ...
-
-    async def refresh(self) -> Catalog:
-        """Read the stored version now (and the catalog if it changed)."""
-        ...
-
-    def watch(self, listener: Callable[[int], None]) -> Callable[[], None]:
-        """Call ``listener(version)`` after each new version; returns the unwatch."""
-        ...
-
-    async def create(
-        self, kind: str, document: Mapping[str, Any], *, expected_version: int | None = None
-    ) -> Catalog:
-        """A new entry (``BadRequest`` naming the field; ``Conflict`` if the id exists)."""
-        ...
-
-    async def update(
-        self,
-        kind: str,
-        entry_id: str,
-        changes: Mapping[str, Any],
-        *,
-        expected_version: int | None = None,
-    ) -> Catalog:
-        """Change some fields of an entry (``NotFound`` if there is none)."""
-        ...
-
-    async def retire(
-        self, kind: str, entry_id: str, *, expected_version: int | None = None
-    ) -> Catalog: ...
-
-    async def import_entries(
-        self, document: Mapping[str, Any], *, dry_run: bool = False
-    ) -> CatalogChanges:
-        """Add or replace every entry of a whole catalog document, validated first
-        and applied at once (entries it leaves out stay as they are)."""
-        ...
-
-
 @dataclass(frozen=True, kw_only=True, slots=True)
 class EngineConfig:
     data_dir: Path = Path("data")
@@ -467,7 +400,8 @@ class Engine:
     broker: Broker
     activity: RoomActivity
     """A live room's shared state beyond money (combos, likes, viewers, goals...)."""
-    catalogs: CatalogStore
+    catalogs: Catalogs
+    """The catalog this node serves, and its changes."""
     check: Callable[[], Awaitable[dict[str, str]]]
     """Readiness: returns ``{component: "ok"}`` or raises ``store.errors.Unavailable``."""
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)

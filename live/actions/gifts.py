@@ -56,16 +56,8 @@ class Gifts:
         gift is ``not_found`` (regions only filter the list: users have no region)."""
         try:
             gift = self.catalog_gift(gift_id, count)
-            receipt = await self.engine.wallet.send_gift(
-                GiftRequest(
-                    sender=sender,
-                    room_id=room_id,
-                    gift=gift,
-                    count=count,
-                    key=key,
-                    shown_coins=shown_coins,
-                )
-            )
+            request = GiftRequest(sender, room_id, gift, count, key, shown_coins=shown_coins)
+            receipt = await self.engine.wallet.send_gift(request)
         except Exception as exc:
             self.metrics.gift_errors[getattr(exc, "code", "internal")] += 1
             raise

@@ -18,14 +18,14 @@ from starlette.routing import Route
 from live.errors import LiveError
 from live.http.common import actions_of, admin_of, endpoint, json_body
 from live.json import json_response
+from store.catalogs import Catalogs
 from store.domain.catalog import Catalog
 from store.domain.catalog_entries import KINDS, EntryError, catalog_document
-from store.roles import CatalogStore
 
 KIND_BY_PLURAL: Final = {kind.plural: kind for kind in KINDS.values()}
 
 
-def _catalogs(request: Request) -> CatalogStore:
+def _catalogs(request: Request) -> Catalogs:
     admin_of(request)
     return actions_of(request).engine.catalogs
 

@@ -1,6 +1,6 @@
 """The gift catalog and the coin packages sold per region, as of one version.
 
-The engine stores the catalog (``store.roles.CatalogStore``) and every node
+The engine stores the catalog (``store.catalogs.Catalogs``) and every node
 holds the latest version in memory as a ``Catalog``: prices are read from here
 by the server, never from a client message. A fresh store starts with the
 defaults below. Promotions are configuration (``LIVE_PROMOTIONS``), not stored.

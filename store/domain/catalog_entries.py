@@ -217,15 +217,7 @@ def package_from_document(raw: object, *, prefix: str = "") -> CoinPackage:
 
 
 def package_document(package: CoinPackage) -> dict[str, Any]:
-    return {
-        "id": package.id,
-        "region": package.region,
-        "currency": package.currency,
-        "coins": package.coins,
-        "bonus": package.bonus,
-        "price_minor": package.price_minor,
-        "retired": package.retired,
-    }
+    return {name: getattr(package, name) for name in _PACKAGE_FIELDS}
 
 
 @dataclass(frozen=True, slots=True)

@@ -76,15 +76,6 @@ MINOR_CREATOR: Final = Refusal(
 GIFTING_OFF: Final = Refusal(
     "gifting_off", errors.Forbidden, "gifting is turned off for this account (parental controls)"
 )
-GIFT_NOT_OFFERED: Final = Refusal(
-    "gift_not_offered", errors.NotFound, "the gift {0!r} is not offered now"
-)
-"""Retired, or outside its availability window."""
-PRICE_CHANGED: Final = Refusal(
-    "price_changed",
-    errors.PriceChanged,
-    "the gift {0!r} now costs {1} coins, not {2}: nothing was charged",
-)
 INSUFFICIENT_FUNDS: Final = Refusal(
     "insufficient_funds", errors.InsufficientFunds, "this gift costs {0} coins, you have {1}"
 )
@@ -100,6 +91,12 @@ MONTHLY_CAP: Final = Refusal(
 )
 TOO_MANY: Final = Refusal("too_many", errors.RateLimited, "too many {0}: try again in {1} s")
 """``{0}`` names the action (``gifts``, ``purchases``...), ``{1}`` whole seconds to wait."""
+
+# The catalog: a gift retired or outside its availability window; a stale price
+GIFT_NOT_OFFERED: Final = Refusal("gift_not_offered", errors.NotFound, "{0!r} is not offered now")
+PRICE_CHANGED: Final = Refusal(
+    "price_changed", errors.PriceChanged, "{0!r} now costs {1} coins, not {2}; nothing was charged"
+)
 
 # Refunds and debt
 PAYMENT_NOT_FOUND: Final = Refusal(

@@ -13,7 +13,7 @@ from store.embedded.database import SQLiteDatabase
 
 
 class SQLiteCatalog:
-    """``store.roles.CatalogBackend`` on the ``catalog_*`` tables."""
+    """``store.catalogs.CatalogBackend`` on the ``catalog_*`` tables."""
 
     def __init__(self, db: SQLiteDatabase) -> None:
         self._db = db

@@ -20,7 +20,7 @@ _KEYS = (CATALOG_VERSION, *(catalog_key(kind) for kind in _KINDS))
 
 
 class RedisCatalog:
-    """``store.roles.CatalogBackend`` on Redis (both scripts touch the system slot)."""
+    """``store.catalogs.CatalogBackend`` on Redis (both scripts touch the system slot)."""
 
     def __init__(self, batcher: CommandBatcher) -> None:
         self._batcher = batcher
