@@ -17,7 +17,7 @@ from starlette.routing import WebSocketRoute
 
 from live.actions.node import Actions
 from live.errors import error_response
-from live.http import admin, catalog, money, ops, pages, rooms
+from live.http import admin, catalog, catalog_admin, money, ops, pages, rooms
 from live.http.common import MAX_BODY_BYTES
 from live.identity.service import Identity
 from live.limits import APP_STATE_SETTINGS, ConnectionGuard, RequestLimits
@@ -36,7 +36,14 @@ from store.engine import open_engine
 
 log = logging.getLogger("live.app")
 
-api_routes = [*catalog.routes, *money.routes, *rooms.routes, *admin.routes, *ops.routes]
+api_routes = [
+    *catalog.routes,
+    *money.routes,
+    *rooms.routes,
+    *admin.routes,
+    *catalog_admin.routes,
+    *ops.routes,
+]
 """The JSON API under ``/v1``, and the operations endpoints."""
 
 _HTTP_CODES = {

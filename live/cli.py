@@ -1,4 +1,4 @@
-"""The ``live`` command: serve, token, migrate, ledger, audit, repair."""
+"""The ``live`` command: serve, token, migrate, ledger, audit, repair, catalog."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from live import catalog_cli
 from live.settings import Settings, SettingsError
 
 
@@ -293,6 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
                 help="seconds of recent gifts and purchases whose records to check (default 3600)",
             )
         p.set_defaults(func=func)
+    catalog_cli.add_parser(sub, _settings)
     return parser
 
 

@@ -29,6 +29,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "not_found": 404,
     "conflict": 409,
     "room_not_live": 409,
+    "price_changed": 409,
     "too_large": 413,
     "limit_exceeded": 422,
     "rate_limited": 429,

@@ -196,6 +196,11 @@ class Settings:
     webhook_tolerance_seconds: int = 300
     """A webhook whose signed timestamp is further from now than this is refused."""
     migrate_on_start: bool = True
+    # -- the catalog -----------------------------------------------------------------
+    catalog_poll_seconds: float = 0.25
+    """How often each node reads the stored catalog version: a change made on
+    another node or by ``live catalog import`` is served within this."""
+    # --------------------------------------------------------------------------------
     log_level: str = "info"
     demo: bool = False
     """Seed a live demo room and a funded viewer at start, and print links."""
@@ -233,6 +238,7 @@ class Settings:
             history_seconds=self.history_seconds,
             migrate=self.migrate_on_start,
             policy=self.policy(),
+            catalog_poll_seconds=self.catalog_poll_seconds,
         )
 
     def policy(self) -> MoneyPolicy:
@@ -373,6 +379,8 @@ class Settings:
             raise SettingsError("LIVE_CREATOR_SHARE_PERCENT must be within 0..100")
         if not 1 <= self.port <= 65_535 and self.port != 0:
             raise SettingsError("LIVE_PORT must be a TCP port")
+        if not 0.01 <= self.catalog_poll_seconds <= 60:
+            raise SettingsError("LIVE_CATALOG_POLL_SECONDS must be within 0.01..60")
         if self.tick_ms < 1 or self.tick_ms > 1_000:
             raise SettingsError("LIVE_TICK_MS must be within 1..1000")
         for name in (

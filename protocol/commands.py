@@ -35,6 +35,9 @@ class SendGift:
     id: str
     gift: str
     count: int
+    coins: int | None = None
+    """The unit price the client showed (optional): refused with ``price_changed``
+    when the gift costs something else now."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +153,15 @@ def _count(obj: dict[str, object], maximum: int, command_id: str) -> int:
     return value
 
 
+def _shown_coins(obj: dict[str, object], command_id: str) -> int | None:
+    value = obj.get("coins")
+    if value is None:
+        return None
+    if type(value) is not int or value < 1:
+        raise InvalidCommand("coins must be a positive integer", command_id=command_id)
+    return value
+
+
 def parse_command(obj: object, *, limits: Limits) -> Command:
     """Turn a decoded frame into a command, or raise ``InvalidCommand`` saying what's wrong."""
     if not isinstance(obj, dict):
@@ -187,7 +199,8 @@ def parse_command(obj: object, *, limits: Limits) -> Command:
                 "printable characters",
                 command_id=command_id,
             )
-        return SendGift(command_id, gift, _count(obj, limits.max_gift_count, command_id))
+        count = _count(obj, limits.max_gift_count, command_id)
+        return SendGift(command_id, gift, count, _shown_coins(obj, command_id))
 
     if kind == "like":
         return Like(command_id, _count(obj, limits.max_like_count, command_id))

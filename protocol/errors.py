@@ -34,6 +34,7 @@ class ErrorCode(enum.StrEnum):
     RATE_LIMITED = "rate_limited"
     ROOM_NOT_LIVE = "room_not_live"
     CONFLICT = "conflict"
+    PRICE_CHANGED = "price_changed"
     TOO_LARGE = "too_large"
     INTERNAL = "internal"
 

@@ -23,6 +23,7 @@ __all__ = [
     "ROOM_EVENT_TYPES",
     "Event",
     "ack",
+    "catalog",
     "chat",
     "chat_deleted",
     "error",
@@ -53,7 +54,7 @@ ROOM_EVENT_TYPES: frozenset[str] = frozenset(
         "room_ended",
     }
 )
-CONNECTION_EVENT_TYPES: frozenset[str] = frozenset({"welcome", "ack", "error"})
+CONNECTION_EVENT_TYPES: frozenset[str] = frozenset({"welcome", "ack", "error", "catalog"})
 
 
 def welcome(
@@ -66,9 +67,10 @@ def welcome(
     leaderboard: Sequence[Mapping[str, Any]],
     goal: Mapping[str, Any] | None,
     resumed: bool,
+    catalog_version: int | None = None,
 ) -> Event:
     """The first frame of a connection: who you are and the room as of ``seq``."""
-    return {
+    event: Event = {
         "type": "welcome",
         "session": session,
         "room": room,
@@ -79,6 +81,9 @@ def welcome(
         "goal": goal,
         "resumed": resumed,
     }
+    if catalog_version is not None:
+        event["catalog_version"] = catalog_version
+    return event
 
 
 def gift(
@@ -157,6 +162,13 @@ def room_ended() -> Event:
     return {"type": "room_ended"}
 
 
+# -- the catalog ------------------------------------------------------------------
+def catalog(*, version: int) -> Event:
+    """The gift catalog changed (to ``version``): read ``GET /v1/gifts`` again."""
+    return {"type": "catalog", "version": version}
+
+
+# ---------------------------------------------------------------------------------
 def ack(*, id: str, **result: Any) -> Event:
     """A command succeeded; ``result`` holds its outcome (``tx``, ``balance`` for a gift)."""
     if "type" in result:

@@ -13,6 +13,7 @@ Tree::
     ├── LimitExceeded               code "limit_exceeded"
     ├── RoomNotLive                 code "room_not_live"
     ├── Conflict                    code "conflict"
+    ├── PriceChanged                code "price_changed"
     ├── RateLimited                 code "rate_limited"
     └── Unavailable                 code "internal" (a backend is down; retry)
 """
@@ -60,6 +61,12 @@ class Conflict(StoreError):
     code = "conflict"
 
 
+class PriceChanged(StoreError):
+    """The client showed a price that is no longer the gift's: nothing was charged."""
+
+    code = "price_changed"
+
+
 class Unavailable(StoreError):
     """A backend (database, Redis) cannot be reached; the operation did not happen."""
 
@@ -76,6 +83,7 @@ ERRORS_BY_CODE: dict[str, type[StoreError]] = {
         LimitExceeded,
         RoomNotLive,
         Conflict,
+        PriceChanged,
     )
 }
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from store.catalogs import Catalogs
 from store.domain.accounts import (
     Account,
     DebtReceipt,
@@ -379,6 +380,9 @@ class EngineConfig:
     """Apply PostgreSQL migrations at start (scaled engine)."""
     policy: MoneyPolicy = field(default_factory=MoneyPolicy)
     """Spending caps, rate limits, holds and withdrawal limits (default: none)."""
+    catalog_poll_seconds: float = 0.25
+    """How often a node reads the catalog's stored version (a change made through
+    another node or ``live catalog import`` is served within this)."""
 
     @property
     def scaled(self) -> bool:
@@ -387,7 +391,7 @@ class EngineConfig:
 
 @dataclass(kw_only=True, slots=True)
 class Engine:
-    """One engine: the four roles plus the catalog, and how to check and close them."""
+    """One engine: the four roles plus the catalog store, and how to check and close them."""
 
     name: str
     wallet: Wallet
@@ -396,12 +400,18 @@ class Engine:
     broker: Broker
     activity: RoomActivity
     """A live room's shared state beyond money (combos, likes, viewers, goals...)."""
-    catalog: Catalog
+    catalogs: Catalogs
+    """The catalog this node serves, and its changes."""
     check: Callable[[], Awaitable[dict[str, str]]]
     """Readiness: returns ``{component: "ok"}`` or raises ``store.errors.Unavailable``."""
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     stats: Callable[[], Awaitable[dict[str, float]]] | None = None
     """Engine gauges for ``/metrics`` (e.g. ``outbox_lag`` on the scaled engine)."""
+
+    @property
+    def catalog(self) -> Catalog:
+        """The catalog this node serves now."""
+        return self.catalogs.current
 
     async def gauges(self) -> dict[str, float]:
         return await self.stats() if self.stats is not None else {}

@@ -25,8 +25,9 @@ class Gifts:
     activity: RoomActivity
     """Announces committed gifts to their rooms."""
 
-    def catalog(self) -> list[Gift]:
-        return self.engine.catalog.gifts()
+    def catalog(self, region: str | None = None) -> list[Gift]:
+        """The gifts on sale now (in ``region``, when given)."""
+        return self.engine.catalog.gifts(region=region)
 
     def catalog_gift(self, gift_id: str, count: int) -> Gift:
         """The catalog's gift, with ``count`` in range; ``not_found``/``bad_request``."""
@@ -41,13 +42,22 @@ class Gifts:
         return gift
 
     async def send(
-        self, *, sender: Profile, room_id: str, gift_id: str, count: int, key: str
+        self,
+        *,
+        sender: Profile,
+        room_id: str,
+        gift_id: str,
+        count: int,
+        key: str,
+        shown_coins: int | None = None,
     ) -> GiftReceipt:
+        """Send at the catalog's price now; ``shown_coins`` (the unit price the client
+        showed) must be that price (``price_changed``). A retired or out-of-window
+        gift is ``not_found`` (regions only filter the list: users have no region)."""
         try:
             gift = self.catalog_gift(gift_id, count)
-            receipt = await self.engine.wallet.send_gift(
-                GiftRequest(sender=sender, room_id=room_id, gift=gift, count=count, key=key)
-            )
+            request = GiftRequest(sender, room_id, gift, count, key, shown_coins=shown_coins)
+            receipt = await self.engine.wallet.send_gift(request)
         except Exception as exc:
             self.metrics.gift_errors[getattr(exc, "code", "internal")] += 1
             raise

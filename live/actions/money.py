@@ -117,7 +117,7 @@ class Money:
         """Charge a package through ``provider`` and credit it (once per payment)."""
         settings, engine = self.settings, self.engine
         package = engine.catalog.package(package_id)
-        if package is None:
+        if package is None or package.retired:
             raise LiveError("not_found", f"unknown coin package {package_id!r}")
         if region is not None and package.region != region.upper():
             raise LiveError("bad_request", f"package {package.id} is not sold in region {region!r}")

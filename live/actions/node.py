@@ -17,6 +17,7 @@ from live.metrics import Metrics
 from live.payments import PaymentProvider, PayoutProvider
 from live.realtime.hub import Hub
 from live.settings import Settings
+from protocol import events as ev
 from store.roles import Engine
 
 log = logging.getLogger("live.api")
@@ -47,6 +48,10 @@ class Actions:
         )
         self.money = Money(settings=settings, engine=engine, payments=payments)
         self.payouts = Payouts(settings=settings, engine=engine, providers=payouts)
+        # every connected client hears of a new catalog version, whichever node made it
+        self._unwatch_catalog = engine.catalogs.watch(
+            lambda version: hub.send_all([ev.catalog(version=version)])
+        )
 
     async def readiness(self) -> dict[str, object]:
         """``/readyz``'s answer: the engine and its checks; raises if a backend is
@@ -64,4 +69,5 @@ class Actions:
         return self.metrics.render(gauges)
 
     async def close(self) -> None:
+        self._unwatch_catalog()
         await self.activity.close()

@@ -6,14 +6,27 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from live.errors import LiveError
 from live.http.common import actions_of, endpoint, user_of
 from live.json import json_response
+from store.domain.catalog_entries import REGION
 
 
 @endpoint
 async def list_gifts(request: Request) -> Response:
-    gifts = actions_of(request).gifts.catalog()
-    return json_response({"gifts": [g.public() for g in gifts]})
+    """The gifts on sale now (``?region=US``: those offered there), with the
+    catalog's version (a ``catalog`` event announces the next one)."""
+    actions = actions_of(request)
+    raw_region = request.query_params.get("region")
+    region = None
+    if raw_region is not None:
+        region = raw_region.upper()
+        if not REGION.match(region):
+            raise LiveError("bad_request", "region must be a two-letter code like US")
+    gifts = actions.gifts.catalog(region)
+    return json_response(
+        {"gifts": [g.listing() for g in gifts], "version": actions.engine.catalog.version}
+    )
 
 
 @endpoint

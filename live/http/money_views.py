@@ -170,7 +170,13 @@ def transaction_public(record: TransactionRecord, user_id: str) -> dict[str, Any
     }
     if record.kind == "gift":
         view["direction"] = "sent" if sent else "received"
-        view["gift"] = {"id": meta.get("gift_id"), "count": meta.get("count")}
+        # as it was when sent (older records have no name or unit price)
+        view["gift"] = {
+            "id": meta.get("gift_id"),
+            "count": meta.get("count"),
+            "name": meta.get("gift_name"),
+            "coins": meta.get("gift_coins"),
+        }
     if record.kind == "purchase":
         view["bonus"] = sum(p.get("coins", 0) for p in meta.get("promotions", []))
         view["package"] = meta.get("package_id")

@@ -171,6 +171,7 @@ async def live_endpoint(websocket: WebSocket) -> None:
             leaderboard=[entry.public() for entry in leaderboard],
             goal=goal.public() if goal is not None else None,
             resumed=plan.resumed,
+            catalog_version=actions.engine.catalog.version,
         )
         if stats is not None:  # creator-only detail: the stream's running totals
             welcome["overlay"] = {"stream": stats.public()}
@@ -341,6 +342,7 @@ async def _execute(
                 gift_id=command.gift,
                 count=command.count,
                 key=command.id,
+                shown_coins=command.coins,
             )
             return ev.ack(
                 id=command.id,

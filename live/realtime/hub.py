@@ -305,16 +305,8 @@ class RoomChannel:
         kind = message.get("kind")
         if kind == "overlay":
             events = message.get("events") or []
-            shared: dict[str, Outgoing] = {}
-            for conn in list(self.connections):
-                if conn.overlay and not conn.closed and events:
-                    codec = conn.codec
-                    out = shared.get(codec.subprotocol)
-                    if out is None:
-                        out = shared[codec.subprotocol] = Outgoing(
-                            codec.encode(events), binary=codec.binary
-                        )
-                    conn.sink.write(out)
+            if events:
+                write_per_codec([c for c in self.connections if c.overlay], events)
         elif kind == "kick":
             user = message.get("user")
             for conn in list(self.connections):
@@ -468,12 +460,31 @@ class Hub:
             channel.flush()
             channel.finish_round()
 
+    def send_all(self, events: list[Event]) -> None:
+        """Connection events for every connection of this node (a catalog change)."""
+        write_per_codec(
+            [conn for channel in self.channels.values() for conn in channel.connections], events
+        )
+
     def close_all(self, code: int, reason: str) -> None:
         """Close every connection (shutdown: 1012 restart, clients reconnect elsewhere)."""
         self.flush_all()
         for channel in list(self.channels.values()):
             for conn in list(channel.connections):
                 self.close_connection(conn, code, reason)
+
+
+def write_per_codec(connections: list[Connection], events: list[Event]) -> None:
+    """The same events to many connections, encoded once per codec."""
+    shared: dict[str, Outgoing] = {}
+    for conn in connections:
+        if conn.closed:
+            continue
+        codec = conn.codec
+        out = shared.get(codec.subprotocol)
+        if out is None:
+            out = shared[codec.subprotocol] = Outgoing(codec.encode(events), binary=codec.binary)
+        conn.sink.write(out)
 
 
 def error_event(command_id: str | None, code: str, message: str) -> Event:

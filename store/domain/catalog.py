@@ -1,7 +1,9 @@
-"""The gift catalog and the coin packages sold per region.
+"""The gift catalog and the coin packages sold per region, as of one version.
 
-The catalog is configuration, identical on every node: prices are read from
-here by the server, never from a client message.
+The engine stores the catalog (``store.catalogs.Catalogs``) and every node
+holds the latest version in memory as a ``Catalog``: prices are read from here
+by the server, never from a client message. A fresh store starts with the
+defaults below. Promotions are configuration (``LIVE_PROMOTIONS``), not stored.
 """
 
 from __future__ import annotations
@@ -9,18 +11,19 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from store.domain.models import CoinPackage, Gift, Promotion, PromotionGrant
+from store.ids import now_ms as now_ms_clock
 
-# id, name, coins, animation, streakable
-_DEFAULT_GIFTS: tuple[tuple[str, str, int, str, bool], ...] = (
-    ("rose", "Rose", 1, "float", True),
-    ("finger_heart", "Finger Heart", 5, "pop", True),
-    ("perfume", "Perfume", 20, "spray", True),
-    ("doughnut", "Doughnut", 30, "bounce", True),
-    ("confetti", "Confetti", 100, "burst", False),
-    ("sunglasses", "Sunglasses", 199, "slide", False),
-    ("galaxy", "Galaxy", 1_000, "spiral", False),
-    ("lion", "Lion", 29_999, "roar", False),
-    ("universe", "Universe", 44_999, "cosmos", False),
+# id, name, coins, animation, streakable, tier
+_DEFAULT_GIFTS: tuple[tuple[str, str, int, str, bool, int], ...] = (
+    ("rose", "Rose", 1, "float", True, 1),
+    ("finger_heart", "Finger Heart", 5, "pop", True, 1),
+    ("perfume", "Perfume", 20, "spray", True, 1),
+    ("doughnut", "Doughnut", 30, "bounce", True, 1),
+    ("confetti", "Confetti", 100, "burst", False, 2),
+    ("sunglasses", "Sunglasses", 199, "slide", False, 2),
+    ("galaxy", "Galaxy", 1_000, "spiral", False, 3),
+    ("lion", "Lion", 29_999, "roar", False, 4),
+    ("universe", "Universe", 44_999, "cosmos", False, 5),
 )
 
 DEFAULT_GIFTS: tuple[Gift, ...] = tuple(
@@ -31,8 +34,9 @@ DEFAULT_GIFTS: tuple[Gift, ...] = tuple(
         animation=anim,
         image=f"/static/gifts/{gid}.svg",
         streakable=streak,
+        tier=tier,
     )
-    for gid, name, coins, anim, streak in _DEFAULT_GIFTS
+    for gid, name, coins, anim, streak, tier in _DEFAULT_GIFTS
 )
 
 # coins, bonus: bulk packages carry bonus coins and cost less per coin, so in
@@ -72,7 +76,10 @@ DEFAULT_PACKAGES: tuple[CoinPackage, ...] = tuple(
 
 
 class Catalog:
-    """Gifts by id, coin packages by id and region, and the promotions on them."""
+    """Gifts by id, coin packages by id and region, and the promotions on them.
+
+    Retired (and out-of-window) entries stay here, readable by id for history;
+    the lists of what is on sale leave them out."""
 
     def __init__(
         self,
@@ -80,7 +87,10 @@ class Catalog:
         gifts: Iterable[Gift] = DEFAULT_GIFTS,
         packages: Iterable[CoinPackage] = DEFAULT_PACKAGES,
         promotions: Iterable[Promotion] = (),
+        version: int = 0,
     ) -> None:
+        self.version = version
+        """Increases with every stored change (0: not stored yet)."""
         self._gifts = {g.id: g for g in gifts}
         self._packages = {p.id: p for p in packages}
         self._promotions = tuple(promotions)
@@ -99,18 +109,43 @@ class Catalog:
     def grants(self, package: CoinPackage, now_ms: int) -> tuple[PromotionGrant, ...]:
         return tuple(p.grant(package) for p in self.promotions(package, now_ms))
 
-    def gifts(self) -> list[Gift]:
+    def with_entries(
+        self, *, gifts: Iterable[Gift], packages: Iterable[CoinPackage], version: int
+    ) -> Catalog:
+        """This catalog's promotions over other gifts and packages (a stored version)."""
+        return Catalog(gifts=gifts, packages=packages, promotions=self._promotions, version=version)
+
+    def all_gifts(self) -> list[Gift]:
+        """Every gift, retired ones too (the admin's list)."""
         return sorted(self._gifts.values(), key=lambda g: (g.coins, g.id))
 
+    def gifts(self, now_ms: int | None = None, region: str | None = None) -> list[Gift]:
+        """The gifts on sale (at ``now_ms``, in ``region`` when given)."""
+        now = now_ms if now_ms is not None else now_ms_clock()
+        return [g for g in self.all_gifts() if g.offered(now, region)]
+
     def gift(self, gift_id: str) -> Gift | None:
+        """A gift by id, retired or not: history and leaderboards still name it."""
         return self._gifts.get(gift_id)
 
+    def all_packages(self) -> list[CoinPackage]:
+        return sorted(self._packages.values(), key=lambda p: (p.region, p.coins, p.id))
+
+    def entries(self, kind: str) -> dict[str, Gift | CoinPackage]:
+        """Every entry of a kind (``gift``, ``package``) by id, retired ones too."""
+        if kind == "gift":
+            return dict(self._gifts)
+        if kind == "package":
+            return dict(self._packages)
+        raise ValueError(f"no catalog entries of kind {kind!r}")
+
     def regions(self) -> list[str]:
-        return sorted({p.region for p in self._packages.values()})
+        return sorted({p.region for p in self._packages.values() if not p.retired})
 
     def packages(self, region: str) -> list[CoinPackage]:
+        """The packages on sale in ``region``, smallest first."""
         return sorted(
-            (p for p in self._packages.values() if p.region == region),
+            (p for p in self._packages.values() if p.region == region and not p.retired),
             key=lambda p: p.coins,
         )
 

@@ -58,6 +58,15 @@ class Profile:
 
 
 @dataclass(frozen=True, slots=True)
+class Asset:
+    """A gift's full-screen animation: where it is and how to play it."""
+
+    url: str
+    format: str
+    """``lottie``, ``webp``, ``mp4-alpha``... (``store.domain.catalog_entries.ASSET_FORMATS``)."""
+
+
+@dataclass(frozen=True, slots=True)
 class Gift:
     id: str
     name: str
@@ -65,15 +74,57 @@ class Gift:
     animation: str
     image: str
     streakable: bool
+    tier: int = 1
+    """1 (small) to 5: how big an alert overlays make of it."""
+    translations: tuple[tuple[str, str], ...] = ()
+    """``(locale, name)`` pairs, sorted by locale."""
+    asset: Asset | None = None
+    sound: str | None = None
+    regions: frozenset[str] = frozenset()
+    """Where it is offered (empty: everywhere)."""
+    available_from: int | None = None
+    """Limited edition: offered from this instant on (ms since the epoch)..."""
+    available_until: int | None = None
+    """...and before this one."""
+    retired: bool = False
+    """No longer offered; still named in history and leaderboards."""
+
+    def offered(self, now_ms: int, region: str | None = None) -> bool:
+        """On sale at ``now_ms`` (and in ``region`` when one is given)."""
+        if self.retired:
+            return False
+        if self.available_from is not None and now_ms < self.available_from:
+            return False
+        if self.available_until is not None and now_ms >= self.available_until:
+            return False
+        return region is None or not self.regions or region in self.regions
 
     def public(self) -> dict[str, Any]:
-        return {
+        """The gift as events carry it (what it was when sent)."""
+        view: dict[str, Any] = {
             "id": self.id,
             "name": self.name,
             "coins": self.coins,
             "animation": self.animation,
             "image": self.image,
             "streakable": self.streakable,
+            "tier": self.tier,
+        }
+        if self.translations:
+            view["translations"] = dict(self.translations)
+        if self.asset is not None:
+            view["asset"] = {"url": self.asset.url, "format": self.asset.format}
+        if self.sound is not None:
+            view["sound"] = self.sound
+        return view
+
+    def listing(self) -> dict[str, Any]:
+        """The gift as ``GET /v1/gifts`` lists it: with where and until when it is offered."""
+        return {
+            **self.public(),
+            "regions": sorted(self.regions),
+            "available_from": self.available_from,
+            "available_until": self.available_until,
         }
 
 
@@ -86,6 +137,8 @@ class CoinPackage:
     bonus: int
     price_minor: int
     """Price in the currency's minor unit (cents for USD)."""
+    retired: bool = False
+    """No longer sold; still readable for the purchases made with it."""
 
     def public(self) -> dict[str, Any]:
         return {
@@ -178,10 +231,23 @@ class GiftRequest:
     now: int | None = None
     """Milliseconds since the epoch of the gift (default: the clock); the day and
     month of spending caps, the hour of the creator's held diamonds."""
+    shown_coins: int | None = None
+    """The unit price the client showed its user (``None``: not said); refused with
+    ``price_changed`` when it is not the gift's price."""
 
     @property
     def total_coins(self) -> int:
         return self.gift.coins * self.count
+
+    def meta(self) -> dict[str, Any]:
+        """What the ledger keeps of the gift: as it was when sent, whatever the
+        catalog says later."""
+        return {
+            "gift_id": self.gift.id,
+            "gift_name": self.gift.name,
+            "gift_coins": self.gift.coins,
+            "count": self.count,
+        }
 
     def fingerprint(self) -> str:
         return fingerprint("gift", self.room_id, self.gift.id, self.count)

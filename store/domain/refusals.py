@@ -92,6 +92,12 @@ MONTHLY_CAP: Final = Refusal(
 TOO_MANY: Final = Refusal("too_many", errors.RateLimited, "too many {0}: try again in {1} s")
 """``{0}`` names the action (``gifts``, ``purchases``...), ``{1}`` whole seconds to wait."""
 
+# The catalog: a gift retired or outside its availability window; a stale price
+GIFT_NOT_OFFERED: Final = Refusal("gift_not_offered", errors.NotFound, "{0!r} is not offered now")
+PRICE_CHANGED: Final = Refusal(
+    "price_changed", errors.PriceChanged, "{0!r} now costs {1} coins, not {2}; nothing was charged"
+)
+
 # Refunds and debt
 PAYMENT_NOT_FOUND: Final = Refusal(
     "payment_not_found", errors.NotFound, "no credited purchase with this payment id"
@@ -144,6 +150,8 @@ REFUSALS: Final[dict[str, Refusal]] = {
         SELF_GIFT,
         MINOR_CREATOR,
         GIFTING_OFF,
+        GIFT_NOT_OFFERED,
+        PRICE_CHANGED,
         INSUFFICIENT_FUNDS,
         DAILY_CAP,
         MONTHLY_CAP,

@@ -10,9 +10,11 @@ import asyncio
 import sqlite3
 from typing import Final
 
+from store.catalogs import Catalogs
 from store.domain.catalog import Catalog
 from store.embedded.activity import SQLiteRoomActivity
 from store.embedded.broker import MemoryBroker
+from store.embedded.catalog import SQLiteCatalog
 from store.embedded.database import SQLiteDatabase
 from store.embedded.ledger import SQLiteLedger
 from store.embedded.rooms import SQLiteRooms
@@ -38,6 +40,15 @@ async def open_embedded_engine(config: EngineConfig, *, catalog: Catalog) -> Eng
     async def stats() -> dict[str, float]:
         return {"sqlite_write_queue": float(db.queued)}
 
+    catalogs = Catalogs(
+        SQLiteCatalog(db), defaults=catalog, poll_seconds=config.catalog_poll_seconds
+    )
+    try:
+        await catalogs.start()
+    except BaseException:
+        await db.close()
+        raise
+
     return Engine(
         name="embedded",
         wallet=SQLiteWallet(
@@ -47,9 +58,9 @@ async def open_embedded_engine(config: EngineConfig, *, catalog: Catalog) -> Eng
         ledger=SQLiteLedger(db),
         broker=broker,
         activity=SQLiteRoomActivity(db, broker),
-        catalog=catalog,
+        catalogs=catalogs,
         check=check,
         stats=stats,
-        # closed in reverse: the broker first, then the database drains its queue
-        closers=[db.close, broker.close],
+        # closed in reverse: the catalog poller, the broker, then the database drains
+        closers=[db.close, broker.close, catalogs.close],
     )

@@ -245,8 +245,7 @@ def send_gift(
         meta={
             "room_id": request.room_id,
             "stream_id": stream_id,
-            "gift_id": request.gift.id,
-            "count": request.count,
+            **request.meta(),
             "sender_id": sender.id,
             "creator_id": creator_id,
             "key": request.key,

@@ -13,7 +13,8 @@ from typing import Final
 
 from store.errors import StoreError
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
+"""1: the ledger, accounts and rooms; 2: the catalog."""
 
 # Postings carry a position ``n`` so they are clustered by transaction (the
 # primary key) and keep their order; the (account, tx_id) index serves the
@@ -185,11 +186,27 @@ ACCOUNT_SCHEMA: Final[tuple[str, ...]] = (
     "CREATE INDEX IF NOT EXISTS claims_expiry ON claims (expires_at)",
 )
 
+# The catalog: one JSON document per entry (kind: gift, package...), and one
+# version for the whole catalog, increased by every change.
+CATALOG_SCHEMA: Final[tuple[str, ...]] = (
+    """CREATE TABLE IF NOT EXISTS catalog_entries (
+        kind TEXT NOT NULL,
+        id TEXT NOT NULL,
+        document TEXT NOT NULL,
+        PRIMARY KEY (kind, id)
+    ) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS catalog_version (
+        one INTEGER PRIMARY KEY CHECK (one = 1),
+        version INTEGER NOT NULL
+    )""",
+)
+
 SCHEMA: Final[tuple[str, ...]] = (
     *LEDGER_SCHEMA,
     *ROOM_SCHEMA,
     *APPEND_ONLY_TRIGGERS,
     *ACCOUNT_SCHEMA,
+    *CATALOG_SCHEMA,
 )
 """Every statement, in the order a new file runs them."""
 
@@ -208,5 +225,5 @@ def migrate(conn: sqlite3.Connection) -> None:
         )
     for statement in SCHEMA:
         conn.execute(statement)
-    if version is None:
+    if version is None or version < SCHEMA_VERSION:
         conn.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))

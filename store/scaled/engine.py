@@ -19,11 +19,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+from store.catalogs import Catalogs
 from store.domain.catalog import Catalog
 from store.errors import StoreError, Unavailable
 from store.roles import Engine, EngineConfig
 from store.scaled.activity import RedisRoomActivity
 from store.scaled.broker import RedisBroker
+from store.scaled.catalog import RedisCatalog
 from store.scaled.client import CommandBatcher, connect_redis, load_script
 from store.scaled.keys import SYSTEM_BALANCES
 from store.scaled.ledger import PostgresLedger
@@ -70,6 +72,20 @@ async def open_scaled_engine(
     async def stats() -> dict[str, float]:
         return {"outbox_lag": float(await outbox_lag(redis))}
 
+    async def close_clients() -> None:
+        await batcher.close()
+        await pool.close()
+        await redis.aclose()
+
+    catalogs = Catalogs(
+        RedisCatalog(batcher), defaults=catalog, poll_seconds=config.catalog_poll_seconds
+    )
+    try:
+        await catalogs.start()
+    except BaseException:
+        await close_clients()
+        raise
+
     stop = asyncio.Event()
     worker: asyncio.Task[None] | None = None
     if run_worker:
@@ -82,11 +98,6 @@ async def open_scaled_engine(
         if worker is not None:
             with contextlib.suppress(Exception):
                 await worker
-
-    async def close_clients() -> None:
-        await batcher.close()
-        await pool.close()
-        await redis.aclose()
 
     return Engine(
         name="scaled",
@@ -104,11 +115,11 @@ async def open_scaled_engine(
             history_size=config.history_size,
             history_seconds=config.history_seconds,
         ),
-        catalog=catalog,
+        catalogs=catalogs,
         check=check,
         stats=stats,
-        # closed in reverse: the worker, the broker, then the shared clients
-        closers=[close_clients, broker.close, close_worker],
+        # closed in reverse: the worker, the catalog poller, the broker, the clients
+        closers=[close_clients, broker.close, catalogs.close, close_worker],
     )
 
 

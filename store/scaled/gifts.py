@@ -147,8 +147,7 @@ class GiftSender:
             + orjson.dumps(
                 {
                     "room_id": room_id,
-                    "gift_id": request.gift.id,
-                    "count": request.count,
+                    **request.meta(),
                     "sender_id": sender.id,
                     "creator_id": creator_id,
                     "key": request.key,

@@ -58,6 +58,9 @@ Other slots::
     live:{sys}:outbox                     stream  ledger outbox, one entry per transaction
     live:{sys}:dead                       stream  outbox entries the worker could not file
     live:{sys}:wdx                        hash    withdrawal id -> user id
+    live:{sys}:cat:v                      string  the catalog's version
+    live:{sys}:cat:<kind>                 hash    catalog entry id -> JSON document
+                                                  (kind: gift, package)
 
 A gift touches the sender's, the room's, the creator's and the system's slots;
 on one primary (or a cluster with one shard) that is one script. Splitting it
@@ -126,6 +129,12 @@ SYSTEM_BALANCES: Final = system_key("bal")
 OUTBOX: Final = system_key("outbox")
 DEAD_LETTERS: Final = system_key("dead")
 WITHDRAWAL_OWNERS: Final = system_key("wdx")
+CATALOG_VERSION: Final = system_key("cat:v")
+
+
+def catalog_key(kind: str) -> str:
+    """The hash of one kind of catalog entry (``gift``, ``package``)."""
+    return system_key(f"cat:{kind}")
 
 
 def system_field(account: str, asset: str) -> str:

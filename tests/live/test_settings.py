@@ -35,6 +35,8 @@ def test_production_needs_a_secret(tmp_path: Path) -> None:
     [
         {"LIVE_PORT": "http"},
         {"LIVE_TICK_MS": "0"},
+        {"LIVE_CATALOG_POLL_SECONDS": "0"},
+        {"LIVE_CATALOG_POLL_SECONDS": "soon"},
         {"LIVE_CREATOR_SHARE_PERCENT": "101"},
         {"LIVE_SANDBOX_PAYMENTS": "maybe"},
         {"LIVE_REDIS_URL": "redis://localhost"},

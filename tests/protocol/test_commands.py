@@ -45,6 +45,14 @@ def rejected(codec: Codec, obj: Any, limits: Limits = LIMITS) -> InvalidCommand:
             {"type": "send_gift", "id": "g3", "gift": "rose", "count": 99},
             SendGift("g3", "rose", 99),
         ),
+        (
+            {"type": "send_gift", "id": "g4", "gift": "rose", "coins": 1},
+            SendGift("g4", "rose", 1, coins=1),
+        ),
+        (
+            {"type": "send_gift", "id": "g5", "gift": "rose", "coins": None},
+            SendGift("g5", "rose", 1),
+        ),
         ({"type": "like", "id": "l1", "count": 100}, Like("l1", 100)),
         ({"type": "like", "id": "l2"}, Like("l2", 1)),
         ({"type": "chat", "id": "c1", "text": "  hello 👋  "}, Chat("c1", "hello 👋")),
@@ -83,6 +91,14 @@ def test_commands_are_immutable_and_matchable() -> None:
 def test_send_gift_count_must_be_an_integer_in_range(codec: Codec, count: object) -> None:
     error = rejected(codec, {"type": "send_gift", "id": "g", "gift": "rose", "count": count})
     assert error.message == "count must be an integer from 1 to 99"
+    assert error.command_id == "g"
+
+
+@CODEC_PARAMS
+@pytest.mark.parametrize("coins", [True, 1.0, "5", 0, -1, [1]])
+def test_send_gift_shown_coins_must_be_a_positive_integer(codec: Codec, coins: object) -> None:
+    error = rejected(codec, {"type": "send_gift", "id": "g", "gift": "rose", "coins": coins})
+    assert error.message == "coins must be a positive integer"
     assert error.command_id == "g"
 
 

@@ -18,6 +18,7 @@ def test_error_code_values() -> None:
         "rate_limited",
         "room_not_live",
         "conflict",
+        "price_changed",
         "too_large",
         "internal",
     ]

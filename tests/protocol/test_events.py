@@ -10,21 +10,22 @@ import protocol
 from protocol import CONNECTION_EVENT_TYPES, ROOM_EVENT_TYPES, ErrorCode, events
 
 USER = {"id": "u1", "username": "ann", "display_name": "Ann", "avatar": None}
+WELCOME: dict[str, Any] = {
+    "session": "s",
+    "room": {"id": "r"},
+    "you": None,
+    "seq": 3,
+    "viewers": 1,
+    "leaderboard": [],
+    "goal": None,
+    "resumed": False,
+}
 
 
 def test_builders_set_type_and_exactly_the_documented_fields() -> None:
     built: dict[str, tuple[dict[str, Any], set[str]]] = {
         "welcome": (
-            events.welcome(
-                session="s",
-                room={"id": "r"},
-                you=None,
-                seq=3,
-                viewers=1,
-                leaderboard=[],
-                goal=None,
-                resumed=False,
-            ),
+            events.welcome(**WELCOME),
             {"session", "room", "you", "seq", "viewers", "leaderboard", "goal", "resumed"},
         ),
         "gift": (
@@ -54,6 +55,7 @@ def test_builders_set_type_and_exactly_the_documented_fields() -> None:
         "chat_deleted": (events.chat_deleted(id="m", user="u1"), {"id", "user"}),
         "room_ended": (events.room_ended(), set()),
         "ack": (events.ack(id="a"), {"id"}),
+        "catalog": (events.catalog(version=4), {"version"}),
         "error": (events.error(id=None, code="internal", message="m"), {"id", "code", "message"}),
     }
     for kind, (event, fields) in built.items():
@@ -64,9 +66,14 @@ def test_builders_set_type_and_exactly_the_documented_fields() -> None:
     assert set(built) == ROOM_EVENT_TYPES | CONNECTION_EVENT_TYPES
 
 
+def test_welcome_carries_the_catalog_version_when_given() -> None:
+    welcome = events.welcome(**WELCOME, catalog_version=7)
+    assert welcome["catalog_version"] == 7
+
+
 def test_room_and_connection_types_are_disjoint() -> None:
     assert ROOM_EVENT_TYPES.isdisjoint(CONNECTION_EVENT_TYPES)
-    assert {"welcome", "ack", "error"} == CONNECTION_EVENT_TYPES
+    assert {"welcome", "ack", "error", "catalog"} == CONNECTION_EVENT_TYPES
     room_types = "gift like chat chat_deleted join viewers leaderboard goal goal_reached room_ended"
     assert set(room_types.split()) == ROOM_EVENT_TYPES
 

@@ -129,7 +129,7 @@ async def test_the_sender_is_always_the_tokens_user(server: LiveServer) -> None:
     await mallory.buy("us_350", key="m1")
     await bob.buy("us_350", key="b1")
     bob_before = await bob.balance()
-    spoof = {"sender": "bob", "user_id": "bob", "from": {"id": "bob"}, "price": 0, "coins": 0}
+    spoof = {"sender": "bob", "user_id": "bob", "from": {"id": "bob"}, "price": 0}
     async with Client.open(server, "carol") as viewer:
         await viewer.wait_for(lambda e: e["type"] == "welcome")
         http = await mallory.post("/v1/rooms/carol/gifts", {"gift": "rose", **spoof}, key="h1")
@@ -143,6 +143,12 @@ async def test_the_sender_is_always_the_tokens_user(server: LiveServer) -> None:
             gift = await viewer.wait_for(lambda e, tx=tx: e.get("tx") == tx)
             assert gift["sender"]["id"] == "mallory"
             assert gift["gift"]["coins"] == 1  # the catalog's price, not the command's
+        # the price a client says it showed is checked, never charged
+        for coins, code in ((0, "bad_request"), (5, "price_changed")):
+            refused = await mallory.post(
+                "/v1/rooms/carol/gifts", {"gift": "rose", "coins": coins}, key=f"c{coins}"
+            )
+            assert refused.json()["error"]["code"] == code
     assert await bob.balance() == bob_before
     assert await mallory.balance() == 350 - 2
     await mallory.aclose()

@@ -275,6 +275,8 @@ async def test_gift_moves_coins_to_creator_and_platform(engine: Engine) -> None:
         "room_id": ROOM,
         "stream_id": 1,
         "gift_id": "rose",
+        "gift_name": "Rose",
+        "gift_coins": 1,
         "count": 3,
         "sender_id": "alice",
         "creator_id": "bob",

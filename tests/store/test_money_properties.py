@@ -1,9 +1,10 @@
 """A stateful property test of the money rules on every engine.
 
 Hypothesis drives random purchases (paid and owed by a captured payment, with
-promotions), gifts, resends, refunds and chargebacks, limit and PIN changes,
-debt settlements, withdrawals and their settlements across several users, with
-the clock moving by random steps. After every step the five invariants of
+promotions), gifts (some at a price shown before the catalog changed), resends,
+catalog price changes, refunds and chargebacks, limit and PIN changes, debt
+settlements, withdrawals and their settlements across several users, with the
+clock moving by random steps. After every step the five invariants of
 DESIGN.md section 3 are checked:
 
 1. conservation: every posting sums to zero per asset, every transaction balances;
@@ -58,6 +59,7 @@ from store.errors import (
     Forbidden,
     InsufficientFunds,
     LimitExceeded,
+    PriceChanged,
     RateLimited,
     StoreError,
 )
@@ -118,6 +120,10 @@ class MoneyMachine(RuleBasedStateMachine):
         self.model: dict[tuple[str, str], int] = {}
         self.spent: dict[tuple[str, str], int] = {}
         """(user, local day or month) -> coins spent on gifts"""
+        self.shown: dict[str, int] = {}
+        """gift -> the price it had before its last change (a stale page shows it)"""
+        self.unit_price: dict[str, int] = {}
+        """gift tx -> the price of one gift when it was sent"""
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         return self.loop.run_until_complete(coro)
@@ -224,11 +230,49 @@ class MoneyMachine(RuleBasedStateMachine):
     def gift_more(self, user: str, to: str, gift_id: str, count: int, advance: int) -> None:
         self.send(user, to, gift_id, count, advance)
 
+    @rule(**GIFT, stale=st.booleans())
+    def gift_at_shown_price(
+        self, user: str, to: str, gift_id: str, count: int, advance: int, stale: bool
+    ) -> None:
+        """A client sends the price it shows: the current one, or one from before the
+        gift's last price change (refused, charging nothing)."""
+        found = self.engine.catalog.gift(gift_id)
+        assert found is not None
+        shown = self.shown.get(gift_id, found.coins) if stale else found.coins
+        if shown == found.coins:
+            self.send(user, to, gift_id, count, advance, shown_coins=shown)
+            return
+        before = self.balances()
+        with pytest.raises(PriceChanged):
+            self.send(user, to, gift_id, count, advance, shown_coins=shown)
+        assert self.balances() == before
+
+    @rule(gift_id=GIFT["gift_id"], coins=st.integers(1, 60))
+    def change_price(self, gift_id: str, coins: int) -> None:
+        """An admin reprices a gift: what was sent before keeps its price."""
+        found = self.engine.catalog.gift(gift_id)
+        assert found is not None
+        version = self.engine.catalog.version
+        catalog = self.run(self.engine.catalogs.update("gift", gift_id, {"coins": coins}))
+        assert catalog.version == version + (coins != found.coins)
+        changed = catalog.gift(gift_id)
+        assert changed is not None and changed.coins == coins
+        if coins != found.coins:
+            self.shown[gift_id] = found.coins
+
     @rule(**GIFT)
     def gift_again(self, user: str, to: str, gift_id: str, count: int, advance: int) -> None:
         self.send(user, to, gift_id, count, advance)
 
-    def send(self, user: str, to: str, gift_id: str, count: int, advance: int) -> None:
+    def send(
+        self,
+        user: str,
+        to: str,
+        gift_id: str,
+        count: int,
+        advance: int,
+        shown_coins: int | None = None,
+    ) -> None:
         self.now += advance
         found = self.engine.catalog.gift(gift_id)
         assert found is not None
@@ -256,9 +300,12 @@ class MoneyMachine(RuleBasedStateMachine):
                         count=count,
                         key=key,
                         now=self.now,
+                        shown_coins=shown_coins,
                     )
                 )
             )
+        except PriceChanged:
+            raise  # nothing checked yet: the caller expected it (or the test fails)
         except StoreError as exc:
             assert self.balances() == before
             if isinstance(exc, Forbidden):
@@ -276,6 +323,7 @@ class MoneyMachine(RuleBasedStateMachine):
         self.spent[(user, day)] = self.spent.get((user, day), 0) + total
         self.spent[(user, month)] = self.spent.get((user, month), 0) + total
         self.gifts[(user, key)] = (gift_id, count, f"room-{to}", receipt.tx)
+        self.unit_price[receipt.tx] = found.coins
 
     @precondition(lambda self: self.gifts)
     @rule(data=st.data())
@@ -459,6 +507,8 @@ class MoneyMachine(RuleBasedStateMachine):
             elif record.kind == "gift":
                 gift_key = (record.meta["sender_id"], record.meta["key"])
                 gifts[gift_key] = gifts.get(gift_key, 0) + 1
+                # the price a gift was sent at, whatever the catalog says now
+                assert record.meta["gift_coins"] == self.unit_price[record.id]
         assert purchases == dict.fromkeys(self.payments, 1)
         assert reversals == dict.fromkeys(self.reversals, 1)
         assert gifts == dict.fromkeys(self.gifts, 1)

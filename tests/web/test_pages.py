@@ -316,3 +316,34 @@ async def test_overlay_shows_the_creators_test_alerts_unless_told_not_to(
         for page in (shown, hidden):
             assert PAGE_ERRORS.pop(page) == []
             await page.close()
+
+
+async def test_watch_page_follows_catalog_changes_and_refuses_a_stale_price(
+    live: LiveServer, browser: Browser
+) -> None:
+    await _go_live(live)
+    alice = Api(live, _token(live, "alice"))
+    admin = Api(live, _token(live, "root", admin=True))
+    try:
+        assert (await alice.buy("us_70", key="p1")).status_code == 201
+        page = await _watch(browser, live.url, _token(live, "alice"))
+        price = page.locator("button.gift[data-gift=rose] .gift-price")
+        await expect(price).to_have_text("1", timeout=WAIT_MS)
+        changed = await admin.client.patch("/v1/admin/catalog/gifts/rose", json={"coins": 3})
+        assert changed.status_code == 200, changed.text
+        # the catalog event makes the page show the new price, with no reload
+        await expect(price).to_have_text("3", timeout=WAIT_MS)
+
+        # a page still showing the old price: the server refuses, nothing is charged
+        await page.evaluate("window.liveWatch.state.gifts.find((g) => g.id === 'rose').coins = 1")
+        await page.click("button.gift[data-gift=rose]")
+        await expect(page.locator(".toast").last).to_contain_text(
+            "price just changed", timeout=WAIT_MS
+        )
+        assert await alice.balance() == 70
+        await expect(price).to_have_text("3", timeout=WAIT_MS)  # shown again, right
+        assert PAGE_ERRORS[page] == []
+        await page.close()
+    finally:
+        await alice.aclose()
+        await admin.aclose()

@@ -12,6 +12,7 @@ export const ERROR_MESSAGES = {
   rate_limited: "Slow down a little and try again in a moment.",
   room_not_live: "The room isn't live right now.",
   conflict: "That gift was already sent with different details.",
+  price_changed: "That gift's price just changed. Nothing was charged: check the new price.",
   too_large: "That was too large to send.",
   internal: "Something went wrong on the server. Please try again.",
   payment_declined: "The payment was declined. Nothing was charged.",

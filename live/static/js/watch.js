@@ -189,13 +189,26 @@ function renderGifts() {
   );
 }
 
+async function loadGifts() {
+  try {
+    state.gifts = (await api("/v1/gifts")).gifts;
+    renderGifts();
+  } catch (error) {
+    showError(error);
+  }
+}
+
 async function sendGift(giftId) {
   const count = Number($("gift-count").value) || 1;
+  // the price shown: if it changed meanwhile, the server refuses and charges nothing
+  const shown = state.gifts.find((g) => g.id === giftId);
+  const command = shown ? { gift: giftId, count, coins: shown.coins } : { gift: giftId, count };
   try {
-    const ack = await state.connection.send("send_gift", { gift: giftId, count });
+    const ack = await state.connection.send("send_gift", command);
     setBalance(ack.balance.coins);
   } catch (error) {
     showError(error instanceof CommandError ? error : { code: "internal", message: String(error) });
+    if (error instanceof CommandError && error.code === "price_changed") loadGifts();
   }
 }
 
@@ -351,6 +364,9 @@ function onEvent(event) {
     case "room_ended":
       setLive(false);
       break;
+    case "catalog": // gifts or prices changed: show the new ones
+      loadGifts();
+      break;
     default:
       break;
   }
@@ -424,12 +440,7 @@ async function start() {
   $("chat-form").addEventListener("submit", sendChat);
   for (const region of ["US", "GB", "EU", "IN", "BR"]) $("region").append(el("option", {}, region));
   renderAccount();
-  try {
-    state.gifts = (await api("/v1/gifts")).gifts;
-    renderGifts();
-  } catch (error) {
-    showError(error);
-  }
+  await loadGifts();
   connect();
   refreshBalance();
 }

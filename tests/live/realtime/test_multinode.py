@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tests.live.actions.test_gifting import go_live
 from tests.live.launch import running, scaled_env, welcomed
 from tests.live.server import Api, Client, LiveServer
 from tests.services import Services
@@ -71,6 +72,29 @@ async def test_same_key_raced_on_two_nodes_has_one_effect(
     assert sorted(r.status_code for r in results) == [200] * 9 + [201]
     assert await alice_b.balance() == 350 - 20
     for api in (carol, alice_a, alice_b):
+        await api.aclose()
+
+
+async def test_catalog_change_on_node_a_is_served_and_announced_by_node_b(
+    nodes: tuple[LiveServer, LiveServer],
+) -> None:
+    import time
+
+    a, b = nodes
+    await go_live(a, "carol", "carol")
+    admin_a, viewer_b = Api(a, a.token("root", admin=True)), Api(b, None)
+    async with welcomed(Client.open(b, "carol")) as [on_b]:
+        assert on_b.of_type("welcome")[0]["catalog_version"] == 1
+        started = time.monotonic()
+        changed = await admin_a.client.patch("/v1/admin/catalog/gifts/rose", json={"coins": 3})
+        assert changed.status_code == 200, changed.text
+        event = await on_b.wait_for(lambda e: e["type"] == "catalog", timeout=1.0)
+        assert event["version"] == 2
+        assert time.monotonic() - started < 1.0
+    gifts = (await viewer_b.get("/v1/gifts")).json()
+    assert gifts["version"] == 2
+    assert [g["coins"] for g in gifts["gifts"] if g["id"] == "rose"] == [3]
+    for api in (admin_a, viewer_b):
         await api.aclose()
 
 
