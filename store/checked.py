@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Final
 
-from store.domain import accounts, models, refusals
+from store.domain import accounts, models
 from store.domain.checks import (
     check_choice,
     check_id,
@@ -26,7 +26,6 @@ from store.domain.checks import (
 )
 from store.domain.rules import check_limits, check_pin_format
 from store.errors import BadRequest
-from store.ids import now_ms
 from store.roles import Ledger, RoomActivity, Rooms, Wallet
 
 SUPPORTER_PERIODS: Final = ("day", "all")
@@ -68,11 +67,6 @@ class CheckedWallet(_Wrapper):
         check_key(request.key, "request id")
         check_positive(request.count, "count must be at least 1")
         check_positive(request.gift.coins, "a gift must cost at least one coin")
-        gift = request.gift
-        if not gift.offered(request.now if request.now is not None else now_ms()):
-            raise refusals.GIFT_NOT_OFFERED(gift.id)
-        if request.shown_coins is not None and request.shown_coins != gift.coins:
-            raise refusals.PRICE_CHANGED(gift.id, gift.coins, request.shown_coins)
         return await self.inner.send_gift(request)
 
     async def account(self, user_id: str) -> accounts.Account:

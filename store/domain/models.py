@@ -7,6 +7,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from store.domain import refusals
+from store.errors import StoreError
+
 COIN = "coin"
 DIAMOND = "diamond"
 ASSETS = (COIN, DIAMOND)
@@ -251,6 +254,17 @@ class GiftRequest:
 
     def fingerprint(self) -> str:
         return fingerprint("gift", self.room_id, self.gift.id, self.count)
+
+    def sale_refusal(self, now_ms: int) -> StoreError | None:
+        """Why the gift can't be sold now (not offered, or not at the price the
+        client showed), or None. Engines raise it only after the idempotency
+        check: a resend of a gift already charged replays its receipt, whatever
+        the catalog says since."""
+        if not self.gift.offered(now_ms):
+            return refusals.GIFT_NOT_OFFERED(self.gift.id)
+        if self.shown_coins is not None and self.shown_coins != self.gift.coins:
+            return refusals.PRICE_CHANGED(self.gift.id, self.gift.coins, self.shown_coins)
+        return None
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,6 +25,7 @@ from store.domain.postings import gift_postings, split_gift
 from store.domain.rules import TOKEN, check_caps, local_periods, refill, wait_ms
 from store.embedded.journal import IdempotencyKey, dumps, journal, receipt_body
 from store.embedded.room_totals import record_gift
+from store.errors import StoreError
 from store.ids import new_id, now_ms
 
 
@@ -40,6 +41,9 @@ class GiftPlan:
     total: int
     diamonds: int
     policy: MoneyPolicy
+    refusal: StoreError | None
+    """Why it can't be sold now (``GiftRequest.sale_refusal``): raised after the
+    idempotency check, so a resend of a gift already charged still replays."""
 
 
 def plan_gift(request: GiftRequest, *, share_percent: int, policy: MoneyPolicy) -> GiftPlan:
@@ -47,15 +51,17 @@ def plan_gift(request: GiftRequest, *, share_percent: int, policy: MoneyPolicy) 
     (the bottleneck) only runs the checks and the SQL."""
     total = request.total_coins
     diamonds, _platform = split_gift(total, share_percent)
+    created_at = request.now if request.now is not None else now_ms()
     return GiftPlan(
         request=request,
         key=IdempotencyKey(f"gift:{request.sender.id}", request.key, request.fingerprint()),
         sender_json=dumps(request.sender.public()),
         tx=new_id("tx"),
-        created_at=request.now if request.now is not None else now_ms(),
+        created_at=created_at,
         total=total,
         diamonds=diamonds,
         policy=policy,
+        refusal=request.sale_refusal(created_at),
     )
 
 
@@ -207,6 +213,8 @@ def send_gift(
         if seen != plan.key.fingerprint:
             raise refusals.KEY_REUSED()
         return GiftReceipt(**orjson.loads(stored), replayed=True), None
+    if plan.refusal is not None:
+        raise plan.refusal
     if creator_id is None:
         raise refusals.ROOM_NOT_FOUND()
     if not live:

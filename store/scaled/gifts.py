@@ -68,12 +68,13 @@ class GiftSender:
         tx_id = new_id("tx")
         created_at = request.now if request.now is not None else now_ms()
         tz = self._zones.get(sender_id, "UTC")
+        refusal = request.sale_refusal(created_at)
         for _ in range(4):
             reply = checked_reply(
                 await self._batcher.evalsha(
                     _GIFT,
                     self._keys(request, creator_id, created_at),
-                    self._args(request, creator_id, tx_id, created_at, tz),
+                    (*self._args(request, creator_id, tx_id, created_at, tz), flag(bool(refusal))),
                     retry_on_disconnect=True,
                 )
             )
@@ -83,6 +84,8 @@ class GiftSender:
             elif reply[0] == b"T":
                 tz = reply[1].decode()
                 _remember(self._zones, sender_id, tz)
+            elif reply[0] == b"N" and refusal is not None:
+                raise refusal
             else:
                 return GiftReceipt(**orjson.loads(reply[1]), replayed=reply[0] == b"R")
         raise StoreError("the room's creator or the sender's time zone kept changing")

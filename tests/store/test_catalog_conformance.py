@@ -197,6 +197,24 @@ async def test_a_stale_price_or_an_unoffered_gift_charges_nothing(engine: Engine
     assert await balance(engine) == coins - 68
 
 
+async def test_a_resend_of_a_charged_gift_replays_whatever_the_catalog_says_since(
+    engine: Engine,
+) -> None:
+    """A client resends a gift after a drop with the same id and the price it
+    showed: it was charged once, so the receipt comes back, not a refusal."""
+    await live(engine)
+    await fund(engine, ALICE)
+    first = await send(engine, "g1", "rose", shown_coins=1)
+    await engine.catalogs.update("gift", "rose", {"coins": 3})
+    again = await send(engine, "g1", "rose", shown_coins=1)
+    assert again.replayed and again.tx == first.tx and again.coins == 1
+    await engine.catalogs.retire("gift", "rose")
+    assert (await send(engine, "g1", "rose")).tx == first.tx
+    with pytest.raises(NotFound):
+        await send(engine, "g2", "rose")
+    assert [t.kind for t in await all_transactions(engine, ALICE.id)] == ["gift", "purchase"]
+
+
 async def test_history_keeps_what_a_gift_was_when_sent(engine: Engine) -> None:
     await live(engine)
     await fund(engine, ALICE)

@@ -21,13 +21,18 @@
 --       19, 20 platform daily and monthly spending caps ("0": none)
 --       21 gifts per minute per user ("0": not rate limited)   22 gift burst
 --       23 the hour of now (ms // 3600000)   24 room id
+--       25 "1": the caller refuses the sale (not offered, or another price shown)
 --
 -- Replies: {"OK", receipt}  {"R", stored receipt}  {"E", reason, value...}
 --          {"S", creator id}: the caller's cached creator is stale (wrong wallet in
 --          KEYS); nothing was written and the caller retries with the right key.
 --          {"T", time zone}: the sender's time zone is not the one assumed; nothing
 --          was written and the caller retries with that zone's day and month.
+--          {"N"}: not a resend, and ARGV[25] refused the sale: nothing was written.
 --@include idempotency
+if ARGV[25] == '1' then
+  return {'N'}
+end
 --@include bucket
 
 local room = redis.call('HMGET', KEYS[3], 'creator_id', 'live', 'creator_adult', 'stream_id')
