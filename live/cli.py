@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from live import catalog_cli
+from live.logs import configure_logging
 from live.settings import Settings, SettingsError
 
 
@@ -22,7 +23,59 @@ def _settings(args: argparse.Namespace, **extra: object) -> Settings:
         value = getattr(args, name, None)
         if value is not None:
             overrides[name] = Path(value) if name == "data_dir" else value
-    return Settings.from_env(None, **overrides)
+    settings = Settings.from_env(None, **overrides)
+    _check_urls(settings)
+    configure_logging(settings)
+    return settings
+
+
+_URL_SCHEMES = {
+    "LIVE_REDIS_URL": ("redis://", "rediss://", "unix://"),
+    "LIVE_DATABASE_URL": ("postgresql://", "postgres://"),
+}
+
+
+def _check_urls(settings: Settings) -> None:
+    """A URL the client library would reject with a traceback gets one clear line."""
+    for name, url in (
+        ("LIVE_REDIS_URL", settings.redis_url),
+        ("LIVE_DATABASE_URL", settings.database_url),
+    ):
+        if url and not url.startswith(_URL_SCHEMES[name]):
+            expected = " or ".join(_URL_SCHEMES[name])
+            raise SettingsError(f"{name} must start with {expected}")
+
+
+def _operational_error(exc: BaseException) -> str | None:
+    """The one line an operator needs for an expected failure (a backend down or
+    refusing us, a missing file), or None for anything else: a bug keeps its
+    traceback."""
+    if isinstance(exc, SettingsError):
+        return f"configuration error: {exc}"
+    from store.errors import StoreError
+
+    if isinstance(exc, StoreError):
+        return exc.message
+    if isinstance(exc, OSError):
+        return str(exc)
+    if "asyncpg" in sys.modules:
+        import asyncpg
+
+        if isinstance(exc, asyncpg.PostgresError) and exc.sqlstate[:2] in _PG_SETUP_CLASSES:
+            return f"postgresql: {exc}"
+    if "redis" in sys.modules:
+        import redis.exceptions
+
+        if isinstance(exc, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError):
+            return f"redis unavailable: {exc}"
+        if isinstance(exc, redis.exceptions.ResponseError) and "AUTH" in str(exc).upper():
+            return f"redis: {exc}"
+    return None
+
+
+_PG_SETUP_CLASSES = frozenset({"08", "28", "3D", "42", "57", "53"})
+"""SQLSTATE classes of a server we can't use as configured: connection, auth,
+missing database, privilege (42501 is in 42), shutting down, out of resources."""
 
 
 def _uvloop_available() -> bool:
@@ -36,9 +89,14 @@ def _uvloop_available() -> bool:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from live.logs import uvicorn_log_config
+    from live.logs import known_secrets, uvicorn_log_config
 
     settings = _settings(args, demo=True if args.demo else None)
+    if settings.scaled:
+        # Reach Redis and PostgreSQL (and migrate) once before uvicorn starts, so a
+        # backend that is down is one clear line rather than a startup traceback
+        # from every worker.
+        asyncio.run(_open_and_close(settings))
     if settings.workers > 1:
         # Workers are separate processes: they read the same settings from the
         # environment (the secret included, so tokens verify on every worker).
@@ -69,12 +127,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
         ws_ping_timeout=settings.ping_timeout or None,
         ws_per_message_deflate=False,
         log_level=settings.log_level,
-        log_config=uvicorn_log_config(settings.log_level),
+        log_config=uvicorn_log_config(
+            settings.log_level, log_format=settings.log_format, secrets=known_secrets(settings)
+        ),
         timeout_graceful_shutdown=settings.shutdown_timeout,
         proxy_headers=True,
         forwarded_allow_ips=settings.forwarded_allow_ips,
     )
     return 0
+
+
+async def _open_and_close(settings: Settings) -> None:
+    from store.engine import open_engine
+
+    engine = await open_engine(settings.engine_config())
+    await engine.close()
 
 
 def _live_protocols() -> tuple[type[asyncio.Protocol] | str, type[asyncio.Protocol] | str]:
@@ -209,8 +276,15 @@ def cmd_migrate(args: argparse.Namespace) -> int:
         print("LIVE_DATABASE_URL is not set: the embedded engine migrates itself", file=sys.stderr)
         return 0
     from store.scaled.engine import migrate
+    from store.scaled.postgres import create_database_if_missing
 
-    applied = asyncio.run(migrate(settings.database_url))
+    async def run(database_url: str) -> list[str]:
+        created = await create_database_if_missing(database_url)
+        if created is not None:
+            print(f'created database "{created}"')
+        return await migrate(database_url)
+
+    applied = asyncio.run(run(settings.database_url))
     print("applied: " + (", ".join(applied) if applied else "nothing (up to date)"))
     return 0
 
@@ -303,8 +377,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         code: int = args.func(args)
-    except SettingsError as exc:
-        print(f"configuration error: {exc}", file=sys.stderr)
+    except Exception as exc:
+        line = _operational_error(exc)
+        if line is None:
+            raise
+        words = ("live", args.command, getattr(args, "catalog_command", None))
+        command = " ".join(word for word in words if word)
+        print(f"{command}: {' '.join(line.split())}", file=sys.stderr)
         return 2
     return code
 

@@ -202,6 +202,8 @@ class Settings:
     another node or by ``live catalog import`` is served within this."""
     # --------------------------------------------------------------------------------
     log_level: str = "info"
+    log_format: str = "text"
+    """``text`` or ``json`` (one JSON object per line, for log collectors)."""
     demo: bool = False
     """Seed a live demo room and a funded viewer at start, and print links."""
     extra: dict[str, str] = field(default_factory=dict)
@@ -373,6 +375,8 @@ class Settings:
     def validate(self) -> None:
         self._validate_money()
         self._validate_identity()
+        if self.log_format not in {"text", "json"}:
+            raise SettingsError("LIVE_LOG_FORMAT must be 'text' or 'json'")
         if self.env not in {"dev", "production"}:
             raise SettingsError("LIVE_ENV must be 'dev' or 'production'")
         if not 0 <= self.creator_share_percent <= 100:

@@ -13,10 +13,11 @@ import re
 from collections.abc import AsyncIterator
 from importlib import resources
 from typing import Any, Final
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import asyncpg
 
-from store.errors import Unavailable
+from store.errors import StoreError, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +77,46 @@ async def migrate(database_url: str) -> list[str]:
         with contextlib.suppress(Exception):
             await conn.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK)
         await conn.close()
+
+
+class DatabaseNotCreated(StoreError):
+    """The URL's database does not exist and this role may not create it."""
+
+
+async def create_database_if_missing(database_url: str) -> str | None:
+    """Create the URL's database when the server says it does not exist, through
+    the maintenance database ``postgres`` with the same credentials, so a fresh
+    server needs no manual step. Returns the name created, or None."""
+    try:
+        conn = await asyncpg.connect(database_url)
+    except asyncpg.InvalidCatalogNameError:
+        pass
+    except PG_UNAVAILABLE as exc:
+        raise Unavailable(f"postgresql unavailable: {exc}") from exc
+    else:
+        await conn.close()
+        return None
+    parts = urlsplit(database_url)
+    name = unquote(parts.path.lstrip("/"))
+    if not name:
+        raise DatabaseNotCreated("the database URL names no database")
+    quoted = '"' + name.replace('"', '""') + '"'
+    try:
+        admin = await asyncpg.connect(urlunsplit(parts._replace(path="/postgres")))
+        try:
+            await admin.execute(f"CREATE DATABASE {quoted}")
+        finally:
+            await admin.close()
+    except asyncpg.DuplicateDatabaseError:
+        return None  # another migrator created it meanwhile
+    except PG_UNAVAILABLE as exc:
+        raise Unavailable(f"postgresql unavailable: {exc}") from exc
+    except asyncpg.PostgresError as exc:  # no privilege, no "postgres" database, ...
+        raise DatabaseNotCreated(
+            f"database {quoted} does not exist and can't be created here ({exc}):"
+            f" run CREATE DATABASE {quoted} as a role that may, then live migrate"
+        ) from exc
+    return name
 
 
 async def create_pool(database_url: str, *, max_size: int = 4) -> asyncpg.Pool:
