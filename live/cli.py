@@ -61,6 +61,8 @@ def _operational_error(exc: BaseException) -> str | None:
     if "asyncpg" in sys.modules:
         import asyncpg
 
+        if isinstance(exc, asyncpg.InvalidCatalogNameError):
+            return f"postgresql: {exc} (live migrate creates it)"
         if isinstance(exc, asyncpg.PostgresError) and exc.sqlstate[:2] in _PG_SETUP_CLASSES:
             return f"postgresql: {exc}"
     if "redis" in sys.modules:

@@ -24,7 +24,7 @@ _SECRET_SHAPES = (
     (re.compile(r"((?:access_token|overlay_key|key|token|secret)=)[^&\s\"']+", re.I), r"\1"),
     (re.compile(r"(bearer\s+)[^\s\"',]+", re.I), r"\1"),
     (re.compile(r"eyJ[\w-]{4,}\.[\w-]{4,}\.[\w-]*"), ""),  # a JWT
-    (re.compile(r"(://[^/\s:@]*:)[^/\s@]+(@)"), r"\1"),  # a URL's password
+    (re.compile(r"(://[^/\s:@]*:)[^/\s@]+(?=@)"), r"\1"),  # a URL's password
 )
 _SECRET_FIELD = re.compile(r"token|secret|password|overlay_key|api_key|authorization", re.I)
 CONTEXT_FIELDS = ("connection", "request_id", "room", "user")
@@ -33,7 +33,7 @@ CONTEXT_FIELDS = ("connection", "request_id", "room", "user")
 
 def redact(text: str, known: Iterable[str] = ()) -> str:
     for pattern, keep in _SECRET_SHAPES:
-        text = pattern.sub(keep + REDACTED if keep else REDACTED, text)
+        text = pattern.sub(keep + REDACTED, text)
     for secret in known:
         text = text.replace(secret, REDACTED)
     return text
@@ -91,6 +91,7 @@ def known_secrets(settings: Settings) -> list[str]:
 def configure_logging(settings: Settings) -> None:
     """The root logger of a ``live`` command: its format, with secrets masked."""
     root = logging.getLogger()
+    root.setLevel(settings.log_level.upper())
     for handler in root.handlers:
         handler.filters = [f for f in handler.filters if not isinstance(f, RedactSecrets)]
         handler.addFilter(RedactSecrets(known_secrets(settings)))

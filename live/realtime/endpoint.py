@@ -298,7 +298,7 @@ class Commands:
                 self._busy = True
                 self._raw.track(loop.create_task(self._run(waiting)))
         except Exception:
-            log.exception("reading a command failed")
+            log.exception("reading a command failed", extra=conn.log_context())
             actions.hub.close_connection(conn, CloseCode.INTERNAL_ERROR, "internal error")
 
     async def _run(self, command: SendGift | Chat | Auth) -> None:
@@ -360,5 +360,5 @@ async def _execute(
     except (LiveError, Exception) as exc:
         code, message = error_code(exc)
         if code == "internal":
-            log.exception("command %s failed", type(command).__name__)
+            log.exception("command %s failed", type(command).__name__, extra=conn.log_context())
         return ev.error(id=command.id, code=code, message=message)

@@ -87,6 +87,11 @@ class Connection:
     def is_viewer(self) -> bool:
         return not self.overlay
 
+    def log_context(self) -> dict[str, str]:
+        """The ``extra`` of a log line about this connection (see ``live.logs``)."""
+        user = self.profile.id if self.profile else ("overlay" if self.overlay else "guest")
+        return {"connection": self.session, "room": self.room_id, "user": user}
+
     def send(self, events: list[Event]) -> None:
         """Encode and send events for this connection alone (welcome, ack, error)."""
         if not self.closed:
@@ -261,7 +266,12 @@ class RoomChannel:
         try:
             missed = await self.hub.broker.history(self.room_id, since=self.delivered_seq)
         except Exception:
-            log.warning("resync of room %s failed", self.room_id, exc_info=True)
+            log.warning(
+                "resync of room %s failed",
+                self.room_id,
+                exc_info=True,
+                extra={"room": self.room_id},
+            )
             missed = None
         self._resync = None
         if missed is None:
@@ -446,7 +456,12 @@ class Hub:
             if channel.subscription is not None:
                 await channel.subscription.close()
         except Exception:
-            log.warning("unsubscribe from room %s failed", channel.room_id, exc_info=True)
+            log.warning(
+                "unsubscribe from room %s failed",
+                channel.room_id,
+                exc_info=True,
+                extra={"room": channel.room_id},
+            )
         finally:
             self._closing.pop(channel.room_id, None)
 
