@@ -1,10 +1,12 @@
-"""``LIVE_LOG_FORMAT=json``: a real server writes one JSON object per line, and no
-secret it handled (token, overlay key, webhook secret, the HS256 secret) reaches
-its log."""
+"""``LIVE_LOG_FORMAT=json``: a real server (and a command) writes one JSON object
+per line, and no secret it handled (token, overlay key, webhook secret, the HS256
+secret) reaches its log."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import subprocess
 import time
 from pathlib import Path
 
@@ -12,10 +14,12 @@ import orjson
 
 from live.logs import JsonFormatter, RedactSecrets
 from live.payments import PAYMENT_SUCCEEDED, sandbox_event, sign
+from loadtest.processes import free_port, live_command, live_env
 from store.domain.catalog import Catalog
 from store.domain.models import Profile
 from tests.live.launch import running
 from tests.live.server import SECRET, Api, Client, LiveServer
+from tests.services import Services
 
 WEBHOOK_SECRET = "whsec-logs-0123456789abcdef"
 
@@ -90,3 +94,26 @@ def test_redaction_masks_secret_shapes_fields_and_known_values() -> None:
     assert line["room"] == "carol" and line["user"] == "redis://u:[redacted]@host/0"
     assert record.webhook_secret == "[redacted]"
     assert line["level"] == "warning" and line["logger"] == "live.test"
+
+
+async def test_commands_log_json_too(services: Services, tmp_path: Path) -> None:
+    urls = await services.reset()
+    environ = live_env(
+        secret=SECRET,
+        data_dir=tmp_path / "data",
+        port=free_port(),
+        extra={
+            "LIVE_REDIS_URL": urls.redis,
+            "LIVE_DATABASE_URL": urls.database,
+            "LIVE_LOG_FORMAT": "json",
+            "LIVE_LOG_LEVEL": "info",
+        },
+    )
+    result = await asyncio.to_thread(
+        subprocess.run, live_command("migrate"), env=environ, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    lines = [orjson.loads(line) for line in result.stderr.splitlines()]
+    assert [(line["logger"], line["message"]) for line in lines] == [
+        ("store.scaled.postgres", "applied migration 001_ledger")
+    ]
