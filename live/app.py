@@ -3,6 +3,7 @@ JSON errors."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -21,7 +22,7 @@ from live.http import admin, catalog, catalog_admin, money, ops, pages, rooms
 from live.http.common import MAX_BODY_BYTES
 from live.identity.service import Identity
 from live.limits import APP_STATE_SETTINGS, ConnectionGuard, RequestLimits
-from live.metrics import Metrics
+from live.metrics import Metrics, multiprocess_dir
 from live.payments import (
     PaymentProvider,
     PayoutProvider,
@@ -67,7 +68,8 @@ def create_app(settings: Settings) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
         engine = await open_engine(settings.engine_config(), catalog=settings.catalog())
-        metrics = Metrics()
+        metrics = Metrics(multiprocess_dir=multiprocess_dir())
+        lag_sampler = asyncio.get_running_loop().create_task(metrics.sample_loop_lag())
         hub = Hub(
             broker=engine.broker,
             metrics=metrics,
@@ -104,6 +106,8 @@ def create_app(settings: Settings) -> Starlette:
             await actions.close()
             await identity.close()
             await engine.close()
+            lag_sampler.cancel()
+            metrics.close()
 
     return Starlette(
         routes=[

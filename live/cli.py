@@ -7,13 +7,17 @@ import asyncio
 import contextlib
 import logging
 import os
+import shutil
 import signal
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from live import catalog_cli
 from live.logs import configure_logging
+from live.metrics import MULTIPROCESS_ENV
 from live.settings import Settings, SettingsError
 
 
@@ -91,9 +95,8 @@ def _uvloop_available() -> bool:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from live.logs import known_secrets, uvicorn_log_config
-
     settings = _settings(args, demo=True if args.demo else None)
+    shared_metrics = ""
     if settings.scaled:
         # Reach Redis and PostgreSQL (and migrate) once before uvicorn starts, so a
         # backend that is down is one clear line rather than a startup traceback
@@ -103,6 +106,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         # Workers are separate processes: they read the same settings from the
         # environment (the secret included, so tokens verify on every worker).
         os.environ.update(_env_of(settings))
+        # One metrics view of all workers: they share their values through files
+        # in a fresh directory, removed when the server stops.
+        os.environ[MULTIPROCESS_ENV] = shared_metrics = tempfile.mkdtemp(prefix="live-metrics-")
         app: object = "live.app:app_from_env"
         factory = True
     else:
@@ -110,13 +116,24 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
         app = create_app(settings)
         factory = False
-    http_protocol, ws_protocol = _live_protocols()
     # uvicorn shuts down gracefully on SIGTERM/SIGINT, then re-raises the signal
     # with the previous handlers restored: make that a clean exit 0.
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, _exit_cleanly)
+    try:
+        _run_uvicorn(uvicorn, app, factory=factory, settings=settings)
+    finally:
+        if shared_metrics:
+            shutil.rmtree(shared_metrics, ignore_errors=True)
+    return 0
+
+
+def _run_uvicorn(uvicorn: Any, app: object, *, factory: bool, settings: Settings) -> None:
+    from live.logs import known_secrets, uvicorn_log_config
+
+    http_protocol, ws_protocol = _live_protocols()
     uvicorn.run(
-        app,  # type: ignore[arg-type]
+        app,
         factory=factory,
         host=settings.host,
         port=settings.port,
@@ -136,7 +153,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
         proxy_headers=True,
         forwarded_allow_ips=settings.forwarded_allow_ips,
     )
-    return 0
 
 
 async def _open_and_close(settings: Settings) -> None:

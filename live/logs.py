@@ -85,7 +85,7 @@ class JsonFormatter(logging.Formatter):
 
 def known_secrets(settings: Settings) -> list[str]:
     """The configured secret values: the HS256 secret and the webhook secrets."""
-    return [settings.secret, *settings.webhook_secrets().values()]
+    return [settings.secret, settings.metrics_token, *settings.webhook_secrets().values()]
 
 
 def configure_logging(settings: Settings) -> None:

@@ -201,6 +201,9 @@ class Settings:
     """How often each node reads the stored catalog version: a change made on
     another node or by ``live catalog import`` is served within this."""
     # --------------------------------------------------------------------------------
+    metrics_token: str = ""
+    """When set, ``/metrics`` answers only ``Authorization: Bearer <this>``
+    (``LIVE_METRICS_TOKEN``): keeps the page off the public port."""
     log_level: str = "info"
     log_format: str = "text"
     """``text`` or ``json`` (one JSON object per line, for log collectors)."""

@@ -54,15 +54,22 @@ class Gifts:
         """Send at the catalog's price now; ``shown_coins`` (the unit price the client
         showed) must be that price (``price_changed``). A retired or out-of-window
         gift is ``not_found`` (regions only filter the list: users have no region)."""
+        metrics = self.metrics
         try:
             gift = self.catalog_gift(gift_id, count)
             request = GiftRequest(sender, room_id, gift, count, key, shown_coins=shown_coins)
-            receipt = await self.engine.wallet.send_gift(request)
+            with metrics.wallet_call("gift"):
+                receipt = await self.engine.wallet.send_gift(request)
         except Exception as exc:
-            self.metrics.gift_errors[getattr(exc, "code", "internal")] += 1
+            metrics.gift_errors.labels(str(getattr(exc, "code", "internal"))).inc()
+            metrics.gifts.labels("refused").inc()
             raise
-        if not receipt.replayed:
-            self.metrics.gifts_committed += 1
+        if receipt.replayed:
+            metrics.gifts.labels("replayed").inc()
+        else:
+            metrics.gifts_committed.inc()
+            metrics.gifts.labels("committed").inc()
+            metrics.coins.inc(receipt.coins)
             # the gift event, within its sender's combo; then the room's totals
             await self.activity.gift(gift=gift, sender=sender, receipt=receipt)
         return receipt

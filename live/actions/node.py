@@ -59,7 +59,7 @@ class Actions:
         checks = await self.engine.ready()
         return {"status": "ok", "engine": self.engine.name, "checks": checks}
 
-    async def metrics_text(self) -> str:
+    async def metrics_text(self) -> bytes:
         """The Prometheus page: this node's counters and the engine's gauges."""
         try:
             gauges = await self.engine.gauges()

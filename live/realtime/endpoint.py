@@ -18,6 +18,7 @@ import asyncio
 import hmac
 import logging
 import secrets
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -58,6 +59,7 @@ log = logging.getLogger("live.ws")
 
 
 async def live_endpoint(websocket: WebSocket) -> None:
+    started = time.perf_counter()
     actions: Actions = websocket.app.state.actions
     settings = actions.settings
     metrics = actions.metrics
@@ -70,7 +72,7 @@ async def live_endpoint(websocket: WebSocket) -> None:
         websocket.headers.getlist("origin"), host=websocket.headers.get("host")
     ):
         # Before the upgrade: the browser gets 403 and the page learns nothing.
-        metrics.refused["origin"] += 1
+        metrics.refused.labels("origin").inc()
         log.info("refused a WebSocket handshake from origin %.100r", websocket.headers["origin"])
         await websocket.close(CloseCode.POLICY)
         return
@@ -82,7 +84,7 @@ async def live_endpoint(websocket: WebSocket) -> None:
             await websocket.send_bytes(payload)
         else:
             await websocket.send_text(payload.decode())
-        metrics.closes[close_code] += 1
+        metrics.closes.labels(str(close_code)).inc()
         await websocket.close(close_code, message[:120])
 
     if not ROOM_ID.match(room_id):
@@ -127,7 +129,7 @@ async def live_endpoint(websocket: WebSocket) -> None:
         viewer=not overlay,
     )
     if isinstance(ticket, Refusal):
-        metrics.refused[ticket.reason] += 1
+        metrics.refused.labels(ticket.reason).inc()
         await refuse(ticket.code, ticket.message, ticket.close_code)
         return
 
@@ -176,6 +178,7 @@ async def live_endpoint(websocket: WebSocket) -> None:
         if stats is not None:  # creator-only detail: the stream's running totals
             welcome["overlay"] = {"stream": stats.public()}
         hub.attach(conn, plan, welcome)
+        metrics.handshake_seconds.observe(time.perf_counter() - started)
         if conn.lease is not None:
             conn.lease.arm()
         activity.joined(conn, resumed=plan.resumed)
@@ -219,7 +222,7 @@ async def _read_commands(websocket: WebSocket, actions: Actions, conn: Connectio
         data = message.get("bytes")
         if data is None:
             data = message.get("text", "")
-        actions.metrics.events_in += 1
+        actions.metrics.events_in.inc()
         result = reader.receive(data, now=loop.time())
         waiting = _answer_at_once(actions, conn, result)
         if isinstance(result, CloseDecision):
@@ -290,7 +293,7 @@ class Commands:
     def _handle(self, data: str | bytes) -> None:
         actions, conn = self._actions, self._conn
         try:
-            actions.metrics.events_in += 1
+            actions.metrics.events_in.inc()
             loop = asyncio.get_running_loop()
             result = self._reader.receive(data, now=loop.time())
             waiting = _answer_at_once(actions, conn, result)
@@ -325,6 +328,21 @@ def _reply_later(actions: Actions, conn: Connection, command: Like) -> None:
 
 
 async def _execute(
+    actions: Actions, conn: Connection, command: SendGift | Like | Chat | Ping | Auth
+) -> dict[str, object]:
+    """Run a command and time it, received to answered (``live_ack_seconds``)."""
+    started = time.perf_counter()
+    try:
+        return await _execute_command(actions, conn, command)
+    finally:
+        kind = COMMAND_KINDS.get(type(command), "other")
+        actions.metrics.ack_seconds.labels(kind).observe(time.perf_counter() - started)
+
+
+COMMAND_KINDS: dict[type, str] = {SendGift: "gift", Chat: "chat", Auth: "auth", Like: "like"}
+
+
+async def _execute_command(
     actions: Actions, conn: Connection, command: SendGift | Like | Chat | Ping | Auth
 ) -> dict[str, object]:
     if isinstance(command, Ping):

@@ -55,6 +55,7 @@ class Connection:
         "on_close",
         "overlay",
         "profile",
+        "role",
         "room_id",
         "session",
         "sink",
@@ -76,6 +77,8 @@ class Connection:
         self.sink = sink
         self.profile = profile
         self.overlay = overlay
+        self.role = "overlay" if overlay else ("signed_in" if profile else "guest")
+        """Its role when it joined, the label of ``live_connections_by_role``."""
         self.cursor = 0
         """Highest room ``seq`` written to this connection."""
         self.closed = False
@@ -150,7 +153,7 @@ class RoomChannel:
                 self._flush_handle = loop.call_at(due, self.flush)
 
     def on_reset(self, room_id: str) -> None:
-        self.hub.metrics.broker_resets += 1
+        self.hub.metrics.broker_resets.inc()
         self._start_resync()
 
     # -- fan-out ----------------------------------------------------------------------
@@ -247,12 +250,12 @@ class RoomChannel:
             frames += 1
             size += len(out.payload)
             if sink.buffered() > limit:
-                hub.metrics.slow_closes += 1
+                hub.metrics.slow_closes.inc()
                 hub.close_connection(conn, CloseCode.TOO_SLOW, "too slow to keep up")
         metrics = hub.metrics
-        metrics.frames_out += frames
-        metrics.bytes_out += size
-        metrics.events_out += sent
+        metrics.frames_out.inc(frames)
+        metrics.bytes_out.inc(size)
+        metrics.events_out.inc(sent)
 
     def _start_resync(self) -> None:
         if self._resync is not None:
@@ -388,7 +391,7 @@ class Hub:
             # Anything that arrived while we read last_seq is already counted in it.
             channel.pending = [e for e in channel.pending if e["seq"] > channel.delivered_seq]
             self.channels[room_id] = channel
-            self.metrics.rooms = len(self.channels)
+            self.metrics.rooms.set(len(self.channels))
             future.set_result(channel)
             return channel
         except BaseException as exc:
@@ -427,12 +430,13 @@ class Hub:
             conn.send_room(replay)
             conn.cursor = replay[-1]["seq"]
         plan.channel.attach(conn)
-        self.metrics.connections += 1
-        self.metrics.connections_total += 1
+        self.metrics.connections.inc()
+        self.metrics.connections_by_role.labels(conn.role).inc()
+        self.metrics.connections_total.inc()
 
     def close_connection(self, conn: Connection, code: int, reason: str) -> None:
         if not conn.closed:
-            self.metrics.closes[code] += 1
+            self.metrics.closes.labels(str(code)).inc()
             conn.close(code, reason)
 
     def leave(self, conn: Connection) -> None:
@@ -441,7 +445,8 @@ class Hub:
         channel = self.channels.get(conn.room_id)
         if channel is None or not channel.detach(conn):
             return
-        self.metrics.connections -= 1
+        self.metrics.connections.dec()
+        self.metrics.connections_by_role.labels(conn.role).dec()
         if not channel.connections and conn.room_id not in self._closing:
             self._closing[conn.room_id] = asyncio.get_running_loop().create_task(
                 self._close_channel(channel)
@@ -452,7 +457,7 @@ class Hub:
             if channel.connections:
                 return
             self.channels.pop(channel.room_id, None)
-            self.metrics.rooms = len(self.channels)
+            self.metrics.rooms.set(len(self.channels))
             if channel.subscription is not None:
                 await channel.subscription.close()
         except Exception:

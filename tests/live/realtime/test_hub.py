@@ -88,7 +88,7 @@ async def test_a_round_reaches_every_viewer_in_slices_and_the_loop_runs_between(
     await settle(hub)
     assert ran_during_round and ran_during_round[0] < len(crowd)
     assert all(sink.seqs() == [1] for _, sink in crowd)
-    assert hub.metrics.frames_out == len(crowd)
+    assert hub.metrics.registry.get_sample_value("live_frames_out_total") == len(crowd)
 
 
 async def test_events_published_during_a_round_follow_it_in_order() -> None:
