@@ -392,3 +392,72 @@ class PostgresServer(ChildProcess):
             await conn.execute(sql)
         finally:
             await conn.close()
+
+
+class PrometheusServer(HttpProcess):
+    """A Prometheus server (Debian's ``prometheus`` package) on 127.0.0.1 with its
+    data in ``directory``, scraping ``targets`` (``host:port``) every
+    ``scrape_interval``; ``bearer_token`` is sent with each scrape when set."""
+
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        targets: Sequence[str],
+        scrape_interval: str = "1s",
+        bearer_token: str = "",
+    ) -> None:
+        binary = shutil.which("prometheus")
+        if binary is None:
+            raise MissingBinary("prometheus not found (Debian/Ubuntu: apt-get install prometheus)")
+        directory.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        job = [
+            "  - job_name: live",
+            "    static_configs:",
+            f"      - targets: [{', '.join(repr(t) for t in targets)}]",
+        ]
+        if bearer_token:
+            job += ["    authorization:", f"      credentials: {bearer_token!r}"]
+        config = directory / "prometheus.yml"
+        config.write_text(
+            "\n".join(
+                [
+                    "global:",
+                    f"  scrape_interval: {scrape_interval}",
+                    f"  evaluation_interval: {scrape_interval}",
+                    "scrape_configs:",
+                    *job,
+                ]
+            )
+            + "\n"
+        )
+        command = [
+            binary,
+            f"--config.file={config}",
+            f"--storage.tsdb.path={directory / 'data'}",
+            f"--web.listen-address=127.0.0.1:{self.port}",
+        ]
+        super().__init__(
+            "prometheus",
+            command,
+            ready_url=f"{self.url}/-/ready",
+            log=directory / "prometheus.log",
+        )
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def query(self, promql: str) -> list[dict[str, object]]:
+        """An instant query's result vector (``[{"metric": …, "value": [t, "v"]}]``)."""
+        async with httpx.AsyncClient() as client:
+            response = await client.get(
+                f"{self.url}/api/v1/query", params={"query": promql}, timeout=5.0
+            )
+        response.raise_for_status()
+        body = response.json()
+        if body.get("status") != "success":
+            raise RuntimeError(f"{promql}: {body}")
+        result: list[dict[str, object]] = body["data"]["result"]
+        return result

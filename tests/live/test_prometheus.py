@@ -1,0 +1,112 @@
+"""A real Prometheus scraping ``live serve --workers 2``: one consistent view of
+both workers, whichever one a scrape reaches."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import httpx
+
+from loadtest.processes import PrometheusServer
+from tests.live.launch import running, scaled_env, welcomed
+from tests.live.server import Api, Client, LiveServer
+from tests.services import Services
+
+TOKEN = "metrics-bearer-for-the-test"
+HTTP_GIFTS = 12
+WS_GIFTS = 3
+
+
+def _samples(page: str) -> dict[str, float]:
+    """``name{labels}`` → value of a Prometheus text page."""
+    found: dict[str, float] = {}
+    for line in page.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            found[name] = float(value)
+    return found
+
+
+async def _eventually(prometheus: PrometheusServer, promql: str, want: float) -> float:
+    """The query's single value once it equals ``want`` (or the last one after 30 s)."""
+    deadline = time.monotonic() + 30
+    value = float("nan")
+    while time.monotonic() < deadline:
+        result = await prometheus.query(promql)
+        if result:
+            raw = result[0]["value"]
+            assert isinstance(raw, list)
+            value = float(raw[1])
+            if value == want:
+                return value
+        await asyncio.sleep(0.25)
+    return value
+
+
+async def test_prometheus_sees_every_gift_of_both_workers(
+    services: Services, tmp_path: Path
+) -> None:
+    scratch = tmp_path / "scratch"  # where ``live serve`` puts the workers' shared files
+    scratch.mkdir()
+    env = {
+        **await scaled_env(services),
+        "LIVE_WORKERS": "2",
+        "LIVE_METRICS_TOKEN": TOKEN,
+        "TMPDIR": str(scratch),
+    }
+    srv = LiveServer(data_dir=tmp_path / "w", env=env, ledger=True)
+    async with running(srv), httpx.AsyncClient() as http:
+        refused = await http.get(srv.url + "/metrics")
+        assert refused.status_code == 401
+        assert refused.json()["error"]["code"] == "unauthorized"
+        prometheus = PrometheusServer(
+            tmp_path / "prometheus", targets=[f"127.0.0.1:{srv.port}"], bearer_token=TOKEN
+        )
+        await prometheus.start()
+        assert [p.name[:13] for p in scratch.iterdir()] == ["live-metrics-"]
+        try:
+            carol = Api(srv, srv.token("carol", creator=True))
+            await carol.post("/v1/rooms", {"title": "metrics"})
+            alice = Api(srv, srv.token("alice"))
+            await alice.buy("us_350", key="p1")
+            acked = 0
+            for i in range(HTTP_GIFTS):
+                reply = await alice.post("/v1/rooms/carol/gifts", {"gift": "rose"}, key=f"k{i}")
+                assert reply.status_code == 201, reply.text
+                acked += 1
+            again = await alice.post("/v1/rooms/carol/gifts", {"gift": "rose"}, key="k0")
+            assert again.json()["replayed"] is True  # a replay is not a second gift
+            async with welcomed(Client.open(srv, "carol", token=srv.token("alice"))) as (gifter,):
+                for i in range(WS_GIFTS):
+                    answer = await gifter.command(
+                        {"type": "send_gift", "id": f"w{i}", "gift": "rose", "count": 1}
+                    )
+                    assert answer["type"] == "ack", answer
+                    acked += 1
+            # Every scrape, whichever worker answers, gives the node's total.
+            auth = {"Authorization": f"Bearer {TOKEN}"}
+            for _ in range(10):
+                page = _samples((await http.get(srv.url + "/metrics", headers=auth)).text)
+                assert page["live_gifts_committed_total"] == acked
+                assert page['live_gifts_total{outcome="replayed"}'] == 1
+            total = await _eventually(prometheus, "sum(live_gifts_committed_total)", acked)
+            assert total == acked
+            wallet = 'sum(live_wallet_commit_seconds_count{operation="gift",outcome="ok"})'
+            assert await _eventually(prometheus, wallet, acked + 1) == acked + 1
+            acks = 'sum(live_ack_seconds_count{command="gift"})'
+            assert await _eventually(prometheus, acks, WS_GIFTS) == WS_GIFTS
+            assert (
+                await _eventually(prometheus, "sum(live_handshake_seconds_count) > bool 0", 1) == 1
+            )
+            lag = "sum(live_event_loop_lag_seconds_count) > bool 0"
+            assert await _eventually(prometheus, lag, 1) == 1
+            # process metrics, one series per worker
+            workers = "count(process_resident_memory_bytes > 0)"
+            assert await _eventually(prometheus, workers, 2) == 2
+            await carol.aclose()
+            await alice.aclose()
+        finally:
+            await prometheus.stop()
+    assert list(scratch.iterdir()) == [], "the shared metrics files go with the server"
