@@ -62,13 +62,13 @@ class Gifts:
                 receipt = await self.engine.wallet.send_gift(request)
         except Exception as exc:
             metrics.gift_errors.labels(str(getattr(exc, "code", "internal"))).inc()
-            metrics.gifts.labels("refused").inc()
+            metrics.gift_outcome["refused"].inc()
             raise
         if receipt.replayed:
-            metrics.gifts.labels("replayed").inc()
+            metrics.gift_outcome["replayed"].inc()
         else:
             metrics.gifts_committed.inc()
-            metrics.gifts.labels("committed").inc()
+            metrics.gift_outcome["committed"].inc()
             metrics.coins.inc(receipt.coins)
             # the gift event, within its sender's combo; then the room's totals
             await self.activity.gift(gift=gift, sender=sender, receipt=receipt)

@@ -190,13 +190,22 @@ class RoomChannel:
         # Overlay-only detail (``overlay`` maps) never reaches viewers: a batch is
         # encoded once per codec and audience, the same bytes for all of an audience.
         # Connections that attach from now on catch up from ``recent``.
-        self._round = _Round(batch, viewer_view(batch), list(self.connections))
+        gift_ts = [e["ts"] for e in batch if e["type"] == "gift" and e.get("count") and "ts" in e]
+        self._round = _Round(
+            batch, viewer_view(batch), list(self.connections), gift_ts=min(gift_ts, default=None)
+        )
         self._continue_round()
 
     def _continue_round(self) -> None:
         round_ = self._round
         if round_ is None:
             return
+        gift_ts = round_.gift_ts
+        if round_.next == 0 and gift_ts is not None and round_.targets:
+            # the room's first connection on this node alone, to time it
+            self._write(round_, round_.targets[:1])
+            round_.next = 1
+            self.hub.metrics.gift_to_frame("first", published_ms=gift_ts)
         end = min(round_.next + ROUND_SLICE, len(round_.targets))
         self._write(round_, round_.targets[round_.next : end])
         round_.next = end
@@ -204,6 +213,8 @@ class RoomChannel:
             asyncio.get_running_loop().call_soon(self._continue_round)
             return
         self._round = None
+        if gift_ts is not None and round_.targets:
+            self.hub.metrics.gift_to_frame("last", published_ms=gift_ts)
         if any(e["type"] == "room_ended" for e in round_.batch):
             self.ended = True
             for conn in list(self.connections):
@@ -342,6 +353,8 @@ class _Round:
     targets: list[Connection]
     next: int = 0
     shared: dict[tuple[str, bool], Outgoing] = field(default_factory=dict)
+    gift_ts: int | None = None
+    """When the batch's earliest gift was published (ms since the epoch), if any."""
     """The batch encoded once per (codec, overlay audience)."""
 
 

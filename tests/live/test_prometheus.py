@@ -61,6 +61,8 @@ async def test_prometheus_sees_every_gift_of_both_workers(
         refused = await http.get(srv.url + "/metrics")
         assert refused.status_code == 401
         assert refused.json()["error"]["code"] == "unauthorized"
+        wrong = await http.get(srv.url + "/metrics", headers={"Authorization": "Bearer nope"})
+        assert wrong.status_code == 401
         prometheus = PrometheusServer(
             tmp_path / "prometheus", targets=[f"127.0.0.1:{srv.port}"], bearer_token=TOKEN
         )
@@ -100,6 +102,8 @@ async def test_prometheus_sees_every_gift_of_both_workers(
             assert (
                 await _eventually(prometheus, "sum(live_handshake_seconds_count) > bool 0", 1) == 1
             )
+            fanout = 'sum(live_gift_to_frame_seconds_count{viewer="last"}) > bool 0'
+            assert await _eventually(prometheus, fanout, 1) == 1
             lag = "sum(live_event_loop_lag_seconds_count) > bool 0"
             assert await _eventually(prometheus, lag, 1) == 1
             # process metrics, one series per worker

@@ -127,3 +127,24 @@ async def test_closing_everything_finishes_the_round_first() -> None:
     for _, sink in crowd:
         assert sink.seqs() == [1]
         assert sink.closed_with == 1012
+
+
+async def test_a_gift_round_times_its_first_and_last_connection() -> None:
+    hub, broker = make_hub()
+    crowd = await connect(hub, ROUND_SLICE * 2 + 3)
+    registry = hub.metrics.registry
+
+    def timed(viewer: str) -> float | None:
+        return registry.get_sample_value("live_gift_to_frame_seconds_count", {"viewer": viewer})
+
+    await start_round(broker, [chat(1)])
+    await settle(hub)
+    assert timed("first") is None and timed("last") is None  # no gift: nothing timed
+    gift = {"type": "gift", "tx": "t1", "gift": {}, "sender": None, "count": 1}
+    await start_round(broker, [gift])
+    assert timed("first") == 1 and timed("last") is None  # the round is still under way
+    await settle(hub)
+    assert timed("last") == 1
+    assert all(sink.seqs() == [1, 2] for _, sink in crowd)
+    slowest = registry.get_sample_value("live_gift_to_frame_seconds_sum", {"viewer": "last"})
+    assert slowest is not None and 0 <= slowest < 5
