@@ -21,6 +21,7 @@ from prometheus_client import (
     Gauge,
     Histogram,
     ProcessCollector,
+    disable_created_metrics,
     generate_latest,
 )
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -32,6 +33,7 @@ MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 GAUGE_HELP = {
     "outbox_lag": "Ledger entries in the Redis outbox not yet committed to PostgreSQL.",
+    "backend_up": "1 if the engine's backend (Redis) answered this scrape, else 0.",
 }
 
 # Buckets (seconds) around docs/PERFORMANCE.md's targets: a gift acked and on
@@ -39,6 +41,9 @@ GAUGE_HELP = {
 FAST_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 ACK_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0)
 LAG_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+# No ``*_created`` series: a page has the same series with one worker or many.
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 LOOP_SAMPLE_SECONDS = 0.5
 """How often the event loop lag sampler wakes (and refreshes process metrics)."""

@@ -62,10 +62,10 @@ class Actions:
     async def metrics_text(self) -> bytes:
         """The Prometheus page: this node's counters and the engine's gauges."""
         try:
-            gauges = await self.engine.gauges()
+            gauges = {**await self.engine.gauges(), "backend_up": 1.0}
         except Exception:  # a scrape must not fail because a backend is down
             log.warning("engine gauges unavailable", exc_info=True)
-            gauges = {}
+            gauges = {"backend_up": 0.0}
         return self.metrics.render(gauges)
 
     async def close(self) -> None:
