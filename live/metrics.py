@@ -126,7 +126,7 @@ class Metrics:
         )
         self.wallet_seconds = Histogram(
             "live_wallet_commit_seconds",
-            "Wallet call latency by operation and outcome (ok or the error code).",
+            "Wallet call latency: operation (gift, purchase, refund), outcome (ok or a code).",
             ["operation", "outcome"],
             buckets=FAST_BUCKETS,
             registry=own,

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from live.errors import LiveError
+from live.metrics import Metrics
 from live.payments import (
     PAYMENT_CHARGEBACK,
     PAYMENT_REFUNDED,
@@ -102,6 +103,7 @@ class Money:
     engine: Engine
     payments: dict[str, PaymentProvider]
     """The payment providers enabled on this node, by name."""
+    metrics: Metrics
 
     # -- buying coins --------------------------------------------------------------------
     async def purchase(
@@ -147,17 +149,18 @@ class Money:
             raise LiveError("payment_declined", f"payment declined: {result.reason}")
         now = now_ms()
         # the money is taken: the coins are owed now (a debt is paid off first)
-        return await engine.wallet.purchase(
-            PurchaseRequest(
-                user=user,
-                package=package,
-                payment_id=result.payment_id,
-                provider=provider,
-                promotions=engine.catalog.grants(package, now),
-                enforce_limits=False,
-                now=now,
+        with self.metrics.wallet_call("purchase"):
+            return await engine.wallet.purchase(
+                PurchaseRequest(
+                    user=user,
+                    package=package,
+                    payment_id=result.payment_id,
+                    provider=provider,
+                    promotions=engine.catalog.grants(package, now),
+                    enforce_limits=False,
+                    now=now,
+                )
             )
-        )
 
     def check_region(self, region: str) -> None:
         if region not in self.engine.catalog.regions():
@@ -227,33 +230,36 @@ class Money:
                 raise LiveError("bad_request", f"unknown coin package {event.package_id!r}")
             if (event.amount_minor, event.currency) != (package.price_minor, package.currency):
                 raise LiveError("bad_request", "the amount paid is not the package's price")
-            purchase = await engine.wallet.purchase(
-                PurchaseRequest(
-                    user=event.user,
-                    package=package,
-                    payment_id=event.payment_id,
-                    provider=provider_name,
-                    # the promotions of when the buyer paid
-                    promotions=engine.catalog.grants(package, event.created * 1_000),
-                    enforce_limits=False,
+            with self.metrics.wallet_call("purchase"):
+                purchase = await engine.wallet.purchase(
+                    PurchaseRequest(
+                        user=event.user,
+                        package=package,
+                        payment_id=event.payment_id,
+                        provider=provider_name,
+                        # the promotions of when the buyer paid
+                        promotions=engine.catalog.grants(package, event.created * 1_000),
+                        enforce_limits=False,
+                    )
                 )
-            )
             return dataclasses.replace(outcome, purchase=purchase)
         elif event.type in (PAYMENT_REFUNDED, PAYMENT_CHARGEBACK):
-            reversal = await engine.wallet.refund(
-                RefundRequest(
-                    provider=provider_name,
-                    payment_id=event.payment_id,
-                    kind=CHARGEBACK if event.type == PAYMENT_CHARGEBACK else REFUND,
-                    reason=event.reason[:500],
+            with self.metrics.wallet_call("refund"):
+                reversal = await engine.wallet.refund(
+                    RefundRequest(
+                        provider=provider_name,
+                        payment_id=event.payment_id,
+                        kind=CHARGEBACK if event.type == PAYMENT_CHARGEBACK else REFUND,
+                        reason=event.reason[:500],
+                    )
                 )
-            )
             return dataclasses.replace(outcome, reversal=reversal)
         return outcome  # ignored
 
     async def refund(self, request: RefundRequest) -> RefundReceipt:
         """Refund (or record a chargeback of) a purchase by its payment id."""
-        return await self.engine.wallet.refund(request)
+        with self.metrics.wallet_call("refund"):
+            return await self.engine.wallet.refund(request)
 
     async def settle_debt(
         self, *, user_id: str, method: str, key: str, by: Profile, note: str

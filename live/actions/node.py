@@ -46,7 +46,7 @@ class Actions:
         self.gifts = Gifts(
             settings=settings, engine=engine, metrics=metrics, activity=self.activity
         )
-        self.money = Money(settings=settings, engine=engine, payments=payments)
+        self.money = Money(settings=settings, engine=engine, payments=payments, metrics=metrics)
         self.payouts = Payouts(settings=settings, engine=engine, providers=payouts)
         # every connected client hears of a new catalog version, whichever node made it
         self._unwatch_catalog = engine.catalogs.watch(

@@ -87,6 +87,9 @@ async def test_prometheus_sees_every_gift_of_both_workers(
                     )
                     assert answer["type"] == "ack", answer
                     acked += 1
+                # its own gifts reach it: delivery rounds with a connection in them
+                tx = answer["tx"]
+                await gifter.wait_for(lambda e: e["type"] == "gift" and e.get("tx") == tx)
             # Every scrape, whichever worker answers, gives the node's total.
             auth = {"Authorization": f"Bearer {TOKEN}"}
             for _ in range(10):
@@ -97,6 +100,8 @@ async def test_prometheus_sees_every_gift_of_both_workers(
             assert total == acked
             wallet = 'sum(live_wallet_commit_seconds_count{operation="gift",outcome="ok"})'
             assert await _eventually(prometheus, wallet, acked + 1) == acked + 1
+            bought = 'sum(live_wallet_commit_seconds_count{operation="purchase",outcome="ok"})'
+            assert await _eventually(prometheus, bought, 1) == 1
             acks = 'sum(live_ack_seconds_count{command="gift"})'
             assert await _eventually(prometheus, acks, WS_GIFTS) == WS_GIFTS
             assert (
