@@ -13,7 +13,8 @@ import asyncio
 import contextlib
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from typing import Literal
 
 from prometheus_client import (
     CollectorRegistry,
@@ -56,107 +57,86 @@ class Metrics:
         self.multiprocess_dir = multiprocess_dir
         self.registry = CollectorRegistry()
         own = None if multiprocess_dir else self.registry
-        self.connections = Gauge(
-            "live_connections",
-            "Open WebSocket connections.",
-            registry=own,
-            multiprocess_mode="livesum",
-        )
-        self.connections_by_role = Gauge(
+
+        def counter(name: str, doc: str, *labels: str) -> Counter:
+            return Counter(name, doc, labels, registry=own)
+
+        def gauge(
+            name: str, doc: str, *labels: str, workers: Literal["livesum", "sum"] = "livesum"
+        ) -> Gauge:
+            """``workers``: how a scrape combines the workers' values."""
+            return Gauge(name, doc, labels, registry=own, multiprocess_mode=workers)
+
+        def histogram(name: str, doc: str, buckets: Sequence[float], *labels: str) -> Histogram:
+            return Histogram(name, doc, labels, buckets=buckets, registry=own)
+
+        self.connections = gauge("live_connections", "Open WebSocket connections.")
+        self.connections_by_role = gauge(
             "live_connections_by_role",
-            "Open WebSocket connections by role: viewer, gifter (signed in) or overlay.",
-            ["role"],
-            registry=own,
-            multiprocess_mode="livesum",
+            "Open WebSocket connections by role at join: guest, signed_in or overlay.",
+            "role",
         )
-        # A gauge summed over all workers ever seen: prometheus_client cannot hold
-        # a counter named live_connections_total next to the gauge live_connections.
-        self.connections_total = Gauge(
-            "live_connections_total",
-            "WebSocket connections accepted (only grows).",
-            registry=own,
-            multiprocess_mode="sum",
+        # Summed over all workers ever seen: prometheus_client cannot hold a
+        # counter named live_connections_total next to the gauge live_connections.
+        self.connections_total = gauge(
+            "live_connections_total", "WebSocket connections accepted (only grows).", workers="sum"
         )
-        self.rooms = Gauge(
-            "live_rooms",
-            "Rooms with local connections (summed over workers).",
-            registry=own,
-            multiprocess_mode="livesum",
-        )
-        self.events_in = Counter("live_events_in", "Commands received.", registry=own)
-        self.events_out = Counter(
-            "live_events_out", "Room events delivered to connections.", registry=own
-        )
-        self.frames_out = Counter("live_frames_out", "WebSocket frames sent.", registry=own)
-        self.bytes_out = Counter("live_bytes_out", "Payload bytes sent.", registry=own)
-        self.gifts_committed = Counter(
-            "live_gifts_committed", "Gifts committed by the wallet.", registry=own
-        )
-        self.gifts = Counter(
-            "live_gifts",
-            "Gift commands by outcome: committed, replayed or refused.",
-            ["outcome"],
-            registry=own,
+        self.rooms = gauge("live_rooms", "Rooms with local connections (summed over workers).")
+        self.events_in = counter("live_events_in", "Commands received.")
+        self.events_out = counter("live_events_out", "Room events delivered to connections.")
+        self.frames_out = counter("live_frames_out", "WebSocket frames sent.")
+        self.bytes_out = counter("live_bytes_out", "Payload bytes sent.")
+        self.gifts_committed = counter("live_gifts_committed", "Gifts committed by the wallet.")
+        self.gifts = counter(
+            "live_gifts", "Gift commands by outcome: committed, replayed or refused.", "outcome"
         )
         self.gift_outcome = {o: self.gifts.labels(o) for o in ("committed", "replayed", "refused")}
         """The outcomes' series, bound once (a label lookup costs about a microsecond)."""
-        self.coins = Counter(
-            "live_coins", "Coins of committed gifts (each counted once).", registry=own
+        self.coins = counter("live_coins", "Coins of committed gifts (each counted once).")
+        self.gift_errors = counter(
+            "live_gift_errors", "Gift commands refused, by error code.", "code"
         )
-        self.gift_errors = Counter(
-            "live_gift_errors", "Gift commands refused, by error code.", ["code"], registry=own
+        self.closes = counter(
+            "live_closes", "Connections closed by the server, by close code.", "code"
         )
-        self.closes = Counter(
-            "live_closes",
-            "Connections closed by the server, by close code.",
-            ["code"],
-            registry=own,
-        )
-        self.slow_closes = Counter(
-            "live_slow_closes", "Viewers closed for not keeping up (4008).", registry=own
-        )
-        self.refused = Counter(
+        self.slow_closes = counter("live_slow_closes", "Viewers closed for not keeping up (4008).")
+        self.refused = counter(
             "live_handshakes_refused",
             "WebSocket handshakes refused: origin, ip, user or room (full).",
-            ["reason"],
-            registry=own,
+            "reason",
         )
-        self.broker_resets = Counter(
-            "live_broker_resets", "Broker reconnects seen by room channels.", registry=own
+        self.broker_resets = counter(
+            "live_broker_resets", "Broker reconnects seen by room channels."
         )
-        self.wallet_seconds = Histogram(
+        self.wallet_seconds = histogram(
             "live_wallet_commit_seconds",
             "Wallet call latency: operation (gift, purchase, refund), outcome (ok or a code).",
-            ["operation", "outcome"],
-            buckets=FAST_BUCKETS,
-            registry=own,
+            FAST_BUCKETS,
+            "operation",
+            "outcome",
         )
-        self.ack_seconds = Histogram(
+        self.ack_seconds = histogram(
             "live_ack_seconds",
             "Command received to its answer built, by command (gift, chat, auth).",
-            ["command"],
-            buckets=ACK_BUCKETS,
-            registry=own,
+            ACK_BUCKETS,
+            "command",
         )
-        self.handshake_seconds = Histogram(
+        self.handshake_seconds = histogram(
             "live_handshake_seconds",
-            "WebSocket handshake: request to accepted (admitted connections).",
-            buckets=ACK_BUCKETS,
-            registry=own,
+            "WebSocket handshake: request to welcome sent (admitted connections).",
+            ACK_BUCKETS,
         )
-        self.gift_to_frame_seconds = Histogram(
+        self.gift_to_frame_seconds = histogram(
             "live_gift_to_frame_seconds",
             "Gift published to its frame written to the room's first or last "
             "connection on this node.",
-            ["viewer"],
-            buckets=ACK_BUCKETS,
-            registry=own,
+            ACK_BUCKETS,
+            "viewer",
         )
-        self.loop_lag_seconds = Histogram(
+        self.loop_lag_seconds = histogram(
             "live_event_loop_lag_seconds",
             "How late the event loop ran a timer (sampled every half second).",
-            buckets=LAG_BUCKETS,
-            registry=own,
+            LAG_BUCKETS,
         )
         if multiprocess_dir:
             MultiProcessCollector(self.registry, path=multiprocess_dir)  # type: ignore[no-untyped-call]
