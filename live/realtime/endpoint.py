@@ -336,7 +336,8 @@ async def _execute(
         return await _execute_command(actions, conn, command)
     finally:
         kind = COMMAND_KINDS.get(type(command), "other")
-        actions.metrics.ack_seconds.labels(kind).observe(time.perf_counter() - started)
+        metrics = actions.metrics
+        metrics.series(metrics.ack_seconds, kind).observe(time.perf_counter() - started)
 
 
 COMMAND_KINDS: dict[type, str] = {SendGift: "gift", Chat: "chat", Auth: "auth", Like: "like"}
