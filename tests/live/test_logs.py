@@ -22,6 +22,7 @@ from tests.live.server import SECRET, Api, Client, LiveServer
 from tests.services import Services
 
 WEBHOOK_SECRET = "whsec-logs-0123456789abcdef"
+METRICS_TOKEN = "metrics-logs-0123456789abcdef"
 
 
 async def test_json_logs_are_one_object_per_line_without_secrets(tmp_path: Path) -> None:
@@ -31,6 +32,7 @@ async def test_json_logs_are_one_object_per_line_without_secrets(tmp_path: Path)
             "LIVE_LOG_FORMAT": "json",
             "LIVE_LOG_LEVEL": "debug",
             "LIVE_PAYMENT_WEBHOOK_SECRETS": f"sandbox={WEBHOOK_SECRET}",
+            "LIVE_METRICS_TOKEN": METRICS_TOKEN,
         },
     )
     token = srv.token("carol", creator=True)
@@ -59,6 +61,8 @@ async def test_json_logs_are_one_object_per_line_without_secrets(tmp_path: Path)
             "/v1/webhooks/payments/sandbox", content=body, headers=headers
         )
         assert paid.status_code == 200, paid.text
+        scrape = {"Authorization": f"Bearer {METRICS_TOKEN}"}
+        assert (await carol.client.get("/metrics", headers=scrape)).status_code == 200
         await carol.aclose()
 
     text = srv.log_path.read_text()
@@ -70,7 +74,7 @@ async def test_json_logs_are_one_object_per_line_without_secrets(tmp_path: Path)
     # the WebSocket handshake with a token was logged, with the token masked
     assert "access_token=[redacted]" in messages
     assert "overlay_key=[redacted]" in messages
-    for secret in (token, overlay_key, WEBHOOK_SECRET, SECRET):
+    for secret in (token, overlay_key, WEBHOOK_SECRET, SECRET, METRICS_TOKEN):
         assert secret not in text
 
 
