@@ -14,9 +14,9 @@ import yaml
 from live.metrics import Metrics
 
 ROOT = Path(__file__).resolve().parents[2]
-RULES = ROOT / "ops" / "prometheus" / "alerts.yml"
-RULES_TESTS = ROOT / "ops" / "prometheus" / "alerts_test.yml"
-DASHBOARD = ROOT / "ops" / "grafana" / "live.json"
+RULES = ROOT / "docs" / "monitoring" / "prometheus" / "alerts.yml"
+RULES_TESTS = ROOT / "docs" / "monitoring" / "prometheus" / "alerts_test.yml"
+DASHBOARD = ROOT / "docs" / "monitoring" / "grafana" / "live.json"
 OPERATIONS = ROOT / "docs" / "OPERATIONS.md"
 METRIC_NAME = re.compile(r"\b((?:live|process)_[a-z_]+)\b")
 
