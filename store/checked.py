@@ -32,13 +32,21 @@ SUPPORTER_PERIODS: Final = ("day", "all")
 
 
 class _Wrapper:
-    """Passes every attribute it doesn't define to the wrapped role."""
+    """Passes every attribute it doesn't define to the wrapped role.
+
+    A method passed through is kept on the wrapper after its first use, so calls
+    on the hot path (``publish_gift``, ``throttle``...) find it directly instead of
+    failing the normal lookup first on every gift. Plain values are always read
+    from the role, so they never go stale."""
 
     def __init__(self, inner: Any) -> None:
         self.inner = inner
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
+        value = getattr(self.inner, name)
+        if callable(value):
+            setattr(self, name, value)
+        return value
 
 
 class CheckedWallet(_Wrapper):
