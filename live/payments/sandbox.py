@@ -1,14 +1,7 @@
-"""Payment and payout providers: how money comes in before coins are credited, and
-goes out when a creator withdraws.
+"""The sandbox payment provider: fake card payments for development, the demo and
+tests. It moves no real money and is enabled by ``LIVE_SANDBOX_PAYMENTS``.
 
-``SandboxPaymentProvider`` and ``SandboxPayoutProvider`` are the clearly named
-fakes for development and tests: they move no real money and are enabled by
-``LIVE_SANDBOX_PAYMENTS`` / ``LIVE_SANDBOX_PAYOUTS``. A real provider implements
-the same protocols.
-
-Webhooks (``POST /v1/webhooks/payments/{provider}``) are signed like this for the
-sandbox, and a real provider's adapter turns its own scheme into the same
-``WebhookEvent``:
+Its webhooks (``POST /v1/webhooks/payments/sandbox``) are signed like this:
 
     Live-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<raw body>")>
 
@@ -23,80 +16,25 @@ import hashlib
 import hmac
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any, Final, Protocol
+from typing import Any, Final
 
 import orjson
 
-from store.domain.accounts import Withdrawal
+from live.payments.base import (
+    DECLINED,
+    EFFECTS,
+    MAX_WEBHOOK_BYTES,
+    PAYMENT_SUCCEEDED,
+    PaymentOrder,
+    PaymentResult,
+    WebhookError,
+    WebhookEvent,
+)
 from store.domain.models import CoinPackage, Profile
 
 SANDBOX_DECLINE = "sandbox_decline"
 """Payment method that makes the sandbox decline, to test the failure path."""
-SANDBOX_PAYOUT_FAIL = "sandbox_fail"
-"""Payout destination that makes the sandbox payout fail (the diamonds return)."""
-SANDBOX_PAYOUT_HOLD = "sandbox_hold"
-"""Payout destination the sandbox leaves pending (an admin resolves it)."""
-
 SIGNATURE_HEADER: Final = "live-signature"
-PAYMENT_SUCCEEDED: Final = "payment.succeeded"
-PAYMENT_REFUNDED: Final = "payment.refunded"
-PAYMENT_CHARGEBACK: Final = "payment.chargeback"
-MAX_WEBHOOK_BYTES: Final = 65_536
-
-
-@dataclass(frozen=True, slots=True)
-class PaymentResult:
-    provider: str
-    payment_id: str
-    approved: bool
-    reason: str = ""
-
-
-class WebhookError(Exception):
-    """A webhook delivery that is refused: ``code`` is ``unauthorized`` (not proven
-    to come from the provider) or ``bad_request`` (signed but unusable)."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
-@dataclass(frozen=True, slots=True)
-class WebhookEvent:
-    """One provider notification, verified."""
-
-    id: str
-    type: str
-    created: int
-    """When the provider created it, seconds since the epoch."""
-    signature: str
-    """The delivery's signature: the same one twice is a replay."""
-    payment_id: str = ""
-    amount_minor: int | None = None
-    currency: str = ""
-    user: Profile | None = None
-    """The buyer, from the metadata this server attached to the payment."""
-    package_id: str = ""
-    reason: str = ""
-
-
-class PaymentProvider(Protocol):
-    name: str
-
-    async def charge(
-        self, *, user: Profile, package: CoinPackage, idempotency_key: str, method: str
-    ) -> PaymentResult:
-        """Charge the package's price. The same ``(user, idempotency_key)`` must map
-        to the same payment id, so a retried request can never be credited twice."""
-        ...
-
-    def verify_webhook(
-        self, *, secret: str, headers: Mapping[str, str], body: bytes, now: float, tolerance: int
-    ) -> WebhookEvent:
-        """The delivery's event, or ``WebhookError``."""
-        ...
 
 
 def sign(secret: str, body: bytes, timestamp: int) -> str:
@@ -162,6 +100,7 @@ def parse_event(body: bytes, *, signature: str) -> WebhookEvent:
         type=kind,
         created=created,
         signature=signature,
+        effect=kind if kind in EFFECTS else "",
         payment_id=_str(data, "payment_id", required=kind.startswith("payment.")),
         reason=_str(data, "reason", required=False),
     )
@@ -183,6 +122,7 @@ def parse_event(body: bytes, *, signature: str) -> WebhookEvent:
         type=kind,
         created=created,
         signature=signature,
+        effect=kind,
         payment_id=result.payment_id,
         amount_minor=amount,
         currency=_str(data, "currency"),
@@ -193,25 +133,33 @@ def parse_event(body: bytes, *, signature: str) -> WebhookEvent:
 
 
 class SandboxPaymentProvider:
-    """Fake card payments: approved unless the method is ``sandbox_decline``."""
+    """Fake card payments: approved unless the method is ``sandbox_decline``.
+    Webhooks are on when a ``webhook_secret`` is given."""
 
     name = "sandbox"
 
-    async def charge(
-        self, *, user: Profile, package: CoinPackage, idempotency_key: str, method: str
-    ) -> PaymentResult:
-        digest = hashlib.sha256(f"{user.id}\x1f{idempotency_key}".encode()).hexdigest()
-        payment_id = f"sbx_{digest[:32]}"
-        if method == SANDBOX_DECLINE:
-            return PaymentResult(self.name, payment_id, approved=False, reason="card declined")
-        return PaymentResult(self.name, payment_id, approved=True)
+    def __init__(self, *, webhook_secret: str | None = None, tolerance: int = 300) -> None:
+        self.webhook_secret = webhook_secret
+        self.tolerance = tolerance
 
-    def verify_webhook(
-        self, *, secret: str, headers: Mapping[str, str], body: bytes, now: float, tolerance: int
+    async def charge(self, order: PaymentOrder) -> PaymentResult:
+        digest = hashlib.sha256(f"{order.user.id}\x1f{order.idempotency_key}".encode())
+        payment_id = f"sbx_{digest.hexdigest()[:32]}"
+        if order.method == SANDBOX_DECLINE:
+            return PaymentResult(self.name, payment_id, status=DECLINED, reason="card declined")
+        return PaymentResult(self.name, payment_id)
+
+    async def verify_webhook(
+        self, *, headers: Mapping[str, str], body: bytes, now: float
     ) -> WebhookEvent:
+        if self.webhook_secret is None:
+            raise WebhookError("not_found", "no webhooks for payment provider 'sandbox'")
         header = headers.get(SIGNATURE_HEADER)
-        verify_signature(secret, header, body, now=now, tolerance=tolerance)
+        verify_signature(self.webhook_secret, header, body, now=now, tolerance=self.tolerance)
         return parse_event(body, signature=header or "")
+
+    async def close(self) -> None:
+        return None
 
 
 def sandbox_event(
@@ -239,39 +187,3 @@ def sandbox_event(
         )
     created = int(time.time()) if created is None else created
     return orjson.dumps({"id": event_id, "type": kind, "created": created, "data": data})
-
-
-# --------------------------------------------------------------------------- #
-# Payouts
-# --------------------------------------------------------------------------- #
-
-
-@dataclass(frozen=True, slots=True)
-class PayoutResult:
-    status: str
-    """``paid``, ``failed`` or ``pending`` (resolved later by an admin or the provider)."""
-    reference: str = ""
-    reason: str = ""
-
-
-class PayoutProvider(Protocol):
-    name: str
-
-    async def pay(self, withdrawal: Withdrawal, *, destination: str) -> PayoutResult:
-        """Send the withdrawal's cash. Called once per withdrawal id; a provider must
-        itself be idempotent on the id if it may be called again after a crash."""
-        ...
-
-
-class SandboxPayoutProvider:
-    """Fake bank transfers: paid at once, unless the destination says otherwise."""
-
-    name = "sandbox"
-
-    async def pay(self, withdrawal: Withdrawal, *, destination: str) -> PayoutResult:
-        reference = "sbx_po_" + hashlib.sha256(withdrawal.id.encode()).hexdigest()[:24]
-        if destination == SANDBOX_PAYOUT_FAIL:
-            return PayoutResult("failed", reference, "the sandbox bank refused the transfer")
-        if destination == SANDBOX_PAYOUT_HOLD:
-            return PayoutResult("pending", reference)
-        return PayoutResult("paid", reference)
