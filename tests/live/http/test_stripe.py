@@ -395,6 +395,9 @@ async def test_stripe_unreachable_or_failing_credits_nothing(
     assert (wallet["coins"], wallet["debt"]) == (0, 0)
     assert (await alice.get("/v1/me/transactions")).json()["transactions"] == []
     await assert_audit(embedded)
+    logged = embedded.log_path.read_text()
+    assert "stripe unavailable" in logged
+    assert STRIPE_API_KEY not in logged and STRIPE_WEBHOOK_SECRET not in logged
 
 
 async def test_providers_are_offered_per_region(
