@@ -20,12 +20,12 @@ used) is acknowledged, everything else is acknowledged and ignored.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Final, TypeVar
+from typing import Final, TypeVar
 
-import orjson
 from appstoreserverlibrary.models.Environment import Environment
 from appstoreserverlibrary.models.JWSTransactionDecodedPayload import (
     JWSTransactionDecodedPayload,
@@ -39,13 +39,13 @@ from appstoreserverlibrary.signed_data_verifier import (
 )
 
 from live.payments.base import (
-    MAX_WEBHOOK_BYTES,
     PAYMENT_REFUNDED,
     PaymentError,
     PaymentOrder,
     PaymentResult,
     WebhookError,
     WebhookEvent,
+    webhook_json,
 )
 
 log = logging.getLogger("live.payments")
@@ -162,13 +162,7 @@ class AppleAppStoreProvider:
     async def verify_webhook(
         self, *, headers: Mapping[str, str], body: bytes, now: float
     ) -> WebhookEvent:
-        if len(body) > MAX_WEBHOOK_BYTES:
-            raise WebhookError("bad_request", "webhook body too large")
-        try:
-            payload: Any = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            raise WebhookError("bad_request", "webhook body must be a JSON object") from None
-        signed = payload.get("signedPayload") if isinstance(payload, dict) else None
+        signed = webhook_json(body).get("signedPayload")
         if not isinstance(signed, str) or not signed:
             raise WebhookError("bad_request", "an App Store notification has signedPayload")
         try:
@@ -198,11 +192,8 @@ class AppleAppStoreProvider:
         tx = self._transaction(signed_tx)
         if not tx.transactionId:
             raise WebhookError("bad_request", "the refunded transaction has no id")
-        return WebhookEvent(
-            id=event.id,
-            type=kind,
-            created=event.created,
-            signature="",
+        return dataclasses.replace(
+            event,
             effect=PAYMENT_REFUNDED,
             payment_id=tx.transactionId,
             reason=f"refunded by Apple ({tx.rawRevocationReason})",

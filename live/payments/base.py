@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
+import orjson
+
 from store.domain.models import CoinPackage, Profile
 
 PAYMENT_SUCCEEDED: Final = "payment.succeeded"
@@ -45,6 +47,19 @@ class PaymentError(Exception):
 
 class WebhookError(PaymentError):
     """A webhook delivery that is refused."""
+
+
+def webhook_json(body: bytes) -> dict[str, Any]:
+    """A webhook body's JSON object, or ``WebhookError`` (``bad_request``)."""
+    if len(body) > MAX_WEBHOOK_BYTES:
+        raise WebhookError("bad_request", "webhook body too large")
+    try:
+        value = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        value = None
+    if not isinstance(value, dict):
+        raise WebhookError("bad_request", "webhook body must be a JSON object")
+    return value
 
 
 @dataclass(frozen=True, slots=True)

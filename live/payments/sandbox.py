@@ -12,6 +12,7 @@ seen before (a replay). Each delivery, retries included, is signed anew.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import time
@@ -23,12 +24,12 @@ import orjson
 from live.payments.base import (
     DECLINED,
     EFFECTS,
-    MAX_WEBHOOK_BYTES,
     PAYMENT_SUCCEEDED,
     PaymentOrder,
     PaymentResult,
     WebhookError,
     WebhookEvent,
+    webhook_json,
 )
 from store.domain.models import CoinPackage, Profile
 
@@ -82,13 +83,8 @@ def parse_event(body: bytes, *, signature: str) -> WebhookEvent:
               "reason": "…", "metadata": {"user_id": "…", "username": "…",
               "adult": true, "package": "us_700"}}}
     """
-    if len(body) > MAX_WEBHOOK_BYTES:
-        raise WebhookError("bad_request", "webhook body too large")
-    try:
-        event = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        raise WebhookError("bad_request", "webhook body must be a JSON object") from None
-    if not isinstance(event, dict) or not isinstance(event.get("data"), dict):
+    event = webhook_json(body)
+    if not isinstance(event.get("data"), dict):
         raise WebhookError("bad_request", "webhook body must be an object with data")
     created = event.get("created")
     if not isinstance(created, int) or isinstance(created, bool):
@@ -117,18 +113,12 @@ def parse_event(body: bytes, *, signature: str) -> WebhookEvent:
     user = Profile(
         id=user_id, username=_str(metadata, "username", required=False) or user_id, adult=adult
     )
-    return WebhookEvent(
-        id=result.id,
-        type=kind,
-        created=created,
-        signature=signature,
-        effect=kind,
-        payment_id=result.payment_id,
+    return dataclasses.replace(
+        result,
         amount_minor=amount,
         currency=_str(data, "currency"),
         user=user,
         package_id=_str(metadata, "package"),
-        reason=result.reason,
     )
 
 

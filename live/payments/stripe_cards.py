@@ -15,17 +15,16 @@ reverse the purchase.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import time
 from collections.abc import Mapping
 from typing import Any, Final
 
-import orjson
 import stripe
 
 from live.payments.base import (
-    MAX_WEBHOOK_BYTES,
     PAYMENT_CHARGEBACK,
     PAYMENT_REFUNDED,
     PAYMENT_SUCCEEDED,
@@ -35,6 +34,7 @@ from live.payments.base import (
     PaymentResult,
     WebhookError,
     WebhookEvent,
+    webhook_json,
 )
 from store.domain.models import Profile
 
@@ -173,13 +173,8 @@ class StripePaymentProvider:
         stamp = [p[2:] for p in header.split(",") if p.startswith("t=")]
         if stamp and stamp[0].isdigit() and int(stamp[0]) > now + self.tolerance:
             raise WebhookError("unauthorized", "stale timestamp: the delivery is too new")
-        if len(body) > MAX_WEBHOOK_BYTES:
-            raise WebhookError("bad_request", "webhook body too large")
-        try:
-            event = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            raise WebhookError("bad_request", "webhook body must be a JSON object") from None
-        data = event.get("data") if isinstance(event, dict) else None
+        event = webhook_json(body)
+        data = event.get("data")
         if not isinstance(data, dict) or not isinstance(data.get("object"), dict):
             raise WebhookError("bad_request", "a Stripe event has data.object")
         if event.get("livemode") is not self.livemode:
@@ -213,15 +208,7 @@ def _reversal(base: WebhookEvent, obj: Mapping[str, Any], effect: str, reason: s
     payment_id = _text(obj, "payment_intent")
     if not payment_id:
         raise WebhookError("bad_request", f"{base.type} without a payment_intent")
-    return WebhookEvent(
-        id=base.id,
-        type=base.type,
-        created=base.created,
-        signature=base.signature,
-        effect=effect,
-        payment_id=payment_id,
-        reason=reason,
-    )
+    return dataclasses.replace(base, effect=effect, payment_id=payment_id, reason=reason)
 
 
 def _credit(base: WebhookEvent, obj: Mapping[str, Any]) -> WebhookEvent:
@@ -240,11 +227,8 @@ def _credit(base: WebhookEvent, obj: Mapping[str, Any]) -> WebhookEvent:
     user_id = _text(metadata, "user_id")
     if not payment_id or amount is None or not price.isdigit() or not user_id:
         raise WebhookError("bad_request", "the payment lacks its id, amount or metadata")
-    return WebhookEvent(
-        id=base.id,
-        type=base.type,
-        created=base.created,
-        signature=base.signature,
+    return dataclasses.replace(
+        base,
         effect=PAYMENT_SUCCEEDED,
         payment_id=payment_id,
         amount_minor=amount,

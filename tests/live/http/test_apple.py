@@ -17,6 +17,7 @@ import orjson
 import pytest
 
 from live.payments.apple_store import account_token
+from tests.live.http.test_money import assert_audit, error
 from tests.live.launch import on_engine, running
 from tests.live.server import Api, LiveServer
 from tests.providers.apple_jws import AppleSigner, notification, transaction
@@ -101,16 +102,6 @@ def refund_of(signer: AppleSigner, purchase: str) -> str:
             signed_transaction=signer.sign(refunded),
         )
     )
-
-
-def error(response: Any) -> str:
-    code: str = response.json()["error"]["code"]
-    return code
-
-
-async def assert_audit(server: LiveServer) -> None:
-    report = await server.audit()
-    assert report["ok"], report
 
 
 async def test_an_app_store_purchase_is_credited_once_and_refunded(

@@ -9,6 +9,7 @@ debt by buying. Each test ends with a clean audit."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import itertools
@@ -21,6 +22,7 @@ import orjson
 import pytest
 
 from live.payments.stripe_cards import stripe_idempotency_key
+from tests.live.http.test_money import assert_audit, error
 from tests.live.launch import on_engine, running
 from tests.live.server import Api, LiveServer
 from tests.providers.stripe_stub import ProviderStub, StubRequest, stripe_error
@@ -93,29 +95,30 @@ async def embedded(tmp_path: Path, stub: ProviderStub) -> AsyncIterator[LiveServ
         yield srv
 
 
-def users(server: LiveServer) -> dict[str, Api]:
-    return {
+@contextlib.asynccontextmanager
+async def users(server: LiveServer) -> AsyncIterator[dict[str, Api]]:
+    made = {
         "alice": Api(server, server.token("alice")),
         "carol": Api(server, server.token("carol", creator=True)),
-        "admin": Api(server, server.token("root", admin=True)),
         "stripe": Api(server, None),
     }
+    try:
+        yield made
+    finally:
+        for api in made.values():
+            await api.aclose()
 
 
 @pytest.fixture
 async def apis(server: LiveServer) -> AsyncIterator[dict[str, Api]]:
-    made = users(server)
-    yield made
-    for api in made.values():
-        await api.aclose()
+    async with users(server) as made:
+        yield made
 
 
 @pytest.fixture
 async def embedded_apis(embedded: LiveServer) -> AsyncIterator[dict[str, Api]]:
-    made = users(embedded)
-    yield made
-    for api in made.values():
-        await api.aclose()
+    async with users(embedded) as made:
+        yield made
 
 
 # --------------------------------------------------------------------------- #
@@ -174,16 +177,6 @@ async def start(api: Api, package: str, *, key: str, **fields: Any) -> Any:
     return await api.post(
         "/v1/purchases", {"provider": "stripe", "package": package, **fields}, key=key
     )
-
-
-def error(response: Any) -> str:
-    code: str = response.json()["error"]["code"]
-    return code
-
-
-async def assert_audit(server: LiveServer) -> None:
-    report = await server.audit()
-    assert report["ok"], report
 
 
 # --------------------------------------------------------------------------- #
