@@ -412,3 +412,29 @@ async def test_providers_are_offered_per_region(
     finally:
         await minor.aclose()
     assert stub.calls("POST", INTENTS) == []
+
+
+async def test_a_payment_is_checked_against_the_price_it_was_created_for(
+    embedded: LiveServer, embedded_apis: dict[str, Api], intents: Intents
+) -> None:
+    alice, stripe = embedded_apis["alice"], embedded_apis["stripe"]
+    admin = Api(embedded, embedded.token("root", admin=True))
+    try:
+        before = (await start(alice, "us_70", key="k1")).json()["payment_id"]
+        changed = await admin.client.patch(
+            "/v1/admin/catalog/packages/us_70", json={"price_minor": 129}
+        )
+        assert changed.status_code == 200, changed.text
+        after = (await start(alice, "us_70", key="k2")).json()
+        assert after["amount_minor"] == 129
+        # each payment is credited at the price the buyer was shown when it was created
+        old_price = await deliver(stripe, succeeded(intents.created[before]))
+        assert old_price.status_code == 200, old_price.text
+        cheaper = succeeded(intents.created[after["payment_id"]], amount_received=109)
+        assert error(await deliver(stripe, cheaper)) == "bad_request"
+        new_price = await deliver(stripe, succeeded(intents.created[after["payment_id"]]))
+        assert new_price.status_code == 200, new_price.text
+        assert await alice.balance() == 140
+        await assert_audit(embedded)
+    finally:
+        await admin.aclose()
