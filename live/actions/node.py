@@ -71,3 +71,4 @@ class Actions:
     async def close(self) -> None:
         self._unwatch_catalog()
         await self.activity.close()
+        await self.money.close()
