@@ -204,6 +204,9 @@ class Settings:
     metrics_token: str = ""
     """When set, ``/metrics`` answers only ``Authorization: Bearer <this>``
     (``LIVE_METRICS_TOKEN``): keeps the page off the public port."""
+    ledger_metrics_port: int = 0
+    """Port of the ``live ledger`` worker's own ``/metrics`` (on ``host``, same token
+    rule); 0 leaves it off."""
     log_level: str = "info"
     log_format: str = "text"
     """``text`` or ``json`` (one JSON object per line, for log collectors)."""
@@ -377,6 +380,8 @@ class Settings:
 
     def validate(self) -> None:
         self._validate_money()
+        if not 0 <= self.ledger_metrics_port <= 65_535:
+            raise SettingsError("LIVE_LEDGER_METRICS_PORT must be a port number (0: off)")
         self._validate_identity()
         if self.log_format not in {"text", "json"}:
             raise SettingsError("LIVE_LOG_FORMAT must be 'text' or 'json'")
