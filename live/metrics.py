@@ -85,20 +85,25 @@ class StoreMetrics:
 
     def __init__(self, *, registry: CollectorRegistry | None, series: LabelCache) -> None:
         self._series = series
-        self.redis_seconds = Histogram(
-            "live_redis_call_seconds",
-            "Redis call latency, pipeline wait included: call (script or command), outcome.",
-            ("call", "outcome"),
-            buckets=FAST_BUCKETS,
-            registry=registry,
+
+        def calls(backend: str, doc: str, buckets: Sequence[float]) -> Histogram:
+            return Histogram(
+                f"live_{backend}_call_seconds",
+                f"{doc}, outcome (ok or error).",
+                ("call", "outcome"),
+                buckets=buckets,
+                registry=registry,
+            )
+
+        self.redis_seconds = calls(
+            "redis",
+            "Redis call latency, pipeline wait included: call (script or command)",
+            FAST_BUCKETS,
         )
-        self.postgres_seconds = Histogram(
-            "live_postgres_call_seconds",
-            "PostgreSQL call latency, pool wait included: call (file, history, audit, "
-            "check), outcome.",
-            ("call", "outcome"),
-            buckets=POSTGRES_BUCKETS,
-            registry=registry,
+        self.postgres_seconds = calls(
+            "postgres",
+            "PostgreSQL call latency, pool wait included: call (file, history, audit, check)",
+            POSTGRES_BUCKETS,
         )
         self.ledger_lag_seconds = Histogram(
             "live_ledger_lag_seconds",
