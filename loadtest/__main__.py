@@ -146,10 +146,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         baseline_main(args.host, args.port)
         return 0
     if args.command == "bench":
-        from loadtest.bench import run_bench
+        from loadtest.bench import BenchSettings, run_bench
 
-        return run_bench(
-            args.targets,
+        settings = BenchSettings(
             engine=args.engine,
             out=args.out,
             scale=args.scale,
@@ -157,6 +156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             keep=args.keep,
             workers=args.workers,
         )
+        return run_bench(args.targets, settings)
     from loadtest.report import render, write
     from loadtest.runner import Options, Run
 

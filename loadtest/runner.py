@@ -154,13 +154,13 @@ class Acc:
             return None
         return self.cpu_end[1] - self.cpu_start[1]
 
-    def gifts_per_server_cpu_second(self) -> float | None:
-        """Gifts acknowledged per second of server CPU: the cost of a gift,
-        whatever else the machine was doing meanwhile."""
+    def per_server_cpu_second(self, name: str) -> float | None:
+        """Counter ``name`` per second of server CPU over the span: the cost of a
+        gift (or a delivery), whatever else the machine was doing meanwhile."""
         cpu = self.server_cpu_seconds
         if not cpu or cpu <= 0:
             return None
-        return round(self.counters["gifts_acked"] / cpu, 1)
+        return round(self.counters[name] / cpu, 1)
 
     def throughput(self) -> dict[str, float | None]:
         return {
@@ -170,7 +170,8 @@ class Acc:
             "bytes_per_s": round(self.per_second("bytes"), 1),
             "gifts_sent_per_s": round(self.per_second("gifts_sent"), 1),
             "gifts_acked_per_s": round(self.per_second("gifts_acked"), 1),
-            "gifts_per_server_cpu_s": self.gifts_per_server_cpu_second(),
+            "gifts_per_server_cpu_s": self.per_server_cpu_second("gifts_acked"),
+            "gift_deliveries_per_server_cpu_s": self.per_server_cpu_second("gift_events"),
         }
 
 

@@ -32,6 +32,16 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
         asyncio.run(server.stop())
 
 
+SMALL_SWEEP: dict[str, Any] = {
+    "scenario": "sweep",
+    "gifters": 4,
+    "start_rate": 4,
+    "factor": 2,
+    "step_seconds": 1.0,
+    "p99_bound_ms": 60_000,  # 60 s of latency at 4 gifts/s: always within
+}
+
+
 def run(server_url: str, **kw: Any) -> dict[str, Any]:
     base = Options(
         url=server_url,
@@ -114,18 +124,7 @@ def test_storm_every_viewer_comes_back_resumed(live: LiveServer) -> None:
 
 
 def test_sweep_steps_up_to_the_maximum_rate(live: LiveServer) -> None:
-    report = run(
-        live.url,
-        scenario="sweep",
-        viewers=10,
-        rooms=1,
-        gifters=4,
-        start_rate=4,
-        factor=2,
-        max_rate=16,
-        step_seconds=1.0,
-        p99_bound_ms=60_000,
-    )
+    report = run(live.url, **SMALL_SWEEP, viewers=10, rooms=1, max_rate=16)
     sweep = report["sweep"]
     rates = [s["gift_rate"] for s in sweep["steps"]]
     assert rates == [4, 8, 16][: len(rates)]
@@ -205,16 +204,11 @@ def test_a_sweep_bounded_on_acks_reports_gifts_per_server_cpu_second(live: LiveS
     assert live.proc is not None
     report = run(
         live.url,
-        scenario="sweep",
+        **SMALL_SWEEP,
         viewers=0,
         rooms=4,
-        gifters=4,
-        start_rate=4,
-        factor=2,
         max_rate=8,
-        step_seconds=1.0,
         bound_on="ack",
-        p99_bound_ms=60_000,
         server_pid=live.proc.pid,
     )
     sweep = report["sweep"]
