@@ -380,13 +380,13 @@ class Settings:
 
     def validate(self) -> None:
         self._validate_money()
-        if not 0 <= self.ledger_metrics_port <= 65_535:
-            raise SettingsError("LIVE_LEDGER_METRICS_PORT must be a port number (0: off)")
         self._validate_identity()
         if self.log_format not in {"text", "json"}:
             raise SettingsError("LIVE_LOG_FORMAT must be 'text' or 'json'")
         if self.env not in {"dev", "production"}:
             raise SettingsError("LIVE_ENV must be 'dev' or 'production'")
+        if not 0 <= self.ledger_metrics_port <= 65_535:
+            raise SettingsError("LIVE_LEDGER_METRICS_PORT must be a port number (0: off)")
         if not 0 <= self.creator_share_percent <= 100:
             raise SettingsError("LIVE_CREATOR_SHARE_PERCENT must be within 0..100")
         if not 1 <= self.port <= 65_535 and self.port != 0:
