@@ -236,6 +236,9 @@ class Settings:
     metrics_token: str = ""
     """When set, ``/metrics`` answers only ``Authorization: Bearer <this>``
     (``LIVE_METRICS_TOKEN``): keeps the page off the public port."""
+    ledger_metrics_port: int = 0
+    """Port of the ``live ledger`` worker's own ``/metrics`` (on ``host``, same token
+    rule); 0 leaves it off."""
     log_level: str = "info"
     log_format: str = "text"
     """``text`` or ``json`` (one JSON object per line, for log collectors)."""
@@ -455,6 +458,8 @@ class Settings:
             raise SettingsError("LIVE_LOG_FORMAT must be 'text' or 'json'")
         if self.env not in {"dev", "production"}:
             raise SettingsError("LIVE_ENV must be 'dev' or 'production'")
+        if not 0 <= self.ledger_metrics_port <= 65_535:
+            raise SettingsError("LIVE_LEDGER_METRICS_PORT must be a port number (0: off)")
         if not 0 <= self.creator_share_percent <= 100:
             raise SettingsError("LIVE_CREATOR_SHARE_PERCENT must be within 0..100")
         if not 1 <= self.port <= 65_535 and self.port != 0:

@@ -44,6 +44,7 @@ from store.domain.models import (
     StreamStats,
     TransactionRecord,
 )
+from store.observer import StoreObserver
 
 
 class Wallet(Protocol):
@@ -383,6 +384,8 @@ class EngineConfig:
     catalog_poll_seconds: float = 0.25
     """How often a node reads the catalog's stored version (a change made through
     another node or ``live catalog import`` is served within this)."""
+    observer: StoreObserver | None = None
+    """Told of backend call latencies and ledger progress (the server's metrics)."""
 
     @property
     def scaled(self) -> bool:

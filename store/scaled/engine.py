@@ -50,14 +50,14 @@ async def open_scaled_engine(
         await migrate(database_url)
     redis = connect_redis(redis_url)
     pool = await create_pool(database_url)
-    batcher = CommandBatcher(redis_url)
+    batcher = CommandBatcher(redis_url, observer=config.observer)
     broker = RedisBroker(
         batcher,
         url=redis_url,
         history_size=config.history_size,
         history_seconds=config.history_seconds,
     )
-    ledger = PostgresLedger(pool, redis)
+    ledger = PostgresLedger(pool, redis, observer=config.observer)
 
     async def check() -> dict[str, str]:
         try:
@@ -90,7 +90,12 @@ async def open_scaled_engine(
     worker: asyncio.Task[None] | None = None
     if run_worker:
         worker = asyncio.get_running_loop().create_task(
-            run_ledger_worker(redis_url=redis_url, database_url=database_url, stop=stop)
+            run_ledger_worker(
+                redis_url=redis_url,
+                database_url=database_url,
+                stop=stop,
+                observer=config.observer,
+            )
         )
 
     async def close_worker() -> None:
