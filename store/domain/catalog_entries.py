@@ -269,7 +269,9 @@ def item_from_document(raw: object, *, prefix: str = "") -> Item:
         name=f.text("name", most=60),
         coins=f.integer("coins", 1, MAX_COINS),
         image=f.text("image", URL, most=500),
-        duration_days=None if duration is None else f.integer("duration_days", 1, MAX_DURATION_DAYS),
+        duration_days=None
+        if duration is None
+        else f.integer("duration_days", 1, MAX_DURATION_DAYS),
         asset=_asset(f),
         color=f.optional_text("color", COLOR),
         bubble=f.optional_text("bubble", BUBBLE),

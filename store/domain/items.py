@@ -190,7 +190,9 @@ def split_item(item: Item, *, in_room: bool) -> tuple[int, int]:
     return diamonds, item.coins - diamonds
 
 
-def item_postings(*, buyer_id: str, creator_id: str, coins: int, diamonds: int) -> tuple[Posting, ...]:
+def item_postings(
+    *, buyer_id: str, creator_id: str, coins: int, diamonds: int
+) -> tuple[Posting, ...]:
     """The buyer's coins to the platform (and the creator's share as diamonds,
     through ``platform:exchange`` like a gift's). Zero postings are left out."""
     postings = [

@@ -100,7 +100,10 @@ def check_caps(
     policy_monthly: int,
     day_spent: int,
     month_spent: int,
-    refusing: tuple[refusals.Refusal, refusals.Refusal] = (refusals.DAILY_CAP, refusals.MONTHLY_CAP),
+    refusing: tuple[refusals.Refusal, refusals.Refusal] = (
+        refusals.DAILY_CAP,
+        refusals.MONTHLY_CAP,
+    ),
 ) -> None:
     """``LimitExceeded`` when ``total`` more coins would pass a cap (day, then month);
     ``refusing``: the daily and monthly refusals (a gift's, or an item's)."""

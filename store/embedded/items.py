@@ -119,7 +119,9 @@ def buy(
             "creator_id": earner,
             "key": request.key,
         },
-        postings=item_postings(buyer_id=buyer.id, creator_id=earner, coins=total, diamonds=diamonds),
+        postings=item_postings(
+            buyer_id=buyer.id, creator_id=earner, coins=total, diamonds=diamonds
+        ),
     )
     record_spending(conn, rules, sender_id=buyer.id, at=now)
     record_earnings(

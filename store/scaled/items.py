@@ -51,7 +51,7 @@ class RedisItems:
         self._ttl = key_ttl
 
     async def buy(self, request: ItemRequest) -> ItemReceipt:
-        buyer, item, room_id = request.buyer, request.item, request.room_id
+        buyer, room_id = request.buyer, request.room_id
         now = request.now if request.now is not None else now_ms()
         tx_id = new_id("tx")
         refusal = request.sale_refusal(now)
@@ -150,7 +150,9 @@ class RedisItems:
             self._ttl,
         )
 
-    async def _stored(self, user_id: str) -> tuple[list[tuple[str, str, int, int | None]], dict[str, str]]:
+    async def _stored(
+        self, user_id: str
+    ) -> tuple[list[tuple[str, str, int, int | None]], dict[str, str]]:
         raw = await self._batcher.execute("HGETALL", user_key(user_id, keys.INVENTORY))
         equipped = fields_of(
             await self._batcher.execute("HGETALL", user_key(user_id, keys.EQUIPPED))

@@ -127,7 +127,10 @@ async def test_buying_an_item_pays_the_platform_once_per_key(engine: Engine) -> 
 
     [tx, *_] = [t for t in await engine.ledger.transactions(ALICE.id) if t.id == receipt.tx]
     assert tx.kind == "item"
-    assert by_account(tx.postings) == {("user:alice:coins", COIN): -99, (PLATFORM_REVENUE, COIN): 99}
+    assert by_account(tx.postings) == {
+        ("user:alice:coins", COIN): -99,
+        (PLATFORM_REVENUE, COIN): 99,
+    }
     assert tx.meta["item_id"] == "badge_star" and tx.meta["item_coins"] == 99
     assert tx.meta["expires_at"] == NOW + 30 * DAY_MS and tx.meta["key"] == "k1"
     owned = await engine.items.inventory(ALICE.id, now=NOW)
