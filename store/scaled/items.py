@@ -8,7 +8,8 @@ embedded engine (``store.roles.Items``).
 
 from __future__ import annotations
 
-from typing import Final
+from dataclasses import fields
+from typing import Any, Final
 
 import orjson
 
@@ -21,7 +22,7 @@ from store.domain.items import (
     expired_from,
     owned_from,
 )
-from store.domain.models import coins_account, diamonds_account
+from store.domain.models import coins_account, diamonds_account, fingerprint
 from store.domain.rules import HOUR_MS, local_periods
 from store.errors import StoreError
 from store.ids import new_id, now_ms
@@ -34,6 +35,55 @@ _ITEM: Final = load_script("item")
 _EQUIP: Final = load_script("item_equip")
 ITEM_KEY_TTL: Final = 7 * 24 * 3600
 """How long a purchase's Idempotency-Key is remembered (as a gift's request id)."""
+
+
+def inventory_from_ledger(records: list[dict[str, Any]]) -> dict[tuple[str, str], str]:
+    """What ``item.lua`` left in the inventories, replayed from the ledger's item
+    transactions (``{id, created_at, meta}``, oldest first): ``(buyer, item) ->
+    kind|acquired_at|expires_at`` (``live repair`` puts back what Redis lost)."""
+    entries: dict[tuple[str, str], tuple[str, int, int | None]] = {}
+    for record in records:
+        meta = record["meta"]
+        owner = (str(meta["buyer_id"]), str(meta["item_id"]))
+        at = int(record["created_at"])
+        before = entries.get(owner)
+        running = before is not None and (before[2] is None or before[2] > at)
+        acquired = before[1] if before is not None and running else at
+        expires = meta.get("expires_at")
+        until = None if expires is None else int(expires)
+        entries[owner] = (str(meta["item_kind"]), acquired, until)
+    return {
+        owner: f"{kind}|{acquired}|{'' if expires is None else expires}"
+        for owner, (kind, acquired, expires) in entries.items()
+    }
+
+
+def item_receipt(record: dict[str, Any], *, balance: int) -> tuple[str, bytes]:
+    """The idempotency key and stored value ``item.lua`` wrote for a ledger item
+    transaction (``balance``: the buyer's coins right after it)."""
+    meta = record["meta"]
+    buyer, room_id = str(meta["buyer_id"]), str(meta.get("room_id") or "")
+    diamonds = sum(
+        amount
+        for account, asset, amount in record["postings"]
+        if asset == "diamond" and amount > 0 and account.startswith("user:")
+    )
+    receipt = ItemReceipt(
+        tx=record["id"],
+        item_id=meta["item_id"],
+        kind=meta["item_kind"],
+        coins=int(meta["item_coins"]),
+        diamonds=diamonds,
+        creator_id=str(meta.get("creator_id") or ""),
+        room_id=room_id,
+        balance=balance,
+        expires_at=meta.get("expires_at"),
+        created_at=int(record["created_at"]),
+    )
+    # as ItemRequest.fingerprint()
+    stamp = fingerprint("item", meta["item_id"], room_id)
+    value = {f.name: getattr(receipt, f.name) for f in fields(receipt) if f.name != "replayed"}
+    return user_key(buyer, hashed(keys.ITEM_KEY, meta["key"])), stamp.encode() + orjson.dumps(value)
 
 
 class RedisItems:
