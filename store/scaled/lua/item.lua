@@ -28,6 +28,7 @@ if ARGV[21] == '1' then
   return {'N'}
 end
 --@include bucket
+--@include spending
 
 local creator, creator_adult, stream_id = '', '0', '0'
 if ARGV[5] == '1' then
@@ -44,53 +45,13 @@ if ARGV[3] ~= '1' then
   return {'E', 'minor_item_buyer'}
 end
 local total = tonumber(ARGV[6])
-local debt = tonumber(redis.call('HGET', KEYS[2], 'debt') or '0')
-if debt < 0 then
-  return {'E', 'locked', -debt}
-end
-local acct = redis.call('HMGET', KEYS[7], 'gifting_off', 'tz', 'daily_cap', 'monthly_cap',
-  'day', 'day_spent', 'month', 'month_spent', 'gift_tokens', 'gift_at')
-if acct[1] == '1' then
-  return {'E', 'items_off'}
-end
 local now = tonumber(ARGV[11])
-local per_minute = tonumber(ARGV[17])
-local tokens_left = nil
-if per_minute > 0 then
-  local wait
-  tokens_left, wait = take_token(acct[9], acct[10], now, per_minute, tonumber(ARGV[18]), 60000)
-  if not tokens_left then
-    return {'E', 'too_many', 'item purchases', wait}
-  end
-end
-local tz = acct[2] or 'UTC'
-if tz ~= ARGV[12] then
-  return {'T', tz}
-end
-local function cap_of(platform, user)
-  local cap = nil
-  if tonumber(platform) > 0 then
-    cap = tonumber(platform)
-  end
-  if user and user ~= '' and (cap == nil or tonumber(user) < cap) then
-    cap = tonumber(user)
-  end
-  return cap
-end
-local day_spent, month_spent = 0, 0
-if acct[5] == ARGV[13] then
-  day_spent = tonumber(acct[6])
-end
-if acct[7] == ARGV[14] then
-  month_spent = tonumber(acct[8])
-end
-local daily = cap_of(ARGV[15], acct[3])
-if daily and day_spent + total > daily then
-  return {'E', 'item_daily_cap', daily, day_spent}
-end
-local monthly = cap_of(ARGV[16], acct[4])
-if monthly and month_spent + total > monthly then
-  return {'E', 'item_monthly_cap', monthly, month_spent}
+local rule = {off = 'items_off', action = 'item purchases', daily = 'item_daily_cap',
+  monthly = 'item_monthly_cap', per_minute = ARGV[17], burst = ARGV[18], tz = ARGV[12],
+  day = ARGV[13], month = ARGV[14], daily_cap = ARGV[15], monthly_cap = ARGV[16]}
+local spent, refused = check_spending(KEYS[2], KEYS[7], total, now, rule)
+if not spent then
+  return refused
 end
 -- what the buyer owns of it: kind|acquired_at|expires_at
 local owned = redis.call('HGET', KEYS[8], ARGV[8])
@@ -140,11 +101,7 @@ if diamonds > 0 then
 end
 redis.call('XADD', KEYS[6], '*', 'tx', ARGV[22] .. table.concat(postings, ',') .. '],"meta":{'
   .. ARGV[23] .. ',"expires_at":' .. expires .. ',"creator_id":' .. earner .. '}}')
-redis.call('HSET', KEYS[7], 'day', ARGV[13], 'day_spent', string.format('%d', day_spent + total),
-  'month', ARGV[14], 'month_spent', string.format('%d', month_spent + total))
-if tokens_left then
-  redis.call('HSET', KEYS[7], 'gift_tokens', string.format('%d', tokens_left), 'gift_at', ARGV[11])
-end
+record_spending(KEYS[7], spent, rule, ARGV[11])
 redis.call('HSET', KEYS[8], ARGV[8],
   ARGV[9] .. '|' .. string.format('%d', acquired) .. '|' .. expires_field)
 local receipt = '{' .. ARGV[24] .. ',"diamonds":' .. string.format('%d', diamonds)
