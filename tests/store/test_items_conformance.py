@@ -22,6 +22,7 @@ from store.domain.models import (
     Profile,
 )
 from store.errors import (
+    BadRequest,
     Conflict,
     Forbidden,
     InsufficientFunds,
@@ -120,6 +121,10 @@ async def test_buying_an_item_pays_the_platform_once_per_key(engine: Engine) -> 
     assert again.replayed and again.tx == receipt.tx and again.balance == 608
     with pytest.raises(Conflict):
         await buy(engine, "k1", "name_gold")
+    with pytest.raises(BadRequest):
+        await buy(engine, "")
+    with pytest.raises(BadRequest):
+        await engine.items.unequip(ALICE.id, "hat")
     # concurrent retries of one key: one charge
     racing = await asyncio.gather(*(buy(engine, "k2", "name_neon") for _ in range(8)))
     assert len({r.tx for r in racing}) == 1 and sum(not r.replayed for r in racing) == 1
