@@ -180,3 +180,47 @@ async def test_other_viewers_see_badges_name_styles_and_entrances(
     # items without a creator share earn the room's creator nothing: only the rose
     assert (await carol.get("/v1/me/wallet")).json()["diamonds"] == 1
     await carol.aclose()
+
+
+async def test_items_across_two_nodes(nodes: tuple[LiveServer, LiveServer]) -> None:
+    """Scaled engine: a purchase raced on two nodes charges once; what alice equips
+    through node A is seen by a viewer on node B; the entrance is announced once
+    per minute across nodes."""
+    import asyncio
+
+    a, b = nodes
+    carol = Api(b, b.token("carol", creator=True))
+    assert (await carol.post("/v1/rooms", {"title": "two nodes"})).status_code == 201
+    alice_a, alice_b = Api(a, a.token("alice")), Api(b, b.token("alice"))
+    assert (await alice_a.buy("us_1400", key="p1")).status_code == 201
+    raced = await asyncio.gather(
+        *(buy(api, "entrance_comet", "one-key") for api in (alice_a, alice_b) * 4)
+    )
+    assert len({r.json()["tx"] for r in raced}) == 1
+    assert sorted(r.status_code for r in raced) == [200] * 7 + [201]
+    assert await alice_b.balance() == 1428 - 499
+    assert (await buy(alice_a, "badge_star", "k2")).status_code == 201
+    for item in ("entrance_comet", "badge_star"):
+        assert (await equip(alice_a, item)).status_code == 200
+
+    token = a.token("alice")
+    async with welcomed(Client.open(b, "carol", token=b.token("bob"))) as [bob]:
+        async with welcomed(Client.open(b, "carol", token=token)) as [on_b]:
+            entrance = await bob.wait_for(lambda e: e["type"] == "entrance")
+            assert entrance["user"]["badge"] == STAR
+            await on_b.command({"type": "chat", "id": "m1", "text": "from b"})
+            chat = await bob.wait_for(lambda e: e["type"] == "chat")
+            assert chat["sender"]["badge"] == STAR
+            first = await bob.wait_for(lambda e: e["type"] == "join" and joined(e, "alice"))
+        async with welcomed(Client.open(a, "carol", token=token)) as [on_a]:
+            await on_a.command({"type": "chat", "id": "m2", "text": "from a"})
+            chat = await bob.wait_for(lambda e: e["type"] == "chat" and e["text"] == "from a")
+            assert chat["sender"]["badge"] == STAR
+            # her second join, announced by node A well after its entrance check
+            await bob.wait_for(
+                lambda e: e["type"] == "join" and joined(e, "alice") and e["seq"] > first["seq"]
+            )
+        assert len(bob.of_type("entrance")) == 1
+    assert (await a.audit())["ok"]
+    for api in (carol, alice_a, alice_b):
+        await api.aclose()
