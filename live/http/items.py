@@ -33,12 +33,12 @@ async def buy_item(request: Request) -> Response:
     user = user_of(request)
     key = check_key(request.headers.get("idempotency-key"))
     body = await json_body(request)
-    room = body.get("room")
+    room = check_room_id(field_str(body, "room")) if body.get("room") is not None else None
     receipt = await actions_of(request).items.buy(
         user=user,
         item_id=field_str(body, "item"),
         key=key,
-        room_id=check_room_id(room) if room is not None else None,
+        room_id=room,
         shown_coins=_shown_coins(body),
     )
     return json_response(receipt.public(), status=created(receipt.replayed))

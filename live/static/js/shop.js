@@ -103,7 +103,7 @@ export function mountItemShop({ root, getToken, roomId, onBalance, onError, prev
           owned && !owned.expires_at ? "Owned" : owned ? `Extend · ${item.coins}` : `Buy · ${item.coins}`,
         ),
       );
-      if (owned && item.kind !== "creator_effect") {
+      if (owned) {
         buttons.push(
           make(
             "button",

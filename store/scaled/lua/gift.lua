@@ -61,7 +61,7 @@ local total = tonumber(ARGV[5])
 local rule = {off = 'gifting_off', action = 'gifts', daily = 'daily_cap', monthly = 'monthly_cap',
   per_minute = ARGV[21], burst = ARGV[22], tz = ARGV[16], day = ARGV[17], month = ARGV[18],
   daily_cap = ARGV[19], monthly_cap = ARGV[20]}
-local spent, refused = check_spending(KEYS[2], KEYS[14], total, tonumber(ARGV[15]), rule)
+local spent, refused = check_spending(2, 14, total, tonumber(ARGV[15]), rule)
 if not spent then
   return refused
 end
@@ -92,7 +92,7 @@ redis.call('ZINCRBY', KEYS[11], total, ARGV[2])
 redis.call('ZINCRBY', KEYS[12], total, ARGV[2])
 redis.call('EXPIRE', KEYS[12], ARGV[14])
 redis.call('HSET', KEYS[13], ARGV[2], ARGV[8])
-record_spending(KEYS[14], spent, rule, ARGV[15])
+record_spending(14, spent, rule, ARGV[15])
 if diamonds > 0 then
   redis.call('HINCRBY', KEYS[15], ARGV[23], diamonds)
   redis.call('HINCRBY', KEYS[16], stream_id .. '|' .. ARGV[24], diamonds)

@@ -49,7 +49,7 @@ local now = tonumber(ARGV[11])
 local rule = {off = 'items_off', action = 'item purchases', daily = 'item_daily_cap',
   monthly = 'item_monthly_cap', per_minute = ARGV[17], burst = ARGV[18], tz = ARGV[12],
   day = ARGV[13], month = ARGV[14], daily_cap = ARGV[15], monthly_cap = ARGV[16]}
-local spent, refused = check_spending(KEYS[2], KEYS[7], total, now, rule)
+local spent, refused = check_spending(2, 7, total, now, rule)
 if not spent then
   return refused
 end
@@ -101,7 +101,7 @@ if diamonds > 0 then
 end
 redis.call('XADD', KEYS[6], '*', 'tx', ARGV[22] .. table.concat(postings, ',') .. '],"meta":{'
   .. ARGV[23] .. ',"expires_at":' .. expires .. ',"creator_id":' .. earner .. '}}')
-record_spending(KEYS[7], spent, rule, ARGV[11])
+record_spending(7, spent, rule, ARGV[11])
 redis.call('HSET', KEYS[8], ARGV[8],
   ARGV[9] .. '|' .. string.format('%d', acquired) .. '|' .. expires_field)
 local receipt = '{' .. ARGV[24] .. ',"diamonds":' .. string.format('%d', diamonds)

@@ -19,11 +19,12 @@ local function cap_of(platform, user)
 end
 
 local function check_spending(wallet, account, total, now, rule)
-  local debt = tonumber(redis.call('HGET', wallet, 'debt') or '0')
+  -- wallet, account: indexes into KEYS (every key a script touches is in KEYS)
+  local debt = tonumber(redis.call('HGET', KEYS[wallet], 'debt') or '0')
   if debt < 0 then
     return nil, {'E', 'locked', -debt}
   end
-  local acct = redis.call('HMGET', account, 'gifting_off', 'tz', 'daily_cap', 'monthly_cap',
+  local acct = redis.call('HMGET', KEYS[account], 'gifting_off', 'tz', 'daily_cap', 'monthly_cap',
     'day', 'day_spent', 'month', 'month_spent', 'gift_tokens', 'gift_at')
   if acct[1] == '1' then
     return nil, {'E', rule.off}
@@ -60,9 +61,9 @@ local function check_spending(wallet, account, total, now, rule)
 end
 
 local function record_spending(account, spent, rule, now)
-  redis.call('HSET', account, 'day', rule.day, 'day_spent', string.format('%d', spent.day_spent),
+  redis.call('HSET', KEYS[account], 'day', rule.day, 'day_spent', string.format('%d', spent.day_spent),
     'month', rule.month, 'month_spent', string.format('%d', spent.month_spent))
   if spent.tokens then
-    redis.call('HSET', account, 'gift_tokens', string.format('%d', spent.tokens), 'gift_at', now)
+    redis.call('HSET', KEYS[account], 'gift_tokens', string.format('%d', spent.tokens), 'gift_at', now)
   end
 end

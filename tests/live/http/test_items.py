@@ -74,6 +74,8 @@ async def test_shop_buy_once_equip_and_history(server: LiveServer, alice: Api) -
     assert unknown.status_code == 404
     nowhere = await buy(alice, "effect_sparkles", "k4", room="no-such-room")
     assert nowhere.status_code == 404
+    assert (await buy(alice, "effect_sparkles", "k5", room=7)).status_code == 400
+    assert (await buy(alice, "effect_sparkles", "k6", coins="99")).status_code == 400
     teen = Api(server, server.token("teen", adult=False))
     minor = await buy(teen, "badge_star", "k1")
     assert (minor.status_code, minor.json()["error"]["message"]) == (
