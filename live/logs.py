@@ -84,8 +84,14 @@ class JsonFormatter(logging.Formatter):
 
 
 def known_secrets(settings: Settings) -> list[str]:
-    """The configured secret values: the HS256 secret and the webhook secrets."""
-    return [settings.secret, settings.metrics_token, *settings.webhook_secrets().values()]
+    """The configured secret values: the HS256 secret, the metrics token, the
+    webhook secrets and the payment providers' keys."""
+    return [
+        settings.secret,
+        settings.metrics_token,
+        *settings.webhook_secrets().values(),
+        settings.stripe_api_key,
+    ]
 
 
 def configure_logging(settings: Settings) -> None:

@@ -77,3 +77,4 @@ class Actions:
         self._unwatch_catalog()
         await self.items.close()
         await self.activity.close()
+        await self.money.close()
