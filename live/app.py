@@ -19,7 +19,7 @@ from starlette.routing import WebSocketRoute
 
 from live.actions.node import Actions
 from live.errors import error_response
-from live.http import admin, catalog, catalog_admin, money, ops, pages, rooms
+from live.http import admin, catalog, catalog_admin, items, money, ops, pages, rooms
 from live.http.common import MAX_BODY_BYTES
 from live.http.request_ids import RequestIds
 from live.identity.service import Identity
@@ -41,6 +41,7 @@ api_routes = [
     *rooms.routes,
     *admin.routes,
     *catalog_admin.routes,
+    *items.routes,
     *ops.routes,
 ]
 """The JSON API under ``/v1``, and the operations endpoints."""

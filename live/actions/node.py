@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 
 from live.actions.gifts import Gifts
+from live.actions.items import Items, Looks
 from live.actions.money import Money
 from live.actions.payouts import Payouts
 from live.actions.room_activity import RoomActivity
@@ -25,7 +26,8 @@ log = logging.getLogger("live.api")
 
 class Actions:
     """The node's actions, by concern: ``gifts``, ``rooms`` (and the room
-    activity behind them), ``money`` and ``payouts``; plus the node's health."""
+    activity behind them), ``money``, ``payouts`` and ``items``; plus the node's
+    health."""
 
     def __init__(
         self,
@@ -42,9 +44,12 @@ class Actions:
         self.hub = hub
         self.metrics = metrics
         self.activity = RoomActivity(settings=settings, engine=engine, hub=hub)
-        self.rooms = Rooms(settings=settings, engine=engine, activity=self.activity)
+        looks = Looks(engine=engine)
+        """Equipped badges and name styles, added to senders' profiles."""
+        self.items = Items(settings=settings, engine=engine, looks=looks)
+        self.rooms = Rooms(settings=settings, engine=engine, activity=self.activity, looks=looks)
         self.gifts = Gifts(
-            settings=settings, engine=engine, metrics=metrics, activity=self.activity
+            settings=settings, engine=engine, metrics=metrics, activity=self.activity, looks=looks
         )
         self.money = Money(settings=settings, engine=engine, payments=payments, metrics=metrics)
         self.payouts = Payouts(settings=settings, engine=engine, providers=payouts)
@@ -70,5 +75,6 @@ class Actions:
 
     async def close(self) -> None:
         self._unwatch_catalog()
+        await self.items.close()
         await self.activity.close()
         await self.money.close()

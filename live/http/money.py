@@ -59,11 +59,19 @@ async def my_transactions(request: Request) -> Response:
     user = user_of(request)
     before = request.query_params.get("before") or None
     limit = query_count(request, "limit", default=PAGE_SIZE, most=MAX_PAGE_SIZE)
-    records = await actions_of(request).money.transactions(user.id, before=before, limit=limit)
+    actions = actions_of(request)
+    records = await actions.money.transactions(user.id, before=before, limit=limit)
     items = [transaction_public(r, user.id) for r in records]
-    return json_response(
-        {"transactions": items, "next": items[-1]["id"] if len(items) == limit else None}
-    )
+    page: dict[str, object] = {
+        "transactions": items,
+        "next": items[-1]["id"] if len(items) == limit else None,
+    }
+    if before is None:  # the first page: the items whose time ran out, latest first
+        page["item_expiries"] = [
+            {"item": o.item_id, "kind": o.kind, "expired_at": o.expires_at}
+            for o in await actions.items.expired(user.id)
+        ]
+    return json_response(page)
 
 
 @endpoint

@@ -194,6 +194,16 @@ def transaction_public(record: TransactionRecord, user_id: str) -> dict[str, Any
             "name": meta.get("gift_name"),
             "coins": meta.get("gift_coins"),
         }
+    if record.kind == "item":
+        # as it was when bought; a buyer sees what they paid, a creator their share
+        view["direction"] = "bought" if meta.get("buyer_id") == user_id else "received"
+        view["item"] = {
+            "id": meta.get("item_id"),
+            "kind": meta.get("item_kind"),
+            "name": meta.get("item_name"),
+            "coins": meta.get("item_coins"),
+            "expires_at": meta.get("expires_at"),
+        }
     if record.kind == "purchase":
         view["bonus"] = sum(p.get("coins", 0) for p in meta.get("promotions", []))
         view["package"] = meta.get("package_id")

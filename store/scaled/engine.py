@@ -27,6 +27,7 @@ from store.scaled.activity import RedisRoomActivity
 from store.scaled.broker import RedisBroker
 from store.scaled.catalog import RedisCatalog
 from store.scaled.client import CommandBatcher, connect_redis, load_script
+from store.scaled.items import RedisItems
 from store.scaled.keys import SYSTEM_BALANCES
 from store.scaled.ledger import PostgresLedger
 from store.scaled.outbox import drain_once, outbox_lag, run_ledger_worker
@@ -121,6 +122,7 @@ async def open_scaled_engine(
             history_seconds=config.history_seconds,
         ),
         catalogs=catalogs,
+        items=RedisItems(batcher, policy=config.policy),
         check=check,
         stats=stats,
         # closed in reverse: the worker, the catalog poller, the broker, the clients

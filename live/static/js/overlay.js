@@ -4,6 +4,7 @@
 
 import { RoomConnection } from "./room.js";
 import * as ui from "./common.js";
+import { decorateAlert, mountEntrances } from "./badges.js"; // items: badges, entrance effects
 
 const POSITIONS = new Set([
   "top-left", "top-center", "top-right",
@@ -91,7 +92,7 @@ class AlertQueue {
     let showing = this.onScreen();
     while (showing.length < this.options.lanes && this.waiting.length) {
       const alert = this.waiting.shift();
-      alert.node = ui.giftAlert(alert.event, { big: this.isBig(alert.event) });
+      alert.node = decorateAlert(ui.giftAlert(alert.event, { big: this.isBig(alert.event) }), alert.event.sender);
       alert.node.classList.add("enter");
       alert.shownAt = Date.now();
       this.root.append(alert.node);
@@ -154,6 +155,7 @@ function main() {
   const events = document.querySelector("#events ul");
   const notice = document.getElementById("notice");
   const showGoal = options.widgets.has("goal");
+  const entrances = mountEntrances(document.getElementById("canvas"), ui.params()); // items
 
   function setGoal(value) {
     ui.renderGoal(goal, value);
@@ -223,6 +225,9 @@ function main() {
         case "room_ended":
           setGoal(null);
           break;
+        case "entrance": // items: an entrance effect (widget `entrances`)
+          entrances.play(event);
+          break;
         default:
           break;
       }
@@ -232,7 +237,7 @@ function main() {
     say("Add ?key=<overlay key> to this page's address.");
     return;
   }
-  window.liveOverlay = { connection, alerts, skippedTests: 0 };
+  window.liveOverlay = { connection, alerts, entrances, skippedTests: 0 };
   connection.open();
 }
 
