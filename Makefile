@@ -18,6 +18,7 @@ run: install
 
 test: install
 	.ci/install-services
+	cd clients/js && npm ci --no-audit --no-fund --loglevel=error
 	$(BIN)/python -m pytest -q
 
 lint: install
