@@ -34,7 +34,8 @@ def _run(command: list[str], *, timeout: float) -> None:
 
 
 def test_types_check() -> None:
-    _run([_node_tool("node"), "node_modules/typescript/bin/tsc", "--noEmit", "-p", "."], timeout=120)
+    tsc = "node_modules/typescript/bin/tsc"
+    _run([_node_tool("node"), tsc, "--noEmit", "-p", "."], timeout=120)
 
 
 def test_node_suite_against_a_real_server() -> None:

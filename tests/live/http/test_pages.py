@@ -83,8 +83,9 @@ async def test_static_files_stay_in_their_folder(http: httpx.AsyncClient) -> Non
 
 
 def test_pages_know_every_error_and_close_code() -> None:
-    """The pages' client (the JavaScript library) follows the protocol's tables: a message for every error
-    code, and a reconnect exactly for the close codes that call for one."""
+    """The pages and their client (the JavaScript library) follow the protocol's
+    tables: a message for every error code, and a reconnect exactly for the close
+    codes that call for one."""
     static = Path(live.http.pages.STATIC_DIR)
     common = (static / "js" / "common.js").read_text()
     messages = re.search(r"ERROR_MESSAGES = \{(.*?)\n\};", common, re.S)
