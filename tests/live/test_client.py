@@ -13,11 +13,17 @@ from typing import Any
 import pytest
 
 from live.auth import issue_token
-from live.client import LiveError, LiveRoom
+from live.client import RECONNECT_CODES, LiveError, LiveRoom
+from protocol import CloseCode
 from tests.live.launch import running
 from tests.live.server import SECRET, Api, LiveServer
 
 FAST: dict[str, Any] = {"first_delay": 0.05, "max_delay": 0.4}
+
+
+def test_reconnect_codes_follow_the_protocol() -> None:
+    # 1006 is never sent by a server: the client reports a dropped network with it.
+    assert RECONNECT_CODES - {1006} == {int(c) for c in CloseCode if c.reconnect}
 
 
 def _room(server: LiveServer, room_id: str, **options: Any) -> LiveRoom:
