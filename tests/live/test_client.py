@@ -5,6 +5,7 @@ resume with ``since``, close codes that end it, token renewal, msgpack."""
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -13,7 +14,7 @@ from typing import Any
 import pytest
 
 from live.auth import issue_token
-from live.client import RECONNECT_CODES, LiveError, LiveRoom
+from live.client import RECONNECT_CODES, LiveError, LiveRoom, token_expiry
 from protocol import CloseCode
 from tests.live.launch import running
 from tests.live.server import SECRET, Api, LiveServer
@@ -211,10 +212,11 @@ async def test_tokens_renew_in_place_and_after_4001(tmp_path: Path) -> None:
             renewals.append("r")
             return server.token("renewer")
 
-        short = _short_token(server, "renewer", seconds=3)
-        viewer = _room(server, room_id, token=short, refresh_token=fresh, refresh_before=2.0)
+        short = _short_token(server, "renewer", seconds=6)
+        viewer = _room(server, room_id, token=short, refresh_token=fresh, refresh_before=4.0)
         await viewer.connect()
-        await asyncio.sleep(3.5)  # past the first token's exp: renewed with `auth` before it
+        first_exp = token_expiry(short) or 0.0
+        await asyncio.sleep(first_exp + 0.5 - time.time())  # past its exp: renewed with `auth`
         assert (await viewer.ping())["type"] == "ack"
         assert (renewals, viewer.connections) == (["r"], 1)
         await viewer.close()

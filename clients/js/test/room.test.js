@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import WebSocket from "ws";
 
-import { LiveError, LiveRoom } from "../src/index.js";
+import { LiveError, LiveRoom, tokenExpiry } from "../src/index.js";
 import { LiveServer } from "../testing/server.js";
 
 /** A ws WebSocket that counts the connections it opens. */
@@ -288,15 +288,17 @@ describe("tokens that expire (LIVE_EXPIRED_TOKEN=close)", () => {
   test("refreshToken renews the connection with auth before the token expires", async () => {
     const { room: roomId } = await server.liveRoom();
     const { Counting, opened } = countingSocket();
+    const first = server.token("renewer", { ttl: 6 });
+    const firstExp = /** @type {number} */ (tokenExpiry(first));
     let refreshed = 0;
     /** @type {(value?: unknown) => void} */
     let onRefresh = () => {};
     const refreshedOnce = new Promise((r) => (onRefresh = r));
     const viewer = room(server, {
       roomId,
-      token: server.token("renewer", { ttl: 3 }),
+      token: first,
       WebSocket: Counting,
-      refreshBeforeMs: 2_000,
+      refreshBeforeMs: 4_000,
       refreshToken: () => {
         refreshed += 1;
         onRefresh();
@@ -305,8 +307,7 @@ describe("tokens that expire (LIVE_EXPIRED_TOKEN=close)", () => {
     });
     await viewer.connect();
     await refreshedOnce;
-    const exp = (viewer.welcome ? Date.now() : 0) + 3_000;
-    await new Promise((r) => setTimeout(r, Math.max(0, exp - Date.now()))); // past the first token's exp
+    await new Promise((r) => setTimeout(r, Math.max(0, firstExp * 1000 + 500 - Date.now()))); // past it
     assert.equal((await viewer.ping()).type, "ack");
     assert.equal(refreshed, 1);
     assert.equal(opened.count, 1); // renewed in place, never reconnected
