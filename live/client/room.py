@@ -293,7 +293,13 @@ class LiveRoom:
     async def _run(self) -> None:
         while not self.stopped():
             self._set_status("connecting" if self.connections == 0 else "reconnecting")
-            code, reason = await self._session()
+            try:
+                code, reason = await self._session()
+            except InvalidURI as error:  # no connection can ever be made: final
+                self._last_error = {"type": "error", "id": None, "code": "bad_request"}
+                self._last_error["message"] = str(error)
+                self._finish(1006, str(error))
+                return
             self._live = False
             self._ws = None
             for command_id, entry in list(self._pending.items()):
@@ -356,7 +362,7 @@ class LiveRoom:
         except ConnectionClosed as closed:
             code = closed.rcvd.code if closed.rcvd is not None else 1006
             reason = closed.rcvd.reason if closed.rcvd is not None else ""
-        except (OSError, InvalidHandshake, InvalidURI, TimeoutError) as error:
+        except (OSError, InvalidHandshake, TimeoutError) as error:
             code, reason = 1006, str(error)
         finally:
             if stable is not None:

@@ -268,12 +268,13 @@ export class LiveRoom {
         }),
       ];
     });
-    this.open().catch((error) => this.finish({ code: 1006, reason: String(error) }));
+    this.open().catch((error) => this.failed(error));
     return welcomed;
   }
 
   /** Open the connection without waiting for the welcome (the pages use this). */
   async open() {
+    if (this.ws) return; // open already
     this.stopped = false;
     this.finalClose = null;
     clearTimeout(this.timers.retry);
@@ -286,6 +287,16 @@ export class LiveRoom {
     ws.onmessage = (/** @type {{data: any}} */ message) => this.receive(ws, message.data);
     ws.onclose = (/** @type {{code: number, reason: string}} */ close) => this.closed(ws, close);
     ws.onerror = () => {}; // a close event follows
+  }
+
+  /**
+   * The connection could not even be attempted (no msgpack codec, a bad URL): final.
+   * @param {any} error
+   */
+  failed(error) {
+    const code = error instanceof LiveError ? error.code : "bad_request";
+    this.lastError = { type: "error", id: null, code, message: String(error?.message ?? error) };
+    this.finish({ code: 1006, reason: String(error) });
   }
 
   /** Drop the connection and resume at once, as after a network drop. */
@@ -423,7 +434,7 @@ export class LiveRoom {
     this.delay = Math.min(this.delay * 2, this.timing.maxDelayMs);
     this.setStatus("reconnecting", { code, wait });
     this.timers.retry = setTimeout(() => {
-      if (!this.stopped) this.open().catch((error) => this.finish({ code: 1006, reason: String(error) }));
+      if (!this.stopped) this.open().catch((error) => this.failed(error));
     }, wait);
   }
 
@@ -440,7 +451,7 @@ export class LiveRoom {
       return;
     }
     this.lastError = null;
-    this.open().catch((error) => this.finish({ code: 1006, reason: String(error) }));
+    this.open().catch((error) => this.failed(error));
   }
 
   /** The room won't come back: fail what is pending, say so once. */
