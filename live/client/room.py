@@ -239,7 +239,8 @@ class LiveRoom:
                 off()
 
     def open(self) -> None:
-        """Start connecting in the background."""
+        """Start connecting in the background; after ``close()``, come back after the
+        last ``seq`` seen (a ``snapshot`` when the history no longer reaches it)."""
         if self._task is not None and not self._task.done():
             return
         self._stopped = False

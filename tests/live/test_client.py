@@ -244,3 +244,28 @@ async def test_tokens_renew_in_place_and_after_4001(tmp_path: Path) -> None:
 
 def _short_token(server: LiveServer, user: str, *, seconds: int) -> str:
     return issue_token(secret=SECRET, user_id=user, adult=True, ttl_seconds=seconds)
+
+
+async def test_coming_back_after_more_than_the_history_is_a_snapshot(tmp_path: Path) -> None:
+    server = LiveServer(data_dir=tmp_path / "data", env={"LIVE_HISTORY_SIZE": "2"})
+    async with running(server):
+        room_id, creator, _ = await _live_room(server)
+        liker = _room(server, room_id, token=server.token("snap"))
+        watcher = _room(server, room_id)
+        await liker.connect()
+        await watcher.connect()
+        away = watcher.last_seq
+        assert away is not None
+        await watcher.close()  # away for a while: it keeps its last seq
+        for _ in range(5):
+            await liker.like()
+        snapshot = _next(watcher, "snapshot")
+        infos: list[dict[str, bool]] = []
+        watcher.on("welcome", lambda _w, info: infos.append(info))
+        watcher.open()
+        assert (await asyncio.wait_for(snapshot, 10))["resumed"] is False
+        assert infos == [{"resumed": False, "first": False, "snapshot": True}]
+        assert (watcher.last_seq or 0) >= away + 5
+        await liker.close()
+        await watcher.close()
+        await creator.aclose()

@@ -160,16 +160,20 @@ describe("a live room on a real server", () => {
   test("a gift sent while the server is down is sent once it is back", async () => {
     const { room: roomId } = await server.liveRoom();
     const token = await server.viewerWithCoins();
-    const sender = room(server, { roomId, token });
+    const sender = room(server, { roomId, token, random: () => 0.5 }); // no jitter: delays exact
     await sender.connect();
-    const down = next(sender, "status", (s) => s === "reconnecting");
+    /** @type {number[]} */
+    const waits = [];
+    sender.on("status", (/** @type {string} */ s, /** @type {any} */ d) => s === "reconnecting" && d && waits.push(d.wait));
+    const retried = next(sender, "status", () => waits.length >= 5);
     await server.stop();
-    await down;
+    await retried; // 1012, then refused connections (1006) while the server is down
     const acked = sender.sendGift("rose");
     await server.start();
     const ack = await acked;
     assert.equal(ack.replayed, false);
     assert.equal(sender.status, "live");
+    assert.deepEqual(waits.slice(0, 5), [50, 100, 200, 400, 400]); // doubling, capped
     sender.close();
   });
 
@@ -336,5 +340,33 @@ describe("tokens that expire (LIVE_EXPIRED_TOKEN=close)", () => {
     assert.equal(new URL(viewer.url()).searchParams.get("since"), String(viewer.lastSeq));
     assert.equal((await viewer.ping()).type, "ack");
     viewer.close();
+  });
+});
+
+describe("a short history (LIVE_HISTORY_SIZE=2)", () => {
+  const server = new LiveServer({ env: { LIVE_HISTORY_SIZE: "2" } });
+  before(() => server.start());
+  after(() => server.dispose());
+
+  test("coming back after more events than the history holds is a snapshot", async () => {
+    const { room: roomId } = await server.liveRoom();
+    const liker = room(server, { roomId, token: server.token("snap") });
+    const watcher = room(server, { roomId });
+    await liker.connect();
+    await watcher.connect();
+    const away = watcher.lastSeq;
+    watcher.close(); // away for a while: it keeps its last seq
+    for (let i = 0; i < 5; i += 1) await liker.like();
+    const snapshot = next(watcher, "snapshot");
+    /** @type {any[]} */
+    const infos = [];
+    watcher.on("welcome", (/** @type {any} */ _w, /** @type {any} */ info) => infos.push(info));
+    watcher.open();
+    const welcome = await snapshot;
+    assert.equal(welcome.resumed, false);
+    assert.deepEqual(infos, [{ resumed: false, first: false, snapshot: true }]);
+    assert.ok(/** @type {number} */ (watcher.lastSeq) >= /** @type {number} */ (away) + 5);
+    liker.close();
+    watcher.close();
   });
 });
