@@ -212,6 +212,8 @@ class LiveRoom:
     async def connect(self) -> Event:
         """Open the connection (and keep it open). Returns the first ``welcome``;
         raises ``LiveError`` when the room closes before one."""
+        if self._live and self.welcome is not None:
+            return self.welcome  # connected already
         loop = asyncio.get_running_loop()
         first: asyncio.Future[Event] = loop.create_future()
 

@@ -67,7 +67,8 @@ async def test_gifts_acks_and_refusals(server: LiveServer) -> None:
     alice = _room(server, room_id, token=token)
     broke = _room(server, room_id, token=server.token("broke"))
     assert (await guest.connect())["you"] is None
-    await alice.connect()
+    welcome = await alice.connect()
+    assert await alice.connect() is welcome  # connected already: the same welcome
     await broke.connect()
     seen = _next(guest, "gift")
     ack = await alice.send_gift("rose", count=3, coins=1)

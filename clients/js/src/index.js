@@ -251,6 +251,7 @@ export class LiveRoom {
    * @returns {Promise<Record<string, any>>}
    */
   connect() {
+    if (this.live && this.welcome) return Promise.resolve(this.welcome); // connected already
     const welcomed = new Promise((resolve, reject) => {
       const offs = [
         this.on("welcome", (/** @type {any} */ welcome) => {

@@ -59,6 +59,7 @@ describe("a live room on a real server", () => {
     const welcome = await guest.connect();
     assert.equal(welcome.you, null);
     assert.equal((await alice.connect()).you?.username, "alice");
+    assert.equal(await alice.connect(), alice.welcome); // connected already: the same welcome
 
     const seen = next(guest, "gift");
     const ack = await alice.sendGift("rose", { count: 3, coins: 1 });
