@@ -44,6 +44,15 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from store.domain.refusals import refusal_error
+from store.scaled.cluster import (
+    ClusterAddress,
+    CrossSlot,
+    Node,
+    SlotMap,
+    command_slot,
+    is_cluster_url,
+    redirection,
+)
 from store.errors import StoreError, Unavailable
 from store.observer import StoreObserver
 
@@ -62,6 +71,12 @@ CONNECTION_ERRORS: Final = (
     OSError,
     asyncio.TimeoutError,
 )
+
+
+_UNAVAILABLE: Final = ("LOADING", "READONLY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN")
+"""Error replies of a Redis that is not serving right now: the call did not run."""
+_MAX_HOPS: Final = 5
+"""Redirections (``MOVED``/``ASK``, reconnects) one call may follow in a cluster."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,12 +280,18 @@ class CommandBatcher:
     ) -> None:
         if max_batch < 1 or max_in_flight < 1:
             raise ValueError("max_batch and max_in_flight must be >= 1")
-        parse_url(url)  # a bad URL fails here, not on the first gift
+        # a bad URL fails here, not on the first gift
+        self._cluster = ClusterAddress.parse(url) if is_cluster_url(url) else None
+        if self._cluster is None:
+            parse_url(url)
+        self._slots = SlotMap()
+        self._discovering = asyncio.Lock()
         self._url = url
         self._timeout = timeout
         self._max_batch = max_batch
         self._max_in_flight = max_in_flight
-        self._idle: list[RawConnection] = []
+        self._idle: dict[Node | None, list[RawConnection]] = {}
+        """Idle connections by node (``None``: the single Redis)."""
         self._pending: list[_Call] = []
         self._scheduled = False
         self._in_flight = 0
@@ -306,8 +327,9 @@ class CommandBatcher:
             if self._pending and not self._scheduled:
                 self._schedule()
             await asyncio.sleep(0.001)
-        for conn in self._idle:
-            conn.close()
+        for idle in self._idle.values():
+            for conn in idle:
+                conn.close()
         self._idle.clear()
 
     # -- internals ----------------------------------------------------------
@@ -354,16 +376,72 @@ class CommandBatcher:
                 self._schedule()
 
     async def _send(self, batch: list[_Call]) -> None:
+        if self._cluster is None:
+            await self._send_to(batch, None)
+        else:
+            await self._route(batch, hops=0)
+
+    async def _route(self, batch: list[_Call], *, hops: int) -> None:
+        """Cluster: send each call to the primary of its key's slot, one pipeline
+        per primary, all at once."""
+        if hops > _MAX_HOPS:
+            self._fail(batch, Unavailable("redis cluster: too many redirections"))
+            return
+        if self._slots.stale:
+            await self._discover()
+        groups: dict[Node, list[_Call]] = {}
+        for call in batch:
+            try:
+                node = self._slots.node(command_slot(call.args))
+            except CrossSlot as exc:
+                self._fail([call], StoreError(f"redis cluster: {exc}"))
+                continue
+            if node is None:
+                self._fail([call], Unavailable("redis cluster: no primary serves the slot"))
+                continue
+            groups.setdefault(node, []).append(call)
+        await asyncio.gather(
+            *(self._send_to(calls, node, hops=hops) for node, calls in groups.items())
+        )
+
+    async def _discover(self) -> None:
+        """Read the slot map (``CLUSTER SLOTS``) from a seed or a known primary."""
+        assert self._cluster is not None
+        async with self._discovering:
+            if not self._slots.stale:
+                return  # another pipeline just read it
+            failure: BaseException | None = None
+            for node in dict.fromkeys([*self._slots.primaries, *self._cluster.seeds]):
+                conn = RawConnection(self._cluster.node_url(node), timeout=self._timeout)
+                try:
+                    await conn.connect()
+                    (reply,) = await conn.roundtrip([("CLUSTER", "SLOTS")])
+                except CONNECTION_ERRORS as exc:
+                    failure = exc
+                    continue
+                finally:
+                    conn.close()
+                if isinstance(reply, hiredis.ReplyError) or not reply:
+                    failure = StoreError(f"redis cluster: CLUSTER SLOTS answered {reply}")
+                    continue
+                self._slots.load(reply)
+                return
+            raise Unavailable(f"redis cluster: no seed answered CLUSTER SLOTS: {failure}")
+
+    async def _send_to(
+        self, batch: list[_Call], node: Node | None, *, asking: bool = False, hops: int = 0
+    ) -> None:
+        """One pipeline of ``batch`` to ``node`` (``None``: the single Redis); then
+        the scripts it had not loaded, and (cluster) the redirected calls."""
         attempt = 0
         while batch:
             attempt += 1
             try:
-                replies = await self._pipeline([call.args for call in batch])
+                replies = await self._pipeline([call.args for call in batch], node, asking=asking)
             except CONNECTION_ERRORS as exc:
                 # the idle connections are as old as the one that failed: replace them
-                for idle in self._idle:
+                for idle in self._idle.pop(node, []):
                     idle.close()
-                self._idle.clear()
                 retry: list[_Call] = []
                 for call in batch:
                     if call.retry_on_disconnect and attempt == 1:
@@ -371,9 +449,16 @@ class CommandBatcher:
                     elif not call.future.done():
                         call.future.set_exception(Unavailable(f"redis unavailable: {exc}"))
                         self._observe(call, ok=False)
+                if self._cluster is not None:
+                    self._slots.stale = True  # a failover may have moved the primary
+                    if retry:
+                        await self._route(retry, hops=hops + 1)
+                    return
                 batch = retry
                 continue
             missing: list[_Call] = []
+            moved: list[_Call] = []
+            asked: dict[Node, list[_Call]] = {}
             for call, reply in zip(batch, replies, strict=True):
                 if call.future.done():
                     continue
@@ -385,43 +470,78 @@ class CommandBatcher:
                 if message.startswith("NOSCRIPT") and attempt <= 3:
                     missing.append(call)
                     continue
-                if message.startswith(("LOADING", "READONLY", "MASTERDOWN", "TRYAGAIN")):
+                redirect = redirection(message) if self._cluster is not None else None
+                if redirect is not None:
+                    kind, slot, target = redirect
+                    if kind == "MOVED":
+                        self._slots.moved(slot, target)
+                        moved.append(call)
+                    else:
+                        asked.setdefault(target, []).append(call)
+                    continue
+                if message.startswith(_UNAVAILABLE):
                     call.future.set_exception(Unavailable(f"redis unavailable: {message}"))
                 else:
                     call.future.set_exception(StoreError(f"redis: {message}"))
                 self._observe(call, ok=False)
+            if moved:
+                await self._route(moved, hops=hops + 1)
+            for target, calls in asked.items():
+                if hops < _MAX_HOPS:
+                    await self._send_to(calls, target, asking=True, hops=hops + 1)
+                else:
+                    self._fail(calls, Unavailable("redis cluster: too many redirections"))
             if missing:
-                await self._load({c.script for c in missing if c.script is not None})
+                await self._load({c.script for c in missing if c.script is not None}, node)
             batch = missing
         self.pipelines += 1
+
+    def _fail(self, calls: list[_Call], error: StoreError) -> None:
+        for call in calls:
+            if not call.future.done():
+                call.future.set_exception(error)
+                self._observe(call, ok=False)
 
     def _observe(self, call: _Call, *, ok: bool) -> None:
         if self._observer is not None:
             seconds = time.perf_counter() - call.started
             self._observer.backend_call("redis", call.name, seconds, ok=ok)
 
-    async def _load(self, scripts: set[LuaScript]) -> None:
-        """The script cache was flushed (restart, failover, SCRIPT FLUSH): reload."""
+    async def _load(self, scripts: set[LuaScript], node: Node | None) -> None:
+        """The script cache of ``node`` was flushed (restart, failover, SCRIPT
+        FLUSH) or never had these: load them there."""
         ordered = sorted(scripts, key=lambda script: script.name)
         for script in ordered:
             log.info("redis script cache miss: loading %s", script.name)
         try:
-            replies = await self._pipeline([("SCRIPT", "LOAD", s.source) for s in ordered])
+            replies = await self._pipeline([("SCRIPT", "LOAD", s.source) for s in ordered], node)
         except CONNECTION_ERRORS as exc:
             raise Unavailable(f"redis unavailable: {exc}") from exc
         for script, sha in zip(ordered, replies, strict=True):
             if isinstance(sha, hiredis.ReplyError) or sha != script.sha.encode():
                 raise StoreError(f"redis could not load script {script.name}: {sha!r}")
 
-    async def _pipeline(self, commands: list[tuple[Arg, ...]]) -> list[Any]:
-        """One write of every command, then its replies, on an idle connection."""
+    async def _pipeline(
+        self, commands: list[tuple[Arg, ...]], node: Node | None, *, asking: bool = False
+    ) -> list[Any]:
+        """One write of every command, then its replies, on an idle connection to
+        ``node``. ``asking``: each command follows an ``ASKING`` (a slot being
+        imported there), whose replies are dropped."""
         self.calls += len(commands)
-        conn = self._idle.pop() if self._idle else RawConnection(self._url, timeout=self._timeout)
+        idle = self._idle.setdefault(node, [])
+        conn = idle.pop() if idle else RawConnection(self._node_url(node), timeout=self._timeout)
         if not conn.connected:
             await conn.connect()
+        if asking:
+            commands = [c for command in commands for c in (("ASKING",), command)]
         replies = await conn.roundtrip(commands)  # closes the connection on failure
         if self._closed:
             conn.close()
         else:
-            self._idle.append(conn)
-        return replies
+            idle.append(conn)
+        return replies[1::2] if asking else replies
+
+    def _node_url(self, node: Node | None) -> str:
+        if node is None or self._cluster is None:
+            return self._url
+        return self._cluster.node_url(node)

@@ -1,0 +1,151 @@
+"""The engine's batcher on a real Redis Cluster: slot routing, scripts loaded on
+each primary, a refused cross-slot script, ``MOVED`` and ``ASK`` while a slot
+migrates."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from redis.crc import key_slot
+
+from loadtest.processes import RedisCluster, RedisServer
+from store.errors import StoreError
+from store.scaled.client import CommandBatcher, load_script
+from store.scaled.cluster import ClusterAddress
+from store.scaled.keys import HISTORY, SEQ, room_key, wallet_key
+from tests.services import Services
+
+pytestmark = pytest.mark.scaled
+
+_PUBLISH = load_script("publish")
+
+
+async def _cluster(services: Services) -> RedisCluster:
+    cluster = await services.cluster()
+    await cluster.flush()
+    return cluster
+
+
+def _owner(cluster: RedisCluster, key: str, slots: list[list[object]]) -> RedisServer:
+    slot = key_slot(key.encode())
+    for start, end, primary, *_ in slots:
+        if int(start) <= slot <= int(end):  # type: ignore[call-overload]
+            port = int(primary[1])  # type: ignore[index]
+            return next(node for node in cluster.nodes if node.port == port)
+    raise AssertionError(f"no node serves slot {slot}")
+
+
+async def _slots(cluster: RedisCluster) -> list[list[object]]:
+    client = cluster.nodes[0].client()
+    try:
+        slots: list[list[object]] = await client.execute_command("CLUSTER", "SLOTS")  # type: ignore[no-untyped-call]
+        return slots
+    finally:
+        await client.aclose()
+
+
+def _rooms_on_every_node(cluster: RedisCluster, slots: list[list[object]]) -> list[str]:
+    """One room id per primary (its keys hash to a slot that node serves)."""
+    found: dict[int, str] = {}
+    index = 0
+    while len(found) < len(cluster.nodes):
+        room = f"room-{index}"
+        found.setdefault(_owner(cluster, room_key(room, SEQ), slots).port, room)
+        index += 1
+    return list(found.values())
+
+
+def test_cluster_url_parses_seeds_and_credentials() -> None:
+    address = ClusterAddress.parse("redis+cluster://u:p%40ss@10.0.0.1:7000,[::1]:7001")
+    assert address.seeds == (("10.0.0.1", 7000), ("::1", 7001))
+    assert (address.username, address.password, address.tls) == ("u", "p@ss", False)
+    assert address.node_url(("h", 1)) == "redis://u:p@ss@h:1/0"
+    for bad in ("redis+cluster://host", "redis+cluster://h:1/2", "redis://h:1"):
+        with pytest.raises(ValueError):
+            ClusterAddress.parse(bad)
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_calls_go_to_the_primary_of_their_slot(services: Services) -> None:
+    cluster = await _cluster(services)
+    slots = await _slots(cluster)
+    rooms = _rooms_on_every_node(cluster, slots)
+    batcher = CommandBatcher(cluster.url)
+    try:
+        # one loop iteration: one pipeline per primary, each loading the script
+        replies = await asyncio.gather(
+            *(
+                batcher.evalsha(
+                    _PUBLISH,
+                    (room_key(room, SEQ), room_key(room, HISTORY)),
+                    (room_key(room, "ch"), 1, "[]", 100, 60),
+                )
+                for room in rooms
+            )
+        )
+        assert [reply[0] for reply in replies] == [1] * len(rooms)
+        assert await batcher.execute("GET", room_key(rooms[0], SEQ)) == b"1"
+    finally:
+        await batcher.close()
+    for room in rooms:
+        client = _owner(cluster, room_key(room, SEQ), slots).client()
+        try:
+            assert await client.get(room_key(room, SEQ)) == b"1"
+        finally:
+            await client.aclose()
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_a_script_with_keys_of_two_slots_is_refused_before_sending(
+    services: Services,
+) -> None:
+    cluster = await _cluster(services)
+    batcher = CommandBatcher(cluster.url)
+    try:
+        with pytest.raises(StoreError, match="different slots"):
+            await batcher.evalsha(_PUBLISH, (room_key("a", SEQ), wallet_key("b")), ("c", 1, "[]", 1, 1))
+        assert await batcher.execute("GET", room_key("a", SEQ)) is None
+    finally:
+        await batcher.close()
+
+
+async def _command(node: RedisServer, *args: object) -> object:
+    client = node.client()
+    try:
+        return await client.execute_command(*args)  # type: ignore[no-untyped-call]
+    finally:
+        await client.aclose()
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_moved_and_ask_follow_a_migrating_slot(services: Services) -> None:
+    cluster = await _cluster(services)
+    slots = await _slots(cluster)
+    key = room_key("migrating", SEQ)
+    slot = key_slot(key.encode())
+    source = _owner(cluster, key, slots)
+    target = next(node for node in cluster.nodes if node is not source)
+    source_id = (await _command(source, "CLUSTER", "MYID")).decode()  # type: ignore[attr-defined]
+    target_id = (await _command(target, "CLUSTER", "MYID")).decode()  # type: ignore[attr-defined]
+    batcher = CommandBatcher(cluster.url)
+    try:
+        assert await batcher.execute("INCR", key) == 1  # the map is read: slot -> source
+        # mid-migration: the key already moved, so the source answers ASK
+        await _command(target, "CLUSTER", "SETSLOT", slot, "IMPORTING", source_id)
+        await _command(source, "CLUSTER", "SETSLOT", slot, "MIGRATING", target_id)
+        await _command(source, "MIGRATE", "127.0.0.1", target.port, key, 0, 5000)
+        assert await batcher.execute("INCR", key) == 2
+        # the migration ends: the source answers MOVED from now on
+        for node in cluster.nodes:
+            await _command(node, "CLUSTER", "SETSLOT", slot, "NODE", target_id)
+        assert await batcher.execute("INCR", key) == 3
+        assert await batcher.evalsha(
+            _PUBLISH, (key, room_key("migrating", HISTORY)), ("ch", 1, "[]", 10, 60)
+        ) == [4, pytest.approx(0, abs=10**14)]
+    finally:
+        await batcher.close()
+    assert await _command(target, "GET", key) == b"4"
+    await _command(target, "FLUSHALL")  # give the slot back, empty
+    for node in cluster.nodes:
+        await _command(node, "CLUSTER", "SETSLOT", slot, "NODE", source_id)
