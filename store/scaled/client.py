@@ -44,6 +44,8 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from store.domain.refusals import refusal_error
+from store.errors import StoreError, Unavailable
+from store.observer import StoreObserver
 from store.scaled.cluster import (
     ClusterAddress,
     CrossSlot,
@@ -53,8 +55,6 @@ from store.scaled.cluster import (
     is_cluster_url,
     redirection,
 )
-from store.errors import StoreError, Unavailable
-from store.observer import StoreObserver
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +114,15 @@ def load_script(name: str) -> LuaScript:
     """``store/scaled/lua/<name>.lua``, includes composed (cached)."""
     source = _compose(name)
     return LuaScript(name=name, source=source, sha=hashlib.sha1(source).hexdigest())
+
+
+@cache
+def sharded(script: LuaScript) -> LuaScript:
+    """``script`` for a Redis Cluster: a room event goes out by ``SPUBLISH`` on the
+    room's shard channel (same slot as the room's keys) instead of a ``PUBLISH``
+    every node of the cluster would carry."""
+    source = script.source.replace(b"redis.call('PUBLISH'", b"redis.call('SPUBLISH'")
+    return LuaScript(name=script.name, source=source, sha=hashlib.sha1(source).hexdigest())
 
 
 def connect_redis(url: str, *, max_connections: int = 32, timeout: float = 10.0) -> Redis:
@@ -312,13 +321,38 @@ class CommandBatcher:
     ) -> asyncio.Future[Any]:
         """Run ``script`` (by EVALSHA, loading it on NOSCRIPT); await the reply.
         A plain function returning the future: no coroutine per call on the hot path."""
+        if self._cluster is not None:
+            script = sharded(script)
         return self._submit(
             ("EVALSHA", script.sha, len(keys), *keys, *args), script, retry_on_disconnect
         )
 
     def execute(self, *args: Arg, retry_on_disconnect: bool = True) -> asyncio.Future[Any]:
-        """Run one plain command in the next pipeline (reads are idempotent); await it."""
+        """Run one plain command in the next pipeline (reads are idempotent); await it.
+        On a cluster, ``PUBLISH`` goes out as ``SPUBLISH`` (see ``sharded``)."""
+        if self._cluster is not None and args[0] == "PUBLISH":
+            args = ("SPUBLISH", *args[1:])
         return self._submit(tuple(args), None, retry_on_disconnect)
+
+    @property
+    def cluster(self) -> ClusterAddress | None:
+        """The cluster's seeds and credentials (``None``: a single Redis)."""
+        return self._cluster
+
+    async def node_of(self, key: str | bytes) -> Node:
+        """Cluster: the primary serving ``key``'s slot now (the map read if stale)."""
+        if self._cluster is None:
+            raise ValueError("not a Redis Cluster")
+        if self._slots.stale:
+            await self._discover()
+        node = self._slots.node(command_slot(("GET", key)))
+        if node is None:
+            raise Unavailable("redis cluster: no primary serves the slot")
+        return node
+
+    def forget_slots(self) -> None:
+        """Read the slot map again before the next call (a slot moved, a node failed)."""
+        self._slots.stale = True
 
     async def close(self) -> None:
         """Wait for the pipelines in flight, refuse new calls, close the connections."""

@@ -1,6 +1,7 @@
-"""The engine's batcher on a real Redis Cluster: slot routing, scripts loaded on
-each primary, a refused cross-slot script, ``MOVED`` and ``ASK`` while a slot
-migrates."""
+"""The engine's batcher and broker on a real Redis Cluster: slot routing, scripts
+loaded on each primary, a refused cross-slot script, ``MOVED`` and ``ASK`` while
+a slot migrates; sharded pub/sub across primaries, a room's slot moving under
+its subscribers, a killed pub/sub connection."""
 
 from __future__ import annotations
 
@@ -11,10 +12,11 @@ from redis.crc import key_slot
 
 from loadtest.processes import RedisCluster, RedisServer
 from store.errors import StoreError
+from store.scaled.broker import RedisBroker
 from store.scaled.client import CommandBatcher, load_script
 from store.scaled.cluster import ClusterAddress
-from store.scaled.keys import HISTORY, SEQ, room_key, wallet_key
-from tests.services import Services
+from store.scaled.keys import HISTORY, SEQ, channel_name, room_key, wallet_key
+from tests.services import Recorder, Services, eventually
 
 pytestmark = pytest.mark.scaled
 
@@ -79,7 +81,7 @@ async def test_calls_go_to_the_primary_of_their_slot(services: Services) -> None
                 batcher.evalsha(
                     _PUBLISH,
                     (room_key(room, SEQ), room_key(room, HISTORY)),
-                    (room_key(room, "ch"), 1, "[]", 100, 60),
+                    (channel_name(room), 1, "[]", 100, 60),
                 )
                 for room in rooms
             )
@@ -104,7 +106,9 @@ async def test_a_script_with_keys_of_two_slots_is_refused_before_sending(
     batcher = CommandBatcher(cluster.url)
     try:
         with pytest.raises(StoreError, match="different slots"):
-            await batcher.evalsha(_PUBLISH, (room_key("a", SEQ), wallet_key("b")), ("c", 1, "[]", 1, 1))
+            await batcher.evalsha(
+                _PUBLISH, (room_key("a", SEQ), wallet_key("b")), ("c", 1, "[]", 1, 1)
+            )
         assert await batcher.execute("GET", room_key("a", SEQ)) is None
     finally:
         await batcher.close()
@@ -118,6 +122,26 @@ async def _command(node: RedisServer, *args: object) -> object:
         await client.aclose()
 
 
+async def _node_id(node: RedisServer) -> str:
+    reply = await _command(node, "CLUSTER", "MYID")
+    assert isinstance(reply, bytes)
+    return reply.decode()
+
+
+async def _move_slot(
+    cluster: RedisCluster, slot: int, source: RedisServer, target: RedisServer
+) -> None:
+    """Migrate every key of ``slot`` from ``source`` to ``target``, then hand it over."""
+    source_id, target_id = await _node_id(source), await _node_id(target)
+    await _command(target, "CLUSTER", "SETSLOT", slot, "IMPORTING", source_id)
+    await _command(source, "CLUSTER", "SETSLOT", slot, "MIGRATING", target_id)
+    while keys := await _command(source, "CLUSTER", "GETKEYSINSLOT", slot, 100):
+        await _command(source, "MIGRATE", "127.0.0.1", target.port, "", 0, 5000, "KEYS", *keys)  # type: ignore[misc]
+    # (each SETSLOT NODE ends the slot's shard subscriptions on that node: once per node)
+    for node in (target, source, *(n for n in cluster.nodes if n not in (source, target))):
+        await _command(node, "CLUSTER", "SETSLOT", slot, "NODE", target_id)
+
+
 @pytest.mark.asyncio(loop_scope="session")
 async def test_moved_and_ask_follow_a_migrating_slot(services: Services) -> None:
     cluster = await _cluster(services)
@@ -126,8 +150,7 @@ async def test_moved_and_ask_follow_a_migrating_slot(services: Services) -> None
     slot = key_slot(key.encode())
     source = _owner(cluster, key, slots)
     target = next(node for node in cluster.nodes if node is not source)
-    source_id = (await _command(source, "CLUSTER", "MYID")).decode()  # type: ignore[attr-defined]
-    target_id = (await _command(target, "CLUSTER", "MYID")).decode()  # type: ignore[attr-defined]
+    source_id, target_id = await _node_id(source), await _node_id(target)
     batcher = CommandBatcher(cluster.url)
     try:
         assert await batcher.execute("INCR", key) == 1  # the map is read: slot -> source
@@ -141,7 +164,9 @@ async def test_moved_and_ask_follow_a_migrating_slot(services: Services) -> None
             await _command(node, "CLUSTER", "SETSLOT", slot, "NODE", target_id)
         assert await batcher.execute("INCR", key) == 3
         assert await batcher.evalsha(
-            _PUBLISH, (key, room_key("migrating", HISTORY)), ("ch", 1, "[]", 10, 60)
+            _PUBLISH,
+            (key, room_key("migrating", HISTORY)),
+            (channel_name("migrating"), 1, "[]", 10, 60),
         ) == [4, pytest.approx(0, abs=10**14)]
     finally:
         await batcher.close()
@@ -149,3 +174,72 @@ async def test_moved_and_ask_follow_a_migrating_slot(services: Services) -> None
     await _command(target, "FLUSHALL")  # give the slot back, empty
     for node in cluster.nodes:
         await _command(node, "CLUSTER", "SETSLOT", slot, "NODE", source_id)
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_sharded_pubsub_across_primaries_and_processes(services: Services) -> None:
+    cluster = await _cluster(services)
+    rooms = _rooms_on_every_node(cluster, await _slots(cluster))
+    batchers = [CommandBatcher(cluster.url) for _ in range(2)]
+    a, b = (RedisBroker(batcher, url=cluster.url, history_size=50) for batcher in batchers)
+    try:
+        listeners = {room: (Recorder(), Recorder()) for room in rooms}
+        for room, (on_a, on_b) in listeners.items():
+            await a.subscribe(room, on_a)
+            await b.subscribe(room, on_b)
+        assert a.connected and len(a._links) == len(cluster.nodes)
+        for n in range(10):
+            for room in rooms:
+                await (b if n % 2 else a).publish(room, [{"type": "chat", "n": n}])
+        for on_a, on_b in listeners.values():
+            await eventually(lambda: len(on_a.events) == len(on_b.events) == 10)  # noqa: B023
+            assert on_a.seqs == list(range(1, 11)) and on_a.events == on_b.events
+        for node in cluster.nodes:  # shard channels: no node carries another's rooms
+            numsub = await _command(
+                node, "PUBSUB", "SHARDNUMSUB", *(channel_name(r) for r in rooms)
+            )
+            counts = dict(zip(numsub[::2], numsub[1::2], strict=True))  # type: ignore[index]
+            assert sorted(counts.values()) == [0] * (len(rooms) - 1) + [2]
+    finally:
+        for closing in (a, b, *batchers):
+            await closing.close()
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_a_rooms_slot_moving_resubscribes_and_resyncs_without_gap(
+    services: Services,
+) -> None:
+    cluster = await _cluster(services)
+    slots = await _slots(cluster)
+    room = "hot-room"
+    slot = key_slot(room_key(room, SEQ).encode())
+    source = _owner(cluster, room_key(room, SEQ), slots)
+    target = next(node for node in cluster.nodes if node is not source)
+    batchers = [CommandBatcher(cluster.url) for _ in range(2)]
+    viewer_side, publisher = (
+        RedisBroker(batcher, url=cluster.url, history_size=50) for batcher in batchers
+    )
+    listener = Recorder()
+    try:
+        await viewer_side.subscribe(room, listener)
+        await publisher.publish(room, [{"type": "chat", "n": 1}])
+        await eventually(lambda: listener.seqs == [1])
+        await _move_slot(cluster, slot, source, target)
+        # Redis ends the subscription on the old primary; the broker subscribes on
+        # the new one and its listener re-syncs from history
+        await eventually(lambda: listener.resets == [room], what="on_reset after the move")
+        await publisher.publish(room, [{"type": "chat", "n": 2}])
+        await eventually(lambda: listener.seqs == [1, 2], what="events after the move")
+        assert await viewer_side.history(room, since=0) is not None
+        # a killed pub/sub connection: the same re-sync
+        killed = await _command(target, "CLIENT", "KILL", "TYPE", "pubsub")
+        assert killed >= 1  # type: ignore[operator]
+        await eventually(lambda: listener.resets == [room, room], what="on_reset after the kill")
+        await publisher.publish(room, [{"type": "chat", "n": 3}])
+        await eventually(lambda: listener.seqs == [1, 2, 3], what="events after the kill")
+    finally:
+        for closing in (viewer_side, publisher, *batchers):
+            await closing.close()
+        await _command(target, "FLUSHALL")
+        for node in cluster.nodes:
+            await _command(node, "CLUSTER", "SETSLOT", slot, "NODE", await _node_id(source))
