@@ -11,7 +11,9 @@ import pytest
 from redis.crc import key_slot
 
 from loadtest.processes import RedisCluster, RedisServer
+from store.engine import open_engine
 from store.errors import StoreError
+from store.roles import EngineConfig
 from store.scaled.broker import RedisBroker
 from store.scaled.client import CommandBatcher, load_script
 from store.scaled.cluster import ClusterAddress
@@ -66,6 +68,16 @@ def test_cluster_url_parses_seeds_and_credentials() -> None:
     for bad in ("redis+cluster://host", "redis+cluster://h:1/2", "redis://h:1"):
         with pytest.raises(ValueError):
             ClusterAddress.parse(bad)
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_the_engine_refuses_a_cluster_before_writing_anything(services: Services) -> None:
+    urls = await services.reset_cluster()
+    config = EngineConfig(redis_url=urls.redis, database_url=urls.database)
+    with pytest.raises(ValueError, match="several hash slots"):
+        await open_engine(config)
+    cluster = await services.cluster()
+    assert [await _command(node, "DBSIZE") for node in cluster.nodes] == [0] * len(cluster.nodes)
 
 
 @pytest.mark.asyncio(loop_scope="session")
