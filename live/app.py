@@ -18,7 +18,7 @@ from starlette.routing import WebSocketRoute
 
 from live.actions.node import Actions
 from live.errors import error_response
-from live.http import admin, catalog, catalog_admin, money, ops, pages, rooms
+from live.http import admin, catalog, catalog_admin, money, ops, pages, payouts, rooms
 from live.http.common import MAX_BODY_BYTES
 from live.identity.service import Identity
 from live.limits import APP_STATE_SETTINGS, ConnectionGuard, RequestLimits
@@ -40,6 +40,7 @@ log = logging.getLogger("live.app")
 api_routes = [
     *catalog.routes,
     *money.routes,
+    *payouts.routes,
     *rooms.routes,
     *admin.routes,
     *catalog_admin.routes,

@@ -85,7 +85,12 @@ class JsonFormatter(logging.Formatter):
 
 def known_secrets(settings: Settings) -> list[str]:
     """The configured secret values: the HS256 secret and the webhook secrets."""
-    return [settings.secret, settings.metrics_token, *settings.webhook_secrets().values()]
+    return [
+        settings.secret,
+        settings.metrics_token,
+        *settings.webhook_secrets().values(),
+        *settings.stripe_connect_secrets(),
+    ]
 
 
 def configure_logging(settings: Settings) -> None:

@@ -195,6 +195,27 @@ class Settings:
     provider without one has its webhook turned off."""
     webhook_tolerance_seconds: int = 300
     """A webhook whose signed timestamp is further from now than this is refused."""
+    # -- real payout providers (live/payouts) -----------------------------------------
+    stripe_connect_payouts: bool = False
+    """Enables creator payouts through Stripe Connect (needs the key, the webhook
+    secret and the onboarding return and refresh URLs)."""
+    stripe_connect_secret_key: str = ""
+    """The platform's Stripe secret key (``sk_live_…``); or a file holding it:"""
+    stripe_connect_secret_key_file: str = ""
+    stripe_connect_webhook_secret: str = ""
+    """The signing secret of the Connect webhook endpoint (``whsec_…``); or a file:"""
+    stripe_connect_webhook_secret_file: str = ""
+    stripe_connect_return_url: str = ""
+    """Where Stripe sends a creator who finished onboarding (a page of the app)."""
+    stripe_connect_refresh_url: str = ""
+    """Where Stripe sends a creator whose onboarding link expired (asks for a new one)."""
+    stripe_connect_country: str = "US"
+    """Country of the connected accounts created for creators (ISO 3166-1 alpha-2)."""
+    stripe_connect_api_base: str = ""
+    """Stripe API address ("": Stripe's own); a test points it at a local stub."""
+    payout_poll_seconds: float = 300.0
+    """How often each node asks the payout providers about unsettled withdrawals
+    (0: never; webhooks alone settle them)."""
     migrate_on_start: bool = True
     # -- the catalog -----------------------------------------------------------------
     catalog_poll_seconds: float = 0.25
@@ -340,6 +361,7 @@ class Settings:
                 raise SettingsError(f"LIVE_{name.upper()} must be >= 1")
         if self.webhook_tolerance_seconds < 1:
             raise SettingsError("LIVE_WEBHOOK_TOLERANCE_SECONDS must be >= 1")
+        self._validate_payouts()
         if not self.payout_currency.isalpha() or len(self.payout_currency) != 3:
             raise SettingsError("LIVE_PAYOUT_CURRENCY must be an ISO 4217 code like USD")
         for name, parse in (
@@ -351,6 +373,34 @@ class Settings:
                 parse()
             except ValueError as exc:
                 raise SettingsError(f"LIVE_{name.upper()}: {exc}") from None
+
+    def stripe_connect_secrets(self) -> tuple[str, str]:
+        """The Stripe Connect secret key and webhook secret, from the settings or
+        their files (``""`` when neither is set)."""
+        return (
+            _secret(self.stripe_connect_secret_key, self.stripe_connect_secret_key_file),
+            _secret(self.stripe_connect_webhook_secret, self.stripe_connect_webhook_secret_file),
+        )
+
+    def _validate_payouts(self) -> None:
+        if self.payout_poll_seconds < 0:
+            raise SettingsError("LIVE_PAYOUT_POLL_SECONDS must be >= 0")
+        if not self.stripe_connect_payouts:
+            return
+        try:
+            key, webhook_secret = self.stripe_connect_secrets()
+        except OSError as exc:
+            raise SettingsError(f"Stripe Connect secret file: {exc}") from None
+        for name, value in (
+            ("LIVE_STRIPE_CONNECT_SECRET_KEY", key),
+            ("LIVE_STRIPE_CONNECT_WEBHOOK_SECRET", webhook_secret),
+            ("LIVE_STRIPE_CONNECT_RETURN_URL", self.stripe_connect_return_url),
+            ("LIVE_STRIPE_CONNECT_REFRESH_URL", self.stripe_connect_refresh_url),
+        ):
+            if not value:
+                raise SettingsError(f"{name} is required when LIVE_STRIPE_CONNECT_PAYOUTS is on")
+        if len(self.stripe_connect_country) != 2 or not self.stripe_connect_country.isalpha():
+            raise SettingsError("LIVE_STRIPE_CONNECT_COUNTRY must be a country code like US")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -459,6 +509,13 @@ def _dev_secret(data_dir: Path) -> str:
     with os.fdopen(fd, "w") as fh:
         fh.write(value)
     return value
+
+
+def _secret(value: str, file: str) -> str:
+    """A secret given directly, else read from ``file`` (stripped), else ``""``."""
+    if value or not file:
+        return value
+    return Path(file).read_text().strip()
 
 
 def _convert(kind: Any, raw: str) -> Any:

@@ -1,0 +1,120 @@
+"""Creators' payout accounts and their withdrawals' provider state on the scaled
+engine, in Redis beside the rest of the account:
+
+- ``live:{u:<id>}:po:<provider>``: the creator's account at the provider (hash);
+- ``live:{sys}:po:own``: ``<provider>|<account id>`` → the creator who claimed it
+  first (a provider account belongs to one creator);
+- ``live:{sys}:po:sub``: withdrawal id → its submission (JSON);
+- ``live:{sys}:po:open:<provider>``: the submissions not yet done, by last update.
+
+Writes are ordered so that a crash between two of them leaves nothing wrong: the
+owner claim before the account, a submission in the open set before it is
+stored, and out of it only after it is stored as done.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Final
+
+import orjson
+
+from store.domain import refusals
+from store.domain.payout_accounts import DONE, PayoutAccount, PayoutSubmission
+from store.scaled.client import CommandBatcher, text
+from store.scaled.keys import system_key, user_key
+
+_OWNERS: Final = system_key("po:own")
+_SUBMISSIONS: Final = system_key("po:sub")
+_FIELDS: Final = ("account_id", "payouts_enabled", "details_submitted", "created_at", "updated_at")
+
+
+def _open_key(provider: str) -> str:
+    return system_key(f"po:open:{provider}")
+
+
+def _account_key(user_id: str, provider: str) -> str:
+    return user_key(user_id, f"po:{provider}")
+
+
+class RedisPayoutAccounts:
+    """``store.roles.PayoutAccounts`` in Redis."""
+
+    def __init__(self, batcher: CommandBatcher) -> None:
+        self._batcher = batcher
+
+    async def link(self, account: PayoutAccount) -> PayoutAccount:
+        execute = self._batcher.execute
+        field = f"{account.provider}|{account.account_id}"
+        await execute("HSETNX", _OWNERS, field, account.user_id)
+        owner = await execute("HGET", _OWNERS, field)
+        if owner is None or text(owner) != account.user_id:
+            raise refusals.PAYOUT_ACCOUNT_TAKEN()
+        key = _account_key(account.user_id, account.provider)
+        await execute("HSETNX", key, "created_at", account.created_at)
+        await execute(
+            "HSET",
+            key,
+            "account_id",
+            account.account_id,
+            "payouts_enabled",
+            int(account.payouts_enabled),
+            "details_submitted",
+            int(account.details_submitted),
+            "updated_at",
+            account.updated_at,
+        )
+        stored = await self.get(account.user_id, account.provider)
+        assert stored is not None
+        return stored
+
+    async def get(self, user_id: str, provider: str) -> PayoutAccount | None:
+        values: list[Any] = await self._batcher.execute(
+            "HMGET", _account_key(user_id, provider), *_FIELDS
+        )
+        if values[0] is None:
+            return None
+        account_id, enabled, submitted, created_at, updated_at = (
+            text(v) if v is not None else "" for v in values
+        )
+        return PayoutAccount(
+            user_id=user_id,
+            provider=provider,
+            account_id=account_id,
+            payouts_enabled=enabled == "1",
+            details_submitted=submitted == "1",
+            created_at=int(created_at or 0),
+            updated_at=int(updated_at or 0),
+        )
+
+    async def owner(self, provider: str, account_id: str) -> PayoutAccount | None:
+        owner = await self._batcher.execute("HGET", _OWNERS, f"{provider}|{account_id}")
+        if owner is None:
+            return None
+        account = await self.get(text(owner), provider)
+        return account if account is not None and account.account_id == account_id else None
+
+    async def save_submission(self, submission: PayoutSubmission) -> None:
+        execute = self._batcher.execute
+        document = orjson.dumps(dataclasses.asdict(submission))
+        open_key = _open_key(submission.provider)
+        if submission.state != DONE:
+            await execute("ZADD", open_key, submission.updated_at, submission.withdrawal_id)
+        await execute("HSET", _SUBMISSIONS, submission.withdrawal_id, document)
+        if submission.state == DONE:
+            await execute("ZREM", open_key, submission.withdrawal_id)
+
+    async def submission(self, withdrawal_id: str) -> PayoutSubmission | None:
+        raw = await self._batcher.execute("HGET", _SUBMISSIONS, withdrawal_id)
+        return PayoutSubmission(**orjson.loads(raw)) if raw is not None else None
+
+    async def open_submissions(self, provider: str, *, limit: int) -> list[PayoutSubmission]:
+        ids = await self._batcher.execute("ZRANGE", _open_key(provider), 0, limit - 1)
+        found: list[PayoutSubmission] = []
+        for withdrawal_id in ids:
+            submission = await self.submission(text(withdrawal_id))
+            if submission is None or submission.state == DONE:
+                await self._batcher.execute("ZREM", _open_key(provider), withdrawal_id)
+                continue
+            found.append(submission)
+        return found
