@@ -49,7 +49,10 @@ class RedisPayoutAccounts:
         await execute("HSETNX", _OWNERS, field, account.user_id)
         owner = await execute("HGET", _OWNERS, field)
         if owner is None or text(owner) != account.user_id:
-            raise refusals.PAYOUT_ACCOUNT_TAKEN()
+            if await self.owner(account.provider, account.account_id) is not None:
+                raise refusals.PAYOUT_ACCOUNT_TAKEN()
+            # its last owner moved to another account: the claim is free
+            await execute("HSET", _OWNERS, field, account.user_id)
         key = _account_key(account.user_id, account.provider)
         await execute("HSETNX", key, "created_at", account.created_at)
         await execute(
