@@ -21,6 +21,7 @@ import orjson
 from store.domain.catalog import Catalog
 from store.domain.catalog_entries import KINDS, CatalogChanges, EntryError, entries_from_document
 from store.errors import Conflict, NotFound
+from store.tasks import stop_task
 
 log = logging.getLogger("live.catalog")
 
@@ -95,11 +96,8 @@ class Catalogs:
         self._poller = asyncio.get_running_loop().create_task(self._poll())
 
     async def close(self) -> None:
-        if self._poller is not None:
-            self._poller.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._poller
-            self._poller = None
+        await stop_task(self._poller)
+        self._poller = None
 
     def watch(self, listener: Callable[[int], None]) -> Callable[[], None]:
         """Call ``listener(version)`` after each new version; returns the unwatch."""

@@ -11,7 +11,6 @@ exactly once, paid or failed (the diamonds return).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
 import time
@@ -56,6 +55,7 @@ from store.domain.payout_accounts import (
 from store.errors import Conflict
 from store.ids import now_ms
 from store.roles import Engine, PayoutAccounts
+from store.tasks import stop_task
 
 log = logging.getLogger("live.money")
 
@@ -83,6 +83,8 @@ class Payouts:
     """The payout providers paying creators' linked accounts, by name (``None``:
     those the settings enable)."""
     _poller: asyncio.Task[None] | None = field(default=None, init=False)
+    _in_flight: set[str] = field(default_factory=set, init=False)
+    """Withdrawals this node is submitting now: its poll leaves them alone."""
 
     def __post_init__(self) -> None:
         if self.connected is None:
@@ -250,6 +252,23 @@ class Payouts:
         submission = dataclasses.replace(
             submission, attempts=submission.attempts + 1, updated_at=now_ms()
         )
+        self._in_flight.add(submission.withdrawal_id)
+        try:
+            return await self._submit_once(
+                payout, store, submission, reserved, raise_unavailable=raise_unavailable
+            )
+        finally:
+            self._in_flight.discard(submission.withdrawal_id)
+
+    async def _submit_once(
+        self,
+        payout: ConnectedPayoutProvider,
+        store: PayoutAccounts,
+        submission: PayoutSubmission,
+        reserved: Withdrawal | None,
+        *,
+        raise_unavailable: bool,
+    ) -> Withdrawal:
         try:
             submitted = await payout.submit(submission)
         except PayoutRefused as refused:
@@ -386,6 +405,8 @@ class Payouts:
             return 0
         for payout in (self.connected or {}).values():
             for submission in await store.open_submissions(payout.name, limit=POLL_BATCH):
+                if submission.withdrawal_id in self._in_flight:
+                    continue
                 try:
                     settled += await self._poll_one(payout, store, submission)
                 except PayoutUnavailable as exc:
@@ -436,8 +457,5 @@ class Payouts:
                 log.exception("payout poll failed")
 
     async def close(self) -> None:
-        if self._poller is not None:
-            self._poller.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._poller
-            self._poller = None
+        await stop_task(self._poller)
+        self._poller = None

@@ -188,14 +188,17 @@ async def withdraw(api: Api, amount: int, key: str) -> Any:
     )
 
 
-async def ready_creator(apis: dict[str, Api], fake: FakeStripe) -> None:
+@pytest.fixture
+async def ready(apis: dict[str, Api], stub: PayoutStub) -> FakeStripe:
     """Carol verified, with a linked account that can receive payouts."""
+    fake = FakeStripe(stub)
     verify = await apis["admin"].post("/v1/admin/creators/carol/verification", {"verified": True})
     assert verify.status_code == 200
     assert (await apis["carol"].post("/v1/me/payout-account", {})).status_code == 200
     fake.payouts_enabled = True
     status = await apis["carol"].get("/v1/me/payout-account")
     assert status.json()["account"]["payouts_enabled"] is True
+    return fake
 
 
 async def withdrawal_of(api: Api, withdrawal_id: str) -> dict[str, Any]:
@@ -293,11 +296,9 @@ async def test_linking_an_account_and_who_may_withdraw(
 
 
 async def test_a_withdrawal_is_paid_once_by_webhook(
-    server: LiveServer, apis: dict[str, Api], stub: PayoutStub
+    server: LiveServer, apis: dict[str, Api], stub: PayoutStub, ready: FakeStripe
 ) -> None:
-    fake = FakeStripe(stub)
-    carol = apis["carol"]
-    await ready_creator(apis, fake)
+    fake, carol = ready, apis["carol"]
 
     created = await withdraw(carol, 200, "w1")
     assert created.status_code == 201, created.text
@@ -356,11 +357,9 @@ async def test_a_withdrawal_is_paid_once_by_webhook(
 
 
 async def test_a_failed_payout_returns_the_diamonds(
-    server: LiveServer, apis: dict[str, Api], stub: PayoutStub
+    server: LiveServer, apis: dict[str, Api], stub: PayoutStub, ready: FakeStripe
 ) -> None:
-    fake = FakeStripe(stub)
-    carol = apis["carol"]
-    await ready_creator(apis, fake)
+    fake, carol = ready, apis["carol"]
 
     wid = (await withdraw(carol, 200, "w1")).json()["id"]
     assert await diamonds(carol) == 400
@@ -410,11 +409,9 @@ async def test_a_failed_payout_returns_the_diamonds(
 
 
 async def test_a_status_poll_settles_what_no_webhook_told(
-    server: LiveServer, apis: dict[str, Api], stub: PayoutStub
+    server: LiveServer, apis: dict[str, Api], stub: PayoutStub, ready: FakeStripe
 ) -> None:
-    fake = FakeStripe(stub)
-    carol = apis["carol"]
-    await ready_creator(apis, fake)
+    fake, carol = ready, apis["carol"]
 
     paid = (await withdraw(carol, 200, "w1")).json()["id"]
     failed = (await withdraw(carol, 100, "w2")).json()["id"]
@@ -438,11 +435,9 @@ async def test_a_status_poll_settles_what_no_webhook_told(
 
 
 async def test_an_unreachable_provider_loses_nothing(
-    server: LiveServer, apis: dict[str, Api], stub: PayoutStub
+    server: LiveServer, apis: dict[str, Api], stub: PayoutStub, ready: FakeStripe
 ) -> None:
-    fake = FakeStripe(stub)
-    carol = apis["carol"]
-    await ready_creator(apis, fake)
+    fake, carol = ready, apis["carol"]
 
     stub.unreachable = True
     down = await withdraw(carol, 200, "w1")
@@ -466,11 +461,9 @@ async def test_an_unreachable_provider_loses_nothing(
 
 
 async def test_forged_stale_and_malformed_webhooks_are_refused(
-    server: LiveServer, apis: dict[str, Api], stub: PayoutStub
+    server: LiveServer, apis: dict[str, Api], ready: FakeStripe
 ) -> None:
-    fake = FakeStripe(stub)
-    carol, hook = apis["carol"], apis["stripe"]
-    await ready_creator(apis, fake)
+    fake, carol, hook = ready, apis["carol"], apis["stripe"]
     wid = (await withdraw(carol, 200, "w1")).json()["id"]
     body = event("payout.paid", fake.payout_object(f"po_{wid}", wid, "paid"))
 
