@@ -1,11 +1,7 @@
 """Creators' payout accounts and their withdrawals' provider state on the scaled
-engine, in Redis beside the rest of the account:
-
-- ``live:{u:<id>}:po:<provider>``: the creator's account at the provider (hash);
-- ``live:{sys}:po:own``: ``<provider>|<account id>`` → the creator who claimed it
-  first (a provider account belongs to one creator);
-- ``live:{sys}:po:sub``: withdrawal id → its submission (JSON);
-- ``live:{sys}:po:open:<provider>``: the submissions not yet done, by last update.
+engine, in Redis beside the rest of the account (``store.scaled.keys``: the
+creator's account hash per provider, the owner of each provider account, the
+submissions, and per provider those not yet done).
 
 Writes are ordered so that a crash between two of them leaves nothing wrong: the
 owner claim before the account, a submission in the open set before it is
@@ -22,19 +18,14 @@ import orjson
 from store.domain import refusals
 from store.domain.payout_accounts import DONE, PayoutAccount, PayoutSubmission
 from store.scaled.client import CommandBatcher, text
-from store.scaled.keys import system_key, user_key
+from store.scaled.keys import (
+    PAYOUT_OWNERS,
+    PAYOUT_SUBMISSIONS,
+    payout_account_key,
+    payout_open_key,
+)
 
-_OWNERS: Final = system_key("po:own")
-_SUBMISSIONS: Final = system_key("po:sub")
 _FIELDS: Final = ("account_id", "payouts_enabled", "details_submitted", "created_at", "updated_at")
-
-
-def _open_key(provider: str) -> str:
-    return system_key(f"po:open:{provider}")
-
-
-def _account_key(user_id: str, provider: str) -> str:
-    return user_key(user_id, f"po:{provider}")
 
 
 class RedisPayoutAccounts:
@@ -46,14 +37,14 @@ class RedisPayoutAccounts:
     async def link(self, account: PayoutAccount) -> PayoutAccount:
         execute = self._batcher.execute
         field = f"{account.provider}|{account.account_id}"
-        await execute("HSETNX", _OWNERS, field, account.user_id)
-        owner = await execute("HGET", _OWNERS, field)
+        await execute("HSETNX", PAYOUT_OWNERS, field, account.user_id)
+        owner = await execute("HGET", PAYOUT_OWNERS, field)
         if owner is None or text(owner) != account.user_id:
             if await self.owner(account.provider, account.account_id) is not None:
                 raise refusals.PAYOUT_ACCOUNT_TAKEN()
             # its last owner moved to another account: the claim is free
-            await execute("HSET", _OWNERS, field, account.user_id)
-        key = _account_key(account.user_id, account.provider)
+            await execute("HSET", PAYOUT_OWNERS, field, account.user_id)
+        key = payout_account_key(account.user_id, account.provider)
         await execute("HSETNX", key, "created_at", account.created_at)
         await execute(
             "HSET",
@@ -73,7 +64,7 @@ class RedisPayoutAccounts:
 
     async def get(self, user_id: str, provider: str) -> PayoutAccount | None:
         values: list[Any] = await self._batcher.execute(
-            "HMGET", _account_key(user_id, provider), *_FIELDS
+            "HMGET", payout_account_key(user_id, provider), *_FIELDS
         )
         if values[0] is None:
             return None
@@ -91,7 +82,7 @@ class RedisPayoutAccounts:
         )
 
     async def owner(self, provider: str, account_id: str) -> PayoutAccount | None:
-        owner = await self._batcher.execute("HGET", _OWNERS, f"{provider}|{account_id}")
+        owner = await self._batcher.execute("HGET", PAYOUT_OWNERS, f"{provider}|{account_id}")
         if owner is None:
             return None
         account = await self.get(text(owner), provider)
@@ -100,24 +91,24 @@ class RedisPayoutAccounts:
     async def save_submission(self, submission: PayoutSubmission) -> None:
         execute = self._batcher.execute
         document = orjson.dumps(dataclasses.asdict(submission))
-        open_key = _open_key(submission.provider)
+        open_key = payout_open_key(submission.provider)
         if submission.state != DONE:
             await execute("ZADD", open_key, submission.updated_at, submission.withdrawal_id)
-        await execute("HSET", _SUBMISSIONS, submission.withdrawal_id, document)
+        await execute("HSET", PAYOUT_SUBMISSIONS, submission.withdrawal_id, document)
         if submission.state == DONE:
             await execute("ZREM", open_key, submission.withdrawal_id)
 
     async def submission(self, withdrawal_id: str) -> PayoutSubmission | None:
-        raw = await self._batcher.execute("HGET", _SUBMISSIONS, withdrawal_id)
+        raw = await self._batcher.execute("HGET", PAYOUT_SUBMISSIONS, withdrawal_id)
         return PayoutSubmission(**orjson.loads(raw)) if raw is not None else None
 
     async def open_submissions(self, provider: str, *, limit: int) -> list[PayoutSubmission]:
-        ids = await self._batcher.execute("ZRANGE", _open_key(provider), 0, limit - 1)
+        ids = await self._batcher.execute("ZRANGE", payout_open_key(provider), 0, limit - 1)
         found: list[PayoutSubmission] = []
         for withdrawal_id in ids:
             submission = await self.submission(text(withdrawal_id))
             if submission is None or submission.state == DONE:
-                await self._batcher.execute("ZREM", _open_key(provider), withdrawal_id)
+                await self._batcher.execute("ZREM", payout_open_key(provider), withdrawal_id)
                 continue
             found.append(submission)
         return found
