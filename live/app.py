@@ -23,12 +23,8 @@ from live.http.common import MAX_BODY_BYTES
 from live.identity.service import Identity
 from live.limits import APP_STATE_SETTINGS, ConnectionGuard, RequestLimits
 from live.metrics import Metrics, multiprocess_dir
-from live.payments import (
-    PaymentProvider,
-    PayoutProvider,
-    SandboxPaymentProvider,
-    SandboxPayoutProvider,
-)
+from live.payments import PayoutProvider, SandboxPayoutProvider
+from live.payments.config import payment_providers
 from live.realtime.endpoint import live_endpoint
 from live.realtime.hub import Hub
 from live.settings import Settings
@@ -77,9 +73,7 @@ def create_app(settings: Settings) -> Starlette:
             tick_seconds=settings.tick_ms / 1000,
             send_buffer_bytes=settings.send_buffer_bytes,
         )
-        payments: dict[str, PaymentProvider] = {}
-        if settings.sandbox_payments:
-            payments["sandbox"] = SandboxPaymentProvider()
+        payments = payment_providers(settings)
         payouts: dict[str, PayoutProvider] = {}
         if settings.sandbox_payouts:
             payouts["sandbox"] = SandboxPayoutProvider()

@@ -17,7 +17,13 @@ from typing import Any
 
 from live.identity.keys import ALGORITHMS, family_of, load_public_key_file
 from live.limits import own_origin, parse_origins
-from live.money_config import parse_promotions, parse_rate, parse_secrets
+from live.money_config import (
+    parse_products,
+    parse_promotions,
+    parse_rate,
+    parse_regions,
+    parse_secrets,
+)
 from protocol import Limits
 from store.domain.accounts import MoneyPolicy
 from store.domain.catalog import Catalog
@@ -195,24 +201,46 @@ class Settings:
     provider without one has its webhook turned off."""
     webhook_tolerance_seconds: int = 300
     """A webhook whose signed timestamp is further from now than this is refused."""
+    # -- payment providers (live.payments) -------------------------------------------
+    payment_regions: str = ""
+    """Which providers each region offers, a JSON object ``{"stripe": ["US", "GB"],
+    "apple": ["*"]}``; a provider not named is offered in every region."""
+    stripe_api_key: str = ""
+    """Stripe's secret (or restricted) key; set, it enables card payments through
+    Stripe (and needs a ``stripe`` entry in ``payment_webhook_secrets``)."""
+    stripe_publishable_key: str = ""
+    """Handed to clients with a new payment, for Stripe.js and the mobile SDKs."""
+    stripe_api_base: str = ""
+    """Stripe's API address (empty: Stripe's own), for a proxy."""
+    stripe_timeout_seconds: float = 10.0
+    stripe_max_network_retries: int = 2
+    """Retries of a failed call to Stripe, each under the same idempotency key."""
+    apple_bundle_id: str = ""
+    """The app's bundle id; set, it enables App Store purchases."""
+    apple_app_apple_id: int = 0
+    """The app's Apple ID (App Store Connect), required for the Production environment."""
+    apple_environments: str = "Production"
+    """App Store environments accepted, comma-separated: ``Production``, ``Sandbox``."""
+    apple_root_certificates: str = ""
+    """Comma-separated files of Apple's root certificates (DER or PEM)."""
+    apple_products: str = ""
+    """Consumable product ids → coin packages, a JSON object ``{"com.x.coins70": "us_70"}``."""
+    apple_online_checks: bool = True
+    """Check the certificates' revocation with Apple (OCSP) on every verification."""
     # -- real payout providers (live/payouts) -----------------------------------------
     stripe_connect_payouts: bool = False
     """Enables creator payouts through Stripe Connect (needs the key, the webhook
     secret and the onboarding return and refresh URLs)."""
     stripe_connect_secret_key: str = ""
-    """The platform's Stripe secret key (``sk_live_…``); or a file holding it:"""
-    stripe_connect_secret_key_file: str = ""
+    """The platform's Stripe secret key for payouts (empty: ``stripe_api_key``)."""
     stripe_connect_webhook_secret: str = ""
-    """The signing secret of the Connect webhook endpoint (``whsec_…``); or a file:"""
-    stripe_connect_webhook_secret_file: str = ""
+    """The signing secret of the Connect webhook endpoint (``whsec_…``)."""
     stripe_connect_return_url: str = ""
     """Where Stripe sends a creator who finished onboarding (a page of the app)."""
     stripe_connect_refresh_url: str = ""
     """Where Stripe sends a creator whose onboarding link expired (asks for a new one)."""
     stripe_connect_country: str = "US"
     """Country of the connected accounts created for creators (ISO 3166-1 alpha-2)."""
-    stripe_connect_api_base: str = ""
-    """Stripe API address ("": Stripe's own); a test points it at a local stub."""
     payout_poll_seconds: float = 300.0
     """How often each node asks the payout providers about unsettled withdrawals
     (0: never; webhooks alone settle them)."""
@@ -341,6 +369,44 @@ class Settings:
     def cash_rate(self) -> Decimal:
         return parse_rate(self.diamond_cash_rate)
 
+    def provider_regions(self) -> dict[str, frozenset[str]]:
+        return parse_regions(self.payment_regions)
+
+    def apple_product_packages(self) -> dict[str, str]:
+        return parse_products(self.apple_products)
+
+    def _validate_payments(self) -> None:
+        for name, parse in (
+            ("payment_regions", self.provider_regions),
+            ("apple_products", self.apple_product_packages),
+        ):
+            try:
+                parse()
+            except ValueError as exc:
+                raise SettingsError(f"LIVE_{name.upper()}: {exc}") from None
+        if self.stripe_api_key and "stripe" not in self.webhook_secrets():
+            raise SettingsError(
+                "LIVE_STRIPE_API_KEY needs stripe's webhook signing secret in "
+                "LIVE_PAYMENT_WEBHOOK_SECRETS (stripe=whsec_…): Stripe's events credit the coins"
+            )
+        if not self.stripe_timeout_seconds > 0 or self.stripe_max_network_retries < 0:
+            raise SettingsError(
+                "LIVE_STRIPE_TIMEOUT_SECONDS > 0, LIVE_STRIPE_MAX_NETWORK_RETRIES >= 0"
+            )
+        if not self.apple_bundle_id:
+            return
+        environments = [e.strip() for e in self.apple_environments.split(",") if e.strip()]
+        if not environments or set(environments) - {"Production", "Sandbox"}:
+            raise SettingsError("LIVE_APPLE_ENVIRONMENTS: Production and/or Sandbox")
+        if "Production" in environments and self.apple_app_apple_id <= 0:
+            raise SettingsError(
+                "LIVE_APPLE_APP_APPLE_ID is required for the Production environment"
+            )
+        if not self.apple_root_certificates.strip() or not self.apple_product_packages():
+            raise SettingsError(
+                "LIVE_APPLE_BUNDLE_ID needs LIVE_APPLE_ROOT_CERTIFICATES and LIVE_APPLE_PRODUCTS"
+            )
+
     def _validate_money(self) -> None:
         for name in (
             "first_purchase_bonus_percent",
@@ -375,11 +441,11 @@ class Settings:
                 raise SettingsError(f"LIVE_{name.upper()}: {exc}") from None
 
     def stripe_connect_secrets(self) -> tuple[str, str]:
-        """The Stripe Connect secret key and webhook secret, from the settings or
-        their files (``""`` when neither is set)."""
+        """The Stripe Connect secret key (the card payments' one unless set apart)
+        and webhook secret (``""`` when not set)."""
         return (
-            _secret(self.stripe_connect_secret_key, self.stripe_connect_secret_key_file),
-            _secret(self.stripe_connect_webhook_secret, self.stripe_connect_webhook_secret_file),
+            self.stripe_connect_secret_key or self.stripe_api_key,
+            self.stripe_connect_webhook_secret,
         )
 
     def _validate_payouts(self) -> None:
@@ -387,12 +453,9 @@ class Settings:
             raise SettingsError("LIVE_PAYOUT_POLL_SECONDS must be >= 0")
         if not self.stripe_connect_payouts:
             return
-        try:
-            key, webhook_secret = self.stripe_connect_secrets()
-        except OSError as exc:
-            raise SettingsError(f"Stripe Connect secret file: {exc}") from None
+        key, webhook_secret = self.stripe_connect_secrets()
         for name, value in (
-            ("LIVE_STRIPE_CONNECT_SECRET_KEY", key),
+            ("LIVE_STRIPE_CONNECT_SECRET_KEY (or LIVE_STRIPE_API_KEY)", key),
             ("LIVE_STRIPE_CONNECT_WEBHOOK_SECRET", webhook_secret),
             ("LIVE_STRIPE_CONNECT_RETURN_URL", self.stripe_connect_return_url),
             ("LIVE_STRIPE_CONNECT_REFRESH_URL", self.stripe_connect_refresh_url),
@@ -414,6 +477,8 @@ class Settings:
             raw = env.get(f"LIVE_{f.name.upper()}")
             if raw is None and f.name == "port":
                 raw = env.get("PORT")
+            if raw is None and f.name in SECRET_FILE_FIELDS:
+                raw = _secret_file(env.get(f"LIVE_{f.name.upper()}_FILE"), f.name)
             if raw is None:
                 continue
             try:
@@ -427,6 +492,7 @@ class Settings:
 
     def validate(self) -> None:
         self._validate_money()
+        self._validate_payments()
         self._validate_identity()
         if self.log_format not in {"text", "json"}:
             raise SettingsError("LIVE_LOG_FORMAT must be 'text' or 'json'")
@@ -493,6 +559,28 @@ class Settings:
         return replace(self, secret=_dev_secret(self.data_dir))
 
 
+SECRET_FILE_FIELDS = frozenset(
+    {
+        "secret",
+        "metrics_token",
+        "payment_webhook_secrets",
+        "stripe_api_key",
+        "stripe_connect_secret_key",
+        "stripe_connect_webhook_secret",
+    }
+)
+"""Secrets that may also come from a file, ``LIVE_<NAME>_FILE`` (a mounted secret)."""
+
+
+def _secret_file(path: str | None, name: str) -> str | None:
+    if not path:
+        return None
+    try:
+        return Path(path).read_text().strip()
+    except OSError as exc:
+        raise SettingsError(f"LIVE_{name.upper()}_FILE: {exc.strerror}") from None
+
+
 def _dev_secret(data_dir: Path) -> str:
     """A per-install development secret, created once and kept beside the data."""
     path = data_dir / "dev-secret"
@@ -509,13 +597,6 @@ def _dev_secret(data_dir: Path) -> str:
     with os.fdopen(fd, "w") as fh:
         fh.write(value)
     return value
-
-
-def _secret(value: str, file: str) -> str:
-    """A secret given directly, else read from ``file`` (stripped), else ``""``."""
-    if value or not file:
-        return value
-    return Path(file).read_text().strip()
 
 
 def _convert(kind: Any, raw: str) -> Any:

@@ -73,11 +73,11 @@ class Wallet(Protocol):
     async def purchase(self, request: PurchaseRequest) -> PurchaseReceipt:
         """Credit a paid package, once per ``(provider, payment id)``. Checks, in
         order: (1) idempotency; (2) the buyer is an adult (``Forbidden``); with
-        ``enforce_limits``: (3) the account is not locked by debt and (4) purchases
-        are not turned off (``Forbidden``). Credits the package's coins and bonus
-        (from ``world``) plus the promotions (from ``platform:promotions``; a
-        first-purchase one only when no purchase was credited before), paying off
-        any chargeback debt first."""
+        ``enforce_limits``: (3) purchases are not turned off (``Forbidden``).
+        Credits the package's coins and bonus (from ``world``) plus the promotions
+        (from ``platform:promotions``; a first-purchase one only when no purchase
+        was credited before), paying off any chargeback debt first: an account
+        locked by debt may buy, and is unlocked once the debt is paid."""
         ...
 
     async def send_gift(self, request: GiftRequest) -> GiftReceipt:

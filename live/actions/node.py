@@ -73,3 +73,4 @@ class Actions:
         self._unwatch_catalog()
         await self.payouts.close()
         await self.activity.close()
+        await self.money.close()

@@ -459,3 +459,5 @@ class Payouts:
     async def close(self) -> None:
         await stop_task(self._poller)
         self._poller = None
+        for provider in (self.connected or {}).values():
+            await provider.close()

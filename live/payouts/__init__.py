@@ -24,7 +24,12 @@ from dataclasses import dataclass
 from typing import Final, Protocol
 
 from live.errors import LiveError
-from live.payments import PayoutProvider, PayoutResult, SandboxPayoutProvider
+from live.payments import (
+    MAX_WEBHOOK_BYTES,
+    PayoutProvider,
+    PayoutResult,
+    SandboxPayoutProvider,
+)
 from live.settings import Settings
 from store.domain.models import Profile
 from store.domain.payout_accounts import PayoutSubmission
@@ -34,7 +39,6 @@ PAYOUT_PAID: Final = "payout_paid"
 PAYOUT_FAILED: Final = "payout_failed"
 TRANSFER_REVERSED: Final = "transfer_reversed"
 IGNORED: Final = "ignored"
-MAX_WEBHOOK_BYTES: Final = 262_144
 
 
 class PayoutError(LiveError):
@@ -133,6 +137,10 @@ class ConnectedPayoutProvider(Protocol):
         self, *, headers: Mapping[str, str], body: bytes, now: float
     ) -> PayoutEvent: ...
 
+    async def close(self) -> None:
+        """Release the provider's connections."""
+        ...
+
 
 def connected_providers(settings: Settings) -> dict[str, ConnectedPayoutProvider]:
     """The connected payout providers the settings enable, by name."""
@@ -148,7 +156,9 @@ def connected_providers(settings: Settings) -> dict[str, ConnectedPayoutProvider
             refresh_url=settings.stripe_connect_refresh_url,
             country=settings.stripe_connect_country,
             tolerance=settings.webhook_tolerance_seconds,
-            api_base=settings.stripe_connect_api_base,
+            api_base=settings.stripe_api_base,
+            timeout=settings.stripe_timeout_seconds,
+            max_network_retries=settings.stripe_max_network_retries,
         )
         found[stripe_connect.name] = stripe_connect
     return found

@@ -297,9 +297,9 @@ class PurchaseRequest:
     promotions: tuple[PromotionGrant, ...] = ()
     """Bonus coins on top of the package (recorded as ``platform:promotions`` postings)."""
     enforce_limits: bool = True
-    """Refuse a locked account or one with purchases turned off. ``False`` when the
-    money was already taken (a provider's webhook): the coins are owed then, and
-    pay off any debt first."""
+    """Refuse an account with purchases turned off. ``False`` when the money was
+    already taken (a provider's webhook): the coins are owed then. Either way the
+    credit pays off any chargeback debt first."""
     now: int | None = None
 
     def fingerprint(self) -> str:

@@ -47,6 +47,18 @@ def test_stripe_connect_on_needs_every_setting() -> None:
         Settings.from_env({**STRIPE, "LIVE_PAYOUT_POLL_SECONDS": "-1"})
 
 
+def test_the_card_payments_key_serves_payouts_unless_set_apart() -> None:
+    env = {k: v for k, v in STRIPE.items() if k != "LIVE_STRIPE_CONNECT_SECRET_KEY"}
+    cards = {
+        "LIVE_STRIPE_API_KEY": "sk_test_cards_0123456789",
+        "LIVE_PAYMENT_WEBHOOK_SECRETS": "stripe=whsec_cards_0123456789",
+    }
+    shared = Settings.from_env({**env, **cards})
+    assert shared.stripe_connect_secrets()[0] == "sk_test_cards_0123456789"
+    apart = Settings.from_env({**STRIPE, **cards})
+    assert apart.stripe_connect_secrets()[0] == "sk_test_key_0123456789"
+
+
 def test_secrets_come_from_files_and_are_masked(tmp_path: Path) -> None:
     key, hook = tmp_path / "key", tmp_path / "hook"
     key.write_text("sk_live_from_a_file_0123\n")
@@ -67,7 +79,7 @@ def test_secrets_come_from_files_and_are_masked(tmp_path: Path) -> None:
         "sk_live_from_a_file_0123",
         "whsec_from_a_file_0123",
     )
-    with pytest.raises(SettingsError, match="secret file"):
+    with pytest.raises(SettingsError, match="LIVE_STRIPE_CONNECT_SECRET_KEY_FILE"):
         Settings.from_env({**env, "LIVE_STRIPE_CONNECT_SECRET_KEY_FILE": str(tmp_path / "none")})
 
     record = logging.LogRecord(

@@ -181,10 +181,10 @@ class MoneyMachine(RuleBasedStateMachine):
             )
         except Forbidden:
             assert not owed
-            assert debt > 0 or not self.limits[user].purchases_enabled
+            assert not self.limits[user].purchases_enabled
             assert self.balances() == before
             return
-        assert owed or (debt == 0 and self.limits[user].purchases_enabled)
+        assert owed or self.limits[user].purchases_enabled
         assert receipt.debt_paid == min(debt, receipt.coins)
         self.payments[payment] = (user, package, receipt.tx)
 

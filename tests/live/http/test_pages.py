@@ -81,7 +81,8 @@ def test_pages_know_every_error_and_close_code() -> None:
     messages = re.search(r"ERROR_MESSAGES = \{(.*?)\n\};", common, re.S)
     assert messages is not None
     known = set(re.findall(r"^\s+(\w+):", messages[1], re.M))
-    assert {str(code) for code in ErrorCode} | {"payment_declined"} <= known
+    http_only = {"payment_declined", "provider_unavailable"}
+    assert {str(code) for code in ErrorCode} | http_only <= known
     room = (static / "js" / "room.js").read_text()
     codes = re.search(r"RECONNECT_CODES = new Set\(\[([\d, ]+)\]\)", room)
     assert codes is not None

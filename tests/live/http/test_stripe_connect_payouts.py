@@ -113,6 +113,7 @@ def event(kind: str, obj: dict[str, Any], *, event_id: str | None = None) -> byt
             "id": event_id or f"evt_{kind}_{obj['id']}",
             "object": "event",
             "type": kind,
+            "livemode": False,  # a test key's events
             "account": ACCOUNT,
             "created": int(time.time()),
             "data": {"object": obj},
@@ -147,7 +148,7 @@ async def server(
         "LIVE_STRIPE_CONNECT_WEBHOOK_SECRET": WEBHOOK_SECRET,
         "LIVE_STRIPE_CONNECT_RETURN_URL": "https://app.example/payouts/done",
         "LIVE_STRIPE_CONNECT_REFRESH_URL": "https://app.example/payouts/again",
-        "LIVE_STRIPE_CONNECT_API_BASE": stub.url,
+        "LIVE_STRIPE_API_BASE": stub.url,
         "LIVE_PAYOUT_POLL_SECONDS": "0.2",
     }
     async with on_engine(engine_services, tmp_path / "data", env) as srv:
