@@ -1,6 +1,7 @@
 """Creator payouts through Stripe Connect, end to end against a real server on
 every engine, without the internet: the server's Stripe calls go to a recording
-stub on a loopback port (``tests.providers.payout_stub``) and the webhooks are
+stub on a loopback port (``tests.providers.payout_stub``, Stripe-like idempotent
+replays included) and the webhooks are
 signed here with Stripe's own scheme (``Stripe-Signature: t=…,v1=…``).
 
 Covered: linking an account (onboarding link) and who may withdraw; a withdrawal
@@ -23,7 +24,8 @@ import stripe
 
 from tests.live.launch import on_engine
 from tests.live.server import Api, LiveServer
-from tests.providers.payout_stub import PayoutStub, Recorded
+from tests.providers.payout_stub import PayoutStub
+from tests.providers.stripe_stub import StubRequest, stripe_error
 from tests.services import Services
 
 WEBHOOK_SECRET = "whsec_test_0123456789abcdef0123456789"
@@ -41,20 +43,17 @@ class FakeStripe:
         self.payouts_enabled = False
         self.payout_status: dict[str, str] = {}
         """payout id -> status answered to a retrieve (default ``pending``)."""
-        stub.on("POST", "/v1/accounts", lambda r: self.account())
-        stub.on("GET", f"/v1/accounts/{ACCOUNT}", lambda r: self.account())
-        stub.on(
-            "POST",
-            "/v1/account_links",
-            {
-                "object": "account_link",
-                "url": f"https://connect.stripe.com/setup/e/{ACCOUNT}/x1",
-                "created": 1_767_225_600,
-                "expires_at": 1_767_225_900,
-            },
-        )
-        stub.on("POST", "/v1/transfers", self.transfer)
-        stub.on("POST", "/v1/payouts", self.payout)
+        stub.script("POST", "/v1/accounts", lambda r: (200, self.account()))
+        stub.script("GET", f"/v1/accounts/{ACCOUNT}", lambda r: (200, self.account()))
+        link = {
+            "object": "account_link",
+            "url": f"https://connect.stripe.com/setup/e/{ACCOUNT}/x1",
+            "created": 1_767_225_600,
+            "expires_at": 1_767_225_900,
+        }
+        stub.script("POST", "/v1/account_links", (200, link))
+        stub.script("POST", "/v1/transfers", lambda r: (200, self.transfer(r)))
+        stub.script("POST", "/v1/payouts", lambda r: (200, self.payout(r)))
 
     def account(self) -> dict[str, Any]:
         enabled = self.payouts_enabled
@@ -66,9 +65,11 @@ class FakeStripe:
             "details_submitted": enabled,
         }
 
-    def transfer(self, request: Recorded) -> dict[str, Any]:
+    def transfer(self, request: StubRequest) -> dict[str, Any]:
         withdrawal = request.form["metadata[withdrawal_id]"]
-        self.stub.on("POST", f"/v1/transfers/tr_{withdrawal}/reversals", self.reversal)
+        self.stub.script(
+            "POST", f"/v1/transfers/tr_{withdrawal}/reversals", lambda r: (200, self.reversal(r))
+        )
         return {
             "id": f"tr_{withdrawal}",
             "object": "transfer",
@@ -78,10 +79,12 @@ class FakeStripe:
             "metadata": {"withdrawal_id": withdrawal},
         }
 
-    def payout(self, request: Recorded) -> dict[str, Any]:
+    def payout(self, request: StubRequest) -> dict[str, Any]:
         withdrawal = request.form["metadata[withdrawal_id]"]
         payout_id = f"po_{withdrawal}"
-        self.stub.on("GET", f"/v1/payouts/{payout_id}", lambda r: self.retrieved(payout_id))
+        self.stub.script(
+            "GET", f"/v1/payouts/{payout_id}", lambda r: (200, self.retrieved(payout_id))
+        )
         return self.payout_object(payout_id, withdrawal, "pending")
 
     def retrieved(self, payout_id: str) -> dict[str, Any]:
@@ -103,7 +106,7 @@ class FakeStripe:
         }
 
     @staticmethod
-    def reversal(request: Recorded) -> dict[str, Any]:
+    def reversal(request: StubRequest) -> dict[str, Any]:
         return {"id": "trr_1", "object": "transfer_reversal", "amount": 100}
 
 
@@ -387,19 +390,10 @@ async def test_a_failed_payout_returns_the_diamonds(
     assert await diamonds(carol) == 600
 
     # Stripe refusing the transfer (say, the platform balance is short): failed at once
-    stub.on(
+    stub.script(
         "POST",
         "/v1/transfers",
-        (
-            400,
-            {
-                "error": {
-                    "type": "invalid_request_error",
-                    "code": "balance_insufficient",
-                    "message": "Insufficient funds in Stripe account.",
-                }
-            },
-        ),
+        stripe_error(400, "invalid_request_error", "Insufficient funds in Stripe account."),
     )
     refused = await withdraw(carol, 100, "w3")
     assert refused.status_code == 201, refused.text
