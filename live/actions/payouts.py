@@ -11,10 +11,11 @@ exactly once, paid or failed (the diamonds return).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -252,50 +253,43 @@ class Payouts:
         submission = dataclasses.replace(
             submission, attempts=submission.attempts + 1, updated_at=now_ms()
         )
-        self._in_flight.add(submission.withdrawal_id)
-        try:
-            return await self._submit_once(
-                payout, store, submission, reserved, raise_unavailable=raise_unavailable
-            )
-        finally:
-            self._in_flight.discard(submission.withdrawal_id)
-
-    async def _submit_once(
-        self,
-        payout: ConnectedPayoutProvider,
-        store: PayoutAccounts,
-        submission: PayoutSubmission,
-        reserved: Withdrawal | None,
-        *,
-        raise_unavailable: bool,
-    ) -> Withdrawal:
-        try:
-            submitted = await payout.submit(submission)
-        except PayoutRefused as refused:
-            return await self._settle(
-                store, submission, status=FAILED, reference="", reason=refused.message
-            )
-        except PayoutUnavailable as unavailable:
-            await store.save_submission(submission)
-            log.warning(
-                "payout %s of withdrawal %s: %s",
-                payout.name,
-                submission.withdrawal_id,
-                unavailable.message,
-            )
-            if raise_unavailable:
-                raise LiveError(
-                    "provider_unavailable",
-                    f"the payout provider could not be reached: withdrawal "
-                    f"{submission.withdrawal_id} stays pending with its diamonds reserved "
-                    "and is submitted again automatically",
-                ) from None
+        with self._submitting(submission.withdrawal_id):
+            try:
+                submitted = await payout.submit(submission)
+            except PayoutRefused as refused:
+                return await self._settle(
+                    store, submission, status=FAILED, reference="", reason=refused.message
+                )
+            except PayoutUnavailable as unavailable:
+                await store.save_submission(submission)
+                log.warning(
+                    "payout %s of withdrawal %s: %s",
+                    payout.name,
+                    submission.withdrawal_id,
+                    unavailable.message,
+                )
+                if raise_unavailable:
+                    raise LiveError(
+                        "provider_unavailable",
+                        f"the payout provider could not be reached: withdrawal "
+                        f"{submission.withdrawal_id} stays pending with its diamonds reserved "
+                        "and is submitted again automatically",
+                    ) from None
+                return reserved or await self._withdrawal(submission.withdrawal_id)
+            current = await store.submission(submission.withdrawal_id)
+            if current is not None and current.state == DONE:
+                return await self._withdrawal(submission.withdrawal_id)  # a webhook settled it
+            await store.save_submission(submitted)
             return reserved or await self._withdrawal(submission.withdrawal_id)
-        current = await store.submission(submission.withdrawal_id)
-        if current is not None and current.state == DONE:
-            return await self._withdrawal(submission.withdrawal_id)  # a webhook settled it
-        await store.save_submission(submitted)
-        return reserved or await self._withdrawal(submission.withdrawal_id)
+
+    @contextlib.contextmanager
+    def _submitting(self, withdrawal_id: str) -> Iterator[None]:
+        """Mark the withdrawal as being submitted by this node (its poll skips it)."""
+        self._in_flight.add(withdrawal_id)
+        try:
+            yield
+        finally:
+            self._in_flight.discard(withdrawal_id)
 
     async def _withdrawal(self, withdrawal_id: str) -> Withdrawal:
         found = await self.engine.wallet.withdrawal(withdrawal_id)

@@ -1,8 +1,8 @@
 """Creator payouts through Stripe Connect, end to end against a real server on
 every engine, without the internet: the server's Stripe calls go to a recording
 stub on a loopback port (``tests.providers.payout_stub``, Stripe-like idempotent
-replays included) and the webhooks are
-signed here with Stripe's own scheme (``Stripe-Signature: t=…,v1=…``).
+replays included) and the webhooks are signed here with Stripe's own scheme
+(``Stripe-Signature: t=…,v1=…``).
 
 Covered: linking an account (onboarding link) and who may withdraw; a withdrawal
 paid by webhook, exactly once whatever the duplicates and the order; a payout
@@ -22,6 +22,7 @@ import orjson
 import pytest
 import stripe
 
+from tests.live.http.test_money import assert_audit
 from tests.live.launch import on_engine
 from tests.live.server import Api, LiveServer
 from tests.providers.payout_stub import PayoutStub
@@ -221,11 +222,6 @@ async def settled(api: Api, withdrawal_id: str, *, timeout: float = 15.0) -> dic
         if found["status"] != "pending" or time.monotonic() > deadline:
             return found
         await asyncio.sleep(0.05)
-
-
-async def assert_audit(server: LiveServer) -> None:
-    report = await server.audit()
-    assert report["ok"], report
 
 
 # --------------------------------------------------------------------------- #
