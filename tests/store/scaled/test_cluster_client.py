@@ -6,13 +6,15 @@ its subscribers, a killed pub/sub connection."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 from redis.crc import key_slot
 
 from loadtest.processes import RedisCluster, RedisServer
+from store.domain.models import Event
 from store.engine import open_engine
-from store.errors import StoreError
+from store.errors import StoreError, Unavailable
 from store.roles import EngineConfig
 from store.scaled.broker import RedisBroker
 from store.scaled.client import CommandBatcher, load_script
@@ -255,3 +257,46 @@ async def test_a_rooms_slot_moving_resubscribes_and_resyncs_without_gap(
         await _command(target, "FLUSHALL")
         for node in cluster.nodes:
             await _command(node, "CLUSTER", "SETSLOT", slot, "NODE", await _node_id(source))
+
+
+async def _published(broker: RedisBroker, room: str, event: Event) -> bool:
+    try:
+        await broker.publish(room, [event])
+    except Unavailable:
+        return False  # the failover is still going on
+    return True
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_a_primary_failing_over_resubscribes_and_resyncs(tmp_path: Path) -> None:
+    cluster = RedisCluster(tmp_path / "cluster", primaries=3, replicas=1, node_timeout_ms=1_000)
+    try:
+        await cluster.start()
+        room = "failing-room"
+        slots = await _slots(cluster)
+        primary = _owner(cluster, room_key(room, SEQ), slots)
+        batchers = [CommandBatcher(cluster.url, timeout=2.0) for _ in range(2)]
+        viewer_side, publisher = (RedisBroker(b, url=cluster.url) for b in batchers)
+        listener = Recorder()
+        try:
+            await viewer_side.subscribe(room, listener)
+            await publisher.publish(room, [{"type": "chat", "n": 1}])
+            await eventually(lambda: listener.seqs == [1])
+            assert await _command(primary, "WAIT", 1, 5_000) == 1  # replicated
+            await primary.kill()
+            # the replica takes over the slot, with the first event
+            await eventually(
+                lambda: _published(publisher, room, {"type": "chat", "n": 2}),
+                timeout=30,
+                what="a publish after the failover",
+            )
+            await eventually(lambda: listener.resets == [room], what="on_reset after failover")
+            history = await viewer_side.history(room, since=0)
+            assert history is not None and [e["n"] for e in history] == [1, 2]
+            await publisher.publish(room, [{"type": "chat", "n": 3}])
+            await eventually(lambda: listener.seqs[-1:] == [3], what="events after failover")
+        finally:
+            for closing in (viewer_side, publisher, *batchers):
+                await closing.close()
+    finally:
+        await cluster.stop()
