@@ -387,6 +387,11 @@ class RedisBroker:
                     self._interrupted(link)
             if self._closed:
                 return
+            if self._sharded and not any(room.link is link for room in self._rooms.values()):
+                # no room needs this primary now (its slots failed over or moved)
+                del self._links[link.node]
+                await link.pool.disconnect()
+                return
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, self._max_backoff)
             self.reconnects += 1

@@ -295,6 +295,10 @@ async def test_a_primary_failing_over_resubscribes_and_resyncs(tmp_path: Path) -
             assert history is not None and [e["n"] for e in history] == [1, 2]
             await publisher.publish(room, [{"type": "chat", "n": 3}])
             await eventually(lambda: listener.seqs[-1:] == [3], what="events after failover")
+            dead = ("127.0.0.1", primary.port)
+            await eventually(
+                lambda: dead not in viewer_side._links, what="the link to the dead primary to go"
+            )
         finally:
             for closing in (viewer_side, publisher, *batchers):
                 await closing.close()
