@@ -310,6 +310,8 @@ class CommandBatcher:
         self.pipelines = 0
         """Pipelines sent (for metrics and benchmarks: calls / pipelines = batch size)."""
         self.calls = 0
+        self.redirections = 0
+        """Calls a cluster redirected (``MOVED``/``ASK``): slot migrations, stale maps."""
 
     def evalsha(
         self,
@@ -507,6 +509,7 @@ class CommandBatcher:
                 redirect = redirection(message) if self._cluster is not None else None
                 if redirect is not None:
                     kind, slot, target = redirect
+                    self.redirections += 1
                     if kind == "MOVED":
                         self._slots.moved(slot, target)
                         moved.append(call)

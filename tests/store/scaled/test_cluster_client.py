@@ -304,3 +304,48 @@ async def test_a_primary_failing_over_resubscribes_and_resyncs(tmp_path: Path) -
                 await closing.close()
     finally:
         await cluster.stop()
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_calls_during_a_migration_run_exactly_once(services: Services) -> None:
+    """Scripts and commands sent while a slot's keys migrate: every ``ASK`` and
+    ``MOVED`` is followed, none runs twice or is lost."""
+    cluster = await _cluster(services)
+    slots = await _slots(cluster)
+    rooms = [f"busy-{n}" for n in range(12)]
+    moving = rooms[0]
+    slot = key_slot(room_key(moving, SEQ).encode())
+    source = _owner(cluster, room_key(moving, SEQ), slots)
+    target = next(node for node in cluster.nodes if node is not source)
+    batcher = CommandBatcher(cluster.url)
+    rounds = 40
+
+    async def publish_all(times: int) -> None:
+        for _ in range(times):
+            await asyncio.gather(
+                *(
+                    batcher.evalsha(
+                        _PUBLISH,
+                        (room_key(room, SEQ), room_key(room, HISTORY)),
+                        (channel_name(room), 1, "[]", 1_000, 600),
+                    )
+                    for room in rooms
+                )
+            )
+
+    try:
+        await asyncio.gather(publish_all(rounds), _move_slot(cluster, slot, source, target))
+        await publish_all(rounds)  # the slot map from before the move: MOVED at least once
+        rounds *= 2
+        assert batcher.redirections >= 1
+        counts = await asyncio.gather(*(batcher.execute("GET", room_key(r, SEQ)) for r in rooms))
+        assert counts == [str(rounds).encode()] * len(rooms)
+        lengths = await asyncio.gather(
+            *(batcher.execute("XLEN", room_key(r, HISTORY)) for r in rooms)
+        )
+        assert lengths == [rounds] * len(rooms)
+    finally:
+        await batcher.close()
+        await _command(target, "FLUSHALL")
+        for node in cluster.nodes:
+            await _command(node, "CLUSTER", "SETSLOT", slot, "NODE", await _node_id(source))
