@@ -267,7 +267,9 @@ class RedisServer(ChildProcess):
         appendonly: bool = True,
         appendfsync: str = "always",
         cpus: set[int] | None = None,
+        replica_of: int | None = None,
     ) -> None:
+        """``replica_of``: the port of a primary on 127.0.0.1 to replicate."""
         binary = shutil.which("redis-server")
         if binary is None:
             raise MissingBinary(f"redis-server not found: {INSTALL_HINT}")
@@ -280,6 +282,8 @@ class RedisServer(ChildProcess):
             *("--save", "", "--appendonly", "yes" if appendonly else "no"),
             *("--appendfsync", appendfsync, "--daemonize", "no", "--protected-mode", "yes"),
         ]
+        if replica_of is not None:
+            command += ["--replicaof", "127.0.0.1", str(replica_of)]
         super().__init__("redis-server", command, log=directory / "redis.log", cpus=cpus)
 
     @property

@@ -88,9 +88,13 @@ class LuaScript:
     name: str
     source: bytes
     sha: str
+    durable: bool = False
+    """The script moves money (a ``--@durable`` line): with ``wait_replicas`` its
+    answer waits until replicas have it (see ``CommandBatcher``)."""
 
 
 _INCLUDE: Final = re.compile(rb"^--@include ([a-z_]+)[ \t]*$", re.MULTILINE)
+_DURABLE: Final = re.compile(rb"^--@durable[ \t]*$", re.MULTILINE)
 
 
 def _lua_file(name: str) -> bytes:
@@ -113,7 +117,10 @@ def _compose(name: str, including: tuple[str, ...] = ()) -> bytes:
 def load_script(name: str) -> LuaScript:
     """``store/scaled/lua/<name>.lua``, includes composed (cached)."""
     source = _compose(name)
-    return LuaScript(name=name, source=source, sha=hashlib.sha1(source).hexdigest())
+    durable = _DURABLE.search(source) is not None
+    return LuaScript(
+        name=name, source=source, sha=hashlib.sha1(source).hexdigest(), durable=durable
+    )
 
 
 @cache
@@ -122,7 +129,8 @@ def sharded(script: LuaScript) -> LuaScript:
     room's shard channel (same slot as the room's keys) instead of a ``PUBLISH``
     every node of the cluster would carry."""
     source = script.source.replace(b"redis.call('PUBLISH'", b"redis.call('SPUBLISH'")
-    return LuaScript(name=script.name, source=source, sha=hashlib.sha1(source).hexdigest())
+    sha = hashlib.sha1(source).hexdigest()
+    return LuaScript(name=script.name, source=source, sha=sha, durable=script.durable)
 
 
 def connect_redis(url: str, *, max_connections: int = 32, timeout: float = 10.0) -> Redis:
@@ -272,10 +280,18 @@ class CommandBatcher:
     """Pipelines the commands issued in one loop iteration (see the module docstring).
 
     ``max_in_flight`` pipelines run at once, each on its own connection;
-    ``max_batch`` caps one pipeline. Calls marked ``retry_on_disconnect`` (the
-    idempotent ones) are sent once more on a fresh connection when the first
-    attempt failed on a dead connection, which is what every idle connection
-    does once after a Redis restart. ``observer`` is told each call's latency.
+    ``max_batch`` caps one pipeline. ``wait_replicas`` > 0: a pipeline carrying a
+    durable script (one that moves money, marked ``--@durable``) ends with ``WAIT
+    <wait_replicas> <wait_timeout>``, so its answer goes out only once that many
+    replicas have every write before it (one ``WAIT`` per pipeline, shared by all
+    its calls). When fewer replicas confirm in time, its durable calls fail as
+    *unavailable*: the write is on the primary only, and a failover could lose it.
+    Every durable script is idempotent (its request's key), so the client's
+    resend answers from the stored receipt once the replicas caught up. Calls
+    marked ``retry_on_disconnect`` (the idempotent ones) are sent once more on a
+    fresh connection when the first attempt failed on a dead connection, which is
+    what every idle connection does once after a Redis restart. ``observer`` is
+    told each call's latency.
     """
 
     def __init__(
@@ -286,9 +302,16 @@ class CommandBatcher:
         max_in_flight: int = 4,
         timeout: float = 10.0,
         observer: StoreObserver | None = None,
+        wait_replicas: int = 0,
+        wait_timeout: float = 1.0,
     ) -> None:
         if max_batch < 1 or max_in_flight < 1:
             raise ValueError("max_batch and max_in_flight must be >= 1")
+        if wait_replicas < 0 or not 0 < wait_timeout < timeout:
+            raise ValueError("wait_replicas must be >= 0 and 0 < wait_timeout < timeout")
+        self._wait: tuple[Arg, ...] | None = None
+        if wait_replicas:
+            self._wait = ("WAIT", wait_replicas, max(1, int(wait_timeout * 1000)))
         # a bad URL fails here, not on the first gift
         self._cluster = ClusterAddress.parse(url) if is_cluster_url(url) else None
         if self._cluster is None:
@@ -310,6 +333,8 @@ class CommandBatcher:
         self.pipelines = 0
         """Pipelines sent (for metrics and benchmarks: calls / pipelines = batch size)."""
         self.calls = 0
+        self.unreplicated = 0
+        """Durable calls failed because too few replicas confirmed their write in time."""
         self.redirections = 0
         """Calls a cluster redirected (``MOVED``/``ASK``): slot migrations, stale maps."""
 
@@ -472,8 +497,14 @@ class CommandBatcher:
         attempt = 0
         while batch:
             attempt += 1
+            commands = [call.args for call in batch]
+            wait = self._wait is not None and any(c.script and c.script.durable for c in batch)
             try:
-                replies = await self._pipeline([call.args for call in batch], node, asking=asking)
+                replies = await self._pipeline(
+                    [*commands, self._wait] if wait and self._wait else commands,
+                    node,
+                    asking=asking,
+                )
             except CONNECTION_ERRORS as exc:
                 # the idle connections are as old as the one that failed: replace them
                 for idle in self._idle.pop(node, []):
@@ -492,6 +523,9 @@ class CommandBatcher:
                     return
                 batch = retry
                 continue
+            if wait:
+                confirmed = replies.pop()
+                self._unreplicated(batch, replies, confirmed)
             missing: list[_Call] = []
             moved: list[_Call] = []
             asked: dict[Node, list[_Call]] = {}
@@ -532,6 +566,27 @@ class CommandBatcher:
                 await self._load({c.script for c in missing if c.script is not None}, node)
             batch = missing
         self.pipelines += 1
+
+    def _unreplicated(self, batch: list[_Call], replies: list[Any], confirmed: Any) -> None:
+        """After the pipeline's ``WAIT``: when fewer replicas than asked confirmed,
+        fail its durable calls that wrote or replayed a write (``{"OK", ...}``,
+        ``{"R", ...}``); a refusal, a retry signal or an error wrote nothing."""
+        assert self._wait is not None
+        wanted = int(self._wait[1])
+        if isinstance(confirmed, int) and confirmed >= wanted:
+            return
+        error = Unavailable(
+            f"redis: the write reached the primary but {confirmed} of {wanted} replicas "
+            "confirmed it in time; send the request again with the same key"
+        )
+        for call, reply in zip(batch, replies, strict=True):
+            if call.script is None or not call.script.durable or call.future.done():
+                continue
+            if not isinstance(reply, list) or not reply or reply[0] not in (b"OK", b"R"):
+                continue
+            call.future.set_exception(error)
+            self._observe(call, ok=False)
+            self.unreplicated += 1
 
     def _fail(self, calls: list[_Call], error: StoreError) -> None:
         for call in calls:

@@ -55,7 +55,12 @@ async def open_scaled_engine(
         await migrate(database_url)
     redis = connect_redis(redis_url)
     pool = await create_pool(database_url)
-    batcher = CommandBatcher(redis_url, observer=config.observer)
+    batcher = CommandBatcher(
+        redis_url,
+        observer=config.observer,
+        wait_replicas=config.redis_wait_replicas,
+        wait_timeout=config.redis_wait_seconds,
+    )
     broker = RedisBroker(
         batcher,
         url=redis_url,
