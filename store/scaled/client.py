@@ -18,6 +18,10 @@ speaks RESP itself over a few plain connections (hiredis packs and parses):
 the general-purpose client's per-command and per-reply overhead was the
 bottleneck of the gift path, not Redis.
 
+On a Redis Cluster (a ``redis+cluster://`` URL, ``store.scaled.cluster``) the
+batcher sends each call to the primary serving its key's slot: one pipeline per
+primary per flush, all in flight at once, following ``MOVED`` and ``ASK``.
+
 A script refuses with ``{"E", reason, value...}``: the reason names a refusal of
 ``store.domain.refusals``, which renders the message (``script_reply_error``).
 """
