@@ -51,6 +51,7 @@ from store.domain.refusals import refusal_error
 from store.errors import StoreError, Unavailable
 from store.observer import StoreObserver
 from store.scaled.cluster import (
+    ENGINE_REFUSAL,
     ClusterAddress,
     CrossSlot,
     Node,
@@ -140,7 +141,11 @@ def sharded(script: LuaScript) -> LuaScript:
 def connect_redis(url: str, *, max_connections: int = 32, timeout: float = 10.0) -> Redis:
     """A client without automatic retries: a retried script call could run twice
     (a publish would assign seq twice), so retrying is the caller's decision.
-    RESP2, so replies have one shape whatever the client library's default."""
+    RESP2, so replies have one shape whatever the client library's default.
+    Refuses a Redis Cluster URL: what uses this client (ledger worker, audit,
+    repair) reads the single outbox and system balances of one primary."""
+    if is_cluster_url(url):
+        raise ValueError(ENGINE_REFUSAL)
     pool = ConnectionPool.from_url(
         url,
         protocol=2,
