@@ -12,7 +12,13 @@ refuse a malformed request alike before touching their storage.
 
 from __future__ import annotations
 
-from store.checked import CheckedActivity, CheckedLedger, CheckedRooms, CheckedWallet
+from store.checked import (
+    CheckedActivity,
+    CheckedLedger,
+    CheckedRooms,
+    CheckedSubscriptions,
+    CheckedWallet,
+)
 from store.domain.accounts import MoneyPolicy
 from store.domain.catalog import Catalog
 from store.roles import Engine, EngineConfig
@@ -39,4 +45,5 @@ def checked(engine: Engine, *, policy: MoneyPolicy) -> Engine:
     engine.rooms = CheckedRooms(engine.rooms)
     engine.ledger = CheckedLedger(engine.ledger)
     engine.activity = CheckedActivity(engine.activity)
+    engine.subscriptions = CheckedSubscriptions(engine.subscriptions)
     return engine

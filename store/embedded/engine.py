@@ -18,6 +18,7 @@ from store.embedded.catalog import SQLiteCatalog
 from store.embedded.database import SQLiteDatabase
 from store.embedded.ledger import SQLiteLedger
 from store.embedded.rooms import SQLiteRooms
+from store.embedded.subscriptions import SQLiteSubscriptions
 from store.embedded.wallet import SQLiteWallet
 from store.roles import Engine, EngineConfig
 
@@ -59,6 +60,7 @@ async def open_embedded_engine(config: EngineConfig, *, catalog: Catalog) -> Eng
         broker=broker,
         activity=SQLiteRoomActivity(db, broker),
         catalogs=catalogs,
+        subscriptions=SQLiteSubscriptions(db),
         check=check,
         stats=stats,
         # closed in reverse: the catalog poller, the broker, then the database drains

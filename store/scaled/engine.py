@@ -32,6 +32,7 @@ from store.scaled.ledger import PostgresLedger
 from store.scaled.outbox import drain_once, outbox_lag, run_ledger_worker
 from store.scaled.postgres import create_pool, migrate
 from store.scaled.rooms import RedisRooms
+from store.scaled.subscriptions import PostgresSubscriptions
 from store.scaled.wallet import RedisWallet
 
 _CHECK = load_script("check")
@@ -116,6 +117,7 @@ async def open_scaled_engine(
             history_seconds=config.history_seconds,
         ),
         catalogs=catalogs,
+        subscriptions=PostgresSubscriptions(pool),
         check=check,
         stats=stats,
         # closed in reverse: the worker, the catalog poller, the broker, the clients
