@@ -18,7 +18,7 @@ from starlette.routing import WebSocketRoute
 
 from live.actions.node import Actions
 from live.errors import error_response
-from live.http import admin, catalog, catalog_admin, money, ops, pages, rooms
+from live.http import admin, catalog, catalog_admin, money, ops, pages, rooms, subscriptions
 from live.http.common import MAX_BODY_BYTES
 from live.identity.service import Identity
 from live.limits import APP_STATE_SETTINGS, ConnectionGuard, RequestLimits
@@ -44,6 +44,7 @@ api_routes = [
     *admin.routes,
     *catalog_admin.routes,
     *ops.routes,
+    *subscriptions.routes,
 ]
 """The JSON API under ``/v1``, and the operations endpoints."""
 
@@ -90,6 +91,7 @@ def create_app(settings: Settings) -> Starlette:
             payments=payments,
             payouts=payouts,
         )
+        await actions.subscriptions.start()
         app.state.guard = ConnectionGuard.from_settings(settings)
         identity = app.state.identity = Identity.from_settings(settings)
         await identity.start()

@@ -17,6 +17,7 @@ from live.metrics import Metrics
 from live.payments import PaymentProvider, PayoutProvider
 from live.realtime.hub import Hub
 from live.settings import Settings
+from live.subscriptions.service import Subscriptions
 from protocol import events as ev
 from store.roles import Engine
 
@@ -25,7 +26,8 @@ log = logging.getLogger("live.api")
 
 class Actions:
     """The node's actions, by concern: ``gifts``, ``rooms`` (and the room
-    activity behind them), ``money`` and ``payouts``; plus the node's health."""
+    activity behind them), ``money``, ``payouts`` and ``subscriptions``; plus
+    the node's health."""
 
     def __init__(
         self,
@@ -48,6 +50,9 @@ class Actions:
         )
         self.money = Money(settings=settings, engine=engine, payments=payments, metrics=metrics)
         self.payouts = Payouts(settings=settings, engine=engine, providers=payouts)
+        self.subscriptions = Subscriptions(settings=settings, engine=engine)
+        """Creators' event subscriptions (webhooks); started by the app."""
+        self.rooms.notify = self.subscriptions.notify
         # every connected client hears of a new catalog version, whichever node made it
         self._unwatch_catalog = engine.catalogs.watch(
             lambda version: hub.send_all([ev.catalog(version=version)])
@@ -70,4 +75,5 @@ class Actions:
 
     async def close(self) -> None:
         self._unwatch_catalog()
+        await self.subscriptions.close()
         await self.activity.close()
