@@ -124,7 +124,6 @@ class SQLiteSubscriptions:
                 d.type,
                 d.body,
                 d.created_at,
-                d.subscription_id,
             )
             for d in deliveries
         ]

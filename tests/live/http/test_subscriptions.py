@@ -1,0 +1,319 @@
+"""Event subscriptions end to end, on each engine: a real server, a real
+receiver on a loopback port, signed deliveries in order, retries, revocation,
+restarts, and the refusals (challenge, SSRF)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.live.launch import on_engine
+from tests.live.receiver import Receiver, receiving
+from tests.live.server import Api, LiveServer
+from tests.services import Services
+
+BASE = 0.3
+"""Seconds before the first retry (doubling after)."""
+ENV = {
+    "LIVE_SUBSCRIPTION_ALLOW_LOOPBACK": "1",
+    "LIVE_SUBSCRIPTION_RETRY_BASE_SECONDS": str(BASE),
+    "LIVE_SUBSCRIPTION_RETRY_MAX_SECONDS": "1",
+    "LIVE_SUBSCRIPTION_TIMEOUT_SECONDS": "2",
+    "LIVE_COMBO_WINDOW_MS": "300",
+}
+
+
+@pytest.fixture
+async def server(engine_services: Services | None, tmp_path: Path) -> AsyncIterator[LiveServer]:
+    async with on_engine(engine_services, tmp_path / "data", ENV) as srv:
+        yield srv
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    async with receiving() as r:
+        yield r
+
+
+@contextlib.asynccontextmanager
+async def creator_and_fan(server: LiveServer) -> AsyncIterator[tuple[Api, Api]]:
+    carol = Api(server, server.token("carol", creator=True))
+    alice = Api(server, server.token("alice"))
+    try:
+        assert (await carol.post("/v1/rooms", {"title": "hooks"})).status_code == 201
+        assert (await alice.buy("us_700", key="buy-1")).status_code in (200, 201)
+        yield carol, alice
+    finally:
+        await carol.aclose()
+        await alice.aclose()
+
+
+async def subscribe(api: Api, receiver: Receiver, types: list[str]) -> tuple[str, str]:
+    response = await api.post(
+        "/v1/subscriptions", {"room_id": "carol", "types": types, "callback": receiver.url}
+    )
+    assert response.status_code == 201, response.text
+    body = response.json()
+    return body["subscription"]["id"], body["secret"]
+
+
+def gifts(receiver: Receiver) -> list[dict[str, Any]]:
+    return [n for n in receiver.notifications() if n["type"] == "gift"]
+
+
+async def test_signed_gifts_in_order_with_test_events(
+    server: LiveServer, receiver: Receiver
+) -> None:
+    async with creator_and_fan(server) as (carol, alice):
+        sub_id, secret = await subscribe(carol, receiver, ["gift", "stream_ended"])
+        challenge = receiver.accepted[0]
+        assert challenge.kind == "challenge" and challenge.signed_with(secret)
+        txs = []
+        for n, gift in enumerate(["rose", "perfume", "rose", "doughnut"]):
+            response = await alice.post("/v1/rooms/carol/gifts", {"gift": gift}, key=f"g{n}")
+            assert response.status_code == 201, response.text
+            txs.append(response.json()["tx"])
+        balance = await alice.balance()
+        test = await carol.post("/v1/rooms/carol/test-events", {"gift": "lion"})
+        assert test.status_code == 202
+        await carol.post("/v1/rooms/carol/end")
+        await receiver.wait_for(
+            lambda r: any(n["type"] == "stream_ended" for n in r.notifications())
+        )
+        notes = receiver.notifications()
+        hits = [n["event"]["tx"] for n in gifts(receiver) if n["event"]["count"] > 0]
+        real = [tx for tx in hits if not tx.startswith("test")]
+        assert real == txs  # in order, each once
+        assert len({m.headers["live-message-id"] for m in receiver.accepted}) == len(
+            receiver.accepted
+        )
+        assert all(m.signed_with(secret) for m in receiver.accepted)
+        assert {n["subscription_id"] for n in notes} == {sub_id}
+        # every combo of a streakable gift ended, and the stream end came last
+        assert any(n["event"]["combo"]["end"] and n["event"]["count"] == 0 for n in gifts(receiver))
+        assert notes[-1]["type"] == "stream_ended"
+        # the overlay test event reached the subscription, flagged, and cost nothing
+        tests = [n for n in notes if n["test"]]
+        assert [n["event"]["gift"]["id"] for n in tests] == ["lion"]
+        assert not any(n["test"] for n in notes if n not in tests)
+        assert await alice.balance() == balance
+        listed = (await carol.get("/v1/subscriptions")).json()["subscriptions"]
+        assert [(s["id"], s["status"], s["pending"]) for s in listed] == [(sub_id, "enabled", 0)]
+        assert "secret" not in listed[0]
+
+
+async def test_retries_back_off_then_deliver_in_order(
+    server: LiveServer, receiver: Receiver
+) -> None:
+    async with creator_and_fan(server) as (carol, alice):
+        sub_id, _ = await subscribe(carol, receiver, ["gift"])
+        receiver.fail = 3
+        for n in range(3):
+            body = {"gift": "doughnut"}
+            assert (await alice.post("/v1/rooms/carol/gifts", body, key=f"r{n}")).status_code == 201
+        await receiver.wait_for(lambda r: len(gifts(r)) >= 3)
+        first = receiver.attempts[0].headers["live-message-id"]
+        # the first message was tried 4 times, waiting longer each time, before any other
+        ids = [m.headers["live-message-id"] for m in receiver.attempts]
+        assert ids[:4] == [first] * 4
+        gaps = [b.at - a.at for a, b in zip(receiver.attempts[:4], receiver.attempts[1:4])]
+        assert gaps[0] >= BASE * 0.9
+        assert gaps[1] >= BASE * 2 * 0.9
+        assert gaps[2] >= 1.0 * 0.9  # capped at the maximum
+        assert all(gap < 1.1 + 1.0 for gap in gaps)
+        assert [n["id"] for n in gifts(receiver)][0] == first
+
+        async def settled() -> bool:
+            view = (await carol.get(f"/v1/subscriptions/{sub_id}")).json()["subscription"]
+            return view["failing_since"] is None and view["pending"] == 0
+
+        await wait_until(settled)
+
+
+async def test_pause_resume_rotate_delete(server: LiveServer, receiver: Receiver) -> None:
+    async with creator_and_fan(server) as (carol, alice):
+        sub_id, secret = await subscribe(carol, receiver, ["gift"])
+        paused = await carol.post(f"/v1/subscriptions/{sub_id}/pause")
+        assert paused.json()["subscription"]["status"] == "paused"
+        await alice.post("/v1/rooms/carol/gifts", {"gift": "doughnut"}, key="p1")
+        assert (await carol.post(f"/v1/subscriptions/{sub_id}/resume")).status_code == 200
+        rotated = (await carol.post(f"/v1/subscriptions/{sub_id}/secret")).json()["secret"]
+        assert rotated != secret
+        await alice.post("/v1/rooms/carol/gifts", {"gift": "perfume"}, key="p2")
+        await receiver.wait_for(lambda r: len(gifts(r)) >= 1)
+        # nothing queued while paused; the new secret signs what follows
+        assert [n["event"]["gift"]["id"] for n in gifts(receiver)] == ["perfume"]
+        assert receiver.accepted[-1].signed_with(rotated)
+        assert not receiver.accepted[-1].signed_with(secret)
+        test = await carol.post(f"/v1/subscriptions/{sub_id}/test", {"type": "chat"})
+        assert test.status_code == 202
+        await receiver.wait_for(lambda r: r.notifications()[-1]["type"] == "chat")
+        assert receiver.notifications()[-1]["test"] is True
+        other = Api(server, server.token("dave", creator=True))
+        assert (await other.get(f"/v1/subscriptions/{sub_id}")).status_code == 404
+        assert (await other.client.delete(f"/v1/subscriptions/{sub_id}")).status_code == 404
+        await other.aclose()
+        assert (await carol.client.delete(f"/v1/subscriptions/{sub_id}")).status_code == 204
+        assert (await carol.get("/v1/subscriptions")).json()["subscriptions"] == []
+
+
+async def test_failing_too_long_disables_with_a_revocation(
+    engine_services: Services | None, tmp_path: Path, receiver: Receiver
+) -> None:
+    env = {**ENV, "LIVE_SUBSCRIPTION_DISABLE_AFTER_SECONDS": "1.5"}
+    async with on_engine(engine_services, tmp_path / "data", env) as server:
+        async with creator_and_fan(server) as (carol, alice):
+            sub_id, secret = await subscribe(carol, receiver, ["gift"])
+            receiver.fail = 1_000
+            await alice.post("/v1/rooms/carol/gifts", {"gift": "doughnut"}, key="d1")
+            await receiver.wait_for(lambda r: any(m.kind == "revocation" for m in r.accepted))
+            revocation = [m for m in receiver.accepted if m.kind == "revocation"][0]
+            assert revocation.signed_with(secret)
+            assert revocation.json["subscription"]["status"] == "disabled"
+            view = (await carol.get(f"/v1/subscriptions/{sub_id}")).json()["subscription"]
+            assert view["status"] == "disabled" and view["pending"] == 0
+            assert "500" in view["disabled_reason"]
+            attempts = len(receiver.attempts)
+            await alice.post("/v1/rooms/carol/gifts", {"gift": "doughnut"}, key="d2")
+            # a disabled subscription queues nothing; resumed, it delivers again
+            receiver.fail = 0
+            assert (await carol.post(f"/v1/subscriptions/{sub_id}/resume")).status_code == 200
+            await alice.post("/v1/rooms/carol/gifts", {"gift": "perfume"}, key="d3")
+            await receiver.wait_for(lambda r: len(gifts(r)) >= 1)
+            assert [n["event"]["gift"]["id"] for n in gifts(receiver)] == ["perfume"]
+            assert len(receiver.attempts) == attempts + 1
+
+
+async def test_queued_deliveries_survive_a_restart(server: LiveServer, receiver: Receiver) -> None:
+    async with creator_and_fan(server) as (carol, alice):
+        sub_id, _ = await subscribe(carol, receiver, ["gift"])
+        receiver.fail = 1_000
+        txs = []
+        for n in range(3):
+            response = await alice.post("/v1/rooms/carol/gifts", {"gift": "doughnut"}, key=f"s{n}")
+            txs.append(response.json()["tx"])
+        await receiver.wait_for(lambda r: len(r.attempts) >= 1)
+        await server.stop()
+        receiver.fail = 0
+        await server.start()
+        await receiver.wait_for(lambda r: len(gifts(r)) >= 3)
+        assert [n["event"]["tx"] for n in gifts(receiver)] == txs
+
+        async def drained() -> bool:
+            view = (await carol.get(f"/v1/subscriptions/{sub_id}")).json()["subscription"]
+            return bool(view["pending"] == 0)
+
+        await wait_until(drained)
+
+
+async def test_challenge_failure_refuses_the_subscription(server: LiveServer) -> None:
+    async with creator_and_fan(server) as (carol, _), receiving(answer_challenge=False) as bad:
+        response = await carol.post(
+            "/v1/subscriptions", {"room_id": "carol", "types": ["gift"], "callback": bad.url}
+        )
+        assert response.status_code == 400
+        assert "challenge" in response.json()["error"]["message"]
+        assert (await carol.get("/v1/subscriptions")).json()["subscriptions"] == []
+
+
+@pytest.mark.parametrize(
+    ("callback", "words"),
+    [
+        ("http://10.0.0.5/hook", "https"),
+        ("https://10.0.0.5/hook", "non-public"),
+        ("https://169.254.169.254/latest", "non-public"),
+        ("https://[fd00::1]/hook", "non-public"),
+        ("https://[::ffff:192.168.1.1]/hook", "non-public"),
+        ("ftp://example.com/hook", "https"),
+        ("https://user:pw@example.com/hook", "credentials"),
+    ],
+)
+async def test_callbacks_that_are_never_reached(
+    embedded_server: LiveServer, callback: str, words: str
+) -> None:
+    carol = Api(embedded_server, embedded_server.token("carol", creator=True))
+    await carol.post("/v1/rooms", {"title": "hooks"})
+    response = await carol.post(
+        "/v1/subscriptions", {"room_id": "carol", "types": ["gift"], "callback": callback}
+    )
+    assert response.status_code == 400
+    assert words in response.json()["error"]["message"]
+    await carol.aclose()
+
+
+async def test_redirects_are_not_followed(server: LiveServer) -> None:
+    async with creator_and_fan(server) as (carol, _), receiving(redirect=True) as moved:
+        response = await carol.post(
+            "/v1/subscriptions", {"room_id": "carol", "types": ["gift"], "callback": moved.url}
+        )
+        assert response.status_code == 400
+        assert "redirect" in response.json()["error"]["message"]
+
+
+async def test_only_the_rooms_creator_or_their_apps(server: LiveServer, receiver: Receiver) -> None:
+    async with creator_and_fan(server) as (carol, alice):
+        viewer = await alice.post(
+            "/v1/subscriptions", {"room_id": "carol", "types": ["gift"], "callback": receiver.url}
+        )
+        assert viewer.status_code == 403
+        dave = Api(server, server.token("dave", creator=True))
+        other = await dave.post(
+            "/v1/subscriptions", {"room_id": "carol", "types": ["gift"], "callback": receiver.url}
+        )
+        assert other.status_code == 403
+        await dave.aclose()
+        made = await carol.post("/v1/apps", {"name": "alerts"})
+        assert made.status_code == 201
+        client_id, client_secret = made.json()["app"]["client_id"], made.json()["client_secret"]
+        carol_sub, _ = await subscribe(carol, receiver, ["chat"])
+        app = Api(server, None)
+        app.client.auth = (client_id, client_secret)
+        created = await app.post(
+            "/v1/subscriptions",
+            {"room_id": "carol", "types": ["gift", "like"], "callback": receiver.url},
+        )
+        assert created.status_code == 201, created.text
+        app_sub = created.json()["subscription"]["id"]
+        listed = (await app.get("/v1/subscriptions")).json()["subscriptions"]
+        assert [s["id"] for s in listed] == [app_sub]  # not carol's own
+        assert (await app.get(f"/v1/subscriptions/{carol_sub}")).status_code == 404
+        app.client.auth = (client_id, "wrong")
+        assert (await app.get("/v1/subscriptions")).status_code == 401
+        await app.aclose()
+        assert (await carol.client.delete(f"/v1/apps/{client_id}")).status_code == 204
+        remaining = (await carol.get("/v1/subscriptions")).json()["subscriptions"]
+        assert [s["id"] for s in remaining] == [carol_sub]
+
+
+async def test_bad_requests_change_nothing(server: LiveServer, receiver: Receiver) -> None:
+    async with creator_and_fan(server) as (carol, _):
+        for body in (
+            {"room_id": "carol", "types": ["nope"], "callback": receiver.url},
+            {"room_id": "carol", "types": [], "callback": receiver.url},
+            {"room_id": "carol", "types": ["gift", "gift"], "callback": receiver.url},
+            {"room_id": "carol", "types": "gift", "callback": receiver.url},
+            {"room_id": "carol", "types": ["gift"]},
+            {"room_id": "nobody", "types": ["gift"], "callback": receiver.url},
+        ):
+            response = await carol.post("/v1/subscriptions", body)
+            assert response.status_code in (400, 403), body
+        assert (await carol.get("/v1/subscriptions")).json()["subscriptions"] == []
+        assert receiver.accepted == []
+        unauth = Api(server, None)
+        assert (await unauth.get("/v1/subscriptions")).status_code == 401
+        unauth.client.headers["authorization"] = "Basic !!!"
+        assert (await unauth.get("/v1/subscriptions")).status_code == 401
+        await unauth.aclose()
+
+
+async def wait_until(predicate: Any, *, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not await predicate():
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.05)
