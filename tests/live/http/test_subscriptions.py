@@ -122,12 +122,14 @@ async def test_retries_back_off_then_deliver_in_order(
         # the first message was tried 4 times, waiting longer each time, before any other
         ids = [m.headers["live-message-id"] for m in receiver.attempts]
         assert ids[:4] == [first] * 4
-        gaps = [b.at - a.at for a, b in zip(receiver.attempts[:4], receiver.attempts[1:4])]
+        gaps = [
+            b.at - a.at for a, b in zip(receiver.attempts[:4], receiver.attempts[1:4], strict=False)
+        ]
         assert gaps[0] >= BASE * 0.9
         assert gaps[1] >= BASE * 2 * 0.9
         assert gaps[2] >= 1.0 * 0.9  # capped at the maximum
         assert all(gap < 1.1 + 1.0 for gap in gaps)
-        assert [n["id"] for n in gifts(receiver)][0] == first
+        assert next(n["id"] for n in gifts(receiver)) == first
 
         async def settled() -> bool:
             view = (await carol.get(f"/v1/subscriptions/{sub_id}")).json()["subscription"]
@@ -167,27 +169,29 @@ async def test_failing_too_long_disables_with_a_revocation(
     engine_services: Services | None, tmp_path: Path, receiver: Receiver
 ) -> None:
     env = {**ENV, "LIVE_SUBSCRIPTION_DISABLE_AFTER_SECONDS": "1.5"}
-    async with on_engine(engine_services, tmp_path / "data", env) as server:
-        async with creator_and_fan(server) as (carol, alice):
-            sub_id, secret = await subscribe(carol, receiver, ["gift"])
-            receiver.fail = 1_000
-            await alice.post("/v1/rooms/carol/gifts", {"gift": "doughnut"}, key="d1")
-            await receiver.wait_for(lambda r: any(m.kind == "revocation" for m in r.accepted))
-            revocation = [m for m in receiver.accepted if m.kind == "revocation"][0]
-            assert revocation.signed_with(secret)
-            assert revocation.json["subscription"]["status"] == "disabled"
-            view = (await carol.get(f"/v1/subscriptions/{sub_id}")).json()["subscription"]
-            assert view["status"] == "disabled" and view["pending"] == 0
-            assert "500" in view["disabled_reason"]
-            attempts = len(receiver.attempts)
-            await alice.post("/v1/rooms/carol/gifts", {"gift": "doughnut"}, key="d2")
-            # a disabled subscription queues nothing; resumed, it delivers again
-            receiver.fail = 0
-            assert (await carol.post(f"/v1/subscriptions/{sub_id}/resume")).status_code == 200
-            await alice.post("/v1/rooms/carol/gifts", {"gift": "perfume"}, key="d3")
-            await receiver.wait_for(lambda r: len(gifts(r)) >= 1)
-            assert [n["event"]["gift"]["id"] for n in gifts(receiver)] == ["perfume"]
-            assert len(receiver.attempts) == attempts + 1
+    async with (
+        on_engine(engine_services, tmp_path / "data", env) as server,
+        creator_and_fan(server) as (carol, alice),
+    ):
+        sub_id, secret = await subscribe(carol, receiver, ["gift"])
+        receiver.fail = 1_000
+        await alice.post("/v1/rooms/carol/gifts", {"gift": "doughnut"}, key="d1")
+        await receiver.wait_for(lambda r: any(m.kind == "revocation" for m in r.accepted))
+        revocation = next(m for m in receiver.accepted if m.kind == "revocation")
+        assert revocation.signed_with(secret)
+        assert revocation.json["subscription"]["status"] == "disabled"
+        view = (await carol.get(f"/v1/subscriptions/{sub_id}")).json()["subscription"]
+        assert view["status"] == "disabled" and view["pending"] == 0
+        assert "500" in view["disabled_reason"]
+        attempts = len(receiver.attempts)
+        await alice.post("/v1/rooms/carol/gifts", {"gift": "doughnut"}, key="d2")
+        # a disabled subscription queues nothing; resumed, it delivers again
+        receiver.fail = 0
+        assert (await carol.post(f"/v1/subscriptions/{sub_id}/resume")).status_code == 200
+        await alice.post("/v1/rooms/carol/gifts", {"gift": "perfume"}, key="d3")
+        await receiver.wait_for(lambda r: len(gifts(r)) >= 1)
+        assert [n["event"]["gift"]["id"] for n in gifts(receiver)] == ["perfume"]
+        assert len(receiver.attempts) == attempts + 1
 
 
 async def test_queued_deliveries_survive_a_restart(server: LiveServer, receiver: Receiver) -> None:
