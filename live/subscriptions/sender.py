@@ -91,10 +91,10 @@ def address_allowed(address: IPAddress, policy: SendPolicy) -> bool:
     """A public address, or one in a range the configuration allows."""
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         address = address.ipv4_mapped
-    if address.is_loopback:
-        return policy.allow_loopback
     if any(address in network for network in policy.allowed_networks):
         return True
+    if address.is_loopback:
+        return policy.allow_loopback
     return address.is_global and not address.is_multicast
 
 
