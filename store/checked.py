@@ -26,7 +26,7 @@ from store.domain.checks import (
 )
 from store.domain.rules import check_limits, check_pin_format
 from store.errors import BadRequest
-from store.roles import Ledger, RoomActivity, Rooms, Subscriptions, Wallet
+from store.roles import Ledger, OverlayPresence, RoomActivity, Rooms, Subscriptions, Wallet
 
 SUPPORTER_PERIODS: Final = ("day", "all")
 
@@ -273,3 +273,17 @@ class CheckedSubscriptions(_Wrapper):
         check_id(app.owner_id, "owner id")
         check_text(app.name, "name")
         await self.inner.add_app(app)
+
+
+class CheckedPresence(_Wrapper):
+    """The ``OverlayPresence`` role, its requests checked first."""
+
+    inner: OverlayPresence
+
+    async def report(
+        self, room_id: str, *, node: str, overlays: Sequence[dict[str, Any]], ttl_ms: int
+    ) -> None:
+        check_id(room_id, "room id")
+        check_id(node, "node")
+        check_positive(ttl_ms, "ttl_ms must be at least 1")
+        await self.inner.report(room_id, node=node, overlays=overlays, ttl_ms=ttl_ms)

@@ -15,6 +15,7 @@ from __future__ import annotations
 from store.checked import (
     CheckedActivity,
     CheckedLedger,
+    CheckedPresence,
     CheckedRooms,
     CheckedSubscriptions,
     CheckedWallet,
@@ -46,4 +47,5 @@ def checked(engine: Engine, *, policy: MoneyPolicy) -> Engine:
     engine.ledger = CheckedLedger(engine.ledger)
     engine.activity = CheckedActivity(engine.activity)
     engine.subscriptions = CheckedSubscriptions(engine.subscriptions)
+    engine.presence = CheckedPresence(engine.presence)
     return engine

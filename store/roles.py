@@ -450,6 +450,24 @@ class Subscriptions(Protocol):
         ...
 
 
+class OverlayPresence(Protocol):
+    """Which overlays are connected to a room, on every node.
+
+    Guarantees:
+    - ``report`` replaces what ``node`` said before about the room; a report is
+      forgotten ``ttl_ms`` after it was made unless made again (a node that dies
+      drops out by itself); an empty list forgets it now;
+    - ``overlays`` is every node's unexpired report, oldest connection first.
+    Not durable: connections do not outlive their node.
+    """
+
+    async def report(
+        self, room_id: str, *, node: str, overlays: Sequence[dict[str, Any]], ttl_ms: int
+    ) -> None: ...
+
+    async def overlays(self, room_id: str) -> list[dict[str, Any]]: ...
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class EngineConfig:
     data_dir: Path = Path("data")
@@ -488,6 +506,8 @@ class Engine:
     """The catalog this node serves, and its changes."""
     subscriptions: Subscriptions
     """Creators' event subscriptions and their delivery queues."""
+    presence: OverlayPresence
+    """The overlays connected to each room, across nodes."""
     check: Callable[[], Awaitable[dict[str, str]]]
     """Readiness: returns ``{component: "ok"}`` or raises ``store.errors.Unavailable``."""
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)

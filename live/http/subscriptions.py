@@ -1,5 +1,5 @@
 """Event subscriptions and integration apps over HTTP (``/v1/subscriptions``,
-``/v1/apps``).
+``/v1/apps``), and the room's overlay presence (``/v1/rooms/{room}/overlays``).
 
 A creator calls these with their bearer token; an integration app with its
 client credentials (``Authorization: Basic base64(client_id:client_secret)``),
@@ -16,7 +16,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from live.errors import LiveError
-from live.http.common import actions_of, endpoint, field_str, json_body, user_of
+from live.http.common import actions_of, endpoint, field_str, json_body, room_of, user_of
 from live.json import json_response
 from live.subscriptions.service import Caller
 
@@ -151,7 +151,18 @@ async def delete_app(request: Request) -> Response:
     return Response(status_code=204)
 
 
+@endpoint
+async def room_overlays(request: Request) -> Response:
+    """The overlays connected to the room (every node), and since when."""
+    user, room_id = room_of(request)
+    actions = actions_of(request)
+    await actions.rooms.moderated_room(room_id, user)
+    overlays = await actions.overlays.overlays(room_id)
+    return json_response({"room_id": room_id, "count": len(overlays), "overlays": overlays})
+
+
 routes = [
+    Route("/v1/rooms/{room_id}/overlays", room_overlays, methods=["GET"]),
     Route("/v1/subscriptions", create_subscription, methods=["POST"]),
     Route("/v1/subscriptions", list_subscriptions, methods=["GET"]),
     Route("/v1/subscriptions/{subscription_id}", get_subscription, methods=["GET"]),

@@ -17,6 +17,7 @@ from store.embedded.broker import MemoryBroker
 from store.embedded.catalog import SQLiteCatalog
 from store.embedded.database import SQLiteDatabase
 from store.embedded.ledger import SQLiteLedger
+from store.embedded.presence import MemoryOverlayPresence
 from store.embedded.rooms import SQLiteRooms
 from store.embedded.subscriptions import SQLiteSubscriptions
 from store.embedded.wallet import SQLiteWallet
@@ -61,6 +62,7 @@ async def open_embedded_engine(config: EngineConfig, *, catalog: Catalog) -> Eng
         activity=SQLiteRoomActivity(db, broker),
         catalogs=catalogs,
         subscriptions=SQLiteSubscriptions(db),
+        presence=MemoryOverlayPresence(),
         check=check,
         stats=stats,
         # closed in reverse: the catalog poller, the broker, then the database drains

@@ -31,6 +31,7 @@ from store.scaled.keys import SYSTEM_BALANCES
 from store.scaled.ledger import PostgresLedger
 from store.scaled.outbox import drain_once, outbox_lag, run_ledger_worker
 from store.scaled.postgres import create_pool, migrate
+from store.scaled.presence import RedisOverlayPresence
 from store.scaled.rooms import RedisRooms
 from store.scaled.subscriptions import PostgresSubscriptions
 from store.scaled.wallet import RedisWallet
@@ -118,6 +119,7 @@ async def open_scaled_engine(
         ),
         catalogs=catalogs,
         subscriptions=PostgresSubscriptions(pool),
+        presence=RedisOverlayPresence(redis),
         check=check,
         stats=stats,
         # closed in reverse: the worker, the catalog poller, the broker, the clients
