@@ -15,7 +15,7 @@ import pytest
 
 from tests.live.launch import on_engine
 from tests.live.receiver import Receiver, receiving
-from tests.live.server import Api, LiveServer
+from tests.live.server import Api, Client, LiveServer
 from tests.services import Services
 
 BASE = 0.3
@@ -321,3 +321,65 @@ async def wait_until(predicate: Any, *, timeout: float = 10.0) -> None:
     while not await predicate():
         assert time.monotonic() < deadline
         await asyncio.sleep(0.05)
+
+
+NODE_ENV = ENV
+"""The settings of both nodes (the ``nodes`` fixture)."""
+
+
+async def test_two_nodes_deliver_each_event_once_in_order(
+    nodes: tuple[LiveServer, LiveServer], receiver: Receiver
+) -> None:
+    a, b = nodes
+    async with creator_and_fan(a) as (carol, alice_a):
+        _, secret = await subscribe(carol, receiver, ["gift"])
+        alice_b = Api(b, b.token("alice"))
+        txs = []
+        for n in range(6):
+            api = alice_a if n % 2 == 0 else alice_b
+            response = await api.post("/v1/rooms/carol/gifts", {"gift": "doughnut"}, key=f"m{n}")
+            assert response.status_code == 201, response.text
+            txs.append(response.json()["tx"])
+        await receiver.wait_for(lambda r: len(gifts(r)) >= 6)
+        await alice_b.aclose()
+        # both nodes saw every event; each was queued and delivered once
+        assert [n["event"]["tx"] for n in gifts(receiver)] == txs
+        assert all(m.signed_with(secret) for m in receiver.accepted)
+
+
+async def test_room_events_by_type(
+    engine_services: Services | None, tmp_path: Path, receiver: Receiver
+) -> None:
+    env = {**ENV, "LIVE_SUBSCRIPTION_LIKE_MILESTONE": "10", "LIVE_JOIN_INTERVAL_MS": "50"}
+    async with (
+        on_engine(engine_services, tmp_path / "data", env) as server,
+        creator_and_fan(server) as (carol, _),
+    ):
+        await carol.post("/v1/rooms/carol/end")
+        types = ["stream_started", "like", "like_milestone", "join", "goal_progress", "chat"]
+        await subscribe(carol, receiver, types)
+        assert (await carol.post("/v1/rooms", {"title": "again"})).status_code == 201
+        goal = await carol.client.put("/v1/rooms/carol/goal", json={"target": 5, "title": "G"})
+        assert goal.status_code == 200, goal.text
+        async with Client.open(server, "carol", token=server.token("zoe")) as zoe:
+            await zoe.wait_for(lambda e: e["type"] == "welcome")
+            for n in range(3):
+                assert (await zoe.command({"type": "like", "id": f"l{n}", "count": 4}))[
+                    "type"
+                ] == "ack"
+            await zoe.command({"type": "chat", "id": "c1", "text": "hello"})
+            await receiver.wait_for(
+                lambda r: (
+                    {"like_milestone", "chat", "join"} <= {n["type"] for n in r.notifications()}
+                )
+            )
+        notes = receiver.notifications()
+        kinds = [n["type"] for n in notes]
+        assert kinds[0] == "stream_started" and notes[0]["event"]["title"] == "again"
+        assert "goal_progress" in kinds and "gift" not in kinds
+        likes = [n["event"]["total"] for n in notes if n["type"] == "like"]
+        assert likes == sorted(likes) and likes[-1] == 12
+        milestones = [n["event"]["milestone"] for n in notes if n["type"] == "like_milestone"]
+        assert milestones == [10]
+        chat = next(n["event"] for n in notes if n["type"] == "chat")
+        assert chat["text"] == "hello" and chat["sender"]["id"] == "zoe"
