@@ -26,7 +26,7 @@ from typing import Any
 from live.errors import LiveError
 from live.settings import Settings
 from live.subscriptions import SubscriptionError, sender
-from live.subscriptions.messages import ROOM_EVENT_TYPES, delivery, like_milestone
+from live.subscriptions.messages import ROOM_EVENT_TYPES, delivery, like_milestone, test_delivery
 from live.subscriptions.worker import DeliveryWorker
 from store.domain.models import Event, Profile
 from store.domain.subscriptions import EVENT_TYPES, App, Delivery, Subscription
@@ -226,14 +226,7 @@ class Subscriptions:
             raise LiveError("bad_request", f"type must be one of {', '.join(EVENT_TYPES)}")
         if subscription.status != "enabled":
             raise LiveError("conflict", f"the subscription is {subscription.status}")
-        item = delivery(
-            subscription,
-            event_type=event_type,
-            event=sample_event(event_type),
-            source=new_id("test"),
-            created_at=now_ms(),
-            test=True,
-        )
+        item = test_delivery(subscription, event_type)
         await self._enqueue([item])
         return item.message_id
 
@@ -388,30 +381,4 @@ class Subscriptions:
         return items
 
 
-def sample_event(event_type: str) -> dict[str, Any]:
-    """A made-up event of the type, for ``send_test`` (``live subscriptions test``)."""
-    viewer = {"id": "test", "username": "test_viewer", "display_name": "Test Viewer", "avatar": ""}
-    samples: dict[str, dict[str, Any]] = {
-        "gift": {
-            "type": "gift",
-            "tx": "test",
-            "gift": {"id": "rose", "name": "Rose", "coins": 1},
-            "sender": viewer,
-            "count": 1,
-            "diamonds": 0,
-            "combo": {"id": "test", "count": 1, "end": True},
-        },
-        "like": {"type": "like", "sender": viewer, "count": 10, "total": 1_000},
-        "like_milestone": {"type": "like_milestone", "milestone": 1_000, "total": 1_000},
-        "chat": {"type": "chat", "id": "test", "sender": viewer, "text": "hello"},
-        "join": {"type": "join", "users": [viewer]},
-        "goal_progress": {"type": "goal", "target": 100, "progress": 50, "title": "Test goal"},
-        "goal_reached": {"type": "goal_reached", "target": 100, "progress": 100, "title": "Test"},
-        "stream_started": {"type": "stream_started", "title": "Test stream", "stream_id": 1},
-        "stream_ended": {"type": "room_ended"},
-        "item_purchase": {"type": "item_purchase", "buyer": viewer, "item": {"id": "test"}},
-    }
-    return samples[event_type]
-
-
-__all__ = ["Caller", "Subscriptions", "sample_event", "send_policy"]
+__all__ = ["Caller", "Subscriptions", "send_policy"]

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from tests.live.http.test_catalog import run_live
 from tests.live.launch import on_engine
 from tests.live.receiver import Receiver, receiving
 from tests.live.server import Api, Client, LiveServer
@@ -383,3 +384,21 @@ async def test_room_events_by_type(
         assert milestones == [10]
         chat = next(n["event"] for n in notes if n["type"] == "chat")
         assert chat["text"] == "hello" and chat["sender"]["id"] == "zoe"
+
+
+async def test_the_cli_triggers_a_test_event(server: LiveServer, receiver: Receiver) -> None:
+    async with creator_and_fan(server) as (carol, _):
+        sub_id, secret = await subscribe(carol, receiver, ["gift"])
+        code, out, err = await run_live(
+            server, "subscriptions", "trigger", sub_id, "--type", "chat"
+        )
+        assert code == 0, err
+        await receiver.wait_for(lambda r: bool(r.notifications()))
+        [note] = receiver.notifications()
+        assert note["id"] == out.decode().strip()
+        assert (note["type"], note["test"]) == ("chat", True)
+        assert receiver.accepted[-1].signed_with(secret)
+        code, out, _ = await run_live(server, "subscriptions", "list", "--owner", "carol")
+        assert code == 0 and sub_id.encode() in out and secret.encode() not in out
+        code, _, err = await run_live(server, "subscriptions", "trigger", "sub_nope")
+        assert code == 1 and b"no enabled subscription" in err
