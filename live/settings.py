@@ -420,6 +420,14 @@ class Settings:
             "viewers_interval_ms",
             "viewers_ttl_seconds",
             "join_interval_ms",
+            "subscription_timeout_seconds",
+            "subscription_max_response_bytes",
+            "subscription_retry_base_seconds",
+            "subscription_retry_max_seconds",
+            "subscription_disable_after_seconds",
+            "subscription_max_per_owner",
+            "subscription_concurrency",
+            "subscription_like_milestone",
         ):
             if not getattr(self, name) > 0:
                 raise SettingsError(f"LIVE_{name.upper()} must be positive")
@@ -441,18 +449,6 @@ class Settings:
             raise SettingsError("LIVE_HANDSHAKE_TIMEOUT must be within (0, 300] seconds")
         if not 0 < self.shutdown_timeout <= 600:
             raise SettingsError("LIVE_SHUTDOWN_TIMEOUT must be within (0, 600] seconds")
-        for name in (
-            "subscription_timeout_seconds",
-            "subscription_max_response_bytes",
-            "subscription_retry_base_seconds",
-            "subscription_retry_max_seconds",
-            "subscription_disable_after_seconds",
-            "subscription_max_per_owner",
-            "subscription_concurrency",
-            "subscription_like_milestone",
-        ):
-            if not getattr(self, name) > 0:
-                raise SettingsError(f"LIVE_{name.upper()} must be positive")
         if self.production and self.subscription_allow_loopback:
             raise SettingsError("LIVE_SUBSCRIPTION_ALLOW_LOOPBACK is for development only")
         try:

@@ -27,7 +27,7 @@ from live.errors import LiveError
 from live.settings import Settings
 from live.subscriptions import SubscriptionError, sender
 from live.subscriptions.messages import ROOM_EVENT_TYPES, delivery, like_milestone, test_delivery
-from live.subscriptions.worker import DeliveryWorker
+from live.subscriptions.worker import DeliveryWorker, cancel_all
 from store.domain.models import Event, Profile
 from store.domain.subscriptions import EVENT_TYPES, App, Delivery, Subscription
 from store.ids import new_id, new_secret, now_ms
@@ -94,15 +94,7 @@ class Subscriptions:
         self._refresher = asyncio.get_running_loop().create_task(self._refresh_loop())
 
     async def close(self) -> None:
-        if self._refresher is not None:
-            self._refresher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._refresher
-        for task in list(self._tasks):
-            task.cancel()
-        for task in list(self._tasks):
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_all([self._refresher, *self._tasks])
         for listening in list(self._listening.values()):
             with contextlib.suppress(Exception):
                 await listening.close()

@@ -33,6 +33,16 @@ RETRY_SECONDS = 1.0
 """After the store failed, the loop tries again this much later."""
 
 
+async def cancel_all(tasks: list[asyncio.Task[Any] | None]) -> None:
+    """Cancel the tasks and wait until each has stopped (its error, if any, dropped)."""
+    running = [task for task in tasks if task is not None]
+    for task in running:
+        task.cancel()
+    for task in running:
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+
+
 def backoff_ms(attempts: int, settings: Settings) -> int:
     """Milliseconds before the next attempt after ``attempts`` failed ones: the
     base doubled each time up to the maximum, plus up to 10% jitter."""
@@ -64,15 +74,7 @@ class DeliveryWorker:
         self._wake.set()
 
     async def close(self) -> None:
-        if self._loop is not None:
-            self._loop.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._loop
-        for task in list(self._inflight):
-            task.cancel()
-        for task in list(self._inflight):
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_all([self._loop, *self._inflight])
 
     async def _run(self) -> None:
         while True:

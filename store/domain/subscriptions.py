@@ -123,59 +123,29 @@ DELIVERY_COLUMNS: Final = (
 APP_COLUMNS: Final = "client_id, owner_id, name, secret_hash, created_at"
 
 
+def _columns(columns: str) -> list[str]:
+    return [name.strip() for name in columns.split(",")]
+
+
 def subscription_row(s: Subscription) -> tuple[Any, ...]:
-    return (
-        s.id,
-        s.owner_id,
-        s.room_id,
-        ",".join(s.types),
-        s.callback,
-        s.secret,
-        s.status,
-        s.app_id,
-        s.created_at,
-        s.failing_since,
-        s.next_attempt_at,
-        s.last_error,
-        s.disabled_reason,
-    )
+    """The values of ``SUBSCRIPTION_COLUMNS``, in order."""
+    values = {name: getattr(s, name) for name in _columns(SUBSCRIPTION_COLUMNS)}
+    values["types"] = ",".join(s.types)
+    return tuple(values.values())
 
 
 def subscription_from_row(row: Any) -> Subscription:
-    return Subscription(
-        id=row[0],
-        owner_id=row[1],
-        room_id=row[2],
-        types=tuple(t for t in row[3].split(",") if t),
-        callback=row[4],
-        secret=row[5],
-        status=row[6],
-        app_id=row[7],
-        created_at=row[8],
-        failing_since=row[9],
-        next_attempt_at=row[10],
-        last_error=row[11],
-        disabled_reason=row[12],
-    )
+    values = dict(zip(_columns(SUBSCRIPTION_COLUMNS), row, strict=True))
+    values["types"] = tuple(t for t in values["types"].split(",") if t)
+    return Subscription(**values)
 
 
 def delivery_from_row(row: Any) -> Delivery:
-    return Delivery(
-        subscription_id=row[0],
-        message_id=row[1],
-        source=row[2],
-        type=row[3],
-        body=row[4],
-        created_at=row[5],
-        attempts=row[6],
-        position=row[7],
-    )
+    return Delivery(**dict(zip(_columns(DELIVERY_COLUMNS), row, strict=True)))
 
 
 def app_from_row(row: Any) -> App:
-    return App(
-        client_id=row[0], owner_id=row[1], name=row[2], secret_hash=row[3], created_at=row[4]
-    )
+    return App(**dict(zip(_columns(APP_COLUMNS), row, strict=True)))
 
 
 MAX_ERROR_CHARS: Final = 300

@@ -6,27 +6,15 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 
-from store.domain.subscriptions import (
-    APP_COLUMNS,
-    DELIVERY_COLUMNS,
-    MAX_ERROR_CHARS,
-    SUBSCRIPTION_COLUMNS,
-    App,
-    Delivery,
-    Subscription,
-    app_from_row,
-    delivery_from_row,
-    subscription_from_row,
-    subscription_row,
-)
+from store.domain import subscriptions as d
 from store.embedded.database import SQLiteDatabase
 
-_SELECT = f"SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions"
+_SELECT = f"SELECT {d.SUBSCRIPTION_COLUMNS} FROM subscriptions"
 
 
-def _load(conn: sqlite3.Connection, subscription_id: str) -> Subscription | None:
+def _load(conn: sqlite3.Connection, subscription_id: str) -> d.Subscription | None:
     row = conn.execute(f"{_SELECT} WHERE id = ?", (subscription_id,)).fetchone()
-    return None if row is None else subscription_from_row(row)
+    return None if row is None else d.subscription_from_row(row)
 
 
 class SQLiteSubscriptions:
@@ -36,41 +24,41 @@ class SQLiteSubscriptions:
     def __init__(self, db: SQLiteDatabase) -> None:
         self.db = db
 
-    async def create(self, subscription: Subscription) -> None:
-        row = subscription_row(subscription)
+    async def create(self, subscription: d.Subscription) -> None:
+        row = d.subscription_row(subscription)
 
         def op(conn: sqlite3.Connection) -> None:
             conn.execute(
-                f"INSERT INTO subscriptions ({SUBSCRIPTION_COLUMNS}, lease_owner, lease_until)"
+                f"INSERT INTO subscriptions ({d.SUBSCRIPTION_COLUMNS}, lease_owner, lease_until)"
                 f" VALUES ({', '.join('?' * len(row))}, '', 0)",
                 row,
             )
 
         await self.db.write(op)
 
-    async def get(self, subscription_id: str) -> Subscription | None:
+    async def get(self, subscription_id: str) -> d.Subscription | None:
         return await self.db.read(lambda conn: _load(conn, subscription_id))
 
-    async def owned(self, owner_id: str) -> list[Subscription]:
-        def op(conn: sqlite3.Connection) -> list[Subscription]:
+    async def owned(self, owner_id: str) -> list[d.Subscription]:
+        def op(conn: sqlite3.Connection) -> list[d.Subscription]:
             rows = conn.execute(
                 f"{_SELECT} WHERE owner_id = ? ORDER BY created_at, id", (owner_id,)
             ).fetchall()
-            return [subscription_from_row(row) for row in rows]
+            return [d.subscription_from_row(row) for row in rows]
 
         return await self.db.read(op)
 
-    async def enabled(self) -> list[Subscription]:
-        def op(conn: sqlite3.Connection) -> list[Subscription]:
+    async def enabled(self) -> list[d.Subscription]:
+        def op(conn: sqlite3.Connection) -> list[d.Subscription]:
             rows = conn.execute(f"{_SELECT} WHERE status = 'enabled'").fetchall()
-            return [subscription_from_row(row) for row in rows]
+            return [d.subscription_from_row(row) for row in rows]
 
         return await self.db.read(op)
 
     async def set_status(
         self, subscription_id: str, status: str, *, reason: str = ""
-    ) -> Subscription | None:
-        def op(conn: sqlite3.Connection) -> Subscription | None:
+    ) -> d.Subscription | None:
+        def op(conn: sqlite3.Connection) -> d.Subscription | None:
             if _load(conn, subscription_id) is None:
                 return None
             if status == "enabled":
@@ -94,8 +82,8 @@ class SQLiteSubscriptions:
 
         return await self.db.write(op)
 
-    async def set_secret(self, subscription_id: str, secret: str) -> Subscription | None:
-        def op(conn: sqlite3.Connection) -> Subscription | None:
+    async def set_secret(self, subscription_id: str, secret: str) -> d.Subscription | None:
+        def op(conn: sqlite3.Connection) -> d.Subscription | None:
             conn.execute(
                 "UPDATE subscriptions SET secret = ? WHERE id = ?", (secret, subscription_id)
             )
@@ -115,7 +103,7 @@ class SQLiteSubscriptions:
 
         return await self.db.write(op)
 
-    async def enqueue(self, deliveries: Sequence[Delivery]) -> int:
+    async def enqueue(self, deliveries: Sequence[d.Delivery]) -> int:
         rows = [
             (
                 d.subscription_id,
@@ -154,10 +142,10 @@ class SQLiteSubscriptions:
 
     async def claim(
         self, *, node: str, now: int, lease_ms: int, limit: int
-    ) -> list[tuple[Subscription, Delivery]]:
-        def op(conn: sqlite3.Connection) -> list[tuple[Subscription, Delivery]]:
+    ) -> list[tuple[d.Subscription, d.Delivery]]:
+        def op(conn: sqlite3.Connection) -> list[tuple[d.Subscription, d.Delivery]]:
             rows = conn.execute(
-                f"SELECT {', '.join('s.' + c.strip() for c in SUBSCRIPTION_COLUMNS.split(','))}"
+                f"SELECT {', '.join('s.' + c.strip() for c in d.SUBSCRIPTION_COLUMNS.split(','))}"
                 " FROM subscriptions AS s WHERE s.status = 'enabled'"
                 " AND s.next_attempt_at <= ? AND s.lease_until <= ?"
                 " AND EXISTS (SELECT 1 FROM subscription_queue AS q"
@@ -166,9 +154,9 @@ class SQLiteSubscriptions:
             ).fetchall()
             claimed = []
             for row in rows:
-                subscription = subscription_from_row(row)
+                subscription = d.subscription_from_row(row)
                 head = conn.execute(
-                    f"SELECT {DELIVERY_COLUMNS} FROM subscription_queue"
+                    f"SELECT {d.DELIVERY_COLUMNS} FROM subscription_queue"
                     " WHERE subscription_id = ? ORDER BY position LIMIT 1",
                     (subscription.id,),
                 ).fetchone()
@@ -176,7 +164,7 @@ class SQLiteSubscriptions:
                     "UPDATE subscriptions SET lease_owner = ?, lease_until = ? WHERE id = ?",
                     (node, now + lease_ms, subscription.id),
                 )
-                claimed.append((subscription, delivery_from_row(head)))
+                claimed.append((subscription, d.delivery_from_row(head)))
             return claimed
 
         return await self.db.write(op)
@@ -200,7 +188,7 @@ class SQLiteSubscriptions:
     async def failed(
         self, subscription_id: str, position: int, *, node: str, now: int, retry_at: int, error: str
     ) -> None:
-        note = error[:MAX_ERROR_CHARS]
+        note = error[: d.MAX_ERROR_CHARS]
 
         def op(conn: sqlite3.Connection) -> None:
             held = conn.execute(
@@ -218,33 +206,33 @@ class SQLiteSubscriptions:
 
         await self.db.write(op)
 
-    async def add_app(self, app: App) -> None:
+    async def add_app(self, app: d.App) -> None:
         row = (app.client_id, app.owner_id, app.name, app.secret_hash, app.created_at)
 
         def op(conn: sqlite3.Connection) -> None:
             conn.execute(
-                f"INSERT INTO subscription_apps ({APP_COLUMNS}) VALUES (?, ?, ?, ?, ?)", row
+                f"INSERT INTO subscription_apps ({d.APP_COLUMNS}) VALUES (?, ?, ?, ?, ?)", row
             )
 
         await self.db.write(op)
 
-    async def app(self, client_id: str) -> App | None:
-        def op(conn: sqlite3.Connection) -> App | None:
+    async def app(self, client_id: str) -> d.App | None:
+        def op(conn: sqlite3.Connection) -> d.App | None:
             row = conn.execute(
-                f"SELECT {APP_COLUMNS} FROM subscription_apps WHERE client_id = ?", (client_id,)
+                f"SELECT {d.APP_COLUMNS} FROM subscription_apps WHERE client_id = ?", (client_id,)
             ).fetchone()
-            return None if row is None else app_from_row(row)
+            return None if row is None else d.app_from_row(row)
 
         return await self.db.read(op)
 
-    async def apps(self, owner_id: str) -> list[App]:
-        def op(conn: sqlite3.Connection) -> list[App]:
+    async def apps(self, owner_id: str) -> list[d.App]:
+        def op(conn: sqlite3.Connection) -> list[d.App]:
             rows = conn.execute(
-                f"SELECT {APP_COLUMNS} FROM subscription_apps WHERE owner_id = ?"
+                f"SELECT {d.APP_COLUMNS} FROM subscription_apps WHERE owner_id = ?"
                 " ORDER BY created_at, client_id",
                 (owner_id,),
             ).fetchall()
-            return [app_from_row(row) for row in rows]
+            return [d.app_from_row(row) for row in rows]
 
         return await self.db.read(op)
 

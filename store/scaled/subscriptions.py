@@ -14,22 +14,10 @@ from typing import Any
 
 import asyncpg
 
-from store.domain.subscriptions import (
-    APP_COLUMNS,
-    DELIVERY_COLUMNS,
-    MAX_ERROR_CHARS,
-    SUBSCRIPTION_COLUMNS,
-    App,
-    Delivery,
-    Subscription,
-    app_from_row,
-    delivery_from_row,
-    subscription_from_row,
-    subscription_row,
-)
+from store.domain import subscriptions as d
 from store.scaled.postgres import pg_connection
 
-_SELECT = f"SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions"
+_SELECT = f"SELECT {d.SUBSCRIPTION_COLUMNS} FROM subscriptions"
 
 
 def _count(status: str) -> int:
@@ -48,42 +36,42 @@ class PostgresSubscriptions:
             rows: list[Any] = await conn.fetch(query, *args)
             return rows
 
-    async def create(self, subscription: Subscription) -> None:
-        row = subscription_row(subscription)
+    async def create(self, subscription: d.Subscription) -> None:
+        row = d.subscription_row(subscription)
         places = ", ".join(f"${n}" for n in range(1, len(row) + 1))
         async with pg_connection(self._pool) as conn:
             await conn.execute(
-                f"INSERT INTO subscriptions ({SUBSCRIPTION_COLUMNS}) VALUES ({places})", *row
+                f"INSERT INTO subscriptions ({d.SUBSCRIPTION_COLUMNS}) VALUES ({places})", *row
             )
 
-    async def get(self, subscription_id: str) -> Subscription | None:
+    async def get(self, subscription_id: str) -> d.Subscription | None:
         rows = await self._fetch(f"{_SELECT} WHERE id = $1", subscription_id)
-        return subscription_from_row(rows[0]) if rows else None
+        return d.subscription_from_row(rows[0]) if rows else None
 
-    async def owned(self, owner_id: str) -> list[Subscription]:
+    async def owned(self, owner_id: str) -> list[d.Subscription]:
         rows = await self._fetch(f"{_SELECT} WHERE owner_id = $1 ORDER BY created_at, id", owner_id)
-        return [subscription_from_row(row) for row in rows]
+        return [d.subscription_from_row(row) for row in rows]
 
-    async def enabled(self) -> list[Subscription]:
+    async def enabled(self) -> list[d.Subscription]:
         rows = await self._fetch(f"{_SELECT} WHERE status = 'enabled'")
-        return [subscription_from_row(row) for row in rows]
+        return [d.subscription_from_row(row) for row in rows]
 
     async def set_status(
         self, subscription_id: str, status: str, *, reason: str = ""
-    ) -> Subscription | None:
+    ) -> d.Subscription | None:
         async with pg_connection(self._pool) as conn, conn.transaction():
             if status == "enabled":
                 rows = await conn.fetch(
                     "UPDATE subscriptions SET status = 'enabled', failing_since = NULL,"
                     " next_attempt_at = 0, disabled_reason = ''"
-                    f" WHERE id = $1 RETURNING {SUBSCRIPTION_COLUMNS}",
+                    f" WHERE id = $1 RETURNING {d.SUBSCRIPTION_COLUMNS}",
                     subscription_id,
                 )
             else:
                 rows = await conn.fetch(
                     "UPDATE subscriptions SET status = $2, disabled_reason = $3,"
                     " lease_owner = '', lease_until = 0"
-                    f" WHERE id = $1 RETURNING {SUBSCRIPTION_COLUMNS}",
+                    f" WHERE id = $1 RETURNING {d.SUBSCRIPTION_COLUMNS}",
                     subscription_id,
                     status,
                     reason,
@@ -93,15 +81,16 @@ class PostgresSubscriptions:
                         "DELETE FROM subscription_queue WHERE subscription_id = $1",
                         subscription_id,
                     )
-        return subscription_from_row(rows[0]) if rows else None
+        return d.subscription_from_row(rows[0]) if rows else None
 
-    async def set_secret(self, subscription_id: str, secret: str) -> Subscription | None:
+    async def set_secret(self, subscription_id: str, secret: str) -> d.Subscription | None:
         rows = await self._fetch(
-            f"UPDATE subscriptions SET secret = $2 WHERE id = $1 RETURNING {SUBSCRIPTION_COLUMNS}",
+            "UPDATE subscriptions SET secret = $2 WHERE id = $1"
+            f" RETURNING {d.SUBSCRIPTION_COLUMNS}",
             subscription_id,
             secret,
         )
-        return subscription_from_row(rows[0]) if rows else None
+        return d.subscription_from_row(rows[0]) if rows else None
 
     async def delete(self, subscription_id: str) -> bool:
         async with pg_connection(self._pool) as conn, conn.transaction():
@@ -111,7 +100,7 @@ class PostgresSubscriptions:
             status = await conn.execute("DELETE FROM subscriptions WHERE id = $1", subscription_id)
         return _count(status) > 0
 
-    async def enqueue(self, deliveries: Sequence[Delivery]) -> int:
+    async def enqueue(self, deliveries: Sequence[d.Delivery]) -> int:
         if not deliveries:
             return 0
         async with pg_connection(self._pool) as conn:
@@ -141,8 +130,8 @@ class PostgresSubscriptions:
 
     async def claim(
         self, *, node: str, now: int, lease_ms: int, limit: int
-    ) -> list[tuple[Subscription, Delivery]]:
-        columns = ", ".join("s." + c.strip() for c in SUBSCRIPTION_COLUMNS.split(","))
+    ) -> list[tuple[d.Subscription, d.Delivery]]:
+        columns = ", ".join("s." + c.strip() for c in d.SUBSCRIPTION_COLUMNS.split(","))
         async with pg_connection(self._pool) as conn, conn.transaction():
             leased = await conn.fetch(
                 "WITH due AS (SELECT s.id FROM subscriptions AS s WHERE s.status = 'enabled'"
@@ -158,56 +147,54 @@ class PostgresSubscriptions:
             )
             if not leased:
                 return []
-            subscriptions = {row[0]: subscription_from_row(row) for row in leased}
+            subscriptions = {row[0]: d.subscription_from_row(row) for row in leased}
             heads = await conn.fetch(
-                f"SELECT DISTINCT ON (subscription_id) {DELIVERY_COLUMNS} FROM subscription_queue"
+                f"SELECT DISTINCT ON (subscription_id) {d.DELIVERY_COLUMNS} FROM subscription_queue"
                 " WHERE subscription_id = ANY($1::text[]) ORDER BY subscription_id, position",
                 list(subscriptions),
             )
-        return [(subscriptions[row[0]], delivery_from_row(row)) for row in heads]
+        return [(subscriptions[row[0]], d.delivery_from_row(row)) for row in heads]
+
+    async def _settle(self, lease: str, then: str, *args: Any) -> None:
+        """Run ``lease`` (an UPDATE of subscription ``$1`` held by node ``$2``) and,
+        only if the node held it, ``then`` (on queue position ``$2``)."""
+        subscription_id, node, position = args[0], args[1], args[2]
+        async with pg_connection(self._pool) as conn, conn.transaction():
+            if _count(await conn.execute(lease, subscription_id, node, *args[3:])):
+                await conn.execute(then, subscription_id, position)
 
     async def delivered(self, subscription_id: str, position: int, *, node: str) -> None:
-        async with pg_connection(self._pool) as conn, conn.transaction():
-            status = await conn.execute(
-                "UPDATE subscriptions SET lease_owner = '', lease_until = 0,"
-                " failing_since = NULL, next_attempt_at = 0, last_error = ''"
-                " WHERE id = $1 AND lease_owner = $2",
-                subscription_id,
-                node,
-            )
-            if _count(status):
-                await conn.execute(
-                    "DELETE FROM subscription_queue WHERE subscription_id = $1 AND position = $2",
-                    subscription_id,
-                    position,
-                )
+        await self._settle(
+            "UPDATE subscriptions SET lease_owner = '', lease_until = 0,"
+            " failing_since = NULL, next_attempt_at = 0, last_error = ''"
+            " WHERE id = $1 AND lease_owner = $2",
+            "DELETE FROM subscription_queue WHERE subscription_id = $1 AND position = $2",
+            subscription_id,
+            node,
+            position,
+        )
 
     async def failed(
         self, subscription_id: str, position: int, *, node: str, now: int, retry_at: int, error: str
     ) -> None:
-        async with pg_connection(self._pool) as conn, conn.transaction():
-            status = await conn.execute(
-                "UPDATE subscriptions SET lease_owner = '', lease_until = 0,"
-                " failing_since = coalesce(failing_since, $3), next_attempt_at = $4,"
-                " last_error = $5 WHERE id = $1 AND lease_owner = $2",
-                subscription_id,
-                node,
-                now,
-                retry_at,
-                error[:MAX_ERROR_CHARS],
-            )
-            if _count(status):
-                await conn.execute(
-                    "UPDATE subscription_queue SET attempts = attempts + 1"
-                    " WHERE subscription_id = $1 AND position = $2",
-                    subscription_id,
-                    position,
-                )
+        await self._settle(
+            "UPDATE subscriptions SET lease_owner = '', lease_until = 0,"
+            " failing_since = coalesce(failing_since, $3), next_attempt_at = $4,"
+            " last_error = $5 WHERE id = $1 AND lease_owner = $2",
+            "UPDATE subscription_queue SET attempts = attempts + 1"
+            " WHERE subscription_id = $1 AND position = $2",
+            subscription_id,
+            node,
+            position,
+            now,
+            retry_at,
+            error[: d.MAX_ERROR_CHARS],
+        )
 
-    async def add_app(self, app: App) -> None:
+    async def add_app(self, app: d.App) -> None:
         async with pg_connection(self._pool) as conn:
             await conn.execute(
-                f"INSERT INTO subscription_apps ({APP_COLUMNS}) VALUES ($1, $2, $3, $4, $5)",
+                f"INSERT INTO subscription_apps ({d.APP_COLUMNS}) VALUES ($1, $2, $3, $4, $5)",
                 app.client_id,
                 app.owner_id,
                 app.name,
@@ -215,19 +202,19 @@ class PostgresSubscriptions:
                 app.created_at,
             )
 
-    async def app(self, client_id: str) -> App | None:
+    async def app(self, client_id: str) -> d.App | None:
         rows = await self._fetch(
-            f"SELECT {APP_COLUMNS} FROM subscription_apps WHERE client_id = $1", client_id
+            f"SELECT {d.APP_COLUMNS} FROM subscription_apps WHERE client_id = $1", client_id
         )
-        return app_from_row(rows[0]) if rows else None
+        return d.app_from_row(rows[0]) if rows else None
 
-    async def apps(self, owner_id: str) -> list[App]:
+    async def apps(self, owner_id: str) -> list[d.App]:
         rows = await self._fetch(
-            f"SELECT {APP_COLUMNS} FROM subscription_apps WHERE owner_id = $1"
+            f"SELECT {d.APP_COLUMNS} FROM subscription_apps WHERE owner_id = $1"
             " ORDER BY created_at, client_id",
             owner_id,
         )
-        return [app_from_row(row) for row in rows]
+        return [d.app_from_row(row) for row in rows]
 
     async def delete_app(self, owner_id: str, client_id: str) -> bool:
         async with pg_connection(self._pool) as conn, conn.transaction():
