@@ -77,7 +77,9 @@ class Subscriptions:
         self.engine = engine
         self.store = engine.subscriptions
         self.policy = policy or send_policy(settings)
-        self.worker = DeliveryWorker(settings=settings, store=self.store, policy=self.policy)
+        self.worker = DeliveryWorker(
+            settings=settings, store=self.store, policy=self.policy, on_revoked=self._revoked
+        )
         self._rooms: dict[str, list[Subscription]] = {}
         self._listening: dict[str, BrokerSubscription] = {}
         self._seen: dict[str, int] = {}
@@ -105,6 +107,15 @@ class Subscriptions:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def _revoked(self, subscription: Subscription) -> None:
+        """Tell the creator's own connections to the room (every node)."""
+        event = {"type": "subscription_revoked", "subscription": subscription.public()}
+        message = {"kind": "user", "user": subscription.owner_id, "events": [event]}
+        try:
+            await self.engine.broker.signal(subscription.room_id, message)
+        except Exception:
+            log.warning("telling of revoked %s failed", subscription.id, exc_info=True)
 
     # -- managing subscriptions ----------------------------------------------------------
     async def caller(self, profile: Profile) -> Caller:

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import random
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -53,8 +54,15 @@ def backoff_ms(attempts: int, settings: Settings) -> int:
 
 class DeliveryWorker:
     def __init__(
-        self, *, settings: Settings, store: Subscriptions, policy: sender.SendPolicy
+        self,
+        *,
+        settings: Settings,
+        store: Subscriptions,
+        policy: sender.SendPolicy,
+        on_revoked: Callable[[Subscription], Awaitable[None]] | None = None,
     ) -> None:
+        self.on_revoked = on_revoked
+        """Told of each subscription this node disabled (to tell its creator)."""
         self.settings = settings
         self.store = store
         self.policy = policy
@@ -148,6 +156,8 @@ class DeliveryWorker:
             log.warning("subscription %s disabled: %s", subscription.id, reason)
             if disabled is not None:
                 await self.revoke(disabled, reason="failing")
+                if self.on_revoked is not None:
+                    await self.on_revoked(disabled)
             return
         retry_at = now + backoff_ms(item.attempts + 1, self.settings)
         await self.store.failed(

@@ -4,7 +4,9 @@ integration apps in PostgreSQL (``migrations/002_subscriptions.sql``).
 Every node feeds the same room events into the queue; the unique
 ``(subscription_id, source)`` makes that one delivery. Claims lock the
 subscriptions they lease (``FOR UPDATE SKIP LOCKED``), so two nodes never
-lease the same one.
+lease the same one. Every transaction locks a subscription's row before its
+queue rows (queueing holds a share lock on it), so deleting or disabling one
+never deadlocks with a delivery, nor leaves queue rows behind.
 """
 
 from __future__ import annotations
@@ -18,6 +20,12 @@ from store.domain import subscriptions as d
 from store.scaled.postgres import pg_connection
 
 _SELECT = f"SELECT {d.SUBSCRIPTION_COLUMNS} FROM subscriptions"
+
+
+DEADLOCK_RETRIES = 3
+"""Queueing locks several subscriptions (shared) in the order of its deliveries;
+should that ever cross another transaction's order, PostgreSQL aborts one and
+it is run again."""
 
 
 def _count(status: str) -> int:
@@ -94,15 +102,25 @@ class PostgresSubscriptions:
 
     async def delete(self, subscription_id: str) -> bool:
         async with pg_connection(self._pool) as conn, conn.transaction():
+            # the subscription's row first: the lock order of every statement here
+            status = await conn.execute("DELETE FROM subscriptions WHERE id = $1", subscription_id)
             await conn.execute(
                 "DELETE FROM subscription_queue WHERE subscription_id = $1", subscription_id
             )
-            status = await conn.execute("DELETE FROM subscriptions WHERE id = $1", subscription_id)
         return _count(status) > 0
 
     async def enqueue(self, deliveries: Sequence[d.Delivery]) -> int:
         if not deliveries:
             return 0
+        for attempt in range(DEADLOCK_RETRIES):
+            try:
+                return await self._enqueue(deliveries)
+            except asyncpg.DeadlockDetectedError:
+                if attempt == DEADLOCK_RETRIES - 1:
+                    raise
+        return 0  # not reached
+
+    async def _enqueue(self, deliveries: Sequence[d.Delivery]) -> int:
         async with pg_connection(self._pool) as conn:
             status = await conn.execute(
                 "INSERT INTO subscription_queue"
@@ -111,14 +129,14 @@ class PostgresSubscriptions:
                 " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],"
                 " $6::bigint[]) WITH ORDINALITY AS d(sid, mid, src, kind, body, created, n)"
                 " WHERE EXISTS (SELECT 1 FROM subscriptions AS s"
-                " WHERE s.id = d.sid AND s.status = 'enabled')"
+                " WHERE s.id = d.sid AND s.status = 'enabled' FOR SHARE)"
                 " ORDER BY d.n ON CONFLICT (subscription_id, source) DO NOTHING",
-                [d.subscription_id for d in deliveries],
-                [d.message_id for d in deliveries],
-                [d.source for d in deliveries],
-                [d.type for d in deliveries],
-                [d.body for d in deliveries],
-                [d.created_at for d in deliveries],
+                [item.subscription_id for item in deliveries],
+                [item.message_id for item in deliveries],
+                [item.source for item in deliveries],
+                [item.type for item in deliveries],
+                [item.body for item in deliveries],
+                [item.created_at for item in deliveries],
             )
         return _count(status)
 
@@ -225,6 +243,9 @@ class PostgresSubscriptions:
             )
             if not _count(status):
                 return False
+            await conn.execute(
+                "SELECT id FROM subscriptions WHERE app_id = $1 ORDER BY id FOR UPDATE", client_id
+            )
             await conn.execute(
                 "DELETE FROM subscription_queue WHERE subscription_id IN"
                 " (SELECT id FROM subscriptions WHERE app_id = $1)",

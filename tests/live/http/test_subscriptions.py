@@ -116,7 +116,7 @@ async def test_retries_back_off_then_deliver_in_order(
         sub_id, _ = await subscribe(carol, receiver, ["gift"])
         receiver.fail = 3
         for n in range(3):
-            body = {"gift": "doughnut"}
+            body = {"gift": "confetti"}
             assert (await alice.post("/v1/rooms/carol/gifts", body, key=f"r{n}")).status_code == 201
         await receiver.wait_for(lambda r: len(gifts(r)) >= 3)
         first = receiver.attempts[0].headers["live-message-id"]
@@ -140,14 +140,17 @@ async def test_pause_resume_rotate_delete(server: LiveServer, receiver: Receiver
         sub_id, secret = await subscribe(carol, receiver, ["gift"])
         paused = await carol.post(f"/v1/subscriptions/{sub_id}/pause")
         assert paused.json()["subscription"]["status"] == "paused"
-        await alice.post("/v1/rooms/carol/gifts", {"gift": "doughnut"}, key="p1")
+        async with receiving() as witness:  # sees when the gift's event was handed out
+            await subscribe(carol, witness, ["gift"])
+            await alice.post("/v1/rooms/carol/gifts", {"gift": "confetti"}, key="p1")
+            await witness.wait_for(lambda r: len(gifts(r)) >= 1)
         assert (await carol.post(f"/v1/subscriptions/{sub_id}/resume")).status_code == 200
         rotated = (await carol.post(f"/v1/subscriptions/{sub_id}/secret")).json()["secret"]
         assert rotated != secret
-        await alice.post("/v1/rooms/carol/gifts", {"gift": "perfume"}, key="p2")
+        await alice.post("/v1/rooms/carol/gifts", {"gift": "sunglasses"}, key="p2")
         await receiver.wait_for(lambda r: len(gifts(r)) >= 1)
         # nothing queued while paused; the new secret signs what follows
-        assert [n["event"]["gift"]["id"] for n in gifts(receiver)] == ["perfume"]
+        assert [n["event"]["gift"]["id"] for n in gifts(receiver)] == ["sunglasses"]
         assert receiver.accepted[-1].signed_with(rotated)
         assert not receiver.accepted[-1].signed_with(secret)
         test = await carol.post(f"/v1/subscriptions/{sub_id}/test", {"type": "chat"})
@@ -159,7 +162,8 @@ async def test_pause_resume_rotate_delete(server: LiveServer, receiver: Receiver
         assert (await other.client.delete(f"/v1/subscriptions/{sub_id}")).status_code == 404
         await other.aclose()
         assert (await carol.client.delete(f"/v1/subscriptions/{sub_id}")).status_code == 204
-        assert (await carol.get("/v1/subscriptions")).json()["subscriptions"] == []
+        remaining = (await carol.get("/v1/subscriptions")).json()["subscriptions"]
+        assert sub_id not in [s["id"] for s in remaining] and len(remaining) == 1
 
 
 async def test_failing_too_long_disables_with_a_revocation(
@@ -169,11 +173,18 @@ async def test_failing_too_long_disables_with_a_revocation(
     async with (
         on_engine(engine_services, tmp_path / "data", env) as server,
         creator_and_fan(server) as (carol, alice),
+        contextlib.AsyncExitStack() as stack,
     ):
         sub_id, secret = await subscribe(carol, receiver, ["gift"])
         receiver.fail = 1_000
-        await alice.post("/v1/rooms/carol/gifts", {"gift": "doughnut"}, key="d1")
+        me = await stack.enter_async_context(
+            Client.open(server, "carol", token=server.token("carol", creator=True))
+        )
+        await me.wait_for(lambda e: e["type"] == "welcome")
+        await alice.post("/v1/rooms/carol/gifts", {"gift": "confetti"}, key="d1")
         await receiver.wait_for(lambda r: any(m.kind == "revocation" for m in r.accepted))
+        told = await me.wait_for(lambda e: e["type"] == "subscription_revoked")
+        assert told["subscription"]["id"] == sub_id
         revocation = next(m for m in receiver.accepted if m.kind == "revocation")
         assert revocation.signed_with(secret)
         assert revocation.json["subscription"]["status"] == "disabled"
@@ -181,13 +192,17 @@ async def test_failing_too_long_disables_with_a_revocation(
         assert view["status"] == "disabled" and view["pending"] == 0
         assert "500" in view["disabled_reason"]
         attempts = len(receiver.attempts)
-        await alice.post("/v1/rooms/carol/gifts", {"gift": "doughnut"}, key="d2")
-        # a disabled subscription queues nothing; resumed, it delivers again
+        # a disabled subscription queues nothing (another one sees when the event
+        # was handed out); resumed, it delivers again
+        witness = await stack.enter_async_context(receiving())
+        await subscribe(carol, witness, ["gift"])
+        await alice.post("/v1/rooms/carol/gifts", {"gift": "confetti"}, key="d2")
+        await witness.wait_for(lambda r: len(gifts(r)) >= 1)
         receiver.fail = 0
         assert (await carol.post(f"/v1/subscriptions/{sub_id}/resume")).status_code == 200
-        await alice.post("/v1/rooms/carol/gifts", {"gift": "perfume"}, key="d3")
+        await alice.post("/v1/rooms/carol/gifts", {"gift": "sunglasses"}, key="d3")
         await receiver.wait_for(lambda r: len(gifts(r)) >= 1)
-        assert [n["event"]["gift"]["id"] for n in gifts(receiver)] == ["perfume"]
+        assert [n["event"]["gift"]["id"] for n in gifts(receiver)] == ["sunglasses"]
         assert len(receiver.attempts) == attempts + 1
 
 
@@ -197,7 +212,7 @@ async def test_queued_deliveries_survive_a_restart(server: LiveServer, receiver:
         receiver.fail = 1_000
         txs = []
         for n in range(3):
-            response = await alice.post("/v1/rooms/carol/gifts", {"gift": "doughnut"}, key=f"s{n}")
+            response = await alice.post("/v1/rooms/carol/gifts", {"gift": "confetti"}, key=f"s{n}")
             txs.append(response.json()["tx"])
         await receiver.wait_for(lambda r: len(r.attempts) >= 1)
         await server.stop()
@@ -330,7 +345,7 @@ async def test_two_nodes_deliver_each_event_once_in_order(
         txs = []
         for n in range(6):
             api = alice_a if n % 2 == 0 else alice_b
-            response = await api.post("/v1/rooms/carol/gifts", {"gift": "doughnut"}, key=f"m{n}")
+            response = await api.post("/v1/rooms/carol/gifts", {"gift": "confetti"}, key=f"m{n}")
             assert response.status_code == 201, response.text
             txs.append(response.json()["tx"])
         await receiver.wait_for(lambda r: len(gifts(r)) >= 6)
