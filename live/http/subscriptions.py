@@ -39,6 +39,14 @@ async def caller_of(request: Request) -> Caller:
     return await service.caller(user_of(request))
 
 
+def _optional_secret(body: dict[str, object]) -> str | None:
+    """The signing secret the caller chose, if any (checked by the service)."""
+    secret = body.get("secret")
+    if secret is not None and not isinstance(secret, str):
+        raise LiveError("bad_request", "secret must be a string")
+    return secret
+
+
 def _subscription_id(request: Request) -> str:
     value = str(request.path_params["subscription_id"])
     if not 0 < len(value) <= 64:
@@ -63,6 +71,7 @@ async def create_subscription(request: Request) -> Response:
         room_id=field_str(body, "room_id"),
         types=types,
         callback=field_str(body, "callback", max_chars=2_048),
+        secret=_optional_secret(body),
     )
     return json_response(
         {"subscription": subscription.public(pending=0), "secret": secret}, status=201
@@ -105,10 +114,14 @@ def _status_change(status: str, doc: str) -> Route:
 
 @endpoint
 async def rotate_secret(request: Request) -> Response:
-    """A new signing secret, shown once; the old one stops at once."""
+    """A new signing secret (``{secret}`` to choose it), shown once; the old one
+    stops at once."""
     caller = await caller_of(request)
     subscription_id = _subscription_id(request)
-    secret = await actions_of(request).subscriptions.rotate_secret(caller, subscription_id)
+    body = await json_body(request)
+    secret = await actions_of(request).subscriptions.rotate_secret(
+        caller, subscription_id, secret=_optional_secret(body)
+    )
     return json_response({"subscription_id": subscription_id, "secret": secret})
 
 

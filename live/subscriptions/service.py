@@ -63,6 +63,20 @@ def send_policy(settings: Settings) -> sender.SendPolicy:
     )
 
 
+SECRET_CHARS = (16, 100)
+"""The length of a signing secret the caller chooses."""
+
+
+def checked_secret(secret: str | None) -> str:
+    """The caller's signing secret, checked, or a random one when none is given."""
+    if secret is None:
+        return new_secret(32)
+    low, high = SECRET_CHARS
+    if not low <= len(secret) <= high or not secret.isascii() or not secret.isprintable():
+        raise LiveError("bad_request", f"secret must be {low}-{high} printable ASCII characters")
+    return secret
+
+
 def _hash(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
@@ -131,7 +145,13 @@ class Subscriptions:
         return Caller(app.owner_id, app)
 
     async def create(
-        self, caller: Caller, *, room_id: str, types: list[str], callback: str
+        self,
+        caller: Caller,
+        *,
+        room_id: str,
+        types: list[str],
+        callback: str,
+        secret: str | None = None,
     ) -> tuple[Subscription, str]:
         """Check the room and the URL, send the challenge, store the subscription.
         Returns it and its secret (shown this once)."""
@@ -155,7 +175,7 @@ class Subscriptions:
             room_id=room_id,
             types=tuple(types),
             callback=callback,
-            secret=new_secret(32),
+            secret=checked_secret(secret),
             app_id=caller.app.client_id if caller.app else "",
             created_at=now_ms(),
         )
@@ -213,10 +233,13 @@ class Subscriptions:
         await self.store.delete(subscription_id)
         await self.refresh()
 
-    async def rotate_secret(self, caller: Caller, subscription_id: str) -> str:
-        """A new secret: messages signed from now on use it (a retry too)."""
+    async def rotate_secret(
+        self, caller: Caller, subscription_id: str, *, secret: str | None = None
+    ) -> str:
+        """A new secret (the caller's, or a random one): messages signed from now
+        on use it (a retry too)."""
         await self.get(caller, subscription_id)
-        secret = new_secret(32)
+        secret = checked_secret(secret)
         if await self.store.set_secret(subscription_id, secret) is None:
             raise LiveError("not_found", "no such subscription")
         return secret

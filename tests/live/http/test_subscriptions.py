@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from loadtest.processes import free_port
 from tests.live.http.test_catalog import run_live
 from tests.live.launch import on_engine
 from tests.live.receiver import Receiver, receiving
@@ -409,3 +411,49 @@ async def test_the_cli_triggers_a_test_event(server: LiveServer, receiver: Recei
         assert code == 0 and sub_id.encode() in out and secret.encode() not in out
         code, _, err = await run_live(server, "subscriptions", "trigger", "sub_nope")
         assert code == 1 and b"no enabled subscription" in err
+
+
+def documented_receiver(secret: str, port: int) -> str:
+    """The receiver of docs/PROTOCOL.md, with our secret and port."""
+    doc = (Path(__file__).parents[3] / "docs" / "PROTOCOL.md").read_text()
+    section = doc.split("### A complete receiver (Python)", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    code = code.replace(
+        'SECRET = b"the secret you gave POST /v1/subscriptions"', f"SECRET = {secret.encode()!r}"
+    )
+    return code.replace('HTTPServer(("0.0.0.0", 8080)', f'HTTPServer(("127.0.0.1", {port})')
+
+
+async def test_the_documented_receiver_works(server: LiveServer, tmp_path: Path) -> None:
+    secret = "my-own-secret-0123456789"
+    port = free_port()
+    script = tmp_path / "receiver.py"
+    script.write_text(documented_receiver(secret, port))
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-u", str(script), stdout=asyncio.subprocess.PIPE
+    )
+    try:
+        async with creator_and_fan(server) as (carol, alice):
+            body = {
+                "room_id": "carol",
+                "types": ["gift"],
+                "callback": f"http://127.0.0.1:{port}/hook",
+                "secret": secret,
+            }
+            for _ in range(100):  # until the receiver listens
+                response = await carol.post("/v1/subscriptions", body)
+                if response.status_code != 400 or "challenge" not in response.text:
+                    break
+                await asyncio.sleep(0.05)
+            assert response.status_code == 201, response.text
+            assert response.json()["secret"] == secret
+            await alice.post("/v1/rooms/carol/gifts", {"gift": "confetti"}, key="doc")
+            assert proc.stdout is not None
+            line = await asyncio.wait_for(proc.stdout.readline(), 10)
+            assert line.decode().strip() == "Alice sent 1 x Confetti"
+            await drained(carol, response.json()["subscription"]["id"])
+            short = await carol.post("/v1/subscriptions", {**body, "secret": "too short"})
+            assert short.status_code == 400 and "secret" in short.text
+    finally:
+        proc.kill()
+        await proc.wait()
