@@ -39,6 +39,9 @@ log = logging.getLogger("live.subscriptions")
 REFRESH_SECONDS = 2.0
 """How soon a node feeds a subscription made on another node."""
 CHALLENGE_BYTES = 24
+CREATIONS_PER_HOUR = 60
+CREATIONS_BURST = 20
+"""Subscriptions a creator (with their apps) may try to make, each sending a challenge."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +166,10 @@ class Subscriptions:
             raise LiveError(
                 "bad_request", f"types must be distinct, from: {', '.join(EVENT_TYPES)}"
             )
+        # each creation sends a request out: bounded, so it can't be used to scan
+        await self.engine.wallet.rate_limit(
+            caller.owner_id, "subscribe", per_hour=CREATIONS_PER_HOUR, burst=CREATIONS_BURST
+        )
         owned = await self.store.owned(caller.owner_id)
         if len(owned) >= self.settings.subscription_max_per_owner:
             raise LiveError(
