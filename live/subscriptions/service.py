@@ -101,6 +101,8 @@ class Subscriptions:
         self._listening: dict[str, BrokerSubscription] = {}
         self._seen: dict[str, int] = {}
         """The last room ``seq`` fed, per room (for catching up after a reset)."""
+        self._start: dict[str, int] = {}
+        """The room's last ``seq`` when this node started listening to it."""
         self._pending: dict[str, list[Event]] = {}
         self._feeding: set[str] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -334,10 +336,12 @@ class Subscriptions:
                     with contextlib.suppress(Exception):
                         await self._listening.pop(room_id).close()
                     self._seen.pop(room_id, None)
+                    self._start.pop(room_id, None)
             for room_id in rooms:
                 if room_id not in self._listening:
-                    self._seen[room_id] = await self.engine.broker.last_seq(room_id)
+                    # subscribed first: an event published meanwhile is fed, not lost
                     self._listening[room_id] = await self.engine.broker.subscribe(room_id, self)
+                    self._start[room_id] = await self.engine.broker.last_seq(room_id)
 
     async def _refresh_loop(self) -> None:
         while True:
@@ -358,7 +362,7 @@ class Subscriptions:
         self._spawn(self._catch_up(room_id))
 
     async def _catch_up(self, room_id: str) -> None:
-        since = self._seen.get(room_id)
+        since = self._seen.get(room_id, self._start.get(room_id))
         if since is None:
             return
         missed = await self.engine.broker.history(room_id, since=since)

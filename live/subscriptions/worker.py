@@ -86,6 +86,7 @@ class DeliveryWorker:
 
     async def _run(self) -> None:
         while True:
+            self._wake.clear()  # a wake-up from here on is not missed
             free = self.settings.subscription_concurrency - len(self._inflight)
             claimed: list[tuple[Subscription, Delivery]] = []
             if free > 0:
@@ -101,8 +102,7 @@ class DeliveryWorker:
                 task = asyncio.get_running_loop().create_task(self._deliver(subscription, item))
                 self._inflight.add(task)
                 task.add_done_callback(self._done)
-            if len(claimed) < free:
-                self._wake.clear()
+            if free <= 0 or len(claimed) < free:  # all slots busy, or nothing more due
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(POLL_SECONDS):
                         await self._wake.wait()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
+from typing import Any
 
 from store.domain import subscriptions as d
 from store.embedded.database import SQLiteDatabase
@@ -143,8 +144,8 @@ class SQLiteSubscriptions:
     async def claim(
         self, *, node: str, now: int, lease_ms: int, limit: int
     ) -> list[tuple[d.Subscription, d.Delivery]]:
-        def op(conn: sqlite3.Connection) -> list[tuple[d.Subscription, d.Delivery]]:
-            rows = conn.execute(
+        def due(conn: sqlite3.Connection) -> list[Any]:
+            rows: list[Any] = conn.execute(
                 f"SELECT {', '.join('s.' + c.strip() for c in d.SUBSCRIPTION_COLUMNS.split(','))}"
                 " FROM subscriptions AS s WHERE s.status = 'enabled'"
                 " AND s.next_attempt_at <= ? AND s.lease_until <= ?"
@@ -152,6 +153,14 @@ class SQLiteSubscriptions:
                 " WHERE q.subscription_id = s.id) ORDER BY s.next_attempt_at LIMIT ?",
                 (now, now, limit),
             ).fetchall()
+            return rows
+
+        # polled often: a read finds nothing due without queueing behind the writer
+        if not await self.db.read(due):
+            return []
+
+        def op(conn: sqlite3.Connection) -> list[tuple[d.Subscription, d.Delivery]]:
+            rows = due(conn)
             claimed = []
             for row in rows:
                 subscription = d.subscription_from_row(row)
