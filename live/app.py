@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -18,17 +19,24 @@ from starlette.routing import WebSocketRoute
 
 from live.actions.node import Actions
 from live.errors import error_response
-from live.http import admin, catalog, catalog_admin, money, ops, pages, rooms, subscriptions
+from live.http import (
+    admin,
+    catalog,
+    catalog_admin,
+    items,
+    money,
+    ops,
+    pages,
+    rooms,
+    subscriptions,
+)
 from live.http.common import MAX_BODY_BYTES
+from live.http.request_ids import RequestIds
 from live.identity.service import Identity
 from live.limits import APP_STATE_SETTINGS, ConnectionGuard, RequestLimits
 from live.metrics import Metrics, multiprocess_dir
-from live.payments import (
-    PaymentProvider,
-    PayoutProvider,
-    SandboxPaymentProvider,
-    SandboxPayoutProvider,
-)
+from live.payments import PayoutProvider, SandboxPayoutProvider
+from live.payments.config import payment_providers
 from live.realtime.endpoint import live_endpoint
 from live.realtime.hub import Hub
 from live.settings import Settings
@@ -43,6 +51,7 @@ api_routes = [
     *rooms.routes,
     *admin.routes,
     *catalog_admin.routes,
+    *items.routes,
     *ops.routes,
     *subscriptions.routes,
 ]
@@ -68,8 +77,9 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 def create_app(settings: Settings) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
-        engine = await open_engine(settings.engine_config(), catalog=settings.catalog())
         metrics = Metrics(multiprocess_dir=multiprocess_dir())
+        config = dataclasses.replace(settings.engine_config(), observer=metrics.store)
+        engine = await open_engine(config, catalog=settings.catalog())
         lag_sampler = asyncio.get_running_loop().create_task(metrics.sample_loop_lag())
         hub = Hub(
             broker=engine.broker,
@@ -77,9 +87,7 @@ def create_app(settings: Settings) -> Starlette:
             tick_seconds=settings.tick_ms / 1000,
             send_buffer_bytes=settings.send_buffer_bytes,
         )
-        payments: dict[str, PaymentProvider] = {}
-        if settings.sandbox_payments:
-            payments["sandbox"] = SandboxPaymentProvider()
+        payments = payment_providers(settings)
         payouts: dict[str, PayoutProvider] = {}
         if settings.sandbox_payouts:
             payouts["sandbox"] = SandboxPayoutProvider()
@@ -120,7 +128,8 @@ def create_app(settings: Settings) -> Starlette:
         lifespan=lifespan,
         exception_handlers={HTTPException: _http_error},
         middleware=[
-            Middleware(RequestLimits, max_bytes=MAX_BODY_BYTES, timeout=settings.handshake_timeout)
+            Middleware(RequestIds),
+            Middleware(RequestLimits, max_bytes=MAX_BODY_BYTES, timeout=settings.handshake_timeout),
         ],
     )
 

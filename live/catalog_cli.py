@@ -98,7 +98,7 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
 
 def add_parser(sub: Any, settings_of: Any) -> None:
     """``live catalog export|import`` on the ``live`` command's subparsers."""
-    catalog = sub.add_parser("catalog", help="export or import the gift and coin package catalog")
+    catalog = sub.add_parser("catalog", help="export or import the catalog: gifts, packages, items")
     actions = catalog.add_subparsers(dest="catalog_command", required=True)
     export = actions.add_parser("export", help="write the whole catalog (retired entries too)")
     export.add_argument(

@@ -322,17 +322,37 @@ def cmd_ledger(args: argparse.Namespace) -> int:
     redis_url, database_url = settings.redis_url, settings.database_url
 
     async def run() -> None:
+        from live.metrics import LedgerMetrics, serve_metrics
+
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError):
                 loop.add_signal_handler(sig, stop.set)
-        await run_ledger_worker(
-            redis_url=redis_url,
-            database_url=database_url,
-            stop=stop,
-            consumer=args.consumer or f"ledger-{os.getpid()}",
-        )
+        metrics = LedgerMetrics()
+        listener = None
+        if settings.ledger_metrics_port:
+            listener = await serve_metrics(
+                metrics.render,
+                host=settings.host,
+                port=settings.ledger_metrics_port,
+                token=settings.metrics_token,
+            )
+            logging.getLogger("live.ledger").info(
+                "metrics on http://%s:%d/metrics", settings.host, settings.ledger_metrics_port
+            )
+        try:
+            await run_ledger_worker(
+                redis_url=redis_url,
+                database_url=database_url,
+                stop=stop,
+                consumer=args.consumer or f"ledger-{os.getpid()}",
+                observer=metrics.store,
+            )
+        finally:
+            if listener is not None:
+                listener.close()
+                await listener.wait_closed()
 
     asyncio.run(run())
     return 0

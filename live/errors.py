@@ -34,6 +34,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "limit_exceeded": 422,
     "rate_limited": 429,
     "internal": 500,
+    "provider_unavailable": 503,
 }
 
 

@@ -11,6 +11,7 @@ import copy
 import logging
 import re
 from collections.abc import Iterable
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +30,9 @@ _SECRET_SHAPES = (
 _SECRET_FIELD = re.compile(r"token|secret|password|overlay_key|api_key|authorization", re.I)
 CONTEXT_FIELDS = ("connection", "request_id", "room", "user")
 """``extra`` fields a JSON line carries when a log call gives them."""
+REQUEST_ID: ContextVar[str | None] = ContextVar("request_id", default=None)
+"""The id of the HTTP request being handled (set by ``live.http.request_ids``):
+every record logged while handling it carries it, uvicorn's access line included."""
 
 
 def redact(text: str, known: Iterable[str] = ()) -> str:
@@ -41,7 +45,9 @@ def redact(text: str, known: Iterable[str] = ()) -> str:
 
 class RedactSecrets(logging.Filter):
     """Rewrites a record's message, arguments and context fields with secrets
-    masked; ``secrets`` are values to mask wherever they appear."""
+    masked; ``secrets`` are values to mask wherever they appear. A record logged
+    while an HTTP request is handled gets its ``request_id`` here (this filter is
+    on every handler), masked like the other fields."""
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         super().__init__()
@@ -49,6 +55,10 @@ class RedactSecrets(logging.Filter):
         self.secrets = tuple(s for s in secrets if len(s) >= 8)
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, "request_id", None) is None:
+            request_id = REQUEST_ID.get()
+            if request_id is not None:
+                record.request_id = request_id
         if isinstance(record.msg, str):
             record.msg = redact(record.msg, self.secrets)
         if isinstance(record.args, tuple):
@@ -84,8 +94,14 @@ class JsonFormatter(logging.Formatter):
 
 
 def known_secrets(settings: Settings) -> list[str]:
-    """The configured secret values: the HS256 secret and the webhook secrets."""
-    return [settings.secret, settings.metrics_token, *settings.webhook_secrets().values()]
+    """The configured secret values: the HS256 secret, the metrics token, the
+    webhook secrets and the payment providers' keys."""
+    return [
+        settings.secret,
+        settings.metrics_token,
+        *settings.webhook_secrets().values(),
+        settings.stripe_api_key,
+    ]
 
 
 def configure_logging(settings: Settings) -> None:

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import os
 import time
-from collections.abc import Iterator, Sequence
-from typing import Literal
+from collections.abc import Callable, Iterator, Sequence
+from http import HTTPStatus
+from typing import Literal, TypeVar
 
 from prometheus_client import (
     CollectorRegistry,
@@ -28,7 +30,13 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from prometheus_client.registry import Collector
+from starlette.responses import Response
 
+from live.auth import bearer_token
+from live.errors import error_response
+from store.observer import Backend
+
+PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
 MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 """prometheus_client's own variable: where workers share their values."""
 
@@ -42,12 +50,87 @@ GAUGE_HELP = {
 FAST_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 ACK_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0)
 LAG_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+POSTGRES_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
+# The ledger worker files within a second when healthy; minutes mean PostgreSQL is behind.
+LEDGER_LAG_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0)
 
 # No ``*_created`` series: a page has the same series with one worker or many.
 disable_created_metrics()  # type: ignore[no-untyped-call]
 
 LOOP_SAMPLE_SECONDS = 0.5
 """How often the event loop lag sampler wakes (and refreshes process metrics)."""
+
+
+_Family = TypeVar("_Family", Histogram, Counter)
+
+
+class LabelCache:
+    """``family.labels(*labels)``, kept: a plain dict read instead of the library's
+    locked lookup (about a microsecond) on the hot path."""
+
+    def __init__(self) -> None:
+        self._series: dict[tuple[int, tuple[str, ...]], Histogram | Counter] = {}
+
+    def __call__(self, family: _Family, *labels: str) -> _Family:
+        key = (id(family), labels)
+        child = self._series.get(key)
+        if child is None:
+            child = self._series[key] = family.labels(*labels)
+        return child  # type: ignore[return-value]
+
+
+class StoreMetrics:
+    """The engine's backend calls and the ledger worker's progress: the
+    ``store.observer.StoreObserver`` the engine is given."""
+
+    def __init__(self, *, registry: CollectorRegistry | None, series: LabelCache) -> None:
+        self._series = series
+
+        def calls(backend: str, doc: str, buckets: Sequence[float]) -> Histogram:
+            return Histogram(
+                f"live_{backend}_call_seconds",
+                f"{doc}, outcome (ok or error).",
+                ("call", "outcome"),
+                buckets=buckets,
+                registry=registry,
+            )
+
+        self.redis_seconds = calls(
+            "redis",
+            "Redis call latency, pipeline wait included: call (script or command)",
+            FAST_BUCKETS,
+        )
+        self.postgres_seconds = calls(
+            "postgres",
+            "PostgreSQL call latency, pool wait included: call (file, history, audit, check)",
+            POSTGRES_BUCKETS,
+        )
+        self.ledger_lag_seconds = Histogram(
+            "live_ledger_lag_seconds",
+            "Age of an outbox entry when the ledger worker moved it into PostgreSQL.",
+            buckets=LEDGER_LAG_BUCKETS,
+            registry=registry,
+        )
+        self.ledger_entries = Counter(
+            "live_ledger_entries",
+            "Outbox entries the ledger worker moved: filed in PostgreSQL or parked "
+            "as dead letters.",
+            ("outcome",),
+            registry=registry,
+        )
+        self._families = {"redis": self.redis_seconds, "postgresql": self.postgres_seconds}
+
+    def backend_call(self, backend: Backend, call: str, seconds: float, *, ok: bool) -> None:
+        family = self._families[backend]
+        self._series(family, call, "ok" if ok else "error").observe(seconds)
+
+    def ledger_filed(self, *, filed: int, parked: int, ages: Sequence[float]) -> None:
+        if filed:
+            self._series(self.ledger_entries, "filed").inc(filed)
+        if parked:
+            self._series(self.ledger_entries, "parked").inc(parked)
+        for age in ages:
+            self.ledger_lag_seconds.observe(age)
 
 
 class Metrics:
@@ -57,6 +140,7 @@ class Metrics:
         self.multiprocess_dir = multiprocess_dir
         self.registry = CollectorRegistry()
         own = None if multiprocess_dir else self.registry
+        self.series = LabelCache()
 
         def counter(name: str, doc: str, *labels: str) -> Counter:
             return Counter(name, doc, labels, registry=own)
@@ -138,21 +222,12 @@ class Metrics:
             "How late the event loop ran a timer (sampled every half second).",
             LAG_BUCKETS,
         )
-        self._series: dict[tuple[int, tuple[str, ...]], Histogram] = {}
+        self.store = StoreMetrics(registry=own, series=self.series)
         if multiprocess_dir:
             MultiProcessCollector(self.registry, path=multiprocess_dir)  # type: ignore[no-untyped-call]
             self._process = ProcessMirror()
         else:
             ProcessCollector(registry=self.registry)
-
-    def series(self, family: Histogram, *labels: str) -> Histogram:
-        """``family.labels(*labels)``, kept: a plain dict read instead of the
-        library's locked lookup (about a microsecond) on the hot path."""
-        key = (id(family), labels)
-        child = self._series.get(key)
-        if child is None:
-            child = self._series[key] = family.labels(*labels)
-        return child
 
     @contextlib.contextmanager
     def wallet_call(self, operation: str) -> Iterator[None]:
@@ -240,3 +315,82 @@ class ProcessMirror:
 def multiprocess_dir() -> str | None:
     """The shared directory ``live serve --workers`` gave this worker, if any."""
     return os.environ.get(MULTIPROCESS_ENV) or None
+
+
+def scrape_allowed(authorization: str | None, *, token: str) -> bool:
+    """Whether a scrape may read the page: no token is configured, or the request
+    carries ``Authorization: Bearer <token>`` (compared in constant time)."""
+    if not token:
+        return True
+    given = bearer_token(authorization) or ""
+    return hmac.compare_digest(given.encode(), token.encode())
+
+
+def scrape_refusal() -> Response:
+    """The answer to a scrape without the right token."""
+    refused = error_response("unauthorized", "metrics need the bearer token", status=401)
+    refused.headers["WWW-Authenticate"] = "Bearer"
+    return refused
+
+
+class LedgerMetrics:
+    """The ``live ledger`` worker's own page: what it filed, how late, its
+    PostgreSQL calls and its process (CPU, memory, open files)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.store = StoreMetrics(registry=self.registry, series=LabelCache())
+        ProcessCollector(registry=self.registry)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+MAX_REQUEST_HEAD = 16_384
+REQUEST_HEAD_SECONDS = 10.0
+
+
+async def serve_metrics(
+    render: Callable[[], bytes], *, host: str, port: int, token: str = ""
+) -> asyncio.Server:
+    """A small HTTP listener answering ``GET /metrics`` with ``render()`` (bearer
+    ``token`` required when set), for a process that runs no web server. One
+    request per connection; close the returned server to stop it."""
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            async with asyncio.timeout(REQUEST_HEAD_SECONDS):
+                head = await reader.readuntil(b"\r\n\r\n")
+            response = _metrics_answer(head, render=render, token=token)
+            status = f"{response.status_code} {HTTPStatus(response.status_code).phrase}"
+            lines = [f"HTTP/1.1 {status}"]
+            lines += [f"{name}: {value}" for name, value in response.headers.items()]
+            lines.append("connection: close")
+            writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + response.body)
+            await writer.drain()
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError, OSError):
+            pass  # a client that went away or sent no complete request head
+        finally:
+            writer.close()
+
+    return await asyncio.start_server(answer, host, port, limit=MAX_REQUEST_HEAD)
+
+
+def _metrics_answer(head: bytes, *, render: Callable[[], bytes], token: str) -> Response:
+    lines = head.decode("latin-1").split("\r\n")
+    parts = lines[0].split(" ")
+    if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
+        return error_response("bad_request", "malformed request line", status=400)
+    method, target = parts[0], parts[1].partition("?")[0]
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        name, sep, value = line.partition(":")
+        if sep:
+            headers[name.strip().lower()] = value.strip()
+    if target != "/metrics":
+        return error_response("not_found", "only /metrics is served here", status=404)
+    if method != "GET":
+        return error_response("bad_request", "metrics answer GET only", status=405)
+    if not scrape_allowed(headers.get("authorization"), token=token):
+        return scrape_refusal()
+    return Response(render(), media_type=PROMETHEUS_TEXT)

@@ -1,5 +1,6 @@
 """Parsing the money settings (``LIVE_PROMOTIONS``, ``LIVE_PAYMENT_WEBHOOK_SECRETS``,
-``LIVE_DIAMOND_CASH_RATE``) into values; ``ValueError`` says what is wrong."""
+``LIVE_DIAMOND_CASH_RATE``, ``LIVE_PAYMENT_REGIONS``, ``LIVE_APPLE_PRODUCTS``) into
+values; ``ValueError`` says what is wrong."""
 
 from __future__ import annotations
 
@@ -108,3 +109,37 @@ def parse_rate(text: str) -> Decimal:
     if not rate.is_finite() or rate <= 0:
         raise ValueError("must be a positive decimal number")
     return rate
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        raise ValueError("must be a JSON object") from None
+    if not isinstance(value, dict):
+        raise ValueError("must be a JSON object")
+    return value
+
+
+def parse_regions(text: str) -> dict[str, frozenset[str]]:
+    """``{"provider": ["US", "GB"] or ["*"]}``: the regions each named provider is
+    offered in (upper-cased; ``*`` for all)."""
+    if not text.strip():
+        return {}
+    regions: dict[str, frozenset[str]] = {}
+    for provider, listed in _json_object(text).items():
+        regions[provider] = _names(listed, f"the regions of {provider}", upper=True)
+        if not regions[provider]:
+            raise ValueError(f"the regions of {provider} must not be empty")
+    return regions
+
+
+def parse_products(text: str) -> dict[str, str]:
+    """``{"app store product id": "coin package id"}``."""
+    if not text.strip():
+        return {}
+    products = _json_object(text)
+    for product, package in products.items():
+        if not product or not isinstance(package, str) or not package:
+            raise ValueError("expected product ids mapped to coin package ids")
+    return products

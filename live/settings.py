@@ -18,7 +18,13 @@ from typing import Any
 
 from live.identity.keys import ALGORITHMS, family_of, load_public_key_file
 from live.limits import own_origin, parse_origins
-from live.money_config import parse_promotions, parse_rate, parse_secrets
+from live.money_config import (
+    parse_products,
+    parse_promotions,
+    parse_rate,
+    parse_regions,
+    parse_secrets,
+)
 from protocol import Limits
 from store.domain.accounts import MoneyPolicy
 from store.domain.catalog import Catalog
@@ -196,6 +202,32 @@ class Settings:
     provider without one has its webhook turned off."""
     webhook_tolerance_seconds: int = 300
     """A webhook whose signed timestamp is further from now than this is refused."""
+    # -- payment providers (live.payments) -------------------------------------------
+    payment_regions: str = ""
+    """Which providers each region offers, a JSON object ``{"stripe": ["US", "GB"],
+    "apple": ["*"]}``; a provider not named is offered in every region."""
+    stripe_api_key: str = ""
+    """Stripe's secret (or restricted) key; set, it enables card payments through
+    Stripe (and needs a ``stripe`` entry in ``payment_webhook_secrets``)."""
+    stripe_publishable_key: str = ""
+    """Handed to clients with a new payment, for Stripe.js and the mobile SDKs."""
+    stripe_api_base: str = ""
+    """Stripe's API address (empty: Stripe's own), for a proxy."""
+    stripe_timeout_seconds: float = 10.0
+    stripe_max_network_retries: int = 2
+    """Retries of a failed call to Stripe, each under the same idempotency key."""
+    apple_bundle_id: str = ""
+    """The app's bundle id; set, it enables App Store purchases."""
+    apple_app_apple_id: int = 0
+    """The app's Apple ID (App Store Connect), required for the Production environment."""
+    apple_environments: str = "Production"
+    """App Store environments accepted, comma-separated: ``Production``, ``Sandbox``."""
+    apple_root_certificates: str = ""
+    """Comma-separated files of Apple's root certificates (DER or PEM)."""
+    apple_products: str = ""
+    """Consumable product ids → coin packages, a JSON object ``{"com.x.coins70": "us_70"}``."""
+    apple_online_checks: bool = True
+    """Check the certificates' revocation with Apple (OCSP) on every verification."""
     migrate_on_start: bool = True
     # -- the catalog -----------------------------------------------------------------
     catalog_poll_seconds: float = 0.25
@@ -226,6 +258,9 @@ class Settings:
     metrics_token: str = ""
     """When set, ``/metrics`` answers only ``Authorization: Bearer <this>``
     (``LIVE_METRICS_TOKEN``): keeps the page off the public port."""
+    ledger_metrics_port: int = 0
+    """Port of the ``live ledger`` worker's own ``/metrics`` (on ``host``, same token
+    rule); 0 leaves it off."""
     log_level: str = "info"
     log_format: str = "text"
     """``text`` or ``json`` (one JSON object per line, for log collectors)."""
@@ -342,6 +377,44 @@ class Settings:
     def cash_rate(self) -> Decimal:
         return parse_rate(self.diamond_cash_rate)
 
+    def provider_regions(self) -> dict[str, frozenset[str]]:
+        return parse_regions(self.payment_regions)
+
+    def apple_product_packages(self) -> dict[str, str]:
+        return parse_products(self.apple_products)
+
+    def _validate_payments(self) -> None:
+        for name, parse in (
+            ("payment_regions", self.provider_regions),
+            ("apple_products", self.apple_product_packages),
+        ):
+            try:
+                parse()
+            except ValueError as exc:
+                raise SettingsError(f"LIVE_{name.upper()}: {exc}") from None
+        if self.stripe_api_key and "stripe" not in self.webhook_secrets():
+            raise SettingsError(
+                "LIVE_STRIPE_API_KEY needs stripe's webhook signing secret in "
+                "LIVE_PAYMENT_WEBHOOK_SECRETS (stripe=whsec_…): Stripe's events credit the coins"
+            )
+        if not self.stripe_timeout_seconds > 0 or self.stripe_max_network_retries < 0:
+            raise SettingsError(
+                "LIVE_STRIPE_TIMEOUT_SECONDS > 0, LIVE_STRIPE_MAX_NETWORK_RETRIES >= 0"
+            )
+        if not self.apple_bundle_id:
+            return
+        environments = [e.strip() for e in self.apple_environments.split(",") if e.strip()]
+        if not environments or set(environments) - {"Production", "Sandbox"}:
+            raise SettingsError("LIVE_APPLE_ENVIRONMENTS: Production and/or Sandbox")
+        if "Production" in environments and self.apple_app_apple_id <= 0:
+            raise SettingsError(
+                "LIVE_APPLE_APP_APPLE_ID is required for the Production environment"
+            )
+        if not self.apple_root_certificates.strip() or not self.apple_product_packages():
+            raise SettingsError(
+                "LIVE_APPLE_BUNDLE_ID needs LIVE_APPLE_ROOT_CERTIFICATES and LIVE_APPLE_PRODUCTS"
+            )
+
     def _validate_money(self) -> None:
         for name in (
             "first_purchase_bonus_percent",
@@ -386,6 +459,8 @@ class Settings:
             raw = env.get(f"LIVE_{f.name.upper()}")
             if raw is None and f.name == "port":
                 raw = env.get("PORT")
+            if raw is None and f.name in SECRET_FILE_FIELDS:
+                raw = _secret_file(env.get(f"LIVE_{f.name.upper()}_FILE"), f.name)
             if raw is None:
                 continue
             try:
@@ -399,11 +474,14 @@ class Settings:
 
     def validate(self) -> None:
         self._validate_money()
+        self._validate_payments()
         self._validate_identity()
         if self.log_format not in {"text", "json"}:
             raise SettingsError("LIVE_LOG_FORMAT must be 'text' or 'json'")
         if self.env not in {"dev", "production"}:
             raise SettingsError("LIVE_ENV must be 'dev' or 'production'")
+        if not 0 <= self.ledger_metrics_port <= 65_535:
+            raise SettingsError("LIVE_LEDGER_METRICS_PORT must be a port number (0: off)")
         if not 0 <= self.creator_share_percent <= 100:
             raise SettingsError("LIVE_CREATOR_SHARE_PERCENT must be within 0..100")
         if not 1 <= self.port <= 65_535 and self.port != 0:
@@ -482,6 +560,21 @@ class Settings:
                 return self  # tokens are verified with public keys only: no secret needed
             raise SettingsError("LIVE_SECRET is required when LIVE_ENV=production")
         return replace(self, secret=_dev_secret(self.data_dir))
+
+
+SECRET_FILE_FIELDS = frozenset(
+    {"secret", "metrics_token", "payment_webhook_secrets", "stripe_api_key"}
+)
+"""Secrets that may also come from a file, ``LIVE_<NAME>_FILE`` (a mounted secret)."""
+
+
+def _secret_file(path: str | None, name: str) -> str | None:
+    if not path:
+        return None
+    try:
+        return Path(path).read_text().strip()
+    except OSError as exc:
+        raise SettingsError(f"LIVE_{name.upper()}_FILE: {exc.strerror}") from None
 
 
 def _dev_secret(data_dir: Path) -> str:

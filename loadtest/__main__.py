@@ -72,6 +72,11 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--step-seconds", type=float, help="sweep: seconds per step")
     p.add_argument("--p99-ms", type=float, dest="p99_bound_ms", help="sweep: latency bound")
     p.add_argument(
+        "--bound-on",
+        choices=("screen", "ack"),
+        help="sweep: bound the gift-to-screen p99 (default) or the ack p99",
+    )
+    p.add_argument(
         "--overload-factor", type=float, help="sweep: go on until p99 > this x the bound"
     )
     p.add_argument("--storm-settle", type=float, help="storm: seconds around the storm")
@@ -94,6 +99,12 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--scale", type=float, default=1.0, help="multiply the crowd sizes")
     b.add_argument("--duration", type=float, help="seconds per measurement")
     b.add_argument("--keep", action="store_true", help="keep the servers' data directories")
+    b.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="live serve --workers N (scaled engine); the server gets the first N CPUs",
+    )
     # Parsed by loadtest.chaos itself (see main); listed here for --help.
     sub.add_parser("chaos", help="mixed load with faults on a schedule, replayable by --seed")
     s = sub.add_parser("baseline", help="run the baseline server (python-websockets broadcast)")
@@ -135,16 +146,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         baseline_main(args.host, args.port)
         return 0
     if args.command == "bench":
-        from loadtest.bench import run_bench
+        from loadtest.bench import BenchSettings, run_bench
 
-        return run_bench(
-            args.targets,
+        settings = BenchSettings(
             engine=args.engine,
             out=args.out,
             scale=args.scale,
             duration=args.duration,
             keep=args.keep,
+            workers=args.workers,
         )
+        return run_bench(args.targets, settings)
     from loadtest.report import render, write
     from loadtest.runner import Options, Run
 

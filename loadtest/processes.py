@@ -77,6 +77,15 @@ def child_pids(pid: int) -> list[int]:
     return found
 
 
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (``live serve --workers`` runs its workers as
+    child processes), from /proc (Linux)."""
+    found = [pid]
+    for each in found:
+        found.extend(child_pids(each))
+    return found
+
+
 def any_alive(pids: Sequence[int]) -> bool:
     return any(Path(f"/proc/{pid}").exists() for pid in pids)
 

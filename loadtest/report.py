@@ -85,6 +85,7 @@ def summary_rows(report: dict[str, Any]) -> list[tuple[str, Any]]:
             "gifts sent / acked per s",
             f"{fmt(t['gifts_sent_per_s'])} / {fmt(t['gifts_acked_per_s'])}",
         ),
+        ("gifts acked per server-CPU-second", t.get("gifts_per_server_cpu_s")),
         ("gift-event deliveries/s", t["gift_deliveries_per_s"]),
         ("room events delivered/s", t["events_per_s"]),
         ("frames delivered/s", t["frames_per_s"]),
@@ -126,7 +127,8 @@ def summary_rows(report: dict[str, Any]) -> list[tuple[str, Any]]:
     if sweep:
         rows.append(
             (
-                f"capacity at p99 <= {fmt(sweep['p99_bound_ms'])} ms",
+                f"capacity at {'ack ' if sweep.get('bound_on') == 'ack' else ''}p99 <= "
+                f"{fmt(sweep['p99_bound_ms'])} ms",
                 f"{fmt(sweep['capacity_gift_deliveries_per_s'])} gift deliveries/s "
                 f"({fmt(sweep['capacity_gift_rate'])} gifts/s; stopped: {sweep['stopped']})",
             )
@@ -166,6 +168,8 @@ def render(report: dict[str, Any]) -> str:
                     s["frames_per_s"],
                     s["gift_to_screen_ms"]["p50"],
                     s["gift_to_screen_ms"]["p99"],
+                    s.get("ack_ms", {}).get("p99"),
+                    s.get("gifts_per_server_cpu_s"),
                     s["closes"],
                     s["cpu"]["server_percent"],
                     s["cpu"]["generator_percent"],
@@ -179,6 +183,8 @@ def render(report: dict[str, Any]) -> str:
                 "frames/s",
                 "p50 ms",
                 "p99 ms",
+                "ack p99 ms",
+                "gifts/cpu-s",
                 "closes",
                 "server cpu%",
                 "gen cpu%",

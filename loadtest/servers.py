@@ -24,6 +24,7 @@ from loadtest.processes import (
     live_command,
     live_env,
     pin_pid,
+    process_tree,
 )
 
 SECRET = "bench-secret-0123456789abcdef0123456789abcdef"
@@ -81,8 +82,11 @@ class LocalServers:
         server_cpus: set[int] | None = None,
         helper_cpus: set[int] | None = None,
         keep: bool = False,
+        workers: int = 1,
     ) -> None:
         self.engine = engine
+        self.workers = workers
+        """``live serve --workers``: more than one needs the scaled engine."""
         self.server_cpus = server_cpus
         self.helper_cpus = helper_cpus
         self.keep = keep
@@ -100,6 +104,8 @@ class LocalServers:
             extra.update(self.scaled.env)
             # A fresh Redis database and PostgreSQL schema per server start.
             asyncio.run(self.scaled.reset())
+        if self.workers > 1:
+            extra["LIVE_WORKERS"] = str(self.workers)
         extra.update(env or {})
         full = live_env(secret=SECRET, data_dir=data, port=port, extra=extra)
         url = f"http://127.0.0.1:{port}"
@@ -123,7 +129,8 @@ class LocalServers:
             ledger.spawn()
             self.running.append(ledger)
         asyncio.run(server.start(timeout=60))
-        pin_pid(server.pid, self.server_cpus)
+        for pid in process_tree(server.pid):  # the workers too
+            pin_pid(pid, self.server_cpus)
         return url, server
 
     def start_baseline(self) -> tuple[str, ChildProcess]:

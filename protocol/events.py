@@ -26,6 +26,7 @@ __all__ = [
     "catalog",
     "chat",
     "chat_deleted",
+    "entrance",
     "error",
     "gift",
     "goal",
@@ -52,6 +53,7 @@ ROOM_EVENT_TYPES: frozenset[str] = frozenset(
         "goal",
         "goal_reached",
         "room_ended",
+        "entrance",
     }
 )
 CONNECTION_EVENT_TYPES: frozenset[str] = frozenset({"welcome", "ack", "error", "catalog"})
@@ -155,6 +157,12 @@ def goal_reached(*, target: int, progress: int, title: str) -> Event:
 def chat_deleted(*, id: str, user: str) -> Event:
     """A moderator removed the chat message ``id`` sent by the user with id ``user``."""
     return {"type": "chat_deleted", "id": id, "user": user}
+
+
+def entrance(*, user: Mapping[str, Any], effect: Mapping[str, Any]) -> Event:
+    """``user`` joined with an entrance effect equipped: play ``effect`` (an item:
+    ``id``, ``name``, ``image``, ``asset``) for everyone in the room."""
+    return {"type": "entrance", "user": user, "effect": effect}
 
 
 def room_ended() -> Event:

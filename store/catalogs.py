@@ -91,8 +91,23 @@ class Catalogs:
                 for entry_id, entry in self._defaults.entries(kind).items()
             ]
             await self._backend.write(documents, based_on=0)  # 0: another node seeded it
+        else:
+            await self._seed_missing_kinds()
         await self.refresh()
         self._poller = asyncio.get_running_loop().create_task(self._poll())
+
+    async def _seed_missing_kinds(self) -> None:
+        """A store written before a kind existed (items) gets that kind's defaults
+        once; a kind with any entry stored is the operator's."""
+        version, documents = await self._backend.load()
+        missing = [
+            (kind, entry_id, _encode(kind, entry))
+            for kind in KINDS
+            if not documents.get(kind)
+            for entry_id, entry in self._defaults.entries(kind).items()
+        ]
+        if version and missing:
+            await self._backend.write(missing, based_on=version)  # 0: another node did
 
     async def close(self) -> None:
         if self._poller is not None:
@@ -127,7 +142,10 @@ class Catalogs:
                 for name, kind in KINDS.items()
             }
             self._current = self._defaults.with_entries(
-                gifts=by_kind["gift"], packages=by_kind["package"], version=version
+                gifts=by_kind["gift"],
+                packages=by_kind["package"],
+                items=by_kind["item"],
+                version=version,
             )
         for listener in list(self._listeners):
             try:

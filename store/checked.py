@@ -24,9 +24,18 @@ from store.domain.checks import (
     check_positive,
     check_text,
 )
+from store.domain.items import ITEM_KINDS, ItemReceipt, ItemRequest, Owned
 from store.domain.rules import check_limits, check_pin_format
 from store.errors import BadRequest
-from store.roles import Ledger, OverlayPresence, RoomActivity, Rooms, Subscriptions, Wallet
+from store.roles import (
+    Items,
+    Ledger,
+    OverlayPresence,
+    RoomActivity,
+    Rooms,
+    Subscriptions,
+    Wallet,
+)
 
 SUPPORTER_PERIODS: Final = ("day", "all")
 
@@ -146,6 +155,30 @@ class CheckedWallet(_Wrapper):
         check_key(key, "key")
         check_positive(ttl_seconds, "ttl_seconds must be at least 1")
         return await self.inner.claim_once(scope, key, ttl_seconds=ttl_seconds)
+
+
+class CheckedItems(_Wrapper):
+    """The ``Items`` role, its requests checked first."""
+
+    inner: Items
+
+    async def buy(self, request: ItemRequest) -> ItemReceipt:
+        check_id(request.buyer.id, "buyer id")
+        check_key(request.key, "Idempotency-Key")
+        if request.room_id is not None:
+            check_id(request.room_id, "room id")
+        check_positive(request.item.coins, "an item must cost at least one coin")
+        return await self.inner.buy(request)
+
+    async def equip(self, user_id: str, item_id: str, *, now: int | None = None) -> list[Owned]:
+        check_id(user_id, "user id")
+        check_id(item_id, "item id")
+        return await self.inner.equip(user_id, item_id, now=now)
+
+    async def unequip(self, user_id: str, kind: str, *, now: int | None = None) -> list[Owned]:
+        check_id(user_id, "user id")
+        check_choice(kind, ITEM_KINDS, "kind")
+        return await self.inner.unequip(user_id, kind, now=now)
 
 
 class CheckedRooms(_Wrapper):

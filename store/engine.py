@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from store.checked import (
     CheckedActivity,
+    CheckedItems,
     CheckedLedger,
     CheckedPresence,
     CheckedRooms,
@@ -48,4 +49,5 @@ def checked(engine: Engine, *, policy: MoneyPolicy) -> Engine:
     engine.activity = CheckedActivity(engine.activity)
     engine.subscriptions = CheckedSubscriptions(engine.subscriptions)
     engine.presence = CheckedPresence(engine.presence)
+    engine.items = CheckedItems(engine.items)
     return engine

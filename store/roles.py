@@ -27,6 +27,7 @@ from store.domain.accounts import (
     WithdrawalSettlement,
 )
 from store.domain.catalog import Catalog
+from store.domain.items import ItemReceipt, ItemRequest, Owned
 from store.domain.models import (
     AuditReport,
     Balance,
@@ -46,6 +47,7 @@ from store.domain.models import (
 )
 from store.domain.subscriptions import App, Delivery
 from store.domain.subscriptions import Subscription as EventSubscription
+from store.observer import StoreObserver
 
 
 class Wallet(Protocol):
@@ -74,11 +76,11 @@ class Wallet(Protocol):
     async def purchase(self, request: PurchaseRequest) -> PurchaseReceipt:
         """Credit a paid package, once per ``(provider, payment id)``. Checks, in
         order: (1) idempotency; (2) the buyer is an adult (``Forbidden``); with
-        ``enforce_limits``: (3) the account is not locked by debt and (4) purchases
-        are not turned off (``Forbidden``). Credits the package's coins and bonus
-        (from ``world``) plus the promotions (from ``platform:promotions``; a
-        first-purchase one only when no purchase was credited before), paying off
-        any chargeback debt first."""
+        ``enforce_limits``: (3) purchases are not turned off (``Forbidden``).
+        Credits the package's coins and bonus (from ``world``) plus the promotions
+        (from ``platform:promotions``; a first-purchase one only when no purchase
+        was credited before), paying off any chargeback debt first: an account
+        locked by debt may buy, and is unlocked once the debt is paid."""
         ...
 
     async def send_gift(self, request: GiftRequest) -> GiftReceipt:
@@ -159,6 +161,43 @@ class Wallet(Protocol):
     async def claim_once(self, scope: str, key: str, *, ttl_seconds: int) -> bool:
         """True the first time ``(scope, key)`` is claimed within ``ttl_seconds``
         (replay protection for signed webhooks), False after that."""
+        ...
+
+
+class Items(Protocol):
+    """In-app items bought with coins, and each user's inventory.
+
+    ``buy`` is a money operation with every guarantee of ``Wallet`` (atomic, once
+    per ``(buyer, key)``, conflicts, never below zero, rules checked inside the
+    atomic step). Checks, in order: (1) idempotency (``Conflict``); (2) the item is
+    sold and at the price shown (``NotFound``, ``PriceChanged``); (3) the room,
+    when one is given, exists (``NotFound``); (4) the buyer is an adult, (5) the
+    account is not locked by debt, (6) spending is not turned off (``Forbidden``);
+    (7) the gift rate limit, shared with gifts (``RateLimited``); (8) the daily
+    and (9) the monthly spending cap, shared with gifts (``LimitExceeded``); (10)
+    a permanent item is not owned already (``Conflict``); (11) the coins
+    (``InsufficientFunds``). The coins go to ``platform:revenue``; bought in a
+    room whose creator is another adult, the item's ``creator_share`` goes to
+    the creator as diamonds (held like a gift's). A timed item still owned is
+    extended; an expired one starts again."""
+
+    async def buy(self, request: ItemRequest) -> ItemReceipt: ...
+
+    async def inventory(self, user_id: str, *, now: int | None = None) -> list[Owned]:
+        """The user's items that have not expired, newest first, equipped ones marked."""
+        ...
+
+    async def expired(self, user_id: str, *, now: int | None = None) -> list[Owned]:
+        """The user's items whose time ran out (their history), latest first."""
+        ...
+
+    async def equip(self, user_id: str, item_id: str, *, now: int | None = None) -> list[Owned]:
+        """Equip an owned, unexpired item in its kind's slot (replacing the one
+        there); ``NotFound`` otherwise. Returns the inventory."""
+        ...
+
+    async def unequip(self, user_id: str, kind: str, *, now: int | None = None) -> list[Owned]:
+        """Empty the kind's slot (nothing to do when it is empty). Returns the inventory."""
         ...
 
 
@@ -485,6 +524,8 @@ class EngineConfig:
     catalog_poll_seconds: float = 0.25
     """How often a node reads the catalog's stored version (a change made through
     another node or ``live catalog import`` is served within this)."""
+    observer: StoreObserver | None = None
+    """Told of backend call latencies and ledger progress (the server's metrics)."""
 
     @property
     def scaled(self) -> bool:
@@ -493,7 +534,7 @@ class EngineConfig:
 
 @dataclass(kw_only=True, slots=True)
 class Engine:
-    """One engine: the four roles plus the catalog store, and how to check and close them."""
+    """One engine: the roles plus the catalog store, and how to check and close them."""
 
     name: str
     wallet: Wallet
@@ -508,6 +549,8 @@ class Engine:
     """Creators' event subscriptions and their delivery queues."""
     presence: OverlayPresence
     """The overlays connected to each room, across nodes."""
+    items: Items
+    """In-app items bought with coins, and inventories."""
     check: Callable[[], Awaitable[dict[str, str]]]
     """Readiness: returns ``{component: "ok"}`` or raises ``store.errors.Unavailable``."""
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)

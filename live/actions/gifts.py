@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from live.actions.items import Looks
 from live.actions.room_activity import RoomActivity
 from live.errors import LiveError
 from live.metrics import Metrics
@@ -24,6 +25,8 @@ class Gifts:
     metrics: Metrics
     activity: RoomActivity
     """Announces committed gifts to their rooms."""
+    looks: Looks | None = None
+    """Adds the sender's equipped badge and name style to the gift event."""
 
     def catalog(self, region: str | None = None) -> list[Gift]:
         """The gifts on sale now (in ``region``, when given)."""
@@ -71,5 +74,7 @@ class Gifts:
             metrics.gift_outcome["committed"].inc()
             metrics.coins.inc(receipt.coins)
             # the gift event, within its sender's combo; then the room's totals
+            if self.looks is not None:
+                sender = await self.looks.dress(sender)
             await self.activity.gift(gift=gift, sender=sender, receipt=receipt)
         return receipt

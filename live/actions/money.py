@@ -21,9 +21,12 @@ from live.payments import (
     PAYMENT_CHARGEBACK,
     PAYMENT_REFUNDED,
     PAYMENT_SUCCEEDED,
+    PENDING,
+    PaymentError,
+    PaymentOrder,
     PaymentProvider,
-    WebhookError,
 )
+from live.payments.config import offered_in
 from live.settings import Settings
 from store.domain import refusals
 from store.domain.accounts import (
@@ -40,6 +43,7 @@ from store.domain.accounts import (
 from store.domain.models import (
     AuditReport,
     Balance,
+    CoinPackage,
     Profile,
     PurchaseReceipt,
     PurchaseRequest,
@@ -85,6 +89,17 @@ def _pin(body: Mapping[str, Any], name: str) -> str | None:
 
 
 @dataclass(frozen=True, slots=True)
+class PendingPayment:
+    """A purchase the client completes with the provider; the provider's signed
+    event credits it (``client``: what the client needs, a client secret)."""
+
+    provider: str
+    payment_id: str
+    package: CoinPackage
+    client: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
 class WebhookOutcome:
     """What a provider's delivery did: a purchase credited, one reversed, or
     nothing (an event of no interest)."""
@@ -115,8 +130,11 @@ class Money:
         provider: str,
         method: str,
         region: str | None = None,
-    ) -> PurchaseReceipt:
-        """Charge a package through ``provider`` and credit it (once per payment)."""
+        proof: str = "",
+    ) -> PurchaseReceipt | PendingPayment:
+        """Charge a package through ``provider`` and credit it (once per payment), or
+        start the payment the provider's event will credit. A locked account may
+        buy: the coins pay its debt first."""
         settings, engine = self.settings, self.engine
         package = engine.catalog.package(package_id)
         if package is None or package.retired:
@@ -126,13 +144,15 @@ class Money:
         payments = self.payments.get(provider)
         if payments is None:
             raise LiveError("bad_request", f"payment provider {provider!r} is not enabled")
+        if not offered_in(settings, provider, package.region):
+            raise LiveError(
+                "bad_request", f"payment provider {provider!r} is not offered in {package.region}"
+            )
         if not user.adult:
             raise refusals.MINOR_BUYER()
-        # before any money moves: the wallet checks these again when it credits, but a
+        # before any money moves: the wallet checks this again when it credits, but a
         # refused charge is better than a charge that cannot be credited
         account = await engine.wallet.account(user.id)
-        if account.locked:
-            raise refusals.LOCKED(account.debt)
         if not account.limits.purchases_enabled:
             raise refusals.PURCHASES_OFF()
         if settings.purchase_rate_per_hour:
@@ -142,9 +162,15 @@ class Money:
                 per_hour=settings.purchase_rate_per_hour,
                 burst=settings.purchase_burst,
             )
-        result = await payments.charge(
-            user=user, package=package, idempotency_key=key, method=method
+        order = PaymentOrder(
+            user=user, package=package, idempotency_key=key, method=method, proof=proof
         )
+        try:
+            result = await payments.charge(order)
+        except PaymentError as exc:
+            raise LiveError(exc.code, exc.message) from None
+        if result.status == PENDING:
+            return PendingPayment(provider, result.payment_id, package, result.client)
         if not result.approved:
             raise LiveError("payment_declined", f"payment declined: {result.reason}")
         now = now_ms()
@@ -156,11 +182,16 @@ class Money:
                     package=package,
                     payment_id=result.payment_id,
                     provider=provider,
-                    promotions=engine.catalog.grants(package, now),
+                    # the promotions of when the buyer paid
+                    promotions=engine.catalog.grants(package, result.paid_at or now),
                     enforce_limits=False,
                     now=now,
                 )
             )
+
+    def providers_in(self, region: str) -> list[str]:
+        """The providers a buyer in ``region`` may pay with."""
+        return sorted(p for p in self.payments if offered_in(self.settings, p, region))
 
     def check_region(self, region: str) -> None:
         if region not in self.engine.catalog.regions():
@@ -175,6 +206,7 @@ class Money:
             first_purchase = (await self.engine.wallet.account(buyer.id)).purchases == 0
         return {
             "region": region,
+            "providers": self.providers_in(region),
             "first_purchase": first_purchase,
             "packages": self.package_offers(region, first_purchase=bool(first_purchase)),
         }
@@ -208,27 +240,30 @@ class Money:
         credited, so the provider delivers it again later); other events are ignored."""
         settings, engine = self.settings, self.engine
         provider = self.payments.get(provider_name)
-        secret = settings.webhook_secrets().get(provider_name)
-        if provider is None or secret is None:
+        if provider is None:
             raise LiveError("not_found", f"no webhooks for payment provider {provider_name!r}")
         tolerance = settings.webhook_tolerance_seconds
         try:
-            event = provider.verify_webhook(
-                secret=secret, headers=headers, body=body, now=time.time(), tolerance=tolerance
-            )
-        except WebhookError as exc:
+            event = await provider.verify_webhook(headers=headers, body=body, now=time.time())
+        except PaymentError as exc:
             raise LiveError(exc.code, exc.message) from None
         # a signature is accepted once: a captured delivery sent again is a replay
-        if not await engine.wallet.claim_once(
+        if event.signature and not await engine.wallet.claim_once(
             f"webhook:{provider_name}", event.signature, ttl_seconds=2 * tolerance + 60
         ):
             raise LiveError("unauthorized", "replayed delivery")
         outcome = WebhookOutcome(event_id=event.id, event_type=event.type)
-        if event.type == PAYMENT_SUCCEEDED:
+        if event.effect == PAYMENT_SUCCEEDED:
             package = engine.catalog.package(event.package_id)
             if package is None or event.user is None:
                 raise LiveError("bad_request", f"unknown coin package {event.package_id!r}")
-            if (event.amount_minor, event.currency) != (package.price_minor, package.currency):
+            # the price the payment was created for, else the package's price now
+            expected = (
+                (event.expected_minor, event.expected_currency)
+                if event.expected_minor is not None
+                else (package.price_minor, package.currency)
+            )
+            if (event.amount_minor, event.currency) != expected:
                 raise LiveError("bad_request", "the amount paid is not the package's price")
             with self.metrics.wallet_call("purchase"):
                 purchase = await engine.wallet.purchase(
@@ -243,13 +278,13 @@ class Money:
                     )
                 )
             return dataclasses.replace(outcome, purchase=purchase)
-        elif event.type in (PAYMENT_REFUNDED, PAYMENT_CHARGEBACK):
+        elif event.effect in (PAYMENT_REFUNDED, PAYMENT_CHARGEBACK):
             with self.metrics.wallet_call("refund"):
                 reversal = await engine.wallet.refund(
                     RefundRequest(
                         provider=provider_name,
                         payment_id=event.payment_id,
-                        kind=CHARGEBACK if event.type == PAYMENT_CHARGEBACK else REFUND,
+                        kind=CHARGEBACK if event.effect == PAYMENT_CHARGEBACK else REFUND,
                         reason=event.reason[:500],
                     )
                 )
@@ -267,6 +302,11 @@ class Money:
         return await self.engine.wallet.settle_debt(
             DebtSettlement(user_id=user_id, method=method, key=key, by=by.id, note=note)
         )
+
+    async def close(self) -> None:
+        """Release the providers' connections."""
+        for provider in self.payments.values():
+            await provider.close()
 
     # -- the user's account ----------------------------------------------------------------
     async def account(self, user_id: str) -> Account:

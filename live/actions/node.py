@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 
 from live.actions.gifts import Gifts
+from live.actions.items import Items, Looks
 from live.actions.money import Money
 from live.actions.overlays import Overlays
 from live.actions.payouts import Payouts
@@ -27,8 +28,8 @@ log = logging.getLogger("live.api")
 
 class Actions:
     """The node's actions, by concern: ``gifts``, ``rooms`` (and the room
-    activity behind them), ``money``, ``payouts`` and ``subscriptions``; plus
-    the node's health."""
+    activity behind them), ``money``, ``payouts``, ``items`` and
+    ``subscriptions``; plus the node's health."""
 
     def __init__(
         self,
@@ -45,15 +46,19 @@ class Actions:
         self.hub = hub
         self.metrics = metrics
         self.activity = RoomActivity(settings=settings, engine=engine, hub=hub)
-        self.rooms = Rooms(settings=settings, engine=engine, activity=self.activity)
+        looks = Looks(engine=engine)
+        """Equipped badges and name styles, added to senders' profiles."""
+        self.items = Items(settings=settings, engine=engine, looks=looks)
+        self.rooms = Rooms(settings=settings, engine=engine, activity=self.activity, looks=looks)
         self.gifts = Gifts(
-            settings=settings, engine=engine, metrics=metrics, activity=self.activity
+            settings=settings, engine=engine, metrics=metrics, activity=self.activity, looks=looks
         )
         self.money = Money(settings=settings, engine=engine, payments=payments, metrics=metrics)
         self.payouts = Payouts(settings=settings, engine=engine, providers=payouts)
         self.subscriptions = Subscriptions(settings=settings, engine=engine)
         """Creators' event subscriptions (webhooks); started by the app."""
         self.rooms.notify = self.subscriptions.notify
+        self.items.notify = self.subscriptions.notify
         self.overlays = Overlays(settings=settings, engine=engine)
         """Which overlays are connected to each room (presence)."""
         self.activity.on_overlay = self._overlay_changed
@@ -87,4 +92,6 @@ class Actions:
         self._unwatch_catalog()
         await self.subscriptions.close()
         await self.overlays.close()
+        await self.items.close()
         await self.activity.close()
+        await self.money.close()

@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from live.actions.items import Looks
 from live.actions.room_activity import TOP_GIFTERS, RoomActivity, goal_event
 from live.actions.shared_reads import SharedReads
 from live.errors import LiveError
@@ -49,6 +50,8 @@ class Rooms:
     settings: Settings
     engine: Engine
     activity: RoomActivity
+    looks: Looks | None = None
+    """Adds the sender's equipped badge and name style to chat and like events."""
     shared_reads: SharedReads = field(default_factory=SharedReads)
     """Reads of a room's state that handshakes arriving together share."""
     notify: Notify | None = None
@@ -163,6 +166,8 @@ class Rooms:
             limit=self.settings.chat_rate_messages,
             window_ms=int(self.settings.chat_rate_seconds * 1000),
         )
+        if self.looks is not None:
+            sender = await self.looks.dress(sender)
         await self.engine.broker.publish(
             room.id, [ev.chat(id=message_id, sender=sender.public(), text=text)]
         )
@@ -170,6 +175,8 @@ class Rooms:
     async def like(self, *, sender: Profile, room_id: str, count: int) -> int:
         """Add likes (published per sender per tick); the stream's total after them."""
         room = await self.live_room(room_id)
+        if self.looks is not None:
+            sender = await self.looks.dress(sender)
         return await self.activity.like(sender=sender, room=room, count=count)
 
     # -- goals -----------------------------------------------------------------------------

@@ -7,9 +7,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from live.actions.money import PendingPayment
 from live.checks import check_key
 from live.errors import LiveError
 from live.http.common import (
+    MAX_BODY_BYTES,
     actions_of,
     created,
     endpoint,
@@ -22,6 +24,7 @@ from live.http.common import (
 from live.http.money_views import (
     earnings_public,
     limits_public,
+    pending_public,
     purchase_public,
     receipt_public,
     transaction_public,
@@ -56,11 +59,19 @@ async def my_transactions(request: Request) -> Response:
     user = user_of(request)
     before = request.query_params.get("before") or None
     limit = query_count(request, "limit", default=PAGE_SIZE, most=MAX_PAGE_SIZE)
-    records = await actions_of(request).money.transactions(user.id, before=before, limit=limit)
+    actions = actions_of(request)
+    records = await actions.money.transactions(user.id, before=before, limit=limit)
     items = [transaction_public(r, user.id) for r in records]
-    return json_response(
-        {"transactions": items, "next": items[-1]["id"] if len(items) == limit else None}
-    )
+    page: dict[str, object] = {
+        "transactions": items,
+        "next": items[-1]["id"] if len(items) == limit else None,
+    }
+    if before is None:  # the first page: the items whose time ran out, latest first
+        page["item_expiries"] = [
+            {"item": o.item_id, "kind": o.kind, "expired_at": o.expires_at}
+            for o in await actions.items.expired(user.id)
+        ]
+    return json_response(page)
 
 
 @endpoint
@@ -75,7 +86,16 @@ async def create_purchase(request: Request) -> Response:
         provider=field_str(body, "provider", default="sandbox"),
         method=field_str(body, "payment_method", default="sandbox_card"),
         region=field_str(body, "region") if "region" in body else None,
+        # an app store's signed transaction (a JWS with its certificate chain)
+        proof=(
+            field_str(body, "signed_transaction", max_chars=MAX_BODY_BYTES)
+            if "signed_transaction" in body
+            else ""
+        ),
     )
+    if isinstance(receipt, PendingPayment):
+        # the client completes the payment with the provider; its event credits it
+        return json_response(pending_public(receipt), status=202)
     return json_response(purchase_public(receipt), status=created(receipt.replayed))
 
 

@@ -7,6 +7,7 @@ import dataclasses
 from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
+from live.actions.money import PendingPayment
 from live.settings import Settings
 from store.domain.accounts import (
     CHARGEBACK,
@@ -38,6 +39,7 @@ def receipt_public(receipt: RefundReceipt | DebtReceipt) -> dict[str, Any]:
 
 def purchase_public(receipt: PurchaseReceipt) -> dict[str, Any]:
     return {
+        "status": "credited",
         "tx": receipt.tx,
         "package": receipt.package_id,
         "coins": receipt.coins,
@@ -46,6 +48,21 @@ def purchase_public(receipt: PurchaseReceipt) -> dict[str, Any]:
         "debt_paid": receipt.debt_paid,
         "balance": {"coins": receipt.balance},
         "replayed": receipt.replayed,
+    }
+
+
+def pending_public(payment: PendingPayment) -> dict[str, Any]:
+    """A payment the client completes with its provider (``client``: what the
+    provider's client library needs), credited when the provider confirms it."""
+    package = payment.package
+    return {
+        "status": "pending",
+        "provider": payment.provider,
+        "payment_id": payment.payment_id,
+        "package": package.id,
+        "amount_minor": package.price_minor,
+        "currency": package.currency,
+        "client": dict(payment.client),
     }
 
 
@@ -177,9 +194,20 @@ def transaction_public(record: TransactionRecord, user_id: str) -> dict[str, Any
             "name": meta.get("gift_name"),
             "coins": meta.get("gift_coins"),
         }
+    if record.kind == "item":
+        # as it was when bought; a buyer sees what they paid, a creator their share
+        view["direction"] = "bought" if meta.get("buyer_id") == user_id else "received"
+        view["item"] = {
+            "id": meta.get("item_id"),
+            "kind": meta.get("item_kind"),
+            "name": meta.get("item_name"),
+            "coins": meta.get("item_coins"),
+            "expires_at": meta.get("expires_at"),
+        }
     if record.kind == "purchase":
         view["bonus"] = sum(p.get("coins", 0) for p in meta.get("promotions", []))
         view["package"] = meta.get("package_id")
+        view["debt_paid"] = meta.get("debt_paid", 0)
     if record.kind.startswith("withdrawal"):
         view["withdrawal_id"] = meta.get("withdrawal_id")
     return view

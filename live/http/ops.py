@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import hmac
-
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
-from live.auth import bearer_token
-from live.errors import error_response
 from live.http.common import actions_of
 from live.json import json_response
+from live.metrics import PROMETHEUS_TEXT, scrape_allowed, scrape_refusal
 
 
 async def healthz(request: Request) -> Response:
@@ -28,17 +25,10 @@ async def readyz(request: Request) -> Response:
 
 async def metrics(request: Request) -> Response:
     actions = actions_of(request)
-    wanted = actions.settings.metrics_token
-    if wanted:
-        given = bearer_token(request.headers.get("authorization")) or ""
-        if not hmac.compare_digest(given.encode(), wanted.encode()):
-            refused = error_response("unauthorized", "metrics need the bearer token", status=401)
-            refused.headers["WWW-Authenticate"] = "Bearer"
-            return refused
-    return PlainTextResponse(
-        await actions.metrics_text(),
-        media_type="text/plain; version=0.0.4; charset=utf-8",
-    )
+    token = actions.settings.metrics_token
+    if not scrape_allowed(request.headers.get("authorization"), token=token):
+        return scrape_refusal()
+    return Response(await actions.metrics_text(), media_type=PROMETHEUS_TEXT)
 
 
 routes = [

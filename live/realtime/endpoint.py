@@ -101,6 +101,9 @@ async def live_endpoint(websocket: WebSocket) -> None:
             return
         profile = verified.profile
     room = await actions.rooms.for_handshake(room_id)  # read once for a crowd
+    if profile is not None:
+        # equipped badge and name style: in the welcome's `you` and the `join` event
+        profile = await actions.items.looks.dress(profile)
     if room is None:
         await refuse("not_found", ROOM_NOT_FOUND.template, CloseCode.ROOM_NOT_FOUND)
         return
@@ -182,6 +185,8 @@ async def live_endpoint(websocket: WebSocket) -> None:
         if conn.lease is not None:
             conn.lease.arm()
         activity.joined(conn, resumed=plan.resumed)
+        if profile is not None and not overlay and not plan.resumed:
+            actions.items.joined(profile, room_id)  # the entrance effect, if equipped
         if (
             profile is not None
             and not overlay

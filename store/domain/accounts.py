@@ -7,7 +7,8 @@ Accounts (besides those of ``store.domain.models``):
   the purchase's coins back from the user's coins; what was already spent goes
   here instead, so a coin account never goes below zero and the debt is
   recorded in the ledger. While it is below zero the account is *locked*: no
-  buying, no gifting, until it is settled.
+  gifting until it is settled. Buying stays open: a purchase pays the debt
+  first, and the account unlocks once it is paid.
 - ``platform:promotions`` (coin): where promotion bonus coins come from.
 - ``platform:writeoff`` (coin): debt the platform gave up on.
 - ``user:<id>:withdrawing`` (diamond): the creator's diamonds reserved by

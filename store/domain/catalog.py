@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from store.domain.items import DEFAULT_ITEMS, Item
 from store.domain.models import CoinPackage, Gift, Promotion, PromotionGrant
 from store.ids import now_ms as now_ms_clock
 
@@ -88,11 +89,13 @@ class Catalog:
         packages: Iterable[CoinPackage] = DEFAULT_PACKAGES,
         promotions: Iterable[Promotion] = (),
         version: int = 0,
+        items: Iterable[Item] = DEFAULT_ITEMS,
     ) -> None:
         self.version = version
         """Increases with every stored change (0: not stored yet)."""
         self._gifts = {g.id: g for g in gifts}
         self._packages = {p.id: p for p in packages}
+        self._items = {i.id: i for i in items}
         self._promotions = tuple(promotions)
         ids = [p.id for p in self._promotions]
         if len(set(ids)) != len(ids):
@@ -110,10 +113,33 @@ class Catalog:
         return tuple(p.grant(package) for p in self.promotions(package, now_ms))
 
     def with_entries(
-        self, *, gifts: Iterable[Gift], packages: Iterable[CoinPackage], version: int
+        self,
+        *,
+        gifts: Iterable[Gift],
+        packages: Iterable[CoinPackage],
+        version: int,
+        items: Iterable[Item] = (),
     ) -> Catalog:
-        """This catalog's promotions over other gifts and packages (a stored version)."""
-        return Catalog(gifts=gifts, packages=packages, promotions=self._promotions, version=version)
+        """This catalog's promotions over other gifts, packages and items (a stored version)."""
+        return Catalog(
+            gifts=gifts,
+            packages=packages,
+            promotions=self._promotions,
+            version=version,
+            items=items,
+        )
+
+    def all_items(self) -> list[Item]:
+        """Every item, retired ones too (the admin's list)."""
+        return sorted(self._items.values(), key=lambda i: (i.kind, i.coins, i.id))
+
+    def items(self) -> list[Item]:
+        """The items on sale (the shop)."""
+        return [i for i in self.all_items() if not i.retired]
+
+    def item(self, item_id: str) -> Item | None:
+        """An item by id, retired or not: owners keep a retired item until it expires."""
+        return self._items.get(item_id)
 
     def all_gifts(self) -> list[Gift]:
         """Every gift, retired ones too (the admin's list)."""
@@ -131,12 +157,14 @@ class Catalog:
     def all_packages(self) -> list[CoinPackage]:
         return sorted(self._packages.values(), key=lambda p: (p.region, p.coins, p.id))
 
-    def entries(self, kind: str) -> dict[str, Gift | CoinPackage]:
-        """Every entry of a kind (``gift``, ``package``) by id, retired ones too."""
+    def entries(self, kind: str) -> dict[str, Gift | CoinPackage | Item]:
+        """Every entry of a kind (``gift``, ``package``, ``item``) by id, retired ones too."""
         if kind == "gift":
             return dict(self._gifts)
         if kind == "package":
             return dict(self._packages)
+        if kind == "item":
+            return dict(self._items)
         raise ValueError(f"no catalog entries of kind {kind!r}")
 
     def regions(self) -> list[str]:

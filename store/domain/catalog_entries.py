@@ -5,8 +5,8 @@ storage, so a gift reads the same wherever it is written. Every entry is
 validated whole before anything is stored; a bad field is a ``BadRequest``
 that names it (``gifts[3].coins: ...``).
 
-A kind is a name (``gift``, ``package``) with a reader and a writer; a future
-kind of entry (in-app items) is one more pair in ``KINDS``.
+A kind is a name (``gift``, ``package``, ``item``) with a reader and a writer
+in ``KINDS``.
 """
 
 from __future__ import annotations
@@ -17,11 +17,21 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from store.domain.catalog import Catalog
+from store.domain.items import (
+    BUBBLE,
+    COLOR,
+    ENTRANCE_EFFECT,
+    ITEM_KINDS,
+    MAX_DURATION_DAYS,
+    NAME_STYLE,
+    Item,
+)
 from store.domain.models import Asset, CoinPackage, Gift
 from store.errors import BadRequest
 
 GIFT: Final = "gift"
 PACKAGE: Final = "package"
+ITEM: Final = "item"
 
 ASSET_FORMATS: Final = frozenset({"lottie", "webp", "mp4-alpha", "webm-alpha", "gif", "svg", "png"})
 MAX_COINS: Final = 10_000_000
@@ -92,6 +102,23 @@ class _Fields:
                 raise self.fail(str(name), "is not a field of this entry")
 
 
+def _asset(f: _Fields) -> Asset | None:
+    """An entry's optional animation asset (``{url, format}``)."""
+    raw_asset = f.raw.get("asset")
+    if raw_asset is None:
+        return None
+    a = _Fields(raw_asset, f"{f.prefix}.asset" if f.prefix else "asset", {})
+    a.check_known(("url", "format"))
+    asset_format = a.text("format", most=20)
+    if asset_format not in ASSET_FORMATS:
+        raise a.fail("format", f"must be one of {', '.join(sorted(ASSET_FORMATS))}")
+    return Asset(url=a.text("url", URL, most=500), format=asset_format)
+
+
+def _asset_document(asset: Asset | None) -> dict[str, str] | None:
+    return {"url": asset.url, "format": asset.format} if asset else None
+
+
 _GIFT_DEFAULTS: Final = {
     "animation": "pop",
     "streakable": False,
@@ -139,15 +166,7 @@ def gift_from_document(raw: object, *, prefix: str = "") -> Gift:
         isinstance(r, str) and REGION.match(r) for r in regions
     ):
         raise f.fail("regions", "must be a list of two-letter region codes like US")
-    asset = None
-    raw_asset = f.raw.get("asset")
-    if raw_asset is not None:
-        a = _Fields(raw_asset, f"{f.prefix}.asset" if f.prefix else "asset", {})
-        a.check_known(("url", "format"))
-        asset_format = a.text("format", most=20)
-        if asset_format not in ASSET_FORMATS:
-            raise a.fail("format", f"must be one of {', '.join(sorted(ASSET_FORMATS))}")
-        asset = Asset(url=a.text("url", URL, most=500), format=asset_format)
+    asset = _asset(f)
     gift = Gift(
         id=f.text("id", ENTRY_ID, most=64),
         name=f.text("name", most=60),
@@ -188,7 +207,7 @@ def gift_document(gift: Gift) -> dict[str, Any]:
     }
     for name, value in (
         ("translations", dict(gift.translations) or None),
-        ("asset", {"url": gift.asset.url, "format": gift.asset.format} if gift.asset else None),
+        ("asset", _asset_document(gift.asset)),
         ("sound", gift.sound),
         ("available_from", gift.available_from),
         ("available_until", gift.available_until),
@@ -220,6 +239,75 @@ def package_document(package: CoinPackage) -> dict[str, Any]:
     return {name: getattr(package, name) for name in _PACKAGE_FIELDS}
 
 
+_ITEM_FIELDS: Final = (
+    "id",
+    "kind",
+    "name",
+    "coins",
+    "image",
+    "duration_days",
+    "asset",
+    "color",
+    "bubble",
+    "creator_share",
+    "retired",
+)
+
+
+def item_from_document(raw: object, *, prefix: str = "") -> Item:
+    """A validated in-app item (``store.domain.items``); ``duration_days`` absent:
+    permanent."""
+    f = _Fields(raw, prefix, {"creator_share": 0, "retired": False})
+    f.check_known(_ITEM_FIELDS)
+    kind = f.text("kind", most=20)
+    if kind not in ITEM_KINDS:
+        raise f.fail("kind", f"must be one of {', '.join(ITEM_KINDS)}")
+    duration = f.raw.get("duration_days")
+    item = Item(
+        id=f.text("id", ENTRY_ID, most=64),
+        kind=kind,
+        name=f.text("name", most=60),
+        coins=f.integer("coins", 1, MAX_COINS),
+        image=f.text("image", URL, most=500),
+        duration_days=None
+        if duration is None
+        else f.integer("duration_days", 1, MAX_DURATION_DAYS),
+        asset=_asset(f),
+        color=f.optional_text("color", COLOR),
+        bubble=f.optional_text("bubble", BUBBLE),
+        creator_share=f.integer("creator_share", 0, 100),
+        retired=f.flag("retired"),
+    )
+    if kind != NAME_STYLE and (item.color is not None or item.bubble is not None):
+        raise f.fail("color", "only a name_style item has a color or bubble")
+    if kind == NAME_STYLE and item.color is None and item.bubble is None:
+        raise f.fail("color", "a name_style item needs a color, a bubble or both")
+    if kind == ENTRANCE_EFFECT and item.asset is None:
+        raise f.fail("asset", "an entrance_effect item needs an animation asset")
+    return item
+
+
+def item_document(item: Item) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "id": item.id,
+        "kind": item.kind,
+        "name": item.name,
+        "coins": item.coins,
+        "image": item.image,
+        "creator_share": item.creator_share,
+        "retired": item.retired,
+    }
+    for name, value in (
+        ("duration_days", item.duration_days),
+        ("asset", _asset_document(item.asset)),
+        ("color", item.color),
+        ("bubble", item.bubble),
+    ):
+        if value is not None:  # TOML has no null: absent is "none" (permanent)
+            doc[name] = value
+    return doc
+
+
 @dataclass(frozen=True, slots=True)
 class Kind:
     """One kind of catalog entry: its names and how to read and write one."""
@@ -234,6 +322,7 @@ class Kind:
 KINDS: Final = {
     GIFT: Kind(GIFT, "gifts", gift_from_document, gift_document),
     PACKAGE: Kind(PACKAGE, "packages", package_from_document, package_document),
+    ITEM: Kind(ITEM, "items", item_from_document, item_document),
 }
 
 
@@ -244,6 +333,7 @@ def catalog_document(catalog: Catalog) -> dict[str, Any]:
         "version": catalog.version,
         "gifts": [gift_document(g) for g in catalog.all_gifts()],
         "packages": [package_document(p) for p in catalog.all_packages()],
+        "items": [item_document(i) for i in catalog.all_items()],
     }
 
 
@@ -251,7 +341,7 @@ def entries_from_document(raw: object) -> dict[str, dict[str, Any]]:
     """A whole catalog document (``{"gifts": [...], "packages": [...]}``) validated:
     kind -> id -> entry. Ids are unique per kind; a ``version`` key is ignored."""
     if not isinstance(raw, Mapping):
-        raise EntryError("catalog", "must be a map with gifts and packages lists")
+        raise EntryError("catalog", "must be a map with gifts, packages and items lists")
     plurals = {kind.plural: kind for kind in KINDS.values()}
     for key in raw:
         if key not in plurals and key != "version":

@@ -41,15 +41,21 @@ class Profile:
     avatar: str = ""
     adult: bool = False
     roles: frozenset[str] = frozenset()
+    look: dict[str, Any] | None = field(default=None, compare=False)
+    """The equipped ``badge`` and ``name_style`` others see (``store.domain.items.Look``),
+    read from the user's inventory, never from the token."""
 
-    def public(self) -> dict[str, str]:
+    def public(self) -> dict[str, Any]:
         """The part every viewer may see (the sender of a gift, a chat line)."""
-        return {
+        view: dict[str, Any] = {
             "id": self.id,
             "username": self.username,
             "display_name": self.display_name or self.username,
             "avatar": self.avatar,
         }
+        if self.look:
+            view.update(self.look)
+        return view
 
     @property
     def is_creator(self) -> bool:
@@ -297,9 +303,9 @@ class PurchaseRequest:
     promotions: tuple[PromotionGrant, ...] = ()
     """Bonus coins on top of the package (recorded as ``platform:promotions`` postings)."""
     enforce_limits: bool = True
-    """Refuse a locked account or one with purchases turned off. ``False`` when the
-    money was already taken (a provider's webhook): the coins are owed then, and
-    pay off any debt first."""
+    """Refuse an account with purchases turned off. ``False`` when the money was
+    already taken (a provider's webhook): the coins are owed then. Either way the
+    credit pays off any chargeback debt first."""
     now: int | None = None
 
     def fingerprint(self) -> str:

@@ -98,6 +98,36 @@ PRICE_CHANGED: Final = Refusal(
     "price_changed", errors.PriceChanged, "{0!r} now costs {1} coins, not {2}; nothing was charged"
 )
 
+# In-app items (the same money rules as gifts, in words about items)
+ITEM_NOT_OFFERED: Final = Refusal("item_not_offered", errors.NotFound, "{0!r} is not sold now")
+MINOR_ITEM_BUYER: Final = Refusal(
+    "minor_item_buyer", errors.Forbidden, "only adults can spend coins on items"
+)
+ITEMS_OFF: Final = Refusal(
+    "items_off",
+    errors.Forbidden,
+    "spending coins is turned off for this account (parental controls)",
+)
+ITEM_FUNDS: Final = Refusal(
+    "item_funds", errors.InsufficientFunds, "this item costs {0} coins, you have {1}"
+)
+ITEM_DAILY_CAP: Final = Refusal(
+    "item_daily_cap",
+    errors.LimitExceeded,
+    "this item would pass your daily spending cap of {0} coins ({1} spent today)",
+)
+ITEM_MONTHLY_CAP: Final = Refusal(
+    "item_monthly_cap",
+    errors.LimitExceeded,
+    "this item would pass your monthly spending cap of {0} coins ({1} spent this month)",
+)
+ITEM_OWNED: Final = Refusal(
+    "item_owned", errors.Conflict, "you already own {0!r} for good; nothing was charged"
+)
+ITEM_NOT_OWNED: Final = Refusal(
+    "item_not_owned", errors.NotFound, "you don't own {0!r} (or it has expired)"
+)
+
 # Refunds and debt
 PAYMENT_NOT_FOUND: Final = Refusal(
     "payment_not_found", errors.NotFound, "no credited purchase with this payment id"
@@ -156,6 +186,14 @@ REFUSALS: Final[dict[str, Refusal]] = {
         DAILY_CAP,
         MONTHLY_CAP,
         TOO_MANY,
+        ITEM_NOT_OFFERED,
+        MINOR_ITEM_BUYER,
+        ITEMS_OFF,
+        ITEM_FUNDS,
+        ITEM_DAILY_CAP,
+        ITEM_MONTHLY_CAP,
+        ITEM_OWNED,
+        ITEM_NOT_OWNED,
         PAYMENT_NOT_FOUND,
         NO_DEBT,
         PIN_NEEDED,

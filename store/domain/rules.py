@@ -100,14 +100,19 @@ def check_caps(
     policy_monthly: int,
     day_spent: int,
     month_spent: int,
+    refusing: tuple[refusals.Refusal, refusals.Refusal] = (
+        refusals.DAILY_CAP,
+        refusals.MONTHLY_CAP,
+    ),
 ) -> None:
-    """``LimitExceeded`` when ``total`` more coins would pass a cap (day, then month)."""
+    """``LimitExceeded`` when ``total`` more coins would pass a cap (day, then month);
+    ``refusing``: the daily and monthly refusals (a gift's, or an item's)."""
     daily = effective_cap(policy_daily, limits.daily_cap)
     if daily is not None and day_spent + total > daily:
-        raise refusals.DAILY_CAP(daily, day_spent)
+        raise refusing[0](daily, day_spent)
     monthly = effective_cap(policy_monthly, limits.monthly_cap)
     if monthly is not None and month_spent + total > monthly:
-        raise refusals.MONTHLY_CAP(monthly, month_spent)
+        raise refusing[1](monthly, month_spent)
 
 
 def refill(

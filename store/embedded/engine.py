@@ -16,6 +16,7 @@ from store.embedded.activity import SQLiteRoomActivity
 from store.embedded.broker import MemoryBroker
 from store.embedded.catalog import SQLiteCatalog
 from store.embedded.database import SQLiteDatabase
+from store.embedded.items import SQLiteItems
 from store.embedded.ledger import SQLiteLedger
 from store.embedded.presence import MemoryOverlayPresence
 from store.embedded.rooms import SQLiteRooms
@@ -63,6 +64,7 @@ async def open_embedded_engine(config: EngineConfig, *, catalog: Catalog) -> Eng
         catalogs=catalogs,
         subscriptions=SQLiteSubscriptions(db),
         presence=MemoryOverlayPresence(),
+        items=SQLiteItems(db, policy=config.policy),
         check=check,
         stats=stats,
         # closed in reverse: the catalog poller, the broker, then the database drains

@@ -89,11 +89,31 @@ class GiftRules:
     """Rate-limit units left after this gift (``None``: gifts are not rate limited)."""
 
 
+@dataclass(frozen=True, slots=True)
+class SpendRefusals:
+    """How the spending rules refuse: a gift's words, or an item's."""
+
+    off: refusals.Refusal = refusals.GIFTING_OFF
+    action: str = "gifts"
+    daily: refusals.Refusal = refusals.DAILY_CAP
+    monthly: refusals.Refusal = refusals.MONTHLY_CAP
+
+
+GIFT_REFUSALS: Final = SpendRefusals()
+
+
 def check_gift_rules(
-    conn: sqlite3.Connection, *, sender_id: str, total: int, now: int, policy: MoneyPolicy
+    conn: sqlite3.Connection,
+    *,
+    sender_id: str,
+    total: int,
+    now: int,
+    policy: MoneyPolicy,
+    refusing: SpendRefusals = GIFT_REFUSALS,
 ) -> GiftRules:
     """Checks (7) to (11) of a gift (see ``store.roles.Wallet.send_gift``): locked,
-    gifting off, rate limit, daily cap, monthly cap. Reads only."""
+    gifting off, rate limit, daily cap, monthly cap. Reads only. An item purchase
+    runs the same checks (``refusing`` in its words)."""
     (
         daily_cap,
         monthly_cap,
@@ -110,13 +130,13 @@ def check_gift_rules(
     if debt is not None and debt < 0:
         raise refusals.LOCKED(-debt)
     if gifting_off:
-        raise refusals.GIFTING_OFF()
+        raise refusing.off()
     left: int | None = None
     if policy.gift_rate_per_minute:
         units = refill(tokens, at, now, policy.gift_rate_per_minute, policy.gift_burst)
         if units < TOKEN:
             wait = wait_ms(units, policy.gift_rate_per_minute)
-            raise refusals.TOO_MANY("gifts", refusals.wait_seconds(wait))
+            raise refusals.TOO_MANY(refusing.action, refusals.wait_seconds(wait))
         left = units - TOKEN
     day, month = local_periods(now, tz or "UTC")
     spent_today = day_spent if day_key == day else 0
@@ -128,6 +148,7 @@ def check_gift_rules(
         policy_monthly=policy.monthly_spend_cap,
         day_spent=spent_today,
         month_spent=spent_month,
+        refusing=(refusing.daily, refusing.monthly),
     )
     return GiftRules(
         day=day,
@@ -147,6 +168,19 @@ def record_gift_money(
 ) -> None:
     """A committed gift's account writes: the sender's spending and rate bucket,
     the creator's earnings per hour and per stream. Only writes."""
+    record_spending(conn, rules, sender_id=sender_id, at=receipt.created_at)
+    record_earnings(
+        conn,
+        creator_id=receipt.creator_id,
+        room_id=receipt.room_id,
+        stream_id=receipt.stream_id,
+        diamonds=receipt.diamonds,
+        at=receipt.created_at,
+    )
+
+
+def record_spending(conn: sqlite3.Connection, rules: GiftRules, *, sender_id: str, at: int) -> None:
+    """Coins spent (gift or item): the day's and month's spending, the rate bucket."""
     conn.execute(
         "INSERT INTO accounts (user_id, day, day_spent, month, month_spent, gift_tokens, "
         "gift_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (user_id) DO UPDATE SET "
@@ -161,21 +195,33 @@ def record_gift_money(
             rules.month,
             rules.month_spent,
             rules.tokens,
-            receipt.created_at if rules.tokens is not None else None,
+            at if rules.tokens is not None else None,
         ),
     )
-    if receipt.diamonds <= 0:
+
+
+def record_earnings(
+    conn: sqlite3.Connection,
+    *,
+    creator_id: str,
+    room_id: str,
+    stream_id: int,
+    diamonds: int,
+    at: int,
+) -> None:
+    """A creator's diamonds earned (held per hour, counted per stream)."""
+    if diamonds <= 0:
         return
     conn.execute(
         "INSERT INTO earnings_hours (user_id, hour, diamonds) VALUES (?, ?, ?) "
         "ON CONFLICT (user_id, hour) DO UPDATE SET diamonds = diamonds + excluded.diamonds",
-        (receipt.creator_id, receipt.created_at // 3_600_000, receipt.diamonds),
+        (creator_id, at // 3_600_000, diamonds),
     )
     conn.execute(
         "INSERT INTO earnings_streams (user_id, room_id, stream_id, diamonds) "
         "VALUES (?, ?, ?, ?) ON CONFLICT (user_id, room_id, stream_id) "
         "DO UPDATE SET diamonds = diamonds + excluded.diamonds",
-        (receipt.creator_id, receipt.room_id, receipt.stream_id, receipt.diamonds),
+        (creator_id, room_id, stream_id, diamonds),
     )
 
 

@@ -2,9 +2,9 @@
 as functions of a connection run in the writer thread.
 
 Checks, in order (``store.roles.Wallet.purchase``): the payment key, an adult
-buyer, then with ``enforce_limits`` a debt-free account with purchases on. Only
-then the credit is written: the package plus the promotions it earns, paying
-off any chargeback debt first.
+buyer, then with ``enforce_limits`` purchases on. Only then the credit is
+written: the package plus the promotions it earns, paying off any chargeback
+debt first (a locked account may buy: that is how its owner pays the debt).
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ class PurchasePlan:
 def check_purchase_rules(
     conn: sqlite3.Connection, request: PurchaseRequest, paid: int
 ) -> PurchasePlan:
-    """Checks (3) and (4) of a purchase (with ``enforce_limits``), then what it
+    """Check (3) of a purchase (with ``enforce_limits``), then what it
     credits: promotions (a first-purchase one only for a first purchase) and the
     debt it pays off. Reads only."""
     user_id = request.user.id
@@ -53,11 +53,8 @@ def check_purchase_rules(
     ).fetchone()
     purchases_off, purchases = (bool(row[0]), int(row[1])) if row else (False, 0)
     debt = debt_of(conn, user_id)
-    if request.enforce_limits:
-        if debt > 0:
-            raise refusals.LOCKED(debt)
-        if purchases_off:
-            raise refusals.PURCHASES_OFF()
+    if request.enforce_limits and purchases_off:
+        raise refusals.PURCHASES_OFF()
     grants = [
         g for g in request.promotions if g.coins > 0 and (purchases == 0 or not g.first_purchase)
     ]

@@ -39,14 +39,16 @@ _GIFTS_AFTER: Final = (
     "(SELECT sum(d.amount) FROM postings AS d WHERE d.tx_id = p.tx_id "
     " AND d.asset = 'diamond' AND d.amount > 0) "
     "FROM postings AS p JOIN transactions AS t ON t.id = p.tx_id "
-    "WHERE p.account = :coins AND p.tx_id > :after AND t.kind = 'gift' "
+    "WHERE p.account = :coins AND p.tx_id > :after AND t.kind IN ('gift', 'item') "
     "ORDER BY p.tx_id DESC LIMIT :limit"
 )
 
 
 def gifts_after(conn: sqlite3.Connection, user_id: str, after_tx: str) -> list[GiftSpend]:
-    """The user's gifts newer than transaction ``after_tx``, newest first (at most
-    ``MAX_CLAWBACK_GIFTS``)."""
+    """The user's gifts and item purchases newer than transaction ``after_tx``,
+    newest first (at most ``MAX_CLAWBACK_GIFTS``): coins spent on an item count
+    like coins spent on a gift (an item's creator share is clawed back; an item
+    without one, creator ``""``, has nothing to claw back)."""
     rows = conn.execute(
         _GIFTS_AFTER,
         {"coins": coins_account(user_id), "after": after_tx, "limit": MAX_CLAWBACK_GIFTS},

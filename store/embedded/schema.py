@@ -13,8 +13,8 @@ from typing import Final
 
 from store.errors import StoreError
 
-SCHEMA_VERSION: Final = 2
-"""1: the ledger, accounts and rooms; 2: the catalog."""
+SCHEMA_VERSION: Final = 3
+"""1: the ledger, accounts and rooms; 2: the catalog; 3: inventories of items."""
 
 # Postings carry a position ``n`` so they are clustered by transaction (the
 # primary key) and keep their order; the (account, tx_id) index serves the
@@ -245,6 +245,25 @@ SUBSCRIPTION_SCHEMA: Final[tuple[str, ...]] = (
     ) WITHOUT ROWID""",
 )
 
+# In-app items: what each user owns (one row per item, its expiry extended by
+# each purchase) and what they have equipped (one item per kind).
+ITEM_SCHEMA: Final[tuple[str, ...]] = (
+    """CREATE TABLE IF NOT EXISTS inventory (
+        user_id TEXT NOT NULL,
+        item_id TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        acquired_at INTEGER NOT NULL,
+        expires_at INTEGER,
+        PRIMARY KEY (user_id, item_id)
+    ) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS equipped (
+        user_id TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        item_id TEXT NOT NULL,
+        PRIMARY KEY (user_id, kind)
+    ) WITHOUT ROWID""",
+)
+
 SCHEMA: Final[tuple[str, ...]] = (
     *LEDGER_SCHEMA,
     *ROOM_SCHEMA,
@@ -252,6 +271,7 @@ SCHEMA: Final[tuple[str, ...]] = (
     *ACCOUNT_SCHEMA,
     *CATALOG_SCHEMA,
     *SUBSCRIPTION_SCHEMA,
+    *ITEM_SCHEMA,
 )
 """Every statement, in the order a new file runs them."""
 

@@ -29,6 +29,7 @@ import hashlib
 import logging
 import re
 import ssl
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -44,6 +45,7 @@ from redis.backoff import NoBackoff
 
 from store.domain.refusals import refusal_error
 from store.errors import StoreError, Unavailable
+from store.observer import StoreObserver
 
 log = logging.getLogger(__name__)
 
@@ -229,6 +231,17 @@ class _Call:
     script: LuaScript | None
     future: asyncio.Future[Any]
     retry_on_disconnect: bool
+    started: float
+    """``time.perf_counter()`` when the call was made (its latency includes the wait
+    for a pipeline)."""
+
+    @property
+    def name(self) -> str:
+        """The script's name, or the command's: a bounded metrics label."""
+        if self.script is not None:
+            return self.script.name
+        command = self.args[0]
+        return (command.decode() if isinstance(command, bytes) else str(command)).upper()
 
 
 class CommandBatcher:
@@ -238,7 +251,7 @@ class CommandBatcher:
     ``max_batch`` caps one pipeline. Calls marked ``retry_on_disconnect`` (the
     idempotent ones) are sent once more on a fresh connection when the first
     attempt failed on a dead connection, which is what every idle connection
-    does once after a Redis restart.
+    does once after a Redis restart. ``observer`` is told each call's latency.
     """
 
     def __init__(
@@ -248,6 +261,7 @@ class CommandBatcher:
         max_batch: int = 1_024,
         max_in_flight: int = 4,
         timeout: float = 10.0,
+        observer: StoreObserver | None = None,
     ) -> None:
         if max_batch < 1 or max_in_flight < 1:
             raise ValueError("max_batch and max_in_flight must be >= 1")
@@ -262,6 +276,7 @@ class CommandBatcher:
         self._in_flight = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
+        self._observer = observer
         self.pipelines = 0
         """Pipelines sent (for metrics and benchmarks: calls / pipelines = batch size)."""
         self.calls = 0
@@ -303,7 +318,7 @@ class CommandBatcher:
         if self._closed:
             raise Unavailable("the Redis client is closed")
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._pending.append(_Call(args, script, future, retry))
+        self._pending.append(_Call(args, script, future, retry, time.perf_counter()))
         if not self._scheduled:
             self._schedule()
         return future
@@ -330,6 +345,7 @@ class CommandBatcher:
             for call in batch:
                 if not call.future.done():
                     call.future.set_exception(error)
+                    self._observe(call, ok=False)
             if not isinstance(exc, Exception):
                 raise
         finally:
@@ -354,6 +370,7 @@ class CommandBatcher:
                         retry.append(call)
                     elif not call.future.done():
                         call.future.set_exception(Unavailable(f"redis unavailable: {exc}"))
+                        self._observe(call, ok=False)
                 batch = retry
                 continue
             missing: list[_Call] = []
@@ -362,18 +379,26 @@ class CommandBatcher:
                     continue
                 if not isinstance(reply, hiredis.ReplyError):
                     call.future.set_result(reply)
+                    self._observe(call, ok=True)
                     continue
                 message = str(reply)
                 if message.startswith("NOSCRIPT") and attempt <= 3:
                     missing.append(call)
-                elif message.startswith(("LOADING", "READONLY", "MASTERDOWN", "TRYAGAIN")):
+                    continue
+                if message.startswith(("LOADING", "READONLY", "MASTERDOWN", "TRYAGAIN")):
                     call.future.set_exception(Unavailable(f"redis unavailable: {message}"))
                 else:
                     call.future.set_exception(StoreError(f"redis: {message}"))
+                self._observe(call, ok=False)
             if missing:
                 await self._load({c.script for c in missing if c.script is not None})
             batch = missing
         self.pipelines += 1
+
+    def _observe(self, call: _Call, *, ok: bool) -> None:
+        if self._observer is not None:
+            seconds = time.perf_counter() - call.started
+            self._observer.backend_call("redis", call.name, seconds, ok=ok)
 
     async def _load(self, scripts: set[LuaScript]) -> None:
         """The script cache was flushed (restart, failover, SCRIPT FLUSH): reload."""

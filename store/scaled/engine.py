@@ -27,6 +27,7 @@ from store.scaled.activity import RedisRoomActivity
 from store.scaled.broker import RedisBroker
 from store.scaled.catalog import RedisCatalog
 from store.scaled.client import CommandBatcher, connect_redis, load_script
+from store.scaled.items import RedisItems
 from store.scaled.keys import SYSTEM_BALANCES
 from store.scaled.ledger import PostgresLedger
 from store.scaled.outbox import drain_once, outbox_lag, run_ledger_worker
@@ -52,14 +53,14 @@ async def open_scaled_engine(
         await migrate(database_url)
     redis = connect_redis(redis_url)
     pool = await create_pool(database_url)
-    batcher = CommandBatcher(redis_url)
+    batcher = CommandBatcher(redis_url, observer=config.observer)
     broker = RedisBroker(
         batcher,
         url=redis_url,
         history_size=config.history_size,
         history_seconds=config.history_seconds,
     )
-    ledger = PostgresLedger(pool, redis)
+    ledger = PostgresLedger(pool, redis, observer=config.observer)
 
     async def check() -> dict[str, str]:
         try:
@@ -92,7 +93,12 @@ async def open_scaled_engine(
     worker: asyncio.Task[None] | None = None
     if run_worker:
         worker = asyncio.get_running_loop().create_task(
-            run_ledger_worker(redis_url=redis_url, database_url=database_url, stop=stop)
+            run_ledger_worker(
+                redis_url=redis_url,
+                database_url=database_url,
+                stop=stop,
+                observer=config.observer,
+            )
         )
 
     async def close_worker() -> None:
@@ -120,6 +126,7 @@ async def open_scaled_engine(
         catalogs=catalogs,
         subscriptions=PostgresSubscriptions(pool),
         presence=RedisOverlayPresence(redis),
+        items=RedisItems(batcher, policy=config.policy),
         check=check,
         stats=stats,
         # closed in reverse: the worker, the catalog poller, the broker, the clients

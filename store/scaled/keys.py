@@ -87,6 +87,11 @@ DEBT_KEY: Final = "dk"
 WITHDRAWAL_KEY: Final = "wk"
 WITHDRAWALS: Final = "wds"
 SUPPORTER_PROFILES: Final = "supu"
+ITEM_KEY: Final = "ik"
+INVENTORY: Final = "inv"
+"""Hash: item id -> ``kind|acquired_at|expires_at`` (expires_at "" = permanent)."""
+EQUIPPED: Final = "eq"
+"""Hash: item kind -> the equipped item id."""
 
 # -- room slot suffixes ---------------------------------------------------------
 ROOM: Final = "room"

@@ -25,6 +25,7 @@ from store.domain.models import (
     diamonds_account,
 )
 from store.errors import Unavailable
+from store.observer import StoreObserver
 from store.scaled.client import CONNECTION_ERRORS
 from store.scaled.keys import OUTBOX, SYSTEM_BALANCES, WALLET_PATTERN, user_of_wallet_key
 from store.scaled.outbox import PoisonEntry, decode_entry, drain_once, outbox_lag
@@ -39,9 +40,12 @@ _OUTBOX_SCAN_LIMIT: Final = 10_000
 class PostgresLedger:
     """``Ledger`` over PostgreSQL, aware of the not-yet-filed outbox entries."""
 
-    def __init__(self, pool: asyncpg.Pool, redis: Redis) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, redis: Redis, *, observer: StoreObserver | None = None
+    ) -> None:
         self._pool = pool
         self._redis = redis
+        self._observer = observer
 
     async def transactions(
         self, user_id: str, *, before: str | None = None, limit: int = 50
@@ -54,7 +58,7 @@ class PostgresLedger:
         # The outbox first: an entry the worker files meanwhile is in PostgreSQL by
         # the time it leaves the outbox (XDEL after COMMIT), so it is in one or both.
         unfiled = await self._unfiled()
-        async with pg_connection(self._pool) as conn:
+        async with pg_connection(self._pool, observer=self._observer, call="history") as conn:
             rows = await conn.fetch(
                 "WITH page AS ("
                 " SELECT DISTINCT tx_id FROM postings"
@@ -114,7 +118,9 @@ class PostgresLedger:
         """File everything in the outbox now (what the worker does; idempotent)."""
         total = 0
         for _ in range(max_batches):
-            handled = await drain_once(self._redis, self._pool, consumer=consumer)
+            handled = await drain_once(
+                self._redis, self._pool, consumer=consumer, observer=self._observer
+            )
             if not handled:
                 break
             total += handled
@@ -125,7 +131,10 @@ class PostgresLedger:
         derived from the PostgreSQL postings. Final only while nothing is being
         written; ``pending`` counts entries still unfiled."""
         await self.drain()
-        async with pg_connection(self._pool) as conn, conn.transaction(isolation="repeatable_read"):
+        async with (
+            pg_connection(self._pool, observer=self._observer, call="audit") as conn,
+            conn.transaction(isolation="repeatable_read"),
+        ):
             count = await conn.fetchval("SELECT count(*) FROM transactions")
             totals = dict.fromkeys(ASSETS, 0)
             for row in await conn.fetch(
@@ -189,7 +198,7 @@ class PostgresLedger:
     async def check(self) -> None:
         """``SELECT 1`` on PostgreSQL; ``Unavailable`` if it cannot answer."""
         try:
-            async with pg_connection(self._pool) as conn:
+            async with pg_connection(self._pool, observer=self._observer, call="check") as conn:
                 await conn.fetchval("SELECT 1")
         except asyncpg.PostgresError as exc:
             raise Unavailable(f"postgresql: {exc}") from exc

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Iterable, Sequence
 from typing import Any, Final, TypeGuard
 
@@ -34,6 +35,7 @@ from redis.asyncio import Redis
 from store.domain.models import Posting, TransactionRecord
 from store.domain.postings import is_balanced
 from store.errors import Unavailable
+from store.observer import StoreObserver
 from store.scaled.client import CONNECTION_ERRORS, connect_redis
 from store.scaled.keys import DEAD_LETTERS, OUTBOX
 from store.scaled.postgres import PG_UNAVAILABLE, create_pool, pg_connection
@@ -134,12 +136,14 @@ async def drain_once(
     claim_idle_ms: int = 30_000,
     block_ms: int | None = None,
     ack: bool = True,
+    observer: StoreObserver | None = None,
 ) -> int:
     """File one batch: this consumer's own unacknowledged entries first (it died
     after COMMIT, or PostgreSQL failed), else entries other consumers left idle
     for ``claim_idle_ms``, else new ones (waiting up to ``block_ms``). Returns how
     many entries were handled (0: nothing to do). ``ack=False`` files without
-    acknowledging, like a worker killed between COMMIT and XACK (for tests)."""
+    acknowledging, like a worker killed between COMMIT and XACK (for tests).
+    ``observer`` is told the PostgreSQL call's latency and what the batch moved."""
     if batch < 1:
         raise ValueError("batch must be >= 1")
     try:
@@ -156,7 +160,7 @@ async def drain_once(
         raise Unavailable(f"redis unavailable: {exc}") from exc
     if not entries:
         return 0
-    await _handle(redis, pool, entries, ack=ack)
+    await _handle(redis, pool, entries, ack=ack, observer=observer)
     return len(entries)
 
 
@@ -180,6 +184,7 @@ async def _handle(
     entries: Sequence[tuple[bytes, dict[bytes, bytes] | None]],
     *,
     ack: bool,
+    observer: StoreObserver | None = None,
 ) -> None:
     records: dict[str, TransactionRecord] = {}
     poison: list[tuple[bytes, dict[bytes, bytes] | None, str]] = []
@@ -195,7 +200,7 @@ async def _handle(
     if records:
         by_id = {e[0]: e[1] for e in entries}
         try:
-            async with pg_connection(pool) as conn:
+            async with pg_connection(pool, observer=observer, call="file") as conn:
                 try:
                     await _file(conn, list(records.values()))
                 except asyncpg.PostgresError as exc:
@@ -233,6 +238,18 @@ async def _handle(
     except CONNECTION_ERRORS as exc:
         # filed but not acknowledged: re-filing later is a no-op
         raise Unavailable(f"redis unavailable: {exc}") from exc
+    if observer is not None:
+        now_ms = time.time() * 1000
+        observer.ledger_filed(
+            filed=len(entries) - len(poison),
+            parked=len(poison),
+            ages=[max(0.0, now_ms - _entry_ms(entry_id)) / 1000 for entry_id in ids],
+        )
+
+
+def _entry_ms(entry_id: bytes) -> int:
+    """When Redis added a stream entry: its id is ``<unix ms>-<sequence>``."""
+    return int(entry_id.partition(b"-")[0])
 
 
 def _tx_id(fields: dict[bytes, bytes] | None) -> str | None:
@@ -279,9 +296,11 @@ async def run_ledger_worker(
     consumer: str = "ledger-1",
     batch: int = 500,
     claim_idle_ms: int = 30_000,
+    observer: StoreObserver | None = None,
 ) -> None:
     """Drain the outbox into PostgreSQL until ``stop`` is set. Outages of Redis or
-    PostgreSQL are waited out with backoff; nothing is acknowledged unfiled."""
+    PostgreSQL are waited out with backoff; nothing is acknowledged unfiled.
+    ``observer`` is told each batch filed (the worker's metrics)."""
     redis = connect_redis(redis_url, max_connections=4, timeout=10.0)
     pool = await create_pool(database_url, max_size=2)
     backoff = 0.1
@@ -296,6 +315,7 @@ async def run_ledger_worker(
                     batch=batch,
                     claim_idle_ms=claim_idle_ms,
                     block_ms=1_000,
+                    observer=observer,
                 )
                 backoff = 0.1
             except Unavailable as exc:

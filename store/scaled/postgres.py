@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import re
+import time
 from collections.abc import AsyncIterator
 from importlib import resources
 from typing import Any, Final
@@ -18,6 +19,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 import asyncpg
 
 from store.errors import StoreError, Unavailable
+from store.observer import StoreObserver
 
 log = logging.getLogger(__name__)
 
@@ -131,10 +133,20 @@ async def create_pool(database_url: str, *, max_size: int = 4) -> asyncpg.Pool:
 
 
 @contextlib.asynccontextmanager
-async def pg_connection(pool: asyncpg.Pool) -> AsyncIterator[Any]:
-    """A pooled connection; connection failures become ``Unavailable``."""
+async def pg_connection(
+    pool: asyncpg.Pool, *, observer: StoreObserver | None = None, call: str = "query"
+) -> AsyncIterator[Any]:
+    """A pooled connection; connection failures become ``Unavailable``. The
+    ``observer`` is told how long ``call`` (a fixed name) held it, waiting for a
+    free connection included, and whether it raised."""
+    started = time.perf_counter()
+    ok = False
     try:
         async with pool.acquire() as conn:
             yield conn
+        ok = True
     except PG_UNAVAILABLE as exc:
         raise Unavailable(f"postgresql unavailable: {exc}") from exc
+    finally:
+        if observer is not None:
+            observer.backend_call("postgresql", call, time.perf_counter() - started, ok=ok)

@@ -27,6 +27,9 @@ from store.scaled.keys import hashed, payment_key, reversal_key, user_key, walle
 _REFUND: Final = load_script("refund")
 _SETTLE_DEBT: Final = load_script("settle_debt")
 _HISTORY_PAGE: Final = 200
+SPENDS: Final = ("gift", "item")
+"""Coins spent on items count like coins spent on gifts (an item bought outside a
+room has creator "" and nothing to claw back)."""
 
 
 async def refund(
@@ -57,8 +60,8 @@ async def refund(
 def _refund_call(
     request: money.RefundRequest, user_id: str, gifts: list[GiftSpend], tx_id: str, now: int
 ) -> tuple[tuple[str, ...], tuple[Arg, ...]]:
-    creators = list(dict.fromkeys(gift.creator_id for gift in gifts))
-    number = {creator: n for n, creator in enumerate(creators, start=1)}
+    creators = list(dict.fromkeys(gift.creator_id for gift in gifts if gift.creator_id))
+    number = {"": 0} | {creator: n for n, creator in enumerate(creators, start=1)}
     call_keys = (
         reversal_key(request.provider, request.payment_id),
         payment_key(request.provider, request.payment_id),
@@ -114,7 +117,7 @@ async def gifts_after(ledger: Ledger, user_id: str, after_tx: str) -> list[GiftS
                 return gifts
             spent = -sum(p.amount for p in record.postings if p.account == coins)
             creator = record.meta.get("creator_id")
-            if record.kind != "gift" or spent <= 0 or not isinstance(creator, str):
+            if record.kind not in SPENDS or spent <= 0 or not isinstance(creator, str):
                 continue
             diamonds = sum(p.amount for p in record.postings if p.asset == DIAMOND and p.amount > 0)
             gifts.append(GiftSpend(record.id, creator, spent, diamonds))

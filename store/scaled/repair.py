@@ -11,10 +11,12 @@ second time. This module puts back what the ledger proves:
 1. files whatever the outbox still holds (as the worker would);
 2. moves every hot balance the audit compares to its ledger value (by the
    difference, with ``HINCRBY``);
-3. writes the missing idempotency records of gifts (within the key's TTL) and
-   purchases of the last ``window_seconds`` (``SET NX``: never overwrites), so a
-   resent request gets its first receipt instead of a second charge; a rebuilt
-   purchase also counts again in the buyer's purchase counter;
+3. writes the missing idempotency records of gifts and item purchases (within
+   the key's TTL) and purchases of the last ``window_seconds`` (``SET NX``: never
+   overwrites), so a resent request gets its first receipt instead of a second
+   charge; a rebuilt purchase also counts again in the buyer's purchase counter;
+   the items bought (the inventories) are replayed from the ledger, and an entry
+   Redis lost or holds with an earlier expiry is put back;
 4. moves every room's ``seq`` forward by ``seq_jump``, as event numbers may have
    been handed out twice: viewers see a gap and resume or get a fresh snapshot.
 
@@ -50,6 +52,7 @@ from store.domain.models import (
 from store.errors import StoreError
 from store.scaled import keys
 from store.scaled.client import connect_redis
+from store.scaled.items import ITEM_KEY_TTL, inventory_from_ledger, item_receipt
 from store.scaled.keys import (
     SEQ_PATTERN,
     SYSTEM_BALANCES,
@@ -90,13 +93,19 @@ class RepairReport:
     gift_keys: list[str] = field(default_factory=list)
     """Transactions whose gift idempotency record was written back."""
     payment_keys: list[str] = field(default_factory=list)
+    item_keys: list[str] = field(default_factory=list)
+    """Transactions whose item purchase idempotency record was written back."""
+    inventory: list[str] = field(default_factory=list)
+    """``buyer:item`` entries of inventories put back."""
     rooms_advanced: int = 0
     unrepaired: list[dict[str, Any]] = field(default_factory=list)
     """What the ledger shows but this repair leaves to a person."""
 
     @property
     def changed(self) -> bool:
-        return bool(self.balances or self.gift_keys or self.payment_keys)
+        return bool(
+            self.balances or self.gift_keys or self.payment_keys or self.item_keys or self.inventory
+        )
 
     def public(self) -> dict[str, Any]:
         return {
@@ -105,6 +114,8 @@ class RepairReport:
             "balances": self.balances,
             "gift_keys": len(self.gift_keys),
             "payment_keys": len(self.payment_keys),
+            "item_keys": len(self.item_keys),
+            "inventory": len(self.inventory),
             "rooms_advanced": self.rooms_advanced,
             "unrepaired": self.unrepaired,
         }
@@ -167,6 +178,7 @@ async def _repair(
             conn, ["gift"], since=now - min(window_ms, DEFAULT_GIFT_KEY_TTL * 1000)
         )
         purchases = await _recent(conn, ["purchase"], since=now - window_ms)
+        items = await _recent(conn, ["item"], since=0)  # inventories: every item bought
         reversals = await _recent(conn, list(REVERSAL_KINDS), since=now - window_ms)
     if await ledger.hot_balances() != hot or await outbox_lag(redis) != 0:
         raise RepairError("balances are moving: stop gifting (the web nodes) and run it again")
@@ -204,6 +216,17 @@ async def _repair(
                 "payment": f"{record['meta']['provider']}:{record['meta']['payment_id']}",
             }
         )
+    item_writes: list[tuple[str, bytes, int, str]] = []
+    recent_items = [r for r in items if r["created_at"] >= now - ITEM_KEY_TTL * 1000]
+    for record in await _missing(redis, recent_items, lambda r: item_receipt(r, balance=0)[0]):
+        buyer = coins_account(record["meta"]["buyer_id"])
+        key, value = item_receipt(record, balance=await _balance_after(pool, buyer, record["id"]))
+        ttl = ITEM_KEY_TTL - (now - record["created_at"]) // 1000
+        if ttl > 0:
+            item_writes.append((key, value, ttl, record["id"]))
+    inventory_writes = await _lost_inventory(redis, inventory_from_ledger(items))
+    report.item_keys = [tx for *_, tx in item_writes]
+    report.inventory = [f"{buyer}:{item}" for (buyer, item), _ in inventory_writes]
     report.gift_keys = [tx for *_, tx in gift_writes]
     report.payment_keys = [tx for *_, tx in payment_writes]
     if dry_run:
@@ -213,8 +236,10 @@ async def _repair(
         for entry in report.balances:
             name, slot = hot_location(entry["account"], entry["asset"])
             pipe.hincrby(name, slot, entry["ledger"] - entry["hot"])
-        for key, value, ttl, _ in gift_writes:
+        for key, value, ttl, _ in (*gift_writes, *item_writes):
             pipe.set(key, value, ex=ttl, nx=True)
+        for (buyer, item), owned in inventory_writes:
+            pipe.hset(user_key(buyer, keys.INVENTORY), item, owned)
         for key, value, user_id, _ in payment_writes:
             pipe.set(key, value, nx=True)
             pipe.hincrby(user_key(user_id, keys.ACCOUNT), "purchases", 1)
@@ -269,8 +294,36 @@ async def _missing(
     return missing
 
 
+async def _lost_inventory(
+    redis: Redis, wanted: dict[tuple[str, str], str]
+) -> list[tuple[tuple[str, str], str]]:
+    """Inventory entries Redis lost, or holds with an earlier expiry than the ledger's."""
+    owners = sorted(wanted)
+    lost: list[tuple[tuple[str, str], str]] = []
+    for start in range(0, len(owners), _CHUNK):
+        chunk = owners[start : start + _CHUNK]
+        async with redis.pipeline(transaction=False) as pipe:
+            for buyer, item in chunk:
+                pipe.hget(user_key(buyer, keys.INVENTORY), item)
+            found = await pipe.execute()
+        for owner, stored in zip(chunk, found, strict=True):
+            want = wanted[owner]
+            have = stored.decode() if stored is not None else None
+            if have is None or (have != want and _expiry(have) < _expiry(want)):
+                lost.append((owner, want))
+    return lost
+
+
+def _expiry(entry: str) -> float:
+    """An inventory entry's expiry, permanent ones last."""
+    expires = entry.rpartition("|")[2]
+    return float(expires) if expires else float("inf")
+
+
 def _has_key_fields(record: dict[str, Any]) -> bool:
     meta = record["meta"]
+    if record["kind"] == "item":
+        return all(isinstance(meta.get(k), str) for k in ("buyer_id", "key", "item_id"))
     if record["kind"] == "gift":
         return all(isinstance(meta.get(k), str) for k in ("sender_id", "key", "room_id", "gift_id"))
     return all(isinstance(meta.get(k), str) for k in ("provider", "payment_id"))

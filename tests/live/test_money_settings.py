@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
+from live.logs import known_secrets
+from live.payments.config import offered_in, payment_providers
 from live.settings import Settings, SettingsError
 
 SECRET = {"LIVE_SECRET": "s" * 40}
@@ -79,3 +82,58 @@ def test_promotions_and_secrets_are_parsed() -> None:
 def test_bad_money_settings_refuse_to_start(name: str, value: str) -> None:
     with pytest.raises(SettingsError, match=name):
         Settings.from_env({**SECRET, name: value})
+
+
+def test_payment_providers_come_from_settings_and_files(tmp_path: Path) -> None:
+    key_file = tmp_path / "stripe-key"
+    key_file.write_text("sk_test_from_a_mounted_file_0123456789\n")
+    hooks_file = tmp_path / "hooks"
+    hooks_file.write_text("stripe=whsec_from_a_file_0123456789")
+    settings = Settings.from_env(
+        {
+            **SECRET,
+            "LIVE_STRIPE_API_KEY_FILE": str(key_file),
+            "LIVE_PAYMENT_WEBHOOK_SECRETS_FILE": str(hooks_file),
+            "LIVE_PAYMENT_REGIONS": '{"stripe": ["us", "gb"], "sandbox": ["*"]}',
+        }
+    )
+    assert settings.stripe_api_key == "sk_test_from_a_mounted_file_0123456789"
+    assert settings.webhook_secrets() == {"stripe": "whsec_from_a_file_0123456789"}
+    assert settings.provider_regions() == {
+        "stripe": frozenset({"US", "GB"}),
+        "sandbox": frozenset({"*"}),
+    }
+    assert offered_in(settings, "stripe", "gb") and not offered_in(settings, "stripe", "IN")
+    assert offered_in(settings, "sandbox", "IN") and offered_in(settings, "apple", "IN")
+    # the key and the webhook secret are masked wherever they would be logged
+    assert {settings.stripe_api_key, "whsec_from_a_file_0123456789"} <= set(known_secrets(settings))
+    assert sorted(payment_providers(settings)) == ["sandbox", "stripe"]
+
+    with pytest.raises(SettingsError, match="LIVE_STRIPE_API_KEY_FILE"):
+        Settings.from_env({**SECRET, "LIVE_STRIPE_API_KEY_FILE": str(tmp_path / "missing")})
+    with pytest.raises(SettingsError, match="stripe's webhook signing secret"):
+        Settings.from_env({**SECRET, "LIVE_STRIPE_API_KEY": "sk_test_0123456789"})
+
+
+def test_app_store_settings_are_checked(tmp_path: Path) -> None:
+    apple = {
+        **SECRET,
+        "LIVE_APPLE_BUNDLE_ID": "com.example.live",
+        "LIVE_APPLE_APP_APPLE_ID": "1234",
+        "LIVE_APPLE_PRODUCTS": '{"com.example.live.coins70": "us_70"}',
+        "LIVE_APPLE_ROOT_CERTIFICATES": str(tmp_path / "missing.cer"),
+    }
+    settings = Settings.from_env(apple)
+    assert settings.apple_product_packages() == {"com.example.live.coins70": "us_70"}
+    with pytest.raises(SettingsError, match="LIVE_APPLE_ROOT_CERTIFICATES"):
+        payment_providers(settings)  # the roots are read when the providers are built
+    for name, value, message in (
+        ("LIVE_APPLE_APP_APPLE_ID", "0", "LIVE_APPLE_APP_APPLE_ID"),
+        ("LIVE_APPLE_ENVIRONMENTS", "Xcode", "LIVE_APPLE_ENVIRONMENTS"),
+        ("LIVE_APPLE_PRODUCTS", "", "LIVE_APPLE_PRODUCTS"),
+        ("LIVE_APPLE_PRODUCTS", '{"p": 5}', "LIVE_APPLE_PRODUCTS"),
+        ("LIVE_PAYMENT_REGIONS", '{"stripe": []}', "LIVE_PAYMENT_REGIONS"),
+        ("LIVE_PAYMENT_REGIONS", '["stripe"]', "LIVE_PAYMENT_REGIONS"),
+    ):
+        with pytest.raises(SettingsError, match=message):
+            Settings.from_env({**apple, name: value})

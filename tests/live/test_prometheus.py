@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 
-from loadtest.processes import PrometheusServer
+from loadtest.processes import PrometheusServer, free_port
 from tests.live.launch import running, scaled_env, welcomed
 from tests.live.server import Api, Client, LiveServer
 from tests.services import Services
@@ -50,9 +50,11 @@ async def test_prometheus_sees_every_gift_of_both_workers(
 ) -> None:
     scratch = tmp_path / "scratch"  # where ``live serve`` puts the workers' shared files
     scratch.mkdir()
+    ledger_port = free_port()
     env = {
         **await scaled_env(services),
         "LIVE_WORKERS": "2",
+        "LIVE_LEDGER_METRICS_PORT": str(ledger_port),
         "LIVE_METRICS_TOKEN": TOKEN,
         "TMPDIR": str(scratch),
     }
@@ -63,8 +65,9 @@ async def test_prometheus_sees_every_gift_of_both_workers(
         assert refused.json()["error"]["code"] == "unauthorized"
         wrong = await http.get(srv.url + "/metrics", headers={"Authorization": "Bearer nope"})
         assert wrong.status_code == 401
+        server, ledger = f"127.0.0.1:{srv.port}", f"127.0.0.1:{ledger_port}"
         prometheus = PrometheusServer(
-            tmp_path / "prometheus", targets=[f"127.0.0.1:{srv.port}"], bearer_token=TOKEN
+            tmp_path / "prometheus", targets=[server, ledger], bearer_token=TOKEN
         )
         await prometheus.start()
         assert [p.name[:13] for p in scratch.iterdir()] == ["live-metrics-"]
@@ -112,8 +115,22 @@ async def test_prometheus_sees_every_gift_of_both_workers(
             lag = "sum(live_event_loop_lag_seconds_count) > bool 0"
             assert await _eventually(prometheus, lag, 1) == 1
             # process metrics, one series per worker
-            workers = "count(process_resident_memory_bytes > 0)"
+            workers = f'count(process_resident_memory_bytes{{instance="{server}"}} > 0)'
             assert await _eventually(prometheus, workers, 2) == 2
+            # the wallet's Redis calls, and the ledger worker's own page: it filed
+            # the purchase and every gift, and timed its PostgreSQL calls
+            redis = (
+                f'sum(live_redis_call_seconds_count{{call="gift",outcome="ok"}}) >= bool {acked}'
+            )
+            assert await _eventually(prometheus, redis, 1) == 1
+            filed = f'sum(live_ledger_entries_total{{instance="{ledger}",outcome="filed"}})'
+            assert await _eventually(prometheus, filed, acked + 1) == acked + 1
+            moved = f'sum(live_ledger_lag_seconds_count{{instance="{ledger}"}})'
+            assert await _eventually(prometheus, moved, acked + 1) == acked + 1
+            pg = 'sum(live_postgres_call_seconds_count{call="file",outcome="ok"}) > bool 0'
+            assert await _eventually(prometheus, pg, 1) == 1
+            ledger_up = f'up{{instance="{ledger}"}}'
+            assert await _eventually(prometheus, ledger_up, 1) == 1
             await carol.aclose()
             await alice.aclose()
         finally:

@@ -112,16 +112,20 @@ def test_summary_says_what_happened() -> None:
     assert "audit ok" in rows["money"]
 
 
+STEP: dict[str, Any] = {
+    "gift_rate": 10.0,
+    "gift_deliveries_per_s": 50_000.0,
+    "frames_per_s": 20_000.0,
+    "gift_to_screen_ms": {"p50": 3.0, "p99": 40.0},
+    "closes": 0,
+    "cpu": {"generator_percent": 50.0, "server_percent": 90.0},
+    "within_bound": True,
+}
+"""One sweep step as the runner reports it (older reports have no ``ack_ms``)."""
+
+
 def test_sweep_and_storm_get_their_own_lines() -> None:
-    step = {
-        "gift_rate": 10.0,
-        "gift_deliveries_per_s": 50_000.0,
-        "frames_per_s": 20_000.0,
-        "gift_to_screen_ms": {"p50": 3.0, "p99": 40.0},
-        "closes": 0,
-        "cpu": {"generator_percent": 50.0, "server_percent": 90.0},
-        "within_bound": True,
-    }
+    step = STEP
     report = sample_report(
         sweep={
             "p99_bound_ms": 250.0,
@@ -144,6 +148,30 @@ def test_sweep_and_storm_get_their_own_lines() -> None:
     assert "50,000 gift deliveries/s" in text
     assert "100 of 100 in 1.5 s" in text
     assert "over" in text.splitlines()[-1]
+
+
+def test_a_sweep_bounded_on_acks_says_so_with_the_cost_per_gift() -> None:
+    step = {
+        **STEP,
+        "gift_rate": 500.0,
+        "gift_to_screen_ms": {"p50": None, "p99": None},
+        "ack_ms": {"p50": 4.0, "p99": 31.5},
+        "gifts_per_server_cpu_s": 4_321.0,
+    }
+    report = sample_report(
+        sweep={
+            "p99_bound_ms": 50.0,
+            "bound_on": "ack",
+            "steps": [step],
+            "stopped": "reached the maximum rate",
+            "capacity_gift_deliveries_per_s": 0.0,
+            "capacity_gift_rate": 500.0,
+        }
+    )
+    text = render(report)
+    assert "capacity at ack p99 <= 50.0 ms" in text
+    last = text.splitlines()[-1].split()
+    assert last[:1] == ["500"] and "31.5" in last and "4,321" in last
 
 
 def test_write_json_text_and_plot(tmp_path: Path) -> None:

@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
+import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,7 +16,8 @@ from typing import Any
 import pytest
 
 from loadtest.__main__ import main
-from loadtest.runner import Options, Run
+from loadtest.processes import process_tree
+from loadtest.runner import Options, Run, cpu_seconds, rss_kib
 from loadtest.servers import LocalServers
 from tests.live.server import SECRET, LiveServer
 
@@ -25,6 +30,16 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
         yield server
     finally:
         asyncio.run(server.stop())
+
+
+SMALL_SWEEP: dict[str, Any] = {
+    "scenario": "sweep",
+    "gifters": 4,
+    "start_rate": 4,
+    "factor": 2,
+    "step_seconds": 1.0,
+    "p99_bound_ms": 60_000,  # 60 s of latency at 4 gifts/s: always within
+}
 
 
 def run(server_url: str, **kw: Any) -> dict[str, Any]:
@@ -109,18 +124,7 @@ def test_storm_every_viewer_comes_back_resumed(live: LiveServer) -> None:
 
 
 def test_sweep_steps_up_to_the_maximum_rate(live: LiveServer) -> None:
-    report = run(
-        live.url,
-        scenario="sweep",
-        viewers=10,
-        rooms=1,
-        gifters=4,
-        start_rate=4,
-        factor=2,
-        max_rate=16,
-        step_seconds=1.0,
-        p99_bound_ms=60_000,
-    )
+    report = run(live.url, **SMALL_SWEEP, viewers=10, rooms=1, max_rate=16)
     sweep = report["sweep"]
     rates = [s["gift_rate"] for s in sweep["steps"]]
     assert rates == [4, 8, 16][: len(rates)]
@@ -194,3 +198,52 @@ def test_the_command_line_runs_chaos_as_a_scenario(capsys: pytest.CaptureFixture
     with pytest.raises(SystemExit) as refused:
         main(["chaos", "--duration", "soon"])
     assert refused.value.code == 2
+
+
+def test_a_sweep_bounded_on_acks_reports_gifts_per_server_cpu_second(live: LiveServer) -> None:
+    assert live.proc is not None
+    report = run(
+        live.url,
+        **SMALL_SWEEP,
+        viewers=0,
+        rooms=4,
+        max_rate=8,
+        bound_on="ack",
+        server_pid=live.proc.pid,
+    )
+    sweep = report["sweep"]
+    assert sweep["bound_on"] == "ack"
+    first = sweep["steps"][0]
+    assert first["within_bound"] and first["ack_ms"]["p99"] is not None
+    # Nobody watches: a bound on the screen latency could not be met, the ack one is.
+    assert first["gift_to_screen_ms"]["p99"] is None
+    assert sweep["capacity_gift_rate"] >= 4
+    per_cpu = report["throughput"]["gifts_per_server_cpu_s"]
+    assert per_cpu is not None and per_cpu > 0
+    assert report["money"]["ok"]
+
+
+def test_server_cpu_counts_the_child_processes() -> None:
+    """``live serve --workers`` does its work in children: their CPU time counts."""
+    busy_child = (
+        "import subprocess, sys, time; "
+        "child = subprocess.Popen([sys.executable, '-c', "
+        "'import time\\nend = time.process_time() + 0.6\\n"
+        "while time.process_time() < end: pass\\nprint(1, flush=True)\\ntime.sleep(30)'], "
+        "stdout=subprocess.PIPE); "
+        "child.stdout.readline(); print('busy', flush=True); time.sleep(30)"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", busy_child], stdout=subprocess.PIPE)
+    try:
+        assert parent.stdout is not None
+        assert parent.stdout.readline().strip() == b"busy"
+        tree = process_tree(parent.pid)
+        assert len(tree) == 2
+        # the parent itself only started the child: the busy half second is the child's
+        whole = cpu_seconds(parent.pid)
+        assert whole is not None and whole >= 0.5
+        assert rss_kib(parent.pid) is not None
+    finally:
+        for pid in reversed(process_tree(parent.pid)):
+            os.kill(pid, signal.SIGKILL)
+        parent.wait()

@@ -54,6 +54,10 @@ def test_builders_set_type_and_exactly_the_documented_fields() -> None:
         ),
         "chat_deleted": (events.chat_deleted(id="m", user="u1"), {"id", "user"}),
         "room_ended": (events.room_ended(), set()),
+        "entrance": (
+            events.entrance(user=USER, effect={"id": "entrance_comet"}),
+            {"user", "effect"},
+        ),
         "ack": (events.ack(id="a"), {"id"}),
         "catalog": (events.catalog(version=4), {"version"}),
         "error": (events.error(id=None, code="internal", message="m"), {"id", "code", "message"}),
@@ -74,7 +78,9 @@ def test_welcome_carries_the_catalog_version_when_given() -> None:
 def test_room_and_connection_types_are_disjoint() -> None:
     assert ROOM_EVENT_TYPES.isdisjoint(CONNECTION_EVENT_TYPES)
     assert {"welcome", "ack", "error", "catalog"} == CONNECTION_EVENT_TYPES
-    room_types = "gift like chat chat_deleted join viewers leaderboard goal goal_reached room_ended"
+    room_types = (
+        "gift like chat chat_deleted join viewers leaderboard goal goal_reached room_ended entrance"
+    )
     assert set(room_types.split()) == ROOM_EVENT_TYPES
 
 

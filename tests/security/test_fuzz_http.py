@@ -25,7 +25,7 @@ from live.settings import Settings
 from tests.security.arena import ERROR_CODES, FUZZ, Arena, open_arena
 
 BODY_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
-HTTP_ONLY_CODES = {"payment_declined"}
+HTTP_ONLY_CODES = {"payment_declined", "provider_unavailable"}
 
 
 def _endpoints() -> list[tuple[str, str]]:

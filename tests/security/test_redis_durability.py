@@ -180,6 +180,8 @@ async def test_lost_redis_writes_are_detected_by_audit_and_fixed_by_repair(
     shutil.copytree(aof, redis.directory / "fsynced")
     # Phase 2: acknowledged and filed in PostgreSQL, lost by Redis.
     filed_then_lost = {f"g{n}": (await _gift(alice, f"g{n}")).json()["tx"] for n in range(10, 20)}
+    item = await alice.post("/v1/me/items", {"item": "name_neon"}, key="i1")  # 149 coins
+    assert item.status_code == 201, item.text
     assert (await bob.buy("us_350", key="b-pay")).status_code == 201
     bob_funded = await bob.balance()
     filed_then_lost |= {f"b{n}": (await _gift(bob, f"b{n}")).json()["tx"] for n in range(5)}
@@ -202,11 +204,13 @@ async def test_lost_redis_writes_are_detected_by_audit_and_fixed_by_repair(
     code, plan = _live(server, "repair", "--dry-run")
     assert code == 0, plan
     assert plan["repair"]["gift_keys"] == 15 and plan["repair"]["payment_keys"] == 1
+    assert plan["repair"]["item_keys"] == 1 and plan["repair"]["inventory"] == 1
     code, repaired = _live(server, "repair")
     assert code == 0, repaired
     assert repaired["audit"]["ok"] is True and repaired["repair"]["rooms_advanced"] >= 1
     code, again = _live(server, "repair")
     assert code == 0 and again["repair"]["balances"] == [] and again["repair"]["gift_keys"] == 0
+    assert again["repair"]["item_keys"] == 0 and again["repair"]["inventory"] == 0
     assert _live(server, "audit")[0] == 0
 
     # Resending what the ledger holds replays it; what was lost is charged once.
@@ -214,6 +218,10 @@ async def test_lost_redis_writes_are_detected_by_audit_and_fixed_by_repair(
     for key, tx in filed_then_lost.items():
         response = await _gift(bob if key.startswith("b") else alice, key)
         assert response.status_code == 200 and response.json()["tx"] == tx, response.text
+    item_again = await alice.post("/v1/me/items", {"item": "name_neon"}, key="i1")
+    assert item_again.status_code == 200 and item_again.json()["tx"] == item.json()["tx"]
+    owned = (await alice.get("/v1/me/items")).json()["items"]
+    assert [o["item"] for o in owned] == ["name_neon"]
     replay = await bob.buy("us_350", key="b-pay")
     assert replay.status_code == 200 and replay.json()["replayed"] is True
     recharged = []
@@ -222,7 +230,7 @@ async def test_lost_redis_writes_are_detected_by_audit_and_fixed_by_repair(
         assert response.status_code == 201 and response.json()["tx"] != tx
         recharged.append(response.json()["tx"])
         assert (await _gift(alice, key)).status_code == 200
-    assert await alice.balance() == funded - 25
+    assert await alice.balance() == funded - 25 - 149
     assert await bob.balance() == bob_funded - 5
     kept = [tx for key, tx in filed_then_lost.items() if key.startswith("g")]
     assert sorted(await _gift_txs(alice)) == sorted([*first.values(), *kept, *recharged])

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from store.domain.accounts import CHARGEBACK, LimitsRequest, RefundRequest, UserLimits
 from store.domain.models import (
     COIN,
     DIAMOND,
@@ -237,6 +238,59 @@ async def test_purchase_bad_input_is_rejected(engine: Engine) -> None:
     before = await state(engine, ALICE)
     with pytest.raises(BadRequest):
         await buy(engine, ALICE, "us_70", payment_id="")
+    assert await state(engine, ALICE) == before
+
+
+async def test_a_locked_account_pays_its_debt_by_buying(engine: Engine) -> None:
+    await live(engine)
+    await buy(engine, ALICE, "us_350", "p1")
+    await send(engine, ALICE, "g1", gift_id="confetti", count=3)  # 300 of 350 spent
+    reversal = await engine.wallet.refund(
+        RefundRequest(provider="sandbox", payment_id="p1", kind=CHARGEBACK)
+    )
+    # 50 taken back, 300 spent: half of it clawed back from bob's 150 diamonds
+    assert (reversal.taken, reversal.debt, reversal.clawed_back) == (50, 300, 150)
+    assert (await engine.wallet.account(ALICE.id)).locked
+    with pytest.raises(Forbidden):
+        await send(engine, ALICE, "g2")
+
+    # a purchase with every limit enforced is still allowed: it pays the debt first
+    partial = await buy(engine, ALICE, "us_70", "p2")
+    assert (partial.coins, partial.debt_paid, partial.balance) == (70, 70, 0)
+    account = await engine.wallet.account(ALICE.id)
+    assert (account.coins, account.debt, account.locked) == (0, 80, True)
+    again = await buy(engine, ALICE, "us_70", "p2")
+    assert_replay(again, partial, "tx", "debt_paid", "balance")
+    assert (await engine.wallet.account(ALICE.id)).debt == 80
+
+    paid_off = await buy(engine, ALICE, "us_350", "p3")
+    assert (paid_off.coins, paid_off.debt_paid, paid_off.balance) == (350, 80, 270)
+    account = await engine.wallet.account(ALICE.id)
+    assert (account.coins, account.debt, account.locked) == (270, 0, False)
+    [tx, *_] = await all_transactions(engine, ALICE.id)
+    assert tx.id == paid_off.tx and tx.meta["debt_paid"] == 80
+    assert set(tx.postings) == {
+        Posting(WORLD, COIN, -350),
+        Posting("user:alice:debt", COIN, 80),
+        Posting("user:alice:coins", COIN, 270),
+    }
+    assert (await send(engine, ALICE, "g3")).balance == 269  # unlocked: gifts go through
+    report = await engine.ledger.audit()
+    assert report.ok, report
+
+
+async def test_purchases_turned_off_are_refused_to_a_locked_account(engine: Engine) -> None:
+    await live(engine)
+    await buy(engine, ALICE, "us_70", "p1")
+    await send(engine, ALICE, "g1", gift_id="rose", count=70)
+    await engine.wallet.refund(RefundRequest(provider="sandbox", payment_id="p1"))
+    await engine.wallet.set_limits(
+        LimitsRequest(user_id=ALICE.id, limits=UserLimits(purchases_enabled=False))
+    )
+    before = await state(engine, ALICE)
+    with pytest.raises(Forbidden) as off:
+        await buy(engine, ALICE, "us_70", "p2")
+    assert off.value.message.startswith("buying coins is turned off")
     assert await state(engine, ALICE) == before
 
 

@@ -2,14 +2,15 @@
 
 Hypothesis drives random purchases (paid and owed by a captured payment, with
 promotions), gifts (some at a price shown before the catalog changed), resends,
-catalog price changes, refunds and chargebacks, limit and PIN changes, debt
-settlements, withdrawals and their settlements across several users, with the
-clock moving by random steps. After every step the five invariants of
+in-app item purchases (in a room or not, timed or permanent, at a shown price,
+resent), catalog price changes of gifts and items, refunds and chargebacks,
+limit and PIN changes, debt settlements, withdrawals and their settlements
+across several users, with the clock moving by random steps. After every step the five invariants of
 DESIGN.md section 3 are checked:
 
 1. conservation: every posting sums to zero per asset, every transaction balances;
 2. no coin balance below zero (debt is recorded in its own account);
-3. one effect per idempotency key (payments, reversals, gifts), and the same key
+3. one effect per idempotency key (payments, reversals, gifts, items), and the same key
    with other content is a conflict;
 4. the ledger is append-only: every transaction seen before is still there, as it was;
 5. hot balances equal the balances derived from the ledger (the audit, and the
@@ -41,6 +42,7 @@ from hypothesis.stateful import (
 )
 
 from store.domain import accounts
+from store.domain.items import ItemRequest
 from store.domain.models import (
     COIN,
     DIAMOND,
@@ -82,6 +84,8 @@ POLICY = accounts.MoneyPolicy(
     withdrawal_daily_max=400,
     payout_seconds=86_400,
 )
+PIN_BADGE = {"id": "pin", "kind": "badge", "name": "Pin", "coins": 15, "image": "/pin.svg"}
+ITEMS = ("pin", "badge_star", "name_neon", "effect_sparkles")
 FIRST = PromotionGrant(id="welcome", coins=20, first_purchase=True)
 CAMPAIGN = PromotionGrant(id="spring", coins=7)
 
@@ -123,7 +127,11 @@ class MoneyMachine(RuleBasedStateMachine):
         self.shown: dict[str, int] = {}
         """gift -> the price it had before its last change (a stale page shows it)"""
         self.unit_price: dict[str, int] = {}
-        """gift tx -> the price of one gift when it was sent"""
+        """gift or item tx -> the price of one gift (or the item) when it was bought"""
+        self.items: dict[tuple[str, str], tuple[str, str | None, str]] = {}
+        """(buyer, key) -> (item, room or None, tx)"""
+        self.forever: set[tuple[str, str]] = set()
+        """(buyer, item) owned for good"""
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         return self.loop.run_until_complete(coro)
@@ -151,6 +159,7 @@ class MoneyMachine(RuleBasedStateMachine):
             self.run(self.engine.wallet.set_verified(c, verified=True, by="admin"))
         for user in FANS:  # everyone starts with coins, so most gifts go through
             self.buy(user, "us_700", owed=False, promoted=True)
+        self.run(self.engine.catalogs.create("item", PIN_BADGE))  # cheap and permanent
 
     # -- purchases ----------------------------------------------------------------
 
@@ -181,10 +190,10 @@ class MoneyMachine(RuleBasedStateMachine):
             )
         except Forbidden:
             assert not owed
-            assert debt > 0 or not self.limits[user].purchases_enabled
+            assert not self.limits[user].purchases_enabled
             assert self.balances() == before
             return
-        assert owed or (debt == 0 and self.limits[user].purchases_enabled)
+        assert owed or self.limits[user].purchases_enabled
         assert receipt.debt_paid == min(debt, receipt.coins)
         self.payments[payment] = (user, package, receipt.tx)
 
@@ -348,6 +357,99 @@ class MoneyMachine(RuleBasedStateMachine):
             )
         assert self.balances() == before
 
+    # -- in-app items -----------------------------------------------------------------
+
+    @rule(
+        user=st.sampled_from(FANS),
+        item_id=st.sampled_from(ITEMS),
+        to=st.sampled_from([None, *CREATORS]),
+        advance=st.sampled_from([0, HOUR_MS, 10 * DAY_MS]),
+        stale=st.booleans(),
+    )
+    def buy_item(self, user: str, item_id: str, to: str | None, advance: int, stale: bool) -> None:
+        """Buy an item under the gifts' money rules (a stale shown price is refused,
+        charging nothing; a permanent item is bought once)."""
+        self.now += advance
+        found = self.engine.catalog.item(item_id)
+        assert found is not None
+        shown = self.shown.get(item_id, found.coins) if stale else found.coins
+        key = self.next_id("item")
+        balance = self.run(self.engine.wallet.balance(user))
+        limits = self.limits[user]
+        day, month = local_periods(self.now, limits.tz)
+        total = found.coins
+        capped = any(
+            spent + total > min(c for c in (platform, mine) if c is not None)
+            for platform, mine, spent in (
+                (POLICY.daily_spend_cap, limits.daily_cap, self.spent.get((user, day), 0)),
+                (POLICY.monthly_spend_cap, limits.monthly_cap, self.spent.get((user, month), 0)),
+            )
+        )
+        room = f"room-{to}" if to else None
+        request = ItemRequest(
+            buyer=fan(user), item=found, key=key, room_id=room, shown_coins=shown, now=self.now
+        )
+        before = self.balances()
+        try:
+            receipt = self.run(self.engine.items.buy(request))
+        except StoreError as exc:
+            assert self.balances() == before
+            if isinstance(exc, PriceChanged):
+                assert shown != found.coins
+            elif isinstance(exc, Forbidden):
+                assert balance.debt > 0 or not limits.gifting_enabled
+            elif isinstance(exc, LimitExceeded):
+                assert capped
+            elif isinstance(exc, Conflict):
+                assert (user, item_id) in self.forever
+            elif isinstance(exc, InsufficientFunds):
+                assert balance.coins < total
+            else:
+                assert isinstance(exc, RateLimited), exc
+            return
+        assert shown == found.coins and balance.debt == 0 and limits.gifting_enabled
+        assert balance.coins >= total and not capped and (user, item_id) not in self.forever
+        assert receipt.balance == balance.coins - total
+        share = total * found.creator_share // 100 if to else 0
+        assert receipt.diamonds == share and receipt.creator_id == (to if share else "")
+        self.spent[(user, day)] = self.spent.get((user, day), 0) + total
+        self.spent[(user, month)] = self.spent.get((user, month), 0) + total
+        self.items[(user, key)] = (item_id, room, receipt.tx)
+        self.unit_price[receipt.tx] = found.coins
+        if found.duration_days is None:
+            self.forever.add((user, item_id))
+
+    @precondition(lambda self: self.items)
+    @rule(data=st.data())
+    def resend_item(self, data: st.DataObject) -> None:
+        user, key = data.draw(st.sampled_from(sorted(self.items)))
+        item_id, room, tx = self.items[(user, key)]
+        found = self.engine.catalog.item(item_id)
+        other = self.engine.catalog.item("name_neon" if item_id != "name_neon" else "pin")
+        assert found is not None and other is not None
+        request = ItemRequest(buyer=fan(user), item=found, key=key, room_id=room, now=self.now)
+        again = self.run(self.engine.items.buy(request))
+        assert again.replayed and again.tx == tx
+        before = self.balances()
+        with pytest.raises(Conflict):
+            self.run(
+                self.engine.items.buy(
+                    ItemRequest(buyer=fan(user), item=other, key=key, room_id=room, now=self.now)
+                )
+            )
+        assert self.balances() == before
+
+    @rule(item_id=st.sampled_from(ITEMS), coins=st.integers(5, 120))
+    def change_item_price(self, item_id: str, coins: int) -> None:
+        """An admin reprices an item: what was bought keeps its price."""
+        found = self.engine.catalog.item(item_id)
+        assert found is not None
+        catalog = self.run(self.engine.catalogs.update("item", item_id, {"coins": coins}))
+        changed = catalog.item(item_id)
+        assert changed is not None and changed.coins == coins
+        if coins != found.coins:
+            self.shown[item_id] = found.coins
+
     # -- refunds and debt -------------------------------------------------------------
 
     @precondition(lambda self: self.payments)
@@ -497,6 +599,7 @@ class MoneyMachine(RuleBasedStateMachine):
         purchases: dict[str, int] = {}
         reversals: dict[str, int] = {}
         gifts: dict[tuple[str, str], int] = {}
+        items: dict[tuple[str, str], int] = {}
         for record in history.values():
             if record.kind == "purchase":
                 pid = record.meta["payment_id"]
@@ -509,9 +612,14 @@ class MoneyMachine(RuleBasedStateMachine):
                 gifts[gift_key] = gifts.get(gift_key, 0) + 1
                 # the price a gift was sent at, whatever the catalog says now
                 assert record.meta["gift_coins"] == self.unit_price[record.id]
+            elif record.kind == "item":
+                item_key = (record.meta["buyer_id"], record.meta["key"])
+                items[item_key] = items.get(item_key, 0) + 1
+                assert record.meta["item_coins"] == self.unit_price[record.id]
         assert purchases == dict.fromkeys(self.payments, 1)
         assert reversals == dict.fromkeys(self.reversals, 1)
         assert gifts == dict.fromkeys(self.gifts, 1)
+        assert items == dict.fromkeys(self.items, 1)
         # 5. (again, from the users' side) every user account is the sum of its postings
         derived: dict[tuple[str, str], int] = {}
         for record in history.values():

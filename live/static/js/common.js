@@ -16,6 +16,7 @@ export const ERROR_MESSAGES = {
   too_large: "That was too large to send.",
   internal: "Something went wrong on the server. Please try again.",
   payment_declined: "The payment was declined. Nothing was charged.",
+  provider_unavailable: "The payment service can't be reached. Nothing was charged: try again.",
   connection_lost: "The connection dropped before the server answered.",
   timeout: "The server didn't answer in time.",
   network: "Can't reach the server. Check your connection.",

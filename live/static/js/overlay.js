@@ -2,8 +2,9 @@
 // 1920x1080 page for a streaming software's browser source. Query parameters
 // are listed in docs/OPERATIONS.md ("Overlay and watch pages").
 
-import { RoomConnection } from "./room.js";
+import { LiveRoom } from "/static/client/index.js";
 import * as ui from "./common.js";
+import { decorateAlert, mountEntrances } from "./badges.js"; // items: badges, entrance effects
 
 const POSITIONS = new Set([
   "top-left", "top-center", "top-right",
@@ -91,7 +92,7 @@ class AlertQueue {
     let showing = this.onScreen();
     while (showing.length < this.options.lanes && this.waiting.length) {
       const alert = this.waiting.shift();
-      alert.node = ui.giftAlert(alert.event, { big: this.isBig(alert.event) });
+      alert.node = decorateAlert(ui.giftAlert(alert.event, { big: this.isBig(alert.event) }), alert.event.sender);
       alert.node.classList.add("enter");
       alert.shownAt = Date.now();
       this.root.append(alert.node);
@@ -154,6 +155,7 @@ function main() {
   const events = document.querySelector("#events ul");
   const notice = document.getElementById("notice");
   const showGoal = options.widgets.has("goal");
+  const entrances = mountEntrances(document.getElementById("canvas"), ui.params()); // items
 
   function setGoal(value) {
     ui.renderGoal(goal, value);
@@ -175,7 +177,7 @@ function main() {
     notice.hidden = !text;
   }
 
-  const connection = new RoomConnection({
+  const connection = new LiveRoom({
     roomId,
     overlayKey: options.key,
     persistent: true,
@@ -223,6 +225,9 @@ function main() {
         case "room_ended":
           setGoal(null);
           break;
+        case "entrance": // items: an entrance effect (widget `entrances`)
+          entrances.play(event);
+          break;
         default:
           break;
       }
@@ -232,7 +237,7 @@ function main() {
     say("Add ?key=<overlay key> to this page's address.");
     return;
   }
-  window.liveOverlay = { connection, alerts, skippedTests: 0 };
+  window.liveOverlay = { connection, alerts, entrances, skippedTests: 0 };
   connection.open();
 }
 

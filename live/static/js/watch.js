@@ -2,7 +2,7 @@
 // access token, shows the balance, buys coins (sandbox), sends gifts, likes
 // and comments, and plays the room's gift animations as they arrive.
 
-import { CommandError, RoomConnection, newId } from "./room.js";
+import { LiveError, LiveRoom, newId } from "/static/client/index.js";
 import {
   api,
   avatar,
@@ -18,6 +18,9 @@ import {
   roomIdFromPath,
   updateAlertCount,
 } from "./common.js";
+// items: the item shop, badges and name styles, entrance effects
+import { decorateAlert, decorateName, playEntrance } from "./badges.js";
+import { mountItemShop } from "./shop.js";
 
 const TOKEN_KEY = "live.token";
 const LIKE_BATCH_MS = 300;
@@ -207,8 +210,8 @@ async function sendGift(giftId) {
     const ack = await state.connection.send("send_gift", command);
     setBalance(ack.balance.coins);
   } catch (error) {
-    showError(error instanceof CommandError ? error : { code: "internal", message: String(error) });
-    if (error instanceof CommandError && error.code === "price_changed") loadGifts();
+    showError(error instanceof LiveError ? error : { code: "internal", message: String(error) });
+    if (error instanceof LiveError && error.code === "price_changed") loadGifts();
   }
 }
 
@@ -261,6 +264,7 @@ function chatLine(kind, sender, text, id) {
     " ",
     el("span", {}, text),
   );
+  if (sender) decorateName(line.querySelector("b"), sender); // items: badge, name style
   $("chat").append(line);
   while ($("chat").children.length > CHAT_LINES) $("chat").firstChild.remove();
   $("chat").scrollTop = $("chat").scrollHeight;
@@ -273,7 +277,7 @@ function showGift(event) {
   const big = event.gift.coins * event.combo.count >= BIG_COINS;
   let alert = state.alerts.get(comboId);
   if (!alert) {
-    alert = { node: giftAlert(event, { big }), timer: null };
+    alert = { node: decorateAlert(giftAlert(event, { big }), event.sender), timer: null }; // items
     alert.node.classList.add("enter");
     state.alerts.set(comboId, alert);
     $("stage-alerts").append(alert.node);
@@ -366,6 +370,10 @@ function onEvent(event) {
       break;
     case "catalog": // gifts or prices changed: show the new ones
       loadGifts();
+      if (!$("item-shop").hidden) itemShop.refresh().catch(showError); // items
+      break;
+    case "entrance": // items: someone joined with an entrance effect
+      playEntrance($("stage-alerts"), event, { displayName });
       break;
     default:
       break;
@@ -381,7 +389,7 @@ function refreshBalanceSoon() {
 
 function connect() {
   if (state.connection) state.connection.close();
-  state.connection = new RoomConnection({
+  state.connection = new LiveRoom({
     roomId,
     token: state.token,
     onEvent,
@@ -398,8 +406,19 @@ function connect() {
     },
   });
   state.connection.open();
-  window.liveWatch = { state, connection: state.connection };
+  window.liveWatch = { state, connection: state.connection, itemShop };
 }
+
+// -- items (shop.js, badges.js) ---------------------------------------------------------
+
+const itemShop = mountItemShop({
+  root: $("item-shop"),
+  getToken: () => state.token,
+  roomId,
+  onBalance: setBalance,
+  onError: showError,
+  preview: () => state.you,
+});
 
 // -- start ----------------------------------------------------------------------------
 
@@ -419,6 +438,7 @@ async function start() {
   $("signout").addEventListener("click", signOut);
   $("buy-open").addEventListener("click", openShop);
   $("buy-close").addEventListener("click", () => ($("shop").hidden = true));
+  $("items-open").addEventListener("click", () => itemShop.open()); // items
   $("region").addEventListener("change", loadPackages);
   $("packages").addEventListener("click", (event) => {
     const button = event.target.closest("button.buy");

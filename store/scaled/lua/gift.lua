@@ -34,6 +34,7 @@ if ARGV[25] == '1' then
   return {'N'}
 end
 --@include bucket
+--@include spending
 
 local room = redis.call('HMGET', KEYS[3], 'creator_id', 'live', 'creator_adult', 'stream_id')
 local creator = room[1]
@@ -57,53 +58,12 @@ if room[3] ~= '1' then
 end
 local total = tonumber(ARGV[5])
 -- the sender's account (store.domain.rules has the same arithmetic)
-local debt = tonumber(redis.call('HGET', KEYS[2], 'debt') or '0')
-if debt < 0 then
-  return {'E', 'locked', -debt}
-end
-local acct = redis.call('HMGET', KEYS[14], 'gifting_off', 'tz', 'daily_cap', 'monthly_cap',
-  'day', 'day_spent', 'month', 'month_spent', 'gift_tokens', 'gift_at')
-if acct[1] == '1' then
-  return {'E', 'gifting_off'}
-end
-local now = tonumber(ARGV[15])
-local per_minute = tonumber(ARGV[21])
-local tokens_left = nil
-if per_minute > 0 then
-  local wait
-  tokens_left, wait = take_token(acct[9], acct[10], now, per_minute, tonumber(ARGV[22]), 60000)
-  if not tokens_left then
-    return {'E', 'too_many', 'gifts', wait}
-  end
-end
-local tz = acct[2] or 'UTC'
-if tz ~= ARGV[16] then
-  return {'T', tz}
-end
-local function cap_of(platform, user)
-  local cap = nil
-  if tonumber(platform) > 0 then
-    cap = tonumber(platform)
-  end
-  if user and user ~= '' and (cap == nil or tonumber(user) < cap) then
-    cap = tonumber(user)
-  end
-  return cap
-end
-local day_spent, month_spent = 0, 0
-if acct[5] == ARGV[17] then
-  day_spent = tonumber(acct[6])
-end
-if acct[7] == ARGV[18] then
-  month_spent = tonumber(acct[8])
-end
-local daily = cap_of(ARGV[19], acct[3])
-if daily and day_spent + total > daily then
-  return {'E', 'daily_cap', daily, day_spent}
-end
-local monthly = cap_of(ARGV[20], acct[4])
-if monthly and month_spent + total > monthly then
-  return {'E', 'monthly_cap', monthly, month_spent}
+local rule = {off = 'gifting_off', action = 'gifts', daily = 'daily_cap', monthly = 'monthly_cap',
+  per_minute = ARGV[21], burst = ARGV[22], tz = ARGV[16], day = ARGV[17], month = ARGV[18],
+  daily_cap = ARGV[19], monthly_cap = ARGV[20]}
+local spent, refused = check_spending(2, 14, total, tonumber(ARGV[15]), rule)
+if not spent then
+  return refused
 end
 local coins = tonumber(redis.call('HGET', KEYS[2], 'coin') or '0')
 if coins < total then
@@ -132,11 +92,7 @@ redis.call('ZINCRBY', KEYS[11], total, ARGV[2])
 redis.call('ZINCRBY', KEYS[12], total, ARGV[2])
 redis.call('EXPIRE', KEYS[12], ARGV[14])
 redis.call('HSET', KEYS[13], ARGV[2], ARGV[8])
-redis.call('HSET', KEYS[14], 'day', ARGV[17], 'day_spent', string.format('%d', day_spent + total),
-  'month', ARGV[18], 'month_spent', string.format('%d', month_spent + total))
-if tokens_left then
-  redis.call('HSET', KEYS[14], 'gift_tokens', string.format('%d', tokens_left), 'gift_at', ARGV[15])
-end
+record_spending(14, spent, rule, ARGV[15])
 if diamonds > 0 then
   redis.call('HINCRBY', KEYS[15], ARGV[23], diamonds)
   redis.call('HINCRBY', KEYS[16], stream_id .. '|' .. ARGV[24], diamonds)

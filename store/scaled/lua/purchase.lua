@@ -7,7 +7,8 @@
 --       4 outbox entry JSON up to the postings array: '{"id":…,…,"postings":['
 --       5 the entry's meta members (JSON, without braces)
 --       6 receipt JSON members other than balance, coins, bonus, debt_paid, promotions
---       7 enforce limits ("1": refuse a locked account or purchases turned off)
+--       7 enforce limits ("1": refuse when purchases are turned off; a locked
+--         account may buy, the credit pays its debt first)
 --       8 the user's coins account, 9 debt account (JSON strings)
 --       10 number of promotions, then per promotion: id (JSON string), coins,
 --          first purchase only ("1"/"0")
@@ -20,13 +21,8 @@ if ARGV[2] ~= '1' then
 end
 local debt = -tonumber(redis.call('HGET', KEYS[2], 'debt') or '0')
 local acct = redis.call('HMGET', KEYS[5], 'purchases_off', 'purchases')
-if ARGV[7] == '1' then
-  if debt > 0 then
-    return {'E', 'locked', debt}
-  end
-  if acct[1] == '1' then
-    return {'E', 'purchases_off'}
-  end
+if ARGV[7] == '1' and acct[1] == '1' then
+  return {'E', 'purchases_off'}
 end
 
 -- what it credits (as the embedded engine's purchase)

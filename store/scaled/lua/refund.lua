@@ -12,8 +12,9 @@
 --       6 the user's coins account, 7 debt account (JSON strings)
 --       8 number of creators m, then per creator: id (JSON string), diamonds
 --         account (JSON string)
---       then the number of gifts n, then per gift (the user's gifts after the
---         purchase, newest first): creator number (1..m), coins, diamonds
+--       then the number of gifts n, then per gift (the user's gifts and item
+--         purchases after the purchase, newest first): creator number (1..m; 0:
+--         an item without a creator share, nothing to claw back), coins, diamonds
 --
 -- Replies: {"OK", receipt}  {"R", stored receipt}  {"E", reason}
 --          {"S", user id}: the purchase belongs to another user than ARGV 2 (the
@@ -52,7 +53,9 @@ for i = 0, n - 1 do
   local c = tonumber(ARGV[n_at + 1 + 3 * i])
   local gift_coins = tonumber(ARGV[n_at + 2 + 3 * i])
   local gift_diamonds = tonumber(ARGV[n_at + 3 + 3 * i])
-  if gift_coins > 0 then
+  if gift_coins > 0 and c == 0 then
+    remaining = remaining - math.min(remaining, gift_coins)
+  elseif gift_coins > 0 then
     local covered = math.min(remaining, gift_coins)
     remaining = remaining - covered
     local owed = gift_diamonds

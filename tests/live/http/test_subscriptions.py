@@ -457,3 +457,21 @@ async def test_the_documented_receiver_works(server: LiveServer, tmp_path: Path)
     finally:
         proc.kill()
         await proc.wait()
+
+
+async def test_items_bought_in_the_room(server: LiveServer, receiver: Receiver) -> None:
+    async with creator_and_fan(server) as (carol, alice):
+        await subscribe(carol, receiver, ["item_purchase"])
+        bought = await alice.post("/v1/me/items", {"item": "badge_star", "room": "carol"}, key="i1")
+        assert bought.status_code == 201, bought.text
+        again = await alice.post("/v1/me/items", {"item": "badge_star", "room": "carol"}, key="i1")
+        assert again.json()["replayed"] is True
+        elsewhere = await alice.post("/v1/me/items", {"item": "name_gold"}, key="i2")
+        assert elsewhere.status_code == 201
+        await receiver.wait_for(lambda r: bool(r.notifications()))
+        [note] = receiver.notifications()
+        event = note["event"]
+        assert (note["type"], event["tx"]) == ("item_purchase", bought.json()["tx"])
+        assert event["buyer"]["id"] == "alice" and event["item"]["id"] == "badge_star"
+        await drained(carol, note["subscription_id"])
+        assert len(receiver.notifications()) == 1  # a replay, a purchase elsewhere: nothing

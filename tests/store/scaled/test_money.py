@@ -28,6 +28,8 @@ MONEY_SCRIPTS = (
     "settle_withdrawal",
     "limits",
     "rate",
+    "item",
+    "item_equip",
 )
 _CALL = re.compile(r"redis\.call\(\s*'([A-Z]+)'\s*,\s*([^,)]+)")
 

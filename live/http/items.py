@@ -1,0 +1,89 @@
+"""In-app items: the shop, buying one with coins, the user's items and what is equipped."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from live.checks import check_key, check_room_id
+from live.http.common import actions_of, created, endpoint, field_str, json_body, user_of
+from live.http.rooms import _shown_coins
+from live.json import json_response
+from store.domain.items import Owned
+
+
+@endpoint
+async def list_items(request: Request) -> Response:
+    """The items on sale, with the catalog's version."""
+    actions = actions_of(request)
+    return json_response(
+        {
+            "items": [i.public() for i in actions.items.shop()],
+            "version": actions.engine.catalog.version,
+        }
+    )
+
+
+@endpoint
+async def buy_item(request: Request) -> Response:
+    """Buy an item with coins, once per ``Idempotency-Key``; ``room`` (optional): the
+    room the buyer is watching (its creator may earn a share); ``coins``
+    (optional): the price the client showed (``price_changed`` if stale)."""
+    user = user_of(request)
+    key = check_key(request.headers.get("idempotency-key"))
+    body = await json_body(request)
+    room = check_room_id(field_str(body, "room")) if body.get("room") is not None else None
+    receipt = await actions_of(request).items.buy(
+        user=user,
+        item_id=field_str(body, "item"),
+        key=key,
+        room_id=room,
+        shown_coins=_shown_coins(body),
+    )
+    return json_response(receipt.public(), status=created(receipt.replayed))
+
+
+def _inventory(request: Request, owned: list[Owned]) -> Response:
+    actions = actions_of(request)
+    return json_response(
+        {
+            "items": actions.items.owned_public(owned),
+            "equipped": {o.kind: o.item_id for o in owned if o.equipped},
+        }
+    )
+
+
+@endpoint
+async def my_items(request: Request) -> Response:
+    """The user's items that have not expired (expired ones stop showing), and
+    what is equipped per kind."""
+    user = user_of(request)
+    return _inventory(request, await actions_of(request).items.inventory(user.id))
+
+
+@endpoint
+async def equip(request: Request) -> Response:
+    """Equip an owned item (``{"item": id}``) in its kind's slot."""
+    user = user_of(request)
+    body = await json_body(request)
+    owned = await actions_of(request).items.equip(user=user, item_id=field_str(body, "item"))
+    return _inventory(request, owned)
+
+
+@endpoint
+async def unequip(request: Request) -> Response:
+    """Empty a slot: ``badge``, ``name_style``, ``entrance_effect`` or ``creator_effect``."""
+    user = user_of(request)
+    kind = request.path_params["kind"]
+    owned = await actions_of(request).items.unequip(user=user, kind=kind)
+    return _inventory(request, owned)
+
+
+routes = [
+    Route("/v1/items", list_items, methods=["GET"]),
+    Route("/v1/me/items", my_items, methods=["GET"]),
+    Route("/v1/me/items", buy_item, methods=["POST"]),
+    Route("/v1/me/equipped", equip, methods=["PUT"]),
+    Route("/v1/me/equipped/{kind}", unequip, methods=["DELETE"]),
+]
