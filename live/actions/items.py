@@ -20,6 +20,7 @@ import contextlib
 import dataclasses
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -112,6 +113,9 @@ class Items:
     engine: Engine
     looks: Looks
     _tasks: set[asyncio.Task[bool]] = field(default_factory=set)
+    notify: Callable[..., Awaitable[None]] | None = None
+    """Hands an item bought in a room to the room's event subscriptions
+    (``live.subscriptions.service.Subscriptions.notify``)."""
 
     def shop(self) -> list[Item]:
         """The items on sale."""
@@ -132,7 +136,19 @@ class Items:
         request = ItemRequest(
             buyer=user, item=item, key=key, room_id=room_id, shown_coins=shown_coins
         )
-        return await self.engine.items.buy(request)
+        receipt = await self.engine.items.buy(request)
+        if self.notify is not None and receipt.room_id and not receipt.replayed:
+            event = {
+                "type": "item_purchase",
+                "tx": receipt.tx,
+                "buyer": user.public(),
+                "item": item.public(),
+                "coins": receipt.coins,
+                "diamonds": receipt.diamonds,
+                "expires_at": receipt.expires_at,
+            }
+            await self.notify(receipt.room_id, "item_purchase", event)
+        return receipt
 
     def owned_public(self, owned: list[Owned]) -> list[dict[str, Any]]:
         """Inventory entries with the item as the catalog describes it."""
