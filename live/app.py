@@ -29,6 +29,7 @@ from live.http import (
     pages,
     payouts,
     rooms,
+    subscriptions,
 )
 from live.http.common import MAX_BODY_BYTES
 from live.http.request_ids import RequestIds
@@ -54,6 +55,7 @@ api_routes = [
     *catalog_admin.routes,
     *items.routes,
     *ops.routes,
+    *subscriptions.routes,
 ]
 """The JSON API under ``/v1``, and the operations endpoints."""
 
@@ -99,6 +101,7 @@ def create_app(settings: Settings) -> Starlette:
             payments=payments,
             payouts=payouts,
         )
+        await actions.subscriptions.start()
         app.state.guard = ConnectionGuard.from_settings(settings)
         identity = app.state.identity = Identity.from_settings(settings)
         await identity.start()

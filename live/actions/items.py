@@ -20,6 +20,7 @@ import contextlib
 import dataclasses
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -114,6 +115,9 @@ class Items:
     metrics: Metrics
     looks: Looks
     _tasks: set[asyncio.Task[bool]] = field(default_factory=set)
+    notify: Callable[..., Awaitable[None]] | None = None
+    """Hands an item bought in a room to the room's event subscriptions
+    (``live.subscriptions.service.Subscriptions.notify``)."""
 
     def shop(self) -> list[Item]:
         """The items on sale."""
@@ -145,6 +149,17 @@ class Items:
         else:
             metrics.item_outcome["committed"].inc()
             metrics.item_coins.inc(receipt.coins)
+            if self.notify is not None and receipt.room_id:
+                event = {
+                    "type": "item_purchase",
+                    "tx": receipt.tx,
+                    "buyer": user.public(),
+                    "item": item.public(),
+                    "coins": receipt.coins,
+                    "diamonds": receipt.diamonds,
+                    "expires_at": receipt.expires_at,
+                }
+                await self.notify(receipt.room_id, "item_purchase", event)
         return receipt
 
     def owned_public(self, owned: list[Owned]) -> list[dict[str, Any]]:
