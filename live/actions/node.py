@@ -48,7 +48,7 @@ class Actions:
         self.activity = RoomActivity(settings=settings, engine=engine, hub=hub)
         looks = Looks(engine=engine)
         """Equipped badges and name styles, added to senders' profiles."""
-        self.items = Items(settings=settings, engine=engine, looks=looks)
+        self.items = Items(settings=settings, engine=engine, metrics=metrics, looks=looks)
         self.rooms = Rooms(settings=settings, engine=engine, activity=self.activity, looks=looks)
         self.gifts = Gifts(
             settings=settings, engine=engine, metrics=metrics, activity=self.activity, looks=looks
