@@ -61,6 +61,11 @@ async def test_money_answers_wait_for_a_replica(services: Services, tmp_path: Pa
                 try:
                     with pytest.raises(Unavailable, match="replicas"):
                         await engine.wallet.send_gift(rose(engine, fan, "k2"))
+                    # room events and reads never wait for a replica
+                    published = await engine.broker.publish("room", [{"type": "chat"}])
+                    assert published[0]["seq"] >= 1
+                    room = await engine.rooms.get("room")
+                    assert room is not None and room.live
                 finally:
                     os.kill(replica.pid, signal.SIGCONT)
                 again = await engine.wallet.send_gift(rose(engine, fan, "k2"))
