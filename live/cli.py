@@ -36,7 +36,7 @@ def _settings(args: argparse.Namespace, **extra: object) -> Settings:
 
 
 _URL_SCHEMES = {
-    "LIVE_REDIS_URL": ("redis://", "rediss://", "unix://"),
+    "LIVE_REDIS_URL": ("redis://", "rediss://", "unix://", "redis+cluster://", "rediss+cluster://"),
     "LIVE_DATABASE_URL": ("postgresql://", "postgres://"),
 }
 
@@ -50,6 +50,14 @@ def _check_urls(settings: Settings) -> None:
         if url and not url.startswith(_URL_SCHEMES[name]):
             expected = " or ".join(_URL_SCHEMES[name])
             raise SettingsError(f"{name} must start with {expected}")
+    from store.scaled.cluster import ENGINE_REFUSAL, ClusterAddress, is_cluster_url
+
+    if settings.redis_url and is_cluster_url(settings.redis_url):
+        try:
+            ClusterAddress.parse(settings.redis_url)
+        except ValueError as exc:
+            raise SettingsError(f"LIVE_REDIS_URL: {exc}") from None
+        raise SettingsError(f"LIVE_REDIS_URL: {ENGINE_REFUSAL}")
 
 
 def _operational_error(exc: BaseException) -> str | None:

@@ -58,6 +58,12 @@ class Settings:
     data_dir: Path = Path("data")
     redis_url: str | None = None
     database_url: str | None = None
+    redis_wait_replicas: int = 0
+    """A money operation (gift, purchase, refund, item, withdrawal) is answered once
+    this many Redis replicas have it; 0: once the primary has it (see SCALING.md)."""
+    redis_wait_ms: int = 1_000
+    """How long a money operation waits for those replicas before it fails as
+    unavailable (the client resends it with the same key)."""
     public_url: str = ""
     """How clients reach this server (for printed links); default ``http://host:port``."""
     workers: int = 1
@@ -318,6 +324,8 @@ class Settings:
             migrate=self.migrate_on_start,
             policy=self.policy(),
             catalog_poll_seconds=self.catalog_poll_seconds,
+            redis_wait_replicas=self.redis_wait_replicas,
+            redis_wait_seconds=self.redis_wait_ms / 1000,
         )
 
     def policy(self) -> MoneyPolicy:
@@ -552,6 +560,10 @@ class Settings:
         ):
             if not getattr(self, name) > 0:
                 raise SettingsError(f"LIVE_{name.upper()} must be positive")
+        if self.redis_wait_replicas < 0:
+            raise SettingsError("LIVE_REDIS_WAIT_REPLICAS must be 0 or more")
+        if not 1 <= self.redis_wait_ms <= 5_000:
+            raise SettingsError("LIVE_REDIS_WAIT_MS must be within 1..5000")
         if self.redis_url and not self.database_url:
             raise SettingsError("LIVE_REDIS_URL needs LIVE_DATABASE_URL (the ledger) too")
         if self.workers > 1 and not self.scaled:

@@ -100,6 +100,12 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--duration", type=float, help="seconds per measurement")
     b.add_argument("--keep", action="store_true", help="keep the servers' data directories")
     b.add_argument(
+        "--redis-replicas",
+        type=int,
+        default=0,
+        help="scaled engine: Redis replicas, money answered once all have it (WAIT)",
+    )
+    b.add_argument(
         "--workers",
         type=int,
         default=1,
@@ -155,6 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             duration=args.duration,
             keep=args.keep,
             workers=args.workers,
+            redis_replicas=args.redis_replicas,
         )
         return run_bench(args.targets, settings)
     from loadtest.report import render, write

@@ -66,6 +66,8 @@ class BenchSettings:
     """Keep the servers' data directories."""
     workers: int = 1
     """``live serve --workers`` (more than one: scaled engine only)."""
+    redis_replicas: int = 0
+    """Scaled engine: Redis replicas, and money answered once they all have it."""
 
 
 class Bench:
@@ -78,6 +80,8 @@ class Bench:
         self.engine = engine
         self.workers = workers
         self.label = engine if workers == 1 else f"{engine}, {workers} workers"
+        if settings.redis_replicas:
+            self.label += f", WAIT {settings.redis_replicas}"
         self.out = out
         self.scale = scale
         self.duration = duration
@@ -87,6 +91,7 @@ class Bench:
             helper_cpus=set(self.generator_cpus),
             keep=keep,
             workers=workers,
+            redis_replicas=settings.redis_replicas,
         )
         self.rows: list[Row] = []
         self.reports: dict[str, dict[str, Any]] = {}

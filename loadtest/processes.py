@@ -267,7 +267,9 @@ class RedisServer(ChildProcess):
         appendonly: bool = True,
         appendfsync: str = "always",
         cpus: set[int] | None = None,
+        replica_of: int | None = None,
     ) -> None:
+        """``replica_of``: the port of a primary on 127.0.0.1 to replicate."""
         binary = shutil.which("redis-server")
         if binary is None:
             raise MissingBinary(f"redis-server not found: {INSTALL_HINT}")
@@ -280,6 +282,8 @@ class RedisServer(ChildProcess):
             *("--save", "", "--appendonly", "yes" if appendonly else "no"),
             *("--appendfsync", appendfsync, "--daemonize", "no", "--protected-mode", "yes"),
         ]
+        if replica_of is not None:
+            command += ["--replicaof", "127.0.0.1", str(replica_of)]
         super().__init__("redis-server", command, log=directory / "redis.log", cpus=cpus)
 
     @property
@@ -304,6 +308,116 @@ class RedisServer(ChildProcess):
             await client.execute_command(*args)  # type: ignore[no-untyped-call]
         finally:
             await client.aclose()
+
+
+def cluster_ports(count: int) -> list[int]:
+    """``count`` free ports whose cluster bus port (port + 10000) is free and valid too."""
+    ports: list[int] = []
+    while len(ports) < count:
+        port = free_port()
+        if port + 10_000 >= 65_536 or port in ports:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port + 10_000))
+            except OSError:
+                continue
+        ports.append(port)
+    return ports
+
+
+class RedisClusterNode(RedisServer):
+    """One ``redis-server --cluster-enabled yes`` of a ``RedisCluster``."""
+
+    def __init__(self, directory: Path, *, port: int, node_timeout_ms: int) -> None:
+        super().__init__(directory, appendonly=False)
+        self.port = port
+        self.command = [
+            *self.command[:1],
+            *("--port", str(port)),
+            *self.command[3:],
+            *("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"),
+            *("--cluster-node-timeout", str(node_timeout_ms)),
+        ]
+
+
+class RedisCluster:
+    """A throwaway Redis Cluster: ``primaries`` primaries (and ``replicas`` replicas
+    each) on free ports, created with ``redis-cli --cluster create``; ready once
+    every node reports ``cluster_state:ok``."""
+
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        primaries: int = 3,
+        replicas: int = 0,
+        node_timeout_ms: int = 2_000,
+    ) -> None:
+        if shutil.which("redis-cli") is None:
+            raise MissingBinary(f"redis-cli not found: {INSTALL_HINT}")
+        self.directory = directory
+        self.replicas = replicas
+        ports = cluster_ports(primaries * (1 + replicas))
+        self.nodes = [
+            RedisClusterNode(directory / str(port), port=port, node_timeout_ms=node_timeout_ms)
+            for port in ports
+        ]
+
+    @property
+    def url(self) -> str:
+        """The engine's URL: every node is a seed."""
+        seeds = ",".join(f"127.0.0.1:{node.port}" for node in self.nodes)
+        return f"redis+cluster://{seeds}"
+
+    async def start(self) -> None:
+        await asyncio.gather(*(node.start() for node in self.nodes))
+        if not await self._state_ok(self.nodes[0]):
+            create = [
+                "redis-cli",
+                "--cluster",
+                "create",
+                *(f"127.0.0.1:{node.port}" for node in self.nodes),
+                *("--cluster-replicas", str(self.replicas), "--cluster-yes"),
+            ]
+            process = await asyncio.create_subprocess_exec(
+                *create, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+            )
+            output, _ = await process.communicate()
+            if process.returncode != 0:
+                raise RuntimeError(f"redis-cli --cluster create failed:\n{output.decode()}")
+        deadline = time.monotonic() + READY_TIMEOUT
+        while not all([await self._state_ok(node) for node in self.nodes]):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the Redis Cluster did not reach cluster_state:ok")
+            await asyncio.sleep(0.05)
+
+    @staticmethod
+    async def _state_ok(node: RedisServer) -> bool:
+        client = node.client()
+        try:
+            info = await client.execute_command("CLUSTER", "INFO")  # type: ignore[no-untyped-call]
+        finally:
+            await client.aclose()
+        text = info.decode() if isinstance(info, bytes) else str(info)
+        return "cluster_state:ok" in text
+
+    async def flush(self) -> None:
+        """Empty every primary (replicas follow) and their script caches."""
+        for node in self.nodes:
+            client = node.client()
+            try:
+                role = await client.execute_command("ROLE")  # type: ignore[no-untyped-call]
+                if role[0] == b"master":
+                    await client.flushall()
+                    await client.script_flush()
+            finally:
+                await client.aclose()
+
+    async def stop(self) -> None:
+        for node in self.nodes:
+            with contextlib.suppress(Exception):
+                await node.stop()
 
 
 def postgres_bindir() -> Path:

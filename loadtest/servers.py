@@ -13,6 +13,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from loadtest.processes import (
@@ -32,10 +33,21 @@ BENCH_STOP_TIMEOUT = 20.0
 
 
 class Scaled:
-    """A throwaway redis-server and PostgreSQL on free loopback ports."""
+    """A throwaway redis-server and PostgreSQL on free loopback ports; with
+    ``replicas``, that many Redis replicas too, and money answered once all of them
+    have it (``LIVE_REDIS_WAIT_REPLICAS``)."""
 
-    def __init__(self, root: Path, cpus: set[int] | None) -> None:
+    def __init__(self, root: Path, cpus: set[int] | None, *, replicas: int = 0) -> None:
         self.redis = RedisServer(root / "redis", appendfsync="everysec", cpus=cpus)
+        self.replicas = [
+            RedisServer(
+                root / f"replica-{n}",
+                appendfsync="everysec",
+                cpus=cpus,
+                replica_of=self.redis.port,
+            )
+            for n in range(replicas)
+        ]
         self.postgres = PostgresServer(
             root / "postgres", settings=["synchronous_commit=off"], cpus=cpus
         )
@@ -43,14 +55,29 @@ class Scaled:
 
     async def _start(self) -> None:
         await self.redis.start()
+        for replica in self.replicas:
+            await replica.start()
         await self.postgres.start()
         await self.postgres.execute("CREATE DATABASE live")
+        client = self.redis.client()
+        try:
+            deadline = time.monotonic() + 30
+            wanted = len(self.replicas)
+            while wanted:
+                synced = await client.execute_command("WAIT", wanted, 100)  # type: ignore[no-untyped-call]
+                if int(synced) >= wanted:
+                    break
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the Redis replicas did not sync")
+        finally:
+            await client.aclose()
 
     @property
     def env(self) -> dict[str, str]:
         return {
             "LIVE_REDIS_URL": self.redis.url,
             "LIVE_DATABASE_URL": self.postgres.url_for("live"),
+            "LIVE_REDIS_WAIT_REPLICAS": str(len(self.replicas)),
         }
 
     async def reset(self) -> None:
@@ -69,6 +96,8 @@ class Scaled:
 
     async def _stop(self) -> None:
         await self.postgres.stop(timeout=BENCH_STOP_TIMEOUT)
+        for replica in self.replicas:
+            await replica.stop(timeout=BENCH_STOP_TIMEOUT)
         await self.redis.stop(timeout=BENCH_STOP_TIMEOUT)
 
 
@@ -83,8 +112,10 @@ class LocalServers:
         helper_cpus: set[int] | None = None,
         keep: bool = False,
         workers: int = 1,
+        redis_replicas: int = 0,
     ) -> None:
         self.engine = engine
+        self.redis_replicas = redis_replicas
         self.workers = workers
         """``live serve --workers``: more than one needs the scaled engine."""
         self.server_cpus = server_cpus
@@ -100,7 +131,7 @@ class LocalServers:
         extra: dict[str, str] = {}
         if self.engine == "scaled":
             if self.scaled is None:
-                self.scaled = Scaled(self.root, self.helper_cpus)
+                self.scaled = Scaled(self.root, self.helper_cpus, replicas=self.redis_replicas)
             extra.update(self.scaled.env)
             # A fresh Redis database and PostgreSQL schema per server start.
             asyncio.run(self.scaled.reset())

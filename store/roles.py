@@ -551,6 +551,11 @@ class EngineConfig:
     another node or ``live catalog import`` is served within this)."""
     observer: StoreObserver | None = None
     """Told of backend call latencies and ledger progress (the server's metrics)."""
+    redis_wait_replicas: int = 0
+    """Scaled engine: a money operation is answered once this many Redis replicas
+    have it (``WAIT``); 0 answers once the primary has it."""
+    redis_wait_seconds: float = 1.0
+    """How long that ``WAIT`` may take before the operation fails as unavailable."""
 
     @property
     def scaled(self) -> bool:

@@ -22,7 +22,7 @@ from pathlib import Path
 import asyncpg
 import redis.asyncio as aioredis
 
-from loadtest.processes import PostgresServer, RedisServer
+from loadtest.processes import PostgresServer, RedisCluster, RedisServer
 from store.domain.models import Event, GiftRequest, Profile, PurchaseRequest
 from store.engine import open_engine
 from store.roles import Engine, EngineConfig
@@ -44,6 +44,7 @@ class Services:
             root / "postgres", settings=["fsync=off", "full_page_writes=off"]
         )
         self._databases = 0
+        self._cluster: RedisCluster | None = None
 
     @classmethod
     async def start(cls, root: Path | None = None) -> Services:
@@ -74,7 +75,29 @@ class Services:
         await self.postgres.execute(f'CREATE DATABASE "{name}"')
         return Urls(redis=self.redis.url, database=self.postgres.url_for(name))
 
+    async def cluster(self) -> RedisCluster:
+        """A Redis Cluster of three primaries, started by the first test asking for it."""
+        if self._cluster is None:
+            cluster = RedisCluster(self.root / "cluster", primaries=3)
+            try:
+                await cluster.start()
+            except BaseException:
+                await cluster.stop()
+                raise
+            self._cluster = cluster
+        return self._cluster
+
+    async def reset_cluster(self) -> Urls:
+        """Like ``reset``, with the Redis Cluster (emptied) in place of the single Redis."""
+        cluster = await self.cluster()
+        await cluster.flush()
+        urls = await self.reset()
+        return Urls(redis=cluster.url, database=urls.database)
+
     async def close(self) -> None:
+        if self._cluster is not None:
+            with contextlib.suppress(Exception):
+                await self._cluster.stop()
         with contextlib.suppress(Exception):
             await self.redis.stop()
         with contextlib.suppress(Exception):

@@ -14,6 +14,14 @@
   active again calls ``on_reset`` on each of its listeners so they re-sync from
   ``history``: events published meanwhile are never lost silently. A gap in seq
   on a live subscription (which Redis should never cause) is handled the same way.
+- On a Redis Cluster (``redis+cluster://``) rooms use sharded pub/sub: the
+  publish script runs ``SPUBLISH`` on the room's shard channel (same slot as its
+  seq and history), and the node holds one pub/sub connection per primary that
+  serves a room it has listeners in, ``SSUBSCRIBE``-d there. When a slot moves
+  (Redis ends the subscription with an unrequested ``sunsubscribe``) or a
+  primary's connection drops (failover), the room's subscription is made again
+  on the slot's primary now, and its listeners re-sync from ``history`` once it
+  is active: a migration or a failover is never a silent gap.
 - ``history`` keeps, like the in-process broker, at most ``history_size`` events
   and none older than ``history_seconds``: the stream holds at least that many
   (``MAXLEN ~`` on batches), and reads apply the exact window.
@@ -29,12 +37,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+import hiredis
 import orjson
+from redis import exceptions as redis_errors
 from redis._parsers.hiredis import NOT_ENOUGH_DATA
 from redis.asyncio import ConnectionPool
 from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.crc import key_slot
 
 from store.domain.models import Event
 from store.errors import Unavailable
@@ -42,6 +53,7 @@ from store.listeners import ListenerSubscription, RoomListeners
 from store.roles import BrokerListener
 from store.scaled import keys
 from store.scaled.client import CONNECTION_ERRORS, CommandBatcher, load_script
+from store.scaled.cluster import Node, redirection
 from store.scaled.keys import channel_name, room_key, room_of_channel
 
 log = logging.getLogger(__name__)
@@ -87,6 +99,21 @@ class _Room:
     delivered: int = 0
     """Last seq handed to the listeners on this subscription (0: none yet)."""
     seq_waiters: list[tuple[int, asyncio.Future[None]]] = field(default_factory=list)
+    link: _Link | None = None
+    """The pub/sub connection the room's channel is subscribed on."""
+
+
+@dataclass(slots=True, eq=False)
+class _Link:
+    """One pub/sub connection: to the single Redis (``node`` ``None``), or to one
+    primary of a cluster."""
+
+    node: Node | None
+    pool: ConnectionPool
+    conn: AbstractConnection | None = None
+    task: asyncio.Task[None] | None = None
+    outstanding: dict[bytes, int] = field(default_factory=dict)
+    """channel -> (UN)SUBSCRIBE commands sent and not yet confirmed."""
 
 
 class RedisBroker:
@@ -105,26 +132,23 @@ class RedisBroker:
         if history_size < 1 or history_seconds <= 0:
             raise ValueError("history_size must be >= 1 and history_seconds > 0")
         self._batcher = batcher
-        self._pool = ConnectionPool.from_url(
-            # RESP2: pub/sub messages arrive as plain replies on this connection
-            url,
-            protocol=2,
-            retry=Retry(NoBackoff(), 0),
-            socket_connect_timeout=5.0,
+        self._url = url
+        self._sharded = batcher.cluster is not None
+        self._subscribe, self._unsubscribe = (
+            (b"SSUBSCRIBE", b"SUNSUBSCRIBE") if self._sharded else (b"SUBSCRIBE", b"UNSUBSCRIBE")
         )
+        self._links: dict[Node | None, _Link] = {}
         self._size = history_size
         self._max_age_ms = int(history_seconds * 1000)
         self._ttl = max(int(history_seconds * 2), 60)
         self._ping_interval = ping_interval
         self._max_backoff = max_backoff
         self._rooms: dict[str, _Room] = {}
-        self._outstanding: dict[bytes, int] = {}
-        """channel -> (UN)SUBSCRIBE commands sent and not yet confirmed."""
-        self._conn: AbstractConnection | None = None
-        self._task: asyncio.Task[None] | None = None
         self._closed = False
+        self._rehoming: set[asyncio.Task[None]] = set()
+        self._rehoming_rooms: set[str] = set()
         self.reconnects = 0
-        """Times the pub/sub connection was re-established (for metrics and tests)."""
+        """Times a pub/sub connection was re-established (for metrics and tests)."""
 
     # -- Broker ----------------------------------------------------------------
 
@@ -166,10 +190,12 @@ class RedisBroker:
             return subscription
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         room.waiters.append(waiter)
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run())
         if first:
-            await self._send_subscribe(room_id)
+            try:
+                await self._home(room_id, room)
+            except BaseException:
+                await subscription.close()
+                raise
         try:
             await asyncio.wait_for(waiter, SUBSCRIBE_TIMEOUT)
         except TimeoutError:
@@ -228,20 +254,23 @@ class RedisBroker:
 
     @property
     def connected(self) -> bool:
-        return self._conn is not None
+        """Every pub/sub connection this node needs is up (and there is one)."""
+        return bool(self._links) and all(link.conn is not None for link in self._links.values())
 
     async def close(self) -> None:
-        """Drop every subscription and the pub/sub connection."""
+        """Drop every subscription and the pub/sub connections."""
         self._closed = True
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
-            self._task = None
+        for task in [*self._rehoming, *(link.task for link in self._links.values())]:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
         for room in self._rooms.values():
             self._wake(room, error=True)
         self._rooms.clear()
-        await self._pool.disconnect()
+        for link in self._links.values():
+            await link.pool.disconnect()
+        self._links.clear()
 
     # -- subscriptions ---------------------------------------------------------
 
@@ -251,18 +280,70 @@ class RedisBroker:
             return
         del self._rooms[room_id]
         self._wake(room, error=True)
-        await self._send(b"UNSUBSCRIBE", [channel_name(room_id).encode()])
+        if room.link is not None:
+            await self._send(room.link, self._unsubscribe, [channel_name(room_id).encode()])
 
-    async def _send_subscribe(self, room_id: str) -> None:
-        await self._send(b"SUBSCRIBE", [channel_name(room_id).encode()])
+    def _link(self, node: Node | None) -> _Link:
+        """The pub/sub connection to ``node``, its reader started."""
+        link = self._links.get(node)
+        if link is None:
+            url = self._url if node is None else self._batcher.cluster.node_url(node)  # type: ignore[union-attr]
+            pool = ConnectionPool.from_url(
+                # RESP2: pub/sub messages arrive as plain replies on this connection
+                url,
+                protocol=2,
+                retry=Retry(NoBackoff(), 0),
+                socket_connect_timeout=5.0,
+            )
+            link = self._links[node] = _Link(node=node, pool=pool)
+            link.task = asyncio.get_running_loop().create_task(self._run(link))
+        return link
 
-    async def _send(self, command: bytes, channels: list[bytes]) -> None:
-        """Send on the live connection; without one, the reconnect resubscribes."""
-        conn = self._conn
+    async def _home(self, room_id: str, room: _Room) -> None:
+        """Subscribe the room's channel on the connection to the node serving it
+        (the single Redis, or the primary of the channel's slot now)."""
+        channel = channel_name(room_id)
+        node = await self._batcher.node_of(channel) if self._sharded else None
+        if self._rooms.get(room_id) is not room:
+            return  # released meanwhile
+        link = self._link(node)
+        room.link = link
+        await self._send(link, self._subscribe, [channel.encode()])
+
+    def _rehome(self, room_id: str, room: _Room) -> None:
+        """Cluster: the room's slot moved or its primary failed; subscribe again
+        where the slot is served now (retried until it is, or the room is gone)."""
+
+        if room_id in self._rehoming_rooms:
+            return
+
+        async def rehome() -> None:
+            delay = 0.05
+            while not self._closed and self._rooms.get(room_id) is room and not room.active:
+                self._batcher.forget_slots()
+                try:
+                    await self._home(room_id, room)
+                except Exception as exc:
+                    log.warning("broker: resubscribing room %s failed: %s", room_id, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self._max_backoff)
+
+        def done(task: asyncio.Task[None]) -> None:
+            self._rehoming.discard(task)
+            self._rehoming_rooms.discard(room_id)
+
+        task = asyncio.get_running_loop().create_task(rehome())
+        self._rehoming.add(task)
+        self._rehoming_rooms.add(room_id)
+        task.add_done_callback(done)
+
+    async def _send(self, link: _Link, command: bytes, channels: list[bytes]) -> None:
+        """Send on the link's live connection; without one, its reconnect resubscribes."""
+        conn = link.conn
         if conn is None or not channels:
             return
         for channel in channels:
-            self._outstanding[channel] = self._outstanding.get(channel, 0) + 1
+            link.outstanding[channel] = link.outstanding.get(channel, 0) + 1
         try:
             packed = conn.pack_command(command, *channels)
             await conn.send_packed_command(packed, check_health=False)
@@ -272,20 +353,24 @@ class RedisBroker:
 
     # -- the pub/sub connection --------------------------------------------------
 
-    async def _run(self) -> None:
-        """Own the pub/sub connection: connect, resubscribe, read; on failure, back
+    async def _run(self, link: _Link) -> None:
+        """Own one pub/sub connection: connect, resubscribe, read; on failure, back
         off and start again. Runs until ``close``."""
         backoff = 0.05
         while True:
-            conn: AbstractConnection = self._pool.make_connection()  # type: ignore[no-untyped-call]
+            conn: AbstractConnection = link.pool.make_connection()  # type: ignore[no-untyped-call]
             try:
                 await conn.connect()  # type: ignore[no-untyped-call]
-                channels = [channel_name(room_id).encode() for room_id in self._rooms]
-                self._outstanding = {}
-                self._conn = conn
-                await self._send(b"SUBSCRIBE", channels)
+                channels = [
+                    channel_name(room_id).encode()
+                    for room_id, room in self._rooms.items()
+                    if room.link is link
+                ]
+                link.outstanding = {}
+                link.conn = conn
+                await self._send(link, self._subscribe, channels)
                 backoff = 0.05
-                await self._read(conn)
+                await self._read(link, conn)
             except CONNECTION_ERRORS as exc:
                 if not self._closed:
                     log.warning("broker: pub/sub connection lost: %s", exc)
@@ -294,21 +379,32 @@ class RedisBroker:
             except Exception:
                 log.exception("broker: pub/sub reader failed")
             finally:
-                was_connected = self._conn is conn
-                self._conn = None
+                was_connected = link.conn is conn
+                link.conn = None
                 with contextlib.suppress(Exception):
                     await conn.disconnect()
-                if was_connected:
-                    self._interrupted()
+                if was_connected or self._sharded:
+                    self._interrupted(link)
             if self._closed:
+                return
+            if self._sharded and not any(room.link is link for room in self._rooms.values()):
+                # no room needs this primary now (its slots failed over or moved)
+                del self._links[link.node]
+                await link.pool.disconnect()
                 return
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, self._max_backoff)
             self.reconnects += 1
 
-    def _interrupted(self) -> None:
-        """The connection is gone: every active room may miss events from now on."""
-        for room in self._rooms.values():
+    def _interrupted(self, link: _Link) -> None:
+        """The connection is gone: its active rooms may miss events from now on. On
+        a cluster the primary may have failed over: its rooms move to the node
+        serving their slot now (or come back here when it reconnects)."""
+        for room_id, room in self._rooms.items():
+            if room.link is not link:
+                continue
+            if self._sharded:
+                self._rehome(room_id, room)
             if room.active:
                 room.needs_reset = True
             room.active = False
@@ -318,10 +414,14 @@ class RedisBroker:
                     waiter.set_result(None)
             room.seq_waiters.clear()
 
-    async def _read(self, conn: AbstractConnection) -> None:
+    async def _read(self, link: _Link, conn: AbstractConnection) -> None:
         idle = 0
         while True:
-            message = await conn.read_response(timeout=self._ping_interval)
+            try:
+                message = await conn.read_response(timeout=self._ping_interval)
+            except redis_errors.ResponseError as exc:
+                self._refused(link, str(exc))
+                continue
             if message is None:
                 idle += 1
                 if idle >= 3:
@@ -329,35 +429,65 @@ class RedisBroker:
                 await conn.send_packed_command(conn.pack_command(b"PING"), check_health=False)
                 continue
             idle = 0
-            self._handle(message)
+            self._handle(link, message)
             # What the same read brought in is parsed already: take it without one
             # await and one timeout per message (a busy node gets many per read).
             parsed = _parsed_replies(conn)
             if parsed is not None:
                 while (message := parsed.gets()) is not False and message is not NOT_ENOUGH_DATA:
-                    if isinstance(message, Exception):
+                    if isinstance(message, hiredis.ReplyError):
+                        self._refused(link, str(message))
+                    elif isinstance(message, Exception):
                         raise message
-                    self._handle(message)
+                    else:
+                        self._handle(link, message)
 
-    def _handle(self, message: Any) -> None:
+    def _refused(self, link: _Link, message: str) -> None:
+        """An error reply to an ``SSUBSCRIBE``: ``MOVED`` when the slot map was
+        stale (the room subscribes again where the slot is served); anything else
+        ends the connection (its reconnect resubscribes)."""
+        redirect = redirection(message) if self._sharded else None
+        if redirect is None:
+            raise ConnectionError(f"the pub/sub connection refused a subscription: {message}")
+        slot = redirect[1]
+        for room_id, room in self._rooms.items():
+            channel = channel_name(room_id).encode()
+            if room.link is link and not room.active and key_slot(channel) == slot:
+                link.outstanding.pop(channel, None)
+                self._rehome(room_id, room)
+
+    def _handle(self, link: _Link, message: Any) -> None:
         if not isinstance(message, list) or len(message) < 3:
             return
         kind = message[0]
-        if kind == b"message":
+        if kind in (b"message", b"smessage"):
             self._deliver(message[1], message[2])
-        elif kind == b"subscribe":
-            self._confirmed(message[1], subscribed=True)
-        elif kind == b"unsubscribe":
-            self._confirmed(message[1], subscribed=False)
+        elif kind in (b"subscribe", b"ssubscribe"):
+            self._confirmed(link, message[1], subscribed=True)
+        elif kind in (b"unsubscribe", b"sunsubscribe"):
+            self._confirmed(link, message[1], subscribed=False)
 
-    def _confirmed(self, channel: bytes, *, subscribed: bool) -> None:
-        left = self._outstanding.get(channel, 1) - 1
+    def _confirmed(self, link: _Link, channel: bytes, *, subscribed: bool) -> None:
+        requested = link.outstanding.get(channel, 0)
+        left = max(requested, 1) - 1
         if left > 0:
-            self._outstanding[channel] = left
+            link.outstanding[channel] = left
             return  # a later (UN)SUBSCRIBE of this channel is still in flight
-        self._outstanding.pop(channel, None)
-        room = self._rooms.get(room_of_channel(channel))
-        if not subscribed or room is None or room.active:
+        link.outstanding.pop(channel, None)
+        room_id = room_of_channel(channel)
+        room = self._rooms.get(room_id)
+        if room is None or room.link is not link:
+            return
+        if not subscribed:
+            if requested == 0 and self._sharded:
+                # Redis ended it: the slot moved to another primary
+                if room.active:
+                    room.needs_reset = True
+                room.active = False
+                room.delivered = 0
+                self._rehome(room_id, room)
+            return
+        if room.active:
             return
         room.active = True
         room.delivered = 0

@@ -27,6 +27,7 @@ from store.scaled.activity import RedisRoomActivity
 from store.scaled.broker import RedisBroker
 from store.scaled.catalog import RedisCatalog
 from store.scaled.client import CommandBatcher, connect_redis, load_script
+from store.scaled.cluster import ENGINE_REFUSAL, is_cluster_url
 from store.scaled.items import RedisItems
 from store.scaled.keys import SYSTEM_BALANCES
 from store.scaled.ledger import PostgresLedger
@@ -50,11 +51,18 @@ async def open_scaled_engine(
     if not config.redis_url or not config.database_url:
         raise ValueError("the scaled engine needs both a Redis URL and a database URL")
     redis_url, database_url = config.redis_url, config.database_url
+    if is_cluster_url(redis_url):
+        raise ValueError(ENGINE_REFUSAL)
     if config.migrate:
         await migrate(database_url)
     redis = connect_redis(redis_url)
     pool = await create_pool(database_url)
-    batcher = CommandBatcher(redis_url, observer=config.observer)
+    batcher = CommandBatcher(
+        redis_url,
+        observer=config.observer,
+        wait_replicas=config.redis_wait_replicas,
+        wait_timeout=config.redis_wait_seconds,
+    )
     broker = RedisBroker(
         batcher,
         url=redis_url,

@@ -64,7 +64,8 @@ Other slots::
                                                   (kind: gift, package)
 
 A gift touches the sender's, the room's, the creator's and the system's slots;
-on one primary (or a cluster with one shard) that is one script. Splitting it
+on one primary that is one script, which a Redis Cluster refuses (even with one
+shard, its keys being in several slots). Splitting it
 for a sharded cluster (debit plus outbox in the sender's slot, then an
 idempotent credit in the creator's) keeps these keys; see docs/SCALING.md.
 """

@@ -41,8 +41,22 @@ def test_production_needs_a_secret(tmp_path: Path) -> None:
         {"LIVE_SANDBOX_PAYMENTS": "maybe"},
         {"LIVE_REDIS_URL": "redis://localhost"},
         {"LIVE_ENV": "staging"},
+        {"LIVE_REDIS_WAIT_REPLICAS": "-1"},
+        {"LIVE_REDIS_WAIT_MS": "0"},
     ],
 )
 def test_invalid_settings_refuse_to_start(env: dict[str, str], tmp_path: Path) -> None:
     with pytest.raises(SettingsError):
         Settings.from_env({"LIVE_DATA_DIR": str(tmp_path), **env})
+
+
+def test_redis_wait_reaches_the_engine(tmp_path: Path) -> None:
+    settings = Settings.from_env(
+        {
+            "LIVE_DATA_DIR": str(tmp_path),
+            "LIVE_REDIS_WAIT_REPLICAS": "2",
+            "LIVE_REDIS_WAIT_MS": "250",
+        }
+    )
+    config = settings.engine_config()
+    assert (config.redis_wait_replicas, config.redis_wait_seconds) == (2, 0.25)

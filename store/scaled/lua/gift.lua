@@ -29,6 +29,7 @@
 --          {"T", time zone}: the sender's time zone is not the one assumed; nothing
 --          was written and the caller retries with that zone's day and month.
 --          {"N"}: not a resend, and ARGV[25] refused the sale: nothing was written.
+--@durable
 --@include idempotency
 if ARGV[25] == '1' then
   return {'N'}

@@ -22,6 +22,7 @@
 --          {"S", creator id}: the room's creator is not the one expected (nothing written)
 --          {"T", time zone}: the buyer's time zone is not the one assumed (nothing written)
 --          {"N"}: not a resend, and ARGV[21] refused the sale: nothing was written.
+--@durable
 --@include idempotency
 --@include posting
 if ARGV[21] == '1' then

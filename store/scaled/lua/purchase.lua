@@ -14,6 +14,7 @@
 --          first purchase only ("1"/"0")
 --
 -- Replies: {"OK", receipt}  {"R", stored receipt}  {"E", reason, value...}
+--@durable
 --@include idempotency
 --@include posting
 if ARGV[2] ~= '1' then

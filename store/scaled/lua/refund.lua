@@ -26,6 +26,7 @@
 --          reads the gifts again. gift.lua and item.lua bump 'spends' in the same
 --          wallet hash, so the refund and the gifts serialize on that key and the
 --          clawback sees exactly the gifts made before it.
+--@durable
 --@include idempotency
 --@include posting
 local raw = redis.call('GET', KEYS[2])

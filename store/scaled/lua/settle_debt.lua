@@ -9,6 +9,7 @@
 --       6 receipt JSON members other than coins
 --
 -- Replies: {"OK", receipt}  {"R", stored receipt}  {"E", reason}
+--@durable
 --@include idempotency
 --@include posting
 local debt = -tonumber(redis.call('HGET', KEYS[2], 'debt') or '0')

@@ -9,6 +9,7 @@
 --
 -- Replies: {"OK", field, value, ...} (the withdrawal)  {"R", field, value, ...}
 --          {"E", reason, value...}  {"S"}: the caller read another withdrawal
+--@durable
 local w = redis.call('HMGET', KEYS[1], 'status', 'diamonds', 'day')
 if not w[1] then
   return {'E', 'withdrawal_not_found'}

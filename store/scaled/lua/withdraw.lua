@@ -12,6 +12,7 @@
 --
 -- Replies: {"OK", id}  {"R", id of the first withdrawal with this key}
 --          {"E", reason, value...}
+--@durable
 --@include idempotency
 local acct = redis.call('HMGET', KEYS[3], 'verified_at', 'wd_day', 'wd_today')
 if not acct[1] or acct[1] == '' then
