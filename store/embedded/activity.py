@@ -34,8 +34,6 @@ from store.embedded.room_totals import ALL_TIME
 from store.embedded.rooms import load_room
 from store.ids import new_id, new_secret, now_ms
 
-MAX_GOALLESS = 100_000
-
 
 def _monotonic_ms() -> float:
     return time.monotonic() * 1000
@@ -82,10 +80,6 @@ class SQLiteRoomActivity:
         self._peaks: dict[tuple[str, int], int] = {}
         self._leases: dict[tuple[str, str], float] = {}
         self._chat_windows: dict[tuple[str, str], tuple[int, float]] = {}
-        self._goalless: set[str] = set()
-        """Rooms read without a goal since the last ``set_goal`` here (the only way a
-        goal appears): their leaderboard announcements skip the goal's read."""
-        self._goals_set = 0
 
     # -- combos --------------------------------------------------------------------------
     async def publish_gift(self, room_id: str, hit: ComboHit, *, window_ms: int) -> int:
@@ -253,28 +247,27 @@ class SQLiteRoomActivity:
     async def set_goal(self, room_id: str, *, target: int, title: str) -> Goal:
         goal_id = new_id("goal")
         set_at = now_ms()
-        try:
-            return await self._db.write(
-                lambda conn: _set_goal(conn, room_id, goal_id, target, title, set_at)
-            )
-        finally:
-            # after the commit: a read that began before it may not remember "none"
-            self._goals_set += 1
-            self._goalless.discard(room_id)
+        boards = self._db.boards
+        return await self._db.write(
+            lambda conn: _set_goal(conn, room_id, goal_id, target, title, set_at),
+            committed=lambda goal: boards.goal_changed(room_id, goal),
+        )
 
     async def goal(self, room_id: str) -> Goal | None:
-        if room_id in self._goalless:
-            return None
-        goals_set = self._goals_set
-        goal = await self._db.read(lambda conn: _goal(conn, room_id))
-        if goal is None and goals_set == self._goals_set:
-            if len(self._goalless) >= MAX_GOALLESS:
-                self._goalless.clear()  # a cache: what is missing is read again
-            self._goalless.add(room_id)
-        return goal
+        """From memory once read (``store.embedded.boards``): gifts move it there."""
+        db = self._db
+        return await db.boards.goal(room_id, lambda: db.read(lambda conn: _goal(conn, room_id)))
 
     async def claim_goal(self, room_id: str, goal_id: str) -> Goal | None:
-        return await self._db.write(lambda conn: _claim_goal(conn, room_id, goal_id))
+        boards = self._db.boards
+
+        def claimed(goal: Goal | None) -> None:
+            if goal is not None:
+                boards.goal_changed(room_id, goal)
+
+        return await self._db.write(
+            lambda conn: _claim_goal(conn, room_id, goal_id), committed=claimed
+        )
 
     # -- moderation ----------------------------------------------------------------------
     async def restrict(self, room_id: str, restriction: Restriction) -> None:

@@ -1,0 +1,155 @@
+"""The embedded engine's leaderboards and goals in memory (``store.embedded.boards``):
+whatever order gifts, reads, goals and streams come in, what the engine answers
+equals what the SQLite file says. Real SQLite files in ``tmp_path``."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+from store.domain.catalog import Catalog
+from store.domain.models import GiftRequest, Goal, LeaderEntry, Profile, PurchaseRequest
+from store.embedded.activity import _goal
+from store.embedded.boards import TOP, Board
+from store.embedded.engine import DATABASE_FILE, open_embedded_engine
+from store.embedded.rooms import stream_leaders
+from store.roles import Engine, EngineConfig
+from tests.store.embedded.test_database import hold_writer
+
+BOB = Profile(id="bob", username="bob", adult=True, roles=frozenset({"creator"}))
+FANS = [Profile(id=f"fan{n:02d}", username=f"fan{n:02d}", adult=True) for n in range(TOP + 4)]
+
+
+async def open_engine(data_dir: Path) -> Engine:
+    return await open_embedded_engine(EngineConfig(data_dir=data_dir), catalog=Catalog())
+
+
+async def fund(engine: Engine, fans: list[Profile]) -> None:
+    package = engine.catalog.package("us_70")
+    assert package is not None
+    for fan in fans:
+        await engine.wallet.purchase(PurchaseRequest(user=fan, package=package, payment_id=fan.id))
+
+
+def gift(engine: Engine, sender: Profile, key: str, count: int) -> GiftRequest:
+    rose = engine.catalog.gift("rose")
+    assert rose is not None
+    return GiftRequest(sender=sender, room_id="room", gift=rose, count=count, key=key)
+
+
+def from_file(path: Path, limit: int = TOP) -> tuple[list[LeaderEntry], Goal | None]:
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        _, top = stream_leaders(conn, "room", limit)
+        return [LeaderEntry(user=user, coins=coins) for _, user, coins in top], _goal(conn, "room")
+    finally:
+        conn.close()
+
+
+async def from_engine(engine: Engine, limit: int = TOP) -> tuple[list[LeaderEntry], Goal | None]:
+    return await engine.rooms.leaderboard("room", limit=limit), await engine.activity.goal("room")
+
+
+async def test_reads_racing_gifts_keep_what_the_file_says(tmp_path: Path) -> None:
+    engine = await open_engine(tmp_path)
+    try:
+        await engine.rooms.go_live(room_id="room", creator=BOB, title="t")
+        await fund(engine, FANS)
+        await engine.activity.set_goal("room", target=30, title="goal")
+        sends = [
+            engine.wallet.send_gift(gift(engine, fan, f"{fan.id}-{round_}", count=1 + n % 5))
+            for round_ in range(3)
+            for n, fan in enumerate(FANS)
+        ]
+        db = engine.wallet._db  # type: ignore[attr-defined]
+
+        async def read_again() -> None:
+            db.boards.forget("room")  # as a new stream would: the next read fills it
+            await from_engine(engine)
+
+        work = []
+        for n, send in enumerate(sends):
+            work.append(send)
+            if n % 4 == 0:  # reads start before, among and after the gifts' commits
+                work.append(read_again())
+        await asyncio.gather(*work)
+        expected = from_file(tmp_path / DATABASE_FILE)
+        assert len(expected[0]) == TOP
+        assert await from_engine(engine) == expected
+        assert await from_engine(engine, limit=3) == (expected[0][:3], expected[1])
+        # more than the memory keeps: read from the file, and the same order
+        wide = await engine.rooms.leaderboard("room", limit=TOP + 4)
+        assert wide == from_file(tmp_path / DATABASE_FILE, TOP + 4)[0]
+        assert wide[:TOP] == expected[0]
+        goal = expected[1]
+        assert goal is not None and goal.progress > goal.target and not goal.reached
+        claimed = await engine.activity.claim_goal("room", goal.id)
+        assert claimed is not None and claimed.reached
+        assert await engine.activity.goal("room") == from_file(tmp_path / DATABASE_FILE)[1]
+    finally:
+        await engine.close()
+
+
+async def test_a_gift_whose_caller_left_still_counts(tmp_path: Path) -> None:
+    engine = await open_engine(tmp_path)
+    try:
+        await engine.rooms.go_live(room_id="room", creator=BOB, title="t")
+        await fund(engine, FANS[:2])
+        await engine.activity.set_goal("room", target=100, title="goal")
+        await engine.wallet.send_gift(gift(engine, FANS[0], "a", count=2))
+        board, first = await from_engine(engine)  # in memory from now on
+        assert [e.coins for e in board] == [2] and first is not None
+        db = engine.wallet._db  # type: ignore[attr-defined]
+        gate, held = await hold_writer(db)
+        sending = asyncio.create_task(engine.wallet.send_gift(gift(engine, FANS[1], "b", count=5)))
+        for _ in range(1_000):
+            if db.queued:
+                break
+            await asyncio.sleep(0)
+        sending.cancel()  # the caller gives up while its gift is queued
+        gate.release.set()
+        assert await held == "gate"
+        await db.write(lambda conn: None)  # the gift's batch is resolved by now
+        board, goal = await from_engine(engine)
+        assert [e.coins for e in board] == [5, 2]
+        assert goal is not None and goal.progress > first.progress
+        assert (board, goal) == from_file(tmp_path / DATABASE_FILE)
+    finally:
+        await engine.close()
+
+
+async def test_a_new_stream_starts_empty(tmp_path: Path) -> None:
+    engine = await open_engine(tmp_path)
+    try:
+        await engine.rooms.go_live(room_id="room", creator=BOB, title="t")
+        await fund(engine, FANS[:1])
+        await engine.activity.set_goal("room", target=10, title="goal")
+        await engine.wallet.send_gift(gift(engine, FANS[0], "a", count=3))
+        board, goal = await from_engine(engine)
+        assert [e.coins for e in board] == [3] and goal is not None and goal.progress > 0
+        await engine.rooms.end("room", by=BOB)
+        assert await from_engine(engine) == (board, goal)  # the ended stream's, as in the file
+        await engine.rooms.go_live(room_id="room", creator=BOB, title="again")
+        assert await from_engine(engine) == ([], None)
+        await engine.wallet.send_gift(gift(engine, FANS[0], "b", count=1))
+        board, goal = await from_engine(engine)
+        assert [e.coins for e in board] == [1] and goal is None
+        assert (board, goal) == from_file(tmp_path / DATABASE_FILE)
+    finally:
+        await engine.close()
+
+
+def test_a_board_keeps_the_largest_totals_whatever_their_order() -> None:
+    board = Board(1, [])
+    for n in range(TOP + 2):
+        board.add(f"u{n:02d}", {"id": f"u{n:02d}"}, 10 + n)
+    assert [coins for _, _, coins in board.top] == list(range(21, 11, -1))
+    board.add("u11", {"id": "u11"}, 5)  # an older answer for the leader, applied late
+    board.add("u00", {"id": "u00"}, 11)  # still below the last kept
+    board.add("u05", {"id": "u05"}, 15)  # what it had: no change
+    assert board.top[0][0] == "u11"
+    assert len(board.top) == TOP and board.top[-1] == ("u02", {"id": "u02"}, 12)
+    board.add("u00", {"id": "u00"}, 12)  # ties by user id
+    assert board.top[-1] == ("u00", {"id": "u00"}, 12)
+    assert "u02" not in {user_id for user_id, _, _ in board.top}
