@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,7 +31,7 @@ from store.domain.models import (
 from store.embedded.broker import MemoryBroker
 from store.embedded.database import SQLiteDatabase
 from store.embedded.room_totals import ALL_TIME
-from store.embedded.rooms import load_room
+from store.embedded.rooms import cached_room, load_room
 from store.ids import new_id, new_secret, now_ms
 
 
@@ -199,7 +199,7 @@ class SQLiteRoomActivity:
         else:
             nodes.pop(node, None)
         total = self._total(room_id, now)
-        room = await self._db.read(lambda conn: load_room(conn, room_id))
+        room = await cached_room(self._db, room_id)
         if room is not None and room.live:
             key = (room_id, room.stream_id)
             peak = self._peaks.get(key)
@@ -271,7 +271,10 @@ class SQLiteRoomActivity:
 
     # -- moderation ----------------------------------------------------------------------
     async def restrict(self, room_id: str, restriction: Restriction) -> None:
-        await self._db.write(lambda conn: _restrict(conn, room_id, restriction))
+        await self._db.write(
+            lambda conn: _restrict(conn, room_id, restriction),
+            committed=lambda _: self._db.restrictions.changed(room_id),
+        )
 
     async def lift(self, room_id: str, user_id: str, kind: str) -> bool:
         def op(conn: sqlite3.Connection) -> bool:
@@ -281,20 +284,34 @@ class SQLiteRoomActivity:
             )
             return cursor.rowcount > 0
 
-        return await self._db.write(op)
+        return await self._db.write(op, committed=lambda _: self._db.restrictions.changed(room_id))
 
     async def restrictions(self, room_id: str) -> list[Restriction]:
+        return await self._restrictions_of(room_id, None)
+
+    async def _restrictions_of(self, room_id: str, user_id: str | None) -> list[Restriction]:
+        """The room's bans and mutes in force now (of ``user_id`` only, when given):
+        the room's rows are read once until this process changes them."""
+        db = self._db
+
+        def read() -> Awaitable[list[Restriction]]:
+            at = now_ms()
+            return db.read(lambda conn: _restrictions(conn, room_id, None, at))
+
+        found = await db.restrictions.get(room_id, read)
         now = now_ms()
-        return await self._db.read(lambda conn: _restrictions(conn, room_id, None, now))
+        return [
+            r
+            for r in found
+            if (r.until is None or r.until > now) and (user_id is None or r.user_id == user_id)
+        ]
 
     async def is_banned(self, room_id: str, user_id: str) -> bool:
-        now = now_ms()
-        found = await self._db.read(lambda conn: _restrictions(conn, room_id, user_id, now))
+        found = await self._restrictions_of(room_id, user_id)
         return any(r.kind == "ban" for r in found)
 
     async def check_chat(self, room_id: str, user_id: str, *, limit: int, window_ms: int) -> None:
-        now = now_ms()
-        found = await self._db.read(lambda conn: _restrictions(conn, room_id, user_id, now))
+        found = await self._restrictions_of(room_id, user_id)
         kinds = {r.kind for r in found}
         if "ban" in kinds:
             raise refusals.BANNED()
@@ -322,7 +339,7 @@ class SQLiteRoomActivity:
                 raise refusals.ROOM_NOT_FOUND()
             return key
 
-        return await self._db.write(op)
+        return await self._db.write(op, committed=lambda _: self._db.rooms.changed(room_id))
 
     async def stream_stats(self, room_id: str, stream_id: int) -> StreamStats:
         return await self._db.read(lambda conn: _stream_stats(conn, room_id, stream_id))

@@ -30,7 +30,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Final, TypeVar
+from typing import Any, Final, Generic, TypeVar
 
 from store.domain.models import Goal, LeaderEntry
 
@@ -98,6 +98,8 @@ class RoomBoards:
         self._generations: dict[str, int] = {}
         self._generation = 0
         """Bumped by every ``forget``: a read that saw another value keeps nothing."""
+        self._floor = 0
+        """The generation of rooms not in ``_generations`` (raised when it is emptied)."""
         self._reading: dict[str, tuple[int, list[GiftMark]]] = {}
         """room -> (reads on their way, gifts committed meanwhile)."""
 
@@ -129,7 +131,7 @@ class RoomBoards:
         read: Callable[[], Awaitable[T]],
         keep: Callable[[str, T, list[GiftMark]], None],
     ) -> T:
-        generation = self._generations.get(room_id, 0)
+        generation = self._generations.get(room_id, self._floor)
         count, marks = self._reading.get(room_id, (0, []))
         self._reading[room_id] = (count + 1, marks)
         try:
@@ -140,7 +142,7 @@ class RoomBoards:
                 self._reading[room_id] = (count - 1, marks)
             else:
                 del self._reading[room_id]
-        if self._generations.get(room_id, 0) == generation:
+        if self._generations.get(room_id, self._floor) == generation:
             keep(room_id, value, marks)
         return value
 
@@ -201,7 +203,8 @@ class RoomBoards:
         self._generations[room_id] = self._generation
         if len(self._generations) > 4 * MAX_ROOMS:
             # reads older than this are gone long ago; what they'd keep is re-read
-            self._generations = {room_id: self._generation}
+            self._floor = self._generation
+            self._generations = {}
             self._boards.clear()
             self._goals.clear()
         self._goals.pop(room_id, None)
@@ -214,3 +217,45 @@ def _progressed(goal: Goal | None, mark: GiftMark) -> Goal | None:
     if goal is None or mark.goal_id != goal.id or mark.goal_progress <= goal.progress:
         return goal
     return dataclasses.replace(goal, progress=mark.goal_progress)
+
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class Rows(Generic[K, V]):
+    """Rows read through and kept until this process changes them (``changed``):
+    for rows only this process writes, which change far less often than they are
+    read (rooms, a room's restrictions). A read that a change overlapped keeps
+    nothing, so a kept row is never older than the last change."""
+
+    def __init__(self, *, size: int = MAX_ROOMS) -> None:
+        self._size = size
+        self._rows: dict[K, V] = {}
+        self._changes: dict[K, int] = {}
+        self._count = 0
+        self._floor = 0
+
+    async def get(self, key: K, read: Callable[[], Awaitable[V]]) -> V:
+        if key in self._rows:
+            return self._rows[key]
+        seen = self._changes.get(key, self._floor)
+        value = await read()
+        if self._changes.get(key, self._floor) == seen:
+            if len(self._rows) >= self._size:
+                self._rows.clear()
+            self._rows[key] = value
+        return value
+
+    def changed(self, key: K, value: V | None = None) -> None:
+        """The row changed (committed); ``value``: what it is now, if known."""
+        self._count += 1
+        if len(self._changes) >= 4 * self._size:
+            self._floor = self._count
+            self._changes = {}
+            self._rows.clear()
+        else:
+            self._changes[key] = self._count
+        self._rows.pop(key, None)
+        if value is not None:
+            self._rows[key] = value

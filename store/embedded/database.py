@@ -43,7 +43,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
-from store.embedded.boards import RoomBoards
+from store.domain.models import Restriction, Room
+from store.embedded.boards import RoomBoards, Rows
 from store.embedded.schema import migrate
 from store.errors import Unavailable
 
@@ -174,6 +175,10 @@ class SQLiteDatabase:
         totals without a read per gift. See ``note_gift_totals``."""
         self.boards = RoomBoards()
         """The rooms' leaderboards and goals, followed from the commits."""
+        self.rooms: Rows[str, Room | None] = Rows()
+        """Room rows as read, until this process changes them (every handshake reads one)."""
+        self.restrictions: Rows[str, list[Restriction]] = Rows()
+        """Each room's bans and mutes as read (unexpired then), until changed here."""
 
     @classmethod
     async def open(cls, path: Path, **options: Any) -> SQLiteDatabase:

@@ -65,6 +65,11 @@ def stream_leaders(
     return room[0], [(user_id, orjson.loads(user), coins) for user_id, user, coins in rows]
 
 
+async def cached_room(db: SQLiteDatabase, room_id: str) -> Room | None:
+    """The room row, read once until this process changes it (``SQLiteDatabase.rooms``)."""
+    return await db.rooms.get(room_id, lambda: db.read(lambda conn: load_room(conn, room_id)))
+
+
 class SQLiteRooms:
     """``Rooms`` over SQLite: room state plus per-stream gifter totals."""
 
@@ -86,10 +91,11 @@ class SQLiteRooms:
 
     def _changed(self, room: Room) -> None:
         """A room's stream began or ended: its leaderboard and goal are read again."""
+        self._db.rooms.changed(room.id, room)
         self._db.boards.forget(room.id)
 
     async def get(self, room_id: str) -> Room | None:
-        return await self._db.read(lambda conn: load_room(conn, room_id))
+        return await cached_room(self._db, room_id)
 
     async def leaderboard(self, room_id: str, *, limit: int = 10) -> list[LeaderEntry]:
         """The current stream's gifters, coins descending, ties by user id; ``[]`` for

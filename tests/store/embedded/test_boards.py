@@ -5,13 +5,22 @@ equals what the SQLite file says. Real SQLite files in ``tmp_path``."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import sqlite3
+from collections.abc import Awaitable
 from pathlib import Path
 
 from store.domain.catalog import Catalog
-from store.domain.models import GiftRequest, Goal, LeaderEntry, Profile, PurchaseRequest
+from store.domain.models import (
+    GiftRequest,
+    Goal,
+    LeaderEntry,
+    Profile,
+    PurchaseRequest,
+    Restriction,
+)
 from store.embedded.activity import _goal
-from store.embedded.boards import TOP, Board
+from store.embedded.boards import TOP, Board, Rows
 from store.embedded.engine import DATABASE_FILE, open_embedded_engine
 from store.embedded.rooms import stream_leaders
 from store.roles import Engine, EngineConfig
@@ -68,7 +77,7 @@ async def test_reads_racing_gifts_keep_what_the_file_says(tmp_path: Path) -> Non
             db.boards.forget("room")  # as a new stream would: the next read fills it
             await from_engine(engine)
 
-        work = []
+        work: list[Awaitable[object]] = []
         for n, send in enumerate(sends):
             work.append(send)
             if n % 4 == 0:  # reads start before, among and after the gifts' commits
@@ -153,3 +162,47 @@ def test_a_board_keeps_the_largest_totals_whatever_their_order() -> None:
     board.add("u00", {"id": "u00"}, 12)  # ties by user id
     assert board.top[-1] == ("u00", {"id": "u00"}, 12)
     assert "u02" not in {user_id for user_id, _, _ in board.top}
+
+
+async def test_a_read_that_a_change_overlapped_keeps_nothing() -> None:
+    rows: Rows[str, str] = Rows(size=2)
+    gate = asyncio.Event()
+
+    async def slow_read() -> str:
+        await gate.wait()
+        return "before"
+
+    reading = asyncio.create_task(rows.get("room", slow_read))
+    await asyncio.sleep(0)
+    rows.changed("room")  # committed while the read was on its way
+    gate.set()
+    assert await reading == "before"
+
+    async def read_after() -> str:
+        return "after"
+
+    assert await rows.get("room", read_after) == "after"
+    rows.changed("room", "known")
+    assert await rows.get("room", slow_read) == "known"  # kept: no read
+    for n in range(10):  # more changes than the bound: everything is read again
+        rows.changed(f"other{n}")
+    assert await rows.get("room", read_after) == "after"
+
+
+async def test_bans_and_rooms_changed_here_are_seen_at_once(tmp_path: Path) -> None:
+    engine = await open_engine(tmp_path)
+    try:
+        room = await engine.rooms.go_live(room_id="room", creator=BOB, title="t")
+        assert await engine.rooms.get("room") == room
+        assert not await engine.activity.is_banned("room", "fan00")  # read, then kept
+        ban = Restriction(user_id="fan00", kind="ban", until=None, by="bob", created_at=1)
+        await engine.activity.restrict("room", ban)
+        assert await engine.activity.is_banned("room", "fan00")
+        assert await engine.activity.lift("room", "fan00", "ban")
+        assert not await engine.activity.is_banned("room", "fan00")
+        key = await engine.activity.rotate_overlay_key("room")
+        assert (await engine.rooms.get("room")) == dataclasses.replace(room, overlay_key=key)
+        ended = await engine.rooms.end("room", by=BOB)
+        assert await engine.rooms.get("room") == ended and not ended.live
+    finally:
+        await engine.close()
