@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import sqlite3
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any
 
 import orjson
 
@@ -154,33 +154,14 @@ def journal(
         "INSERT INTO transactions (id, kind, created_at, meta) VALUES (?, ?, ?, ?)",
         (tx_id, kind, created_at, dumps(meta)),
     )
-    # one statement per table for all the postings: a gift's three rows are one
-    # step of the statement machine each, not three statements
-    rows = len(postings)
-    if not rows:
-        return
-    conn.execute(
-        _POSTINGS_SQL.get(rows) or _statement(_POSTINGS_SQL, rows, _POSTINGS, _POSTINGS_END),
-        [v for n, p in enumerate(postings) for v in (tx_id, n, p.account, p.asset, p.amount)],
+    # executemany, not one multi-row INSERT: SQLite runs a multi-row VALUES as
+    # a co-routine, which measured slower here for these three-row statements
+    conn.executemany(
+        "INSERT INTO postings (tx_id, n, account, asset, amount) VALUES (?, ?, ?, ?, ?)",
+        [(tx_id, n, p.account, p.asset, p.amount) for n, p in enumerate(postings)],
     )
-    conn.execute(
-        _BALANCES_SQL.get(rows) or _statement(_BALANCES_SQL, rows, _BALANCES, _BALANCES_END),
-        [v for p in postings for v in (p.account, p.asset, p.amount)],
+    conn.executemany(
+        "INSERT INTO balances (account, asset, amount) VALUES (?, ?, ?) "
+        "ON CONFLICT (account, asset) DO UPDATE SET amount = amount + excluded.amount",
+        [(p.account, p.asset, p.amount) for p in postings],
     )
-
-
-_POSTINGS: Final = "INSERT INTO postings (tx_id, n, account, asset, amount) VALUES "
-_POSTINGS_END: Final = ("(?, ?, ?, ?, ?)", "")
-_BALANCES: Final = "INSERT INTO balances (account, asset, amount) VALUES "
-_BALANCES_END: Final = (
-    "(?, ?, ?)",
-    " ON CONFLICT (account, asset) DO UPDATE SET amount = amount + excluded.amount",
-)
-_POSTINGS_SQL: dict[int, str] = {}
-_BALANCES_SQL: dict[int, str] = {}
-
-
-def _statement(made: dict[int, str], rows: int, head: str, tail: tuple[str, str]) -> str:
-    """A multi-row insert for ``rows`` rows (made once per row count)."""
-    made[rows] = sql = head + ", ".join([tail[0]] * rows) + tail[1]
-    return sql
