@@ -24,7 +24,7 @@ from store.embedded.boards import TOP, Board, Rows
 from store.embedded.engine import DATABASE_FILE, open_embedded_engine
 from store.embedded.rooms import stream_leaders
 from store.roles import Engine, EngineConfig
-from tests.store.embedded.test_database import hold_writer
+from tests.store.embedded.test_database import hold_writer, wait_queued
 
 BOB = Profile(id="bob", username="bob", adult=True, roles=frozenset({"creator"}))
 FANS = [Profile(id=f"fan{n:02d}", username=f"fan{n:02d}", adult=True) for n in range(TOP + 4)]
@@ -100,22 +100,27 @@ async def test_reads_racing_gifts_keep_what_the_file_says(tmp_path: Path) -> Non
         await engine.close()
 
 
+async def first_gift(engine: Engine, *, fans: int, target: int, count: int) -> Goal:
+    """A live room with a goal and one gift of ``count`` from the first fan, its
+    leaderboard and goal read (in memory from then on); the goal."""
+    await engine.rooms.go_live(room_id="room", creator=BOB, title="t")
+    await fund(engine, FANS[:fans])
+    await engine.activity.set_goal("room", target=target, title="goal")
+    await engine.wallet.send_gift(gift(engine, FANS[0], "first", count=count))
+    board, goal = await from_engine(engine)
+    assert [e.coins for e in board] == [count]
+    assert goal is not None and goal.progress > 0
+    return goal
+
+
 async def test_a_gift_whose_caller_left_still_counts(tmp_path: Path) -> None:
     engine = await open_engine(tmp_path)
     try:
-        await engine.rooms.go_live(room_id="room", creator=BOB, title="t")
-        await fund(engine, FANS[:2])
-        await engine.activity.set_goal("room", target=100, title="goal")
-        await engine.wallet.send_gift(gift(engine, FANS[0], "a", count=2))
-        board, first = await from_engine(engine)  # in memory from now on
-        assert [e.coins for e in board] == [2] and first is not None
+        first = await first_gift(engine, fans=2, target=100, count=2)
         db = engine.wallet._db  # type: ignore[attr-defined]
         gate, held = await hold_writer(db)
         sending = asyncio.create_task(engine.wallet.send_gift(gift(engine, FANS[1], "b", count=5)))
-        for _ in range(1_000):
-            if db.queued:
-                break
-            await asyncio.sleep(0)
+        await wait_queued(db, 1)
         sending.cancel()  # the caller gives up while its gift is queued
         gate.release.set()
         assert await held == "gate"
@@ -131,12 +136,8 @@ async def test_a_gift_whose_caller_left_still_counts(tmp_path: Path) -> None:
 async def test_a_new_stream_starts_empty(tmp_path: Path) -> None:
     engine = await open_engine(tmp_path)
     try:
-        await engine.rooms.go_live(room_id="room", creator=BOB, title="t")
-        await fund(engine, FANS[:1])
-        await engine.activity.set_goal("room", target=10, title="goal")
-        await engine.wallet.send_gift(gift(engine, FANS[0], "a", count=3))
+        await first_gift(engine, fans=1, target=10, count=3)
         board, goal = await from_engine(engine)
-        assert [e.coins for e in board] == [3] and goal is not None and goal.progress > 0
         await engine.rooms.end("room", by=BOB)
         assert await from_engine(engine) == (board, goal)  # the ended stream's, as in the file
         await engine.rooms.go_live(room_id="room", creator=BOB, title="again")
