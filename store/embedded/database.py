@@ -179,6 +179,8 @@ class SQLiteDatabase:
         """Room rows as read, until this process changes them (every handshake reads one)."""
         self.restrictions: Rows[str, list[Restriction]] = Rows()
         """Each room's bans and mutes as read (unexpired then), until changed here."""
+        self.inventories: Rows[str, tuple[list[Any], dict[str, str]]] = Rows(size=50_000)
+        """Each user's item rows and equipped items as read, until changed here."""
 
     @classmethod
     async def open(cls, path: Path, **options: Any) -> SQLiteDatabase:

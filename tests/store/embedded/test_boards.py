@@ -11,6 +11,7 @@ from collections.abc import Awaitable
 from pathlib import Path
 
 from store.domain.catalog import Catalog
+from store.domain.items import DAY_MS, ItemRequest
 from store.domain.models import (
     GiftRequest,
     Goal,
@@ -205,5 +206,29 @@ async def test_bans_and_rooms_changed_here_are_seen_at_once(tmp_path: Path) -> N
         assert (await engine.rooms.get("room")) == dataclasses.replace(room, overlay_key=key)
         ended = await engine.rooms.end("room", by=BOB)
         assert await engine.rooms.get("room") == ended and not ended.live
+    finally:
+        await engine.close()
+
+
+async def test_items_bought_or_equipped_here_are_seen_at_once(tmp_path: Path) -> None:
+    engine = await open_engine(tmp_path)
+    try:
+        package = engine.catalog.package("us_700")
+        star = engine.catalog.item("badge_star")  # 30 days
+        assert package is not None and star is not None
+        fan = FANS[0]
+        await engine.wallet.purchase(PurchaseRequest(user=fan, package=package, payment_id="p"))
+        now = 1_767_225_600_000
+        assert await engine.items.inventory(fan.id, now=now) == []  # read, then kept
+        await engine.items.buy(ItemRequest(buyer=fan, item=star, key="k", now=now))
+        assert [o.item_id for o in await engine.items.inventory(fan.id, now=now)] == [star.id]
+        await engine.items.equip(fan.id, star.id, now=now)
+        (owned,) = await engine.items.inventory(fan.id, now=now)
+        assert owned.equipped
+        later = now + 31 * DAY_MS  # expired: left out without a write
+        assert await engine.items.inventory(fan.id, now=later) == []
+        await engine.items.unequip(fan.id, star.kind, now=now)
+        (owned,) = await engine.items.inventory(fan.id, now=now)
+        assert not owned.equipped
     finally:
         await engine.close()
