@@ -13,11 +13,18 @@ $(BIN)/live: pyproject.toml
 
 install: $(BIN)/live
 
+# The JavaScript client's dev dependencies (tests and type checks), from its lock file.
+JS_DEPS := clients/js/node_modules/.package-lock.json
+$(JS_DEPS): clients/js/package-lock.json
+	cd clients/js && npm ci --no-audit --no-fund --loglevel=error
+	touch $(JS_DEPS)
+
 run: install
 	$(BIN)/live serve --demo
 
 test: install
 	.ci/install-services
+	$(MAKE) $(JS_DEPS)
 	$(BIN)/python -m pytest -q
 
 lint: install
@@ -26,4 +33,4 @@ lint: install
 	$(BIN)/mypy
 
 clean:
-	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache clients/js/node_modules

@@ -22,7 +22,17 @@ from starlette.websockets import WebSocket
 
 from live.actions.node import Actions
 from live.errors import error_response
-from live.http import admin, catalog, catalog_admin, items, money, ops, pages, rooms
+from live.http import (
+    admin,
+    catalog,
+    catalog_admin,
+    items,
+    money,
+    ops,
+    pages,
+    payouts,
+    rooms,
+)
 from live.http.common import MAX_BODY_BYTES
 from live.http.request_ids import RequestIds
 from live.identity.service import Identity
@@ -41,6 +51,7 @@ log = logging.getLogger("live.app")
 api_routes = [
     *catalog.routes,
     *money.routes,
+    *payouts.routes,
     *rooms.routes,
     *admin.routes,
     *catalog_admin.routes,

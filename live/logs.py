@@ -95,12 +95,13 @@ class JsonFormatter(logging.Formatter):
 
 def known_secrets(settings: Settings) -> list[str]:
     """The configured secret values: the HS256 secret, the metrics token, the
-    webhook secrets and the payment providers' keys."""
+    webhook secrets and the payment and payout providers' keys."""
     return [
         settings.secret,
         settings.metrics_token,
         *settings.webhook_secrets().values(),
         settings.stripe_api_key,
+        *settings.stripe_connect_secrets(),
     ]
 
 

@@ -227,6 +227,23 @@ class Settings:
     """Consumable product ids → coin packages, a JSON object ``{"com.x.coins70": "us_70"}``."""
     apple_online_checks: bool = True
     """Check the certificates' revocation with Apple (OCSP) on every verification."""
+    # -- real payout providers (live/payouts) -----------------------------------------
+    stripe_connect_payouts: bool = False
+    """Enables creator payouts through Stripe Connect (needs the key, the webhook
+    secret and the onboarding return and refresh URLs)."""
+    stripe_connect_secret_key: str = ""
+    """The platform's Stripe secret key for payouts (empty: ``stripe_api_key``)."""
+    stripe_connect_webhook_secret: str = ""
+    """The signing secret of the Connect webhook endpoint (``whsec_…``)."""
+    stripe_connect_return_url: str = ""
+    """Where Stripe sends a creator who finished onboarding (a page of the app)."""
+    stripe_connect_refresh_url: str = ""
+    """Where Stripe sends a creator whose onboarding link expired (asks for a new one)."""
+    stripe_connect_country: str = "US"
+    """Country of the connected accounts created for creators (ISO 3166-1 alpha-2)."""
+    payout_poll_seconds: float = 300.0
+    """How often each node asks the payout providers about unsettled withdrawals
+    (0: never; webhooks alone settle them)."""
     migrate_on_start: bool = True
     # -- the catalog -----------------------------------------------------------------
     catalog_poll_seconds: float = 0.25
@@ -413,6 +430,7 @@ class Settings:
                 raise SettingsError(f"LIVE_{name.upper()} must be >= 1")
         if self.webhook_tolerance_seconds < 1:
             raise SettingsError("LIVE_WEBHOOK_TOLERANCE_SECONDS must be >= 1")
+        self._validate_payouts()
         if not self.payout_currency.isalpha() or len(self.payout_currency) != 3:
             raise SettingsError("LIVE_PAYOUT_CURRENCY must be an ISO 4217 code like USD")
         for name, parse in (
@@ -424,6 +442,31 @@ class Settings:
                 parse()
             except ValueError as exc:
                 raise SettingsError(f"LIVE_{name.upper()}: {exc}") from None
+
+    def stripe_connect_secrets(self) -> tuple[str, str]:
+        """The Stripe Connect secret key (the card payments' one unless set apart)
+        and webhook secret (``""`` when not set)."""
+        return (
+            self.stripe_connect_secret_key or self.stripe_api_key,
+            self.stripe_connect_webhook_secret,
+        )
+
+    def _validate_payouts(self) -> None:
+        if self.payout_poll_seconds < 0:
+            raise SettingsError("LIVE_PAYOUT_POLL_SECONDS must be >= 0")
+        if not self.stripe_connect_payouts:
+            return
+        key, webhook_secret = self.stripe_connect_secrets()
+        for name, value in (
+            ("LIVE_STRIPE_CONNECT_SECRET_KEY (or LIVE_STRIPE_API_KEY)", key),
+            ("LIVE_STRIPE_CONNECT_WEBHOOK_SECRET", webhook_secret),
+            ("LIVE_STRIPE_CONNECT_RETURN_URL", self.stripe_connect_return_url),
+            ("LIVE_STRIPE_CONNECT_REFRESH_URL", self.stripe_connect_refresh_url),
+        ):
+            if not value:
+                raise SettingsError(f"{name} is required when LIVE_STRIPE_CONNECT_PAYOUTS is on")
+        if len(self.stripe_connect_country) != 2 or not self.stripe_connect_country.isalpha():
+            raise SettingsError("LIVE_STRIPE_CONNECT_COUNTRY must be a country code like US")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -522,7 +565,14 @@ class Settings:
 
 
 SECRET_FILE_FIELDS = frozenset(
-    {"secret", "metrics_token", "payment_webhook_secrets", "stripe_api_key"}
+    {
+        "secret",
+        "metrics_token",
+        "payment_webhook_secrets",
+        "stripe_api_key",
+        "stripe_connect_secret_key",
+        "stripe_connect_webhook_secret",
+    }
 )
 """Secrets that may also come from a file, ``LIVE_<NAME>_FILE`` (a mounted secret)."""
 

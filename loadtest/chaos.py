@@ -70,6 +70,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, WebSocketException
 
 from live.auth import issue_token
+from live.client import LiveError, LiveRoom
 from loadtest import processes
 
 FAULTS = (
@@ -247,26 +248,7 @@ class Chaos:
         token = self.cluster.token(user)
         try:
             if ws:
-                async with connect(
-                    url.replace("http", "ws") + f"/v1/rooms/{self.room_of(user)}/live",
-                    subprotocols=["gift.v1.json"],  # type: ignore[list-item]
-                    additional_headers={"authorization": f"Bearer {token}"},
-                    open_timeout=5,
-                    close_timeout=1,
-                ) as conn:
-                    await conn.send(
-                        orjson.dumps({"type": "send_gift", "id": key, "gift": gift}).decode()
-                    )
-                    async with asyncio.timeout(5):
-                        async for frame in conn:
-                            for event in orjson.loads(frame):
-                                if event.get("id") == key and event["type"] == "ack":
-                                    return "ack", event["tx"]
-                                if event.get("id") == key and event["type"] == "error":
-                                    return _classify(event["code"])
-                                if event.get("type") == "error" and event.get("id") is None:
-                                    return "retry", event["code"]
-                    return "retry", "closed"
+                return await self.send_over_ws(url, user, token, key, gift)
             response = await self.http.post(
                 url + f"/v1/rooms/{self.room_of(user)}/gifts",
                 json={"gift": gift},
@@ -290,6 +272,26 @@ class Chaos:
             KeyError,
         ) as exc:
             return "retry", type(exc).__name__
+
+    async def send_over_ws(
+        self, url: str, user: str, token: str, key: str, gift: str
+    ) -> tuple[str, Any]:
+        """One attempt through the client library: it resends the gift with its id
+        if the node drops the connection meanwhile, as a viewer's app would."""
+        room = LiveRoom(url, self.room_of(user), token=token, reply_timeout=5)
+        try:
+            try:
+                async with asyncio.timeout(5):
+                    await room.connect()
+            except LiveError as refused:
+                return "retry", refused.code  # the connection was refused, not the gift
+            try:
+                ack = await room.send_gift(gift, id=key)
+            except LiveError as error:
+                return _classify(error.code)
+            return "ack", ack["tx"]
+        finally:
+            await room.close()
 
     def room_of(self, user: str) -> str:
         return self.rooms[sum(map(ord, user)) % len(self.rooms)]

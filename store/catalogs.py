@@ -21,6 +21,7 @@ import orjson
 from store.domain.catalog import Catalog
 from store.domain.catalog_entries import KINDS, CatalogChanges, EntryError, entries_from_document
 from store.errors import Conflict, NotFound
+from store.tasks import stop_task
 
 log = logging.getLogger("live.catalog")
 
@@ -110,11 +111,8 @@ class Catalogs:
             await self._backend.write(missing, based_on=version)  # 0: another node did
 
     async def close(self) -> None:
-        if self._poller is not None:
-            self._poller.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._poller
-            self._poller = None
+        await stop_task(self._poller)
+        self._poller = None
 
     def watch(self, listener: Callable[[int], None]) -> Callable[[], None]:
         """Call ``listener(version)`` after each new version; returns the unwatch."""

@@ -45,6 +45,7 @@ from store.domain.models import (
     StreamStats,
     TransactionRecord,
 )
+from store.domain.payout_accounts import PayoutAccount, PayoutSubmission
 from store.observer import StoreObserver
 
 
@@ -405,6 +406,30 @@ class RoomActivity(Protocol):
         ...
 
 
+class PayoutAccounts(Protocol):
+    """Creators' linked payout accounts and their withdrawals' provider state
+    (``store.domain.payout_accounts``)."""
+
+    async def link(self, account: PayoutAccount) -> PayoutAccount:
+        """Store (or update) the creator's account at ``account.provider``; the
+        same provider account can belong to one creator only (``conflict``)."""
+        ...
+
+    async def get(self, user_id: str, provider: str) -> PayoutAccount | None: ...
+
+    async def owner(self, provider: str, account_id: str) -> PayoutAccount | None:
+        """The creator who linked this provider account, if still linked."""
+        ...
+
+    async def save_submission(self, submission: PayoutSubmission) -> None: ...
+
+    async def submission(self, withdrawal_id: str) -> PayoutSubmission | None: ...
+
+    async def open_submissions(self, provider: str, *, limit: int) -> list[PayoutSubmission]:
+        """Submissions not yet ``done``, least recently updated first (for polling)."""
+        ...
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class EngineConfig:
     data_dir: Path = Path("data")
@@ -450,6 +475,8 @@ class Engine:
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     stats: Callable[[], Awaitable[dict[str, float]]] | None = None
     """Engine gauges for ``/metrics`` (e.g. ``outbox_lag`` on the scaled engine)."""
+    payout_accounts: PayoutAccounts | None = None
+    """Creators' payout accounts (``None``: no real payout provider can be used)."""
 
     @property
     def catalog(self) -> Catalog:

@@ -53,6 +53,7 @@ class Actions:
         )
         self.money = Money(settings=settings, engine=engine, payments=payments, metrics=metrics)
         self.payouts = Payouts(settings=settings, engine=engine, providers=payouts)
+        self.payouts.start()
         # every connected client hears of a new catalog version, whichever node made it
         self._unwatch_catalog = engine.catalogs.watch(
             lambda version: hub.send_all([ev.catalog(version=version)])
@@ -76,5 +77,6 @@ class Actions:
     async def close(self) -> None:
         self._unwatch_catalog()
         await self.items.close()
+        await self.payouts.close()
         await self.activity.close()
         await self.money.close()

@@ -9,6 +9,7 @@ into the HTML.
   software's browser source (options: docs/OPERATIONS.md).
 - ``GET /watch/{room_id}``: sign in with a token, buy coins, send gifts, like, chat.
 - ``/static/…``: the pages' files and the gift art named by the catalog's ``image``.
+- ``/static/client/…``: the JavaScript client library the pages use (``clients/js``).
 """
 
 from __future__ import annotations
@@ -23,6 +24,9 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
 STATIC_DIR = Path(__file__).parent.parent / "static"
+CLIENT_DIR = Path(__file__).parents[2] / "clients" / "js" / "src"
+"""The JavaScript client library (clients/js), served to the pages as it is: plain
+ES modules, no build step."""
 _ROOM_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 # The pages load only their own files; avatars may come from any https host.
@@ -63,5 +67,6 @@ def _page(filename: str) -> Route:
 routes: list[BaseRoute] = [
     _page("overlay.html"),
     _page("watch.html"),
+    Mount("/static/client", app=PageStaticFiles(directory=CLIENT_DIR), name="client"),
     Mount("/static", app=PageStaticFiles(directory=STATIC_DIR), name="static"),
 ]

@@ -158,28 +158,48 @@ class StripePaymentProvider:
     async def verify_webhook(
         self, *, headers: Mapping[str, str], body: bytes, now: float
     ) -> WebhookEvent:
-        header = headers.get(SIGNATURE_HEADER)
-        if not header:
-            raise WebhookError("unauthorized", "missing Stripe-Signature header")
-        try:
-            stripe.WebhookSignature.verify_header(
-                body, header, self.webhook_secret, tolerance=self.tolerance
-            )
-        except stripe.SignatureVerificationError as exc:
-            raise WebhookError("unauthorized", f"Stripe signature refused: {exc}") from None
-        except UnicodeDecodeError:
-            raise WebhookError("bad_request", "webhook body must be UTF-8 JSON") from None
-        # Stripe's check only refuses old timestamps; one far ahead is as suspect
-        stamp = [p[2:] for p in header.split(",") if p.startswith("t=")]
-        if stamp and stamp[0].isdigit() and int(stamp[0]) > now + self.tolerance:
-            raise WebhookError("unauthorized", "stale timestamp: the delivery is too new")
-        event = webhook_json(body)
-        data = event.get("data")
-        if not isinstance(data, dict) or not isinstance(data.get("object"), dict):
-            raise WebhookError("bad_request", "a Stripe event has data.object")
-        if event.get("livemode") is not self.livemode:
-            raise WebhookError("bad_request", "the event's livemode is not this account's")
-        return _event(event, data["object"], signature=header)
+        event = verified_event(
+            headers=headers,
+            body=body,
+            secret=self.webhook_secret,
+            tolerance=self.tolerance,
+            now=now,
+            livemode=self.livemode,
+        )
+        return _event(event, event["data"]["object"], signature=headers[SIGNATURE_HEADER])
+
+
+def verified_event(
+    *,
+    headers: Mapping[str, str],
+    body: bytes,
+    secret: str,
+    tolerance: int,
+    now: float,
+    livemode: bool,
+) -> dict[str, Any]:
+    """The JSON of a genuine, fresh Stripe event delivery (with ``data.object``, in
+    the key's mode), or ``WebhookError``."""
+    header = headers.get(SIGNATURE_HEADER)
+    if not header:
+        raise WebhookError("unauthorized", "missing Stripe-Signature header")
+    try:
+        stripe.WebhookSignature.verify_header(body, header, secret, tolerance=tolerance)
+    except stripe.SignatureVerificationError as exc:
+        raise WebhookError("unauthorized", f"Stripe signature refused: {exc}") from None
+    except UnicodeDecodeError:
+        raise WebhookError("bad_request", "webhook body must be UTF-8 JSON") from None
+    # Stripe's check only refuses old timestamps; one far ahead is as suspect
+    stamp = [p[2:] for p in header.split(",") if p.startswith("t=")]
+    if stamp and stamp[0].isdigit() and int(stamp[0]) > now + tolerance:
+        raise WebhookError("unauthorized", "stale timestamp: the delivery is too new")
+    event = webhook_json(body)
+    data = event.get("data")
+    if not isinstance(data, dict) or not isinstance(data.get("object"), dict):
+        raise WebhookError("bad_request", "a Stripe event has data.object")
+    if event.get("livemode") is not livemode:
+        raise WebhookError("bad_request", "the event's livemode is not this account's")
+    return event
 
 
 def _event(event: Mapping[str, Any], obj: Mapping[str, Any], *, signature: str) -> WebhookEvent:

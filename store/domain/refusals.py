@@ -162,6 +162,21 @@ ALREADY_SETTLED: Final = Refusal(
     "already_settled", errors.Conflict, "this withdrawal is already {0}"
 )
 
+# Payout accounts
+PAYOUT_ACCOUNT_TAKEN: Final = Refusal(
+    "payout_account_taken", errors.Conflict, "this payout account is linked to another creator"
+)
+NO_PAYOUT_ACCOUNT: Final = Refusal(
+    "no_payout_account",
+    errors.Forbidden,
+    "link a {0} payout account first (POST /v1/me/payout-account)",
+)
+PAYOUTS_NOT_ENABLED: Final = Refusal(
+    "payouts_not_enabled",
+    errors.Forbidden,
+    "your {0} payout account cannot receive payouts yet: finish its onboarding",
+)
+
 REFUSALS: Final[dict[str, Refusal]] = {
     refusal.reason: refusal
     for refusal in (
@@ -204,6 +219,9 @@ REFUSALS: Final[dict[str, Refusal]] = {
         NOT_WITHDRAWABLE,
         WITHDRAWAL_NOT_FOUND,
         ALREADY_SETTLED,
+        PAYOUT_ACCOUNT_TAKEN,
+        NO_PAYOUT_ACCOUNT,
+        PAYOUTS_NOT_ENABLED,
     )
 }
 

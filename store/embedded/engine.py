@@ -18,6 +18,7 @@ from store.embedded.catalog import SQLiteCatalog
 from store.embedded.database import SQLiteDatabase
 from store.embedded.items import SQLiteItems
 from store.embedded.ledger import SQLiteLedger
+from store.embedded.payout_accounts import SQLitePayoutAccounts
 from store.embedded.rooms import SQLiteRooms
 from store.embedded.wallet import SQLiteWallet
 from store.roles import Engine, EngineConfig
@@ -63,6 +64,7 @@ async def open_embedded_engine(config: EngineConfig, *, catalog: Catalog) -> Eng
         items=SQLiteItems(db, policy=config.policy),
         check=check,
         stats=stats,
+        payout_accounts=SQLitePayoutAccounts(db),
         # closed in reverse: the catalog poller, the broker, then the database drains
         closers=[db.close, broker.close, catalogs.close],
     )

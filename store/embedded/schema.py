@@ -14,7 +14,8 @@ from typing import Final
 from store.errors import StoreError
 
 SCHEMA_VERSION: Final = 3
-"""1: the ledger, accounts and rooms; 2: the catalog; 3: inventories of items."""
+"""1: the ledger, accounts and rooms; 2: the catalog; 3: inventories of items
+and payout accounts."""
 
 # Postings carry a position ``n`` so they are clustered by transaction (the
 # primary key) and keep their order; the (account, tx_id) index serves the
@@ -220,6 +221,31 @@ ITEM_SCHEMA: Final[tuple[str, ...]] = (
     ) WITHOUT ROWID""",
 )
 
+# Creators' accounts at payout providers, and what each provider was asked to pay.
+PAYOUT_SCHEMA: Final[tuple[str, ...]] = (
+    """CREATE TABLE IF NOT EXISTS payout_accounts (
+        user_id TEXT NOT NULL,
+        provider TEXT NOT NULL,
+        account_id TEXT NOT NULL,
+        payouts_enabled INTEGER NOT NULL DEFAULT 0,
+        details_submitted INTEGER NOT NULL DEFAULT 0,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        PRIMARY KEY (user_id, provider)
+    ) WITHOUT ROWID""",
+    "CREATE UNIQUE INDEX IF NOT EXISTS payout_accounts_owner"
+    " ON payout_accounts (provider, account_id)",
+    """CREATE TABLE IF NOT EXISTS payout_submissions (
+        withdrawal_id TEXT PRIMARY KEY,
+        provider TEXT NOT NULL,
+        state TEXT NOT NULL,
+        updated_at INTEGER NOT NULL,
+        document TEXT NOT NULL
+    ) WITHOUT ROWID""",
+    "CREATE INDEX IF NOT EXISTS payout_submissions_open"
+    " ON payout_submissions (provider, state, updated_at)",
+)
+
 SCHEMA: Final[tuple[str, ...]] = (
     *LEDGER_SCHEMA,
     *ROOM_SCHEMA,
@@ -227,6 +253,7 @@ SCHEMA: Final[tuple[str, ...]] = (
     *ACCOUNT_SCHEMA,
     *CATALOG_SCHEMA,
     *ITEM_SCHEMA,
+    *PAYOUT_SCHEMA,
 )
 """Every statement, in the order a new file runs them."""
 

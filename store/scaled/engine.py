@@ -31,6 +31,7 @@ from store.scaled.items import RedisItems
 from store.scaled.keys import SYSTEM_BALANCES
 from store.scaled.ledger import PostgresLedger
 from store.scaled.outbox import drain_once, outbox_lag, run_ledger_worker
+from store.scaled.payout_accounts import RedisPayoutAccounts
 from store.scaled.postgres import create_pool, migrate
 from store.scaled.rooms import RedisRooms
 from store.scaled.wallet import RedisWallet
@@ -125,6 +126,7 @@ async def open_scaled_engine(
         items=RedisItems(batcher, policy=config.policy),
         check=check,
         stats=stats,
+        payout_accounts=RedisPayoutAccounts(batcher),
         # closed in reverse: the worker, the catalog poller, the broker, the clients
         closers=[close_clients, broker.close, catalogs.close, close_worker],
     )

@@ -135,6 +135,15 @@ OUTBOX: Final = system_key("outbox")
 DEAD_LETTERS: Final = system_key("dead")
 WITHDRAWAL_OWNERS: Final = system_key("wdx")
 CATALOG_VERSION: Final = system_key("cat:v")
+PAYOUT_OWNERS: Final = system_key("po:own")
+"""``<provider>|<account id>`` → the creator who linked that payout account."""
+PAYOUT_SUBMISSIONS: Final = system_key("po:sub")
+"""Withdrawal id → its payout provider submission (JSON)."""
+
+
+def payout_open_key(provider: str) -> str:
+    """The provider's submissions not yet done, scored by their last update."""
+    return system_key(f"po:open:{provider}")
 
 
 def catalog_key(kind: str) -> str:
@@ -170,6 +179,11 @@ def gift_key(user_id: str, key: str) -> str:
 
 def withdrawal_record_key(user_id: str, withdrawal_id: str) -> str:
     return user_key(user_id, f"wd:{withdrawal_id}")
+
+
+def payout_account_key(user_id: str, provider: str) -> str:
+    """The creator's account at a payout provider (hash)."""
+    return user_key(user_id, f"po:{provider}")
 
 
 def supporters_key(creator_id: str, period: str) -> str:

@@ -4,6 +4,9 @@ they leave, on the scaled engine: ``refund.lua`` and ``settle_debt.lua``.
 A reversal whose coins were partly spent claws diamonds back from the gifts
 made after the purchase (``store.domain.rules``): the script needs those gifts
 and their creators' wallets in KEYS, so they are read from the ledger first.
+A gift landing between that read and the script would escape the clawback, so
+the read is tied to the wallet's ``spends`` count (bumped by every gift and item
+purchase in the same hash) and the script refuses to run on a stale read; the caller reads again.
 """
 
 from __future__ import annotations
@@ -27,9 +30,11 @@ from store.scaled.keys import hashed, payment_key, reversal_key, user_key, walle
 _REFUND: Final = load_script("refund")
 _SETTLE_DEBT: Final = load_script("settle_debt")
 _HISTORY_PAGE: Final = 200
-SPENDS: Final = ("gift", "item")
+SPENDING_KINDS: Final = ("gift", "item")
 """Coins spent on items count like coins spent on gifts (an item bought outside a
 room has creator "" and nothing to claw back)."""
+_ATTEMPTS: Final = 20
+"""Reads of the gifts before giving up on a user who keeps gifting (rate limited)."""
 
 
 async def refund(
@@ -42,19 +47,25 @@ async def refund(
         raise refusals.PAYMENT_NOT_FOUND()
     tx_id = new_id("tx")
     now = request.now if request.now is not None else now_ms()
-    for _ in range(3):
+    read_gifts = False
+    for _ in range(_ATTEMPTS):
         gifts: list[GiftSpend] = []
-        coins = await batcher.execute("HGET", wallet_key(user_id), "coin")
-        if int(coins or 0) < int(purchase["coins"]):
+        coins, spends = await batcher.execute("HMGET", wallet_key(user_id), "coin", "spends")
+        seen = ""
+        if read_gifts or int(coins or 0) < int(purchase["coins"]):
+            seen = text(spends or b"0")
             gifts = await gifts_after(ledger, user_id, purchase["tx"])
         call_keys, args = _refund_call(request, user_id, gifts, tx_id, now)
         reply = checked_reply(
-            await batcher.evalsha(_REFUND, call_keys, args, retry_on_disconnect=True)
+            await batcher.evalsha(_REFUND, call_keys, (*args, seen), retry_on_disconnect=True)
         )
+        if reply[0] == b"G":
+            read_gifts = True
+            continue
         if reply[0] != b"S":
             return money.RefundReceipt(**orjson.loads(reply[1]), replayed=reply[0] == b"R")
         user_id = text(reply[1])
-    raise StoreError("the refunded purchase kept changing its user")
+    raise StoreError("the refunded purchase kept changing under a stream of gifts; try again")
 
 
 def _refund_call(
@@ -117,7 +128,7 @@ async def gifts_after(ledger: Ledger, user_id: str, after_tx: str) -> list[GiftS
                 return gifts
             spent = -sum(p.amount for p in record.postings if p.account == coins)
             creator = record.meta.get("creator_id")
-            if record.kind not in SPENDS or spent <= 0 or not isinstance(creator, str):
+            if record.kind not in SPENDING_KINDS or spent <= 0 or not isinstance(creator, str):
                 continue
             diamonds = sum(p.amount for p in record.postings if p.asset == DIAMOND and p.amount > 0)
             gifts.append(GiftSpend(record.id, creator, spent, diamonds))

@@ -1,4 +1,5 @@
-"""The pages' room client (``live/static/js/room.js``) in the browser, with a
+"""The JavaScript client library (``clients/js``, served as ``/static/client/``) in
+the browser, as the pages load it, with a
 scripted WebSocket in place of the network: frames in, callbacks and URLs out."""
 
 from __future__ import annotations
@@ -33,9 +34,9 @@ window.fake.drop = (code) => {
 """
 
 START = """async ({ persistent }) => {
-  const { RoomConnection } = await import("/static/js/room.js");
+  const { LiveRoom } = await import("/static/client/index.js");
   window.seen = []; window.statuses = []; window.welcomes = [];
-  window.room = new RoomConnection({
+  window.room = new LiveRoom({
     roomId: "r1", token: "t0k", persistent,
     onEvent: (e) => window.seen.push(e.seq ?? e.type),
     onWelcome: (w, info) => window.welcomes.push(info),
@@ -111,8 +112,8 @@ async def test_events_once_each_and_a_gap_resumes_from_the_last_seq(
     )
     assert await page.evaluate("window.seen") == [6, 7, 8, 9]
     assert await page.evaluate("window.welcomes") == [
-        {"resumed": False, "first": True},
-        {"resumed": True, "first": False},
+        {"resumed": False, "first": True, "snapshot": False},
+        {"resumed": True, "first": False, "snapshot": False},
     ]
 
 

@@ -2,7 +2,7 @@
 // 1920x1080 page for a streaming software's browser source. Query parameters
 // are listed in docs/OPERATIONS.md ("Overlay and watch pages").
 
-import { RoomConnection } from "./room.js";
+import { LiveRoom } from "/static/client/index.js";
 import * as ui from "./common.js";
 import { decorateAlert, mountEntrances } from "./badges.js"; // items: badges, entrance effects
 
@@ -177,7 +177,7 @@ function main() {
     notice.hidden = !text;
   }
 
-  const connection = new RoomConnection({
+  const connection = new LiveRoom({
     roomId,
     overlayKey: options.key,
     persistent: true,

@@ -2,7 +2,7 @@
 // access token, shows the balance, buys coins (sandbox), sends gifts, likes
 // and comments, and plays the room's gift animations as they arrive.
 
-import { CommandError, RoomConnection, newId } from "./room.js";
+import { LiveError, LiveRoom, newId } from "/static/client/index.js";
 import {
   api,
   avatar,
@@ -210,8 +210,8 @@ async function sendGift(giftId) {
     const ack = await state.connection.send("send_gift", command);
     setBalance(ack.balance.coins);
   } catch (error) {
-    showError(error instanceof CommandError ? error : { code: "internal", message: String(error) });
-    if (error instanceof CommandError && error.code === "price_changed") loadGifts();
+    showError(error instanceof LiveError ? error : { code: "internal", message: String(error) });
+    if (error instanceof LiveError && error.code === "price_changed") loadGifts();
   }
 }
 
@@ -389,7 +389,7 @@ function refreshBalanceSoon() {
 
 function connect() {
   if (state.connection) state.connection.close();
-  state.connection = new RoomConnection({
+  state.connection = new LiveRoom({
     roomId,
     token: state.token,
     onEvent,

@@ -74,6 +74,8 @@ end
 local diamonds = tonumber(ARGV[6])
 local platform = tonumber(ARGV[7])
 local balance = redis.call('HINCRBY', KEYS[2], 'coin', -total)
+-- a refund that read this user's gifts checks this count did not move (refund.lua)
+redis.call('HINCRBY', KEYS[2], 'spends', 1)
 redis.call('HINCRBY', KEYS[4], 'diamond', diamonds)
 redis.call('HINCRBY', KEYS[7], 'coin|platform:revenue', platform)
 redis.call('HINCRBY', KEYS[7], 'coin|platform:exchange', diamonds)

@@ -86,6 +86,7 @@ if diamonds > 0 then
   earner = ARGV[27]
 end
 local balance = redis.call('HINCRBY', KEYS[2], 'coin', -total)
+redis.call('HINCRBY', KEYS[2], 'spends', 1)
 redis.call('HINCRBY', KEYS[5], 'coin|platform:revenue', total - diamonds)
 local postings = {posting(ARGV[25], 'coin', -total),
   posting('"platform:revenue"', 'coin', total - diamonds)}

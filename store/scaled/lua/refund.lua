@@ -15,10 +15,17 @@
 --       then the number of gifts n, then per gift (the user's gifts and item
 --         purchases after the purchase, newest first): creator number (1..m; 0:
 --         an item without a creator share, nothing to claw back), coins, diamonds
+--       last: the wallet's 'spends' count the caller read before reading those
+--         gifts ("": it read none, the coins looked unspent)
 --
 -- Replies: {"OK", receipt}  {"R", stored receipt}  {"E", reason}
 --          {"S", user id}: the purchase belongs to another user than ARGV 2 (the
 --          caller read it before it was stored); nothing was written.
+--          {"G"}: some of the coins are spent and a gift landed since the caller
+--          read the gifts (or it read none): nothing was written, the caller
+--          reads the gifts again. gift.lua and item.lua bump 'spends' in the same
+--          wallet hash, so the refund and the gifts serialize on that key and the
+--          clawback sees exactly the gifts made before it.
 --@include idempotency
 --@include posting
 local raw = redis.call('GET', KEYS[2])
@@ -41,6 +48,12 @@ local coins = tonumber(redis.call('HGET', KEYS[3], 'coin') or '0')
 local debt = tonumber(redis.call('HGET', KEYS[3], 'debt') or '0')
 local taken = math.min(coins, credit)
 local shortfall = credit - taken
+if shortfall > 0 then
+  local seen = ARGV[#ARGV]
+  if seen == '' or seen ~= (redis.call('HGET', KEYS[3], 'spends') or '0') then
+    return {'G'}
+  end
+end
 local m = tonumber(ARGV[8])
 local n_at = 9 + 2 * m
 local n = tonumber(ARGV[n_at])

@@ -69,13 +69,23 @@ async def test_every_catalog_gift_has_its_art(http: httpx.AsyncClient) -> None:
 
 
 async def test_static_files_stay_in_their_folder(http: httpx.AsyncClient) -> None:
-    for path in ("/static/../pages.py", "/static/%2e%2e/pages.py", "/static/js/nope.js"):
+    for path in (
+        "/static/../pages.py",
+        "/static/%2e%2e/pages.py",
+        "/static/js/nope.js",
+        "/static/client/%2e%2e/package.json",
+    ):
         assert (await http.get(path)).status_code == 404
+    library = await http.get("/static/client/index.js")  # the client library, for the pages
+    assert library.status_code == 200
+    assert "javascript" in library.headers["content-type"]
+    assert "export class LiveRoom" in library.text
 
 
 def test_pages_know_every_error_and_close_code() -> None:
-    """The pages' client follows the protocol's tables: a message for every error
-    code, and a reconnect exactly for the close codes that call for one."""
+    """The pages and their client (the JavaScript library) follow the protocol's
+    tables: a message for every error code, and a reconnect exactly for the close
+    codes that call for one."""
     static = Path(live.http.pages.STATIC_DIR)
     common = (static / "js" / "common.js").read_text()
     messages = re.search(r"ERROR_MESSAGES = \{(.*?)\n\};", common, re.S)
@@ -83,7 +93,7 @@ def test_pages_know_every_error_and_close_code() -> None:
     known = set(re.findall(r"^\s+(\w+):", messages[1], re.M))
     http_only = {"payment_declined", "provider_unavailable"}
     assert {str(code) for code in ErrorCode} | http_only <= known
-    room = (static / "js" / "room.js").read_text()
+    room = (Path(live.http.pages.CLIENT_DIR) / "index.js").read_text()
     codes = re.search(r"RECONNECT_CODES = new Set\(\[([\d, ]+)\]\)", room)
     assert codes is not None
     reconnect = {int(c) for c in codes[1].split(",")}
