@@ -32,6 +32,7 @@ from live.http import (
     pages,
     payouts,
     rooms,
+    subscriptions,
 )
 from live.http.common import MAX_BODY_BYTES
 from live.http.request_ids import RequestIds
@@ -57,6 +58,7 @@ api_routes = [
     *catalog_admin.routes,
     *items.routes,
     *ops.routes,
+    *subscriptions.routes,
 ]
 """The JSON API under ``/v1``, and the operations endpoints."""
 
@@ -128,6 +130,7 @@ def create_app(settings: Settings) -> Starlette:
             payments=payments,
             payouts=payouts,
         )
+        await actions.subscriptions.start()
         app.state.guard = ConnectionGuard.from_settings(settings)
         identity = app.state.identity = Identity.from_settings(settings)
         await identity.start()

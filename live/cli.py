@@ -1,4 +1,5 @@
-"""The ``live`` command: serve, token, migrate, ledger, audit, repair, catalog."""
+"""The ``live`` command: serve, token, migrate, ledger, audit, repair, catalog,
+subscriptions."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from live import catalog_cli
 from live.logs import configure_logging
 from live.metrics import MULTIPROCESS_ENV
 from live.settings import Settings, SettingsError
+from live.subscriptions import cli as subscriptions_cli
 
 
 def _settings(args: argparse.Namespace, **extra: object) -> Settings:
@@ -407,6 +409,7 @@ def build_parser() -> argparse.ArgumentParser:
             )
         p.set_defaults(func=func)
     catalog_cli.add_parser(sub, _settings)
+    subscriptions_cli.add_parser(sub, _settings)
     return parser
 
 
@@ -419,7 +422,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         line = _operational_error(exc)
         if line is None:
             raise
-        words = ("live", args.command, getattr(args, "catalog_command", None))
+        words = (
+            "live",
+            args.command,
+            getattr(args, "catalog_command", None) or getattr(args, "subscriptions_command", None),
+        )
         command = " ".join(word for word in words if word)
         print(f"{command}: {' '.join(line.split())}", file=sys.stderr)
         return 2

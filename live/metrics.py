@@ -14,7 +14,7 @@ import contextlib
 import hmac
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from http import HTTPStatus
 from typing import Literal, TypeVar
 
@@ -180,6 +180,16 @@ class Metrics:
         self.gift_errors = counter(
             "live_gift_errors", "Gift commands refused, by error code.", "code"
         )
+        self.items = counter(
+            "live_item_purchases",
+            "Item purchases by outcome: committed, replayed or refused.",
+            "outcome",
+        )
+        self.item_outcome = {o: self.items.labels(o) for o in ("committed", "replayed", "refused")}
+        self.item_coins = counter("live_item_coins", "Coins of committed item purchases.")
+        self.item_errors = counter(
+            "live_item_errors", "Item purchases refused, by error code.", "code"
+        )
         self.closes = counter(
             "live_closes", "Connections closed by the server, by close code.", "code"
         )
@@ -194,7 +204,7 @@ class Metrics:
         )
         self.wallet_seconds = histogram(
             "live_wallet_commit_seconds",
-            "Wallet call latency: operation (gift, purchase, refund), outcome (ok or a code).",
+            "Wallet call latency: operation (gift, item, purchase, refund), outcome (ok or code).",
             FAST_BUCKETS,
             "operation",
             "outcome",
@@ -243,6 +253,18 @@ class Metrics:
             self.series(self.wallet_seconds, operation, outcome).observe(
                 time.perf_counter() - started
             )
+
+    @staticmethod
+    @contextlib.contextmanager
+    def refusals(*, outcomes: Mapping[str, Counter], errors: Counter) -> Iterator[None]:
+        """Count a gift or item purchase refused inside, by its error's code (a
+        fixed set: anything without one is ``internal``)."""
+        try:
+            yield
+        except Exception as exc:
+            errors.labels(str(getattr(exc, "code", "internal"))).inc()
+            outcomes["refused"].inc()
+            raise
 
     def gift_to_frame(self, viewer: str, *, published_ms: int) -> None:
         """A delivery round wrote a gift to its ``first`` or ``last`` connection."""

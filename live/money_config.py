@@ -1,16 +1,20 @@
 """Parsing the money settings (``LIVE_PROMOTIONS``, ``LIVE_PAYMENT_WEBHOOK_SECRETS``,
 ``LIVE_DIAMOND_CASH_RATE``, ``LIVE_PAYMENT_REGIONS``, ``LIVE_APPLE_PRODUCTS``) into
-values; ``ValueError`` says what is wrong."""
+values; ``ValueError`` says what is wrong. Also the cash value of diamonds at the
+configured rate, which the payout actions and the HTTP views both show."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
-from typing import Any
+from decimal import ROUND_DOWN, Decimal, InvalidOperation
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from store.domain.models import Promotion
+
+if TYPE_CHECKING:  # the settings parse their values with this module
+    from live.settings import Settings
 
 _PROMOTION_FIELDS = {"id", "percent", "starts_at", "ends_at", "regions", "packages"}
 
@@ -143,3 +147,16 @@ def parse_products(text: str) -> dict[str, str]:
         if not product or not isinstance(package, str) or not package:
             raise ValueError("expected product ids mapped to coin package ids")
     return products
+
+
+def cash(settings: Settings, diamonds: int) -> dict[str, Any]:
+    """The cash value of ``diamonds`` at the configured rate, rounded down to the
+    currency's minor unit (cents)."""
+    value = (Decimal(diamonds) * settings.cash_rate()).quantize(
+        Decimal("0.01"), rounding=ROUND_DOWN
+    )
+    return {
+        "currency": settings.payout_currency,
+        "amount": str(value),
+        "amount_minor": int(value * 100),
+    }

@@ -12,6 +12,7 @@ import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from decimal import Decimal
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Any
 
@@ -249,6 +250,27 @@ class Settings:
     catalog_poll_seconds: float = 0.25
     """How often each node reads the stored catalog version: a change made on
     another node or by ``live catalog import`` is served within this."""
+    # -- event subscriptions (webhooks to creators' integrations) --------------------
+    subscription_allow_loopback: bool = False
+    """Callbacks may point at loopback addresses, over http too (development and
+    tests only: never in production)."""
+    subscription_allowed_networks: str = ""
+    """Comma-separated CIDR ranges callbacks may reach although private (an
+    integration inside your own network); https only."""
+    subscription_timeout_seconds: float = 10.0
+    """One delivery attempt (connect, send, answer) at most this long."""
+    subscription_max_response_bytes: int = 65_536
+    """A callback's answer is read up to this; a longer one fails the attempt."""
+    subscription_retry_base_seconds: float = 2.0
+    subscription_retry_max_seconds: float = 600.0
+    """Retries back off exponentially from the base (doubling) up to this."""
+    subscription_disable_after_seconds: float = 259_200.0
+    """A subscription failing this long without one success is disabled (revoked)."""
+    subscription_max_per_owner: int = 100
+    subscription_concurrency: int = 16
+    """Subscriptions one node delivers to at once."""
+    subscription_like_milestone: int = 1_000
+    """A ``like_milestone`` event each time a stream's likes pass a multiple of this."""
     # --------------------------------------------------------------------------------
     metrics_token: str = ""
     """When set, ``/metrics`` answers only ``Authorization: Bearer <this>``
@@ -519,6 +541,14 @@ class Settings:
             "viewers_interval_ms",
             "viewers_ttl_seconds",
             "join_interval_ms",
+            "subscription_timeout_seconds",
+            "subscription_max_response_bytes",
+            "subscription_retry_base_seconds",
+            "subscription_retry_max_seconds",
+            "subscription_disable_after_seconds",
+            "subscription_max_per_owner",
+            "subscription_concurrency",
+            "subscription_like_milestone",
         ):
             if not getattr(self, name) > 0:
                 raise SettingsError(f"LIVE_{name.upper()} must be positive")
@@ -540,12 +570,23 @@ class Settings:
             raise SettingsError("LIVE_HANDSHAKE_TIMEOUT must be within (0, 300] seconds")
         if not 0 < self.shutdown_timeout <= 600:
             raise SettingsError("LIVE_SHUTDOWN_TIMEOUT must be within (0, 600] seconds")
+        if self.production and self.subscription_allow_loopback:
+            raise SettingsError("LIVE_SUBSCRIPTION_ALLOW_LOOPBACK is for development only")
+        try:
+            self.subscription_networks()
+        except ValueError as exc:
+            raise SettingsError(f"LIVE_SUBSCRIPTION_ALLOWED_NETWORKS: {exc}") from None
         if self.ping_interval < 0 or self.ping_timeout < 0:
             raise SettingsError("LIVE_PING_INTERVAL and LIVE_PING_TIMEOUT must be >= 0")
         try:
             self.origins()
         except ValueError as exc:
             raise SettingsError(f"LIVE_ALLOWED_ORIGINS: {exc}") from None
+
+    def subscription_networks(self) -> tuple[IPv4Network | IPv6Network, ...]:
+        """The private ranges callbacks may reach (``subscription_allowed_networks``)."""
+        raw = [part.strip() for part in self.subscription_allowed_networks.split(",")]
+        return tuple(ip_network(part, strict=False) for part in raw if part)
 
     def origins(self) -> frozenset[str] | None:
         """The browser origins allowed to open a WebSocket; None: any (``*``)."""

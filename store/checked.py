@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Final
 
-from store.domain import accounts, models
+from store.domain import accounts, models, subscriptions
 from store.domain.checks import (
     check_choice,
     check_id,
@@ -27,7 +27,15 @@ from store.domain.checks import (
 from store.domain.items import ITEM_KINDS, ItemReceipt, ItemRequest, Owned
 from store.domain.rules import check_limits, check_pin_format
 from store.errors import BadRequest
-from store.roles import Items, Ledger, RoomActivity, Rooms, Wallet
+from store.roles import (
+    Items,
+    Ledger,
+    OverlayPresence,
+    RoomActivity,
+    Rooms,
+    Subscriptions,
+    Wallet,
+)
 
 SUPPORTER_PERIODS: Final = ("day", "all")
 
@@ -248,3 +256,67 @@ class CheckedActivity(_Wrapper):
 def _check_kind(kind: str) -> None:
     if kind not in models.RESTRICTION_KINDS:
         raise BadRequest(f"kind must be one of {', '.join(models.RESTRICTION_KINDS)}")
+
+
+MAX_CALLBACK_CHARS: Final = 2_048
+"""A subscription's callback URL."""
+
+
+class CheckedSubscriptions(_Wrapper):
+    """The ``Subscriptions`` role, its requests checked first."""
+
+    inner: Subscriptions
+
+    async def create(self, subscription: subscriptions.Subscription) -> None:
+        check_id(subscription.id, "subscription id")
+        check_id(subscription.owner_id, "owner id")
+        check_id(subscription.room_id, "room id")
+        if not subscription.types or len(set(subscription.types)) != len(subscription.types):
+            raise BadRequest("types must list distinct event types")
+        for kind in subscription.types:
+            check_choice(kind, subscriptions.EVENT_TYPES, "each type")
+        if not subscription.callback or len(subscription.callback) > MAX_CALLBACK_CHARS:
+            raise BadRequest(f"callback must be 1..{MAX_CALLBACK_CHARS} characters")
+        check_choice(subscription.status, subscriptions.STATUSES, "status")
+        await self.inner.create(subscription)
+
+    async def set_status(
+        self, subscription_id: str, status: str, *, reason: str = ""
+    ) -> subscriptions.Subscription | None:
+        check_choice(status, subscriptions.STATUSES, "status")
+        check_text(reason, "reason")
+        return await self.inner.set_status(subscription_id, status, reason=reason)
+
+    async def set_secret(
+        self, subscription_id: str, secret: str
+    ) -> subscriptions.Subscription | None:
+        check_key(secret, "secret")
+        return await self.inner.set_secret(subscription_id, secret)
+
+    async def claim(
+        self, *, node: str, now: int, lease_ms: int, limit: int
+    ) -> list[tuple[subscriptions.Subscription, subscriptions.Delivery]]:
+        check_id(node, "node")
+        check_positive(lease_ms, "lease_ms must be at least 1")
+        check_limit(limit)
+        return await self.inner.claim(node=node, now=now, lease_ms=lease_ms, limit=limit)
+
+    async def add_app(self, app: subscriptions.App) -> None:
+        check_id(app.client_id, "client id")
+        check_id(app.owner_id, "owner id")
+        check_text(app.name, "name")
+        await self.inner.add_app(app)
+
+
+class CheckedPresence(_Wrapper):
+    """The ``OverlayPresence`` role, its requests checked first."""
+
+    inner: OverlayPresence
+
+    async def report(
+        self, room_id: str, *, node: str, overlays: Sequence[dict[str, Any]], ttl_ms: int
+    ) -> None:
+        check_id(room_id, "room id")
+        check_id(node, "node")
+        check_positive(ttl_ms, "ttl_ms must be at least 1")
+        await self.inner.report(room_id, node=node, overlays=overlays, ttl_ms=ttl_ms)

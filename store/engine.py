@@ -16,7 +16,9 @@ from store.checked import (
     CheckedActivity,
     CheckedItems,
     CheckedLedger,
+    CheckedPresence,
     CheckedRooms,
+    CheckedSubscriptions,
     CheckedWallet,
 )
 from store.domain.accounts import MoneyPolicy
@@ -45,5 +47,7 @@ def checked(engine: Engine, *, policy: MoneyPolicy) -> Engine:
     engine.rooms = CheckedRooms(engine.rooms)
     engine.ledger = CheckedLedger(engine.ledger)
     engine.activity = CheckedActivity(engine.activity)
+    engine.subscriptions = CheckedSubscriptions(engine.subscriptions)
+    engine.presence = CheckedPresence(engine.presence)
     engine.items = CheckedItems(engine.items)
     return engine

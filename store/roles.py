@@ -46,6 +46,8 @@ from store.domain.models import (
     TransactionRecord,
 )
 from store.domain.payout_accounts import PayoutAccount, PayoutSubmission
+from store.domain.subscriptions import App, Delivery
+from store.domain.subscriptions import Subscription as EventSubscription
 from store.observer import StoreObserver
 
 
@@ -430,6 +432,106 @@ class PayoutAccounts(Protocol):
         ...
 
 
+class Subscriptions(Protocol):
+    """Creators' event subscriptions and their delivery queues, durable.
+
+    Guarantees:
+    - a queued delivery survives a restart of every node (SQLite file on the
+      embedded engine, PostgreSQL on the scaled one) until ``delivered``, the
+      subscription is deleted or disabled;
+    - ``enqueue`` is idempotent per ``(subscription, source)``: nodes that all
+      saw the same room event queue it once; deliveries are queued only for
+      subscriptions that are ``enabled``;
+    - a subscription's deliveries come out of ``claim`` in queue order, one at a
+      time: while one is claimed (leased to a node until ``lease_ms`` passes or
+      it is settled), no node claims that subscription again, so deliveries are
+      in order per subscription across nodes;
+    - ``delivered`` and ``failed`` only count for the node holding the lease
+      (a node whose lease expired changes nothing).
+    """
+
+    async def create(self, subscription: EventSubscription) -> None: ...
+
+    async def get(self, subscription_id: str) -> EventSubscription | None: ...
+
+    async def owned(self, owner_id: str) -> list[EventSubscription]:
+        """The owner's subscriptions, oldest first."""
+        ...
+
+    async def enabled(self) -> list[EventSubscription]:
+        """Every enabled subscription (what each node feeds events to)."""
+        ...
+
+    async def set_status(
+        self, subscription_id: str, status: str, *, reason: str = ""
+    ) -> EventSubscription | None:
+        """Pause, resume (``enabled``: failures forgotten, retry now) or disable
+        (``reason`` kept; its queue dropped). ``None`` when there is none."""
+        ...
+
+    async def set_secret(self, subscription_id: str, secret: str) -> EventSubscription | None: ...
+
+    async def delete(self, subscription_id: str) -> bool:
+        """Delete it and its queue; whether there was one."""
+        ...
+
+    async def enqueue(self, deliveries: Sequence[Delivery]) -> int:
+        """Queue each delivery at the end of its subscription's queue (see the
+        guarantees); returns how many were queued now."""
+        ...
+
+    async def pending(self, subscription_id: str) -> int:
+        """Deliveries queued for the subscription."""
+        ...
+
+    async def claim(
+        self, *, node: str, now: int, lease_ms: int, limit: int
+    ) -> list[tuple[EventSubscription, Delivery]]:
+        """Lease up to ``limit`` enabled subscriptions whose first delivery is due
+        (``next_attempt_at <= now``), with that delivery, to ``node``."""
+        ...
+
+    async def delivered(self, subscription_id: str, position: int, *, node: str) -> None:
+        """The delivery at ``position`` was accepted: drop it, forget the failures,
+        release the lease."""
+        ...
+
+    async def failed(
+        self, subscription_id: str, position: int, *, node: str, now: int, retry_at: int, error: str
+    ) -> None:
+        """The attempt failed: count it, note ``error`` and when failing started,
+        retry no earlier than ``retry_at``, release the lease."""
+        ...
+
+    async def add_app(self, app: App) -> None: ...
+
+    async def app(self, client_id: str) -> App | None: ...
+
+    async def apps(self, owner_id: str) -> list[App]: ...
+
+    async def delete_app(self, owner_id: str, client_id: str) -> bool:
+        """Delete the owner's app and the subscriptions it made; whether it existed."""
+        ...
+
+
+class OverlayPresence(Protocol):
+    """Which overlays are connected to a room, on every node.
+
+    Guarantees:
+    - ``report`` replaces what ``node`` said before about the room; a report is
+      forgotten ``ttl_ms`` after it was made unless made again (a node that dies
+      drops out by itself); an empty list forgets it now;
+    - ``overlays`` is every node's unexpired report, oldest connection first.
+    Not durable: connections do not outlive their node.
+    """
+
+    async def report(
+        self, room_id: str, *, node: str, overlays: Sequence[dict[str, Any]], ttl_ms: int
+    ) -> None: ...
+
+    async def overlays(self, room_id: str) -> list[dict[str, Any]]: ...
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class EngineConfig:
     data_dir: Path = Path("data")
@@ -468,6 +570,10 @@ class Engine:
     """A live room's shared state beyond money (combos, likes, viewers, goals...)."""
     catalogs: Catalogs
     """The catalog this node serves, and its changes."""
+    subscriptions: Subscriptions
+    """Creators' event subscriptions and their delivery queues."""
+    presence: OverlayPresence
+    """The overlays connected to each room, across nodes."""
     items: Items
     """In-app items bought with coins, and inventories."""
     check: Callable[[], Awaitable[dict[str, str]]]

@@ -58,15 +58,11 @@ class Gifts:
         showed) must be that price (``price_changed``). A retired or out-of-window
         gift is ``not_found`` (regions only filter the list: users have no region)."""
         metrics = self.metrics
-        try:
+        with metrics.refusals(outcomes=metrics.gift_outcome, errors=metrics.gift_errors):
             gift = self.catalog_gift(gift_id, count)
             request = GiftRequest(sender, room_id, gift, count, key, shown_coins=shown_coins)
             with metrics.wallet_call("gift"):
                 receipt = await self.engine.wallet.send_gift(request)
-        except Exception as exc:
-            metrics.gift_errors.labels(str(getattr(exc, "code", "internal"))).inc()
-            metrics.gift_outcome["refused"].inc()
-            raise
         if receipt.replayed:
             metrics.gift_outcome["replayed"].inc()
         else:

@@ -20,10 +20,12 @@ import contextlib
 import dataclasses
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 from live.errors import LiveError
+from live.metrics import Metrics
 from live.settings import Settings
 from protocol import events as ev
 from store.domain.items import (
@@ -110,8 +112,12 @@ def look_of(engine: Engine, owned: list[Owned]) -> Look:
 class Items:
     settings: Settings
     engine: Engine
+    metrics: Metrics
     looks: Looks
     _tasks: set[asyncio.Task[bool]] = field(default_factory=set)
+    notify: Callable[..., Awaitable[None]] | None = None
+    """Hands an item bought in a room to the room's event subscriptions
+    (``live.subscriptions.service.Subscriptions.notify``)."""
 
     def shop(self) -> list[Item]:
         """The items on sale."""
@@ -126,13 +132,35 @@ class Items:
         room_id: str | None = None,
         shown_coins: int | None = None,
     ) -> ItemReceipt:
-        item = self.engine.catalog.item(item_id)
-        if item is None:
-            raise LiveError("not_found", f"unknown item {item_id!r}")
-        request = ItemRequest(
-            buyer=user, item=item, key=key, room_id=room_id, shown_coins=shown_coins
-        )
-        return await self.engine.items.buy(request)
+        """Buy at the catalog's price, counted by outcome (and refusals by code)
+        like gifts."""
+        metrics = self.metrics
+        with metrics.refusals(outcomes=metrics.item_outcome, errors=metrics.item_errors):
+            item = self.engine.catalog.item(item_id)
+            if item is None:
+                raise LiveError("not_found", f"unknown item {item_id!r}")
+            request = ItemRequest(
+                buyer=user, item=item, key=key, room_id=room_id, shown_coins=shown_coins
+            )
+            with metrics.wallet_call("item"):
+                receipt = await self.engine.items.buy(request)
+        if receipt.replayed:
+            metrics.item_outcome["replayed"].inc()
+        else:
+            metrics.item_outcome["committed"].inc()
+            metrics.item_coins.inc(receipt.coins)
+            if self.notify is not None and receipt.room_id:
+                event = {
+                    "type": "item_purchase",
+                    "tx": receipt.tx,
+                    "buyer": user.public(),
+                    "item": item.public(),
+                    "coins": receipt.coins,
+                    "diamonds": receipt.diamonds,
+                    "expires_at": receipt.expires_at,
+                }
+                await self.notify(receipt.room_id, "item_purchase", event)
+        return receipt
 
     def owned_public(self, owned: list[Owned]) -> list[dict[str, Any]]:
         """Inventory entries with the item as the catalog describes it."""

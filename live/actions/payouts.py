@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from live.errors import LiveError
-from live.http.money_views import cash
+from live.money_config import cash
 from live.payments import PayoutProvider
 from live.payouts import (
     ACCOUNT_UPDATED,

@@ -91,6 +91,8 @@ class RoomActivity:
         self._likes: dict[str, _Likes] = {}
         self._likes_flushing: set[str] = set()
         self.hub.observer = self.observe
+        self.on_overlay: Callable[[Connection, bool], None] | None = None
+        """Told of each overlay attached (True) or gone (False): presence."""
 
     # -- background work ---------------------------------------------------------------
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
@@ -289,6 +291,8 @@ class RoomActivity:
     def joined(self, conn: Connection, *, resumed: bool) -> None:
         """A connection was attached to its room."""
         if conn.overlay:
+            if self.on_overlay is not None:
+                self.on_overlay(conn, True)
             return
         self._report(conn.room_id)
         if resumed:
@@ -306,6 +310,8 @@ class RoomActivity:
     def left(self, conn: Connection) -> None:
         if not conn.overlay:
             self._report(conn.room_id)
+        elif self.on_overlay is not None:
+            self.on_overlay(conn, False)
 
     def _flush_joins(self, room_id: str) -> None:
         joins = self._joins.pop(room_id, None)

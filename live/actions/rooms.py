@@ -8,6 +8,7 @@ background side of the room experience (combos, announcements, viewers) is
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +39,8 @@ TEST_SENDER = {
     "avatar": "",
 }
 """The sender of overlay test events: not a real user."""
+Notify = Callable[..., Awaitable[None]]
+"""``notify(room_id, event_type, event, *, test=False)``."""
 
 
 @dataclass(kw_only=True)
@@ -51,12 +54,20 @@ class Rooms:
     """Adds the sender's equipped badge and name style to chat and like events."""
     shared_reads: SharedReads = field(default_factory=SharedReads)
     """Reads of a room's state that handshakes arriving together share."""
+    notify: Notify | None = None
+    """Hands events that are not room events to the event subscriptions
+    (``live.subscriptions.service.Subscriptions.notify``)."""
 
     # -- the stream ---------------------------------------------------------------------
     async def go_live(self, *, creator: Profile, room_id: str, title: str) -> Room:
         if not creator.is_creator:
             raise LiveError("forbidden", "only creators can go live")
-        return await self.engine.rooms.go_live(room_id=room_id, creator=creator, title=title)
+        before = await self.engine.rooms.get(room_id)
+        room = await self.engine.rooms.go_live(room_id=room_id, creator=creator, title=title)
+        if self.notify is not None and (before is None or not before.live):
+            started = {"type": "stream_started", "title": room.title, "stream_id": room.stream_id}
+            await self.notify(room_id, "stream_started", started)
+        return room
 
     async def end(self, *, room_id: str, by: Profile) -> Room:
         before = await self.engine.rooms.get(room_id)
@@ -257,4 +268,6 @@ class Rooms:
             "ts": now_ms(),
         }
         await self.engine.broker.signal(room_id, {"kind": "overlay", "events": [event]})
+        if self.notify is not None:  # the subscriptions get it too, flagged as a test
+            await self.notify(room_id, "gift", event, test=True)
         return event

@@ -4,10 +4,10 @@ the per-user view of the ledger history."""
 from __future__ import annotations
 
 import dataclasses
-from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
 from live.actions.money import PendingPayment
+from live.money_config import cash
 from live.settings import Settings
 from store.domain.accounts import (
     CHARGEBACK,
@@ -80,19 +80,6 @@ def limits_public(settings: Settings, account: Account) -> dict[str, Any]:
         "spent_this_month": account.month_spent if account.spent_month == month else 0,
         "locked": account.locked,
         "debt": account.debt,
-    }
-
-
-def cash(settings: Settings, diamonds: int) -> dict[str, Any]:
-    """The cash value of ``diamonds`` at the configured rate, rounded down to the
-    currency's minor unit (cents)."""
-    value = (Decimal(diamonds) * settings.cash_rate()).quantize(
-        Decimal("0.01"), rounding=ROUND_DOWN
-    )
-    return {
-        "currency": settings.payout_currency,
-        "amount": str(value),
-        "amount_minor": int(value * 100),
     }
 
 

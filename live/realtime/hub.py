@@ -325,7 +325,8 @@ class RoomChannel:
     def on_signal(self, room_id: str, message: dict[str, Any]) -> None:
         """Overlay-only events go to this node's overlays of the room (encoded once
         per codec); ``kick`` closes a banned user's connections, ``overlay_key`` the
-        overlays (their key was rotated)."""
+        overlays (their key was rotated); ``user`` events go to one user's own
+        connections."""
         kind = message.get("kind")
         if kind == "overlay":
             events = message.get("events") or []
@@ -337,6 +338,16 @@ class RoomChannel:
                 if conn.profile is not None and conn.profile.id == user and not conn.overlay:
                     conn.send([error_event(None, "forbidden", BANNED)])
                     self.hub.close_connection(conn, CloseCode.POLICY, "banned")
+        elif kind == "user":  # events for one user's own (non-overlay) connections
+            user = message.get("user")
+            events = message.get("events") or []
+            mine = [
+                c
+                for c in self.connections
+                if c.profile is not None and c.profile.id == user and not c.overlay
+            ]
+            if mine and events:
+                write_per_codec(mine, events)
         elif kind == "overlay_key":
             for conn in list(self.connections):
                 if conn.overlay:

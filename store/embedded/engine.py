@@ -19,7 +19,9 @@ from store.embedded.database import SQLiteDatabase
 from store.embedded.items import SQLiteItems
 from store.embedded.ledger import SQLiteLedger
 from store.embedded.payout_accounts import SQLitePayoutAccounts
+from store.embedded.presence import MemoryOverlayPresence
 from store.embedded.rooms import SQLiteRooms
+from store.embedded.subscriptions import SQLiteSubscriptions
 from store.embedded.wallet import SQLiteWallet
 from store.roles import Engine, EngineConfig
 
@@ -61,6 +63,8 @@ async def open_embedded_engine(config: EngineConfig, *, catalog: Catalog) -> Eng
         broker=broker,
         activity=SQLiteRoomActivity(db, broker),
         catalogs=catalogs,
+        subscriptions=SQLiteSubscriptions(db),
+        presence=MemoryOverlayPresence(),
         items=SQLiteItems(db, policy=config.policy),
         check=check,
         stats=stats,

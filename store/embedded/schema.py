@@ -202,6 +202,50 @@ CATALOG_SCHEMA: Final[tuple[str, ...]] = (
     )""",
 )
 
+# Creators' event subscriptions: each with its queue of deliveries (in
+# ``position`` order, one per source event) and a lease, and the integration
+# apps that may manage a creator's subscriptions.
+SUBSCRIPTION_SCHEMA: Final[tuple[str, ...]] = (
+    """CREATE TABLE IF NOT EXISTS subscriptions (
+        id TEXT PRIMARY KEY,
+        owner_id TEXT NOT NULL,
+        room_id TEXT NOT NULL,
+        types TEXT NOT NULL,
+        callback TEXT NOT NULL,
+        secret TEXT NOT NULL,
+        status TEXT NOT NULL,
+        app_id TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        failing_since INTEGER,
+        next_attempt_at INTEGER NOT NULL,
+        last_error TEXT NOT NULL,
+        disabled_reason TEXT NOT NULL,
+        lease_owner TEXT NOT NULL,
+        lease_until INTEGER NOT NULL
+    ) WITHOUT ROWID""",
+    "CREATE INDEX IF NOT EXISTS subscriptions_owner ON subscriptions (owner_id, created_at)",
+    """CREATE TABLE IF NOT EXISTS subscription_queue (
+        position INTEGER PRIMARY KEY AUTOINCREMENT,
+        subscription_id TEXT NOT NULL,
+        message_id TEXT NOT NULL,
+        source TEXT NOT NULL,
+        type TEXT NOT NULL,
+        body TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        attempts INTEGER NOT NULL,
+        UNIQUE (subscription_id, source)
+    )""",
+    """CREATE INDEX IF NOT EXISTS subscription_queue_head
+        ON subscription_queue (subscription_id, position)""",
+    """CREATE TABLE IF NOT EXISTS subscription_apps (
+        client_id TEXT PRIMARY KEY,
+        owner_id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        secret_hash TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+    ) WITHOUT ROWID""",
+)
+
 # In-app items: what each user owns (one row per item, its expiry extended by
 # each purchase) and what they have equipped (one item per kind).
 ITEM_SCHEMA: Final[tuple[str, ...]] = (
@@ -252,6 +296,7 @@ SCHEMA: Final[tuple[str, ...]] = (
     *APPEND_ONLY_TRIGGERS,
     *ACCOUNT_SCHEMA,
     *CATALOG_SCHEMA,
+    *SUBSCRIPTION_SCHEMA,
     *ITEM_SCHEMA,
     *PAYOUT_SCHEMA,
 )

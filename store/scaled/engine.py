@@ -33,7 +33,9 @@ from store.scaled.ledger import PostgresLedger
 from store.scaled.outbox import drain_once, outbox_lag, run_ledger_worker
 from store.scaled.payout_accounts import RedisPayoutAccounts
 from store.scaled.postgres import create_pool, migrate
+from store.scaled.presence import RedisOverlayPresence
 from store.scaled.rooms import RedisRooms
+from store.scaled.subscriptions import PostgresSubscriptions
 from store.scaled.wallet import RedisWallet
 
 _CHECK = load_script("check")
@@ -123,6 +125,8 @@ async def open_scaled_engine(
             history_seconds=config.history_seconds,
         ),
         catalogs=catalogs,
+        subscriptions=PostgresSubscriptions(pool),
+        presence=RedisOverlayPresence(redis),
         items=RedisItems(batcher, policy=config.policy),
         check=check,
         stats=stats,

@@ -47,6 +47,7 @@ Room slot ``live:{r:<room>}:<suffix>``::
     th:<name>          string  throttle lease (expires)
     bans, mutes        hash    user -> "until|by|created at"
     cr:<user>          string  comments in the user's current window
+    ov                 hash    node -> overlays connected there (JSON, with expiry)
 
 Other slots::
 

@@ -17,6 +17,7 @@ from live.payments import PAYMENT_SUCCEEDED, sandbox_event, sign
 from loadtest.processes import free_port, live_command, live_env
 from store.domain.catalog import Catalog
 from store.domain.models import Profile
+from store.scaled.postgres import migrations
 from tests.live.launch import running
 from tests.live.server import SECRET, Api, Client, LiveServer
 from tests.services import Services
@@ -119,5 +120,5 @@ async def test_commands_log_json_too(services: Services, tmp_path: Path) -> None
     assert result.returncode == 0, result.stderr
     lines = [orjson.loads(line) for line in result.stderr.splitlines()]
     assert [(line["logger"], line["message"]) for line in lines] == [
-        ("store.scaled.postgres", "applied migration 001_ledger")
+        ("store.scaled.postgres", f"applied migration {name}") for name, _ in migrations()
     ]

@@ -30,6 +30,7 @@ from store.errors import (
     NotFound,
     PriceChanged,
     RateLimited,
+    StoreError,
 )
 from store.roles import Engine
 from tests.store.test_money_rules import (
@@ -154,7 +155,7 @@ async def test_item_refusals_come_in_order_and_change_nothing(open_engine: Opene
         before = await snapshot(engine, ALICE, TEEN)
         await engine.catalogs.create("item", HALO)
         await engine.catalogs.retire("item", "halo")
-        cases: list[tuple[Any, type[Exception], str]] = [
+        cases: list[tuple[Any, type[StoreError], str]] = [
             (buy(engine, "r1", "halo"), NotFound, "'halo' is not sold now"),
             (
                 buy(engine, "r2", shown_coins=98),

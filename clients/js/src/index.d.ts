@@ -1,11 +1,48 @@
 // Types of the live room client (index.js) and of the protocol's events
 // (docs/PROTOCOL.md). Fields the protocol adds later are allowed everywhere.
 
+/** An equipped badge: show `image` next to the name. */
+export interface Badge {
+  id: string;
+  name: string;
+  image: string;
+}
+
+/** An equipped name style: a colour (`#rrggbb`) and/or a chat bubble style name. */
+export interface NameStyle {
+  id: string;
+  color?: string;
+  bubble?: string;
+}
+
 export interface User {
   id: string;
   username: string;
   display_name: string;
   avatar: string;
+  /** The user's equipped badge, in gift, chat, like, join and entrance events and `welcome.you`. */
+  badge?: Badge;
+  /** The user's equipped name style, where `badge` travels. */
+  name_style?: NameStyle;
+}
+
+export type ItemKind = "badge" | "name_style" | "entrance_effect" | "creator_effect";
+
+/** An in-app item as `GET /v1/items` lists it. */
+export interface ItemInfo {
+  id: string;
+  kind: ItemKind | string;
+  name: string;
+  coins: number;
+  image: string;
+  /** Days one purchase lasts; null or absent: permanent. */
+  duration_days?: number | null;
+  /** The animation (an entrance effect always has one). */
+  asset?: { url: string; format: string };
+  color?: string;
+  bubble?: string;
+  /** Percent of the price the room's creator earns when bought while watching. */
+  creator_share?: number;
 }
 
 export interface RoomEventBase {
@@ -71,6 +108,13 @@ export interface JoinEvent extends RoomEventBase {
   type: "join";
   users?: User[];
   count?: number;
+}
+
+/** A viewer with an entrance effect equipped joined (fresh joins only): play `effect.asset`. */
+export interface EntranceEvent extends RoomEventBase {
+  type: "entrance";
+  user: User;
+  effect: ItemInfo;
 }
 
 export interface ViewersEvent extends RoomEventBase {
@@ -164,6 +208,7 @@ export interface RoomEvents {
   chat: ChatEvent;
   chat_deleted: ChatDeletedEvent;
   join: JoinEvent;
+  entrance: EntranceEvent;
   viewers: ViewersEvent;
   leaderboard: LeaderboardEvent;
   goal: GoalEvent;

@@ -1,7 +1,8 @@
 // What others see of a user's in-app items: the equipped badge and name style in
 // the `sender`/`user` profile of gift, chat, like and join events, and the
-// `entrance` event's effect. Self-contained (no other module of the pages), so
-// any page can use it: the watch page and the overlay do.
+// `entrance` event's effect. The watch page and the overlay use it.
+
+import { el } from "./common.js";
 
 const ENTRANCE_MS = 4_000;
 const COLOR = /^#[0-9a-fA-F]{6}$/;
@@ -12,21 +13,8 @@ const POSITIONS = new Set([
   "bottom-left", "bottom-center", "bottom-right",
 ]);
 
-/** A tiny element builder (attributes set as attributes, strings as text). */
-export function make(tag, attributes = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [name, value] of Object.entries(attributes)) {
-    if (value === undefined || value === null || value === false) continue;
-    if (name === "class") node.className = value;
-    else if (name === "dataset") Object.assign(node.dataset, value);
-    else node.setAttribute(name, value === true ? "" : String(value));
-  }
-  for (const child of children) {
-    if (child === null || child === undefined || child === false) continue;
-    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
-  }
-  return node;
-}
+/** The pages' element builder (common.js), under the name the item scripts use. */
+export const make = el;
 
 /** The user's badge as an image (null when none is equipped). */
 export function badgeIcon(user) {

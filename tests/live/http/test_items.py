@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.live.launch import on_engine, welcomed
 from tests.live.server import Api, Client, LiveServer
@@ -102,6 +103,25 @@ async def test_shop_buy_once_equip_and_history(server: LiveServer, alice: Api) -
     assert item_tx["item"]["id"] == "badge_star" and item_tx["item"]["expires_at"] is not None
     assert history["item_expiries"] == []
     assert (await server.audit())["ok"]
+
+    # counted like gifts: by outcome, refusals by code (the HTTP layer's own 400s aside)
+    page = {
+        sample.name + "".join(f"{{{k}={v!r}}}" for k, v in sample.labels.items()): sample.value
+        for family in text_string_to_metric_families((await alice.get("/metrics")).text)
+        for sample in family.samples
+        if sample.name.startswith(("live_item_purchases_total", "live_item_errors_total"))
+        or sample.name == "live_item_coins_total"
+    }
+    assert page == {
+        "live_item_purchases_total{outcome='committed'}": 1,
+        "live_item_purchases_total{outcome='replayed'}": 1,
+        "live_item_purchases_total{outcome='refused'}": 5,
+        "live_item_coins_total": 99,
+        "live_item_errors_total{code='conflict'}": 1,
+        "live_item_errors_total{code='price_changed'}": 1,
+        "live_item_errors_total{code='not_found'}": 2,
+        "live_item_errors_total{code='forbidden'}": 1,
+    }
 
 
 async def test_admins_manage_items(server: LiveServer) -> None:

@@ -283,6 +283,11 @@ async def test_chargeback_locks_the_account_and_claws_back(
         owed = await alice.buy("us_70", key="b2")
         assert owed.status_code == 201, owed.text
         assert (owed.json()["debt_paid"], owed.json()["balance"]) == (70, {"coins": 0})
+        # still locked by the rest: an item is refused exactly like the gift
+        still = await ws.command({"type": "send_gift", "id": "g3", "gift": "rose"})
+        item = await alice.post("/v1/me/items", {"item": "badge_star", "room": "carol"}, key="i1")
+        assert item.status_code == 403, item.text
+        assert item.json()["error"] == {"code": still["code"], "message": still["message"]}
 
     history = (await alice.get("/v1/me/transactions")).json()["transactions"]
     assert [(t["kind"], t["coins"], t["debt"]) for t in history] == [
@@ -303,7 +308,11 @@ async def test_chargeback_locks_the_account_and_claws_back(
     )
     assert settle.status_code == 201 and settle.json()["coins"] == 80
     assert (await alice.get("/v1/me/wallet")).json()["locked"] is False
-    assert (await alice.buy("us_70", key="b3")).status_code == 201
+    unlocked = await alice.buy("us_350", key="b3")
+    assert unlocked.status_code == 201
+    item = await alice.post("/v1/me/items", {"item": "badge_star"}, key="i1")
+    assert item.status_code == 201, item.text  # the refused key was not burnt
+    assert item.json()["balance"]["coins"] == unlocked.json()["balance"]["coins"] - 99
     missing = await admin.post("/v1/admin/refunds", {"payment_id": "nope"})
     assert missing.status_code == 404
     await assert_audit(server)

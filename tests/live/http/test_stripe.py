@@ -300,6 +300,7 @@ async def test_refunds_disputes_and_paying_off_the_debt_by_card(
     wallet = (await alice.get("/v1/me/wallet")).json()
     assert (wallet["coins"], wallet["debt"], wallet["locked"]) == (0, 150, True)
     assert (await carol.get("/v1/me/wallet")).json()["diamonds"] == 0
+    await assert_locked(alice, owing=150)
 
     # locked, alice may still buy: the coins pay the debt first, then unlock her
     owed = await start(alice, "us_70", key="b3")
@@ -307,6 +308,7 @@ async def test_refunds_disputes_and_paying_off_the_debt_by_card(
     partly = await deliver(stripe, succeeded(intents.created[owed.json()["payment_id"]]))
     assert (partly.json()["purchase"]["debt_paid"], partly.json()["purchase"]["coins"]) == (70, 70)
     assert (await alice.get("/v1/me/wallet")).json()["locked"] is True
+    await assert_locked(alice, owing=80)
     rest = (await start(alice, "us_350", key="b4")).json()["payment_id"]
     paid = (await deliver(stripe, succeeded(intents.created[rest]))).json()["purchase"]
     assert (paid["debt_paid"], paid["balance"]) == (80, {"coins": 270})
@@ -318,7 +320,25 @@ async def test_refunds_disputes_and_paying_off_the_debt_by_card(
         ("purchase", 0, -70, 70),
         ("chargeback", -50, 150, None),
     ]
+    # unlocked: the coins left buy an item in carol's room, her share included
+    item = await alice.post("/v1/me/items", {"item": "badge_star", "room": "carol"}, key="i9")
+    assert item.status_code == 201, item.text
+    assert (item.json()["coins"], item.json()["balance"]) == (99, {"coins": 171})
     await assert_audit(server)
+
+
+async def assert_locked(alice: Api, *, owing: int) -> None:
+    """While the debt is owed, an item purchase is refused exactly like a gift
+    and charges nothing."""
+    coins = await alice.balance()
+    gift = await alice.post("/v1/rooms/carol/gifts", {"gift": "confetti"}, key=f"lg{owing}")
+    item = await alice.post("/v1/me/items", {"item": "badge_star"}, key=f"li{owing}")
+    assert (gift.status_code, item.status_code) == (403, 403), item.text
+    assert item.json()["error"] == gift.json()["error"]
+    assert item.json()["error"]["message"] == (
+        f"your account is locked until its chargeback debt of {owing} coins is settled"
+    )
+    assert await alice.balance() == coins
 
 
 async def test_forged_stale_replayed_and_mismatched_events_credit_nothing(
