@@ -7,8 +7,9 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import re
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Final
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -16,6 +17,8 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import WebSocketRoute
+from starlette.types import Receive, Scope, Send
+from starlette.websockets import WebSocket
 
 from live.actions.node import Actions
 from live.errors import error_response
@@ -76,6 +79,32 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return error_response(code, str(detail), status=status)
 
 
+LIVE_ROUTE: Final = "/v1/rooms/{room_id}/live"
+_LIVE_PATH: Final = re.compile(r"/v1/rooms/([^/]+)/live")
+"""``LIVE_ROUTE`` as Starlette matches it (a path parameter is one segment)."""
+
+
+class LiveApp(Starlette):
+    """The app, with the WebSocket endpoint taken off the general stack.
+
+    Every viewer's handshake went through the middleware (which only looks at
+    HTTP requests), the exception layers and the router's list of routes before
+    reaching ``live_endpoint``: a tenth of the loop while a crowd arrives. A
+    WebSocket scope for ``LIVE_ROUTE`` now goes straight to it, with the same
+    scope (``app``, ``path_params``) the route would have given; anything else,
+    including a WebSocket to another path, takes the usual way."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket" and not scope.get("root_path"):
+            match = _LIVE_PATH.fullmatch(scope["path"])
+            if match is not None:
+                scope["app"] = self
+                scope["path_params"] = {"room_id": match[1]}
+                await live_endpoint(WebSocket(scope, receive, send))
+                return
+        await super().__call__(scope, receive, send)
+
+
 def create_app(settings: Settings) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
@@ -121,10 +150,10 @@ def create_app(settings: Settings) -> Starlette:
             lag_sampler.cancel()
             metrics.close()
 
-    return Starlette(
+    return LiveApp(
         routes=[
             *api_routes,
-            WebSocketRoute("/v1/rooms/{room_id}/live", live_endpoint),
+            WebSocketRoute(LIVE_ROUTE, live_endpoint),
             *pages.routes,
         ],
         lifespan=lifespan,

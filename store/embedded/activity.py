@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,10 +31,8 @@ from store.domain.models import (
 from store.embedded.broker import MemoryBroker
 from store.embedded.database import SQLiteDatabase
 from store.embedded.room_totals import ALL_TIME
-from store.embedded.rooms import load_room
+from store.embedded.rooms import cached_room, load_room
 from store.ids import new_id, new_secret, now_ms
-
-MAX_GOALLESS = 100_000
 
 
 def _monotonic_ms() -> float:
@@ -82,10 +80,6 @@ class SQLiteRoomActivity:
         self._peaks: dict[tuple[str, int], int] = {}
         self._leases: dict[tuple[str, str], float] = {}
         self._chat_windows: dict[tuple[str, str], tuple[int, float]] = {}
-        self._goalless: set[str] = set()
-        """Rooms read without a goal since the last ``set_goal`` here (the only way a
-        goal appears): their leaderboard announcements skip the goal's read."""
-        self._goals_set = 0
 
     # -- combos --------------------------------------------------------------------------
     async def publish_gift(self, room_id: str, hit: ComboHit, *, window_ms: int) -> int:
@@ -205,7 +199,7 @@ class SQLiteRoomActivity:
         else:
             nodes.pop(node, None)
         total = self._total(room_id, now)
-        room = await self._db.read(lambda conn: load_room(conn, room_id))
+        room = await cached_room(self._db, room_id)
         if room is not None and room.live:
             key = (room_id, room.stream_id)
             peak = self._peaks.get(key)
@@ -253,32 +247,34 @@ class SQLiteRoomActivity:
     async def set_goal(self, room_id: str, *, target: int, title: str) -> Goal:
         goal_id = new_id("goal")
         set_at = now_ms()
-        try:
-            return await self._db.write(
-                lambda conn: _set_goal(conn, room_id, goal_id, target, title, set_at)
-            )
-        finally:
-            # after the commit: a read that began before it may not remember "none"
-            self._goals_set += 1
-            self._goalless.discard(room_id)
+        boards = self._db.boards
+        return await self._db.write(
+            lambda conn: _set_goal(conn, room_id, goal_id, target, title, set_at),
+            committed=lambda goal: boards.goal_changed(room_id, goal),
+        )
 
     async def goal(self, room_id: str) -> Goal | None:
-        if room_id in self._goalless:
-            return None
-        goals_set = self._goals_set
-        goal = await self._db.read(lambda conn: _goal(conn, room_id))
-        if goal is None and goals_set == self._goals_set:
-            if len(self._goalless) >= MAX_GOALLESS:
-                self._goalless.clear()  # a cache: what is missing is read again
-            self._goalless.add(room_id)
-        return goal
+        """From memory once read (``store.embedded.boards``): gifts move it there."""
+        db = self._db
+        return await db.boards.goal(room_id, lambda: db.read(lambda conn: _goal(conn, room_id)))
 
     async def claim_goal(self, room_id: str, goal_id: str) -> Goal | None:
-        return await self._db.write(lambda conn: _claim_goal(conn, room_id, goal_id))
+        boards = self._db.boards
+
+        def claimed(goal: Goal | None) -> None:
+            if goal is not None:
+                boards.goal_changed(room_id, goal)
+
+        return await self._db.write(
+            lambda conn: _claim_goal(conn, room_id, goal_id), committed=claimed
+        )
 
     # -- moderation ----------------------------------------------------------------------
     async def restrict(self, room_id: str, restriction: Restriction) -> None:
-        await self._db.write(lambda conn: _restrict(conn, room_id, restriction))
+        await self._db.write(
+            lambda conn: _restrict(conn, room_id, restriction),
+            committed=lambda _: self._db.restrictions.changed(room_id),
+        )
 
     async def lift(self, room_id: str, user_id: str, kind: str) -> bool:
         def op(conn: sqlite3.Connection) -> bool:
@@ -288,20 +284,34 @@ class SQLiteRoomActivity:
             )
             return cursor.rowcount > 0
 
-        return await self._db.write(op)
+        return await self._db.write(op, committed=lambda _: self._db.restrictions.changed(room_id))
 
     async def restrictions(self, room_id: str) -> list[Restriction]:
+        return await self._restrictions_of(room_id, None)
+
+    async def _restrictions_of(self, room_id: str, user_id: str | None) -> list[Restriction]:
+        """The room's bans and mutes in force now (of ``user_id`` only, when given):
+        the room's rows are read once until this process changes them."""
+        db = self._db
+
+        def read() -> Awaitable[list[Restriction]]:
+            at = now_ms()
+            return db.read(lambda conn: _restrictions(conn, room_id, None, at))
+
+        found = await db.restrictions.get(room_id, read)
         now = now_ms()
-        return await self._db.read(lambda conn: _restrictions(conn, room_id, None, now))
+        return [
+            r
+            for r in found
+            if (r.until is None or r.until > now) and (user_id is None or r.user_id == user_id)
+        ]
 
     async def is_banned(self, room_id: str, user_id: str) -> bool:
-        now = now_ms()
-        found = await self._db.read(lambda conn: _restrictions(conn, room_id, user_id, now))
+        found = await self._restrictions_of(room_id, user_id)
         return any(r.kind == "ban" for r in found)
 
     async def check_chat(self, room_id: str, user_id: str, *, limit: int, window_ms: int) -> None:
-        now = now_ms()
-        found = await self._db.read(lambda conn: _restrictions(conn, room_id, user_id, now))
+        found = await self._restrictions_of(room_id, user_id)
         kinds = {r.kind for r in found}
         if "ban" in kinds:
             raise refusals.BANNED()
@@ -329,7 +339,7 @@ class SQLiteRoomActivity:
                 raise refusals.ROOM_NOT_FOUND()
             return key
 
-        return await self._db.write(op)
+        return await self._db.write(op, committed=lambda _: self._db.rooms.changed(room_id))
 
     async def stream_stats(self, room_id: str, stream_id: int) -> StreamStats:
         return await self._db.read(lambda conn: _stream_stats(conn, room_id, stream_id))

@@ -43,6 +43,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
+from store.domain.models import Restriction, Room
+from store.embedded.boards import RoomBoards, Rows
 from store.embedded.schema import migrate
 from store.errors import Unavailable
 
@@ -85,17 +87,25 @@ class _Op:
     fn: Op
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[Any]
+    committed: Callable[[Any], None] | None = None
 
 
-Outcome = tuple[asyncio.Future[Any], bool, Any]
-"""A caller's future, whether its operation succeeded, and its result or error."""
+Outcome = tuple[asyncio.Future[Any], bool, Any, Callable[[Any], None] | None]
+"""A caller's future, whether its operation succeeded, its result or error, and
+what to do on the loop with a committed result before the caller sees it."""
 
 _STOP: Final = object()
 
 
 def _resolve(outcomes: list[Outcome]) -> None:
-    """Runs on the callers' loop: hand each caller its result or error."""
-    for future, ok, value in outcomes:
+    """Runs on the callers' loop: apply each committed result to the in-memory
+    state that follows the file, then hand each caller its result or error."""
+    for future, ok, value, committed in outcomes:
+        if ok and committed is not None:
+            try:  # even if the caller gave up: the op happened
+                committed(value)
+            except Exception:
+                log.exception("applying a committed sqlite operation failed")
         if future.done():  # the caller gave up (cancelled); the op still happened
             continue
         if ok:
@@ -163,6 +173,14 @@ class SQLiteDatabase:
         """(room, stream) -> (gifts, coins, diamonds) as of the latest gift committed
         through this process (the only writer of the file): the room events' stream
         totals without a read per gift. See ``note_gift_totals``."""
+        self.boards = RoomBoards()
+        """The rooms' leaderboards and goals, followed from the commits."""
+        self.rooms: Rows[str, Room | None] = Rows()
+        """Room rows as read, until this process changes them (every handshake reads one)."""
+        self.restrictions: Rows[str, list[Restriction]] = Rows()
+        """Each room's bans and mutes as read (unexpired then), until changed here."""
+        self.inventories: Rows[str, tuple[list[Any], dict[str, str]]] = Rows(size=50_000)
+        """Each user's item rows and equipped items as read, until changed here."""
 
     @classmethod
     async def open(cls, path: Path, **options: Any) -> SQLiteDatabase:
@@ -193,16 +211,25 @@ class SQLiteDatabase:
         """Operations waiting for the writer (approximate)."""
         return self._queue.qsize()
 
-    async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    async def write(
+        self,
+        fn: Callable[[sqlite3.Connection], T],
+        *,
+        committed: Callable[[T], None] | None = None,
+    ) -> T:
         """Run ``fn`` in the writer thread inside one group commit; return its result
         once it is durable. If ``fn`` raises, its changes are rolled back and the
-        error is raised here; the rest of the batch is unaffected."""
+        error is raised here; the rest of the batch is unaffected.
+
+        ``committed`` runs on the loop with the result once it is durable, in commit
+        order and even if the caller was cancelled meanwhile: how in-memory state
+        that follows the file (``boards``, ``gift_totals``) stays equal to it."""
         self._check_open()
         async with self._slots:
             self._check_open()
             loop = asyncio.get_running_loop()
             future: asyncio.Future[T] = loop.create_future()
-            self._queue.put(_Op(fn, loop, future))
+            self._queue.put(_Op(fn, loop, future, committed))
             return await future
 
     async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
@@ -262,7 +289,7 @@ class SQLiteDatabase:
                     if conn is not None and conn.in_transaction:
                         with contextlib.suppress(sqlite3.Error):
                             conn.rollback()
-                _hand_over(item.loop, [(item.future, ok, value)])
+                _hand_over(item.loop, [(item.future, ok, value, None)])
         finally:
             if conn is not None:
                 conn.close()
@@ -389,7 +416,7 @@ class SQLiteDatabase:
         """One wake-up per loop per batch, not one per operation."""
         by_loop: dict[asyncio.AbstractEventLoop, list[Outcome]] = {}
         for op, (ok, value) in zip(batch, outcomes, strict=True):
-            by_loop.setdefault(op.loop, []).append((op.future, ok, value))
+            by_loop.setdefault(op.loop, []).append((op.future, ok, value, op.committed))
         for loop, items in by_loop.items():
             _hand_over(loop, items)
 

@@ -13,8 +13,9 @@ key. A refused gift stores nothing, so its key may be retried.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 import orjson
 
@@ -24,7 +25,7 @@ from store.domain.models import GiftReceipt, GiftRequest, coins_account
 from store.domain.postings import gift_postings, split_gift
 from store.domain.rules import TOKEN, check_caps, local_periods, refill, wait_ms
 from store.embedded.journal import IdempotencyKey, dumps, journal, receipt_body
-from store.embedded.room_totals import record_gift
+from store.embedded.room_totals import GiftTotals, record_gift
 from store.errors import StoreError
 from store.ids import new_id, now_ms
 
@@ -69,11 +70,15 @@ def plan_gift(request: GiftRequest, *, share_percent: int, policy: MoneyPolicy) 
 # The sender's account
 # --------------------------------------------------------------------------- #
 
-_GIFT_RULES: Final = (
-    "SELECT a.daily_cap, a.monthly_cap, a.tz, a.gifting_off, a.day, a.day_spent, "
+_RULES_COLUMNS: Final = (
+    "a.daily_cap, a.monthly_cap, a.tz, a.gifting_off, a.day, a.day_spent, "
     "a.month, a.month_spent, a.gift_tokens, a.gift_at, "
-    "(SELECT amount FROM balances WHERE account = :debt AND asset = 'coin') "
-    "FROM (SELECT 1) AS one LEFT JOIN accounts AS a ON a.user_id = :user"
+    "(SELECT amount FROM balances WHERE account = :debt AND asset = 'coin')"
+)
+"""The sender's account as the spending rules read it (``spending_rules``)."""
+
+_GIFT_RULES: Final = (
+    f"SELECT {_RULES_COLUMNS} FROM (SELECT 1) AS one LEFT JOIN accounts AS a ON a.user_id = :user"
 )
 
 
@@ -114,6 +119,19 @@ def check_gift_rules(
     """Checks (7) to (11) of a gift (see ``store.roles.Wallet.send_gift``): locked,
     gifting off, rate limit, daily cap, monthly cap. Reads only. An item purchase
     runs the same checks (``refusing`` in its words)."""
+    row = conn.execute(_GIFT_RULES, {"debt": debt_account(sender_id), "user": sender_id}).fetchone()
+    return spending_rules(row, total=total, now=now, policy=policy, refusing=refusing)
+
+
+def spending_rules(
+    row: Sequence[Any],
+    *,
+    total: int,
+    now: int,
+    policy: MoneyPolicy,
+    refusing: SpendRefusals = GIFT_REFUSALS,
+) -> GiftRules:
+    """``check_gift_rules`` on the account's row (``_RULES_COLUMNS``) read already."""
     (
         daily_cap,
         monthly_cap,
@@ -126,7 +144,7 @@ def check_gift_rules(
         tokens,
         at,
         debt,
-    ) = conn.execute(_GIFT_RULES, {"debt": debt_account(sender_id), "user": sender_id}).fetchone()
+    ) = row
     if debt is not None and debt < 0:
         raise refusals.LOCKED(-debt)
     if gifting_off:
@@ -232,29 +250,35 @@ def record_earnings(
 _GIFT_CONTEXT: Final = (
     "SELECT i.fingerprint, i.result, json_extract(r.creator, '$.id'), r.creator_adult, "
     "r.live, r.stream_id, "
-    "(SELECT amount FROM balances WHERE account = :account AND asset = 'coin') "
+    "(SELECT amount FROM balances WHERE account = :account AND asset = 'coin'), "
+    f"{_RULES_COLUMNS} "
     "FROM (SELECT 1) AS one "
     "LEFT JOIN idempotency AS i ON i.scope = :scope AND i.key = :key "
-    "LEFT JOIN rooms AS r ON r.id = :room"
+    "LEFT JOIN rooms AS r ON r.id = :room "
+    "LEFT JOIN accounts AS a ON a.user_id = :user"
 )
-"""Everything a gift checks, in one statement (one round trip instead of three)."""
+"""Everything a gift checks, in one statement (one round trip instead of four)."""
+
+_CONTEXT_COLUMNS: Final = 7
+"""``_GIFT_CONTEXT``'s columns before the sender's account (``_RULES_COLUMNS``)."""
 
 
-def send_gift(
-    conn: sqlite3.Connection, plan: GiftPlan
-) -> tuple[GiftReceipt, tuple[int, int, int] | None]:
-    """The gift's receipt, and its stream's gift totals with it (None for a replay)."""
+def send_gift(conn: sqlite3.Connection, plan: GiftPlan) -> tuple[GiftReceipt, GiftTotals | None]:
+    """The gift's receipt, and what it changed in its room's totals (None for a replay)."""
     request = plan.request
     sender = request.sender
-    seen, stored, creator_id, creator_adult, live, stream_id, coins = conn.execute(
+    row = conn.execute(
         _GIFT_CONTEXT,
         {
             "account": coins_account(sender.id),
             "scope": plan.key.scope,
             "key": plan.key.key,
             "room": request.room_id,
+            "debt": debt_account(sender.id),
+            "user": sender.id,
         },
     ).fetchone()
+    seen, stored, creator_id, creator_adult, live, stream_id, coins = row[:_CONTEXT_COLUMNS]
     if seen is not None:
         if seen != plan.key.fingerprint:
             raise refusals.KEY_REUSED()
@@ -271,8 +295,8 @@ def send_gift(
         raise refusals.SELF_GIFT()
     if not creator_adult:
         raise refusals.MINOR_CREATOR()
-    rules = check_gift_rules(
-        conn, sender_id=sender.id, total=plan.total, now=plan.created_at, policy=plan.policy
+    rules = spending_rules(
+        row[_CONTEXT_COLUMNS:], total=plan.total, now=plan.created_at, policy=plan.policy
     )
     total = plan.total
     coins = coins or 0

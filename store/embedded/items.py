@@ -11,6 +11,7 @@ transaction; the receipt is stored under the idempotency key (scope
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from typing import Final
 
 import orjson
@@ -191,11 +192,24 @@ class SQLiteItems:
 
     async def buy(self, request: ItemRequest) -> ItemReceipt:
         tx, now, policy = new_id("tx"), _clock(request.now), self._policy
-        return await self._db.write(lambda conn: buy(conn, request, tx, now, policy))
+        return await self._db.write(
+            lambda conn: buy(conn, request, tx, now, policy),
+            committed=self._changed(request.buyer.id),
+        )
 
     async def inventory(self, user_id: str, *, now: int | None = None) -> list[Owned]:
+        """From the user's rows as read once until this process changes them (every
+        gift and join shows the sender's look); expiry is applied on each call."""
         at = _clock(now)
-        return await self._db.read(lambda conn: inventory(conn, user_id, at))
+        db = self._db
+        rows, equipped = await db.inventories.get(
+            user_id, lambda: db.read(lambda conn: (_rows(conn, user_id), _equipped(conn, user_id)))
+        )
+        return owned_from(rows, equipped, now=at)
+
+    def _changed(self, user_id: str) -> Callable[[object], None]:
+        """After a commit that changed the user's items: read them again."""
+        return lambda _: self._db.inventories.changed(user_id)
 
     async def expired(self, user_id: str, *, now: int | None = None) -> list[Owned]:
         at = _clock(now)
@@ -203,11 +217,15 @@ class SQLiteItems:
 
     async def equip(self, user_id: str, item_id: str, *, now: int | None = None) -> list[Owned]:
         at = _clock(now)
-        return await self._db.write(lambda conn: equip(conn, user_id, item_id, at))
+        return await self._db.write(
+            lambda conn: equip(conn, user_id, item_id, at), committed=self._changed(user_id)
+        )
 
     async def unequip(self, user_id: str, kind: str, *, now: int | None = None) -> list[Owned]:
         at = _clock(now)
-        return await self._db.write(lambda conn: unequip(conn, user_id, kind, at))
+        return await self._db.write(
+            lambda conn: unequip(conn, user_id, kind, at), committed=self._changed(user_id)
+        )
 
 
 def _clock(now: int | None) -> int:

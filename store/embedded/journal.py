@@ -154,6 +154,8 @@ def journal(
         "INSERT INTO transactions (id, kind, created_at, meta) VALUES (?, ?, ?, ?)",
         (tx_id, kind, created_at, dumps(meta)),
     )
+    # executemany, not one multi-row INSERT: SQLite runs a multi-row VALUES as
+    # a co-routine, which measured slower here for these three-row statements
     conn.executemany(
         "INSERT INTO postings (tx_id, n, account, asset, amount) VALUES (?, ?, ?, ?, ?)",
         [(tx_id, n, p.account, p.asset, p.amount) for n, p in enumerate(postings)],

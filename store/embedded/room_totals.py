@@ -10,7 +10,7 @@ is written by ``store.embedded.activity``.
 from __future__ import annotations
 
 import sqlite3
-from typing import Final
+from typing import Final, NamedTuple
 
 from store.domain.models import GiftReceipt, utc_day
 
@@ -18,20 +18,38 @@ ALL_TIME: Final = "all"
 """``creator_supporters.period`` of the all-time tally; days are ``YYYY-MM-DD``."""
 
 
+class GiftTotals(NamedTuple):
+    """A room's totals with a gift, as its own statements returned them."""
+
+    gifts: int
+    coins: int
+    diamonds: int
+    """The stream's gift totals."""
+    gifter_coins: int
+    """The sender's total in the stream (the leaderboard's figure)."""
+    goal_id: str | None
+    goal_progress: int
+    """The room's goal of this stream and its progress (``None``, 0: no goal)."""
+
+    @property
+    def stream(self) -> tuple[int, int, int]:
+        return self.gifts, self.coins, self.diamonds
+
+
 def record_gift(
     conn: sqlite3.Connection, receipt: GiftReceipt, *, sender_id: str, sender_json: str
-) -> tuple[int, int, int]:
+) -> GiftTotals:
     """A committed gift's room totals: the stream's leaderboard and totals, the
     goal's, the creator's supporters (today's and all-time). Only writes: nothing
-    here can refuse a gift. Returns the stream's gift totals with this gift:
-    (gifts, coins, diamonds)."""
+    here can refuse a gift. Returns them as they are with this gift (each upsert
+    returns its row: no read after)."""
     room_id, stream_id, coins = receipt.room_id, receipt.stream_id, receipt.coins
-    conn.execute(
+    (gifter_coins,) = conn.execute(
         "INSERT INTO room_gifters (room_id, stream_id, user_id, user, coins) "
         "VALUES (?, ?, ?, ?, ?) ON CONFLICT (room_id, stream_id, user_id) "
-        "DO UPDATE SET coins = coins + excluded.coins, user = excluded.user",
+        "DO UPDATE SET coins = coins + excluded.coins, user = excluded.user RETURNING coins",
         (room_id, stream_id, sender_id, sender_json, coins),
-    )
+    ).fetchone()
     gifts, stream_coins, stream_diamonds = conn.execute(
         "INSERT INTO stream_stats (room_id, stream_id, gifts, coins, diamonds) "
         "VALUES (?, ?, ?, ?, ?) ON CONFLICT (room_id, stream_id) DO UPDATE SET "
@@ -39,10 +57,11 @@ def record_gift(
         "diamonds = diamonds + excluded.diamonds RETURNING gifts, coins, diamonds",
         (room_id, stream_id, receipt.count, coins, receipt.diamonds),
     ).fetchone()
-    conn.execute(
-        "UPDATE room_goals SET progress = progress + ? WHERE room_id = ? AND stream_id = ?",
+    goal = conn.execute(
+        "UPDATE room_goals SET progress = progress + ? WHERE room_id = ? AND stream_id = ? "
+        "RETURNING goal_id, progress",
         (receipt.diamonds, room_id, stream_id),
-    )
+    ).fetchone()
     creator_id = receipt.creator_id
     conn.execute(
         "INSERT INTO creator_supporters (creator_id, period, user_id, user, coins) "
@@ -53,4 +72,11 @@ def record_gift(
             *(creator_id, utc_day(receipt.created_at), sender_id, sender_json, coins),
         ),
     )
-    return int(gifts), int(stream_coins), int(stream_diamonds)
+    return GiftTotals(
+        int(gifts),
+        int(stream_coins),
+        int(stream_diamonds),
+        int(gifter_coins),
+        None if goal is None else goal[0],
+        0 if goal is None else int(goal[1]),
+    )

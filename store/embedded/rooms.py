@@ -14,6 +14,7 @@ import orjson
 
 from store.domain import refusals
 from store.domain.models import LeaderEntry, Profile, Room
+from store.embedded.boards import TOP
 from store.embedded.database import SQLiteDatabase
 from store.embedded.journal import dumps
 from store.errors import StoreError
@@ -43,15 +44,30 @@ def load_room(conn: sqlite3.Connection, room_id: str) -> Room | None:
     return None if row is None else _room_from_row(row)
 
 
-def leaderboard(conn: sqlite3.Connection, room_id: str, limit: int) -> list[LeaderEntry]:
-    """The current stream's gifters, coins descending, ties by user id."""
-    rows = conn.execute(
-        "SELECT g.user, g.coins FROM room_gifters AS g "
-        "JOIN rooms AS r ON r.id = g.room_id AND r.stream_id = g.stream_id "
-        "WHERE g.room_id = ? ORDER BY g.coins DESC, g.user_id ASC LIMIT ?",
-        (room_id, limit),
-    ).fetchall()
-    return [LeaderEntry(user=orjson.loads(user), coins=coins) for user, coins in rows]
+def stream_leaders(
+    conn: sqlite3.Connection, room_id: str, limit: int = TOP
+) -> tuple[int | None, list[tuple[str, dict[str, str], int]]]:
+    """The room's current stream (``None``: no such room) and its top ``limit``
+    gifters as (user id, user, coins), coins descending, ties by user id; both
+    from one snapshot (``store.embedded.boards`` follows them from there)."""
+    conn.execute("BEGIN")
+    try:
+        room = conn.execute("SELECT stream_id FROM rooms WHERE id = ?", (room_id,)).fetchone()
+        if room is None:
+            return None, []
+        rows = conn.execute(
+            "SELECT user_id, user, coins FROM room_gifters WHERE room_id = ? AND stream_id = ? "
+            "ORDER BY coins DESC, user_id ASC LIMIT ?",
+            (room_id, room[0], limit),
+        ).fetchall()
+    finally:
+        conn.execute("COMMIT")
+    return room[0], [(user_id, orjson.loads(user), coins) for user_id, user, coins in rows]
+
+
+async def cached_room(db: SQLiteDatabase, room_id: str) -> Room | None:
+    """The room row, read once until this process changes it (``SQLiteDatabase.rooms``)."""
+    return await db.rooms.get(room_id, lambda: db.read(lambda conn: load_room(conn, room_id)))
 
 
 class SQLiteRooms:
@@ -64,20 +80,30 @@ class SQLiteRooms:
         """New room: stream 1 with a fresh overlay key. Same creator, ended: the next
         stream (title and creator profile refreshed). Same creator, live: only the
         title changes. Another creator's room: ``Conflict``."""
-        return await self._db.write(lambda conn: _go_live(conn, room_id, creator, title))
+        return await self._db.write(
+            lambda conn: _go_live(conn, room_id, creator, title), committed=self._changed
+        )
 
     async def end(self, room_id: str, *, by: Profile) -> Room:
         """``NotFound``; ``Forbidden`` unless ``by`` is the creator or an admin; an
         ended room is returned unchanged."""
-        return await self._db.write(lambda conn: _end(conn, room_id, by))
+        return await self._db.write(lambda conn: _end(conn, room_id, by), committed=self._changed)
+
+    def _changed(self, room: Room) -> None:
+        """A room's stream began or ended: its leaderboard and goal are read again."""
+        self._db.rooms.changed(room.id, room)
+        self._db.boards.forget(room.id)
 
     async def get(self, room_id: str) -> Room | None:
-        return await self._db.read(lambda conn: load_room(conn, room_id))
+        return await cached_room(self._db, room_id)
 
     async def leaderboard(self, room_id: str, *, limit: int = 10) -> list[LeaderEntry]:
         """The current stream's gifters, coins descending, ties by user id; ``[]`` for
         an unknown room."""
-        return await self._db.read(lambda conn: leaderboard(conn, room_id, limit))
+        db = self._db
+        return await db.boards.leaderboard(
+            room_id, limit, lambda count: db.read(lambda conn: stream_leaders(conn, room_id, count))
+        )
 
 
 def _go_live(conn: sqlite3.Connection, room_id: str, creator: Profile, title: str) -> Room:

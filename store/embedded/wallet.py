@@ -19,8 +19,10 @@ from store.domain import accounts as money
 from store.domain import models
 from store.domain.rules import hash_pin, pin_salt
 from store.embedded import accounts, gifts, purchases, refunds, withdrawals
+from store.embedded.boards import GiftMark
 from store.embedded.database import SQLiteDatabase
 from store.embedded.journal import balance_of
+from store.embedded.room_totals import GiftTotals
 from store.ids import new_id, now_ms
 
 
@@ -53,9 +55,28 @@ class SQLiteWallet:
 
     async def send_gift(self, request: models.GiftRequest) -> models.GiftReceipt:
         plan = gifts.plan_gift(request, share_percent=self._share, policy=self._policy)
-        receipt, totals = await self._db.write(lambda conn: gifts.send_gift(conn, plan))
-        if totals is not None:
-            self._db.note_gift_totals(receipt.room_id, receipt.stream_id, totals)
+        db = self._db
+        sender = request.sender
+
+        def committed(result: tuple[models.GiftReceipt, GiftTotals | None]) -> None:
+            receipt, totals = result
+            if totals is None:
+                return  # a replay changed nothing
+            room_id, stream_id = receipt.room_id, receipt.stream_id
+            db.note_gift_totals(room_id, stream_id, totals.stream)
+            db.boards.gift(
+                GiftMark(
+                    room_id=room_id,
+                    stream_id=stream_id,
+                    user_id=sender.id,
+                    user=sender.public(),
+                    coins=totals.gifter_coins,
+                    goal_id=totals.goal_id,
+                    goal_progress=totals.goal_progress,
+                )
+            )
+
+        receipt, _ = await db.write(lambda conn: gifts.send_gift(conn, plan), committed=committed)
         return receipt
 
     async def balance(self, user_id: str) -> models.Balance:
