@@ -101,6 +101,7 @@ class Rooms:
             "leaderboard": [entry.public() for entry in top],
             "goal": goal.public() if goal is not None else None,
             "summary": await self.summary(room),
+            "stream_effect": await self.looks.stream_effect(room) if self.looks else None,
         }
 
     async def summary(self, room: Room) -> dict[str, Any]:
