@@ -226,7 +226,8 @@ class Items:
                 rooms.append(room)
         if not rooms:
             return
-        effect = await self.looks.stream_effect(rooms[0])
+        equipped_effect = (await self.looks.look(user.id)).creator_effect
+        effect = equipped_effect.effect() if equipped_effect is not None else None
         for room in rooms:
             await self.engine.broker.publish(room.id, [ev.stream_effect(effect=effect)])
         equipped = next((o for o in owned if o.kind == CREATOR_EFFECT and o.equipped), None)
@@ -243,7 +244,7 @@ class Items:
         room = await self.engine.rooms.get(room_id)
         if room is None or not room.live or room.creator_id != user_id:
             return False
-        if await self.looks.stream_effect(room) is not None:
+        if (await self.looks.look(user_id)).creator_effect is not None:
             return False
         await self.engine.broker.publish(room_id, [ev.stream_effect(effect=None)])
         return True

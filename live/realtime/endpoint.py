@@ -164,7 +164,7 @@ async def live_endpoint(websocket: WebSocket) -> None:
     handed_over = False
     try:
         leaderboard, goal, stats = await actions.rooms.welcome_reads(room, overlay=overlay)
-        stream_effect = await actions.items.looks.stream_effect(room)
+        stream_effect = await actions.rooms.stream_effect(room)
         await activity.prepare_welcome(room_id)
         plan = await hub.join(conn, since=since)
         # No await from here to attach: the welcome's seq is the stream's start.
