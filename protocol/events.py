@@ -35,6 +35,7 @@ __all__ = [
     "leaderboard",
     "like",
     "room_ended",
+    "stream_effect",
     "viewers",
     "welcome",
 ]
@@ -54,6 +55,7 @@ ROOM_EVENT_TYPES: frozenset[str] = frozenset(
         "goal_reached",
         "room_ended",
         "entrance",
+        "stream_effect",
     }
 )
 CONNECTION_EVENT_TYPES: frozenset[str] = frozenset({"welcome", "ack", "error", "catalog"})
@@ -70,6 +72,7 @@ def welcome(
     goal: Mapping[str, Any] | None,
     resumed: bool,
     catalog_version: int | None = None,
+    stream_effect: Mapping[str, Any] | None = None,
 ) -> Event:
     """The first frame of a connection: who you are and the room as of ``seq``."""
     event: Event = {
@@ -85,6 +88,8 @@ def welcome(
     }
     if catalog_version is not None:
         event["catalog_version"] = catalog_version
+    if stream_effect is not None:
+        event["stream_effect"] = stream_effect
     return event
 
 
@@ -163,6 +168,12 @@ def entrance(*, user: Mapping[str, Any], effect: Mapping[str, Any]) -> Event:
     """``user`` joined with an entrance effect equipped: play ``effect`` (an item:
     ``id``, ``name``, ``image``, ``asset``) for everyone in the room."""
     return {"type": "entrance", "user": user, "effect": effect}
+
+
+def stream_effect(*, effect: Mapping[str, Any] | None) -> Event:
+    """The creator's effect over the stream changed: show ``effect`` (``id``,
+    ``name``, ``image``, ``asset``) over the video, or nothing when ``None``."""
+    return {"type": "stream_effect", "effect": effect}
 
 
 def room_ended() -> Event:

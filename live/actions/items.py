@@ -7,6 +7,12 @@ event (``Looks.dress``), and the entrance effect announced to the room when
 they join (not when they resume), at most once per ``ENTRANCE_INTERVAL_MS`` per
 user and room across nodes, so a reconnect loop can't spam it.
 
+A creator's equipped creator effect is their room's *stream effect*: read from
+the room creator's look for the welcome and the room's state, and published as
+a ``stream_effect`` room event when the creator equips or unequips one while
+live, and again (empty) when it runs out. Only the room's creator's own effect
+counts: anyone else's creator effect shows nowhere.
+
 Looks are cached per user for ``LOOK_TTL_MS`` (and never past the expiry of an
 equipped item), so the hot path reads the inventory at most once per user per
 few seconds; equipping on this node forgets the cached look at once, another
@@ -30,6 +36,7 @@ from live.settings import Settings
 from protocol import events as ev
 from store.domain.items import (
     BADGE,
+    CREATOR_EFFECT,
     ENTRANCE_EFFECT,
     ITEM_KINDS,
     NAME_STYLE,
@@ -39,7 +46,7 @@ from store.domain.items import (
     Look,
     Owned,
 )
-from store.domain.models import Profile
+from store.domain.models import Profile, Room
 from store.ids import now_ms
 from store.roles import Engine
 
@@ -87,6 +94,18 @@ class Looks:
             return profile
         return dataclasses.replace(profile, look=public)
 
+    async def stream_effect(self, room: Room) -> dict[str, Any] | None:
+        """The effect over the room's stream: its creator's equipped creator effect
+        while live. A failed read shows none: an effect never costs a join."""
+        if not room.live:
+            return None
+        try:
+            effect = (await self.look(room.creator_id)).creator_effect
+        except Exception:
+            log.warning("reading the look of %s failed", room.creator_id, exc_info=True)
+            return None
+        return effect.effect() if effect is not None else None
+
 
 def look_of(engine: Engine, owned: list[Owned]) -> Look:
     """The look of an inventory: its equipped items that the catalog still knows."""
@@ -104,6 +123,7 @@ def look_of(engine: Engine, owned: list[Owned]) -> Look:
         badge=badge.style() if badge else None,
         name_style=style.style() if style else None,
         entrance=equipped.get(ENTRANCE_EFFECT),
+        creator_effect=equipped.get(CREATOR_EFFECT),
         until=until,
     )
 
@@ -173,17 +193,73 @@ class Items:
     async def inventory(self, user_id: str) -> list[Owned]:
         return await self.engine.items.inventory(user_id)
 
-    async def equip(self, *, user: Profile, item_id: str) -> list[Owned]:
+    async def equip(
+        self, *, user: Profile, item_id: str, room_id: str | None = None
+    ) -> list[Owned]:
+        """Equip an owned item; a creator effect is shown at once in the creator's
+        live room (``room_id``, and the room named like the creator)."""
         owned = await self.engine.items.equip(user.id, item_id)
         self.looks.forget(user.id)
+        if any(o.kind == CREATOR_EFFECT and o.item_id == item_id for o in owned):
+            await self._effect_changed(user, owned, room_id=room_id)
         return owned
 
-    async def unequip(self, *, user: Profile, kind: str) -> list[Owned]:
+    async def unequip(self, *, user: Profile, kind: str, room_id: str | None = None) -> list[Owned]:
         if kind not in ITEM_KINDS:
             raise LiveError("bad_request", f"kind must be one of {', '.join(ITEM_KINDS)}")
         owned = await self.engine.items.unequip(user.id, kind)
         self.looks.forget(user.id)
+        if kind == CREATOR_EFFECT:
+            await self._effect_changed(user, owned, room_id=room_id)
         return owned
+
+    async def _effect_changed(
+        self, user: Profile, owned: list[Owned], *, room_id: str | None
+    ) -> None:
+        """Publish the creator's stream effect to each of their live rooms among
+        ``room_id`` and the room named like them, and clear it there when it runs
+        out. Anyone else's room is left alone."""
+        rooms = []
+        for candidate in dict.fromkeys(r for r in (room_id, user.id) if r):
+            room = await self.engine.rooms.get(candidate)
+            if room is not None and room.live and room.creator_id == user.id:
+                rooms.append(room)
+        if not rooms:
+            return
+        equipped_effect = (await self.looks.look(user.id)).creator_effect
+        effect = equipped_effect.effect() if equipped_effect is not None else None
+        for room in rooms:
+            await self.engine.broker.publish(room.id, [ev.stream_effect(effect=effect)])
+        equipped = next((o for o in owned if o.kind == CREATOR_EFFECT and o.equipped), None)
+        if equipped is not None and equipped.expires_at is not None:
+            delay_ms = max(0, equipped.expires_at - now_ms())
+            for room in rooms:
+                self._background(self._clear_when_expired(room.id, user.id, delay_ms))
+
+    async def _clear_when_expired(self, room_id: str, user_id: str, delay_ms: int) -> bool:
+        """At the effect's expiry, clear the room's stream effect if the creator has
+        none any more (a renewal or another effect leaves it showing)."""
+        await asyncio.sleep(delay_ms / 1000)
+        self.looks.forget(user_id)
+        room = await self.engine.rooms.get(room_id)
+        if room is None or not room.live or room.creator_id != user_id:
+            return False
+        if (await self.looks.look(user_id)).creator_effect is not None:
+            return False
+        await self.engine.broker.publish(room_id, [ev.stream_effect(effect=None)])
+        return True
+
+    def _background(self, work: Awaitable[bool]) -> None:
+        async def quietly() -> bool:
+            try:
+                return await work
+            except Exception:
+                log.warning("a background item task failed", exc_info=True)
+                return False
+
+        task = asyncio.get_running_loop().create_task(quietly())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def expired(self, user_id: str) -> list[Owned]:
         return await self.engine.items.expired(user_id)
@@ -191,16 +267,7 @@ class Items:
     def joined(self, profile: Profile, room_id: str) -> None:
         """A signed-in viewer joined the room afresh: announce their entrance effect
         in the background (the join itself never waits for it)."""
-        task = asyncio.get_running_loop().create_task(self._entrance_quietly(profile, room_id))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _entrance_quietly(self, profile: Profile, room_id: str) -> bool:
-        try:
-            return await self.entrance(profile, room_id)
-        except Exception:
-            log.warning("announcing the entrance of %s failed", profile.id, exc_info=True)
-            return False
+        self._background(self.entrance(profile, room_id))
 
     async def close(self) -> None:
         for task in list(self._tasks):

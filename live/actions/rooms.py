@@ -101,6 +101,7 @@ class Rooms:
             "leaderboard": [entry.public() for entry in top],
             "goal": goal.public() if goal is not None else None,
             "summary": await self.summary(room),
+            "stream_effect": await self.stream_effect(room),
         }
 
     async def summary(self, room: Room) -> dict[str, Any]:
@@ -148,6 +149,16 @@ class Rooms:
         if overlay:
             stats = await self.engine.activity.stream_stats(room_id, room.stream_id)
         return leaderboard, goal, stats
+
+    async def stream_effect(self, room: Room) -> dict[str, Any] | None:
+        """The effect shown over the room's stream (its creator's equipped creator
+        effect), read once for a crowd joining together."""
+        looks = self.looks
+        if looks is None:
+            return None
+        return await self.shared_reads.get(
+            ("stream_effect", room.id), lambda: looks.stream_effect(room)
+        )
 
     async def is_banned(self, room_id: str, user_id: str) -> bool:
         return await self.engine.activity.is_banned(room_id, user_id)

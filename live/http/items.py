@@ -7,6 +7,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from live.checks import check_key, check_room_id
+from live.errors import LiveError
 from live.http.common import actions_of, created, endpoint, field_str, json_body, user_of
 from live.http.rooms import _shown_coins
 from live.json import json_response
@@ -33,7 +34,7 @@ async def buy_item(request: Request) -> Response:
     user = user_of(request)
     key = check_key(request.headers.get("idempotency-key"))
     body = await json_body(request)
-    room = check_room_id(field_str(body, "room")) if body.get("room") is not None else None
+    room = _room(body.get("room"))
     receipt = await actions_of(request).items.buy(
         user=user,
         item_id=field_str(body, "item"),
@@ -64,11 +65,23 @@ async def my_items(request: Request) -> Response:
 
 @endpoint
 async def equip(request: Request) -> Response:
-    """Equip an owned item (``{"item": id}``) in its kind's slot."""
+    """Equip an owned item (``{"item": id}``) in its kind's slot; ``room``
+    (optional): the creator's live room to show a creator effect in."""
     user = user_of(request)
     body = await json_body(request)
-    owned = await actions_of(request).items.equip(user=user, item_id=field_str(body, "item"))
+    owned = await actions_of(request).items.equip(
+        user=user, item_id=field_str(body, "item"), room_id=_room(body.get("room"))
+    )
     return _inventory(request, owned)
+
+
+def _room(value: object) -> str | None:
+    """The optional ``room`` of a request: a valid room id, or None."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise LiveError("bad_request", "room must be a room id")
+    return check_room_id(value)
 
 
 @endpoint
@@ -76,7 +89,8 @@ async def unequip(request: Request) -> Response:
     """Empty a slot: ``badge``, ``name_style``, ``entrance_effect`` or ``creator_effect``."""
     user = user_of(request)
     kind = request.path_params["kind"]
-    owned = await actions_of(request).items.unequip(user=user, kind=kind)
+    room = _room(request.query_params.get("room"))
+    owned = await actions_of(request).items.unequip(user=user, kind=kind, room_id=room)
     return _inventory(request, owned)
 
 

@@ -164,6 +164,7 @@ async def live_endpoint(websocket: WebSocket) -> None:
     handed_over = False
     try:
         leaderboard, goal, stats = await actions.rooms.welcome_reads(room, overlay=overlay)
+        stream_effect = await actions.rooms.stream_effect(room)
         await activity.prepare_welcome(room_id)
         plan = await hub.join(conn, since=since)
         # No await from here to attach: the welcome's seq is the stream's start.
@@ -177,6 +178,7 @@ async def live_endpoint(websocket: WebSocket) -> None:
             goal=goal.public() if goal is not None else None,
             resumed=plan.resumed,
             catalog_version=actions.engine.catalog.version,
+            stream_effect=stream_effect,
         )
         if stats is not None:  # creator-only detail: the stream's running totals
             welcome["overlay"] = {"stream": stats.public()}

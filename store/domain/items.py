@@ -100,6 +100,14 @@ class Item:
             view["bubble"] = self.bubble
         return view
 
+    def effect(self) -> dict[str, Any]:
+        """What a room shows of its creator's equipped creator effect: ``id``,
+        ``name``, ``image`` and the ``asset`` played over the video."""
+        view: dict[str, Any] = {"id": self.id, "name": self.name, "image": self.image}
+        if self.asset is not None:
+            view["asset"] = {"url": self.asset.url, "format": self.asset.format}
+        return view
+
 
 # id, kind, name, coins, days, extra
 _DEFAULT_ITEMS: tuple[tuple[str, str, str, int, int | None, dict[str, Any]], ...] = (
@@ -311,6 +319,8 @@ class Look:
     badge: dict[str, Any] | None = None
     name_style: dict[str, Any] | None = None
     entrance: Item | None = None
+    creator_effect: Item | None = None
+    """The effect shown over the user's stream when they are a room's creator."""
     until: int | None = None
     """When the first of these runs out (the look must be read again then)."""
 

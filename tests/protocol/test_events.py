@@ -58,6 +58,7 @@ def test_builders_set_type_and_exactly_the_documented_fields() -> None:
             events.entrance(user=USER, effect={"id": "entrance_comet"}),
             {"user", "effect"},
         ),
+        "stream_effect": (events.stream_effect(effect=None), {"effect"}),
         "ack": (events.ack(id="a"), {"id"}),
         "catalog": (events.catalog(version=4), {"version"}),
         "error": (events.error(id=None, code="internal", message="m"), {"id", "code", "message"}),
@@ -70,6 +71,12 @@ def test_builders_set_type_and_exactly_the_documented_fields() -> None:
     assert set(built) == ROOM_EVENT_TYPES | CONNECTION_EVENT_TYPES
 
 
+def test_welcome_carries_the_stream_effect_only_when_there_is_one() -> None:
+    assert "stream_effect" not in events.welcome(**WELCOME)
+    effect = {"id": "effect_sparkles", "name": "Sparkle Filter", "image": "/i.svg"}
+    assert events.welcome(**WELCOME, stream_effect=effect)["stream_effect"] == effect
+
+
 def test_welcome_carries_the_catalog_version_when_given() -> None:
     welcome = events.welcome(**WELCOME, catalog_version=7)
     assert welcome["catalog_version"] == 7
@@ -80,6 +87,7 @@ def test_room_and_connection_types_are_disjoint() -> None:
     assert {"welcome", "ack", "error", "catalog"} == CONNECTION_EVENT_TYPES
     room_types = (
         "gift like chat chat_deleted join viewers leaderboard goal goal_reached room_ended entrance"
+        " stream_effect"
     )
     assert set(room_types.split()) == ROOM_EVENT_TYPES
 

@@ -98,3 +98,52 @@ async def test_buy_equip_and_others_see_the_badge(
             assert PAGE_ERRORS.get(page, []) == []
     finally:
         await alice_api.aclose()
+
+
+async def test_the_creators_effect_shows_over_the_video_and_on_the_overlay(
+    live: LiveServer, browser: Browser, artifacts: Path
+) -> None:
+    key = await _go_live(live)
+    overlay_url = f"{live.url}/overlay/{ROOM}?key={key}&widgets=alerts"
+    overlay = await _page(browser, overlay_url, width=1920, height=1080)
+    plain = await _page(browser, f"{overlay_url}&stream_effect=0", width=1920, height=1080)
+    for page in (overlay, plain):
+        await expect(page.locator("body")).to_have_attribute("data-status", "live", timeout=WAIT_MS)
+    carol_token = _token(live, "carol", creator=True)
+    carol_api = Api(live, carol_token)
+    try:
+        assert (await carol_api.buy("us_1400", key="p1")).status_code == 201
+        bob = await _watch(browser, live.url, _token(live, "bob"))
+        layer = bob.locator("#stage #stream-effect")
+        await expect(layer).to_be_hidden()
+
+        # the creator buys and equips the filter from the shop on their room's page
+        carol = await _watch(browser, live.url, carol_token)
+        await carol.click("#items-open")
+        sparkles = carol.locator("#item-shop li.item[data-item=effect_sparkles]")
+        await sparkles.locator("button.buy-item").click()
+        await sparkles.locator("button.equip").click()
+        await expect(sparkles).to_have_class("item owned equipped", timeout=WAIT_MS)
+
+        art = "/static/items/effect_sparkles.svg"
+        await expect(layer).to_be_visible(timeout=WAIT_MS)
+        await expect(layer.locator("img.stream-effect-art")).to_have_attribute("src", art)
+        shown = overlay.locator("#canvas #stream-effect.full")
+        await expect(shown).to_be_visible(timeout=WAIT_MS)
+        await expect(shown).to_have_attribute("data-effect", "effect_sparkles")
+        await expect(plain.locator("#stream-effect")).to_have_attribute(
+            "data-effect", "effect_sparkles", timeout=WAIT_MS
+        )
+        await expect(plain.locator("#stream-effect")).to_be_hidden()
+        # a viewer arriving now gets it from the welcome
+        late = await _watch(browser, live.url, _token(live, "dave"))
+        await expect(late.locator("#stream-effect img")).to_have_attribute("src", art)
+        await bob.screenshot(path=str(artifacts / "stream-effect-watch.png"))
+
+        await sparkles.locator("button.unequip").click()
+        await expect(layer).to_be_hidden(timeout=WAIT_MS)
+        await expect(shown).to_be_hidden(timeout=WAIT_MS)
+        for page in (carol, bob, late, overlay, plain):
+            assert PAGE_ERRORS.get(page, []) == []
+    finally:
+        await carol_api.aclose()

@@ -117,6 +117,22 @@ export interface EntranceEvent extends RoomEventBase {
   effect: ItemInfo;
 }
 
+/** What a room shows over the video: its creator's equipped creator effect. */
+export interface StreamEffect {
+  id: string;
+  name: string;
+  /** A still picture of the effect. */
+  image: string;
+  /** The animation to play over the video, when the item has one. */
+  asset?: { url: string; format: string };
+}
+
+/** The creator's effect over the stream changed (null: show none any more). */
+export interface StreamEffectEvent extends RoomEventBase {
+  type: "stream_effect";
+  effect: StreamEffect | null;
+}
+
 export interface ViewersEvent extends RoomEventBase {
   type: "viewers";
   count: number;
@@ -177,6 +193,8 @@ export interface Welcome {
   leaderboard: LeaderboardEntry[];
   goal: Goal | null;
   resumed: boolean;
+  /** Present while the room's creator has a creator effect equipped and is live. */
+  stream_effect?: StreamEffect;
   overlay?: { stream: { gifts: number; coins: number; diamonds: number; likes: number; peak_viewers: number } };
   catalog_version?: number;
   [field: string]: unknown;
@@ -209,6 +227,7 @@ export interface RoomEvents {
   chat_deleted: ChatDeletedEvent;
   join: JoinEvent;
   entrance: EntranceEvent;
+  stream_effect: StreamEffectEvent;
   viewers: ViewersEvent;
   leaderboard: LeaderboardEvent;
   goal: GoalEvent;

@@ -118,3 +118,36 @@ export function mountEntrances(canvas, query) {
     },
   };
 }
+
+/**
+ * The creator's stream effect (`welcome.stream_effect`, `stream_effect` events):
+ * a layer over the whole frame (`at` "full") or in one corner that shows the
+ * effect's animation until it changes or is cleared. `enabled` false keeps it
+ * hidden. Returns `{ layer, show(effect) }`; `show(null)` clears it.
+ */
+export function mountStreamEffect(container, { enabled = true, at = "full" } = {}) {
+  const where = at === "full" || POSITIONS.has(at) ? at : "full";
+  const layer = make("div", {
+    id: "stream-effect",
+    class: where === "full" ? "stream-effect full" : `stream-effect widget at-${where}`,
+    dataset: { widget: "stream_effect", effect: "" },
+    "aria-hidden": "true",
+  });
+  layer.hidden = true;
+  if (container) container.prepend(layer);
+  return {
+    layer,
+    show(effect) {
+      const id = (effect && effect.id) || "";
+      if (layer.dataset.effect === id) return; // unchanged: the animation keeps playing
+      layer.dataset.effect = id;
+      layer.replaceChildren();
+      if (effect) {
+        const art = effectArt(effect);
+        art.className = "stream-effect-art";
+        layer.append(art);
+      }
+      layer.hidden = !enabled || !effect;
+    },
+  };
+}

@@ -4,7 +4,8 @@
 
 import { LiveRoom } from "/static/client/index.js";
 import * as ui from "./common.js";
-import { decorateAlert, mountEntrances } from "./badges.js"; // items: badges, entrance effects
+// items: badges, entrance effects, the creator's stream effect
+import { decorateAlert, mountEntrances, mountStreamEffect } from "./badges.js";
 
 const POSITIONS = new Set([
   "top-left", "top-center", "top-right",
@@ -156,6 +157,10 @@ function main() {
   const notice = document.getElementById("notice");
   const showGoal = options.widgets.has("goal");
   const entrances = mountEntrances(document.getElementById("canvas"), ui.params()); // items
+  const streamEffect = mountStreamEffect(document.getElementById("canvas"), {
+    enabled: ui.params().get("stream_effect") !== "0",
+    at: ui.params().get("stream_effect_at") || "full",
+  });
 
   function setGoal(value) {
     ui.renderGoal(goal, value);
@@ -185,6 +190,7 @@ function main() {
       if (resumed) return; // the missed events follow
       setGoal(welcome.goal);
       showTop(welcome.leaderboard || []);
+      streamEffect.show(welcome.stream_effect || null);
     },
     onStatus(status, detail) {
       document.body.dataset.status = status;
@@ -224,6 +230,10 @@ function main() {
           break;
         case "room_ended":
           setGoal(null);
+          streamEffect.show(null);
+          break;
+        case "stream_effect": // items: the creator's effect over the stream
+          streamEffect.show(event.effect);
           break;
         case "entrance": // items: an entrance effect (widget `entrances`)
           entrances.play(event);
@@ -237,7 +247,7 @@ function main() {
     say("Add ?key=<overlay key> to this page's address.");
     return;
   }
-  window.liveOverlay = { connection, alerts, entrances, skippedTests: 0 };
+  window.liveOverlay = { connection, alerts, entrances, streamEffect, skippedTests: 0 };
   connection.open();
 }
 

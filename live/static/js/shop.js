@@ -167,9 +167,12 @@ export function mountItemShop({ root, getToken, roomId, onBalance, onError, prev
         if (onBalance) onBalance(state.coins);
         takeInventory(await call("/v1/me/items", { token }));
       } else if (action === "equip") {
-        takeInventory(await call("/v1/me/equipped", { token, method: "PUT", body: { item: button.dataset.item } }));
+        // `room`: a creator equipping a creator effect shows it in the room at once
+        const body = { item: button.dataset.item, room: roomId || undefined };
+        takeInventory(await call("/v1/me/equipped", { token, method: "PUT", body }));
       } else if (action === "unequip") {
-        takeInventory(await call(`/v1/me/equipped/${encodeURIComponent(button.dataset.kind)}`, { token, method: "DELETE" }));
+        const room = roomId ? `?room=${encodeURIComponent(roomId)}` : "";
+        takeInventory(await call(`/v1/me/equipped/${encodeURIComponent(button.dataset.kind)}${room}`, { token, method: "DELETE" }));
       }
     } catch (error) {
       if (onError) onError(error);

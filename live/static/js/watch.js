@@ -19,7 +19,7 @@ import {
   updateAlertCount,
 } from "./common.js";
 // items: the item shop, badges and name styles, entrance effects
-import { decorateAlert, decorateName, playEntrance } from "./badges.js";
+import { decorateAlert, decorateName, mountStreamEffect, playEntrance } from "./badges.js";
 import { mountItemShop } from "./shop.js";
 
 const TOKEN_KEY = "live.token";
@@ -316,6 +316,7 @@ function welcome(welcome, { resumed }) {
     leaderboardView($("leaderboard"), welcome.leaderboard || [], 10);
     setGoal(welcome.goal);
   }
+  streamEffect.show(welcome.stream_effect || null); // items: the creator's effect
 }
 
 function setLive(live) {
@@ -367,6 +368,7 @@ function onEvent(event) {
       break;
     case "room_ended":
       setLive(false);
+      streamEffect.show(null);
       break;
     case "catalog": // gifts or prices changed: show the new ones
       loadGifts();
@@ -374,6 +376,9 @@ function onEvent(event) {
       break;
     case "entrance": // items: someone joined with an entrance effect
       playEntrance($("stage-alerts"), event, { displayName });
+      break;
+    case "stream_effect": // items: the creator's effect over the video
+      streamEffect.show(event.effect);
       break;
     default:
       break;
@@ -410,6 +415,8 @@ function connect() {
 }
 
 // -- items (shop.js, badges.js) ---------------------------------------------------------
+
+const streamEffect = mountStreamEffect($("stage")); // items: over the video area
 
 const itemShop = mountItemShop({
   root: $("item-shop"),
