@@ -15,6 +15,7 @@ from typing import ClassVar, Final, TypeGuard
 from protocol.errors import InvalidCommand
 
 __all__ = [
+    "AlertDone",
     "Auth",
     "Chat",
     "Command",
@@ -77,7 +78,17 @@ class Auth:
     token: str
 
 
-Command = SendGift | Like | Chat | Ping | Auth
+@dataclass(frozen=True, slots=True)
+class AlertDone:
+    """A paced connection finished showing ``alert`` (an ``alert`` event's id), so
+    the server may send the next one (``protocol.pacing``)."""
+
+    TYPE: ClassVar[str] = "alert_done"
+    id: str
+    alert: str
+
+
+Command = SendGift | Like | Chat | Ping | Auth | AlertDone
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -117,7 +128,7 @@ class Limits:
             raise ValueError(f"Limits.command_rate must be positive, got {self.command_rate!r}")
 
 
-_TYPES: Final = ("send_gift", "like", "chat", "ping", "auth")
+_TYPES: Final = ("send_gift", "like", "chat", "ping", "auth", "alert_done")
 _TOKEN = re.compile(r"^[A-Za-z0-9_=+/.-]+$")
 """The characters of a compact JWS (base64url parts and dots, lenient on padding)."""
 _MISSING: Final = object()
@@ -225,6 +236,18 @@ def parse_command(obj: object, *, limits: Limits) -> Command:
 
     if kind == "auth":
         return _auth(obj, limits, command_id)
+
+    if kind == "alert_done":
+        alert = obj.get("alert", _MISSING)
+        if alert is _MISSING:
+            raise InvalidCommand("missing field 'alert'", command_id=command_id)
+        if not _valid_token(alert, limits.max_id_chars):
+            raise InvalidCommand(
+                f"alert must be a non-empty string of at most {limits.max_id_chars} "
+                "printable characters",
+                command_id=command_id,
+            )
+        return AlertDone(command_id, alert)
 
     return Ping(command_id)
 
