@@ -189,7 +189,7 @@ def parse_command(obj: object, *, limits: Limits) -> Command:
         raise InvalidCommand("type must be a string", command_id=command_id)
     if kind not in _TYPES:
         raise InvalidCommand(
-            f"unknown command type {_show(kind)}; expected one of {', '.join(_TYPES)}",
+            f"unknown command type {_show(kind)}; expected: {', '.join(_TYPES)}",
             command_id=command_id,
         )
 
