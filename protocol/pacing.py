@@ -6,8 +6,8 @@ event) as an ``alert`` event of its own, one at a time: the next goes out when
 the client sends ``alert_done`` for the one on screen, or when it has been on
 screen for the timeout. While one plays, the others wait in a backlog and the
 most valuable goes next (ties: oldest first). A backlog over its cap folds its
-smallest gifts into one ``summary`` alert (how many, how many coins, who), so
-a burst never floods the stream.
+smallest gifts into one ``summary`` alert (how many, how many coins, who),
+which plays once no single gift waits, so a burst never floods the stream.
 
 Pure: time comes in as ``now`` (seconds, any monotonic clock) and the caller
 sends what ``next_alert`` returns and wakes the pacer at ``deadline``.
@@ -155,9 +155,10 @@ class AlertPacer:
         return True
 
 
-def _rank(item: _Pending) -> tuple[int, int]:
-    """Most coins first, then oldest first."""
-    return (item.coins, -item.order)
+def _rank(item: _Pending) -> tuple[bool, int, int]:
+    """Gifts before the summary (its gifts were the smallest), most coins first,
+    then oldest first."""
+    return (item.gift is not None, item.coins, -item.order)
 
 
 def _alert_event(alert_id: str, item: _Pending) -> Event:

@@ -147,3 +147,15 @@ def test_alert_done_command() -> None:
     ):
         with pytest.raises(InvalidCommand, match=message):
             parse_command(bad, limits=limits)
+
+
+def test_the_summary_plays_after_every_single_gift() -> None:
+    pacer = AlertPacer(backlog=3)
+    pacer.offer([gift("a", 50), gift("b", 40), gift("c", 30), gift("d", 30)])
+    kinds = []
+    while (alert := pacer.next_alert(0.0)) is not None:
+        kinds.append((alert["kind"], alert["coins"]))
+        pacer.done(alert["id"])
+        pacer.offer([gift("late", 5)] if len(kinds) == 1 else [])
+    # the summary (60 coins) is worth more than any gift, yet waits for them all
+    assert kinds == [("gift", 50), ("gift", 40), ("gift", 5), ("summary", 60)]
