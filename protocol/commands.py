@@ -140,6 +140,19 @@ def _valid_token(value: object, max_chars: int) -> TypeGuard[str]:
     return isinstance(value, str) and 0 < len(value) <= max_chars and value.isprintable()
 
 
+def _required_token(obj: dict[str, object], name: str, max_chars: int, command_id: str) -> str:
+    """The field ``name``, a non-empty printable string of at most ``max_chars``."""
+    value = obj.get(name, _MISSING)
+    if value is _MISSING:
+        raise InvalidCommand(f"missing field '{name}'", command_id=command_id)
+    if not _valid_token(value, max_chars):
+        raise InvalidCommand(
+            f"{name} must be a non-empty string of at most {max_chars} printable characters",
+            command_id=command_id,
+        )
+    return value
+
+
 def _show(value: object) -> str:
     """A short, safe rendering of a client value for an error message."""
     text = repr(value)
@@ -201,15 +214,7 @@ def parse_command(obj: object, *, limits: Limits) -> Command:
         )
 
     if kind == "send_gift":
-        gift = obj.get("gift", _MISSING)
-        if gift is _MISSING:
-            raise InvalidCommand("missing field 'gift'", command_id=command_id)
-        if not _valid_token(gift, limits.max_gift_id_chars):
-            raise InvalidCommand(
-                f"gift must be a non-empty string of at most {limits.max_gift_id_chars} "
-                "printable characters",
-                command_id=command_id,
-            )
+        gift = _required_token(obj, "gift", limits.max_gift_id_chars, command_id)
         count = _count(obj, limits.max_gift_count, command_id)
         return SendGift(command_id, gift, count, _shown_coins(obj, command_id))
 
@@ -238,16 +243,7 @@ def parse_command(obj: object, *, limits: Limits) -> Command:
         return _auth(obj, limits, command_id)
 
     if kind == "alert_done":
-        alert = obj.get("alert", _MISSING)
-        if alert is _MISSING:
-            raise InvalidCommand("missing field 'alert'", command_id=command_id)
-        if not _valid_token(alert, limits.max_id_chars):
-            raise InvalidCommand(
-                f"alert must be a non-empty string of at most {limits.max_id_chars} "
-                "printable characters",
-                command_id=command_id,
-            )
-        return AlertDone(command_id, alert)
+        return AlertDone(command_id, _required_token(obj, "alert", limits.max_id_chars, command_id))
 
     return Ping(command_id)
 
