@@ -94,6 +94,12 @@ class Settings:
     this (live nodes report every third of it): how long a dead node's viewers
     stay counted."""
     join_interval_ms: int = 250
+    overlay_alert_backlog: int = 50
+    """Alerts a paced connection (``pace=1``) keeps waiting; beyond it the smallest
+    gifts are folded into one summary alert."""
+    overlay_alert_timeout_seconds: float = 20.0
+    """How long a paced alert may stay on screen without ``alert_done`` before the
+    next one is sent."""
     """Viewers joining one node within this long are announced in one ``join``."""
     command_rate: float = 10.0
     command_burst: int = 20
@@ -549,6 +555,7 @@ class Settings:
             "viewers_interval_ms",
             "viewers_ttl_seconds",
             "join_interval_ms",
+            "overlay_alert_timeout_seconds",
             "subscription_timeout_seconds",
             "subscription_max_response_bytes",
             "subscription_retry_base_seconds",
@@ -560,6 +567,8 @@ class Settings:
         ):
             if not getattr(self, name) > 0:
                 raise SettingsError(f"LIVE_{name.upper()} must be positive")
+        if self.overlay_alert_backlog < 2:
+            raise SettingsError("LIVE_OVERLAY_ALERT_BACKLOG must be at least 2")
         if self.redis_wait_replicas < 0:
             raise SettingsError("LIVE_REDIS_WAIT_REPLICAS must be 0 or more")
         if not 1 <= self.redis_wait_ms <= 5_000:

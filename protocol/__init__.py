@@ -7,6 +7,7 @@ byte-out and shared by the server, the load tester and test clients.
 from protocol import events
 from protocol.codec import CODECS, JSON_CODEC, MSGPACK_CODEC, Codec, negotiate
 from protocol.commands import (
+    AlertDone,
     Auth,
     Chat,
     Command,
@@ -54,6 +55,7 @@ __all__ = [
     "MAX_CLOSE_REASON_BYTES",
     "MSGPACK_CODEC",
     "ROOM_EVENT_TYPES",
+    "AlertDone",
     "Auth",
     "Chat",
     "Close",

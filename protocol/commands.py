@@ -15,6 +15,7 @@ from typing import ClassVar, Final, TypeGuard
 from protocol.errors import InvalidCommand
 
 __all__ = [
+    "AlertDone",
     "Auth",
     "Chat",
     "Command",
@@ -77,7 +78,17 @@ class Auth:
     token: str
 
 
-Command = SendGift | Like | Chat | Ping | Auth
+@dataclass(frozen=True, slots=True)
+class AlertDone:
+    """A paced connection finished showing ``alert`` (an ``alert`` event's id), so
+    the server may send the next one (``protocol.pacing``)."""
+
+    TYPE: ClassVar[str] = "alert_done"
+    id: str
+    alert: str
+
+
+Command = SendGift | Like | Chat | Ping | Auth | AlertDone
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -117,7 +128,7 @@ class Limits:
             raise ValueError(f"Limits.command_rate must be positive, got {self.command_rate!r}")
 
 
-_TYPES: Final = ("send_gift", "like", "chat", "ping", "auth")
+_TYPES: Final = ("send_gift", "like", "chat", "ping", "auth", "alert_done")
 _TOKEN = re.compile(r"^[A-Za-z0-9_=+/.-]+$")
 """The characters of a compact JWS (base64url parts and dots, lenient on padding)."""
 _MISSING: Final = object()
@@ -127,6 +138,19 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 def _valid_token(value: object, max_chars: int) -> TypeGuard[str]:
     """A non-empty, printable string of at most ``max_chars`` characters."""
     return isinstance(value, str) and 0 < len(value) <= max_chars and value.isprintable()
+
+
+def _required_token(obj: dict[str, object], name: str, max_chars: int, command_id: str) -> str:
+    """The field ``name``, a non-empty printable string of at most ``max_chars``."""
+    value = obj.get(name, _MISSING)
+    if value is _MISSING:
+        raise InvalidCommand(f"missing field '{name}'", command_id=command_id)
+    if not _valid_token(value, max_chars):
+        raise InvalidCommand(
+            f"{name} must be a non-empty string of at most {max_chars} printable characters",
+            command_id=command_id,
+        )
+    return value
 
 
 def _show(value: object) -> str:
@@ -178,7 +202,7 @@ def parse_command(obj: object, *, limits: Limits) -> Command:
         raise InvalidCommand("type must be a string", command_id=command_id)
     if kind not in _TYPES:
         raise InvalidCommand(
-            f"unknown command type {_show(kind)}; expected one of {', '.join(_TYPES)}",
+            f"unknown command type {_show(kind)}; expected: {', '.join(_TYPES)}",
             command_id=command_id,
         )
 
@@ -190,15 +214,7 @@ def parse_command(obj: object, *, limits: Limits) -> Command:
         )
 
     if kind == "send_gift":
-        gift = obj.get("gift", _MISSING)
-        if gift is _MISSING:
-            raise InvalidCommand("missing field 'gift'", command_id=command_id)
-        if not _valid_token(gift, limits.max_gift_id_chars):
-            raise InvalidCommand(
-                f"gift must be a non-empty string of at most {limits.max_gift_id_chars} "
-                "printable characters",
-                command_id=command_id,
-            )
+        gift = _required_token(obj, "gift", limits.max_gift_id_chars, command_id)
         count = _count(obj, limits.max_gift_count, command_id)
         return SendGift(command_id, gift, count, _shown_coins(obj, command_id))
 
@@ -225,6 +241,9 @@ def parse_command(obj: object, *, limits: Limits) -> Command:
 
     if kind == "auth":
         return _auth(obj, limits, command_id)
+
+    if kind == "alert_done":
+        return AlertDone(command_id, _required_token(obj, "alert", limits.max_id_chars, command_id))
 
     return Ping(command_id)
 

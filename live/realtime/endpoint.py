@@ -34,8 +34,10 @@ from live.identity.verifier import Verified
 from live.limits import ConnectionGuard, Refusal, set_send_buffer
 from live.realtime.expiry import acting_user, lease_for, reauthenticate
 from live.realtime.hub import Connection
+from live.realtime.pacing import ConnectionPacer, pace_option
 from live.realtime.sinks import RAW_EXTENSION, AsgiSink, Sink
 from protocol import (
+    AlertDone,
     Auth,
     Chat,
     CloseCode,
@@ -125,6 +127,10 @@ async def live_endpoint(websocket: WebSocket) -> None:
             await refuse("bad_request", "since must be a non-negative integer", CloseCode.POLICY)
             return
         since = int(raw_since)
+    pace = pace_option(query.get("pace"))
+    if pace is None:
+        await refuse("bad_request", "pace must be 0 or 1", CloseCode.POLICY)
+        return
     ticket = guard.admit(
         user_id=profile.id if profile else None,
         ip=websocket.client.host if websocket.client else "",
@@ -158,6 +164,8 @@ async def live_endpoint(websocket: WebSocket) -> None:
         overlay=overlay,
     )
     hub = actions.hub
+    if pace:
+        conn.pacer = ConnectionPacer.of(conn, settings)
     if verified is not None and not overlay:
         close = settings.expired_token == "close"
         conn.lease = lease_for(conn, identity, verified.expires_at, hub=hub, close=close)
@@ -254,6 +262,8 @@ def _answer_at_once(
         _reply_later(actions, conn, result)
     elif isinstance(result, Ping):
         conn.send([ev.ack(id=result.id)])
+    elif isinstance(result, AlertDone):
+        conn.send([ConnectionPacer.answer(conn, result)])
     else:
         return result
     return None

@@ -33,6 +33,7 @@ from store.roles import Broker, Subscription
 
 if TYPE_CHECKING:  # the lease refers back to connections
     from live.realtime.expiry import TokenLease
+    from live.realtime.pacing import ConnectionPacer
 
 log = logging.getLogger("live.hub")
 
@@ -54,6 +55,7 @@ class Connection:
         "lease",
         "on_close",
         "overlay",
+        "pacer",
         "profile",
         "role",
         "room_id",
@@ -85,6 +87,9 @@ class Connection:
         self.on_close: Callable[[int], None] | None = None
         self.lease: TokenLease | None = None
         """The access token's expiry, on a signed-in viewer (``live.realtime.expiry``)."""
+        self.pacer: ConnectionPacer | None = None
+        """Its alert pacing, when it asked for it (``live.realtime.pacing``): told of
+        the room events it is sent."""
 
     @property
     def is_viewer(self) -> bool:
@@ -102,7 +107,10 @@ class Connection:
 
     def send_room(self, events: list[Event]) -> None:
         """Send room events to this connection alone, as its audience sees them."""
-        self.send(events if self.overlay else viewer_view(events))
+        view = events if self.overlay else viewer_view(events)
+        self.send(view)
+        if self.pacer is not None:
+            self.pacer(view)
 
     def close(self, code: int, reason: str = "") -> None:
         if self.closed:
@@ -110,6 +118,8 @@ class Connection:
         self.closed = True
         if self.lease is not None:
             self.lease.cancel()
+        if self.pacer is not None:
+            self.pacer.stop()
         self.sink.close(code, reason)
         if self.on_close is not None:
             self.on_close(code)
@@ -243,6 +253,7 @@ class RoomChannel:
             if conn.cursor >= last or conn.closed:
                 continue
             view = batch if conn.overlay else viewers_batch
+            own = view
             if conn.cursor >= first:  # joined mid-batch: send only what it lacks
                 own = [e for e in view if e["seq"] > conn.cursor]
                 out = Outgoing(conn.codec.encode(own), binary=conn.codec.binary)
@@ -258,6 +269,8 @@ class RoomChannel:
             sink = conn.sink
             sink.write(out)
             conn.cursor = last
+            if conn.pacer is not None:
+                conn.pacer(own)
             frames += 1
             size += len(out.payload)
             if sink.buffered() > limit:
@@ -331,7 +344,11 @@ class RoomChannel:
         if kind == "overlay":
             events = message.get("events") or []
             if events:
-                write_per_codec([c for c in self.connections if c.overlay], events)
+                overlays = [c for c in self.connections if c.overlay]
+                write_per_codec(overlays, events)
+                for conn in overlays:
+                    if conn.pacer is not None:
+                        conn.pacer(events)
         elif kind == "kick":
             user = message.get("user")
             for conn in list(self.connections):

@@ -43,6 +43,8 @@ def test_production_needs_a_secret(tmp_path: Path) -> None:
         {"LIVE_ENV": "staging"},
         {"LIVE_REDIS_WAIT_REPLICAS": "-1"},
         {"LIVE_REDIS_WAIT_MS": "0"},
+        {"LIVE_OVERLAY_ALERT_BACKLOG": "1"},
+        {"LIVE_OVERLAY_ALERT_TIMEOUT_SECONDS": "0"},
     ],
 )
 def test_invalid_settings_refuse_to_start(env: dict[str, str], tmp_path: Path) -> None:

@@ -175,6 +175,26 @@ export interface CatalogEvent extends RoomEventBase {
   version: number;
 }
 
+/**
+ * Paced connections only (`pace: true`): one gift to show, or a summary of the
+ * smallest gifts of a burst. Not a room event: no `seq`, never replayed. Send
+ * `alertDone(alert)` when it finished playing; the next comes then.
+ */
+export type AlertEvent =
+  | { type: "alert"; id: string; kind: "gift"; coins: number; gift: GiftEvent }
+  | {
+      type: "alert";
+      id: string;
+      kind: "summary";
+      coins: number;
+      /** How many gifts it stands for. */
+      gifts: number;
+      /** Up to 10 of their senders. */
+      senders: User[];
+      /** Gifts among them from senders not in `senders`. */
+      more_senders: number;
+    };
+
 export interface Welcome {
   type: "welcome";
   session: string;
@@ -234,6 +254,7 @@ export interface RoomEvents {
   goal_reached: GoalReachedEvent;
   room_ended: RoomEndedEvent;
   catalog: CatalogEvent;
+  alert: AlertEvent;
 }
 
 export type RoomEvent = RoomEvents[keyof RoomEvents] | RoomEventBase;
@@ -269,6 +290,8 @@ export interface LiveRoomOptions {
   token?: string;
   /** The room's overlay key: a read-only overlay connection. */
   overlayKey?: string;
+  /** Ask for one `alert` event at a time, biggest gift first; answer each with `alertDone`. */
+  pace?: boolean;
   /** `msgpack` loads the optional `@msgpack/msgpack` package (or uses `msgpack`). */
   encoding?: "json" | "msgpack";
   /** A WebSocket class: the platform's by default, or for example the `ws` package's. */
@@ -361,4 +384,6 @@ export class LiveRoom implements AsyncIterable<RoomEvent | Welcome> {
   like(count?: number): Promise<Ack & { total: number }>;
   chat(text: string): Promise<Ack>;
   ping(): Promise<Ack>;
+  /** A paced `alert` finished playing: the server sends the next one. */
+  alertDone(alert: string | { id: string }): Promise<Ack>;
 }

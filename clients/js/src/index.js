@@ -104,6 +104,7 @@ export class LiveRoom {
       roomId,
       token = "",
       overlayKey = "",
+      pace = false,
       encoding = "json",
       WebSocket = globalThis.WebSocket,
       msgpack = null,
@@ -123,6 +124,7 @@ export class LiveRoom {
     this.roomId = roomId;
     this.token = token;
     this.overlayKey = overlayKey;
+    this.pace = Boolean(pace);
     this.encoding = encoding;
     this.WebSocket = WebSocket;
     this.codec = msgpack;
@@ -241,6 +243,7 @@ export class LiveRoom {
     if (url.protocol === "https:") url.protocol = "wss:";
     if (this.token) url.searchParams.set("access_token", this.token);
     if (this.overlayKey) url.searchParams.set("overlay_key", this.overlayKey);
+    if (this.pace) url.searchParams.set("pace", "1");
     if (this.lastSeq !== null) url.searchParams.set("since", String(this.lastSeq));
     return url;
   }
@@ -626,6 +629,15 @@ export class LiveRoom {
 
   ping() {
     return this.send("ping");
+  }
+
+  /**
+   * Say a paced `alert` finished playing (connect with `pace: true`), so the
+   * server sends the next one. A late or repeated one is acknowledged too.
+   * @param {string | { id: string }} alert the `alert` event, or its id
+   */
+  alertDone(alert) {
+    return this.send("alert_done", { alert: typeof alert === "string" ? alert : alert.id });
   }
 }
 

@@ -253,6 +253,36 @@ describe("a live room on a real server", () => {
     viewer.close();
   });
 
+  test("a paced overlay gets one alert at a time, biggest first, next on alertDone", async () => {
+    const { room: roomId, creator, overlayKey } = await server.liveRoom();
+    const paced = room(server, { roomId, overlayKey, pace: true });
+    await paced.connect();
+    /** @type {any[]} */
+    const alerts = [];
+    /** @type {any[]} */
+    const gifts = [];
+    paced.on("alert", (a) => alerts.push(a));
+    paced.on("gift", (g) => gifts.push(g));
+    const first = next(paced, "alert");
+    const sent = next(paced, "gift", () => gifts.length === 3);
+    for (const gift of ["galaxy", "confetti", "sunglasses"]) {
+      await server.api("POST", `/v1/rooms/${roomId}/test-events`, creator, { gift, count: 1 });
+    }
+    const shown = await first;
+    assert.equal(shown.kind, "gift");
+    assert.equal(shown.gift.gift.id, "galaxy");
+    assert.equal(shown.seq, undefined);
+    await sent;
+    assert.equal(alerts.length, 1); // the others wait for alertDone
+    const second = next(paced, "alert", (a) => a.id !== shown.id);
+    assert.equal((await paced.alertDone(shown)).type, "ack");
+    assert.equal((await second).gift.gift.id, "sunglasses"); // 199 coins before 100
+    const third = next(paced, "alert", (a) => a.gift.gift.id === "confetti");
+    await paced.alertDone((await second).id);
+    assert.equal((await third).coins, 100);
+    paced.close();
+  });
+
   test("msgpack: the same room over gift.v1.msgpack", async () => {
     const { room: roomId } = await server.liveRoom();
     const viewer = room(server, { roomId, token: await server.viewerWithCoins(), encoding: "msgpack" });

@@ -42,6 +42,7 @@ export function readOptions(query) {
     events: Math.round(numberParam(query, "events", 6, 1, 20)),
     scale: numberParam(query, "scale", 1, 0.25, 4),
     test: query.get("test") !== "0",
+    pace: query.get("pace") === "1",
   };
 }
 
@@ -137,6 +138,61 @@ class AlertQueue {
   }
 }
 
+/**
+ * Paced alerts (`pace=1`): the server sends one `alert` at a time, biggest gift
+ * first, the overflow of a burst as one summary; each is shown for the alert
+ * duration, then acknowledged with `alert_done` so the server sends the next.
+ */
+class PacedAlerts {
+  constructor(root, options, connection) {
+    this.root = root;
+    this.options = options;
+    this.connection = connection;
+    this.shown = 0;
+  }
+
+  alert(alert) {
+    if (alert.kind === "gift" && alert.gift.test && !this.options.test) {
+      this.done(alert); // counted in skippedTests as its gift event
+      return;
+    }
+    const big = alert.coins >= this.options.bigCoins;
+    const node = alert.kind === "gift"
+      ? decorateAlert(ui.giftAlert(alert.gift, { big }), alert.gift.sender)
+      : this.summary(alert);
+    node.classList.add("enter", "ended");
+    node.dataset.alert = alert.id;
+    this.root.append(node);
+    this.shown += 1;
+    setTimeout(() => {
+      node.classList.add("leave");
+      setTimeout(() => node.remove(), 400);
+      this.done(alert);
+    }, big ? this.options.bigDuration : this.options.duration);
+  }
+
+  summary(alert) {
+    const names = alert.senders.map(ui.displayName);
+    const others = alert.more_senders ? ` and ${ui.formatNumber(alert.more_senders)} more` : "";
+    return ui.el(
+      "div",
+      { class: "gift-alert summary", dataset: { gifts: String(alert.gifts) } },
+      ui.el(
+        "div",
+        { class: "gift-text" },
+        ui.el("div", { class: "gift-sender" }, `${names.join(", ")}${others}`),
+        ui.el("div", { class: "gift-line" }, `sent ${ui.formatNumber(alert.gifts)} more gifts`),
+      ),
+      ui.el("div", { class: "gift-count" }, `${ui.formatNumber(alert.coins)} coins`),
+    );
+  }
+
+  done(alert) {
+    // a dropped connection forgets the alert anyway: nothing to retry
+    this.connection.alertDone(alert).catch(() => {});
+  }
+}
+
 function placeWidgets(options) {
   for (const section of document.querySelectorAll(".widget")) {
     const widget = section.dataset.widget;
@@ -150,7 +206,9 @@ function main() {
   const options = readOptions(ui.params());
   const roomId = ui.roomIdFromPath("/overlay/");
   placeWidgets(options);
-  const alerts = new AlertQueue(document.getElementById("alerts"), options);
+  const alertsRoot = document.getElementById("alerts");
+  const alerts = new AlertQueue(alertsRoot, options);
+  let paced = null; // set once the connection exists (pace=1)
   const goal = document.getElementById("goal");
   const topList = document.querySelector("#top ol");
   const events = document.querySelector("#events ul");
@@ -185,6 +243,7 @@ function main() {
   const connection = new LiveRoom({
     roomId,
     overlayKey: options.key,
+    pace: options.pace,
     persistent: true,
     onWelcome(welcome, { resumed }) {
       if (resumed) return; // the missed events follow
@@ -208,10 +267,13 @@ function main() {
             window.liveOverlay.skippedTests += 1;
             return;
           }
-          alerts.gift(event);
+          if (!paced) alerts.gift(event);
           if (event.combo.end) {
             recent(`${ui.displayName(event.sender)} sent ${event.gift.name} ×${event.combo.count}`, "gift");
           }
+          break;
+        case "alert":
+          if (paced) paced.alert(event);
           break;
         case "goal":
           setGoal(event);
@@ -247,7 +309,8 @@ function main() {
     say("Add ?key=<overlay key> to this page's address.");
     return;
   }
-  window.liveOverlay = { connection, alerts, entrances, streamEffect, skippedTests: 0 };
+  if (options.pace) paced = new PacedAlerts(alertsRoot, options, connection);
+  window.liveOverlay = { connection, alerts, paced, entrances, streamEffect, skippedTests: 0 };
   connection.open();
 }
 
