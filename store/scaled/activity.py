@@ -93,6 +93,8 @@ class RedisRoomActivity:
                 _open_head({**hit.event, "count": 0, "diamonds": 0}),
             ),
         )
+        if wait:  # listed for every node's sweep (an earlier entry is corrected there)
+            await self._batcher.execute("ZADD", keys.COMBO_ROOMS, "NX", now_ms() + wait, room_id)
         return int(wait)
 
     async def end_combos(self, room_id: str, *, everything: bool = False) -> int:
@@ -102,7 +104,21 @@ class RedisRoomActivity:
             (*self._publishing(room_id), "all" if everything else "end"),
             retry_on_disconnect=True,  # ends only what is due: safe to run again
         )
+        # Only an index for the sweep: a gift racing this just opens (and lists)
+        # its combo again; the script alone decides what ends, once.
+        if wait:
+            await self._batcher.execute("ZADD", keys.COMBO_ROOMS, "XX", now_ms() + wait, room_id)
+        else:
+            await self._batcher.execute("ZREM", keys.COMBO_ROOMS, room_id)
         return int(wait)
+
+    async def open_combo_rooms(self) -> dict[str, int]:
+        listed = await self._batcher.execute("ZRANGE", keys.COMBO_ROOMS, 0, -1, "WITHSCORES")
+        now = now_ms()
+        return {
+            (room.decode() if isinstance(room, bytes) else str(room)): max(0, int(float(at)) - now)
+            for room, at in zip(listed[::2], listed[1::2], strict=True)
+        }
 
     @staticmethod
     def _combo_keys(room_id: str) -> tuple[str, ...]:
