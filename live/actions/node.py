@@ -46,7 +46,6 @@ class Actions:
         self.hub = hub
         self.metrics = metrics
         self.activity = RoomActivity(settings=settings, engine=engine, hub=hub)
-        self.activity.start_sweeping()
         looks = Looks(engine=engine)
         """Equipped badges and name styles, added to senders' profiles."""
         self.items = Items(settings=settings, engine=engine, metrics=metrics, looks=looks)

@@ -10,12 +10,20 @@ from typing import Any
 import pytest
 
 from tests.live.launch import running
+from tests.live.receiver import Receiver, receiving
 from tests.live.server import Api, Client, LiveServer
 
 
 @pytest.fixture
 async def server(tmp_path: Path) -> AsyncIterator[LiveServer]:
-    srv = LiveServer(data_dir=tmp_path / "data", env={"LIVE_COMBO_WINDOW_MS": "500"})
+    env = {
+        "LIVE_COMBO_WINDOW_MS": "500",
+        "LIVE_SUBSCRIPTION_ALLOW_LOOPBACK": "1",
+        # a delivery in flight at the kill holds its subscription for its lease
+        # (twice this plus 5 s) before the restarted server sends it again
+        "LIVE_SUBSCRIPTION_TIMEOUT_SECONDS": "2",
+    }
+    srv = LiveServer(data_dir=tmp_path / "data", env=env)
     async with running(srv):
         yield srv
 
@@ -24,11 +32,29 @@ def combo_gifts(client: Client, combo_id: str) -> list[dict[str, Any]]:
     return [e for e in client.events if e.get("type") == "gift" and e["combo"]["id"] == combo_id]
 
 
-async def test_a_combo_open_at_kill_9_ends_once_after_the_restart(server: LiveServer) -> None:
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    async with receiving() as r:
+        yield r
+
+
+def webhook_ends(receiver: Receiver) -> list[str]:
+    return [
+        n["event"]["combo"]["id"]
+        for n in receiver.notifications()
+        if n["type"] == "gift" and n["event"]["combo"]["end"]
+    ]
+
+
+async def test_a_combo_open_at_kill_9_ends_once_after_the_restart(
+    server: LiveServer, receiver: Receiver
+) -> None:
     carol = Api(server, server.token("carol", creator=True))
     alice = Api(server, server.token("alice"))
     try:
         await carol.post("/v1/rooms", {"title": "t"})
+        hook = {"room_id": "carol", "types": ["gift"], "callback": receiver.url}
+        assert (await carol.post("/v1/subscriptions", hook)).status_code == 201
         await alice.buy("us_7000", key="p1")
         async with Client.open(server, "carol") as viewer:
             await viewer.wait_for(lambda e: e["type"] == "welcome")
@@ -50,6 +76,8 @@ async def test_a_combo_open_at_kill_9_ends_once_after_the_restart(server: LiveSe
             assert end["combo"] == {"id": combo_id, "count": 2, "end": True}
             assert (end["tx"], end["count"], end["diamonds"]) == (second.json()["tx"], 0, 0)
             assert end["sender"]["id"] == "alice" and end["gift"]["id"] == "rose"
+            # and so does the webhook subscription of the room
+            await receiver.wait_for(lambda r: combo_id in webhook_ends(r), timeout=30)
             # a new combo after the restart ends once, with no second end of the old one
             third = await alice.post("/v1/rooms/carol/gifts", {"gift": "rose"}, key="r3")
             new_id = third.json()["tx"]
@@ -85,6 +113,8 @@ async def test_a_combo_open_at_kill_9_ends_once_after_the_restart(server: LiveSe
                 if e.get("type") == "gift" and e["combo"]["end"]
             ]
             assert ends == [open_id, later_id], "every combo ends exactly once"
+            await receiver.wait_for(lambda r: later_id in webhook_ends(r))
+            assert webhook_ends(receiver) == [combo_id, new_id, open_id, later_id]
     finally:
         await alice.aclose()
         await carol.aclose()
