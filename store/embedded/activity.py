@@ -11,9 +11,10 @@ between, and the in-process broker delivers synchronously.
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +35,8 @@ from store.embedded.database import SQLiteDatabase
 from store.embedded.room_totals import ALL_TIME
 from store.embedded.rooms import load_room
 from store.ids import new_id, new_secret, now_ms
+
+log = logging.getLogger(__name__)
 
 MAX_GOALLESS = 100_000
 
@@ -115,7 +118,7 @@ class SQLiteRoomActivity:
             await self._broker.publish(room_id, events)
             if len(events) > 1:  # the expired combo ended first
                 ended_id = events[0]["combo"]["id"]
-                await self._db.write(lambda conn: _forget_combo(conn, room_id, member, ended_id))
+                await self._keep_open(lambda conn: _forget_combo(conn, room_id, member, ended_id))
             return 0
         combos = self._combos.setdefault(room_id, combos)
         if combo is None:
@@ -129,7 +132,7 @@ class SQLiteRoomActivity:
         events.append(_with_combo(event, combo, end=False, stats=stats))
         await self._broker.publish(room_id, events)
         row = _combo_row(room_id, member, combo, now)
-        await self._db.write(lambda conn: _keep_combo(conn, row))
+        await self._keep_open(lambda conn: _keep_combo(conn, row))
         return window_ms
 
     async def end_combos(self, room_id: str, *, everything: bool = False) -> int:
@@ -152,10 +155,19 @@ class SQLiteRoomActivity:
             self._combos.pop(room_id, None)
         if events:
             await self._broker.publish(room_id, events)
-            await self._db.write(lambda conn: _forget_combos(conn, room_id, ended))
+            await self._keep_open(lambda conn: _forget_combos(conn, room_id, ended))
         if not combos:
             return 0
         return max(1, int(min(c.deadline for c in combos.values()) - now))
+
+    async def _keep_open(self, fn: Callable[[sqlite3.Connection], None]) -> None:
+        """Bring the file's copy of the open combos up to date. The events are out
+        already and the combo lives on in memory: a failed write is logged, not
+        raised (it only risks an end after a crash, as when nothing was kept)."""
+        try:
+            await self._db.write(fn)
+        except Exception:
+            log.warning("keeping the open combos in the file failed", exc_info=True)
 
     async def open_combo_rooms(self) -> dict[str, int]:
         if not self._recovered:
