@@ -131,6 +131,7 @@ def create_app(settings: Settings) -> Starlette:
             payouts=payouts,
         )
         await actions.subscriptions.start()
+        actions.activity.start_sweeping()  # after the feed: recovered combo ends reach it
         app.state.guard = ConnectionGuard.from_settings(settings)
         identity = app.state.identity = Identity.from_settings(settings)
         await identity.start()

@@ -329,6 +329,14 @@ class RoomActivity(Protocol):
         the milliseconds until the next open combo closes (0: none open)."""
         ...
 
+    async def open_combo_rooms(self) -> dict[str, int]:
+        """Every room with an open combo, including combos opened by a process
+        that has since died (kill -9, a lost node): room -> milliseconds until its
+        first combo's window closes (0: due now). Whoever calls ``end_combos`` for
+        these rooms ends those combos, so the final ``gift`` event of a combo is
+        never lost with the node that opened it."""
+        ...
+
     async def add_likes(
         self, room_id: str, *, stream_id: int, likes: Sequence[tuple[Event, int]]
     ) -> list[int]:

@@ -78,6 +78,7 @@ class RoomActivity:
         # combos: one timer per room, at the earliest time a combo may be due
         self._combo_timers: dict[str, tuple[float, asyncio.TimerHandle]] = {}
         self._sweeping: set[str] = set()
+        self._sweeper: asyncio.Task[None] | None = None
         # leaderboard and goal: rooms with gifts not announced yet
         self._boards: dict[str, bool] = {}
         # viewers: rooms whose count must be reported; the rest of the cluster's count
@@ -145,6 +146,8 @@ class RoomActivity:
         self._combo_timers.clear()
         if self._heartbeat is not None:
             self._heartbeat.cancel()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
         for task in list(self._tasks):
             task.cancel()
         for task in list(self._tasks):
@@ -230,6 +233,29 @@ class RoomActivity:
             self._sweeping.discard(room_id)
         if wait > 0:
             self._arm_combos(room_id, wait / 1000)
+
+    def start_sweeping(self) -> None:
+        """End, on time, the combos no timer of this node knows about: those a
+        process left open when it died (read again at start) and, on a cluster,
+        those of a node gone since (looked up every few combo windows)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # not serving (a command-line tool): nothing to end
+        if self._sweeper is None and not self._closed:
+            self._sweeper = loop.create_task(self._sweep_loop())
+
+    async def _sweep_loop(self) -> None:
+        every = max(1.0, self.settings.combo_window_ms * 2 / 1000)
+        while True:
+            try:
+                rooms = await self.engine.activity.open_combo_rooms()
+            except Exception:
+                log.warning("listing open combos failed", exc_info=True)
+                rooms = {}
+            for room_id, wait in rooms.items():
+                self._arm_combos(room_id, wait / 1000)
+            await asyncio.sleep(every)
 
     async def end_stream(self, room_id: str) -> None:
         """The stream is ending: end its open combos now, before ``room_ended``."""

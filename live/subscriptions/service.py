@@ -112,6 +112,10 @@ class Subscriptions:
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
         self.worker.start()
+        try:  # rooms fed before the node publishes anything (a combo ended at start)
+            await self.refresh()
+        except Exception:
+            log.warning("reading the subscriptions failed", exc_info=True)
         self._refresher = asyncio.get_running_loop().create_task(self._refresh_loop())
 
     async def close(self) -> None:

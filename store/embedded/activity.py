@@ -1,8 +1,9 @@
 """The embedded engine's ``RoomActivity``: one process, one SQLite file.
 
 What must survive a restart is in SQLite (stream totals, goals, bans and mutes,
-supporters, the overlay key); what only matters while the process runs is in
-memory (open combos, per-node viewer counts, throttle leases, chat rate
+supporters, the overlay key, and a copy of each open combo, so a combo open when
+the process dies still ends after the restart); what only matters while the
+process runs is in memory (per-node viewer counts, throttle leases, chat rate
 windows). There is one node, so "exactly once across nodes" comes from the
 event loop: every change and the publish of its events run without an await in
 between, and the in-process broker delivers synchronously.
@@ -10,9 +11,10 @@ between, and the in-process broker delivers synchronously.
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import time
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +35,8 @@ from store.embedded.database import SQLiteDatabase
 from store.embedded.room_totals import ALL_TIME
 from store.embedded.rooms import cached_room, load_room
 from store.ids import new_id, new_secret, now_ms
+
+log = logging.getLogger(__name__)
 
 
 def _monotonic_ms() -> float:
@@ -80,6 +84,8 @@ class SQLiteRoomActivity:
         self._peaks: dict[tuple[str, int], int] = {}
         self._leases: dict[tuple[str, str], float] = {}
         self._chat_windows: dict[tuple[str, str], tuple[int, float]] = {}
+        self._recovered = False
+        """Whether the combos a previous process left in the file are loaded."""
 
     # -- combos --------------------------------------------------------------------------
     async def publish_gift(self, room_id: str, hit: ComboHit, *, window_ms: int) -> int:
@@ -104,6 +110,9 @@ class SQLiteRoomActivity:
             )
             events.append(_with_combo(event, single, end=True, stats=stats))
             await self._broker.publish(room_id, events)
+            if len(events) > 1:  # the expired combo ended first
+                ended_id = events[0]["combo"]["id"]
+                await self._keep_open(lambda conn: _forget_combo(conn, room_id, member, ended_id))
             return 0
         combos = self._combos.setdefault(room_id, combos)
         if combo is None:
@@ -116,6 +125,8 @@ class SQLiteRoomActivity:
         combo.end_event = end_event
         events.append(_with_combo(event, combo, end=False, stats=stats))
         await self._broker.publish(room_id, events)
+        row = _combo_row(room_id, member, combo, now)
+        await self._keep_open(lambda conn: _keep_combo(conn, row))
         return window_ms
 
     async def end_combos(self, room_id: str, *, everything: bool = False) -> int:
@@ -129,16 +140,54 @@ class SQLiteRoomActivity:
             return 0
         now = _monotonic_ms()
         events: list[Event] = []
+        ended: list[tuple[tuple[str, str], str]] = []
         for member, combo in list(combos.items()):
             if everything or combo.deadline <= now:
                 events.append(self._end(combos, member, combo, stats.get(combo.stream_id)))
+                ended.append((member, combo.id))
         if not combos:
             self._combos.pop(room_id, None)
         if events:
             await self._broker.publish(room_id, events)
+            await self._keep_open(lambda conn: _forget_combos(conn, room_id, ended))
         if not combos:
             return 0
         return max(1, int(min(c.deadline for c in combos.values()) - now))
+
+    async def _keep_open(self, fn: Callable[[sqlite3.Connection], None]) -> None:
+        """Bring the file's copy of the open combos up to date. The events are out
+        already and the combo lives on in memory: a failed write is logged, not
+        raised (it only risks an end after a crash, as when nothing was kept)."""
+        try:
+            await self._db.write(fn)
+        except Exception:
+            log.warning("keeping the open combos in the file failed", exc_info=True)
+
+    async def open_combo_rooms(self) -> dict[str, int]:
+        if not self._recovered:
+            rows = await self._db.read(_open_combos)
+            if not self._recovered:
+                self._recovered = True
+                self._restore(rows)
+        now = _monotonic_ms()
+        return {
+            room_id: max(0, int(min(c.deadline for c in combos.values()) - now))
+            for room_id, combos in self._combos.items()
+            if combos
+        }
+
+    def _restore(self, rows: list[tuple[Any, ...]]) -> None:
+        """Load the combos a previous process left open (those this one has not
+        opened again since), their wall-clock deadlines made monotonic."""
+        mono, wall = _monotonic_ms(), now_ms()
+        for room_id, sender_id, gift_id, combo_id, stream_id, *totals, deadline, end in rows:
+            combos = self._combos.setdefault(room_id, {})
+            member = (sender_id, gift_id)
+            if member not in combos:
+                count, coins, diamonds = totals
+                at = mono + (deadline - wall)
+                end_event = orjson.loads(end)
+                combos[member] = _Combo(combo_id, stream_id, count, coins, diamonds, at, end_event)
 
     async def _ended_stats(self, room_id: str, stream_id: int) -> dict[int, StreamStats]:
         """Totals for the streams of this room's expired combos of other streams."""
@@ -363,6 +412,63 @@ class SQLiteRoomActivity:
 # --------------------------------------------------------------------------- #
 # SQL (run in the writer or reader threads)
 # --------------------------------------------------------------------------- #
+
+
+_ComboRow = tuple[str, str, str, str, int, int, int, int, int, bytes]
+
+
+def _combo_row(room_id: str, member: tuple[str, str], combo: _Combo, now: float) -> _ComboRow:
+    """The open combo as ``open_combos`` keeps it (deadline in wall-clock ms)."""
+    deadline = now_ms() + int(combo.deadline - now)
+    return (
+        room_id,
+        *member,
+        combo.id,
+        combo.stream_id,
+        combo.count,
+        combo.coins,
+        combo.diamonds,
+        deadline,
+        orjson.dumps(combo.end_event),
+    )
+
+
+def _keep_combo(conn: sqlite3.Connection, row: _ComboRow) -> None:
+    # a write that arrives late (an older count of the same combo) changes nothing
+    conn.execute(
+        "INSERT INTO open_combos (room_id, sender_id, gift_id, combo_id, stream_id, count, "
+        "coins, diamonds, deadline, end_event) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+        "ON CONFLICT (room_id, sender_id, gift_id) DO UPDATE SET combo_id = excluded.combo_id, "
+        "stream_id = excluded.stream_id, count = excluded.count, coins = excluded.coins, "
+        "diamonds = excluded.diamonds, deadline = excluded.deadline, "
+        "end_event = excluded.end_event "
+        "WHERE excluded.combo_id != combo_id OR excluded.count >= count",
+        row,
+    )
+
+
+def _forget_combo(
+    conn: sqlite3.Connection, room_id: str, member: tuple[str, str], combo_id: str
+) -> None:
+    conn.execute(
+        "DELETE FROM open_combos WHERE room_id = ? AND sender_id = ? AND gift_id = ? "
+        "AND combo_id = ?",
+        (room_id, *member, combo_id),
+    )
+
+
+def _forget_combos(
+    conn: sqlite3.Connection, room_id: str, ended: list[tuple[tuple[str, str], str]]
+) -> None:
+    for member, combo_id in ended:
+        _forget_combo(conn, room_id, member, combo_id)
+
+
+def _open_combos(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
+    return conn.execute(
+        "SELECT room_id, sender_id, gift_id, combo_id, stream_id, count, coins, diamonds, "
+        "deadline, end_event FROM open_combos"
+    ).fetchall()
 
 
 def _stream_stats(conn: sqlite3.Connection, room_id: str, stream_id: int) -> StreamStats:

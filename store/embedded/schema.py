@@ -54,6 +54,21 @@ LEDGER_SCHEMA: Final[tuple[str, ...]] = (
 )
 
 ROOM_SCHEMA: Final[tuple[str, ...]] = (
+    # open gift combos, so a combo open when the process dies still ends after a
+    # restart (deadline: wall-clock ms; end_event: the final event's JSON)
+    """CREATE TABLE IF NOT EXISTS open_combos (
+        room_id TEXT NOT NULL,
+        sender_id TEXT NOT NULL,
+        gift_id TEXT NOT NULL,
+        combo_id TEXT NOT NULL,
+        stream_id INTEGER NOT NULL,
+        count INTEGER NOT NULL,
+        coins INTEGER NOT NULL,
+        diamonds INTEGER NOT NULL,
+        deadline INTEGER NOT NULL,
+        end_event TEXT NOT NULL,
+        PRIMARY KEY (room_id, sender_id, gift_id)
+    ) WITHOUT ROWID""",
     """CREATE TABLE IF NOT EXISTS rooms (
         id TEXT PRIMARY KEY,
         creator TEXT NOT NULL,

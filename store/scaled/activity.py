@@ -12,6 +12,7 @@ Keys: the room slot's in ``store.scaled.keys``.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any, Final
 
@@ -35,6 +36,7 @@ from store.scaled.rooms import LEADERBOARD
 
 RESTRICTION_KINDS: Final = ("ban", "mute")
 _MEMBER_SEPARATOR: Final = "\x1f"
+log = logging.getLogger(__name__)
 _COMBO: Final = load_script("room_combo")
 _LIKES: Final = load_script("room_likes")
 _VIEWERS: Final = load_script("room_viewers")
@@ -93,6 +95,8 @@ class RedisRoomActivity:
                 _open_head({**hit.event, "count": 0, "diamonds": 0}),
             ),
         )
+        if wait:  # listed for every node's sweep (an earlier entry is corrected there)
+            await self._list_combos("ZADD", keys.COMBO_ROOMS, "NX", now_ms() + wait, room_id)
         return int(wait)
 
     async def end_combos(self, room_id: str, *, everything: bool = False) -> int:
@@ -102,7 +106,30 @@ class RedisRoomActivity:
             (*self._publishing(room_id), "all" if everything else "end"),
             retry_on_disconnect=True,  # ends only what is due: safe to run again
         )
+        # Only an index for the sweep: a gift racing this just opens (and lists)
+        # its combo again; the script alone decides what ends, once.
+        if wait:
+            await self._list_combos("ZADD", keys.COMBO_ROOMS, "XX", now_ms() + wait, room_id)
+        else:
+            await self._list_combos("ZREM", keys.COMBO_ROOMS, room_id)
         return int(wait)
+
+    async def _list_combos(self, *command: str | int) -> None:
+        """Update the list of rooms with open combos. The script's change and its
+        events are done: a failure here is logged, not raised (the combos still end
+        by the timers of the nodes watching the room)."""
+        try:
+            await self._batcher.execute(*command)
+        except Exception:
+            log.warning("listing the room's open combos failed", exc_info=True)
+
+    async def open_combo_rooms(self) -> dict[str, int]:
+        listed = await self._batcher.execute("ZRANGE", keys.COMBO_ROOMS, 0, -1, "WITHSCORES")
+        now = now_ms()
+        return {
+            (room.decode() if isinstance(room, bytes) else str(room)): max(0, int(float(at)) - now)
+            for room, at in zip(listed[::2], listed[1::2], strict=True)
+        }
 
     @staticmethod
     def _combo_keys(room_id: str) -> tuple[str, ...]:

@@ -59,6 +59,9 @@ Other slots::
     live:{sys}:outbox                     stream  ledger outbox, one entry per transaction
     live:{sys}:dead                       stream  outbox entries the worker could not file
     live:{sys}:wdx                        hash    withdrawal id -> user id
+    live:{sys}:combos                     zset    room id -> when its first open combo
+                                                  may close (ms): a node that dies
+                                                  leaves its combos for others to end
     live:{sys}:cat:v                      string  the catalog's version
     live:{sys}:cat:<kind>                 hash    catalog entry id -> JSON document
                                                   (kind: gift, package)
@@ -136,6 +139,7 @@ SYSTEM_BALANCES: Final = system_key("bal")
 OUTBOX: Final = system_key("outbox")
 DEAD_LETTERS: Final = system_key("dead")
 WITHDRAWAL_OWNERS: Final = system_key("wdx")
+COMBO_ROOMS: Final = system_key("combos")
 CATALOG_VERSION: Final = system_key("cat:v")
 PAYOUT_OWNERS: Final = system_key("po:own")
 """``<provider>|<account id>`` → the creator who linked that payout account."""

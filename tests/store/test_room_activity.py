@@ -4,6 +4,7 @@ same state and the same events on every engine of ``tests.engines.ENGINES``."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,6 +13,8 @@ from store.domain.models import ComboHit, Event, LeaderEntry, Restriction, Strea
 from store.errors import BadRequest, Forbidden, NotFound, RateLimited, RoomNotLive
 from store.ids import now_ms
 from store.roles import Engine
+from tests.engines import opened
+from tests.store.test_catalog_conformance import node_config
 from tests.store.test_conformance import (
     ALICE,
     BEN,
@@ -240,6 +243,48 @@ async def test_a_gift_after_the_window_ends_the_old_combo_first(engine: Engine) 
             ("tx_1", {"id": "tx_1", "count": 1, "end": True}),
             ("tx_2", {"id": "tx_2", "count": 1, "end": False}),
         ]
+
+
+async def test_a_combo_left_open_by_a_stopped_node_is_ended_once_later(
+    engine_name: str, engine_services: Any, tmp_path: Path
+) -> None:
+    async with node_config(engine_name, engine_services, tmp_path) as config:
+        async with opened(config, None) as first:
+            await live(first)
+            assert await hit(first, "tx_1", count=2, window_ms=100) == 100
+            assert await hit(first, "tx_2", window_ms=100) == 100
+            await hit(first, "tx_3", sender="ben", window_ms=60_000)
+            assert set(await first.activity.open_combo_rooms()) == {ROOM}
+            # closed without ending its combos: as a node that died
+        await asyncio.sleep(0.15)
+        async with opened(config, None) as second:
+            rooms = await second.activity.open_combo_rooms()
+            assert list(rooms) == [ROOM] and rooms[ROOM] == 0  # alice's is due
+            async with recording(second) as recorder:
+                waits = await asyncio.gather(*(second.activity.end_combos(ROOM) for _ in range(4)))
+                assert all(0 < wait <= 60_000 for wait in waits)  # ben's stays open
+                await recorder.wait_for(1)
+                await asyncio.sleep(0.05)
+                ended = gifts(recorder)
+                assert len(ended) == 1, "a combo ends exactly once"
+                assert ended[0]["combo"] == {"id": "tx_1", "count": 3, "end": True}
+                assert (ended[0]["tx"], ended[0]["count"], ended[0]["diamonds"]) == ("tx_2", 0, 0)
+                assert ended[0]["overlay"]["combo"] == {"coins": 3, "diamonds": 3}
+                assert ended[0]["sender"] == ALICE.public()
+                # ben's combo goes on where it was, and ends with the stream
+                await hit(second, "tx_4", sender="ben", window_ms=60_000)
+                await recorder.wait_for(2)
+                assert gifts(recorder)[1]["combo"] == {"id": "tx_3", "count": 2, "end": False}
+                assert await second.activity.end_combos(ROOM, everything=True) == 0
+                await recorder.wait_for(3)
+                assert gifts(recorder)[2]["combo"] == {"id": "tx_3", "count": 2, "end": True}
+            assert await second.activity.open_combo_rooms() == {}
+        async with opened(config, None) as third:
+            assert await third.activity.open_combo_rooms() == {}  # nothing ends twice
+            async with recording(third) as recorder:
+                assert await third.activity.end_combos(ROOM, everything=True) == 0
+                await asyncio.sleep(0.05)
+                assert gifts(recorder) == []
 
 
 # --------------------------------------------------------------------------- #

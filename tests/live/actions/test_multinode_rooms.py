@@ -134,3 +134,40 @@ async def test_goal_and_leaderboard_across_nodes(nodes: tuple[LiveServer, LiveSe
         assert len(on_a.of_type("goal_reached")) == len(on_b.of_type("goal_reached")) == 1
     for api in (carol, *gifters):
         await api.aclose()
+
+
+async def test_a_combo_of_a_killed_node_is_ended_by_the_other_once(
+    nodes: tuple[LiveServer, LiveServer],
+) -> None:
+    a, b = nodes
+    carol = await live(a)
+    alice = Api(b, b.token("alice"))
+    assert (await alice.buy("us_700", key="p1")).status_code in (200, 201)
+    # nobody watches the room: no node but b knows of the combo from its events
+    first = await alice.post("/v1/rooms/carol/gifts", {"gift": "rose"}, key="r1")
+    second = await alice.post("/v1/rooms/carol/gifts", {"gift": "rose"}, key="r2")
+    assert first.status_code == second.status_code == 201
+    combo_id = first.json()["tx"]
+    await b.kill()
+    async with Client.open(a, "carol", query="since=0") as viewer:
+        end = await viewer.wait_for(
+            lambda e: e.get("type") == "gift" and e["combo"]["end"], timeout=15
+        )
+        assert end["combo"] == {"id": combo_id, "count": 2, "end": True}
+        assert (end["tx"], end["count"]) == (second.json()["tx"], 0)
+        # a later combo on the live node ends too, and the old one never again
+        alice_on_a = Api(a, a.token("alice"))
+        third = await alice_on_a.post("/v1/rooms/carol/gifts", {"gift": "rose"}, key="r3")
+        await alice_on_a.aclose()
+        later_id = third.json()["tx"]
+        await viewer.wait_for(
+            lambda e: (
+                e.get("type") == "gift" and e["combo"] == {"id": later_id, "count": 1, "end": True}
+            )
+        )
+        ends = [
+            e["combo"]["id"] for e in viewer.events if e.get("type") == "gift" and e["combo"]["end"]
+        ]
+        assert ends == [combo_id, later_id]
+    await alice.aclose()
+    await carol.aclose()
