@@ -164,7 +164,8 @@ async def test_no_reconnect_after_the_stream_ended(server: LiveServer) -> None:
     viewer = _room(server, room_id, token=token)
     await viewer.connect()
     events = [event["type"] async for event in _until_closed(viewer, creator, room_id)]
-    assert events[-1] == "room_ended"
+    # A viewer count of the same tick may follow, nothing else.
+    assert [event for event in events if event != "viewers"][-1] == "room_ended"
     assert viewer.final_close == 4010
     with pytest.raises(LiveError) as refused:
         await viewer.send_gift("rose")
