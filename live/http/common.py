@@ -137,3 +137,13 @@ def query_count(request: Request, name: str, *, default: int, most: int) -> int:
 def created(replayed: bool) -> int:
     """201 for what a request created, 200 for the replay of one."""
     return 200 if replayed else 201
+
+
+def shown_coins(body: dict[str, Any]) -> int | None:
+    """The optional unit price the client showed (``price_changed`` if stale)."""
+    if body.get("coins") is None:
+        return None
+    coins = field_int(body, "coins")
+    if coins < 1:
+        raise LiveError("bad_request", "coins must be a positive integer")
+    return coins

@@ -8,8 +8,15 @@ from starlette.routing import Route
 
 from live.checks import check_key, check_room_id
 from live.errors import LiveError
-from live.http.common import actions_of, created, endpoint, field_str, json_body, user_of
-from live.http.rooms import _shown_coins
+from live.http.common import (
+    actions_of,
+    created,
+    endpoint,
+    field_str,
+    json_body,
+    shown_coins,
+    user_of,
+)
 from live.json import json_response
 from store.domain.items import Owned
 
@@ -40,7 +47,7 @@ async def buy_item(request: Request) -> Response:
         item_id=field_str(body, "item"),
         key=key,
         room_id=room,
-        shown_coins=_shown_coins(body),
+        shown_coins=shown_coins(body),
     )
     return json_response(receipt.public(), status=created(receipt.replayed))
 

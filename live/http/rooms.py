@@ -8,7 +8,6 @@ anyone.
 from __future__ import annotations
 
 import re
-from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -26,6 +25,7 @@ from live.http.common import (
     query_count,
     room_id_of,
     room_of,
+    shown_coins,
     user_of,
 )
 from live.json import json_response
@@ -82,16 +82,6 @@ async def room_leaderboard(request: Request) -> Response:
     return json_response({"room_id": room_id, "top": [e.public() for e in top]})
 
 
-def _shown_coins(body: dict[str, Any]) -> int | None:
-    """The optional unit price the client showed (``price_changed`` if stale)."""
-    if body.get("coins") is None:
-        return None
-    coins = field_int(body, "coins")
-    if coins < 1:
-        raise LiveError("bad_request", "coins must be a positive integer")
-    return coins
-
-
 @endpoint
 async def send_gift(request: Request) -> Response:
     user, room_id = room_of(request)
@@ -107,7 +97,7 @@ async def send_gift(request: Request) -> Response:
         gift_id=field_str(body, "gift"),
         count=field_int(body, "count", default=1),
         key=key,
-        shown_coins=_shown_coins(body),
+        shown_coins=shown_coins(body),
     )
     return json_response(
         {
