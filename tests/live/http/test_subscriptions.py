@@ -106,6 +106,8 @@ async def test_signed_gifts_in_order_with_test_events(
         assert [n["event"]["gift"]["id"] for n in tests] == ["lion"]
         assert not any(n["test"] for n in notes if n not in tests)
         assert await alice.balance() == balance
+        # the receiver has the last message before the server hears its answer
+        await drained(carol, sub_id)
         listed = (await carol.get("/v1/subscriptions")).json()["subscriptions"]
         assert [(s["id"], s["status"], s["pending"]) for s in listed] == [(sub_id, "enabled", 0)]
         assert "secret" not in listed[0]
