@@ -12,12 +12,30 @@ from typing import Any
 
 import orjson
 
+from store.domain.accounts import MoneyPolicy
 from store.domain.models import LeaderEntry, Posting
+from store.domain.rules import HOUR_MS, local_periods
 from store.scaled.client import text
 
 
 def flag(value: bool) -> str:
     return "1" if value else "0"
+
+
+def spending_args(policy: MoneyPolicy, now: int, tz: str) -> tuple[str | int, ...]:
+    """The ARGV block ``lib_spending.lua`` reads, in its order: the time zone, the
+    local day and month there, the platform's caps, the rate limit, the hour."""
+    day, month = local_periods(now, tz)
+    return (
+        tz,
+        day,
+        month,
+        policy.daily_spend_cap,
+        policy.monthly_spend_cap,
+        policy.gift_rate_per_minute,
+        policy.gift_burst,
+        now // HOUR_MS,
+    )
 
 
 def optional_int(value: Any) -> int | None:

@@ -17,12 +17,11 @@ import orjson
 from store.domain.accounts import MoneyPolicy
 from store.domain.models import GiftReceipt, GiftRequest, utc_day
 from store.domain.postings import gift_postings, split_gift
-from store.domain.rules import HOUR_MS, local_periods
 from store.errors import StoreError
 from store.ids import new_id, now_ms
 from store.scaled import keys
 from store.scaled.client import Arg, CommandBatcher, checked_reply, load_script
-from store.scaled.codec import flag, members, postings_json
+from store.scaled.codec import flag, members, postings_json, spending_args
 from store.scaled.keys import (
     OUTBOX,
     SYSTEM_BALANCES,
@@ -170,8 +169,6 @@ class GiftSender:
                 "created_at": created_at,
             }
         )
-        policy = self._policy
-        day, month = local_periods(created_at, tz)
         return (
             request.fingerprint(),
             sender.id,
@@ -188,14 +185,7 @@ class GiftSender:
             request.count,
             DAILY_SUPPORTERS_TTL,
             created_at,
-            tz,
-            day,
-            month,
-            policy.daily_spend_cap,
-            policy.monthly_spend_cap,
-            policy.gift_rate_per_minute,
-            policy.gift_burst,
-            created_at // HOUR_MS,
+            *spending_args(self._policy, created_at, tz),
             room_id,
         )
 

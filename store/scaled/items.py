@@ -23,12 +23,11 @@ from store.domain.items import (
     owned_from,
 )
 from store.domain.models import coins_account, diamonds_account, fingerprint
-from store.domain.rules import HOUR_MS, local_periods
 from store.errors import StoreError
 from store.ids import new_id, now_ms
 from store.scaled import keys
 from store.scaled.client import Arg, CommandBatcher, checked_reply, load_script, text
-from store.scaled.codec import entry_head, fields_of, flag, members
+from store.scaled.codec import entry_head, fields_of, flag, members, spending_args
 from store.scaled.keys import OUTBOX, SYSTEM_BALANCES, hashed, room_key, user_key, wallet_key
 
 _ITEM: Final = load_script("item")
@@ -153,8 +152,6 @@ class RedisItems:
         self, request: ItemRequest, creator: str, tx_id: str, now: int, tz: str, refused: bool
     ) -> tuple[Arg, ...]:
         buyer, item = request.buyer, request.item
-        policy = self._policy
-        day, month = local_periods(now, tz)
         room_id = request.room_id or ""
         meta = members(
             {**request.meta(), "room_id": room_id, "buyer_id": buyer.id, "key": request.key}
@@ -181,14 +178,7 @@ class RedisItems:
             item.kind,
             (item.duration_days or 0) * DAY_MS,
             now,
-            tz,
-            day,
-            month,
-            policy.daily_spend_cap,
-            policy.monthly_spend_cap,
-            policy.gift_rate_per_minute,
-            policy.gift_burst,
-            now // HOUR_MS,
+            *spending_args(self._policy, now, tz),
             room_id,
             flag(refused),
             entry_head(tx_id, "item", now),
