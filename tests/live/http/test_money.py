@@ -5,6 +5,7 @@ and the per-user history. Each test ends with a clean audit."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -50,17 +51,29 @@ async def server(engine_services: Services | None, tmp_path: Path) -> AsyncItera
 
 @pytest.fixture
 async def apis(server: LiveServer) -> AsyncIterator[dict[str, Api]]:
+    async with money_apis(server) as made:
+        yield made
+
+
+@contextlib.asynccontextmanager
+async def money_apis(
+    server: LiveServer, *, anonymous: str = "guest"
+) -> AsyncIterator[dict[str, Api]]:
+    """Carol (a creator, with her room), Alice, an admin and an unsigned caller
+    named ``anonymous``."""
     made = {
         "carol": Api(server, server.token("carol", creator=True)),
         "alice": Api(server, server.token("alice")),
         "admin": Api(server, server.token("root", admin=True)),
-        "guest": Api(server, None),
+        anonymous: Api(server, None),
     }
-    response = await made["carol"].post("/v1/rooms", {"id": "carol", "title": "live"})
-    assert response.status_code == 201, response.text
-    yield made
-    for api in made.values():
-        await api.aclose()
+    try:
+        response = await made["carol"].post("/v1/rooms", {"id": "carol", "title": "live"})
+        assert response.status_code == 201, response.text
+        yield made
+    finally:
+        for api in made.values():
+            await api.aclose()
 
 
 async def assert_audit(server: LiveServer) -> None:

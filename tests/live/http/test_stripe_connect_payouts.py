@@ -22,7 +22,7 @@ import orjson
 import pytest
 import stripe
 
-from tests.live.http.test_money import assert_audit
+from tests.live.http.test_money import assert_audit, money_apis
 from tests.live.launch import on_engine
 from tests.live.server import Api, LiveServer
 from tests.providers.payout_stub import PayoutStub
@@ -161,20 +161,12 @@ async def server(
 
 @pytest.fixture
 async def apis(server: LiveServer) -> AsyncIterator[dict[str, Api]]:
-    made = {
-        "carol": Api(server, server.token("carol", creator=True)),
-        "alice": Api(server, server.token("alice")),
-        "admin": Api(server, server.token("root", admin=True)),
-        "stripe": Api(server, None),
-    }
-    assert (await made["carol"].post("/v1/rooms", {"id": "carol", "title": "t"})).status_code == 201
-    assert (await made["alice"].buy("us_1400", key="b1")).status_code == 201
-    for n, gift in enumerate(["galaxy", "confetti", "confetti"]):  # 600 diamonds for carol
-        sent = await made["alice"].post("/v1/rooms/carol/gifts", {"gift": gift}, key=f"g{n}")
-        assert sent.status_code == 201, sent.text
-    yield made
-    for api in made.values():
-        await api.aclose()
+    async with money_apis(server, anonymous="stripe") as made:
+        assert (await made["alice"].buy("us_1400", key="b1")).status_code == 201
+        for n, gift in enumerate(["galaxy", "confetti", "confetti"]):  # 600 diamonds for carol
+            sent = await made["alice"].post("/v1/rooms/carol/gifts", {"gift": gift}, key=f"g{n}")
+            assert sent.status_code == 201, sent.text
+        yield made
 
 
 def error(response: Any) -> tuple[int, str, str]:
