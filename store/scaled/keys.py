@@ -197,6 +197,12 @@ def withdrawal_record_key(user_id: str, withdrawal_id: str) -> str:
     return user_key(user_id, f"wd:{withdrawal_id}")
 
 
+def withdrawal_owner_key(withdrawal_id: str) -> str:
+    """Cluster: the user who owns withdrawal ``withdrawal_id`` (string, in a slot of
+    its own; a single Redis keeps them all in ``WITHDRAWAL_OWNERS``)."""
+    return f"{PREFIX}:{{wd:{withdrawal_id}}}"
+
+
 def payout_account_key(user_id: str, provider: str) -> str:
     """The creator's account at a payout provider (hash)."""
     return user_key(user_id, f"po:{provider}")
@@ -226,6 +232,11 @@ def payment_key(provider: str, payment_id: str) -> str:
 
 def reversal_key(provider: str, payment_id: str) -> str:
     return payment_key(provider, payment_id) + ":rev"
+
+
+def payment_owner_key(provider: str, payment_id: str) -> str:
+    """Cluster: the user a payment was credited to (its keys are in that user's slot)."""
+    return payment_key(provider, payment_id) + ":u"
 
 
 def claim_key(scope: str, key: str) -> str:
