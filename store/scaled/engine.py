@@ -137,7 +137,7 @@ async def open_scaled_engine(
         catalogs=catalogs,
         subscriptions=PostgresSubscriptions(pool),
         presence=RedisOverlayPresence(redis),
-        items=RedisItems(batcher, policy=config.policy),
+        items=RedisItems(batcher, policy=config.policy, layout=layout),
         check=check,
         stats=stats,
         payout_accounts=RedisPayoutAccounts(batcher),

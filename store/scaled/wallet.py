@@ -71,10 +71,10 @@ class RedisWallet:
         return await self._gifts.send(request)
 
     async def refund(self, request: money.RefundRequest) -> money.RefundReceipt:
-        return await refunds.refund(self._batcher, self._ledger, request)
+        return await refunds.refund(self._batcher, self._ledger, request, layout=self._layout)
 
     async def settle_debt(self, request: money.DebtSettlement) -> money.DebtReceipt:
-        return await refunds.settle_debt(self._batcher, request)
+        return await refunds.settle_debt(self._batcher, request, layout=self._layout)
 
     # -- accounts ----------------------------------------------------------------
 
@@ -108,13 +108,13 @@ class RedisWallet:
     # -- withdrawals and earnings --------------------------------------------------
 
     async def reserve_withdrawal(self, request: money.WithdrawalRequest) -> money.Withdrawal:
-        return await withdrawals.reserve(self._batcher, self._policy, request)
+        return await withdrawals.reserve(self._batcher, self._policy, request, layout=self._layout)
 
     async def settle_withdrawal(self, request: money.WithdrawalSettlement) -> money.Withdrawal:
-        return await withdrawals.settle(self._batcher, request)
+        return await withdrawals.settle(self._batcher, request, layout=self._layout)
 
     async def withdrawal(self, withdrawal_id: str) -> money.Withdrawal | None:
-        return await withdrawals.withdrawal(self._batcher, withdrawal_id)
+        return await withdrawals.withdrawal(self._batcher, withdrawal_id, layout=self._layout)
 
     async def withdrawals(
         self, user_id: str, *, before: str | None = None, limit: int = 50
