@@ -77,6 +77,13 @@ a marker keyed by the transaction id::
     live:{u:<creator>}:c:<tx>   string  the gift's credit was applied (expires)
     live:{r:<room>}:t:<tx>      string  the gift's room step was applied (expires)
 
+The credit marker also marks an item's creator share and each creator's
+clawback of a reversal (``store.scaled.credits``). Records found by their own
+id name their owner in a key of their own (``store.scaled.owners``)::
+
+    live:{pay:<provider>:<payment>}:u   string  the user the payment was credited to
+    live:{wd:<id>}                      string  the user who owns withdrawal <id>
+
 A single Redis keeps the strings above, and its gift stays one script.
 """
 
