@@ -10,14 +10,13 @@ from typing import Final
 
 import orjson
 
-from store.domain import refusals
 from store.domain.accounts import debt_account, purchase_receipt
 from store.domain.models import PurchaseReceipt, PurchaseRequest, coins_account
 from store.ids import new_id, now_ms
-from store.scaled import keys, owners
+from store.scaled import keys
 from store.scaled.client import Arg, CommandBatcher, checked_reply, load_script
 from store.scaled.codec import entry_head, flag, members
-from store.scaled.keys import SINGLE, KeyLayout, payment_owner_key, user_key, wallet_key
+from store.scaled.keys import SINGLE, KeyLayout, user_key, wallet_key
 
 _PURCHASE: Final = load_script("purchase")
 
@@ -26,9 +25,7 @@ async def purchase(
     batcher: CommandBatcher, request: PurchaseRequest, *, layout: KeyLayout = SINGLE
 ) -> PurchaseReceipt:
     """The payment key, the wallet, the account and the system balances and
-    outbox ``layout`` puts in the buyer's slot: one script on a cluster too, after
-    claiming the payment's owner key (a refund finds the buyer by it, and another
-    user's purchase under the same payment id is refused as on one Redis)."""
+    outbox ``layout`` puts in the buyer's slot: one script on a cluster too."""
     package = request.package
     user_id = request.user.id
     tx_id = new_id("tx")
@@ -41,15 +38,11 @@ async def purchase(
     grants: list[Arg] = [len(request.promotions)]
     for grant in request.promotions:
         grants += [orjson.dumps(grant.id), grant.coins, flag(grant.first_purchase)]
-    payment = layout.payment(request.provider, request.payment_id, user_id)
-    owner = payment_owner_key(request.provider, request.payment_id)
-    if layout.cluster and await owners.claim(batcher, owner, user_id) != user_id:
-        raise refusals.KEY_REUSED()
-    try:
-        reply = await batcher.evalsha(
+    reply = checked_reply(
+        await batcher.evalsha(
             _PURCHASE,
             (
-                payment,
+                layout.payment(request.provider, request.payment_id, user_id),
                 wallet,
                 layout.balances(wallet),
                 layout.outbox(wallet),
@@ -69,9 +62,5 @@ async def purchase(
             ),
             retry_on_disconnect=True,
         )
-        checked_reply(reply)
-    except BaseException:
-        if layout.cluster:
-            await owners.release(batcher, owner, unless=payment)
-        raise
+    )
     return purchase_receipt(orjson.loads(reply[1]), replayed=reply[0] == b"R")
