@@ -16,6 +16,8 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any, Final
 
+import orjson
+
 from store.domain.models import diamonds_account
 from store.domain.rules import HOUR_MS
 from store.scaled import keys
@@ -57,6 +59,16 @@ async def _apply(batcher: CommandBatcher, credit: Credit) -> None:
         ]
         args += [hour, stream]
     checked_reply(await batcher.evalsha(_CREDIT, call_keys, args, retry_on_disconnect=True))
+
+
+def stream_credits(fields: dict[bytes, bytes]) -> list[Credit]:
+    """The credit steps of an outbox stream entry (its fields); none for an entry
+    that cannot be decoded (the ledger worker dead-letters it)."""
+    try:
+        entry = orjson.loads(fields[b"tx"])
+        return entry_credits(entry) if isinstance(entry, dict) else []
+    except (KeyError, TypeError, ValueError, orjson.JSONDecodeError):
+        return []
 
 
 def entry_credits(entry: dict[str, Any]) -> list[Credit]:
