@@ -22,11 +22,10 @@ from store.domain.models import diamonds_account
 from store.domain.rules import HOUR_MS
 from store.scaled import keys
 from store.scaled.client import CommandBatcher, checked_reply, load_script
+from store.scaled.gifts import STEP_MARKER_TTL
 from store.scaled.keys import credit_marker_key, user_key, wallet_key
 
 _CREDIT: Final = load_script("credit")
-CREDIT_MARKER_SECONDS: Final = 24 * 3600
-"""How long a step's marker is kept: far above the settle sweeper's lag."""
 REVERSAL_KINDS: Final = ("refund", "chargeback")
 
 
@@ -50,7 +49,7 @@ async def apply(batcher: CommandBatcher, credits: list[Credit]) -> None:
 async def _apply(batcher: CommandBatcher, credit: Credit) -> None:
     creator = credit.creator_id
     call_keys = [credit_marker_key(creator, credit.tx), wallet_key(creator)]
-    args: list[str | int] = [credit.diamonds, CREDIT_MARKER_SECONDS]
+    args: list[str | int] = [credit.diamonds, STEP_MARKER_TTL]
     if credit.earnings is not None:
         hour, stream = credit.earnings
         call_keys += [

@@ -41,6 +41,8 @@ from store.domain.postings import is_balanced
 from store.errors import StoreError, Unavailable
 from store.observer import StoreObserver
 from store.scaled.client import CONNECTION_ERRORS, CommandBatcher, connect_redis, load_script
+from store.scaled.credits import Credit, stream_credits
+from store.scaled.credits import apply as apply_credits
 from store.scaled.gifts import GiftStep, finish_gift
 from store.scaled.keys import DEAD_LETTERS, OUTBOX
 from store.scaled.postgres import PG_UNAVAILABLE, create_pool, pg_connection
@@ -354,6 +356,8 @@ class SettleSweeper:
     costs two no-op marker checks. Entries read but not finished (Redis failed
     mid-way, a sweeper died) are claimed again once idle for ``claim_idle_ms``.
     The sweeper only acknowledges: entries are deleted once filed by the ledger.
+    It also runs again the credit steps of item purchases and reversals
+    (``store.scaled.credits``), applied once by the same markers.
     """
 
     def __init__(
@@ -412,10 +416,16 @@ class SettleSweeper:
             return 0
         done: list[bytes] = []
         steps: list[tuple[bytes, GiftStep]] = []
+        others: list[tuple[bytes, list[Credit]]] = []
         for entry_id, flat in entries:
             fields = dict(zip(flat[::2], flat[1::2], strict=True)) if flat else {}
             if b"gift" not in fields:
-                done.append(entry_id)  # not a gift, or deleted: nothing to finish
+                # an item's creator share or a reversal's clawbacks (credits.py)
+                found = stream_credits(fields)
+                if found:
+                    others.append((entry_id, found))
+                else:
+                    done.append(entry_id)  # nothing to finish, or deleted
                 continue
             try:
                 steps.append((entry_id, GiftStep.decode(fields[b"gift"])))
@@ -430,6 +440,14 @@ class SettleSweeper:
                 log.warning("settle: gift %s not finished yet: %s", step.tx_id, result)
                 continue  # stays pending, claimed again once idle
             self.finished += sum(result)
+            done.append(entry_id)
+        applied = await asyncio.gather(
+            *(apply_credits(self._batcher, found) for _, found in others), return_exceptions=True
+        )
+        for (entry_id, found), outcome in zip(others, applied, strict=True):
+            if isinstance(outcome, BaseException):
+                log.warning("settle: credits of %s not applied yet: %s", found[0].tx, outcome)
+                continue
             done.append(entry_id)
         if done:
             await self._batcher.execute("XACK", outbox, SETTLE_GROUP, *done)

@@ -39,7 +39,8 @@ from store.roles import Ledger
 from store.scaled import credits, keys
 from store.scaled.client import Arg, CommandBatcher, checked_reply, load_script, text
 from store.scaled.codec import entry_head, members
-from store.scaled.credits import CREDIT_MARKER_SECONDS, Credit
+from store.scaled.credits import Credit
+from store.scaled.gifts import STEP_MARKER_TTL
 from store.scaled.keys import (
     SINGLE,
     KeyLayout,
@@ -125,7 +126,7 @@ async def _holdings(batcher: CommandBatcher, gifts: list[GiftSpend]) -> dict[str
     plus the diamonds of those gifts whose credit has not landed yet (a gift's
     credit follows its debit; the clawback and that credit only add, so they
     commute). A gift older than half the markers' life was credited long ago."""
-    recent = now_ms() - CREDIT_MARKER_SECONDS * 500
+    recent = now_ms() - STEP_MARKER_TTL * 500
     pending: dict[str, list[GiftSpend]] = {}
     for gift in gifts:
         if gift.creator_id:
