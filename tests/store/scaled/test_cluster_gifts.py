@@ -12,16 +12,16 @@ from typing import Any
 import pytest
 
 from store.domain.accounts import MoneyPolicy, RefundRequest
-from store.domain.models import GiftRequest, Profile
+from store.domain.models import GiftRequest, Profile, PurchaseRequest
 from store.engine import open_engine
-from store.errors import RoomNotLive
+from store.errors import Conflict, RoomNotLive
 from store.roles import Engine, EngineConfig
 from store.scaled.client import CommandBatcher
 from store.scaled.cluster import NotOnCluster
 from store.scaled.gifts import GiftSender, GiftStep, finish_gift
 from store.scaled.keys import CLUSTER, LEADERBOARD, ROOM, room_key, wallet_key
 from store.scaled.outbox import SETTLE_GROUP, SettleSweeper
-from store.scaled.slots import existing_slot_keys
+from store.scaled.slots import existing_slot_keys, slot_of
 from tests.services import Services, Urls, adult, eventually, fund, rose
 
 pytestmark = [pytest.mark.scaled, pytest.mark.asyncio(loop_scope="session")]
@@ -117,11 +117,46 @@ async def test_a_gift_across_three_primaries_moves_everything_once(
         gifts = [fields for _, fields in entries if b"gift" in fields]
         assert len(gifts) == 1
 
-        # sequential end, then gift: refused, whichever node serves it
-        await engine.rooms.end(room, by=creator)
+    finally:
+        await engine.close()
+
+
+async def test_a_gift_after_the_stream_ended_on_another_node_is_refused(
+    urls: Urls, raw: CommandBatcher
+) -> None:
+    sender, creator, room = await _three_primaries(raw)
+    first, second = await _engine(urls), await _engine(urls)
+    try:
+        funded = await fund(first, sender)
+        await first.rooms.go_live(room_id=room, creator=creator, title="t")
+        await second.wallet.send_gift(rose(second, sender, "g-1", room_id=room))
+        await first.rooms.end(room, by=creator)
         with pytest.raises(RoomNotLive):
-            await engine.wallet.send_gift(rose(engine, sender, "g-2", room_id=room))
-        assert (await engine.wallet.balance(sender.id)).coins == funded - 5
+            await second.wallet.send_gift(rose(second, sender, "g-2", room_id=room))
+        assert (await second.wallet.balance(sender.id)).coins == funded - 1
+        assert await _conserved(raw, sender, creator) == {"coin": 0, "diamond": 0}
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_a_payment_is_credited_once_and_to_one_user(urls: Urls, raw: CommandBatcher) -> None:
+    alice, ben = adult("alice"), adult("ben")
+    engine = await _engine(urls)
+    try:
+        package = engine.catalog.package("us_70")
+        assert package is not None
+        first = await engine.wallet.purchase(PurchaseRequest(alice, package, payment_id="pay-1"))
+        again = await engine.wallet.purchase(PurchaseRequest(alice, package, payment_id="pay-1"))
+        assert again.replayed and again.tx == first.tx and again.balance == first.balance
+        with pytest.raises(Conflict):
+            await engine.wallet.purchase(PurchaseRequest(ben, package, payment_id="pay-1"))
+        assert await _wallet(raw, ben.id) == {}
+        assert (await engine.wallet.balance(alice.id)).coins == first.coins
+        key = CLUSTER.payment("sandbox", "pay-1", alice.id)
+        assert slot_of(key) == slot_of(wallet_key(alice.id))
+        assert await raw.execute("EXISTS", key) == 1
+        assert await _conserved(raw, alice, ben) == {"coin": 0, "diamond": 0}
     finally:
         await engine.close()
 
