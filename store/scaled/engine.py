@@ -5,6 +5,13 @@ path (gifts, purchases, fan-out) needs only Redis: PostgreSQL may be down and
 gifting goes on, the outbox holds the transactions until the ledger worker
 (``run_ledger_worker``, run by ``live ledger``) files them.
 
+On a Redis Cluster (a ``redis+cluster://`` URL) the keys follow
+``KeyLayout(cluster=True)``: per-slot system balances and outboxes, payment keys
+in the buyer's slot, a gift split in three single-slot scripts, and every node
+runs a ``SettleSweeper`` over the outboxes. What is not converted yet (refunds,
+debt settlement, withdrawals, item purchases, payout accounts) is refused before
+anything is written; the ledger worker does not run on a cluster yet.
+
 Entry points for the command line:
 
 - ``live migrate``: ``await migrate(database_url)`` (returns the names applied);
@@ -18,20 +25,33 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import socket
+from typing import Final, cast
+
+from redis.asyncio import Redis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 
 from store.catalogs import Catalogs
 from store.domain.catalog import Catalog
 from store.errors import StoreError, Unavailable
+from store.ids import new_id
 from store.roles import Engine, EngineConfig
 from store.scaled.activity import RedisRoomActivity
 from store.scaled.broker import RedisBroker
 from store.scaled.catalog import RedisCatalog
 from store.scaled.client import CommandBatcher, connect_redis, load_script
-from store.scaled.cluster import ENGINE_REFUSAL, is_cluster_url
+from store.scaled.cluster import ClusterAddress, is_cluster_url
 from store.scaled.items import RedisItems
 from store.scaled.keys import CLUSTER, SINGLE, SYSTEM_BALANCES
 from store.scaled.ledger import PostgresLedger
-from store.scaled.outbox import drain_once, outbox_lag, run_ledger_worker
+from store.scaled.outbox import (
+    SettleSweeper,
+    cluster_outbox_lag,
+    drain_once,
+    outbox_lag,
+    run_ledger_worker,
+)
 from store.scaled.payout_accounts import RedisPayoutAccounts
 from store.scaled.postgres import create_pool, migrate
 from store.scaled.presence import RedisOverlayPresence
@@ -51,12 +71,13 @@ async def open_scaled_engine(
     if not config.redis_url or not config.database_url:
         raise ValueError("the scaled engine needs both a Redis URL and a database URL")
     redis_url, database_url = config.redis_url, config.database_url
-    if is_cluster_url(redis_url):
-        raise ValueError(ENGINE_REFUSAL)
+    cluster = is_cluster_url(redis_url)
+    if cluster and run_worker:
+        raise ValueError(CLUSTER_LEDGER_REFUSAL)
     if config.migrate:
         await migrate(database_url)
-    layout = CLUSTER if is_cluster_url(redis_url) else SINGLE
-    redis = connect_redis(redis_url)
+    layout = CLUSTER if cluster else SINGLE
+    redis = _cluster_client(redis_url) if cluster else connect_redis(redis_url)
     pool = await create_pool(database_url)
     batcher = CommandBatcher(
         redis_url,
@@ -83,6 +104,8 @@ async def open_scaled_engine(
         return {"redis": "ok", "postgresql": "ok"}
 
     async def stats() -> dict[str, float]:
+        if cluster:
+            return {"outbox_lag": float(await cluster_outbox_lag(batcher))}
         return {"outbox_lag": float(await outbox_lag(redis))}
 
     async def close_clients() -> None:
@@ -111,11 +134,18 @@ async def open_scaled_engine(
             )
         )
 
+    settler: asyncio.Task[None] | None = None
+    if cluster:
+        # every node finishes the gifts a dead node left half done (gifts.py)
+        sweeper = SettleSweeper(batcher, consumer=_consumer_name())
+        settler = asyncio.get_running_loop().create_task(sweeper.run(stop))
+
     async def close_worker() -> None:
         stop.set()
-        if worker is not None:
-            with contextlib.suppress(Exception):
-                await worker
+        for task in (worker, settler):
+            if task is not None:
+                with contextlib.suppress(Exception):
+                    await task
 
     return Engine(
         name="scaled",
@@ -144,6 +174,31 @@ async def open_scaled_engine(
         # closed in reverse: the worker, the catalog poller, the broker, the clients
         closers=[close_clients, broker.close, catalogs.close, close_worker],
     )
+
+
+CLUSTER_LEDGER_REFUSAL: Final = (
+    "the ledger worker does not run on a Redis Cluster yet: it reads one outbox, a "
+    "cluster has one per slot (docs/SCALING.md, section 2)"
+)
+
+
+def _cluster_client(url: str) -> Redis:
+    """redis-py's cluster client, for the parts not on the batcher yet (the ledger's
+    reads, overlay presence): their keys are each of one slot."""
+    address = ClusterAddress.parse(url)
+    client = RedisCluster(
+        startup_nodes=[ClusterNode(host, port) for host, port in address.seeds],
+        username=address.username,
+        password=address.password,
+        ssl=address.tls,
+        protocol=2,
+    )
+    return cast(Redis, client)
+
+
+def _consumer_name() -> str:
+    """This process's name in the outboxes' ``settle`` group."""
+    return f"{socket.gethostname()}-{os.getpid()}-{new_id('s')}"
 
 
 __all__ = [

@@ -70,7 +70,9 @@ class GiftSender:
     Conflict), so the creator's wallet key can be put in KEYS from a cache; the
     script verifies it and answers "S" if the cache is stale. Likewise a
     sender's time zone (for the day and month of spending caps): most never set
-    one (UTC); the script answers "T" when the guess is wrong.
+    one (UTC); the script answers "T" when the guess is wrong. On a cluster
+    (``layout.cluster``) the room's facts are read for every gift instead, and
+    the gift is the three scripts of the module docstring.
     """
 
     def __init__(
@@ -144,7 +146,7 @@ class GiftSender:
         read now from the room's slot (the debit cannot read another slot). Read
         for every gift, so a gift after a stream ended (on any node) is refused;
         one racing the end within this read's round trip is accepted, and booked
-        without an event."""
+        in the stream that just ended."""
         values = await self._batcher.execute(
             "HMGET",
             room_key(room_id, keys.ROOM),
