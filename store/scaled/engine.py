@@ -69,7 +69,7 @@ async def open_scaled_engine(
         history_size=config.history_size,
         history_seconds=config.history_seconds,
     )
-    ledger = PostgresLedger(pool, redis, observer=config.observer)
+    ledger = PostgresLedger(pool, redis, observer=config.observer, batcher=batcher)
 
     async def check() -> dict[str, str]:
         try:
@@ -82,7 +82,7 @@ async def open_scaled_engine(
         return {"redis": "ok", "postgresql": "ok"}
 
     async def stats() -> dict[str, float]:
-        return {"outbox_lag": float(await outbox_lag(redis))}
+        return {"outbox_lag": float(await ledger.lag())}
 
     async def close_clients() -> None:
         await batcher.close()

@@ -16,6 +16,14 @@ command) files them into PostgreSQL:
   acknowledged, so one bad entry cannot stall the ledger;
 - because filed entries are deleted, the outbox length *is* the lag (pending
   plus not yet delivered): ``outbox_lag`` serves metrics and the audit.
+
+On a Redis Cluster there is one outbox (and dead-letter stream) per slot,
+``live:{<tag of slot s>}:outbox`` next to the balances its scripts move
+(``store.scaled.slots``). The worker reads them all (``ClusterOutboxes``: a
+full sweep now and then, a cheap per-primary hint in between), files entries
+of many slots in one PostgreSQL transaction, and acknowledges each slot's
+entries there; an entry is deleted once the ``settle`` group has it too
+(``outbox_ack.lua``), so the lag still counts every entry not yet through.
 """
 
 from __future__ import annotations
@@ -24,25 +32,35 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Final, TypeGuard
 
 import asyncpg
 import orjson
 from redis import exceptions as redis_errors
-from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 
 from store.domain.models import Posting, TransactionRecord
 from store.domain.postings import is_balanced
 from store.errors import Unavailable
 from store.observer import StoreObserver
-from store.scaled.client import CONNECTION_ERRORS, connect_redis
-from store.scaled.keys import DEAD_LETTERS, OUTBOX
+from store.scaled.client import (
+    CONNECTION_ERRORS,
+    AnyRedis,
+    CommandBatcher,
+    connect_redis,
+    load_script,
+)
+from store.scaled.keys import OUTBOX
 from store.scaled.postgres import PG_UNAVAILABLE, create_pool, pg_connection
+from store.scaled.slots import existing_slot_keys
 
 log = logging.getLogger(__name__)
 
 GROUP: Final = "ledger"
+SETTLE_GROUP: Final = "settle"
+"""On a cluster, the group that runs each gift's credit and room steps again: an
+entry leaves the outbox once both groups have it."""
 
 
 class PoisonEntry(Exception):
@@ -118,87 +136,194 @@ async def _file(conn: Any, records: Sequence[TransactionRecord]) -> None:
         )
 
 
-async def ensure_group(redis: Redis) -> None:
+Entry = tuple[str, bytes, dict[bytes, bytes] | None]
+"""One outbox entry read: its stream, its id, its fields (``None``: deleted since)."""
+
+_ACK: Final = load_script("outbox_ack")
+
+
+async def ensure_group(redis: AnyRedis, outbox: str = OUTBOX) -> None:
     """Create the consumer group (from the start of the stream) if missing."""
     try:
-        await redis.xgroup_create(OUTBOX, GROUP, id="0", mkstream=True)
+        await redis.xgroup_create(outbox, GROUP, id="0", mkstream=True)
     except redis_errors.ResponseError as exc:
         if "BUSYGROUP" not in str(exc):
             raise
 
 
 async def drain_once(
-    redis: Redis,
+    redis: AnyRedis,
     pool: asyncpg.Pool,
     *,
+    outboxes: Sequence[str] = (OUTBOX,),
     consumer: str = "ledger-1",
     batch: int = 500,
     claim_idle_ms: int = 30_000,
     block_ms: int | None = None,
     ack: bool = True,
+    recover: bool = True,
+    settle_group: str = "",
     observer: StoreObserver | None = None,
 ) -> int:
-    """File one batch: this consumer's own unacknowledged entries first (it died
-    after COMMIT, or PostgreSQL failed), else entries other consumers left idle
-    for ``claim_idle_ms``, else new ones (waiting up to ``block_ms``). Returns how
-    many entries were handled (0: nothing to do). ``ack=False`` files without
-    acknowledging, like a worker killed between COMMIT and XACK (for tests).
-    ``observer`` is told the PostgreSQL call's latency and what the batch moved."""
-    if batch < 1:
-        raise ValueError("batch must be >= 1")
-    try:
-        await ensure_group(redis)
-        entries = await _read(redis, consumer, "0", batch, None)
-        if not entries:
-            claimed = await redis.xautoclaim(
-                OUTBOX, GROUP, consumer, claim_idle_ms, start_id="0-0", count=batch
-            )
-            entries = [(i, f) for i, f in claimed[1] if f is not None]
-        if not entries:
-            entries = await _read(redis, consumer, ">", batch, block_ms)
-    except CONNECTION_ERRORS as exc:
-        raise Unavailable(f"redis unavailable: {exc}") from exc
-    if not entries:
-        return 0
-    await _handle(redis, pool, entries, ack=ack, observer=observer)
+    """File one batch from each of ``outboxes`` (``drain_entries``); how many
+    entries were handled (0: nothing to do)."""
+    entries = await drain_entries(
+        redis,
+        pool,
+        outboxes=outboxes,
+        consumer=consumer,
+        batch=batch,
+        claim_idle_ms=claim_idle_ms,
+        block_ms=block_ms,
+        ack=ack,
+        recover=recover,
+        settle_group=settle_group,
+        observer=observer,
+    )
     return len(entries)
 
 
-async def _read(
-    redis: Redis, consumer: str, start: str, count: int, block_ms: int | None
-) -> list[tuple[bytes, dict[bytes, bytes] | None]]:
-    reply: Any = await redis.xreadgroup(
-        GROUP, consumer, {OUTBOX: start}, count=count, block=block_ms
-    )
-    if not reply:
+async def drain_entries(
+    redis: AnyRedis,
+    pool: asyncpg.Pool,
+    *,
+    outboxes: Sequence[str] = (OUTBOX,),
+    consumer: str = "ledger-1",
+    batch: int = 500,
+    claim_idle_ms: int = 30_000,
+    block_ms: int | None = None,
+    ack: bool = True,
+    recover: bool = True,
+    settle_group: str = "",
+    observer: StoreObserver | None = None,
+) -> list[Entry]:
+    """File one batch from each of ``outboxes``: this consumer's own
+    unacknowledged entries first (it died after COMMIT, or PostgreSQL failed),
+    else entries other consumers left idle for ``claim_idle_ms``, else new ones
+    (waiting up to ``block_ms`` when there is one outbox). ``recover=False``
+    reads only new entries (a worker whose last batch was acknowledged). Returns
+    the entries handled. ``ack=False`` files without acknowledging, like a worker
+    killed between COMMIT and XACK (for tests). ``settle_group``: an entry is
+    deleted only once that group acknowledged it too (a cluster's settle group).
+    ``observer`` is told the PostgreSQL call's latency and what the batch moved."""
+    if batch < 1:
+        raise ValueError("batch must be >= 1")
+    if not outboxes:
         return []
-    entries: list[tuple[bytes, dict[bytes, bytes] | None]] = []
-    for _stream, items in reply:
-        entries.extend((entry_id, fields or None) for entry_id, fields in items)
+    try:
+        entries: list[Entry] = []
+        if recover:
+            entries = await _read(redis, outboxes, consumer, "0", batch, None)
+            if not entries:
+                entries = await _claim(redis, outboxes, consumer, claim_idle_ms, batch)
+        if not entries:
+            wait = block_ms if len(outboxes) == 1 else None
+            entries = await _read(redis, outboxes, consumer, ">", batch, wait)
+    except CONNECTION_ERRORS as exc:
+        raise Unavailable(f"redis unavailable: {exc}") from exc
+    for start in range(0, len(entries), batch):
+        await _handle(
+            redis,
+            pool,
+            entries[start : start + batch],
+            ack=ack,
+            settle_group=settle_group,
+            observer=observer,
+        )
     return entries
 
 
+async def _read(
+    redis: AnyRedis,
+    outboxes: Sequence[str],
+    consumer: str,
+    start: str,
+    count: int,
+    block_ms: int | None,
+) -> list[Entry]:
+    """``XREADGROUP`` on each outbox (one pipeline; on a cluster, one per primary);
+    a missing group is created and that outbox read once more."""
+    replies = await _pipelined(
+        redis,
+        outboxes,
+        lambda pipe, outbox: pipe.xreadgroup(
+            GROUP, consumer, {outbox: start}, count=count, block=block_ms
+        ),
+    )
+    entries: list[Entry] = []
+    again: list[str] = []
+    for outbox, reply in zip(outboxes, replies, strict=True):
+        if isinstance(reply, redis_errors.ResponseError) and "NOGROUP" in str(reply):
+            await ensure_group(redis, outbox)
+            again.append(outbox)
+            continue
+        if isinstance(reply, Exception):
+            raise reply
+        for _stream, items in reply or ():
+            entries.extend((outbox, entry_id, fields or None) for entry_id, fields in items)
+    if again:
+        entries += await _read(redis, again, consumer, start, count, block_ms)
+    return entries
+
+
+async def _claim(
+    redis: AnyRedis, outboxes: Sequence[str], consumer: str, idle_ms: int, count: int
+) -> list[Entry]:
+    """Entries other consumers of the group left pending for ``idle_ms``."""
+    replies = await _pipelined(
+        redis,
+        outboxes,
+        lambda pipe, outbox: pipe.xautoclaim(
+            outbox, GROUP, consumer, idle_ms, start_id="0-0", count=count
+        ),
+    )
+    entries: list[Entry] = []
+    for outbox, reply in zip(outboxes, replies, strict=True):
+        if isinstance(reply, redis_errors.ResponseError) and "NOGROUP" in str(reply):
+            continue  # created by the next read
+        if isinstance(reply, Exception):
+            raise reply
+        entries.extend((outbox, i, f) for i, f in reply[1] if f is not None)
+    return entries
+
+
+async def _pipelined(
+    redis: AnyRedis, keys: Sequence[str], command: Callable[[Any, str], object]
+) -> list[Any]:
+    """``command(pipe, key)`` for each key in one non-transactional pipeline; the
+    replies in order, a command's error as its reply."""
+    async with redis.pipeline(transaction=False) as pipe:
+        for key in keys:
+            command(pipe, key)
+        replies: list[Any] = await pipe.execute(raise_on_error=False)
+    for reply in replies:
+        if isinstance(reply, CONNECTION_ERRORS):
+            raise reply
+    return replies
+
+
 async def _handle(
-    redis: Redis,
+    redis: AnyRedis,
     pool: asyncpg.Pool,
-    entries: Sequence[tuple[bytes, dict[bytes, bytes] | None]],
+    entries: Sequence[Entry],
     *,
     ack: bool,
+    settle_group: str = "",
     observer: StoreObserver | None = None,
 ) -> None:
     records: dict[str, TransactionRecord] = {}
-    poison: list[tuple[bytes, dict[bytes, bytes] | None, str]] = []
-    for entry_id, fields in entries:
+    poison: list[tuple[Entry, str]] = []
+    for entry in entries:
+        _outbox, _entry_id, fields = entry
         if fields is None:
             continue  # deleted while pending: already filed, only the ack is missing
         try:
             record = decode_entry(fields)
         except PoisonEntry as exc:
-            poison.append((entry_id, fields, str(exc)))
+            poison.append((entry, str(exc)))
             continue
         records.setdefault(record.id, record)
     if records:
-        by_id = {e[0]: e[1] for e in entries}
         try:
             async with pg_connection(pool, observer=observer, call="file") as conn:
                 try:
@@ -209,31 +334,37 @@ async def _handle(
                     # one entry the database refuses must not block the rest
                     log.warning("ledger batch refused (%s); filing one by one", exc)
                     refused = await _file_one_by_one(conn, records.values())
-                    for entry_id, fields in by_id.items():
-                        reason = refused.get(_tx_id(fields) or "")
+                    for entry in entries:
+                        reason = refused.get(_tx_id(entry[2]) or "")
                         if reason is not None:
-                            poison.append((entry_id, fields, reason))
+                            poison.append((entry, reason))
         except PG_UNAVAILABLE as exc:
             raise Unavailable(f"postgresql unavailable: {exc}") from exc
         except asyncpg.PostgresError as exc:
             raise Unavailable(f"postgresql cannot file the ledger now: {exc}") from exc
     if not ack:
         return
-    ids = [entry_id for entry_id, _ in entries]
+    by_outbox: dict[str, list[bytes]] = {}
+    for outbox, entry_id, _fields in entries:
+        by_outbox.setdefault(outbox, []).append(entry_id)
     try:
-        async with redis.pipeline(transaction=True) as pipe:
-            for entry_id, fields, reason in poison:
+        # one primary: dead letters, ack and delete in one MULTI; a cluster has
+        # no MULTI across slots, and a dead letter written twice (a retry after a
+        # failure in between) is harmless
+        single = not isinstance(redis, RedisCluster)
+        async with redis.pipeline(transaction=single) as pipe:
+            for (outbox, entry_id, fields), reason in poison:
                 log.error("ledger: parking outbox entry %s: %s", entry_id.decode(), reason)
                 pipe.xadd(
-                    DEAD_LETTERS,
+                    dead_letters_of(outbox),
                     {
                         b"entry": entry_id,
                         b"reason": reason.encode(),
                         b"tx": (fields or {}).get(b"tx", b""),
                     },
                 )
-            pipe.xack(OUTBOX, GROUP, *ids)
-            pipe.xdel(OUTBOX, *ids)
+            for outbox, ids in by_outbox.items():
+                pipe.eval(_ACK.source.decode(), 1, outbox, GROUP, settle_group, *ids)
             await pipe.execute()
     except CONNECTION_ERRORS as exc:
         # filed but not acknowledged: re-filing later is a no-op
@@ -243,8 +374,14 @@ async def _handle(
         observer.ledger_filed(
             filed=len(entries) - len(poison),
             parked=len(poison),
-            ages=[max(0.0, now_ms - _entry_ms(entry_id)) / 1000 for entry_id in ids],
+            ages=[max(0.0, now_ms - _entry_ms(entry_id)) / 1000 for _, entry_id, _ in entries],
         )
+
+
+def dead_letters_of(outbox: str) -> str:
+    """The dead-letter stream next to ``outbox`` (same slot): ``live:{sys}:dead``
+    on one primary, ``live:{<tag of slot s>}:dead`` on a cluster."""
+    return outbox.rpartition(":")[0] + ":dead"
 
 
 def _entry_ms(entry_id: bytes) -> int:
@@ -279,13 +416,83 @@ def _refuses_data(exc: asyncpg.PostgresError) -> bool:
     return sqlstate[:2] in ("22", "23")
 
 
-async def outbox_lag(redis: Redis) -> int:
+async def outbox_lag(redis: AnyRedis, outboxes: Sequence[str] = (OUTBOX,)) -> int:
     """Outbox entries not yet filed in PostgreSQL (pending plus not yet delivered):
-    filed entries are deleted, so this is the stream's length. For metrics."""
+    filed entries are deleted, so this is the sum of the streams' lengths. On a
+    cluster an entry also waits for the settle group, so this counts the credits
+    not yet settled too. For metrics and the audit."""
     try:
-        return int(await redis.xlen(OUTBOX))
+        replies = await _pipelined(redis, outboxes, lambda pipe, outbox: pipe.xlen(outbox))
     except CONNECTION_ERRORS as exc:
         raise Unavailable(f"redis unavailable: {exc}") from exc
+    for reply in replies:
+        if isinstance(reply, Exception):
+            raise reply
+    return sum(int(reply) for reply in replies)
+
+
+class ClusterOutboxes:
+    """Which outboxes of a cluster the ledger worker reads next.
+
+    One ``XREADGROUP`` cannot span slots, and a cluster has up to 16,384 outboxes.
+    Reading each of them every round would cost ~16k empty reads per round on an
+    idle cluster, so:
+
+    - a full sweep every ``sweep_seconds`` (and at start, and after an outage)
+      lists the outboxes that exist (``existing_slot_keys``: one ``EXISTS`` per
+      slot, pipelined per primary) and reads all of them, own pending entries
+      and idle claims included;
+    - between sweeps, a cheap hint per primary: its ``INFO commandstats`` count
+      of ``XADD`` calls (scripts' calls included). Only the outboxes of a primary
+      whose count moved are read, plus the ones that gave entries last round.
+
+    An idle cluster then costs one ``INFO`` per primary per poll and one sweep per
+    ``sweep_seconds``. The hint only saves reads: a missed one (a room's history
+    appends move it too, which merely reads more) is caught by the next sweep.
+    A slot's first outbox entry waits for the next sweep to be found."""
+
+    def __init__(self, redis: RedisCluster, batcher: CommandBatcher, *, sweep_seconds: float):
+        self._redis = redis
+        self._batcher = batcher
+        self._sweep_seconds = sweep_seconds
+        self._outboxes: list[str] = []
+        self._next_sweep = 0.0
+        self._appends: dict[str, int] = {}
+        self.busy: set[str] = set()
+        """Outboxes that gave entries last round: read again at once."""
+
+    def resweep(self) -> None:
+        """Sweep everything next round (after an outage: a failover moves slots)."""
+        self._next_sweep = 0.0
+        self._appends.clear()
+        self._batcher.forget_slots()
+
+    async def due(self) -> tuple[list[str], bool]:
+        """The outboxes to read now, and whether this is a full sweep (read own
+        pending entries and claim idle ones too)."""
+        now = time.monotonic()
+        if now >= self._next_sweep:
+            self._outboxes = await existing_slot_keys(self._batcher, "outbox")
+            self._next_sweep = now + self._sweep_seconds
+            await self._moved()  # the baseline of the hint
+            return list(self._outboxes), True
+        moved = await self._moved()
+        return [o for o in self._outboxes if o in self.busy or self._node(o) in moved], False
+
+    async def _moved(self) -> set[str]:
+        """The primaries whose ``XADD`` count changed since the last look."""
+        stats: Any = await self._redis.info("commandstats", target_nodes=RedisCluster.PRIMARIES)
+        moved: set[str] = set()
+        for node, info in stats.items():
+            calls = int(info.get("cmdstat_xadd", {}).get("calls", 0))
+            if self._appends.get(node) != calls:
+                moved.add(node)
+            self._appends[node] = calls
+        return moved
+
+    def _node(self, key: str) -> str:
+        node = self._redis.get_node_from_key(key)
+        return "" if node is None else str(node.name)
 
 
 async def run_ledger_worker(
@@ -296,34 +503,67 @@ async def run_ledger_worker(
     consumer: str = "ledger-1",
     batch: int = 500,
     claim_idle_ms: int = 30_000,
+    poll_seconds: float = 0.1,
+    sweep_seconds: float = 10.0,
     observer: StoreObserver | None = None,
 ) -> None:
     """Drain the outbox into PostgreSQL until ``stop`` is set. Outages of Redis or
     PostgreSQL are waited out with backoff; nothing is acknowledged unfiled.
+    On a cluster, every slot's outbox (``ClusterOutboxes``): idle primaries are
+    looked at every ``poll_seconds``, every outbox every ``sweep_seconds``; an
+    entry is deleted once the settle group has it too.
     ``observer`` is told each batch filed (the worker's metrics)."""
-    redis = connect_redis(redis_url, max_connections=4, timeout=10.0)
+    redis = connect_redis(redis_url, max_connections=8, timeout=10.0)
     pool = await create_pool(database_url, max_size=2)
+    batcher = CommandBatcher(redis_url) if isinstance(redis, RedisCluster) else None
+    outboxes = (
+        ClusterOutboxes(redis, batcher, sweep_seconds=sweep_seconds)
+        if isinstance(redis, RedisCluster) and batcher is not None
+        else None
+    )
     backoff = 0.1
     log.info("ledger worker %s started", consumer)
     try:
         while not stop.is_set():
             try:
-                await drain_once(
-                    redis,
-                    pool,
-                    consumer=consumer,
-                    batch=batch,
-                    claim_idle_ms=claim_idle_ms,
-                    block_ms=1_000,
-                    observer=observer,
-                )
+                if outboxes is None:
+                    await drain_once(
+                        redis,
+                        pool,
+                        consumer=consumer,
+                        batch=batch,
+                        claim_idle_ms=claim_idle_ms,
+                        block_ms=1_000,
+                        observer=observer,
+                    )
+                else:
+                    due, sweep = await outboxes.due()
+                    entries = await drain_entries(
+                        redis,
+                        pool,
+                        outboxes=due,
+                        consumer=consumer,
+                        batch=batch,
+                        claim_idle_ms=claim_idle_ms,
+                        recover=sweep,
+                        settle_group=SETTLE_GROUP,
+                        observer=observer,
+                    )
+                    outboxes.busy = {outbox for outbox, _, _ in entries}
+                    if not entries:
+                        with contextlib.suppress(asyncio.TimeoutError):
+                            await asyncio.wait_for(stop.wait(), poll_seconds)
                 backoff = 0.1
             except Unavailable as exc:
                 log.warning("ledger worker waiting: %s", exc)
+                if outboxes is not None:
+                    outboxes.resweep()
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(stop.wait(), backoff)
                 backoff = min(backoff * 2, 5.0)
     finally:
+        if batcher is not None:
+            await batcher.close()
         await pool.close()
         await redis.aclose()
         log.info("ledger worker %s stopped", consumer)

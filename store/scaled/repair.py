@@ -37,7 +37,6 @@ from typing import Any, Final
 
 import asyncpg
 import orjson
-from redis.asyncio import Redis
 
 from store.domain.accounts import REVERSAL_KINDS, debt_account
 from store.domain.models import (
@@ -51,7 +50,7 @@ from store.domain.models import (
 )
 from store.errors import StoreError
 from store.scaled import keys
-from store.scaled.client import connect_redis
+from store.scaled.client import AnyRedis, CommandBatcher, connect_redis
 from store.scaled.items import ITEM_KEY_TTL, inventory_from_ledger, item_receipt
 from store.scaled.keys import (
     SEQ_PATTERN,
@@ -64,8 +63,8 @@ from store.scaled.keys import (
     wallet_key,
 )
 from store.scaled.ledger import PostgresLedger
-from store.scaled.outbox import outbox_lag
 from store.scaled.postgres import create_pool
+from store.scaled.slots import slot_key
 from store.scaled.wallet import DEFAULT_GIFT_KEY_TTL
 
 DEFAULT_SEQ_JUMP: Final = 1_000_000
@@ -121,8 +120,12 @@ class RepairReport:
         }
 
 
-def hot_location(account: str, asset: str) -> tuple[str, str]:
-    """The Redis hash and field holding the hot balance of ``(account, asset)``."""
+def hot_location(
+    account: str, asset: str, *, system_balances: str = SYSTEM_BALANCES
+) -> tuple[str, str]:
+    """The Redis hash and field holding the hot balance of ``(account, asset)``. A
+    system account's lives in ``system_balances``: on a cluster its balance is the
+    sum over every slot's hash, so a correction may go to any one of them."""
     if account.startswith("user:"):
         _, _, rest = account.partition(":")
         user_id, _, kind = rest.rpartition(":")
@@ -130,7 +133,7 @@ def hot_location(account: str, asset: str) -> tuple[str, str]:
         if not user_id or name is None:
             raise RepairError(f"no hot balance is kept for {account} ({asset})")
         return wallet_key(user_id), name
-    return SYSTEM_BALANCES, system_field(account, asset)
+    return system_balances, system_field(account, asset)
 
 
 async def repair_scaled(
@@ -143,11 +146,14 @@ async def repair_scaled(
     now_ms: int | None = None,
 ) -> RepairReport:
     redis = connect_redis(redis_url)
+    batcher = CommandBatcher(redis_url)
     pool = await create_pool(database_url)
     try:
         return await _repair(
             redis,
             pool,
+            PostgresLedger(pool, redis, batcher=batcher),
+            system_balances=SYSTEM_BALANCES if batcher.cluster is None else slot_key(0, "bal"),
             window_ms=int(window_seconds * 1000),
             dry_run=dry_run,
             seq_jump=seq_jump,
@@ -155,13 +161,21 @@ async def repair_scaled(
         )
     finally:
         await pool.close()
+        await batcher.close()
         await redis.aclose()
 
 
 async def _repair(
-    redis: Redis, pool: asyncpg.Pool, *, window_ms: int, dry_run: bool, seq_jump: int, now: int
+    redis: AnyRedis,
+    pool: asyncpg.Pool,
+    ledger: PostgresLedger,
+    *,
+    system_balances: str,
+    window_ms: int,
+    dry_run: bool,
+    seq_jump: int,
+    now: int,
 ) -> RepairReport:
-    ledger = PostgresLedger(pool, redis)
     report = RepairReport(dry_run=dry_run)
     report.drained = await ledger.drain(consumer="repair")
 
@@ -180,12 +194,12 @@ async def _repair(
         purchases = await _recent(conn, ["purchase"], since=now - window_ms)
         items = await _recent(conn, ["item"], since=0)  # inventories: every item bought
         reversals = await _recent(conn, list(REVERSAL_KINDS), since=now - window_ms)
-    if await ledger.hot_balances() != hot or await outbox_lag(redis) != 0:
+    if await ledger.hot_balances() != hot or await ledger.lag() != 0:
         raise RepairError("balances are moving: stop gifting (the web nodes) and run it again")
     for account, asset in sorted(derived.keys() | hot.keys()):
         have, want = hot.get((account, asset), 0), derived.get((account, asset), 0)
         if have != want:
-            hot_location(account, asset)  # fail before writing anything
+            hot_location(account, asset, system_balances=system_balances)  # fail early
             report.balances.append(
                 {"account": account, "asset": asset, "hot": have, "ledger": want}
             )
@@ -234,7 +248,9 @@ async def _repair(
 
     async with redis.pipeline(transaction=False) as pipe:
         for entry in report.balances:
-            name, slot = hot_location(entry["account"], entry["asset"])
+            name, slot = hot_location(
+                entry["account"], entry["asset"], system_balances=system_balances
+            )
             pipe.hincrby(name, slot, entry["ledger"] - entry["hot"])
         for key, value, ttl, _ in (*gift_writes, *item_writes):
             pipe.set(key, value, ex=ttl, nx=True)
@@ -279,7 +295,7 @@ async def _recent(conn: Any, kinds: Sequence[str], *, since: int) -> list[dict[s
 
 
 async def _missing(
-    redis: Redis, records: list[dict[str, Any]], key_of: Any
+    redis: AnyRedis, records: list[dict[str, Any]], key_of: Any
 ) -> list[dict[str, Any]]:
     """The records whose idempotency key (``key_of(record)``) is not in Redis."""
     usable = [r for r in records if _has_key_fields(r)]
@@ -295,7 +311,7 @@ async def _missing(
 
 
 async def _lost_inventory(
-    redis: Redis, wanted: dict[tuple[str, str], str]
+    redis: AnyRedis, wanted: dict[tuple[str, str], str]
 ) -> list[tuple[tuple[str, str], str]]:
     """Inventory entries Redis lost, or holds with an earlier expiry than the ledger's."""
     owners = sorted(wanted)
