@@ -29,7 +29,7 @@ from store.scaled.catalog import RedisCatalog
 from store.scaled.client import CommandBatcher, connect_redis, load_script
 from store.scaled.cluster import ENGINE_REFUSAL, is_cluster_url
 from store.scaled.items import RedisItems
-from store.scaled.keys import SYSTEM_BALANCES
+from store.scaled.keys import CLUSTER, SINGLE, SYSTEM_BALANCES
 from store.scaled.ledger import PostgresLedger
 from store.scaled.outbox import drain_once, outbox_lag, run_ledger_worker
 from store.scaled.payout_accounts import RedisPayoutAccounts
@@ -55,6 +55,7 @@ async def open_scaled_engine(
         raise ValueError(ENGINE_REFUSAL)
     if config.migrate:
         await migrate(database_url)
+    layout = CLUSTER if is_cluster_url(redis_url) else SINGLE
     redis = connect_redis(redis_url)
     pool = await create_pool(database_url)
     batcher = CommandBatcher(
@@ -123,6 +124,7 @@ async def open_scaled_engine(
             ledger=ledger,
             creator_share_percent=config.creator_share_percent,
             policy=config.policy,
+            layout=layout,
         ),
         rooms=RedisRooms(batcher),
         ledger=ledger,

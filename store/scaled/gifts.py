@@ -23,8 +23,8 @@ from store.scaled import keys
 from store.scaled.client import Arg, CommandBatcher, checked_reply, load_script
 from store.scaled.codec import flag, members, postings_json, spending_args
 from store.scaled.keys import (
-    OUTBOX,
-    SYSTEM_BALANCES,
+    SINGLE,
+    KeyLayout,
     gift_key,
     room_key,
     supporters_key,
@@ -50,9 +50,16 @@ class GiftSender:
     """
 
     def __init__(
-        self, batcher: CommandBatcher, *, share_percent: int, key_ttl: int, policy: MoneyPolicy
+        self,
+        batcher: CommandBatcher,
+        *,
+        share_percent: int,
+        key_ttl: int,
+        policy: MoneyPolicy,
+        layout: KeyLayout = SINGLE,
     ) -> None:
         self._batcher = batcher
+        self._layout = layout
         self._share = share_percent
         self._ttl = str(key_ttl)
         self._policy = policy
@@ -97,20 +104,20 @@ class GiftSender:
         _remember(self._creators, room_id, creator_id)
         return creator_id
 
-    @staticmethod
-    def _keys(request: GiftRequest, creator_id: str, created_at: int) -> tuple[str, ...]:
+    def _keys(self, request: GiftRequest, creator_id: str, created_at: int) -> tuple[str, ...]:
         sender_id, room_id = request.sender.id, request.room_id
         supporter_of = creator_id or sender_id  # unknown room: the script stops first
+        wallet = wallet_key(sender_id)
         return (
             gift_key(sender_id, request.key),
-            wallet_key(sender_id),
+            wallet,
             room_key(room_id, keys.ROOM),
             # unknown room: any key of the sender's slot; the script stops at NotFound
             wallet_key(creator_id) if creator_id else wallet_key(sender_id),
             room_key(room_id, keys.LEADERBOARD),
             room_key(room_id, keys.LEADERBOARD_PROFILES),
-            SYSTEM_BALANCES,
-            OUTBOX,
+            self._layout.balances(wallet),
+            self._layout.outbox(wallet),
             # the room's activity totals, written in the same script
             room_key(room_id, keys.STREAM_STATS),
             room_key(room_id, keys.GOAL),

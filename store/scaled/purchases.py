@@ -1,6 +1,8 @@
 """Crediting a coin purchase on the scaled engine: one call of ``purchase.lua``,
 once per payment id (the payment key never expires: a provider may redeliver a
-webhook days later)."""
+webhook days later). On a Redis Cluster every key of it is in the buyer's slot
+(``KeyLayout``): the payment key beside the wallet, that slot's system balances
+and outbox."""
 
 from __future__ import annotations
 
@@ -14,12 +16,16 @@ from store.ids import new_id, now_ms
 from store.scaled import keys
 from store.scaled.client import Arg, CommandBatcher, checked_reply, load_script
 from store.scaled.codec import entry_head, flag, members
-from store.scaled.keys import OUTBOX, SYSTEM_BALANCES, payment_key, user_key, wallet_key
+from store.scaled.keys import SINGLE, KeyLayout, user_key, wallet_key
 
 _PURCHASE: Final = load_script("purchase")
 
 
-async def purchase(batcher: CommandBatcher, request: PurchaseRequest) -> PurchaseReceipt:
+async def purchase(
+    batcher: CommandBatcher, request: PurchaseRequest, *, layout: KeyLayout = SINGLE
+) -> PurchaseReceipt:
+    """The payment key, the wallet, the account and the system balances and
+    outbox ``layout`` puts in the buyer's slot: one script on a cluster too."""
     package = request.package
     user_id = request.user.id
     tx_id = new_id("tx")
@@ -28,6 +34,7 @@ async def purchase(batcher: CommandBatcher, request: PurchaseRequest) -> Purchas
     receipt = members(
         {"tx": tx_id, "package_id": package.id, "created_at": created_at, "user_id": user_id}
     )
+    wallet = wallet_key(user_id)
     grants: list[Arg] = [len(request.promotions)]
     for grant in request.promotions:
         grants += [orjson.dumps(grant.id), grant.coins, flag(grant.first_purchase)]
@@ -35,10 +42,10 @@ async def purchase(batcher: CommandBatcher, request: PurchaseRequest) -> Purchas
         await batcher.evalsha(
             _PURCHASE,
             (
-                payment_key(request.provider, request.payment_id),
-                wallet_key(user_id),
-                SYSTEM_BALANCES,
-                OUTBOX,
+                layout.payment(request.provider, request.payment_id, user_id),
+                wallet,
+                layout.balances(wallet),
+                layout.outbox(wallet),
                 user_key(user_id, keys.ACCOUNT),
             ),
             (

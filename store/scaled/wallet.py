@@ -24,6 +24,7 @@ from store.roles import Ledger
 from store.scaled import accounts, purchases, refunds, withdrawals
 from store.scaled.client import CommandBatcher
 from store.scaled.gifts import GiftSender
+from store.scaled.keys import SINGLE, KeyLayout
 
 DEFAULT_GIFT_KEY_TTL: Final = 7 * 24 * 3600
 """A client re-sends a gift's request id within a reconnect; a week is plenty and
@@ -41,12 +42,15 @@ class RedisWallet:
         creator_share_percent: int = 50,
         gift_key_ttl: int = DEFAULT_GIFT_KEY_TTL,
         policy: money.MoneyPolicy | None = None,
+        layout: KeyLayout = SINGLE,
     ) -> None:
         if not 0 <= creator_share_percent <= 100:
             raise ValueError("creator_share_percent must be within 0..100")
         if gift_key_ttl < 0:
             raise ValueError("gift_key_ttl must be >= 0 (0: never expire)")
         self._batcher = batcher
+        self._layout = layout
+        """Where the system and payment keys are (a single Redis or a cluster)."""
         self._ledger = ledger
         """Where a refund finds the gifts the refunded coins paid for."""
         self._policy = policy or money.MoneyPolicy()
@@ -55,12 +59,13 @@ class RedisWallet:
             share_percent=creator_share_percent,
             key_ttl=gift_key_ttl,
             policy=self._policy,
+            layout=layout,
         )
 
     # -- coins in, coins out ---------------------------------------------------
 
     async def purchase(self, request: models.PurchaseRequest) -> models.PurchaseReceipt:
-        return await purchases.purchase(self._batcher, request)
+        return await purchases.purchase(self._batcher, request, layout=self._layout)
 
     async def send_gift(self, request: models.GiftRequest) -> models.GiftReceipt:
         return await self._gifts.send(request)
