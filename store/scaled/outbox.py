@@ -51,7 +51,7 @@ from store.scaled.client import (
     connect_redis,
     load_script,
 )
-from store.scaled.keys import OUTBOX
+from store.scaled.keys import CLUSTER, OUTBOX, SINGLE
 from store.scaled.postgres import PG_UNAVAILABLE, create_pool, pg_connection
 from store.scaled.slots import existing_slot_keys
 
@@ -352,11 +352,12 @@ async def _handle(
         # no MULTI across slots, and a dead letter written twice (a retry after a
         # failure in between) is harmless
         single = not isinstance(redis, RedisCluster)
+        layout = SINGLE if single else CLUSTER
         async with redis.pipeline(transaction=single) as pipe:
             for (outbox, entry_id, fields), reason in poison:
                 log.error("ledger: parking outbox entry %s: %s", entry_id.decode(), reason)
                 pipe.xadd(
-                    dead_letters_of(outbox),
+                    layout.dead_letters(outbox),
                     {
                         b"entry": entry_id,
                         b"reason": reason.encode(),
@@ -376,12 +377,6 @@ async def _handle(
             parked=len(poison),
             ages=[max(0.0, now_ms - _entry_ms(entry_id)) / 1000 for _, entry_id, _ in entries],
         )
-
-
-def dead_letters_of(outbox: str) -> str:
-    """The dead-letter stream next to ``outbox`` (same slot): ``live:{sys}:dead``
-    on one primary, ``live:{<tag of slot s>}:dead`` on a cluster."""
-    return outbox.rpartition(":")[0] + ":dead"
 
 
 def _entry_ms(entry_id: bytes) -> int:

@@ -53,11 +53,12 @@ from store.scaled import keys
 from store.scaled.client import AnyRedis, CommandBatcher, connect_redis
 from store.scaled.items import ITEM_KEY_TTL, inventory_from_ledger, item_receipt
 from store.scaled.keys import (
+    CLUSTER,
     SEQ_PATTERN,
+    SINGLE,
     SYSTEM_BALANCES,
+    KeyLayout,
     gift_key,
-    payment_key,
-    reversal_key,
     system_field,
     user_key,
     wallet_key,
@@ -153,7 +154,7 @@ async def repair_scaled(
             redis,
             pool,
             PostgresLedger(pool, redis, batcher=batcher),
-            system_balances=SYSTEM_BALANCES if batcher.cluster is None else slot_key(0, "bal"),
+            layout=SINGLE if batcher.cluster is None else CLUSTER,
             window_ms=int(window_seconds * 1000),
             dry_run=dry_run,
             seq_jump=seq_jump,
@@ -170,13 +171,15 @@ async def _repair(
     pool: asyncpg.Pool,
     ledger: PostgresLedger,
     *,
-    system_balances: str,
+    layout: KeyLayout,
     window_ms: int,
     dry_run: bool,
     seq_jump: int,
     now: int,
 ) -> RepairReport:
     report = RepairReport(dry_run=dry_run)
+    # a cluster sums a system account over every slot: one slot takes the correction
+    system_balances = layout.balances(slot_key(0, "bal")) if layout.cluster else SYSTEM_BALANCES
     report.drained = await ledger.drain(consumer="repair")
 
     # 1. Balances, from a snapshot that nothing wrote to while it was taken.
@@ -214,13 +217,15 @@ async def _repair(
         if ttl > 0:
             gift_writes.append((key, value, ttl, record["id"]))
     payment_writes: list[tuple[str, bytes, str, str]] = []
-    for record in await _missing(
-        redis, purchases, lambda r: payment_key(r["meta"]["provider"], r["meta"]["payment_id"])
-    ):
-        key, value = await _purchase_record(pool, record)
+    for record in await _missing(redis, purchases, lambda r: _payment_key(layout, r["meta"])):
+        key, value = await _purchase_record(pool, record, layout=layout)
         payment_writes.append((key, value, record["meta"]["user_id"], record["id"]))
     for record in await _missing(
-        redis, reversals, lambda r: reversal_key(r["meta"]["provider"], r["meta"]["payment_id"])
+        redis,
+        reversals,
+        lambda r: layout.reversal(
+            r["meta"]["provider"], r["meta"]["payment_id"], str(r["meta"].get("user_id", ""))
+        ),
     ):
         report.unrepaired.append(
             {
@@ -390,7 +395,13 @@ async def _gift_record(pool: asyncpg.Pool, record: dict[str, Any]) -> tuple[str,
     return gift_key(sender, meta["key"]), stamp.encode() + _as_receipt(GiftReceipt, receipt)
 
 
-async def _purchase_record(pool: asyncpg.Pool, record: dict[str, Any]) -> tuple[str, bytes]:
+def _payment_key(layout: KeyLayout, meta: dict[str, Any]) -> str:
+    return layout.payment(meta["provider"], meta["payment_id"], str(meta.get("user_id", "")))
+
+
+async def _purchase_record(
+    pool: asyncpg.Pool, record: dict[str, Any], *, layout: KeyLayout
+) -> tuple[str, bytes]:
     meta = record["meta"]
     user = meta["user_id"]
     debt_paid = _sum(record, debt_account(user), COIN)
@@ -408,8 +419,7 @@ async def _purchase_record(pool: asyncpg.Pool, record: dict[str, Any]) -> tuple[
     }
     # as PurchaseRequest.fingerprint()
     stamp = fingerprint("purchase", user, meta["package_id"])
-    key = payment_key(meta["provider"], meta["payment_id"])
-    return key, stamp.encode() + _as_receipt(PurchaseReceipt, receipt)
+    return _payment_key(layout, meta), stamp.encode() + _as_receipt(PurchaseReceipt, receipt)
 
 
 __all__ = ["RepairError", "RepairReport", "hot_location", "repair_scaled"]
