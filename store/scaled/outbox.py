@@ -430,31 +430,33 @@ class ClusterOutboxes:
     """Which outboxes of a cluster the ledger worker reads next.
 
     One ``XREADGROUP`` cannot span slots, and a cluster has up to 16,384 outboxes.
-    Reading each of them every round would cost ~16k empty reads per round on an
-    idle cluster, so:
+    Reading each of them every round would cost ~16k reads per round on an idle
+    cluster, and redis-py's per-command cost makes that slow, so only outboxes
+    holding entries are read, found with the engine's batcher (a few µs a call):
 
     - a full sweep every ``sweep_seconds`` (and at start, and after an outage)
       lists the outboxes that exist (``existing_slot_keys``: one ``EXISTS`` per
-      slot, pipelined per primary) and reads all of them, own pending entries
-      and idle claims included;
-    - between sweeps, a cheap hint per primary: its ``INFO commandstats`` count
-      of ``XADD`` calls (scripts' calls included). Only the outboxes of a primary
-      whose count moved are read, plus the ones that gave entries last round.
+      slot, one pipeline per primary), then ``XLEN`` of each; those holding
+      entries are read with own pending entries and idle claims included;
+    - between sweeps, a hint per primary: its ``INFO commandstats`` count of
+      ``XADD`` calls (scripts' calls included). Only the outboxes of a primary
+      whose count moved, and those that gave entries last round, get an
+      ``XLEN``; only the non-empty ones are read.
 
     An idle cluster then costs one ``INFO`` per primary per poll and one sweep per
-    ``sweep_seconds``. The hint only saves reads: a missed one (a room's history
-    appends move it too, which merely reads more) is caught by the next sweep.
-    A slot's first outbox entry waits for the next sweep to be found."""
+    ``sweep_seconds``. The hint only saves reads: a room's history appends move it
+    too, which merely checks more. A slot's very first outbox entry (its stream
+    did not exist at the last sweep) waits for the next sweep."""
 
     def __init__(self, redis: RedisCluster, batcher: CommandBatcher, *, sweep_seconds: float):
         self._redis = redis
         self._batcher = batcher
         self._sweep_seconds = sweep_seconds
-        self._outboxes: list[str] = []
+        self._by_node: dict[str, list[str]] = {}
         self._next_sweep = 0.0
         self._appends: dict[str, int] = {}
         self.busy: set[str] = set()
-        """Outboxes that gave entries last round: read again at once."""
+        """Outboxes that gave entries last round: looked at again at once."""
 
     def resweep(self) -> None:
         """Sweep everything next round (after an outage: a failover moves slots)."""
@@ -467,12 +469,29 @@ class ClusterOutboxes:
         pending entries and claim idle ones too)."""
         now = time.monotonic()
         if now >= self._next_sweep:
-            self._outboxes = await existing_slot_keys(self._batcher, "outbox")
+            await self._moved()  # the baseline of the hint (and the client's slot map)
+            outboxes = await existing_slot_keys(self._batcher, "outbox")
+            self._by_node = {}
+            for outbox in outboxes:
+                self._by_node.setdefault(self._node(outbox), []).append(outbox)
             self._next_sweep = now + self._sweep_seconds
-            await self._moved()  # the baseline of the hint
-            return list(self._outboxes), True
+            return await self._holding(outboxes), True
         moved = await self._moved()
-        return [o for o in self._outboxes if o in self.busy or self._node(o) in moved], False
+        candidates = set(self.busy)
+        for node in moved:
+            candidates.update(self._by_node.get(node, ()))
+        return await self._holding(sorted(candidates)), False
+
+    async def _holding(self, outboxes: Sequence[str]) -> list[str]:
+        """The outboxes holding entries (``XLEN`` by the batcher)."""
+        lengths = await asyncio.gather(
+            *(self._batcher.execute("XLEN", outbox) for outbox in outboxes),
+            return_exceptions=True,
+        )
+        for length in lengths:
+            if isinstance(length, BaseException):
+                raise length
+        return [outbox for outbox, length in zip(outboxes, lengths, strict=True) if length]
 
     async def _moved(self) -> set[str]:
         """The primaries whose ``XADD`` count changed since the last look."""
@@ -498,7 +517,7 @@ async def run_ledger_worker(
     consumer: str = "ledger-1",
     batch: int = 500,
     claim_idle_ms: int = 30_000,
-    poll_seconds: float = 0.1,
+    poll_seconds: float = 0.25,
     sweep_seconds: float = 10.0,
     observer: StoreObserver | None = None,
 ) -> None:
