@@ -33,6 +33,7 @@ from store.scaled.outbox import (
     decode_entry,
     drain_once,
     outbox_lag,
+    release_settled,
 )
 from store.scaled.postgres import pg_connection
 from store.scaled.slots import existing_slot_keys, slot_key, slot_of
@@ -158,6 +159,8 @@ class PostgresLedger:
             if not handled:
                 break
             total += handled
+        if self._cluster:
+            await release_settled(self._redis, outboxes)
         return total
 
     async def audit(self) -> AuditReport:

@@ -365,7 +365,7 @@ async def _handle(
                     },
                 )
             for outbox, ids in by_outbox.items():
-                pipe.eval(_ACK.source.decode(), 1, outbox, GROUP, settle_group, *ids)
+                pipe.eval(_ACK.source.decode(), 1, outbox, GROUP, settle_group, 0, *ids)
             await pipe.execute()
     except CONNECTION_ERRORS as exc:
         # filed but not acknowledged: re-filing later is a no-op
@@ -377,6 +377,28 @@ async def _handle(
             parked=len(poison),
             ages=[max(0.0, now_ms - _entry_ms(entry_id)) / 1000 for _, entry_id, _ in entries],
         )
+
+
+async def release_settled(
+    redis: AnyRedis, outboxes: Sequence[str], *, settle_group: str = SETTLE_GROUP, scan: int = 1_000
+) -> int:
+    """Delete the oldest ``scan`` entries of each outbox that both the ledger and
+    the settle group are done with: an entry the ledger filed before the settle
+    group got to it stays until then. Returns how many were deleted."""
+    try:
+        replies = await _pipelined(
+            redis,
+            outboxes,
+            lambda pipe, outbox: pipe.eval(
+                _ACK.source.decode(), 1, outbox, GROUP, settle_group, scan
+            ),
+        )
+    except CONNECTION_ERRORS as exc:
+        raise Unavailable(f"redis unavailable: {exc}") from exc
+    for reply in replies:
+        if isinstance(reply, Exception):
+            raise Unavailable(f"redis: {reply}")
+    return sum(int(reply) for reply in replies)
 
 
 def _entry_ms(entry_id: bytes) -> int:
@@ -564,6 +586,8 @@ async def run_ledger_worker(
                         observer=observer,
                     )
                     outboxes.busy = {outbox for outbox, _, _ in entries}
+                    if sweep and due:
+                        await release_settled(redis, due)
                     if not entries:
                         with contextlib.suppress(asyncio.TimeoutError):
                             await asyncio.wait_for(stop.wait(), poll_seconds)
