@@ -27,7 +27,7 @@ import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import asyncpg
 import httpx
@@ -483,6 +483,27 @@ class RedisCluster:
                     return next(n for n in self.nodes if n.port == port)
         raise RuntimeError(f"no node serves slot {slot}")
 
+    async def migrate_slot(
+        self, slot: int, source: RedisClusterNode, target: RedisClusterNode
+    ) -> int:
+        """Move ``slot`` with its keys from ``source`` to ``target`` (primaries), as
+        ``redis-cli --cluster reshard`` does: ``IMPORTING``/``MIGRATING``, ``MIGRATE``
+        in batches (calls meanwhile get ``ASK``), then ``SETSLOT … NODE`` on every
+        primary. Returns how many keys moved."""
+        source_id, target_id = await self._node_id(source), await self._node_id(target)
+        await _command(target, "CLUSTER", "SETSLOT", slot, "IMPORTING", source_id)
+        await _command(source, "CLUSTER", "SETSLOT", slot, "MIGRATING", target_id)
+        moved = 0
+        while keys := await _command(source, "CLUSTER", "GETKEYSINSLOT", slot, 100):
+            await _command(source, "MIGRATE", "127.0.0.1", target.port, "", 0, 5000, "KEYS", *keys)
+            moved += len(keys)
+        others = [n for n in self.nodes if n not in (source, target) and n.alive]
+        for node in (target, source, *others):
+            role = await _command(node, "ROLE")
+            if role[0] == b"master":
+                await _command(node, "CLUSTER", "SETSLOT", slot, "NODE", target_id)
+        return moved
+
     async def replica_of(self, primary: RedisClusterNode) -> RedisClusterNode:
         """One replica following ``primary``."""
         for node in self.nodes:
@@ -523,6 +544,14 @@ class RedisCluster:
         for node in self.nodes:
             with contextlib.suppress(Exception):
                 await node.stop()
+
+
+async def _command(node: RedisServer, *args: object) -> Any:
+    client = node.client()
+    try:
+        return await client.execute_command(*args)  # type: ignore[no-untyped-call]
+    finally:
+        await client.aclose()
 
 
 def postgres_bindir() -> Path:
