@@ -42,7 +42,7 @@ from redis.asyncio.cluster import RedisCluster
 
 from store.domain.models import Posting, TransactionRecord
 from store.domain.postings import is_balanced
-from store.errors import Unavailable
+from store.errors import StoreError, Unavailable
 from store.observer import StoreObserver
 from store.scaled.client import (
     CONNECTION_ERRORS,
@@ -592,7 +592,9 @@ async def run_ledger_worker(
                         with contextlib.suppress(asyncio.TimeoutError):
                             await asyncio.wait_for(stop.wait(), poll_seconds)
                 backoff = 0.1
-            except Unavailable as exc:
+            except (StoreError, redis_errors.RedisError) as exc:
+                # a failover or a slot moving answers errors for a moment (READONLY,
+                # MOVED on a stale map...): wait, then read the slot map again
                 log.warning("ledger worker waiting: %s", exc)
                 if outboxes is not None:
                     outboxes.resweep()
