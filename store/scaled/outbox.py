@@ -24,6 +24,7 @@ full sweep now and then, a cheap per-primary hint in between), files entries
 of many slots in one PostgreSQL transaction, and acknowledges each slot's
 entries there; an entry is deleted once the ``settle`` group has it too
 (``outbox_ack.lua``), so the lag still counts every entry not yet through.
+The ``settle`` group (``SettleSweeper``) finishes the gifts they hold.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Final, TypeGuard
@@ -51,6 +53,7 @@ from store.scaled.client import (
     connect_redis,
     load_script,
 )
+from store.scaled.gifts import GiftStep, finish_gift
 from store.scaled.keys import CLUSTER, OUTBOX, SINGLE
 from store.scaled.postgres import PG_UNAVAILABLE, create_pool, pg_connection
 from store.scaled.slots import existing_slot_keys
@@ -59,8 +62,8 @@ log = logging.getLogger(__name__)
 
 GROUP: Final = "ledger"
 SETTLE_GROUP: Final = "settle"
-"""On a cluster, the group that runs each gift's credit and room steps again: an
-entry leaves the outbox once both groups have it."""
+"""On a cluster, the group that finishes every gift of an outbox (credit, room
+step): an entry leaves the outbox once both groups have it."""
 
 
 class PoisonEntry(Exception):
@@ -607,3 +610,112 @@ async def run_ledger_worker(
         await pool.close()
         await redis.aclose()
         log.info("ledger worker %s stopped", consumer)
+
+
+# -- the settle group (Redis Cluster) ------------------------------------------------
+
+_SETTLE_READ: Final = load_script("settle_read")
+
+
+class SettleSweeper:
+    """Finishes the gifts of every slot's outbox on a Redis Cluster.
+
+    A gift there is committed by its debit (``gift_debit.lua``, which writes the
+    whole transaction and a ``gift`` field to its slot's outbox); the node then
+    runs the credit and the room step itself. This sweeper runs them again for
+    every entry of every outbox (consumer group ``settle``, created on each
+    outbox from its start): both are applied once by their markers, so a gift
+    whose node died in between is credited and booked once, and any other gift
+    costs two no-op marker checks. Entries read but not finished (Redis failed
+    mid-way, a sweeper died) are claimed again once idle for ``claim_idle_ms``.
+    An entry is deleted by whichever group acknowledges it last
+    (``outbox_ack.lua``): the ledger's, once filed, or this one.
+    """
+
+    def __init__(
+        self,
+        batcher: CommandBatcher,
+        *,
+        consumer: str,
+        batch: int = 200,
+        claim_idle_ms: int = 10_000,
+        rescan_seconds: float = 30.0,
+    ) -> None:
+        if batch < 1 or claim_idle_ms < 0:
+            raise ValueError("batch must be >= 1 and claim_idle_ms >= 0")
+        self._batcher = batcher
+        self._consumer = consumer
+        self._batch = batch
+        self._claim_idle_ms = claim_idle_ms
+        self._rescan = rescan_seconds
+        self._outboxes: list[str] = []
+        self._scanned_at = -math.inf
+        self.finished = 0
+        """Gifts this sweeper credited or booked (a step the node had not done)."""
+
+    async def sweep(self) -> int:
+        """One pass over every outbox; returns the entries handled (0: idle)."""
+        if time.monotonic() - self._scanned_at >= self._rescan:
+            self._outboxes = await existing_slot_keys(self._batcher, "outbox")
+            self._scanned_at = time.monotonic()
+        handled = await asyncio.gather(*(self._sweep(outbox) for outbox in self._outboxes))
+        return sum(handled)
+
+    async def run(self, stop: asyncio.Event, *, idle_seconds: float = 1.0) -> None:
+        """Sweep until ``stop`` is set: again at once after a busy pass, after
+        ``idle_seconds`` after an idle one, with backoff while Redis is down."""
+        backoff = idle_seconds
+        while not stop.is_set():
+            wait = idle_seconds
+            try:
+                if await self.sweep():
+                    wait = 0.0
+                backoff = idle_seconds
+            except StoreError as exc:
+                log.warning("settle sweeper waiting: %s", exc.message)
+                wait = backoff = min(backoff * 2, 10.0)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), wait)
+
+    async def _sweep(self, outbox: str) -> int:
+        entries = await self._batcher.evalsha(
+            _SETTLE_READ,
+            (outbox,),
+            (SETTLE_GROUP, self._consumer, self._batch, self._claim_idle_ms),
+            retry_on_disconnect=True,
+        )
+        if not entries:
+            return 0
+        done: list[bytes] = []
+        steps: list[tuple[bytes, GiftStep]] = []
+        for entry_id, flat in entries:
+            fields = dict(zip(flat[::2], flat[1::2], strict=True)) if flat else {}
+            if b"gift" not in fields:
+                done.append(entry_id)  # not a gift, or deleted: nothing to finish
+                continue
+            try:
+                steps.append((entry_id, GiftStep.decode(fields[b"gift"])))
+            except ValueError as exc:
+                log.error("settle: outbox entry %s skipped: %s", entry_id.decode(), exc)
+                done.append(entry_id)
+        results = await asyncio.gather(
+            *(finish_gift(self._batcher, step) for _, step in steps), return_exceptions=True
+        )
+        for (entry_id, step), result in zip(steps, results, strict=True):
+            if isinstance(result, BaseException):
+                log.warning("settle: gift %s not finished yet: %s", step.tx_id, result)
+                continue  # stays pending, claimed again once idle
+            self.finished += sum(result)
+            done.append(entry_id)
+        if done:  # and deleted if the ledger filed them already
+            await self._batcher.evalsha(
+                _ACK, (outbox,), (SETTLE_GROUP, GROUP, 0, *done), retry_on_disconnect=True
+            )
+        return len(entries)
+
+
+async def cluster_outbox_lag(batcher: CommandBatcher) -> int:
+    """Entries in every slot's outbox (Redis Cluster): the sum of their lengths."""
+    outboxes = await existing_slot_keys(batcher, "outbox")
+    lengths = await asyncio.gather(*(batcher.execute("XLEN", key) for key in outboxes))
+    return sum(int(length) for length in lengths)
