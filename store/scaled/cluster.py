@@ -19,20 +19,21 @@ from urllib.parse import unquote, urlsplit
 
 from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 
+from store.errors import StoreError
+
 SCHEMES: Final = ("redis+cluster://", "rediss+cluster://")
 
 Node = tuple[str, int]
 """A primary's address (host, port)."""
 
 
-ENGINE_REFUSAL: Final = (
-    "the scaled engine's money scripts write keys of several hash slots at once (a "
-    "gift: the sender's, the creator's, the room's and the system's), which a Redis "
-    "Cluster refuses; run the engine on a single Redis primary (docs/SCALING.md, "
-    "section 2: what runs on a cluster today)"
-)
-"""Why ``open_scaled_engine`` refuses a cluster URL: only the room fan-out (the
-broker) and the batcher run on a cluster so far."""
+class NotOnCluster(StoreError):
+    """An operation the engine does not run on a Redis Cluster yet: refused before
+    anything is written (code ``internal``: a limit of this deployment, not of
+    the request)."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(f"{what}: not available on a Redis Cluster yet (docs/SCALING.md)")
 
 
 def is_cluster_url(url: str) -> bool:

@@ -70,7 +70,9 @@ class GiftSender:
     Conflict), so the creator's wallet key can be put in KEYS from a cache; the
     script verifies it and answers "S" if the cache is stale. Likewise a
     sender's time zone (for the day and month of spending caps): most never set
-    one (UTC); the script answers "T" when the guess is wrong.
+    one (UTC); the script answers "T" when the guess is wrong. On a cluster
+    (``layout.cluster``) the room's facts are read for every gift instead, and
+    the gift is the three scripts of the module docstring.
     """
 
     def __init__(

@@ -286,6 +286,13 @@ class KeyLayout:
             return payment_key(provider, payment_id)
         return user_key(user_id, hashed("p", _payment_name(provider, payment_id)))
 
+    def payment_owner(self, provider: str, payment_id: str) -> str | None:
+        """Cluster: who a payment id was first credited to (``None`` on a single
+        Redis, where the payment key itself is shared by every user). The payment
+        key is in the buyer's slot there, so this one claim, in the payment's own
+        slot, is what refuses the same payment id for another user."""
+        return payment_key(provider, payment_id) + ":u" if self.cluster else None
+
     def reversal(self, provider: str, payment_id: str, user_id: str) -> str:
         """The idempotency key of that purchase's reversal."""
         if not self.cluster:

@@ -655,27 +655,42 @@ class SettleSweeper:
 
     async def sweep(self) -> int:
         """One pass over every outbox; returns the entries handled (0: idle)."""
-        if time.monotonic() - self._scanned_at >= self._rescan:
-            self._outboxes = await existing_slot_keys(self._batcher, "outbox")
-            self._scanned_at = time.monotonic()
-        handled = await asyncio.gather(*(self._sweep(outbox) for outbox in self._outboxes))
-        return sum(handled)
+        return sum((await self._pass(await self._all())).values())
 
-    async def run(self, stop: asyncio.Event, *, idle_seconds: float = 1.0) -> None:
-        """Sweep until ``stop`` is set: again at once after a busy pass, after
-        ``idle_seconds`` after an idle one, with backoff while Redis is down."""
+    async def run(self, stop: asyncio.Event, *, idle_seconds: float = 5.0) -> None:
+        """Sweep until ``stop`` is set: every outbox every ``idle_seconds``, and
+        in between, again at once, the outboxes that had entries (an idle outbox
+        costs one script call per pass), with backoff while Redis is down."""
         backoff = idle_seconds
         while not stop.is_set():
             wait = idle_seconds
             try:
-                if await self.sweep():
-                    wait = 0.0
+                started = time.monotonic()
+                handled = await self._pass(await self._all())
+                busy = [outbox for outbox, count in handled.items() if count]
+                while busy and not stop.is_set():
+                    if time.monotonic() - started >= idle_seconds:
+                        wait = 0.0  # every outbox again now, the busy ones among them
+                        break
+                    handled = await self._pass(busy)
+                    busy = [outbox for outbox, count in handled.items() if count]
                 backoff = idle_seconds
             except StoreError as exc:
                 log.warning("settle sweeper waiting: %s", exc.message)
-                wait = backoff = min(backoff * 2, 10.0)
+                wait = backoff = min(backoff * 2, 60.0)
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(stop.wait(), wait)
+
+    async def _all(self) -> list[str]:
+        """Every outbox (found again every ``rescan_seconds``)."""
+        if time.monotonic() - self._scanned_at >= self._rescan:
+            self._outboxes = await existing_slot_keys(self._batcher, "outbox")
+            self._scanned_at = time.monotonic()
+        return self._outboxes
+
+    async def _pass(self, outboxes: list[str]) -> dict[str, int]:
+        counts = await asyncio.gather(*(self._sweep(outbox) for outbox in outboxes))
+        return dict(zip(outboxes, counts, strict=True))
 
     async def _sweep(self, outbox: str) -> int:
         entries = await self._batcher.evalsha(
@@ -712,10 +727,3 @@ class SettleSweeper:
                 _ACK, (outbox,), (SETTLE_GROUP, GROUP, 0, *done), retry_on_disconnect=True
             )
         return len(entries)
-
-
-async def cluster_outbox_lag(batcher: CommandBatcher) -> int:
-    """Entries in every slot's outbox (Redis Cluster): the sum of their lengths."""
-    outboxes = await existing_slot_keys(batcher, "outbox")
-    lengths = await asyncio.gather(*(batcher.execute("XLEN", key) for key in outboxes))
-    return sum(int(length) for length in lengths)

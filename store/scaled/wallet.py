@@ -23,6 +23,7 @@ from store.ids import now_ms
 from store.roles import Ledger
 from store.scaled import accounts, purchases, refunds, withdrawals
 from store.scaled.client import CommandBatcher
+from store.scaled.cluster import NotOnCluster
 from store.scaled.gifts import GiftSender
 from store.scaled.keys import SINGLE, KeyLayout
 
@@ -62,6 +63,11 @@ class RedisWallet:
             layout=layout,
         )
 
+    def _single_redis_only(self, what: str) -> None:
+        """Money operations whose scripts still name keys of several slots."""
+        if self._layout.cluster:
+            raise NotOnCluster(what)
+
     # -- coins in, coins out ---------------------------------------------------
 
     async def purchase(self, request: models.PurchaseRequest) -> models.PurchaseReceipt:
@@ -71,9 +77,11 @@ class RedisWallet:
         return await self._gifts.send(request)
 
     async def refund(self, request: money.RefundRequest) -> money.RefundReceipt:
+        self._single_redis_only("refunds")
         return await refunds.refund(self._batcher, self._ledger, request)
 
     async def settle_debt(self, request: money.DebtSettlement) -> money.DebtReceipt:
+        self._single_redis_only("debt settlement")
         return await refunds.settle_debt(self._batcher, request)
 
     # -- accounts ----------------------------------------------------------------
@@ -108,9 +116,11 @@ class RedisWallet:
     # -- withdrawals and earnings --------------------------------------------------
 
     async def reserve_withdrawal(self, request: money.WithdrawalRequest) -> money.Withdrawal:
+        self._single_redis_only("withdrawals")
         return await withdrawals.reserve(self._batcher, self._policy, request)
 
     async def settle_withdrawal(self, request: money.WithdrawalSettlement) -> money.Withdrawal:
+        self._single_redis_only("withdrawals")
         return await withdrawals.settle(self._batcher, request)
 
     async def withdrawal(self, withdrawal_id: str) -> money.Withdrawal | None:
