@@ -464,6 +464,13 @@ class RedisCluster:
             await client.aclose()
         return reply.decode() if isinstance(reply, bytes) else str(reply)
 
+    async def state_ok(self) -> bool:
+        """Every running node reports ``cluster_state:ok`` (a failover is over)."""
+        for node in self.nodes:
+            if node.alive and not await self._state_ok(node):
+                return False
+        return True
+
     async def primary_of(self, key: str) -> RedisClusterNode:
         """The node serving ``key``'s slot now, as a live node sees it."""
         slot = key_slot(key.encode())

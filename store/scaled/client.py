@@ -46,7 +46,7 @@ from redis.asyncio import ConnectionPool, Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.connection import parse_url
 from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
+from redis.backoff import ExponentialBackoff, NoBackoff
 
 from store.domain.refusals import refusal_error
 from store.errors import StoreError, Unavailable
@@ -153,7 +153,11 @@ def connect_redis(url: str, *, max_connections: int = 32, timeout: float = 10.0)
     RESP2, so replies have one shape whatever the client library's default.
     On a cluster URL, redis-py's ``RedisCluster`` (every seed a startup node): it
     routes each command by its key's slot and follows ``MOVED``/``ASK``; the
-    per-slot system keys are found with ``store.scaled.slots``."""
+    per-slot system keys are found with ``store.scaled.slots``. It retries a
+    command whose node went away (the slot map is read again first), which a
+    failover needs: what runs on it is idempotent (reads, acknowledgements,
+    overlay reports), but for the repair's balance corrections, which its
+    closing audit checks."""
     if is_cluster_url(url):
         address = ClusterAddress.parse(url)
         return RedisCluster(
@@ -165,7 +169,7 @@ def connect_redis(url: str, *, max_connections: int = 32, timeout: float = 10.0)
             max_connections=max_connections,
             socket_timeout=timeout,
             socket_connect_timeout=min(timeout, 5.0),
-            retry=Retry(NoBackoff(), 0),
+            retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), 5),
         )
     pool = ConnectionPool.from_url(
         url,

@@ -294,15 +294,22 @@ async def _pipelined(
     redis: AnyRedis, keys: Sequence[str], command: Callable[[Any, str], object]
 ) -> list[Any]:
     """``command(pipe, key)`` for each key in one non-transactional pipeline; the
-    replies in order, a command's error as its reply."""
-    async with redis.pipeline(transaction=False) as pipe:
-        for key in keys:
-            command(pipe, key)
-        replies: list[Any] = await pipe.execute(raise_on_error=False)
-    for reply in replies:
-        if isinstance(reply, CONNECTION_ERRORS):
-            raise reply
-    return replies
+    replies in order, a command's error as its reply. On a cluster, a node gone
+    (a failover) makes the client read the slot map again and the pipeline go
+    once more: every command sent this way may run twice."""
+    attempt = 1
+    while True:
+        async with redis.pipeline(transaction=False) as pipe:
+            for key in keys:
+                command(pipe, key)
+            replies: list[Any] = await pipe.execute(raise_on_error=False)
+        failed = next((r for r in replies if isinstance(r, CONNECTION_ERRORS)), None)
+        if failed is None:
+            return replies
+        if attempt == 2 or not isinstance(redis, RedisCluster):
+            raise failed
+        await redis.nodes_manager.initialize()
+        attempt += 1
 
 
 async def _handle(

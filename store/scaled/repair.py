@@ -8,7 +8,9 @@ the hot balances and their idempotency records are gone. ``live audit`` then
 reports the difference, and a client resending such a gift would be charged a
 second time. This module puts back what the ledger proves:
 
-1. files whatever the outbox still holds (as the worker would);
+1. files whatever the outbox still holds (as the worker would); on a cluster,
+   first finishes every gift the settle group has not (its credit and room
+   step), then reads every slot's outbox and system balances;
 2. moves every hot balance the audit compares to its ledger value (by the
    difference, with ``HINCRBY``);
 3. writes the missing idempotency records of gifts and item purchases (within
@@ -64,6 +66,7 @@ from store.scaled.keys import (
     wallet_key,
 )
 from store.scaled.ledger import PostgresLedger
+from store.scaled.outbox import SettleSweeper
 from store.scaled.postgres import create_pool
 from store.scaled.slots import slot_key
 from store.scaled.wallet import DEFAULT_GIFT_KEY_TTL
@@ -77,6 +80,7 @@ _USER_FIELDS: Final = {
     ("withdrawing", DIAMOND): "withdrawing",
 }
 _CHUNK: Final = 1_000
+_SETTLE_ROUNDS: Final = 1_000
 
 
 class RepairError(StoreError):
@@ -155,6 +159,7 @@ async def repair_scaled(
             pool,
             PostgresLedger(pool, redis, batcher=batcher),
             layout=SINGLE if batcher.cluster is None else CLUSTER,
+            settle=SettleSweeper(batcher, consumer="repair", claim_idle_ms=0),
             window_ms=int(window_seconds * 1000),
             dry_run=dry_run,
             seq_jump=seq_jump,
@@ -172,6 +177,7 @@ async def _repair(
     ledger: PostgresLedger,
     *,
     layout: KeyLayout,
+    settle: SettleSweeper | None = None,
     window_ms: int,
     dry_run: bool,
     seq_jump: int,
@@ -181,6 +187,14 @@ async def _repair(
     # a cluster sums a system account over every slot: one slot takes the correction
     system_balances = layout.balances(slot_key(0, "bal")) if layout.cluster else SYSTEM_BALANCES
     report.drained = await ledger.drain(consumer="repair")
+    if layout.cluster and settle is not None:
+        # finish every gift first (credit, room step, each once by its marker): a
+        # credit still to come would otherwise be booked twice, by this repair
+        # and by the settle group later
+        for _ in range(_SETTLE_ROUNDS):
+            if not await settle.sweep():
+                break
+        report.drained += await ledger.drain(consumer="repair")
 
     # 1. Balances, from a snapshot that nothing wrote to while it was taken.
     hot = await ledger.hot_balances()
