@@ -164,7 +164,8 @@ class Bench:
         self.rows.append(row)
         print(
             f"-> {row.target}: {fmt(row.figure)} (baseline {fmt(row.baseline)}, ratio "
-            f"{fmt(row.ratio)}) goal {row.goal}: {'met' if row.met else 'NOT met'}",
+            f"{fmt(row.ratio)}) goal {row.goal}: "
+            f"{'-' if row.met is None else 'met' if row.met else 'NOT met'}",
             file=sys.stderr,
         )
 
@@ -393,7 +394,7 @@ class Bench:
                     r.baseline,
                     r.ratio,
                     r.goal,
-                    "met" if r.met else "not met",
+                    "" if r.met is None else "met" if r.met else "not met",
                     r.note,
                 )
                 for r in self.rows
