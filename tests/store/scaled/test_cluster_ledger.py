@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
-import orjson
 import pytest
 
 from store.domain.models import coins_account
@@ -25,6 +24,7 @@ from store.scaled.presence import RedisOverlayPresence
 from store.scaled.repair import repair_scaled
 from store.scaled.slots import slot_of
 from tests.services import Services, Urls, eventually, pg_count
+from tests.store.scaled.outboxes import grant, settle
 
 pytestmark = pytest.mark.scaled
 
@@ -55,29 +55,6 @@ async def cluster(services: Services) -> AsyncIterator[Cluster]:
         await redis.aclose()
 
 
-async def _grant(redis: Any, user: str, coins: int, *, n: int) -> str:
-    """What a purchase script does in the buyer's slot: the wallet, the slot's
-    system balances and outbox, in one slot. Returns the transaction id."""
-    tx = f"tx_{n:06d}_{user}"
-    owner = wallet_key(user)
-    entry = {
-        "id": tx,
-        "kind": "grant",
-        "created_at": 1_700_000_000_000 + n,
-        "postings": [
-            {"account": "world", "asset": "coin", "amount": -coins},
-            {"account": coins_account(user), "asset": "coin", "amount": coins},
-        ],
-        "meta": {"user_id": user},
-    }
-    async with redis.pipeline(transaction=True) as pipe:
-        pipe.hincrby(owner, "coin", coins)
-        pipe.hincrby(CLUSTER.balances(owner), system_field("world", "coin"), -coins)
-        pipe.xadd(CLUSTER.outbox(owner), {"tx": orjson.dumps(entry)})
-        await pipe.execute()
-    return tx
-
-
 @contextlib.asynccontextmanager
 async def _worker(urls: Urls, **options: Any) -> AsyncIterator[None]:
     stop = asyncio.Event()
@@ -91,22 +68,6 @@ async def _worker(urls: Urls, **options: Any) -> AsyncIterator[None]:
         await task
 
 
-async def _settle(redis: Any, outboxes: list[str]) -> None:
-    """What the settle group does with each entry: it acknowledges it (a stand-in
-    for the gift's settle sweeper: these entries have no credit to run)."""
-    for outbox in outbox_keys(outboxes):
-        with contextlib.suppress(Exception):
-            await redis.xgroup_create(outbox, SETTLE_GROUP, id="0", mkstream=True)
-        reply: Any = await redis.xreadgroup(SETTLE_GROUP, "settle-1", {outbox: ">"}, count=1000)
-        ids = [entry_id for _, items in reply or () for entry_id, _ in items]
-        if ids:
-            await redis.xack(outbox, SETTLE_GROUP, *ids)
-
-
-def outbox_keys(outboxes: list[str]) -> list[str]:
-    return sorted(set(outboxes))
-
-
 async def test_the_worker_files_every_slots_outbox_and_the_audit_sums_the_slots(
     cluster: Cluster,
 ) -> None:
@@ -114,13 +75,13 @@ async def test_the_worker_files_every_slots_outbox_and_the_audit_sums_the_slots(
     outboxes = [CLUSTER.outbox(wallet_key(u)) for u in users]
     assert len({slot_of(o) for o in outboxes}) > 30  # the users are spread over slots
     for n, user in enumerate(users):
-        await _grant(cluster.redis, user, 100 + n, n=n)
-    await _settle(cluster.redis, outboxes)
+        await grant(cluster.redis, user, 100 + n, n=n)
+    await settle(cluster.redis, outboxes)
     async with _worker(cluster.urls, poll_seconds=0.02, sweep_seconds=60.0):
         await eventually(lambda: _filed(cluster.urls, len(users)), what="every slot's outbox filed")
         # known outboxes: found again by the per-primary hint, not a sweep (60 s)
-        more = [await _grant(cluster.redis, u, 7, n=100 + i) for i, u in enumerate(users[:5])]
-        await _settle(cluster.redis, outboxes)
+        more = [await grant(cluster.redis, u, 7, n=100 + i) for i, u in enumerate(users[:5])]
+        await settle(cluster.redis, outboxes)
         await eventually(
             lambda: _filed(cluster.urls, len(users) + len(more)),
             what="new entries of known outboxes filed between sweeps",
@@ -134,7 +95,7 @@ async def test_the_worker_files_every_slots_outbox_and_the_audit_sums_the_slots(
 
 
 async def test_an_entry_stays_until_the_settle_group_has_it(cluster: Cluster) -> None:
-    await _grant(cluster.redis, "alice", 50, n=1)
+    await grant(cluster.redis, "alice", 50, n=1)
     outbox = CLUSTER.outbox(wallet_key("alice"))
     await cluster.redis.xgroup_create(outbox, SETTLE_GROUP, id="0")
     ledger = cluster.ledger()
@@ -143,7 +104,7 @@ async def test_an_entry_stays_until_the_settle_group_has_it(cluster: Cluster) ->
     # filed, but the credit step has not run: the audit is not final yet
     report = await ledger.audit()
     assert report.pending == 1 and not report.ok
-    await _settle(cluster.redis, [outbox])
+    await settle(cluster.redis, [outbox])
     assert await cluster.redis.xlen(outbox) == 1  # settled after it was filed
     report = await ledger.audit()
     assert report.ok and report.pending == 0, report.public()
@@ -152,7 +113,7 @@ async def test_an_entry_stays_until_the_settle_group_has_it(cluster: Cluster) ->
 async def test_a_poison_entry_is_parked_in_its_own_slot(cluster: Cluster) -> None:
     owner = wallet_key("mallory")
     await cluster.redis.xadd(CLUSTER.outbox(owner), {"tx": b"{not json"})
-    await _grant(cluster.redis, "bob", 10, n=2)
+    await grant(cluster.redis, "bob", 10, n=2)
     assert await cluster.ledger().drain() == 2
     dead: Any = await cluster.redis.xrange(CLUSTER.dead_letters(owner))
     assert len(dead) == 1 and dead[0][1][b"reason"].startswith(b"undecodable")
@@ -161,8 +122,8 @@ async def test_a_poison_entry_is_parked_in_its_own_slot(cluster: Cluster) -> Non
 
 async def test_repair_puts_back_balances_a_failover_lost(cluster: Cluster) -> None:
     for n, user in enumerate(["ann", "ben", "cat"]):
-        await _grant(cluster.redis, user, 300, n=n)
-    await _settle(cluster.redis, [CLUSTER.outbox(wallet_key(u)) for u in ("ann", "ben", "cat")])
+        await grant(cluster.redis, user, 300, n=n)
+    await settle(cluster.redis, [CLUSTER.outbox(wallet_key(u)) for u in ("ann", "ben", "cat")])
     assert (await cluster.ledger().audit()).ok
     # the primary of ben's slot lost its last writes: his wallet and the slot's
     # system balance went back to before the grant
