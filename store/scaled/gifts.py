@@ -146,7 +146,7 @@ class GiftSender:
         read now from the room's slot (the debit cannot read another slot). Read
         for every gift, so a gift after a stream ended (on any node) is refused;
         one racing the end within this read's round trip is accepted, and booked
-        without an event."""
+        in the stream that just ended."""
         values = await self._batcher.execute(
             "HMGET",
             room_key(room_id, keys.ROOM),

@@ -249,3 +249,18 @@ async def test_what_is_not_converted_yet_is_refused_before_writing(
         assert await _wallet(raw, alice.id) == before
     finally:
         await engine.close()
+
+
+async def test_a_malformed_gift_step_is_acknowledged_and_left_alone(
+    urls: Urls, raw: CommandBatcher
+) -> None:
+    outbox = CLUSTER.outbox(wallet_key("alice"))
+    await raw.execute("XADD", outbox, "*", "tx", "{}", "gift", "[1, 2]")
+    await raw.execute("XADD", outbox, "*", "tx", "{}")  # not a gift: nothing to finish
+    sweeper = SettleSweeper(raw, consumer="node-1", claim_idle_ms=0)
+    assert await sweeper.sweep() == 2
+    assert sweeper.finished == 0
+    assert (await raw.execute("XPENDING", outbox, SETTLE_GROUP))[0] == 0
+    assert await raw.execute("XLEN", outbox) == 2  # the ledger's to file and delete
+    with pytest.raises(ValueError, match="malformed gift step"):
+        GiftStep.decode(b'["tx_1", "", "room", "ben", "{}", 1, 0, 1, "1", 0]')
