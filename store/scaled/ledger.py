@@ -7,8 +7,10 @@ audits the hot balances in Redis against the postings.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
+import time
 from typing import Any, Final
 
 import asyncpg
@@ -23,7 +25,7 @@ from store.domain.models import (
     coins_account,
     diamonds_account,
 )
-from store.errors import Unavailable
+from store.errors import StoreError, Unavailable
 from store.observer import StoreObserver
 from store.scaled.client import CONNECTION_ERRORS, AnyRedis, CommandBatcher
 from store.scaled.keys import WALLET_PATTERN, user_of_wallet_key, wallet_key
@@ -42,6 +44,8 @@ log = logging.getLogger(__name__)
 
 _OUTBOX_SCAN_LIMIT: Final = 10_000
 """How many unfiled outbox entries a history read looks through (newest first)."""
+_OUTBOX_LIST_SECONDS: Final = 5.0
+"""Cluster: how long a history read reuses the list of every slot's outbox."""
 
 
 class PostgresLedger:
@@ -63,6 +67,7 @@ class PostgresLedger:
         self._observer = observer
         self._batcher = batcher
         self._cluster = batcher is not None and batcher.cluster is not None
+        self._outbox_list: tuple[float, list[str]] | None = None
 
     async def slot_keys(self, suffix: str) -> list[str]:
         """Every slot's ``suffix`` key (``outbox``, ``bal``, ``dead``) that exists
@@ -129,12 +134,42 @@ class PostgresLedger:
 
     async def _unfiled(self, user_id: str) -> list[TransactionRecord]:
         """The newest outbox entries; none when Redis is down (the filed history is
-        still worth showing). On a cluster, those of the user's own slot: what the
-        user sent or bought; what others sent them shows once filed."""
-        outbox = slot_key(slot_of(wallet_key(user_id)) if self._cluster else None, "outbox")
+        still worth showing). On a cluster, every slot's outbox: a gift received
+        sits in its sender's slot. The user's own slot is read up to the full
+        limit, the others up to a share of it."""
+        if not self._cluster or self._batcher is None:
+            return await self._newest(slot_key(None, "outbox"), _OUTBOX_SCAN_LIMIT)
+        own = slot_key(slot_of(wallet_key(user_id)), "outbox")
         try:
-            entries: Any = await self._redis.xrevrange(outbox, count=_OUTBOX_SCAN_LIMIT)
-        except CONNECTION_ERRORS as exc:
+            outboxes = [o for o in await self._outboxes() if o != own]
+        except Unavailable as exc:
+            log.warning("history without unfiled outbox entries: %s", exc)
+            return []
+        share = max(100, _OUTBOX_SCAN_LIMIT // max(1, len(outboxes)))
+        found = await asyncio.gather(
+            self._newest(own, _OUTBOX_SCAN_LIMIT),
+            *(self._newest(outbox, share) for outbox in outboxes),
+        )
+        return [record for records in found for record in records]
+
+    async def _outboxes(self) -> list[str]:
+        """Every slot's outbox that exists, listed again every few seconds."""
+        now = time.monotonic()
+        if self._outbox_list is None or now - self._outbox_list[0] > _OUTBOX_LIST_SECONDS:
+            self._outbox_list = (now, await self.slot_keys("outbox"))
+        return self._outbox_list[1]
+
+    async def _newest(self, outbox: str, count: int) -> list[TransactionRecord]:
+        try:
+            if self._cluster and self._batcher is not None:
+                reply = await self._batcher.execute("XREVRANGE", outbox, "+", "-", "COUNT", count)
+                entries: Any = [
+                    (entry_id, dict(zip(flat[::2], flat[1::2], strict=True)))
+                    for entry_id, flat in reply or ()
+                ]
+            else:
+                entries = await self._redis.xrevrange(outbox, count=count)
+        except (*CONNECTION_ERRORS, StoreError) as exc:
             log.warning("history without unfiled outbox entries: redis unavailable: %s", exc)
             return []
         records: list[TransactionRecord] = []
