@@ -393,8 +393,9 @@ async def release_settled(
     redis: AnyRedis, outboxes: Sequence[str], *, settle_group: str = SETTLE_GROUP, scan: int = 1_000
 ) -> int:
     """Delete the oldest ``scan`` entries of each outbox that both the ledger and
-    the settle group are done with: an entry the ledger filed before the settle
-    group got to it stays until then. Returns how many were deleted."""
+    the settle group are done with but that are still there (a group that
+    acknowledged without ``outbox_ack.lua``, or a failover that lost a delete).
+    The audit's drain and the worker's sweeps call it. Returns how many went."""
     try:
         replies = await _pipelined(
             redis,
