@@ -23,15 +23,15 @@ from live.settings import Settings, SettingsError
 from live.subscriptions import cli as subscriptions_cli
 
 
-def _settings(args: argparse.Namespace, *, cluster: bool = False, **extra: object) -> Settings:
-    """The settings of a command; ``cluster``: it runs on a Redis Cluster too."""
+def _settings(args: argparse.Namespace, **extra: object) -> Settings:
+    """The settings of a command (every one runs on a Redis Cluster too)."""
     overrides: dict[str, object] = {k: v for k, v in extra.items() if v is not None}
     for name in ("host", "port", "data_dir", "workers"):
         value = getattr(args, name, None)
         if value is not None:
             overrides[name] = Path(value) if name == "data_dir" else value
     settings = Settings.from_env(None, **overrides)
-    _check_urls(settings, cluster=cluster)
+    _check_urls(settings)
     configure_logging(settings)
     return settings
 
@@ -42,7 +42,7 @@ _URL_SCHEMES = {
 }
 
 
-def _check_urls(settings: Settings, *, cluster: bool = False) -> None:
+def _check_urls(settings: Settings) -> None:
     """A URL the client library would reject with a traceback gets one clear line."""
     for name, url in (
         ("LIVE_REDIS_URL", settings.redis_url),
@@ -51,15 +51,13 @@ def _check_urls(settings: Settings, *, cluster: bool = False) -> None:
         if url and not url.startswith(_URL_SCHEMES[name]):
             expected = " or ".join(_URL_SCHEMES[name])
             raise SettingsError(f"{name} must start with {expected}")
-    from store.scaled.cluster import ENGINE_REFUSAL, ClusterAddress, is_cluster_url
+    from store.scaled.cluster import ClusterAddress, is_cluster_url
 
     if settings.redis_url and is_cluster_url(settings.redis_url):
         try:
             ClusterAddress.parse(settings.redis_url)
         except ValueError as exc:
             raise SettingsError(f"LIVE_REDIS_URL: {exc}") from None
-        if not cluster:
-            raise SettingsError(f"LIVE_REDIS_URL: {ENGINE_REFUSAL}")
 
 
 def _operational_error(exc: BaseException) -> str | None:
@@ -107,7 +105,7 @@ def _uvloop_available() -> bool:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    settings = _settings(args, cluster=True, demo=True if args.demo else None)
+    settings = _settings(args, demo=True if args.demo else None)
     shared_metrics = ""
     if settings.scaled:
         # Reach Redis and PostgreSQL (and migrate) once before uvicorn starts, so a

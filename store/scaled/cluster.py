@@ -19,31 +19,10 @@ from urllib.parse import unquote, urlsplit
 
 from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 
-from store.errors import StoreError
-
 SCHEMES: Final = ("redis+cluster://", "rediss+cluster://")
 
 Node = tuple[str, int]
 """A primary's address (host, port)."""
-
-
-ENGINE_REFUSAL: Final = (
-    "the ledger worker, live audit and live repair read the one outbox and system "
-    "balances hash of a single Redis primary; on a Redis Cluster, where there is one of "
-    "each per slot, only the engine itself (live serve) runs so far (docs/SCALING.md, "
-    "section 2)"
-)
-"""Why what runs on redis-py's client (``connect_redis``: the ledger worker, audit,
-repair) refuses a cluster URL: the engine opens on one, those do not yet."""
-
-
-class NotOnCluster(StoreError):
-    """An operation the engine does not run on a Redis Cluster yet: refused before
-    anything is written (code ``internal``: a limit of this deployment, not of
-    the request)."""
-
-    def __init__(self, what: str) -> None:
-        super().__init__(f"{what}: not available on a Redis Cluster yet (docs/SCALING.md)")
 
 
 def is_cluster_url(url: str) -> bool:

@@ -9,7 +9,7 @@ On a Redis Cluster (a ``redis+cluster://`` URL) the keys follow
 ``KeyLayout(cluster=True)``: per-slot system balances and outboxes, payment keys
 in the buyer's slot, a gift split in three single-slot scripts, and every node
 runs a ``SettleSweeper`` over the outboxes (which also finishes the credit steps
-of item purchases and reversals); the ledger worker does not run on a cluster yet.
+of item purchases and reversals); the ledger worker reads every slot's outbox.
 
 Entry points for the command line:
 
@@ -26,10 +26,6 @@ import asyncio
 import contextlib
 import os
 import socket
-from typing import Final, cast
-
-from redis.asyncio import Redis
-from redis.asyncio.cluster import ClusterNode, RedisCluster
 
 from store.catalogs import Catalogs
 from store.domain.catalog import Catalog
@@ -40,13 +36,12 @@ from store.scaled.activity import RedisRoomActivity
 from store.scaled.broker import RedisBroker
 from store.scaled.catalog import RedisCatalog
 from store.scaled.client import CommandBatcher, connect_redis, load_script
-from store.scaled.cluster import ClusterAddress, is_cluster_url
+from store.scaled.cluster import is_cluster_url
 from store.scaled.items import RedisItems
 from store.scaled.keys import CLUSTER, SINGLE, SYSTEM_BALANCES
 from store.scaled.ledger import PostgresLedger
 from store.scaled.outbox import (
     SettleSweeper,
-    cluster_outbox_lag,
     drain_once,
     outbox_lag,
     run_ledger_worker,
@@ -71,12 +66,10 @@ async def open_scaled_engine(
         raise ValueError("the scaled engine needs both a Redis URL and a database URL")
     redis_url, database_url = config.redis_url, config.database_url
     cluster = is_cluster_url(redis_url)
-    if cluster and run_worker:
-        raise ValueError(CLUSTER_LEDGER_REFUSAL)
     if config.migrate:
         await migrate(database_url)
     layout = CLUSTER if cluster else SINGLE
-    redis = _cluster_client(redis_url) if cluster else connect_redis(redis_url)
+    redis = connect_redis(redis_url)
     pool = await create_pool(database_url)
     batcher = CommandBatcher(
         redis_url,
@@ -90,7 +83,7 @@ async def open_scaled_engine(
         history_size=config.history_size,
         history_seconds=config.history_seconds,
     )
-    ledger = PostgresLedger(pool, redis, observer=config.observer)
+    ledger = PostgresLedger(pool, redis, observer=config.observer, batcher=batcher)
 
     async def check() -> dict[str, str]:
         try:
@@ -103,9 +96,7 @@ async def open_scaled_engine(
         return {"redis": "ok", "postgresql": "ok"}
 
     async def stats() -> dict[str, float]:
-        if cluster:
-            return {"outbox_lag": float(await cluster_outbox_lag(batcher))}
-        return {"outbox_lag": float(await outbox_lag(redis))}
+        return {"outbox_lag": float(await ledger.lag())}
 
     async def close_clients() -> None:
         await batcher.close()
@@ -173,26 +164,6 @@ async def open_scaled_engine(
         # closed in reverse: the worker, the catalog poller, the broker, the clients
         closers=[close_clients, broker.close, catalogs.close, close_worker],
     )
-
-
-CLUSTER_LEDGER_REFUSAL: Final = (
-    "the ledger worker does not run on a Redis Cluster yet: it reads one outbox, a "
-    "cluster has one per slot (docs/SCALING.md, section 2)"
-)
-
-
-def _cluster_client(url: str) -> Redis:
-    """redis-py's cluster client, for the parts not on the batcher yet (the ledger's
-    reads, overlay presence): their keys are each of one slot."""
-    address = ClusterAddress.parse(url)
-    client = RedisCluster(
-        startup_nodes=[ClusterNode(host, port) for host, port in address.seeds],
-        username=address.username,
-        password=address.password,
-        ssl=address.tls,
-        protocol=2,
-    )
-    return cast(Redis, client)
 
 
 def _consumer_name() -> str:

@@ -14,7 +14,6 @@ from redis.crc import key_slot
 from loadtest.processes import RedisCluster, RedisServer
 from store.domain.catalog import Catalog
 from store.domain.models import Event
-from store.engine import open_engine
 from store.errors import StoreError, Unavailable
 from store.roles import EngineConfig
 from store.scaled.broker import RedisBroker
@@ -75,16 +74,12 @@ def test_cluster_url_parses_seeds_and_credentials() -> None:
 
 
 @pytest.mark.asyncio(loop_scope="session")
-async def test_the_engine_opens_on_a_cluster_but_its_ledger_worker_refuses(
+async def test_the_engine_opens_on_a_cluster_with_its_ledger_worker(
     services: Services,
 ) -> None:
     urls = await services.reset_cluster()
     config = EngineConfig(redis_url=urls.redis, database_url=urls.database)
-    with pytest.raises(ValueError, match="ledger worker does not run on a Redis Cluster"):
-        await open_scaled_engine(config, catalog=Catalog(), run_worker=True)
-    cluster = await services.cluster()
-    assert [await _command(node, "DBSIZE") for node in cluster.nodes] == [0] * len(cluster.nodes)
-    engine = await open_engine(config)
+    engine = await open_scaled_engine(config, catalog=Catalog(), run_worker=True)
     try:
         assert await engine.ready() == {"redis": "ok", "postgresql": "ok"}
         assert await engine.gauges() == {"outbox_lag": 0.0}
