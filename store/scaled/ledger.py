@@ -32,6 +32,7 @@ from store.scaled.keys import WALLET_PATTERN, user_of_wallet_key, wallet_key
 from store.scaled.outbox import (
     SETTLE_GROUP,
     PoisonEntry,
+    SettleSweeper,
     decode_entry,
     drain_once,
     outbox_lag,
@@ -46,6 +47,8 @@ _OUTBOX_SCAN_LIMIT: Final = 10_000
 """How many unfiled outbox entries a history read looks through (newest first)."""
 _OUTBOX_LIST_SECONDS: Final = 5.0
 """Cluster: how long a history read reuses the list of every slot's outbox."""
+_SETTLE_ROUNDS: Final = 1_000
+"""Cluster: at most this many settle passes before an audit or a repair reads."""
 
 
 class PostgresLedger:
@@ -178,6 +181,22 @@ class PostgresLedger:
                 records.append(decode_entry(fields))
         return records
 
+    async def settle(self, *, consumer: str = "audit") -> int:
+        """Cluster: finish every gift and credit step still in an outbox (the
+        settle group's work, each step once by its marker), claiming entries
+        other sweepers hold at once; returns the entries handled. Nothing to do
+        on a single Redis, where a transaction is whole when it commits."""
+        if not self._cluster or self._batcher is None:
+            return 0
+        sweeper = SettleSweeper(self._batcher, consumer=consumer, claim_idle_ms=0)
+        total = 0
+        for _ in range(_SETTLE_ROUNDS):
+            handled = await sweeper.sweep()
+            if not handled:
+                break
+            total += handled
+        return total
+
     async def drain(self, *, consumer: str = "audit", max_batches: int = 1_000) -> int:
         """File everything in the outbox now (what the worker does; idempotent)."""
         total = 0
@@ -201,9 +220,14 @@ class PostgresLedger:
     async def audit(self) -> AuditReport:
         """Drain the outbox, then compare the hot balances in Redis with balances
         derived from the PostgreSQL postings. Final only while nothing is being
-        written; ``pending`` counts entries still unfiled (on a cluster, also those
-        whose credit the settle group has not run yet)."""
+        written; ``pending`` counts entries still unfiled. On a cluster it first
+        finishes every gift's credit and room step (``settle``), as a quiescent
+        point there is one where every outbox is settled too; without that, the
+        entries the settle group had not acknowledged yet would stay ``pending``
+        and their creators' diamonds below the ledger."""
         await self.drain()
+        if await self.settle():
+            await self.drain()
         async with (
             pg_connection(self._pool, observer=self._observer, call="audit") as conn,
             conn.transaction(isolation="repeatable_read"),

@@ -66,7 +66,6 @@ from store.scaled.keys import (
     wallet_key,
 )
 from store.scaled.ledger import PostgresLedger
-from store.scaled.outbox import SettleSweeper
 from store.scaled.postgres import create_pool
 from store.scaled.slots import slot_key
 from store.scaled.wallet import DEFAULT_GIFT_KEY_TTL
@@ -80,7 +79,6 @@ _USER_FIELDS: Final = {
     ("withdrawing", DIAMOND): "withdrawing",
 }
 _CHUNK: Final = 1_000
-_SETTLE_ROUNDS: Final = 1_000
 
 
 class RepairError(StoreError):
@@ -159,7 +157,6 @@ async def repair_scaled(
             pool,
             PostgresLedger(pool, redis, batcher=batcher),
             layout=SINGLE if batcher.cluster is None else CLUSTER,
-            settle=SettleSweeper(batcher, consumer="repair", claim_idle_ms=0),
             window_ms=int(window_seconds * 1000),
             dry_run=dry_run,
             seq_jump=seq_jump,
@@ -177,7 +174,6 @@ async def _repair(
     ledger: PostgresLedger,
     *,
     layout: KeyLayout,
-    settle: SettleSweeper | None = None,
     window_ms: int,
     dry_run: bool,
     seq_jump: int,
@@ -187,13 +183,10 @@ async def _repair(
     # a cluster sums a system account over every slot: one slot takes the correction
     system_balances = layout.balances(slot_key(0, "bal")) if layout.cluster else SYSTEM_BALANCES
     report.drained = await ledger.drain(consumer="repair")
-    if layout.cluster and settle is not None:
-        # finish every gift first (credit, room step, each once by its marker): a
-        # credit still to come would otherwise be booked twice, by this repair
-        # and by the settle group later
-        for _ in range(_SETTLE_ROUNDS):
-            if not await settle.sweep():
-                break
+    # finish every gift first on a cluster (credit, room step, each once by its
+    # marker): a credit still to come would otherwise be booked twice, by this
+    # repair and by the settle group later
+    if await ledger.settle(consumer="repair"):
         report.drained += await ledger.drain(consumer="repair")
 
     # 1. Balances, from a snapshot that nothing wrote to while it was taken.
