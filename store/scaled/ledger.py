@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Sequence
 from typing import Any, Final
 
 import asyncpg
@@ -181,7 +182,9 @@ class PostgresLedger:
                 records.append(decode_entry(fields))
         return records
 
-    async def settle(self, *, consumer: str = "audit") -> int:
+    async def settle(
+        self, *, consumer: str = "audit", outboxes: Sequence[str] | None = None
+    ) -> int:
         """Cluster: finish every gift and credit step still in an outbox (the
         settle group's work, each step once by its marker), claiming entries
         other sweepers hold at once; returns the entries handled. Nothing to do
@@ -191,16 +194,24 @@ class PostgresLedger:
         sweeper = SettleSweeper(self._batcher, consumer=consumer, claim_idle_ms=0)
         total = 0
         for _ in range(_SETTLE_ROUNDS):
-            handled = await sweeper.sweep()
+            handled = await sweeper.sweep(outboxes=outboxes)
             if not handled:
                 break
             total += handled
         return total
 
-    async def drain(self, *, consumer: str = "audit", max_batches: int = 1_000) -> int:
-        """File everything in the outbox now (what the worker does; idempotent)."""
+    async def drain(
+        self,
+        *,
+        consumer: str = "audit",
+        max_batches: int = 1_000,
+        outboxes: Sequence[str] | None = None,
+    ) -> int:
+        """File everything in the outbox now (what the worker does; idempotent).
+        ``outboxes``: the list of every slot's outbox, when the caller has it."""
         total = 0
-        outboxes = await self.slot_keys("outbox")
+        if outboxes is None:
+            outboxes = await self.slot_keys("outbox")
         for _ in range(max_batches):
             handled = await drain_once(
                 self._redis,
@@ -225,9 +236,11 @@ class PostgresLedger:
         point there is one where every outbox is settled too; without that, the
         entries the settle group had not acknowledged yet would stay ``pending``
         and their creators' diamonds below the ledger."""
-        await self.drain()
-        if await self.settle():
-            await self.drain()
+        # one list of the outboxes for the whole audit: settling writes to none
+        outboxes = await self.slot_keys("outbox")
+        await self.drain(outboxes=outboxes)
+        if await self.settle(outboxes=outboxes):
+            await self.drain(outboxes=outboxes)
         async with (
             pg_connection(self._pool, observer=self._observer, call="audit") as conn,
             conn.transaction(isolation="repeatable_read"),
@@ -258,12 +271,14 @@ class PostgresLedger:
             unbalanced=unbalanced,
             hot=hot,
             ledger=ledger,
-            pending=await self.lag(),
+            pending=await self.lag(outboxes),
         )
 
-    async def lag(self) -> int:
+    async def lag(self, outboxes: Sequence[str] | None = None) -> int:
         """Outbox entries of every slot not yet through (``outbox_lag``)."""
-        return await outbox_lag(self._redis, await self.slot_keys("outbox"))
+        if outboxes is None:
+            outboxes = await self.slot_keys("outbox")
+        return await outbox_lag(self._redis, outboxes)
 
     async def hot_balances(self) -> dict[tuple[str, str], int]:
         """Every hot balance in Redis by ``(account, asset)``; a system account's

@@ -665,9 +665,11 @@ class SettleSweeper:
         self.finished = 0
         """Gifts this sweeper credited or booked (a step the node had not done)."""
 
-    async def sweep(self) -> int:
-        """One pass over every outbox; returns the entries handled (0: idle)."""
-        return sum((await self._pass(await self._all())).values())
+    async def sweep(self, *, outboxes: Sequence[str] | None = None) -> int:
+        """One pass over every outbox (or over ``outboxes``, when the caller has
+        listed them); returns the entries handled (0: idle)."""
+        listed = await self._all() if outboxes is None else list(outboxes)
+        return sum((await self._pass(listed)).values())
 
     async def run(self, stop: asyncio.Event, *, idle_seconds: float = 5.0) -> None:
         """Sweep until ``stop`` is set: every outbox every ``idle_seconds``, and
