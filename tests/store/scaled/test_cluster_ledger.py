@@ -14,15 +14,22 @@ from typing import Any
 import asyncpg
 import pytest
 
-from store.domain.models import coins_account
+from store.domain import accounts as money
+from store.domain.catalog import Catalog
+from store.domain.items import ItemRequest
+from store.domain.models import Profile, PurchaseRequest, coins_account, diamonds_account
+from store.scaled import credits
 from store.scaled.client import CommandBatcher, connect_redis
+from store.scaled.items import RedisItems
 from store.scaled.keys import CLUSTER, system_field, wallet_key
 from store.scaled.ledger import PostgresLedger
 from store.scaled.outbox import SETTLE_GROUP, run_ledger_worker
 from store.scaled.postgres import create_pool, migrate
 from store.scaled.presence import RedisOverlayPresence
 from store.scaled.repair import repair_scaled
+from store.scaled.rooms import RedisRooms
 from store.scaled.slots import slot_of
+from store.scaled.wallet import RedisWallet
 from tests.services import Services, Urls, eventually, pg_count
 from tests.store.scaled.outboxes import grant, settle
 
@@ -141,6 +148,47 @@ async def test_repair_puts_back_balances_a_failover_lost(cluster: Cluster) -> No
     after = await cluster.ledger().audit()
     assert after.ok, after.public()
     assert int(await cluster.redis.hget(wallet_key("ben"), "coin")) == 300
+
+
+async def _skip_credit(_batcher: CommandBatcher, _credits: list[credits.Credit]) -> None:
+    """A node that died right after the commit: its credit steps never ran."""
+
+
+async def test_history_and_audit_see_a_share_and_a_clawback_still_in_the_buyers_slot(
+    cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alice = Profile(id="alice", username="alice", adult=True)
+    bob = Profile(id="bob", username="bob", adult=True)
+    assert slot_of(wallet_key(alice.id)) != slot_of(wallet_key(bob.id))
+    catalog = Catalog()
+    package, item = catalog.package("us_700"), catalog.item("effect_sparkles")
+    assert package is not None and item is not None
+    ledger = cluster.ledger()  # no worker: every transaction stays unfiled
+    wallet = RedisWallet(cluster.batcher, ledger=ledger, layout=CLUSTER)
+    await RedisRooms(cluster.batcher).go_live(room_id="bob-room", creator=bob, title="hi")
+    await wallet.purchase(PurchaseRequest(alice, package, "p1"))
+    with monkeypatch.context() as patched:
+        patched.setattr(credits, "apply", _skip_credit)
+        bought = await RedisItems(cluster.batcher, layout=CLUSTER).buy(
+            ItemRequest(buyer=alice, item=item, key="k1", room_id="bob-room")
+        )
+    reversal = await wallet.refund(
+        money.RefundRequest(provider="sandbox", payment_id="p1", kind=money.CHARGEBACK)
+    )
+    assert (bought.diamonds, reversal.clawed_back) == (149, 149)
+    # both sit in alice's slot's outbox, neither filed nor settled: bob sees them
+    history = await ledger.transactions(bob.id)
+    assert [(r.id, r.kind) for r in history] == [
+        (reversal.tx, money.CHARGEBACK),
+        (bought.tx, "item"),
+    ]
+    assert [p.amount for p in history[1].postings if p.account == diamonds_account(bob.id)] == [149]
+    # the clawback ran, the share did not: the audit settles the share before it reads
+    assert int(await cluster.batcher.execute("HGET", wallet_key(bob.id), "diamond")) == -149
+    report = await ledger.audit()
+    assert report.ok, report.public()
+    assert (report.pending, report.transactions) == (0, 3)
+    assert int(await cluster.batcher.execute("HGET", wallet_key(bob.id), "diamond")) == 0
 
 
 async def test_overlay_presence_on_a_cluster(cluster: Cluster) -> None:
