@@ -3,8 +3,8 @@
 Each factory opens an engine on fresh, empty storage. The conformance tests are
 parametrized over ``ENGINES`` so every engine gets the same inputs and must give
 the same balances, events and errors: the embedded engine, the scaled engine on
-a single Redis, and the scaled engine on a Redis Cluster (``cluster``; what it
-does not run yet is listed in tests/store/conftest.py).
+a single Redis, and the scaled engine on a Redis Cluster (``cluster``, three
+primaries), which runs every one of them.
 """
 
 from __future__ import annotations
