@@ -136,6 +136,11 @@ class SQLiteRoomActivity:
         combos = self._combos.get(room_id)
         if not combos:
             return 0
+        now = _monotonic_ms()
+        soonest = min(combo.deadline for combo in combos.values())
+        if not everything and soonest > now:
+            # the usual wake-up of a busy room: its combos were extended meanwhile
+            return max(1, int(soonest - now))
         streams = {combo.stream_id for combo in combos.values()}
         stats = {s: await self._gift_stats(room_id, s) for s in streams}
         combos = self._combos.get(room_id)
