@@ -94,6 +94,7 @@ class ComboCopies:
             write = self._write
             if write is None:
                 write = self._write = asyncio.get_running_loop().create_task(self._run())
+                write.add_done_callback(_seen)
         # shielded: a caller that gives up does not cancel the others' write
         return asyncio.shield(write)
 
@@ -115,3 +116,10 @@ class ComboCopies:
                 with self._lock:
                     if self._write is asyncio.current_task():
                         self._write = None
+
+
+def _seen(write: asyncio.Task[None]) -> None:
+    """The callers got the write's error (and logged it); one that all of them gave
+    up on is not reported again as never retrieved."""
+    if not write.cancelled():
+        write.exception()
