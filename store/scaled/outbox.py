@@ -40,9 +40,11 @@ from store.domain.models import Posting, TransactionRecord
 from store.domain.postings import is_balanced
 from store.errors import StoreError, Unavailable
 from store.observer import StoreObserver
+from store.roles import EngineConfig
+from store.scaled.activity import RedisRoomActivity
 from store.scaled.client import CONNECTION_ERRORS, CommandBatcher, connect_redis, load_script
 from store.scaled.gifts import GiftStep, finish_gift
-from store.scaled.keys import DEAD_LETTERS, OUTBOX
+from store.scaled.keys import CLUSTER, DEAD_LETTERS, OUTBOX
 from store.scaled.postgres import PG_UNAVAILABLE, create_pool, pg_connection
 from store.scaled.slots import existing_slot_keys
 
@@ -347,13 +349,18 @@ class SettleSweeper:
 
     A gift there is committed by its debit (``gift_debit.lua``, which writes the
     whole transaction and a ``gift`` field to its slot's outbox); the node then
-    runs the credit and the room step itself. This sweeper runs them again for
-    every entry of every outbox (consumer group ``settle``, created on each
-    outbox from its start): both are applied once by their markers, so a gift
-    whose node died in between is credited and booked once, and any other gift
-    costs two no-op marker checks. Entries read but not finished (Redis failed
-    mid-way, a sweeper died) are claimed again once idle for ``claim_idle_ms``.
-    The sweeper only acknowledges: entries are deleted once filed by the ledger.
+    runs the credit and the room step itself, and publishes the gift's event.
+    This sweeper looks at every entry of every outbox once it is
+    ``claim_idle_ms`` old (consumer group ``settle``, created on each outbox
+    from its start) and runs both steps again: each is applied once by its
+    marker, so a gift whose node died in between is credited and booked once,
+    and any other gift costs two no-op marker checks. The room step also says
+    whether the gift's event went out (the marker's SHOWN flag, set by the script
+    that publishes it); if not, the sweeper publishes it, late, as a combo of its
+    own (``RedisRoomActivity.publish_late_gift``), once. Entries read but not
+    finished (Redis failed mid-way, a sweeper died) are claimed again once idle
+    for ``claim_idle_ms``. The sweeper only acknowledges: entries are deleted
+    once filed by the ledger.
     """
 
     def __init__(
@@ -361,6 +368,7 @@ class SettleSweeper:
         batcher: CommandBatcher,
         *,
         consumer: str,
+        rooms: RedisRoomActivity | None = None,
         batch: int = 200,
         claim_idle_ms: int = 10_000,
         rescan_seconds: float = 30.0,
@@ -369,6 +377,15 @@ class SettleSweeper:
             raise ValueError("batch must be >= 1 and claim_idle_ms >= 0")
         self._batcher = batcher
         self._consumer = consumer
+        if rooms is None:
+            defaults = EngineConfig()
+            rooms = RedisRoomActivity(
+                batcher,
+                history_size=defaults.history_size,
+                history_seconds=defaults.history_seconds,
+                layout=CLUSTER,
+            )
+        self._rooms = rooms
         self._batch = batch
         self._claim_idle_ms = claim_idle_ms
         self._rescan = rescan_seconds
@@ -376,6 +393,8 @@ class SettleSweeper:
         self._scanned_at = -math.inf
         self.finished = 0
         """Gifts this sweeper credited or booked (a step the node had not done)."""
+        self.shown = 0
+        """Gift events this sweeper published (their node died before)."""
 
     async def sweep(self) -> int:
         """One pass over every outbox; returns the entries handled (0: idle)."""
@@ -440,15 +459,37 @@ class SettleSweeper:
         results = await asyncio.gather(
             *(finish_gift(self._batcher, step) for _, step in steps), return_exceptions=True
         )
+        unseen: list[tuple[bytes, GiftStep]] = []
         for (entry_id, step), result in zip(steps, results, strict=True):
             if isinstance(result, BaseException):
                 log.warning("settle: gift %s not finished yet: %s", step.tx_id, result)
                 continue  # stays pending, claimed again once idle
-            self.finished += sum(result)
-            done.append(entry_id)
+            self.finished += result.credited + result.booked
+            if result.shown or not step.gift:
+                done.append(entry_id)
+            else:
+                unseen.append((entry_id, step))
+        done += await self._show(unseen)
         if done:
             await self._batcher.execute("XACK", outbox, SETTLE_GROUP, *done)
         return len(entries)
+
+    async def _show(self, unseen: list[tuple[bytes, GiftStep]]) -> list[bytes]:
+        """Publish the events of booked gifts never shown; the entries done."""
+        published = await asyncio.gather(
+            *(self._rooms.publish_late_gift(step.room_id, step.late_hit()) for _, step in unseen),
+            return_exceptions=True,
+        )
+        done: list[bytes] = []
+        for (entry_id, step), result in zip(unseen, published, strict=True):
+            if isinstance(result, BaseException):
+                log.warning("settle: the event of gift %s not shown yet: %s", step.tx_id, result)
+                continue  # stays pending, claimed again once idle
+            if result:
+                self.shown += 1
+                log.info("settle: gift %s shown by the settle group", step.tx_id)
+            done.append(entry_id)
+        return done
 
 
 async def cluster_outbox_lag(batcher: CommandBatcher) -> int:
