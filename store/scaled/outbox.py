@@ -360,7 +360,9 @@ class SettleSweeper:
     own (``RedisRoomActivity.publish_late_gift``), once. Entries read but not
     finished (Redis failed mid-way, a sweeper died) are claimed again once idle
     for ``claim_idle_ms``. The sweeper only acknowledges: entries are deleted
-    once filed by the ledger.
+    once filed by the ledger. Each process reads as a consumer of its own; the
+    consumers of processes gone (holding no entries, idle ``forget_idle_ms``)
+    are removed, once every ``forget_seconds``, by whichever sweeper gets there.
     """
 
     def __init__(
@@ -372,9 +374,11 @@ class SettleSweeper:
         batch: int = 200,
         claim_idle_ms: int = 10_000,
         rescan_seconds: float = 30.0,
+        forget_idle_ms: int = 600_000,
+        forget_seconds: float = 60.0,
     ) -> None:
-        if batch < 1 or claim_idle_ms < 0:
-            raise ValueError("batch must be >= 1 and claim_idle_ms >= 0")
+        if batch < 1 or claim_idle_ms < 0 or forget_idle_ms < 1:
+            raise ValueError("batch and forget_idle_ms must be >= 1 and claim_idle_ms >= 0")
         self._batcher = batcher
         self._consumer = consumer
         if rooms is None:
@@ -389,8 +393,11 @@ class SettleSweeper:
         self._batch = batch
         self._claim_idle_ms = claim_idle_ms
         self._rescan = rescan_seconds
+        self._forget_idle_ms = forget_idle_ms
+        self._forget_every = forget_seconds
         self._outboxes: list[str] = []
         self._scanned_at = -math.inf
+        self._forgot_at = -math.inf
         self.finished = 0
         """Gifts this sweeper credited or booked (a step the node had not done)."""
         self.shown = 0
@@ -432,14 +439,17 @@ class SettleSweeper:
         return self._outboxes
 
     async def _pass(self, outboxes: list[str]) -> dict[str, int]:
-        counts = await asyncio.gather(*(self._sweep(outbox) for outbox in outboxes))
+        forget = 0
+        if time.monotonic() - self._forgot_at >= self._forget_every:
+            forget, self._forgot_at = self._forget_idle_ms, time.monotonic()
+        counts = await asyncio.gather(*(self._sweep(outbox, forget) for outbox in outboxes))
         return dict(zip(outboxes, counts, strict=True))
 
-    async def _sweep(self, outbox: str) -> int:
+    async def _sweep(self, outbox: str, forget: int) -> int:
         entries = await self._batcher.evalsha(
             _SETTLE_READ,
             (outbox,),
-            (SETTLE_GROUP, self._consumer, self._batch, self._claim_idle_ms),
+            (SETTLE_GROUP, self._consumer, self._batch, self._claim_idle_ms, forget),
             retry_on_disconnect=True,
         )
         if not entries:

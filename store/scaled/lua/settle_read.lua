@@ -6,6 +6,9 @@
 --
 -- KEYS: 1 outbox
 -- ARGV: 1 group  2 consumer  3 count  4 claim time (ms)
+--       5 forget the group's other consumers idle this long (ms) that hold no
+--         entries (nodes gone: each process reads as a consumer of its own);
+--         "0": not now
 --
 -- Reply: the entries, {id, {field, value, ...}} each (none: nothing to do).
 redis.pcall('XGROUP', 'CREATE', KEYS[1], ARGV[1], '0', 'MKSTREAM')  -- BUSYGROUP: exists
@@ -16,6 +19,16 @@ local function fields(flat)
     map[flat[i]] = flat[i + 1]
   end
   return map
+end
+
+local forget = tonumber(ARGV[5])
+if forget > 0 then
+  for _, info in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])) do
+    local consumer = fields(info)
+    if consumer['name'] ~= ARGV[2] and consumer['pending'] == 0 and consumer['idle'] >= forget then
+      redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], consumer['name'])
+    end
+  end
 end
 
 local claimed = redis.call('XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[4], '0-0', 'COUNT', ARGV[3])

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from redis.asyncio import Redis
 
 from store.domain.accounts import MoneyPolicy, RefundRequest
 from store.domain.models import ComboHit, GiftRequest, Profile, PurchaseRequest
@@ -354,3 +355,43 @@ async def test_a_gift_event_sent_by_its_node_goes_out_once(urls: Urls, raw: Comm
         assert [e["combo"]["end"] for e in events] == [False, True]
     finally:
         await engine.close()
+
+
+async def test_the_settle_group_forgets_consumers_of_processes_gone(
+    urls: Urls, raw: CommandBatcher
+) -> None:
+    outbox = CLUSTER.outbox(wallet_key("alice"))
+    host, port = await raw.node_of(outbox)
+    node = Redis(host=host, port=port, protocol=2)
+    try:
+        await node.xadd(outbox, {"tx": "{}"})
+        gone = SettleSweeper(raw, consumer="gone", claim_idle_ms=0)
+        assert await gone.sweep() == 1
+        # a process that died holding an entry: kept until another claims it
+        await node.xadd(outbox, {"tx": "{}"})
+        await node.xreadgroup(SETTLE_GROUP, "dead", {outbox: ">"})
+
+        async def consumers() -> list[str]:
+            listed = await node.xinfo_consumers(outbox, SETTLE_GROUP)
+            return sorted(c["name"].decode() for c in listed)
+
+        assert await consumers() == ["dead", "gone"]
+        live = SettleSweeper(raw, consumer="live", forget_idle_ms=1, forget_seconds=0)
+
+        async def forgotten() -> bool:
+            # the dead one's entry is not idle for 10 s yet: not claimed
+            assert await live.sweep() == 0
+            return await consumers() == ["dead"]
+
+        await eventually(forgotten, what="the idle consumer without entries to go")
+        claimer = SettleSweeper(raw, consumer="live", claim_idle_ms=0)
+        assert await claimer.sweep() == 1  # the dead one's entry, claimed
+        assert await consumers() == ["dead", "live"]
+
+        async def all_gone() -> bool:
+            await live.sweep()
+            return await consumers() == ["live"]
+
+        await eventually(all_gone, what="the dead consumer to go once it holds nothing")
+    finally:
+        await node.aclose()
