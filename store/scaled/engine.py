@@ -145,7 +145,11 @@ async def open_scaled_engine(
         # every node finishes (and shows) the gifts a dead node left half done (gifts.py)
         delay = config.settle_delay_seconds
         sweeper = SettleSweeper(
-            batcher, consumer=_consumer_name(), rooms=activity, claim_idle_ms=int(delay * 1000)
+            batcher,
+            consumer=_consumer_name(),
+            rooms=activity,
+            claim_idle_ms=int(delay * 1000),
+            rescan_seconds=min(30.0, delay * 3),  # a new slot's outbox: found soon enough
         )
         settler = asyncio.get_running_loop().create_task(
             sweeper.run(stop, idle_seconds=min(5.0, delay))
