@@ -7,6 +7,10 @@ that are announced publish their events from the same Lua script
 change and its events are one atomic step: a combo ends exactly once, whichever
 node's timer gets there first, and after its last gift's event.
 
+On a Redis Cluster a gift's event also sets the SHOWN flag of the gift's
+room-step marker in the same script (``lua/lib_gift_marker.lua``), so it goes
+out once, whether the gift's node or the settle group sends it.
+
 Keys: the room slot's in ``store.scaled.keys``.
 """
 

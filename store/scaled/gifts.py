@@ -13,9 +13,11 @@ so the same gift is three single-slot scripts keyed by its transaction id
 (every check, the debit, the whole transaction to that slot's outbox with a
 ``gift`` field describing the rest, the receipt), then ``gift_credit.lua`` in
 the creator's slot and ``room_gift.lua`` in the room's, each applied once by a
-marker. The node runs the last two at once after the debit; the settle group of
-the outboxes (``store.scaled.outbox.SettleSweeper``) runs them again for every
-entry, which finishes the gift of a node that died in between.
+marker. The node runs the last two at once after the debit, then publishes the
+gift's event, which sets the SHOWN flag of the room-step marker; the settle group
+of the outboxes (``store.scaled.outbox.SettleSweeper``) runs them again for every
+entry, and publishes the event of a gift never shown (``GiftStep.late_hit``),
+which finishes the gift of a node that died in between.
 """
 
 from __future__ import annotations
