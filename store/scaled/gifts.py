@@ -366,6 +366,12 @@ class GiftStep:
             raise ValueError("malformed gift step: an id is missing")
         if not isinstance(gift, str) or len(rest) > 1:
             raise ValueError("malformed gift step: a bad gift")
+        try:  # the late event's parts (``late_hit``)
+            views = [orjson.loads(view) for view in (profile, gift) if view]
+        except orjson.JSONDecodeError:
+            views = []
+        if len(views) != 1 + bool(gift) or not all(isinstance(v, dict) for v in views):
+            raise ValueError("malformed gift step: the sender or the gift is not a JSON object")
         if not all(isinstance(v, int) and not isinstance(v, bool) for v in numbers):
             raise ValueError("malformed gift step: a number is not an integer")
         return step

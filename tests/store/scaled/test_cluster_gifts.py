@@ -326,6 +326,13 @@ async def test_a_malformed_gift_step_is_acknowledged_and_left_alone(
     assert await raw.execute("XLEN", outbox) == 2  # the ledger's to file and delete
     with pytest.raises(ValueError, match="malformed gift step"):
         GiftStep.decode(b'["tx_1", "", "room", "ben", "{}", 1, 0, 1, "1", 0]')
+    with pytest.raises(ValueError, match="not a JSON object"):
+        GiftStep.decode(b'["tx_1", "carol", "room", "ben", "{}", 1, 0, 1, "1", 0, "[1]"]')
+    with pytest.raises(ValueError, match="not a JSON object"):
+        GiftStep.decode(b'["tx_1", "carol", "room", "ben", "{", 1, 0, 1, "1", 0, ""]')
+    # an entry written before the gift was kept: settled, not shown
+    step = GiftStep.decode(b'["tx_1", "carol", "room", "ben", "{}", 1, 0, 1, "1", 0]')
+    assert (step.tx_id, step.gift) == ("tx_1", "")
 
 
 async def test_a_gift_event_sent_by_its_node_goes_out_once(urls: Urls, raw: CommandBatcher) -> None:
