@@ -57,6 +57,16 @@ def _open_head(event: models.Event) -> bytes:
     return orjson.dumps(event)[:-1]
 
 
+def _gift_heads(event: models.Event) -> tuple[bytes, bytes]:
+    """The open heads of a gift's event and of its combo's final event (the same
+    with count and diamonds 0), from one encoding when those are its last keys."""
+    head = _open_head(event)
+    tail = b',"count":%d,"diamonds":%d' % (event["count"], event["diamonds"])
+    if head.endswith(tail):  # only the last two top-level members can end it so
+        return head, head[: -len(tail)] + b',"count":0,"diamonds":0'
+    return head, _open_head({**event, "count": 0, "diamonds": 0})
+
+
 def _restriction(user_id: str, kind: str, value: bytes) -> models.Restriction:
     until, by, created_at = value.decode().split("|", 2)
     return models.Restriction(
@@ -88,6 +98,7 @@ class RedisRoomActivity:
 
     # -- combos --------------------------------------------------------------------------
     async def publish_gift(self, room_id: str, hit: models.ComboHit, *, window_ms: int) -> int:
+        head, final_head = _gift_heads(hit.event)
         wait = await self._batcher.evalsha(
             _COMBO,
             self._combo_keys(room_id),
@@ -101,8 +112,8 @@ class RedisRoomActivity:
                 hit.diamonds,
                 window_ms if hit.streakable and window_ms > 0 else 0,
                 hit.stream_id,
-                _open_head(hit.event),
-                _open_head({**hit.event, "count": 0, "diamonds": 0}),
+                head,
+                final_head,
             ),
         )
         if wait:  # listed for every node's sweep (an earlier entry is corrected there)
