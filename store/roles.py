@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from store.catalogs import Catalogs
 from store.domain.accounts import (
@@ -292,6 +292,21 @@ class Broker(Protocol):
         what is not a room event (overlay-only events, disconnecting a banned
         user). At most once, best effort: a node that is not subscribed, or
         whose subscription is interrupted, does not get it."""
+        ...
+
+
+@runtime_checkable
+class BoardAnnouncer(Protocol):
+    """A ``RoomActivity`` that announces a room's leaderboard and goal in one step
+    (the scaled engine: one script on the room's slot). Without it, a node takes
+    the ``throttle`` lease and reads and publishes them in separate calls."""
+
+    async def announce_board(self, room_id: str, *, interval_ms: int, limit: int) -> int:
+        """Unless the room's leaderboard was announced within ``interval_ms`` (by
+        any node): publish its ``leaderboard`` (top ``limit`` gifters) and, if the
+        stream has one, its ``goal``, then ``goal_reached`` when this call is the
+        one that found the goal reached (once per goal). 0 when announced, else
+        milliseconds until the interval is over."""
         ...
 
 
