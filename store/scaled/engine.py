@@ -8,9 +8,8 @@ gifting goes on, the outbox holds the transactions until the ledger worker
 On a Redis Cluster (a ``redis+cluster://`` URL) the keys follow
 ``KeyLayout(cluster=True)``: per-slot system balances and outboxes, payment keys
 in the buyer's slot, a gift split in three single-slot scripts, and every node
-runs a ``SettleSweeper`` over the outboxes. What is not converted yet (refunds,
-debt settlement, withdrawals, item purchases, payout accounts) is refused before
-anything is written; the ledger worker does not run on a cluster yet.
+runs a ``SettleSweeper`` over the outboxes (which also finishes the credit steps
+of item purchases and reversals); the ledger worker does not run on a cluster yet.
 
 Entry points for the command line:
 
@@ -178,7 +177,7 @@ async def open_scaled_engine(
         catalogs=catalogs,
         subscriptions=PostgresSubscriptions(pool),
         presence=RedisOverlayPresence(redis),
-        items=RedisItems(batcher, policy=config.policy),
+        items=RedisItems(batcher, policy=config.policy, layout=layout),
         check=check,
         stats=stats,
         payout_accounts=RedisPayoutAccounts(batcher),

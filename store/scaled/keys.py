@@ -77,6 +77,13 @@ a marker keyed by the transaction id::
     live:{u:<creator>}:c:<tx>   string  the gift's credit was applied (expires)
     live:{r:<room>}:t:<tx>      string  the gift's room step was applied (expires)
 
+The credit marker also marks an item's creator share and each creator's
+clawback of a reversal (``store.scaled.credits``). Records found by their own
+id name their owner in a key of their own (``store.scaled.owners``)::
+
+    live:{pay:<provider>:<payment>}:u   string  the user the payment was credited to
+    live:{wd:<id>}                      string  the user who owns withdrawal <id>
+
 A single Redis keeps the strings above, and its gift stays one script.
 """
 
@@ -197,6 +204,12 @@ def withdrawal_record_key(user_id: str, withdrawal_id: str) -> str:
     return user_key(user_id, f"wd:{withdrawal_id}")
 
 
+def withdrawal_owner_key(withdrawal_id: str) -> str:
+    """Cluster: the user who owns withdrawal ``withdrawal_id`` (string, in a slot of
+    its own; a single Redis keeps them all in ``WITHDRAWAL_OWNERS``)."""
+    return f"{PREFIX}:{{wd:{withdrawal_id}}}"
+
+
 def payout_account_key(user_id: str, provider: str) -> str:
     """The creator's account at a payout provider (hash)."""
     return user_key(user_id, f"po:{provider}")
@@ -226,6 +239,11 @@ def payment_key(provider: str, payment_id: str) -> str:
 
 def reversal_key(provider: str, payment_id: str) -> str:
     return payment_key(provider, payment_id) + ":rev"
+
+
+def payment_owner_key(provider: str, payment_id: str) -> str:
+    """Cluster: the user a payment was credited to (its keys are in that user's slot)."""
+    return payment_key(provider, payment_id) + ":u"
 
 
 def claim_key(scope: str, key: str) -> str:

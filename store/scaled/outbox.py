@@ -43,6 +43,8 @@ from store.observer import StoreObserver
 from store.roles import EngineConfig
 from store.scaled.activity import RedisRoomActivity
 from store.scaled.client import CONNECTION_ERRORS, CommandBatcher, connect_redis, load_script
+from store.scaled.credits import Credit, stream_credits
+from store.scaled.credits import apply as apply_credits
 from store.scaled.gifts import GiftStep, finish_gift
 from store.scaled.keys import CLUSTER, DEAD_LETTERS, OUTBOX
 from store.scaled.postgres import PG_UNAVAILABLE, create_pool, pg_connection
@@ -357,10 +359,12 @@ class SettleSweeper:
     and any other gift costs two no-op marker checks. The room step also says
     whether the gift's event went out (the marker's SHOWN flag, set by the script
     that publishes it); if not, the sweeper publishes it, late, as a combo of its
-    own (``RedisRoomActivity.publish_late_gift``), once. Entries read but not
-    finished (Redis failed mid-way, a sweeper died) are claimed again once idle
-    for ``claim_idle_ms``. The sweeper only acknowledges: entries are deleted
-    once filed by the ledger. Each process reads as a consumer of its own; the
+    own (``RedisRoomActivity.publish_late_gift``), once. It also runs again the
+    credit steps of item purchases and reversals (``store.scaled.credits``),
+    applied once by the same markers. Entries read but not finished (Redis
+    failed mid-way, a sweeper died) are claimed again once idle for
+    ``claim_idle_ms``. The sweeper only acknowledges: entries are deleted once
+    filed by the ledger. Each process reads as a consumer of its own; the
     consumers of processes gone (holding no entries, idle ``forget_idle_ms``)
     are removed, once every ``forget_seconds``, by whichever sweeper gets there.
     """
@@ -456,10 +460,16 @@ class SettleSweeper:
             return 0
         done: list[bytes] = []
         steps: list[tuple[bytes, GiftStep]] = []
+        others: list[tuple[bytes, list[Credit]]] = []
         for entry_id, flat in entries:
             fields = dict(zip(flat[::2], flat[1::2], strict=True)) if flat else {}
             if b"gift" not in fields:
-                done.append(entry_id)  # not a gift, or deleted: nothing to finish
+                # an item's creator share or a reversal's clawbacks (credits.py)
+                found = stream_credits(fields)
+                if found:
+                    others.append((entry_id, found))
+                else:
+                    done.append(entry_id)  # nothing to finish, or deleted
                 continue
             try:
                 steps.append((entry_id, GiftStep.decode(fields[b"gift"])))
@@ -480,6 +490,14 @@ class SettleSweeper:
             else:
                 unseen.append((entry_id, step))
         done += await self._show(unseen)
+        applied = await asyncio.gather(
+            *(apply_credits(self._batcher, found) for _, found in others), return_exceptions=True
+        )
+        for (entry_id, found), outcome in zip(others, applied, strict=True):
+            if isinstance(outcome, BaseException):
+                log.warning("settle: credits of %s not applied yet: %s", found[0].tx, outcome)
+                continue
+            done.append(entry_id)
         if done:
             await self._batcher.execute("XACK", outbox, SETTLE_GROUP, *done)
         return len(entries)

@@ -23,7 +23,6 @@ from store.ids import now_ms
 from store.roles import Ledger
 from store.scaled import accounts, purchases, refunds, withdrawals
 from store.scaled.client import CommandBatcher
-from store.scaled.cluster import NotOnCluster
 from store.scaled.gifts import GiftSender
 from store.scaled.keys import SINGLE, KeyLayout
 
@@ -63,11 +62,6 @@ class RedisWallet:
             layout=layout,
         )
 
-    def _single_redis_only(self, what: str) -> None:
-        """Money operations whose scripts still name keys of several slots."""
-        if self._layout.cluster:
-            raise NotOnCluster(what)
-
     # -- coins in, coins out ---------------------------------------------------
 
     async def purchase(self, request: models.PurchaseRequest) -> models.PurchaseReceipt:
@@ -77,12 +71,10 @@ class RedisWallet:
         return await self._gifts.send(request)
 
     async def refund(self, request: money.RefundRequest) -> money.RefundReceipt:
-        self._single_redis_only("refunds")
-        return await refunds.refund(self._batcher, self._ledger, request)
+        return await refunds.refund(self._batcher, self._ledger, request, layout=self._layout)
 
     async def settle_debt(self, request: money.DebtSettlement) -> money.DebtReceipt:
-        self._single_redis_only("debt settlement")
-        return await refunds.settle_debt(self._batcher, request)
+        return await refunds.settle_debt(self._batcher, request, layout=self._layout)
 
     # -- accounts ----------------------------------------------------------------
 
@@ -116,15 +108,13 @@ class RedisWallet:
     # -- withdrawals and earnings --------------------------------------------------
 
     async def reserve_withdrawal(self, request: money.WithdrawalRequest) -> money.Withdrawal:
-        self._single_redis_only("withdrawals")
-        return await withdrawals.reserve(self._batcher, self._policy, request)
+        return await withdrawals.reserve(self._batcher, self._policy, request, layout=self._layout)
 
     async def settle_withdrawal(self, request: money.WithdrawalSettlement) -> money.Withdrawal:
-        self._single_redis_only("withdrawals")
-        return await withdrawals.settle(self._batcher, request)
+        return await withdrawals.settle(self._batcher, request, layout=self._layout)
 
     async def withdrawal(self, withdrawal_id: str) -> money.Withdrawal | None:
-        return await withdrawals.withdrawal(self._batcher, withdrawal_id)
+        return await withdrawals.withdrawal(self._batcher, withdrawal_id, layout=self._layout)
 
     async def withdrawals(
         self, user_id: str, *, before: str | None = None, limit: int = 50
