@@ -367,6 +367,8 @@ class SettleSweeper:
     filed by the ledger. Each process reads as a consumer of its own; the
     consumers of processes gone (holding no entries, idle ``forget_idle_ms``)
     are removed, once every ``forget_seconds``, by whichever sweeper gets there.
+    ``rooms`` publishes the late events (the engine's; by default one with the
+    engine's default history size and age, for a tool that sweeps on its own).
     """
 
     def __init__(
