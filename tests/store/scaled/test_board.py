@@ -11,10 +11,12 @@ from typing import Any
 from protocol import events as ev
 from store.domain.models import Event
 from store.roles import BoardAnnouncer, Engine
-from store.scaled.activity import BOARD_LEASE
-from store.scaled.client import connect_redis
-from store.scaled.keys import throttle_key
-from tests.services import Urls
+from store.scaled import keys
+from store.scaled.activity import BOARD_LEASE, RedisRoomActivity
+from store.scaled.broker import RedisBroker
+from store.scaled.client import CommandBatcher, connect_redis
+from store.scaled.keys import room_key, throttle_key
+from tests.services import Recorder, Services, Urls, eventually
 from tests.store.test_conformance import ALICE, BEN, BOB, CARA, ROOM, buy, live, send
 
 TITLE = 'the "big" one / ünïcode \\ \u2603'
@@ -101,3 +103,45 @@ async def test_a_goal_of_an_earlier_stream_is_not_announced(engine: Engine, urls
     await live(engine)
     await announce_after_the_interval(engine, urls)
     assert await published(engine, 0) == [ev.leaderboard(top=[])]
+
+
+async def test_an_announcement_runs_on_a_redis_cluster(services: Services) -> None:
+    """Every key of the script is in the room's slot: on a cluster each room's
+    announcement goes to its own primary and out by sharded pub/sub."""
+    cluster = await services.cluster()
+    await cluster.flush()
+    batcher = CommandBatcher(cluster.url)
+    broker = RedisBroker(batcher, url=cluster.url, history_size=50)
+    activity = RedisRoomActivity(batcher, history_size=50, history_seconds=60)
+    rooms = [f"room-{n}" for n in range(6)]  # spread over the primaries' slots
+    listeners = {room: Recorder() for room in rooms}
+    try:
+        for room, recorder in listeners.items():
+            await broker.subscribe(room, recorder)
+            await batcher.execute("HSET", room_key(room, keys.ROOM), "stream_id", "1")
+            await batcher.execute(
+                "HSET",
+                room_key(room, keys.GOAL),
+                *("stream_id", "1", "target", "3", "progress", "5", "title", room),
+                *("reached", "0"),
+            )
+            await batcher.execute("ZADD", room_key(room, keys.LEADERBOARD), 5, "alice")
+            await batcher.execute(
+                "HSET", room_key(room, keys.LEADERBOARD_PROFILES), "alice", '{"id":"alice"}'
+            )
+        answers = await asyncio.gather(
+            *(activity.announce_board(room, interval_ms=60_000, limit=10) for room in rooms)
+        )
+        assert answers == [0] * len(rooms)
+        for room, recorder in listeners.items():
+            await eventually(lambda: len(recorder.events) == 3)  # noqa: B023
+            assert [
+                {k: v for k, v in e.items() if k not in ("seq", "ts")} for e in recorder.events
+            ] == [
+                ev.leaderboard(top=[{"user": {"id": "alice"}, "coins": 5}]),
+                ev.goal(target=3, progress=5, title=room, reached=True),
+                ev.goal_reached(target=3, progress=5, title=room),
+            ]
+    finally:
+        await broker.close()
+        await batcher.close()
