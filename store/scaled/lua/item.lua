@@ -20,7 +20,8 @@
 --       29 "": the script reads the room at KEYS[3] and credits the creator's
 --         share at KEYS[4], 9 and 10; otherwise the caller read the room on its
 --         own slot ("0": not found, "1": found, its creator being ARGV[4]) and
---         credits the share itself (a cluster): KEYS are 1 to 8 only
+--         credits the share itself (a cluster): KEYS are 1 to 8 only, 3 and 4
+--         being any keys of the buyer's slot
 --       30, 31 the room's creator_adult and stream_id the caller read
 --
 -- Replies: {"OK", receipt}  {"R", stored receipt}  {"E", reason, value...}
