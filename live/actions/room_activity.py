@@ -38,7 +38,7 @@ from live.settings import Settings
 from protocol import events as ev
 from store.domain.models import ComboHit, Event, Gift, GiftReceipt, Goal, Profile, Room
 from store.ids import new_secret
-from store.roles import Engine
+from store.roles import BoardAnnouncer, Engine
 
 log = logging.getLogger("live.activity")
 
@@ -81,6 +81,8 @@ class RoomActivity:
         self._sweeper: asyncio.Task[None] | None = None
         # leaderboard and goal: rooms with gifts not announced yet
         self._boards: dict[str, bool] = {}
+        self._announcer = engine.activity if isinstance(engine.activity, BoardAnnouncer) else None
+        """The engine's one-step announcement, when it has one."""
         # viewers: rooms whose count must be reported; the rest of the cluster's count
         self._reports: dict[str, bool] = {}
         self._others: dict[str, int] = {}
@@ -269,6 +271,18 @@ class RoomActivity:
 
     async def _announce(self, room_id: str) -> None:
         interval = self.settings.leaderboard_interval_ms
+        if self._announcer is not None:
+            self._boards[room_id] = False  # gifts from now on announce again
+            wait = await self._announcer.announce_board(
+                room_id, interval_ms=interval, limit=TOP_GIFTERS
+            )
+            if wait > 0:
+                self._boards[room_id] = True  # not announced: the next run does
+            elif self._boards.get(room_id):
+                wait = interval  # gifts came meanwhile: the lease is ours until then
+            if wait > 0:
+                await asyncio.sleep(wait / 1000)
+            return
         wait = await self.engine.activity.throttle(room_id, "board", interval)
         if wait > 0:
             await asyncio.sleep(wait / 1000)  # still marked: the next run announces
