@@ -206,6 +206,21 @@ def rss_kib(pid: int | None) -> int | None:
     return total
 
 
+def open_sockets(pid: int | None) -> list[int]:
+    """Open sockets of a local process and of each of its descendants, in
+    ``process_tree`` order (Linux): how ``live serve --workers`` spread a crowd."""
+    if pid is None:
+        return []
+    counts = []
+    for each in process_tree(pid):
+        try:
+            links = [os.readlink(f"/proc/{each}/fd/{fd}") for fd in os.listdir(f"/proc/{each}/fd")]
+        except OSError:
+            continue
+        counts.append(sum(link.startswith("socket:") for link in links))
+    return counts
+
+
 def machine() -> dict[str, Any]:
     cpu = platform.processor() or ""
     with contextlib.suppress(OSError), open("/proc/cpuinfo") as fh:
@@ -460,6 +475,7 @@ class Run:
             self.end(connect)
             connect_reports = [p["connect"] for k, p in self.events if k == "connected"]
             rss_idle = rss_kib(o.server_pid)
+            sockets_idle = open_sockets(o.server_pid)
             result: dict[str, Any] = {}
             if o.scenario == "sweep":
                 self.pump(o.warmup)  # let the crowd's arrival settle first
@@ -500,6 +516,7 @@ class Run:
             connect=connect,
             connect_reports=connect_reports,
             rss=(rss_before, rss_idle, rss_end),
+            sockets=sockets_idle,
             money=money,
             extra=result,
         )
@@ -618,6 +635,7 @@ class Run:
         connect: Acc,
         connect_reports: list[dict[str, Any]],
         rss: tuple[int | None, int | None, int | None],
+        sockets: list[int],
         money: dict[str, Any] | None,
         extra: dict[str, Any],
     ) -> dict[str, Any]:
@@ -637,6 +655,8 @@ class Run:
                 "rss_idle_kib": rss_idle,
                 "rss_end_kib": rss_end,
                 "rss_per_connection_kib": per_conn,
+                "processes": len(sockets),
+                "sockets_idle": sockets,
             }
         report: dict[str, Any] = {
             "scenario": o.scenario,
