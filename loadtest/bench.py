@@ -360,10 +360,9 @@ class Bench:
         )
         opened = ours["connections"]["opened"]
         closes = sum(ours["closes"].values())
-        sockets = ours["server"].get("sockets_idle") or []
-        spread = f"{min(sockets)}-{max(sockets)}" if sockets else "-"
+        busiest = sorted(ours["server"].get("sockets_idle") or [], reverse=True)[: self.workers]
         where = (
-            f"{self.workers} server process(es) ({spread} sockets each), "
+            f"{self.workers} server process(es) ({', '.join(map(str, busiest))} sockets), "
             f"{ours['workers']} generator processes"
         )
         self.add(
