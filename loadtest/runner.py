@@ -64,6 +64,9 @@ class Options:
     probe_every: int = 20
     msgpack_every: int = 0
     connect_concurrency: int = 256
+    connect_seconds: float = 0.0
+    """Stop opening viewers this long after the start and go on with those held
+    (0: open them all)."""
     creator_share: int = 50
     one_at_a_time: bool = False
     money: bool = True
@@ -94,7 +97,7 @@ class Options:
             raise ValueError(f"viewers must be 0..{MAX_CONNECTIONS}, gifters 0..100000")
         if self.rooms < 1:
             raise ValueError("rooms must be at least 1")
-        for name in ("duration", "warmup", "step_seconds", "storm_settle"):
+        for name in ("duration", "warmup", "step_seconds", "storm_settle", "connect_seconds"):
             if not 0 <= getattr(self, name) <= MAX_PHASE_SECONDS:
                 raise ValueError(f"{name} must be within 0..{MAX_PHASE_SECONDS:g} seconds")
         if self.bound_on not in ("screen", "ack"):
@@ -275,6 +278,8 @@ class Run:
         if o.scenario == "sweep" and o.start_rate > 0 and o.factor > 1:
             steps = math.ceil(math.log(max(o.max_rate / o.start_rate, 1.0), o.factor)) + 2
         connect = (o.viewers + o.gifters) / 200 + 60
+        if o.connect_seconds:
+            connect = min(connect, o.connect_seconds + 120)
         return connect + o.warmup + o.duration * steps + o.storm_settle + 300
 
     # -- plumbing -----------------------------------------------------------------------
@@ -328,6 +333,7 @@ class Run:
                     one_at_a_time=o.one_at_a_time,
                     sources=self._sources(),
                     connect_concurrency=o.connect_concurrency,
+                    connect_seconds=o.connect_seconds,
                     cpu=cpus[w % len(cpus)] if cpus else None,
                     report_interval=0.5,
                 )
@@ -669,6 +675,7 @@ class Run:
                 "asked": o.viewers + o.gifters,
                 "opened": opened,
                 "failed": sum(r["failed"] for r in connect_reports),
+                "skipped": c["connect_skipped"],
                 "seconds": round(connect_seconds, 3),
                 "handshakes_per_s": round(rate(opened, connect_seconds), 1),
                 "handshake_ms": connect.handshake_latency.summary_ms(),
