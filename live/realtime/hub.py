@@ -404,7 +404,9 @@ class RoomChannel:
     def attach(self, conn: Connection) -> None:
         """Add ``conn`` after sending it everything this channel already delivered
         beyond its cursor (call with no await between this and the cursor set-up)."""
-        catch_up = [e for e in self.recent if e["seq"] > conn.cursor]
+        recent = self.recent
+        caught_up = not recent or recent[-1]["seq"] <= conn.cursor  # a join's usual case
+        catch_up = [] if caught_up else [e for e in recent if e["seq"] > conn.cursor]
         if catch_up:
             conn.send_room(catch_up)
             conn.cursor = catch_up[-1]["seq"]
