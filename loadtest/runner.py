@@ -217,10 +217,14 @@ def open_sockets(pid: int | None) -> list[int]:
     counts = []
     for each in process_tree(pid):
         try:
-            links = [os.readlink(f"/proc/{each}/fd/{fd}") for fd in os.listdir(f"/proc/{each}/fd")]
+            fds = os.listdir(f"/proc/{each}/fd")
         except OSError:
             continue
-        counts.append(sum(link.startswith("socket:") for link in links))
+        sockets = 0
+        for fd in fds:
+            with contextlib.suppress(OSError):  # closed meanwhile
+                sockets += os.readlink(f"/proc/{each}/fd/{fd}").startswith("socket:")
+        counts.append(sockets)
     return counts
 
 
