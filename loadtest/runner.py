@@ -281,7 +281,7 @@ class Run:
         steps = 1
         if o.scenario == "sweep" and o.start_rate > 0 and o.factor > 1:
             steps = math.ceil(math.log(max(o.max_rate / o.start_rate, 1.0), o.factor)) + 2
-        connect = (o.viewers + o.gifters) / 200 + 60
+        connect = (o.viewers + o.gifters) / 50 + 60  # a busy machine: tens of handshakes/s
         if o.connect_seconds:
             connect = min(connect, o.connect_seconds + 120)
         return connect + o.warmup + o.duration * steps + o.storm_settle + 300
