@@ -10,7 +10,10 @@ Targets: ``fanout`` (sweep, 1 room x 5,000 viewers), ``rate200`` (200 gifts/s
 into that room), ``onegift`` (one gift at a time), ``memory`` (idle viewers),
 ``commit`` (gifts committed per second, and per second of server CPU),
 ``sustained`` (sweep: the highest offered gift rate with ack p99 <= 50 ms),
-``storm`` (reconnect storm), or ``all``.
+``storm`` (reconnect storm; 20,000 viewers when ``--workers`` can hold them), or
+``all``; and ``crowd`` (100,000 viewers in one room across ``--workers``: viewers
+held, RSS per idle viewer, handshakes/s, one gift to all of them), which ``all``
+leaves out since it takes the whole machine for minutes.
 
 ``--workers N`` runs ``live serve --workers N`` (scaled engine), pinned to the
 first N CPUs; the server's CPU time is that of all its processes, so the rows
