@@ -45,6 +45,12 @@ log = logging.getLogger("live.activity")
 TOP_GIFTERS = 10
 JOIN_NAMES = 10
 """A join batch names at most this many users; bigger ones (or with guests) count."""
+CROWD_STEP = 1_000
+"""Viewers per step of a big room's announcement intervals: a ``join`` or
+``viewers`` event is a frame to every viewer, and each node announces the joins
+it saw, so a room of n steps announces joins n times less often (a crowd
+arriving at 100,000 viewers costs about as many frames per second as one at
+1,000) and its viewer count n / 10 times less often."""
 RETRY_SECONDS = 1.0
 """After a failed engine call, background work tries again this much later."""
 Marks = dict[str, bool]
@@ -328,6 +334,10 @@ class RoomActivity:
         """Viewers of the room on every node, as this node knows it now."""
         return self._others.get(room_id, 0) + self.hub.viewers(room_id)
 
+    def _crowd_steps(self, room_id: str) -> int:
+        """How many ``CROWD_STEP``s of viewers the room has (at least 1)."""
+        return max(1, self.viewers(room_id) // CROWD_STEP)
+
     def joined(self, conn: Connection, *, resumed: bool) -> None:
         """A connection was attached to its room."""
         if conn.overlay:
@@ -341,7 +351,8 @@ class RoomActivity:
         if joins is None:
             joins = self._joins[conn.room_id] = _Joins()
             room_id = conn.room_id
-            self._later(self.settings.join_interval_ms / 1000, lambda: self._flush_joins(room_id))
+            every = self.settings.join_interval_ms * self._crowd_steps(room_id) / 1000
+            self._later(every, lambda: self._flush_joins(room_id))
         if conn.profile is None:
             joins.guests += 1
         else:
@@ -383,7 +394,7 @@ class RoomActivity:
             node=self.node,
             count=count,
             ttl_ms=self._ttl_ms,
-            interval_ms=self._viewers_ms,
+            interval_ms=self._viewers_ms * max(1, self._crowd_steps(room_id) // 10),
         )
         if count or self.hub.viewers(room_id):
             self._others[room_id] = max(0, total - count)
