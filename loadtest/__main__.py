@@ -106,6 +106,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="scaled engine: Redis replicas, money answered once all have it (WAIT)",
     )
     b.add_argument(
+        "--redis-cluster",
+        type=int,
+        default=0,
+        metavar="N",
+        help="scaled engine: a Redis Cluster of N primaries (each with --redis-replicas "
+        "replicas) instead of one Redis",
+    )
+    b.add_argument(
         "--workers",
         type=int,
         default=1,
@@ -162,6 +170,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             keep=args.keep,
             workers=args.workers,
             redis_replicas=args.redis_replicas,
+            redis_cluster=args.redis_cluster,
         )
         return run_bench(args.targets, settings)
     from loadtest.report import render, write

@@ -30,7 +30,7 @@ from typing import Any
 import orjson
 
 from loadtest.report import fmt, table, write
-from loadtest.runner import Options, Run
+from loadtest.runner import Options, Run, cpu_seconds
 from loadtest.servers import SECRET, LocalServers
 from loadtest.worker import raise_nofile
 
@@ -68,6 +68,8 @@ class BenchSettings:
     """``live serve --workers`` (more than one: scaled engine only)."""
     redis_replicas: int = 0
     """Scaled engine: Redis replicas, and money answered once they all have it."""
+    redis_cluster: int = 0
+    """Scaled engine: a Redis Cluster of this many primaries (0: one redis-server)."""
 
 
 class Bench:
@@ -80,6 +82,8 @@ class Bench:
         self.engine = engine
         self.workers = workers
         self.label = engine if workers == 1 else f"{engine}, {workers} workers"
+        if settings.redis_cluster:
+            self.label += f", cluster of {settings.redis_cluster}"
         if settings.redis_replicas:
             self.label += f", WAIT {settings.redis_replicas}"
         self.out = out
@@ -92,6 +96,7 @@ class Bench:
             keep=keep,
             workers=workers,
             redis_replicas=settings.redis_replicas,
+            redis_cluster=settings.redis_cluster,
         )
         self.rows: list[Row] = []
         self.reports: dict[str, dict[str, Any]] = {}
@@ -159,7 +164,8 @@ class Bench:
         self.rows.append(row)
         print(
             f"-> {row.target}: {fmt(row.figure)} (baseline {fmt(row.baseline)}, ratio "
-            f"{fmt(row.ratio)}) goal {row.goal}: {'met' if row.met else 'NOT met'}",
+            f"{fmt(row.ratio)}) goal {row.goal}: "
+            f"{'-' if row.met is None else 'met' if row.met else 'NOT met'}",
             file=sys.stderr,
         )
 
@@ -271,6 +277,7 @@ class Bench:
     def commit(self) -> None:
         gifters = self.n(1600)
         goal = 10_000 if self.engine == "scaled" else 5_000
+        redis_cpu = RedisCpu(self.servers)
         ours, _ = self.both(
             "commit",
             baseline=False,
@@ -306,6 +313,17 @@ class Bench:
             f"run ({self.workers} process(es)); "
             f"{fmt(1e6 / per_cpu if per_cpu else None)} us per gift",
         )
+        if redis_cpu.seconds is not None:
+            gifts = redis_cpu.gifts
+            per_gift = redis_cpu.seconds / gifts * 1e6 if gifts else None
+            self.add(
+                "Redis CPU per gift",
+                per_gift,
+                goal="measured (us of redis-server CPU per gift, primaries and replicas)",
+                met=None,
+                note=f"{fmt(redis_cpu.seconds)} s of Redis CPU over the whole run (set-up "
+                f"and warm-up included) for the {gifts} gifts it committed",
+            )
 
     def sustained(self) -> None:
         gifters = self.n(1600)
@@ -376,7 +394,7 @@ class Bench:
                     r.baseline,
                     r.ratio,
                     r.goal,
-                    "met" if r.met else "not met",
+                    "" if r.met is None else "met" if r.met else "not met",
                     r.note,
                 )
                 for r in self.rows
@@ -399,6 +417,38 @@ class Bench:
             )
             (self.out / f"bench-{self.engine}.txt").write_text(text + "\n")
         return text
+
+
+class RedisCpu:
+    """CPU time of every redis-server of the scaled engine over one run (``both``):
+    sampled when the live server starts and stops, and the gifts the run committed
+    (from the ledger, once the run's audit filed them all)."""
+
+    def __init__(self, servers: LocalServers) -> None:
+        self.seconds: float | None = None
+        self.gifts = 0
+        self._servers = servers
+        self._start: float | None = None
+        servers.on_live.append(self)
+
+    def started(self) -> None:
+        self._start = self._sample()
+
+    def stopping(self) -> None:
+        end = self._sample()
+        if self._start is not None and end is not None:
+            self.seconds = end - self._start
+        scaled = self._servers.scaled
+        if scaled is not None:
+            self.gifts = scaled.count("SELECT count(*) FROM transactions WHERE kind = 'gift'")
+        self._servers.on_live.remove(self)
+
+    def _sample(self) -> float | None:
+        scaled = self._servers.scaled
+        if scaled is None:
+            return None
+        samples = [cpu_seconds(pid) for pid in scaled.redis_pids()]
+        return sum(s for s in samples if s is not None)
 
 
 def in_one_room(scenario: str, viewers: int, **settings: Any) -> dict[str, Any]:
@@ -431,6 +481,9 @@ def run_bench(targets: list[str], settings: BenchSettings) -> int:
     names = list(Bench.TARGETS) if "all" in targets else targets
     if settings.workers < 1 or (settings.workers > 1 and settings.engine != "scaled"):
         print("--workers must be >= 1, and above 1 only with --engine scaled", file=sys.stderr)
+        return 2
+    if settings.redis_cluster < 0 or (settings.redis_cluster and settings.engine != "scaled"):
+        print("--redis-cluster N needs N >= 1 and --engine scaled", file=sys.stderr)
         return 2
     unknown = [t for t in names if t not in Bench.TARGETS]
     if unknown:

@@ -27,11 +27,12 @@ import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import asyncpg
 import httpx
 import redis.asyncio as aioredis
+from redis.crc import key_slot
 
 INSTALL_HINT: Final = (
     "the scaled engine needs redis-server and PostgreSQL binaries "
@@ -357,6 +358,7 @@ class RedisCluster:
         if shutil.which("redis-cli") is None:
             raise MissingBinary(f"redis-cli not found: {INSTALL_HINT}")
         self.directory = directory
+        self.primaries = primaries
         self.replicas = replicas
         ports = cluster_ports(primaries * (1 + replicas))
         self.nodes = [
@@ -373,24 +375,155 @@ class RedisCluster:
     async def start(self) -> None:
         await asyncio.gather(*(node.start() for node in self.nodes))
         if not await self._state_ok(self.nodes[0]):
-            create = [
-                "redis-cli",
-                "--cluster",
-                "create",
-                *(f"127.0.0.1:{node.port}" for node in self.nodes),
-                *("--cluster-replicas", str(self.replicas), "--cluster-yes"),
-            ]
-            process = await asyncio.create_subprocess_exec(
-                *create, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-            )
-            output, _ = await process.communicate()
-            if process.returncode != 0:
-                raise RuntimeError(f"redis-cli --cluster create failed:\n{output.decode()}")
+            if self.primaries < 3:
+                await self._create_small()
+            else:
+                await self._create()
         deadline = time.monotonic() + READY_TIMEOUT
         while not all([await self._state_ok(node) for node in self.nodes]):
             if time.monotonic() > deadline:
                 raise RuntimeError("the Redis Cluster did not reach cluster_state:ok")
             await asyncio.sleep(0.05)
+        if self.replicas:
+            await self._replicas_synced(deadline)
+
+    async def _create(self) -> None:
+        create = [
+            "redis-cli",
+            "--cluster",
+            "create",
+            *(f"127.0.0.1:{node.port}" for node in self.nodes),
+            *("--cluster-replicas", str(self.replicas), "--cluster-yes"),
+        ]
+        process = await asyncio.create_subprocess_exec(
+            *create, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
+        output, _ = await process.communicate()
+        if process.returncode != 0:
+            raise RuntimeError(f"redis-cli --cluster create failed:\n{output.decode()}")
+
+    async def _create_small(self) -> None:
+        """``redis-cli --cluster create`` wants three primaries: fewer (a one-shard
+        cluster, the baseline of a scaling measurement) are assigned by hand, the
+        slots split evenly and each replica following its primary."""
+        primaries = self.nodes[: self.primaries]
+        step = 16_384 // len(primaries)
+        first = self.nodes[0]
+        for index, node in enumerate(self.nodes):
+            client = node.client()
+            try:
+                if index:
+                    await client.execute_command("CLUSTER", "MEET", "127.0.0.1", first.port)  # type: ignore[no-untyped-call]
+                if index < len(primaries):
+                    end = 16_383 if index == len(primaries) - 1 else (index + 1) * step - 1
+                    await client.execute_command(  # type: ignore[no-untyped-call]
+                        "CLUSTER", "ADDSLOTSRANGE", index * step, end
+                    )
+            finally:
+                await client.aclose()
+        ids = [await self._node_id(node) for node in primaries]
+        for index, node in enumerate(self.nodes[len(primaries) :]):
+            primary = ids[index % len(ids)]
+            deadline = time.monotonic() + READY_TIMEOUT
+            client = node.client()
+            try:
+                while True:  # known once the MEET went round
+                    try:
+                        await client.execute_command("CLUSTER", "REPLICATE", primary)  # type: ignore[no-untyped-call]
+                        break
+                    except Exception:
+                        if time.monotonic() > deadline:
+                            raise
+                        await asyncio.sleep(0.05)
+            finally:
+                await client.aclose()
+
+    async def _replicas_synced(self, deadline: float) -> None:
+        """Every primary has its replicas attached and in sync (``WAIT``)."""
+        for node in self.nodes:
+            client = node.client()
+            try:
+                while True:
+                    role = await client.execute_command("ROLE")  # type: ignore[no-untyped-call]
+                    if role[0] != b"master":
+                        break
+                    synced = await client.execute_command("WAIT", self.replicas, 100)  # type: ignore[no-untyped-call]
+                    if int(synced) >= self.replicas:
+                        break
+                    if time.monotonic() > deadline:
+                        raise RuntimeError("the Redis Cluster's replicas did not sync")
+            finally:
+                await client.aclose()
+
+    @staticmethod
+    async def _node_id(node: RedisServer) -> str:
+        client = node.client()
+        try:
+            reply = await client.execute_command("CLUSTER", "MYID")  # type: ignore[no-untyped-call]
+        finally:
+            await client.aclose()
+        return reply.decode() if isinstance(reply, bytes) else str(reply)
+
+    async def state_ok(self) -> bool:
+        """Every running node reports ``cluster_state:ok`` (a failover is over)."""
+        for node in self.nodes:
+            if node.alive and not await self._state_ok(node):
+                return False
+        return True
+
+    async def primary_of(self, key: str) -> RedisClusterNode:
+        """The node serving ``key``'s slot now, as a live node sees it."""
+        slot = key_slot(key.encode())
+        for node in self.nodes:
+            if not node.alive:
+                continue
+            client = node.client()
+            try:
+                slots = await client.execute_command("CLUSTER", "SLOTS")  # type: ignore[no-untyped-call]
+            except Exception:
+                continue
+            finally:
+                await client.aclose()
+            for start, end, primary, *_ in slots:
+                if int(start) <= slot <= int(end):
+                    port = int(primary[1])
+                    return next(n for n in self.nodes if n.port == port)
+        raise RuntimeError(f"no node serves slot {slot}")
+
+    async def migrate_slot(
+        self, slot: int, source: RedisClusterNode, target: RedisClusterNode
+    ) -> int:
+        """Move ``slot`` with its keys from ``source`` to ``target`` (primaries), as
+        ``redis-cli --cluster reshard`` does: ``IMPORTING``/``MIGRATING``, ``MIGRATE``
+        in batches (calls meanwhile get ``ASK``), then ``SETSLOT … NODE`` on every
+        primary. Returns how many keys moved."""
+        source_id, target_id = await self._node_id(source), await self._node_id(target)
+        await _command(target, "CLUSTER", "SETSLOT", slot, "IMPORTING", source_id)
+        await _command(source, "CLUSTER", "SETSLOT", slot, "MIGRATING", target_id)
+        moved = 0
+        while keys := await _command(source, "CLUSTER", "GETKEYSINSLOT", slot, 100):
+            await _command(source, "MIGRATE", "127.0.0.1", target.port, "", 0, 5000, "KEYS", *keys)
+            moved += len(keys)
+        others = [n for n in self.nodes if n not in (source, target) and n.alive]
+        for node in (target, source, *others):
+            role = await _command(node, "ROLE")
+            if role[0] == b"master":
+                await _command(node, "CLUSTER", "SETSLOT", slot, "NODE", target_id)
+        return moved
+
+    async def replica_of(self, primary: RedisClusterNode) -> RedisClusterNode:
+        """One replica following ``primary``."""
+        for node in self.nodes:
+            if node is primary or not node.alive:
+                continue
+            client = node.client()
+            try:
+                role = await client.execute_command("ROLE")  # type: ignore[no-untyped-call]
+                if role[0] == b"slave" and int(role[2]) == primary.port:
+                    return node
+            finally:
+                await client.aclose()
+        raise RuntimeError(f"no replica follows {primary.port}")
 
     @staticmethod
     async def _state_ok(node: RedisServer) -> bool:
@@ -418,6 +551,14 @@ class RedisCluster:
         for node in self.nodes:
             with contextlib.suppress(Exception):
                 await node.stop()
+
+
+async def _command(node: RedisServer, *args: object) -> Any:
+    client = node.client()
+    try:
+        return await client.execute_command(*args)  # type: ignore[no-untyped-call]
+    finally:
+        await client.aclose()
 
 
 def postgres_bindir() -> Path:

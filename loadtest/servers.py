@@ -15,11 +15,15 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Protocol
+
+import asyncpg
 
 from loadtest.processes import (
     ChildProcess,
     HttpProcess,
     PostgresServer,
+    RedisCluster,
     RedisServer,
     free_port,
     live_command,
@@ -35,9 +39,18 @@ BENCH_STOP_TIMEOUT = 20.0
 class Scaled:
     """A throwaway redis-server and PostgreSQL on free loopback ports; with
     ``replicas``, that many Redis replicas too, and money answered once all of them
-    have it (``LIVE_REDIS_WAIT_REPLICAS``)."""
+    have it (``LIVE_REDIS_WAIT_REPLICAS``). With ``cluster`` > 0, a Redis Cluster of
+    that many primaries (``replicas`` each) instead of the one redis-server."""
 
-    def __init__(self, root: Path, cpus: set[int] | None, *, replicas: int = 0) -> None:
+    def __init__(
+        self, root: Path, cpus: set[int] | None, *, replicas: int = 0, cluster: int = 0
+    ) -> None:
+        self.cpus = cpus
+        self.cluster = (
+            RedisCluster(root / "cluster", primaries=cluster, replicas=replicas)
+            if cluster
+            else None
+        )
         self.redis = RedisServer(root / "redis", appendfsync="everysec", cpus=cpus)
         self.replicas = [
             RedisServer(
@@ -46,14 +59,22 @@ class Scaled:
                 cpus=cpus,
                 replica_of=self.redis.port,
             )
-            for n in range(replicas)
+            for n in range(0 if cluster else replicas)
         ]
+        self.wait_replicas = replicas
         self.postgres = PostgresServer(
             root / "postgres", settings=["synchronous_commit=off"], cpus=cpus
         )
         asyncio.run(self._start())
 
     async def _start(self) -> None:
+        if self.cluster is not None:
+            await self.cluster.start()
+            for node in self.cluster.nodes:
+                pin_pid(node.pid, self.cpus)
+            await self.postgres.start()
+            await self.postgres.execute("CREATE DATABASE live")
+            return
         await self.redis.start()
         for replica in self.replicas:
             await replica.start()
@@ -75,18 +96,39 @@ class Scaled:
     @property
     def env(self) -> dict[str, str]:
         return {
-            "LIVE_REDIS_URL": self.redis.url,
+            "LIVE_REDIS_URL": self.redis.url if self.cluster is None else self.cluster.url,
             "LIVE_DATABASE_URL": self.postgres.url_for("live"),
-            "LIVE_REDIS_WAIT_REPLICAS": str(len(self.replicas)),
+            "LIVE_REDIS_WAIT_REPLICAS": str(self.wait_replicas),
         }
+
+    def count(self, sql: str) -> int:
+        """One number from the ledger database (``SELECT count(*) ...``)."""
+
+        async def fetch() -> int:
+            conn = await asyncpg.connect(self.postgres.url_for("live"))
+            try:
+                return int(await conn.fetchval(sql))
+            finally:
+                await conn.close()
+
+        return asyncio.run(fetch())
+
+    def redis_pids(self) -> list[int]:
+        """Every redis-server of the deployment (primaries and replicas)."""
+        if self.cluster is not None:
+            return [node.pid for node in self.cluster.nodes]
+        return [self.redis.pid, *(replica.pid for replica in self.replicas)]
 
     async def reset(self) -> None:
         """A fresh Redis database and PostgreSQL schema."""
-        client = self.redis.client()
-        try:
-            await client.flushall()
-        finally:
-            await client.aclose()
+        if self.cluster is not None:
+            await self.cluster.flush()
+        else:
+            client = self.redis.client()
+            try:
+                await client.flushall()
+            finally:
+                await client.aclose()
         await self.postgres.execute(
             "DROP SCHEMA public CASCADE; CREATE SCHEMA public;", database="live"
         )
@@ -96,9 +138,19 @@ class Scaled:
 
     async def _stop(self) -> None:
         await self.postgres.stop(timeout=BENCH_STOP_TIMEOUT)
+        if self.cluster is not None:
+            await self.cluster.stop()
         for replica in self.replicas:
             await replica.stop(timeout=BENCH_STOP_TIMEOUT)
         await self.redis.stop(timeout=BENCH_STOP_TIMEOUT)
+
+
+class LiveHook(Protocol):
+    """Told when our server has started and when it is about to stop."""
+
+    def started(self) -> None: ...
+
+    def stopping(self) -> None: ...
 
 
 class LocalServers:
@@ -113,9 +165,12 @@ class LocalServers:
         keep: bool = False,
         workers: int = 1,
         redis_replicas: int = 0,
+        redis_cluster: int = 0,
     ) -> None:
         self.engine = engine
         self.redis_replicas = redis_replicas
+        self.redis_cluster = redis_cluster
+        self.on_live: list[LiveHook] = []
         self.workers = workers
         """``live serve --workers``: more than one needs the scaled engine."""
         self.server_cpus = server_cpus
@@ -131,7 +186,12 @@ class LocalServers:
         extra: dict[str, str] = {}
         if self.engine == "scaled":
             if self.scaled is None:
-                self.scaled = Scaled(self.root, self.helper_cpus, replicas=self.redis_replicas)
+                self.scaled = Scaled(
+                    self.root,
+                    self.helper_cpus,
+                    replicas=self.redis_replicas,
+                    cluster=self.redis_cluster,
+                )
             extra.update(self.scaled.env)
             # A fresh Redis database and PostgreSQL schema per server start.
             asyncio.run(self.scaled.reset())
@@ -162,6 +222,8 @@ class LocalServers:
         asyncio.run(server.start(timeout=60))
         for pid in process_tree(server.pid):  # the workers too
             pin_pid(pid, self.server_cpus)
+        for hook in list(self.on_live):
+            hook.started()
         return url, server
 
     def start_baseline(self) -> tuple[str, ChildProcess]:
@@ -182,6 +244,8 @@ class LocalServers:
     def stop(self, proc: ChildProcess) -> None:
         stopping = [proc]
         if proc.name == "live":
+            for hook in list(self.on_live):
+                hook.stopping()
             stopping += [p for p in self.running if p.name == "ledger"]
         for each in stopping:
             asyncio.run(each.stop(timeout=BENCH_STOP_TIMEOUT))

@@ -64,6 +64,14 @@ def new_id(prefix: str) -> str:
     return f"{prefix}_{_base32(ms, 10)}{_base32(rand, 16)}"
 
 
+def id_ms(identifier: str) -> int:
+    """The milliseconds ``new_id`` took for ``identifier`` (its time part)."""
+    value = 0
+    for char in identifier.rpartition("_")[2][:10]:
+        value = value * 32 + _ALPHABET.index(char)
+    return value
+
+
 def new_secret(nbytes: int = 24) -> str:
     return secrets.token_urlsafe(nbytes)
 

@@ -1,8 +1,10 @@
 """Engine factories for the conformance suite.
 
 Each factory opens an engine on fresh, empty storage. The conformance tests are
-parametrized over ``ENGINES`` so both engines get the same inputs and must give
-the same balances, events and errors.
+parametrized over ``ENGINES`` so every engine gets the same inputs and must give
+the same balances, events and errors: the embedded engine, the scaled engine on
+a single Redis, and the scaled engine on a Redis Cluster (``cluster``; what it
+does not run yet is listed in tests/store/conftest.py).
 """
 
 from __future__ import annotations
@@ -50,12 +52,15 @@ async def scaled_engine(
     *,
     policy: MoneyPolicy | None = None,
     catalog: Catalog | None = None,
+    cluster: bool = False,
 ) -> AsyncIterator[Engine]:
     """Redis + PostgreSQL from the session's ``services`` (tests/services.py):
-    Redis flushed and a brand-new database for every engine."""
+    Redis flushed and a brand-new database for every engine. ``cluster``: the
+    session's Redis Cluster (three primaries, started once) in place of the
+    single Redis."""
     if services is None:
         raise RuntimeError("the scaled engine needs the session's services fixture")
-    urls = await services.reset()
+    urls = await (services.reset_cluster() if cluster else services.reset())
     config = EngineConfig(
         data_dir=tmp_path / "data",
         redis_url=urls.redis,
@@ -66,7 +71,19 @@ async def scaled_engine(
         yield engine
 
 
+def cluster_engine(
+    tmp_path: Path,
+    services: Any = None,
+    *,
+    policy: MoneyPolicy | None = None,
+    catalog: Catalog | None = None,
+) -> contextlib.AbstractAsyncContextManager[Engine]:
+    """The scaled engine on a Redis Cluster (``redis+cluster://``)."""
+    return scaled_engine(tmp_path, services, policy=policy, catalog=catalog, cluster=True)
+
+
 ENGINES: dict[str, EngineFactory] = {
     "embedded": embedded_engine,
     "scaled": scaled_engine,
+    "cluster": cluster_engine,
 }

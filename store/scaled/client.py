@@ -43,15 +43,15 @@ from typing import Any, Final
 import hiredis
 from redis import exceptions as redis_errors
 from redis.asyncio import ConnectionPool, Redis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.connection import parse_url
 from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
+from redis.backoff import ExponentialBackoff, NoBackoff
 
 from store.domain.refusals import refusal_error
 from store.errors import StoreError, Unavailable
 from store.observer import StoreObserver
 from store.scaled.cluster import (
-    ENGINE_REFUSAL,
     ClusterAddress,
     CrossSlot,
     Node,
@@ -75,7 +75,16 @@ CONNECTION_ERRORS: Final = (
     ConnectionError,
     OSError,
     asyncio.TimeoutError,
+    # a cluster without a primary for the slot (a failover under way), on the
+    # general-purpose client
+    redis_errors.ClusterError,
+    redis_errors.RedisClusterException,
+    redis_errors.TryAgainError,
 )
+
+AnyRedis = Redis | RedisCluster
+"""The general-purpose client (ledger worker, audit, repair, overlay presence):
+``Redis`` on one primary, redis-py's ``RedisCluster`` on a cluster URL."""
 
 
 _UNAVAILABLE: Final = ("LOADING", "READONLY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN")
@@ -138,14 +147,30 @@ def sharded(script: LuaScript) -> LuaScript:
     return LuaScript(name=script.name, source=source, sha=sha, durable=script.durable)
 
 
-def connect_redis(url: str, *, max_connections: int = 32, timeout: float = 10.0) -> Redis:
+def connect_redis(url: str, *, max_connections: int = 32, timeout: float = 10.0) -> AnyRedis:
     """A client without automatic retries: a retried script call could run twice
     (a publish would assign seq twice), so retrying is the caller's decision.
     RESP2, so replies have one shape whatever the client library's default.
-    Refuses a Redis Cluster URL: what uses this client (ledger worker, audit,
-    repair) reads the single outbox and system balances of one primary."""
+    On a cluster URL, redis-py's ``RedisCluster`` (every seed a startup node): it
+    routes each command by its key's slot and follows ``MOVED``/``ASK``; the
+    per-slot system keys are found with ``store.scaled.slots``. It retries a
+    command whose node went away (the slot map is read again first), which a
+    failover needs: what runs on it is idempotent (reads, acknowledgements,
+    overlay reports), but for the repair's balance corrections, which its
+    closing audit checks."""
     if is_cluster_url(url):
-        raise ValueError(ENGINE_REFUSAL)
+        address = ClusterAddress.parse(url)
+        return RedisCluster(
+            startup_nodes=[ClusterNode(host, port) for host, port in address.seeds],
+            username=address.username,
+            password=address.password,
+            ssl=address.tls,
+            protocol=2,
+            max_connections=max_connections,
+            socket_timeout=timeout,
+            socket_connect_timeout=min(timeout, 5.0),
+            retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), 5),
+        )
     pool = ConnectionPool.from_url(
         url,
         protocol=2,

@@ -25,16 +25,6 @@ Node = tuple[str, int]
 """A primary's address (host, port)."""
 
 
-ENGINE_REFUSAL: Final = (
-    "the scaled engine's money scripts write keys of several hash slots at once (a "
-    "gift: the sender's, the creator's, the room's and the system's), which a Redis "
-    "Cluster refuses; run the engine on a single Redis primary (docs/SCALING.md, "
-    "section 2: what runs on a cluster today)"
-)
-"""Why ``open_scaled_engine`` refuses a cluster URL: only the room fan-out (the
-broker) and the batcher run on a cluster so far."""
-
-
 def is_cluster_url(url: str) -> bool:
     """Whether ``url`` names a Redis Cluster (``redis+cluster://``)."""
     return url.startswith(SCHEMES)

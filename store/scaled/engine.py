@@ -5,6 +5,12 @@ path (gifts, purchases, fan-out) needs only Redis: PostgreSQL may be down and
 gifting goes on, the outbox holds the transactions until the ledger worker
 (``run_ledger_worker``, run by ``live ledger``) files them.
 
+On a Redis Cluster (a ``redis+cluster://`` URL) the keys follow
+``KeyLayout(cluster=True)``: per-slot system balances and outboxes, payment keys
+in the buyer's slot, a gift split in three single-slot scripts, and every node
+runs a ``SettleSweeper`` over the outboxes (which also finishes the credit steps
+of item purchases and reversals); the ledger worker reads every slot's outbox.
+
 Entry points for the command line:
 
 - ``live migrate``: ``await migrate(database_url)`` (returns the names applied);
@@ -18,20 +24,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import socket
 
 from store.catalogs import Catalogs
 from store.domain.catalog import Catalog
 from store.errors import StoreError, Unavailable
+from store.ids import new_id
 from store.roles import Engine, EngineConfig
 from store.scaled.activity import RedisRoomActivity
 from store.scaled.broker import RedisBroker
 from store.scaled.catalog import RedisCatalog
 from store.scaled.client import CommandBatcher, connect_redis, load_script
-from store.scaled.cluster import ENGINE_REFUSAL, is_cluster_url
+from store.scaled.cluster import is_cluster_url
 from store.scaled.items import RedisItems
-from store.scaled.keys import SYSTEM_BALANCES
+from store.scaled.keys import CLUSTER, SINGLE, SYSTEM_BALANCES
 from store.scaled.ledger import PostgresLedger
-from store.scaled.outbox import drain_once, outbox_lag, run_ledger_worker
+from store.scaled.outbox import (
+    SettleSweeper,
+    drain_once,
+    outbox_lag,
+    run_ledger_worker,
+)
 from store.scaled.payout_accounts import RedisPayoutAccounts
 from store.scaled.postgres import create_pool, migrate
 from store.scaled.presence import RedisOverlayPresence
@@ -51,10 +65,10 @@ async def open_scaled_engine(
     if not config.redis_url or not config.database_url:
         raise ValueError("the scaled engine needs both a Redis URL and a database URL")
     redis_url, database_url = config.redis_url, config.database_url
-    if is_cluster_url(redis_url):
-        raise ValueError(ENGINE_REFUSAL)
+    cluster = is_cluster_url(redis_url)
     if config.migrate:
         await migrate(database_url)
+    layout = CLUSTER if cluster else SINGLE
     redis = connect_redis(redis_url)
     pool = await create_pool(database_url)
     batcher = CommandBatcher(
@@ -69,7 +83,7 @@ async def open_scaled_engine(
         history_size=config.history_size,
         history_seconds=config.history_seconds,
     )
-    ledger = PostgresLedger(pool, redis, observer=config.observer)
+    ledger = PostgresLedger(pool, redis, observer=config.observer, batcher=batcher)
 
     async def check() -> dict[str, str]:
         try:
@@ -82,7 +96,7 @@ async def open_scaled_engine(
         return {"redis": "ok", "postgresql": "ok"}
 
     async def stats() -> dict[str, float]:
-        return {"outbox_lag": float(await outbox_lag(redis))}
+        return {"outbox_lag": float(await ledger.lag())}
 
     async def close_clients() -> None:
         await batcher.close()
@@ -110,11 +124,18 @@ async def open_scaled_engine(
             )
         )
 
+    settler: asyncio.Task[None] | None = None
+    if cluster:
+        # every node finishes the gifts a dead node left half done (gifts.py)
+        sweeper = SettleSweeper(batcher, consumer=_consumer_name())
+        settler = asyncio.get_running_loop().create_task(sweeper.run(stop))
+
     async def close_worker() -> None:
         stop.set()
-        if worker is not None:
-            with contextlib.suppress(Exception):
-                await worker
+        for task in (worker, settler):
+            if task is not None:
+                with contextlib.suppress(Exception):
+                    await task
 
     return Engine(
         name="scaled",
@@ -123,6 +144,7 @@ async def open_scaled_engine(
             ledger=ledger,
             creator_share_percent=config.creator_share_percent,
             policy=config.policy,
+            layout=layout,
         ),
         rooms=RedisRooms(batcher),
         ledger=ledger,
@@ -135,13 +157,18 @@ async def open_scaled_engine(
         catalogs=catalogs,
         subscriptions=PostgresSubscriptions(pool),
         presence=RedisOverlayPresence(redis),
-        items=RedisItems(batcher, policy=config.policy),
+        items=RedisItems(batcher, policy=config.policy, layout=layout),
         check=check,
         stats=stats,
         payout_accounts=RedisPayoutAccounts(batcher),
         # closed in reverse: the worker, the catalog poller, the broker, the clients
         closers=[close_clients, broker.close, catalogs.close, close_worker],
     )
+
+
+def _consumer_name() -> str:
+    """This process's name in the outboxes' ``settle`` group."""
+    return f"{socket.gethostname()}-{os.getpid()}-{new_id('s')}"
 
 
 __all__ = [

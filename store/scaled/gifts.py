@@ -1,4 +1,4 @@
-"""Sending a gift on the scaled engine: one call of ``gift.lua``.
+"""Sending a gift on the scaled engine: one call of ``gift.lua`` on a single Redis.
 
 The script checks everything (idempotency, room, ages, the sender's lock,
 parental switch, rate and spending caps, funds) before its first write, then
@@ -6,10 +6,23 @@ moves the balances, appends the transaction (with its postings, as JSON) to the
 ledger outbox, bumps the room's leaderboard, stream totals, goal and the
 creator's supporters and earnings, and stores the receipt under the
 idempotency key. Check order and messages are those of the embedded engine.
+
+On a Redis Cluster the sender, the creator and the room are in different slots,
+so the same gift is three single-slot scripts keyed by its transaction id
+(docs/SCALING.md, "A cross-shard gift"): ``gift_debit.lua`` in the sender's slot
+(every check, the debit, the whole transaction to that slot's outbox with a
+``gift`` field describing the rest, the receipt), then ``gift_credit.lua`` in
+the creator's slot and ``room_gift.lua`` in the room's, each applied once by a
+marker. The node runs the last two at once after the debit; the settle group of
+the outboxes (``store.scaled.outbox.SettleSweeper``) runs them again for every
+entry, which finishes the gift of a node that died in between.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from dataclasses import dataclass
 from typing import Final
 
 import orjson
@@ -17,22 +30,33 @@ import orjson
 from store.domain.accounts import MoneyPolicy
 from store.domain.models import GiftReceipt, GiftRequest, utc_day
 from store.domain.postings import gift_postings, split_gift
+from store.domain.rules import HOUR_MS
 from store.errors import StoreError
 from store.ids import new_id, now_ms
 from store.scaled import keys
-from store.scaled.client import Arg, CommandBatcher, checked_reply, load_script
+from store.scaled.client import Arg, CommandBatcher, checked_reply, load_script, text
 from store.scaled.codec import flag, members, postings_json, spending_args
 from store.scaled.keys import (
-    OUTBOX,
-    SYSTEM_BALANCES,
+    SINGLE,
+    KeyLayout,
+    credit_marker_key,
     gift_key,
     room_key,
+    room_marker_key,
     supporters_key,
     user_key,
     wallet_key,
 )
 
+log = logging.getLogger(__name__)
+
 _GIFT: Final = load_script("gift")
+_GIFT_DEBIT: Final = load_script("gift_debit")
+_GIFT_CREDIT: Final = load_script("gift_credit")
+_ROOM_GIFT: Final = load_script("room_gift")
+STEP_MARKER_TTL: Final = 86_400
+"""How long a gift's credit and room-step markers are kept: far above the settle
+group's lag (alert on that lag in minutes)."""
 CACHE_SIZE: Final = 100_000
 """Room creators and sender time zones remembered (a full cache starts over)."""
 DAILY_SUPPORTERS_TTL: Final = 3 * 86_400
@@ -46,13 +70,22 @@ class GiftSender:
     Conflict), so the creator's wallet key can be put in KEYS from a cache; the
     script verifies it and answers "S" if the cache is stale. Likewise a
     sender's time zone (for the day and month of spending caps): most never set
-    one (UTC); the script answers "T" when the guess is wrong.
+    one (UTC); the script answers "T" when the guess is wrong. On a cluster
+    (``layout.cluster``) the room's facts are read for every gift instead, and
+    the gift is the three scripts of the module docstring.
     """
 
     def __init__(
-        self, batcher: CommandBatcher, *, share_percent: int, key_ttl: int, policy: MoneyPolicy
+        self,
+        batcher: CommandBatcher,
+        *,
+        share_percent: int,
+        key_ttl: int,
+        policy: MoneyPolicy,
+        layout: KeyLayout = SINGLE,
     ) -> None:
         self._batcher = batcher
+        self._layout = layout
         self._share = share_percent
         self._ttl = str(key_ttl)
         self._policy = policy
@@ -61,22 +94,39 @@ class GiftSender:
 
     async def send(self, request: GiftRequest) -> GiftReceipt:
         room_id, sender_id = request.room_id, request.sender.id
-        creator_id = self._creators.get(room_id)
-        if creator_id is None:
-            creator_id = await self._creator_of(room_id)
+        split = self._layout.cluster
+        creator_id = ""
+        if not split:
+            creator_id = self._creators.get(room_id) or await self._creator_of(room_id)
         tx_id = new_id("tx")
         created_at = request.now if request.now is not None else now_ms()
         tz = self._zones.get(sender_id, "UTC")
         refusal = request.sale_refusal(created_at)
         for _ in range(4):
-            reply = checked_reply(
-                await self._batcher.evalsha(
+            step: GiftStep | None = None
+            if split:
+                room = await self._room_facts(room_id)
+                creator_id = room[0]
+                step = self._step(request, creator_id, room[3], tx_id, created_at)
+                call = self._batcher.evalsha(
+                    _GIFT_DEBIT,
+                    self._debit_keys(request),
+                    (
+                        *self._args(request, creator_id, tx_id, created_at, tz),
+                        flag(bool(refusal)),
+                        *room[1:],
+                        step.encode(),
+                    ),
+                    retry_on_disconnect=True,
+                )
+            else:
+                call = self._batcher.evalsha(
                     _GIFT,
                     self._keys(request, creator_id, created_at),
                     (*self._args(request, creator_id, tx_id, created_at, tz), flag(bool(refusal))),
                     retry_on_disconnect=True,
                 )
-            )
+            reply = checked_reply(await call)
             if reply[0] == b"S":
                 creator_id = reply[1].decode()
                 _remember(self._creators, room_id, creator_id)
@@ -86,8 +136,64 @@ class GiftSender:
             elif reply[0] == b"N" and refusal is not None:
                 raise refusal
             else:
+                if step is not None and reply[0] == b"OK":
+                    await self._finish(step)
                 return GiftReceipt(**orjson.loads(reply[1]), replayed=reply[0] == b"R")
         raise StoreError("the room's creator or the sender's time zone kept changing")
+
+    async def _room_facts(self, room_id: str) -> tuple[str, str, str, str]:
+        """Cluster: the room's creator, live flag, creator's adulthood and stream,
+        read now from the room's slot (the debit cannot read another slot). Read
+        for every gift, so a gift after a stream ended (on any node) is refused;
+        one racing the end within this read's round trip is accepted, and booked
+        in the stream that just ended."""
+        values = await self._batcher.execute(
+            "HMGET",
+            room_key(room_id, keys.ROOM),
+            "creator_id",
+            "live",
+            "creator_adult",
+            "stream_id",
+        )
+        creator, live, adult, stream = (text(v) if v is not None else "" for v in values)
+        return creator, live, adult, stream
+
+    async def _finish(self, step: GiftStep) -> None:
+        """Cluster: the credit and the room step, right after the debit. If either
+        fails the gift stays committed: the outbox's settle group finishes it."""
+        try:
+            await finish_gift(self._batcher, step)
+        except StoreError as exc:
+            log.warning("gift %s left to the settle group: %s", step.tx_id, exc.message)
+
+    def _step(
+        self, request: GiftRequest, creator_id: str, stream_id: str, tx_id: str, created_at: int
+    ) -> GiftStep:
+        total = request.total_coins
+        diamonds, _ = split_gift(total, self._share)
+        return GiftStep(
+            tx_id=tx_id,
+            creator_id=creator_id,
+            room_id=request.room_id,
+            sender_id=request.sender.id,
+            profile=orjson.dumps(request.sender.public()).decode(),
+            total=total,
+            diamonds=diamonds,
+            count=request.count,
+            stream_id=stream_id,
+            created_at=created_at,
+        )
+
+    def _debit_keys(self, request: GiftRequest) -> tuple[str, ...]:
+        sender_id = request.sender.id
+        wallet = wallet_key(sender_id)
+        return (
+            gift_key(sender_id, request.key),
+            wallet,
+            user_key(sender_id, keys.ACCOUNT),
+            self._layout.balances(wallet),
+            self._layout.outbox(wallet),
+        )
 
     async def _creator_of(self, room_id: str) -> str:
         value = await self._batcher.execute("HGET", room_key(room_id, keys.ROOM), "creator_id")
@@ -97,20 +203,20 @@ class GiftSender:
         _remember(self._creators, room_id, creator_id)
         return creator_id
 
-    @staticmethod
-    def _keys(request: GiftRequest, creator_id: str, created_at: int) -> tuple[str, ...]:
+    def _keys(self, request: GiftRequest, creator_id: str, created_at: int) -> tuple[str, ...]:
         sender_id, room_id = request.sender.id, request.room_id
         supporter_of = creator_id or sender_id  # unknown room: the script stops first
+        wallet = wallet_key(sender_id)
         return (
             gift_key(sender_id, request.key),
-            wallet_key(sender_id),
+            wallet,
             room_key(room_id, keys.ROOM),
             # unknown room: any key of the sender's slot; the script stops at NotFound
             wallet_key(creator_id) if creator_id else wallet_key(sender_id),
             room_key(room_id, keys.LEADERBOARD),
             room_key(room_id, keys.LEADERBOARD_PROFILES),
-            SYSTEM_BALANCES,
-            OUTBOX,
+            self._layout.balances(wallet),
+            self._layout.outbox(wallet),
             # the room's activity totals, written in the same script
             room_key(room_id, keys.STREAM_STATS),
             room_key(room_id, keys.GOAL),
@@ -188,6 +294,120 @@ class GiftSender:
             *spending_args(self._policy, created_at, tz),
             room_id,
         )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GiftStep:
+    """What finishes a gift after its debit on a cluster (its credit and its room
+    step), as the debit wrote it into the outbox entry's ``gift`` field."""
+
+    tx_id: str
+    creator_id: str
+    room_id: str
+    sender_id: str
+    profile: str
+    """The sender's public profile (JSON), for the leaderboard and supporters."""
+    total: int
+    diamonds: int
+    count: int
+    stream_id: str
+    created_at: int
+
+    def encode(self) -> bytes:
+        return orjson.dumps(
+            [
+                self.tx_id,
+                self.creator_id,
+                self.room_id,
+                self.sender_id,
+                self.profile,
+                self.total,
+                self.diamonds,
+                self.count,
+                self.stream_id,
+                self.created_at,
+            ]
+        )
+
+    @classmethod
+    def decode(cls, raw: bytes) -> GiftStep:
+        """The step of an outbox entry's ``gift`` field (``ValueError`` if malformed)."""
+        try:
+            tx, creator, room, sender, profile, total, diamonds, count, stream, at = orjson.loads(
+                raw
+            )
+        except (orjson.JSONDecodeError, TypeError, ValueError) as exc:
+            raise ValueError(f"malformed gift step: {exc}") from None
+        step = cls(
+            tx_id=tx,
+            creator_id=creator,
+            room_id=room,
+            sender_id=sender,
+            profile=profile,
+            total=total,
+            diamonds=diamonds,
+            count=count,
+            stream_id=stream,
+            created_at=at,
+        )
+        texts = (step.tx_id, step.creator_id, step.room_id, step.sender_id, step.profile)
+        numbers = (step.total, step.diamonds, step.count, step.created_at)
+        if not all(isinstance(v, str) and v for v in texts) or not isinstance(stream, str):
+            raise ValueError("malformed gift step: an id is missing")
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in numbers):
+            raise ValueError("malformed gift step: a number is not an integer")
+        return step
+
+
+async def finish_gift(
+    batcher: CommandBatcher, step: GiftStep, *, marker_ttl: int = STEP_MARKER_TTL
+) -> tuple[bool, bool]:
+    """Run a gift's credit (creator's slot) and room step (room's slot) at once;
+    each is applied once whoever runs it how often. Returns whether each was
+    applied by this call."""
+    creator, room = step.creator_id, step.room_id
+    args: tuple[Arg, ...] = (
+        marker_ttl,
+        step.sender_id,
+        step.profile,
+        step.total,
+        step.diamonds,
+        step.count,
+        step.stream_id,
+        room,
+        step.created_at // HOUR_MS,
+        DAILY_SUPPORTERS_TTL,
+    )
+    credited, booked = await asyncio.gather(
+        batcher.evalsha(
+            _GIFT_CREDIT,
+            (
+                credit_marker_key(creator, step.tx_id),
+                wallet_key(creator),
+                supporters_key(creator, "all"),
+                supporters_key(creator, utc_day(step.created_at)),
+                user_key(creator, keys.SUPPORTER_PROFILES),
+                user_key(creator, keys.EARNINGS_HOURS),
+                user_key(creator, keys.EARNINGS_STREAMS),
+            ),
+            args,
+            retry_on_disconnect=True,
+        ),
+        batcher.evalsha(
+            _ROOM_GIFT,
+            (
+                room_marker_key(room, step.tx_id),
+                room_key(room, keys.ROOM),
+                room_key(room, keys.LEADERBOARD),
+                room_key(room, keys.LEADERBOARD_PROFILES),
+                room_key(room, keys.STREAM_STATS),
+                room_key(room, keys.GOAL),
+            ),
+            args,
+            retry_on_disconnect=True,
+        ),
+    )
+    return credited == 1, booked == 1
 
 
 def _remember(cache: dict[str, str], key: str, value: str) -> None:

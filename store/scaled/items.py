@@ -4,6 +4,12 @@ same script); equipping is ``item_equip.lua``; inventories are two hashes per
 user (``keys.INVENTORY``: item -> ``kind|acquired_at|expires_at``, and
 ``keys.EQUIPPED``: kind -> item). Check order and refusals are those of the
 embedded engine (``store.roles.Items``).
+
+On a cluster (``KeyLayout.cluster``) the purchase runs on the buyer's slot
+alone: the caller reads the room (creator, age, stream) and the script checks
+those facts instead, appends the whole transaction to that slot's outbox (its
+meta also names the stream, for the sweeper), and the creator's share follows as
+a credit step on the creator's slot keyed by the tx id (``store.scaled.credits``).
 """
 
 from __future__ import annotations
@@ -23,12 +29,14 @@ from store.domain.items import (
     owned_from,
 )
 from store.domain.models import coins_account, diamonds_account, fingerprint
+from store.domain.rules import HOUR_MS
 from store.errors import StoreError
 from store.ids import new_id, now_ms
-from store.scaled import keys
+from store.scaled import credits, keys
 from store.scaled.client import Arg, CommandBatcher, checked_reply, load_script, text
 from store.scaled.codec import entry_head, fields_of, flag, members, spending_args
-from store.scaled.keys import OUTBOX, SYSTEM_BALANCES, hashed, room_key, user_key, wallet_key
+from store.scaled.credits import Credit
+from store.scaled.keys import SINGLE, KeyLayout, hashed, room_key, user_key, wallet_key
 
 _ITEM: Final = load_script("item")
 _EQUIP: Final = load_script("item_equip")
@@ -94,8 +102,10 @@ class RedisItems:
         *,
         policy: MoneyPolicy | None = None,
         key_ttl: int = ITEM_KEY_TTL,
+        layout: KeyLayout = SINGLE,
     ) -> None:
         self._batcher = batcher
+        self._layout = layout
         self._policy = policy or MoneyPolicy()
         self._ttl = key_ttl
 
@@ -105,7 +115,16 @@ class RedisItems:
         tx_id = new_id("tx")
         refusal = request.sale_refusal(now)
         creator = ""
-        if room_id is not None:
+        room: tuple[str, ...] = ("",)  # "": the script reads the room itself
+        if room_id is not None and self._layout.cluster:
+            found, adult, stream = await self._batcher.execute(
+                "HMGET", room_key(room_id, keys.ROOM), "creator_id", "creator_adult", "stream_id"
+            )
+            creator = text(found) if found is not None else ""
+            room = ("1", text(adult or b""), text(stream or b"0")) if found else ("0",)
+        elif self._layout.cluster:
+            room = ("0",)
+        elif room_id is not None:
             raw = await self._batcher.execute("HGET", room_key(room_id, keys.ROOM), "creator_id")
             creator = text(raw) if raw is not None else ""
         raw_tz = await self._batcher.execute("HGET", user_key(buyer.id, keys.ACCOUNT), "tz")
@@ -115,7 +134,10 @@ class RedisItems:
                 await self._batcher.evalsha(
                     _ITEM,
                     self._keys(request, creator),
-                    self._args(request, creator, tx_id, now, tz, refusal is not None),
+                    (
+                        *self._args(request, creator, tx_id, now, tz, refusal is not None, room),
+                        *room,
+                    ),
                     retry_on_disconnect=True,
                 )
             )
@@ -126,35 +148,62 @@ class RedisItems:
             elif reply[0] == b"N" and refusal is not None:
                 raise refusal
             else:
-                return ItemReceipt(**orjson.loads(reply[1]), replayed=reply[0] == b"R")
+                receipt = ItemReceipt(**orjson.loads(reply[1]), replayed=reply[0] == b"R")
+                if reply[0] == b"OK" and self._layout.cluster and receipt.diamonds:
+                    field = f"{room[2]}|{receipt.room_id}"
+                    share = Credit(
+                        tx_id, receipt.creator_id, receipt.diamonds, (now // HOUR_MS, field)
+                    )
+                    await credits.apply(self._batcher, [share])
+                return receipt
         raise StoreError("the room's creator or the buyer's time zone kept changing")
 
-    @staticmethod
-    def _keys(request: ItemRequest, creator: str) -> tuple[str, ...]:
+    def _keys(self, request: ItemRequest, creator: str) -> tuple[str, ...]:
         buyer_id = request.buyer.id
+        wallet = wallet_key(buyer_id)
+        cluster = self._layout.cluster  # the room and the creator: other slots
         earner = creator or buyer_id  # no room: the buyer's own keys, never written
-        return (
+        call_keys = (
             user_key(buyer_id, hashed(keys.ITEM_KEY, request.key)),
-            wallet_key(buyer_id),
+            wallet,
             room_key(request.room_id, keys.ROOM)
-            if request.room_id is not None
-            else wallet_key(buyer_id),
-            wallet_key(earner),
-            SYSTEM_BALANCES,
-            OUTBOX,
+            if request.room_id is not None and not cluster
+            else wallet,
+            wallet if cluster else wallet_key(earner),
+            self._layout.balances(wallet),
+            self._layout.outbox(wallet),
             user_key(buyer_id, keys.ACCOUNT),
             user_key(buyer_id, keys.INVENTORY),
+        )
+        if cluster:  # the creator's side is a credit step
+            return call_keys
+        return (
+            *call_keys,
             user_key(earner, keys.EARNINGS_HOURS),
             user_key(earner, keys.EARNINGS_STREAMS),
         )
 
     def _args(
-        self, request: ItemRequest, creator: str, tx_id: str, now: int, tz: str, refused: bool
+        self,
+        request: ItemRequest,
+        creator: str,
+        tx_id: str,
+        now: int,
+        tz: str,
+        refused: bool,
+        room: tuple[str, ...],
     ) -> tuple[Arg, ...]:
         buyer, item = request.buyer, request.item
         room_id = request.room_id or ""
+        stream = {"stream_id": int(room[2])} if room[0] == "1" else {}
         meta = members(
-            {**request.meta(), "room_id": room_id, "buyer_id": buyer.id, "key": request.key}
+            {
+                **request.meta(),
+                "room_id": room_id,
+                "buyer_id": buyer.id,
+                "key": request.key,
+                **stream,
+            }
         )
         receipt = members(
             {

@@ -66,19 +66,36 @@ Other slots::
     live:{sys}:cat:<kind>                 hash    catalog entry id -> JSON document
                                                   (kind: gift, package)
 
-A gift touches the sender's, the room's, the creator's and the system's slots;
-on one primary that is one script, which a Redis Cluster refuses (even with one
-shard, its keys being in several slots). Splitting it
-for a sharded cluster (debit plus outbox in the sender's slot, then an
-idempotent credit in the creator's) keeps these keys; see docs/SCALING.md.
+On a Redis Cluster (``KeyLayout(cluster=True)``) the system balances, outbox
+and dead letters are one of each per slot, ``live:{<tag of slot s>}:bal``
+(``store.scaled.slots``): a script writes those of its owner's slot. A payment's
+keys move next to the buyer's wallet, ``live:{u:<user>}:p:<digest>`` and
+``:pr:<digest>``. A gift is three scripts there, one per slot (the sender's
+debit, the creator's credit, the room's step), the last two made idempotent by
+a marker keyed by the transaction id::
+
+    live:{u:<creator>}:c:<tx>   string  the gift's credit was applied (expires)
+    live:{r:<room>}:t:<tx>      string  the gift's room step was applied (expires)
+
+The credit marker also marks an item's creator share and each creator's
+clawback of a reversal (``store.scaled.credits``). Records found by their own
+id name their owner in a key of their own (``store.scaled.owners``)::
+
+    live:{pay:<provider>:<payment>}:u   string  the user the payment was credited to
+    live:{wd:<id>}                      string  the user who owns withdrawal <id>
+
+A single Redis keeps the strings above, and its gift stays one script.
 """
 
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from typing import Final
 
-PREFIX: Final = "live"
+import orjson
+
+from store.scaled.slots import PREFIX, slot_key, slot_of
 
 # -- user slot suffixes ---------------------------------------------------------
 WALLET: Final = "w"
@@ -121,7 +138,7 @@ def room_key(room_id: str, suffix: str) -> str:
 
 
 def system_key(suffix: str) -> str:
-    return f"{PREFIX}:{{sys}}:{suffix}"
+    return slot_key(None, suffix)
 
 
 def digest(key: str) -> str:
@@ -187,6 +204,12 @@ def withdrawal_record_key(user_id: str, withdrawal_id: str) -> str:
     return user_key(user_id, f"wd:{withdrawal_id}")
 
 
+def withdrawal_owner_key(withdrawal_id: str) -> str:
+    """Cluster: the user who owns withdrawal ``withdrawal_id`` (string, in a slot of
+    its own; a single Redis keeps them all in ``WITHDRAWAL_OWNERS``)."""
+    return f"{PREFIX}:{{wd:{withdrawal_id}}}"
+
+
 def payout_account_key(user_id: str, provider: str) -> str:
     """The creator's account at a payout provider (hash)."""
     return user_key(user_id, f"po:{provider}")
@@ -218,6 +241,11 @@ def reversal_key(provider: str, payment_id: str) -> str:
     return payment_key(provider, payment_id) + ":rev"
 
 
+def payment_owner_key(provider: str, payment_id: str) -> str:
+    """Cluster: the user a payment was credited to (its keys are in that user's slot)."""
+    return payment_key(provider, payment_id) + ":u"
+
+
 def claim_key(scope: str, key: str) -> str:
     return f"{PREFIX}:{{claim:{scope}}}:{digest(key)}"
 
@@ -232,3 +260,73 @@ _CHANNEL_HEAD, _CHANNEL_TAIL = (part.encode() for part in channel_name("\0").spl
 
 def room_of_channel(channel: bytes) -> str:
     return channel[len(_CHANNEL_HEAD) : -len(_CHANNEL_TAIL)].decode()
+
+
+def credit_marker_key(creator_id: str, tx_id: str) -> str:
+    """Cluster: the gift ``tx_id`` was credited to its creator (``gift_credit.lua``)."""
+    return user_key(creator_id, f"c:{tx_id}")
+
+
+def room_marker_key(room_id: str, tx_id: str) -> str:
+    """Cluster: the gift ``tx_id`` was booked in its room (``room_gift.lua``)."""
+    return room_key(room_id, f"t:{tx_id}")
+
+
+# -- single Redis or cluster -----------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class KeyLayout:
+    """Where the keys that have no single owner live: built once by the engine from
+    its Redis URL and handed (``layout=``) to every part naming a system or
+    payment key. ``cluster=False``: today's strings exactly (existing data);
+    ``cluster=True``: per-slot system keys and payment keys in the buyer's slot,
+    so every money script names keys of one slot."""
+
+    cluster: bool = False
+
+    def balances(self, owner_key: str) -> str:
+        """The system balances hash a script writing ``owner_key`` updates (any full
+        key of the owner's slot, e.g. ``wallet_key(user_id)``)."""
+        return self._system(owner_key, "bal")
+
+    def outbox(self, owner_key: str) -> str:
+        """The ledger outbox stream in ``owner_key``'s slot."""
+        return self._system(owner_key, "outbox")
+
+    def dead_letters(self, owner_key: str) -> str:
+        """The outbox entries the ledger worker could not file, in that slot."""
+        return self._system(owner_key, "dead")
+
+    def payment(self, provider: str, payment_id: str, user_id: str) -> str:
+        """A purchase's idempotency key (never expires)."""
+        if not self.cluster:
+            return payment_key(provider, payment_id)
+        return user_key(user_id, hashed("p", _payment_name(provider, payment_id)))
+
+    def payment_owner(self, provider: str, payment_id: str) -> str | None:
+        """Cluster: who a payment id was first credited to (``None`` on a single
+        Redis, where the payment key itself is shared by every user). The payment
+        key is in the buyer's slot there, so this one claim, in the payment's own
+        slot, is what refuses the same payment id for another user."""
+        return payment_key(provider, payment_id) + ":u" if self.cluster else None
+
+    def reversal(self, provider: str, payment_id: str, user_id: str) -> str:
+        """The idempotency key of that purchase's reversal."""
+        if not self.cluster:
+            return reversal_key(provider, payment_id)
+        return user_key(user_id, hashed("pr", _payment_name(provider, payment_id)))
+
+    def _system(self, owner_key: str, suffix: str) -> str:
+        return slot_key(slot_of(owner_key) if self.cluster else None, suffix)
+
+
+SINGLE: Final = KeyLayout()
+"""The layout of a single Redis primary."""
+CLUSTER: Final = KeyLayout(cluster=True)
+"""The layout of a Redis Cluster."""
+
+
+def _payment_name(provider: str, payment_id: str) -> str:
+    """Provider and payment id, unambiguous whatever characters they hold."""
+    return orjson.dumps([provider, payment_id]).decode()

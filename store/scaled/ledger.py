@@ -7,13 +7,14 @@ audits the hot balances in Redis against the postings.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
+import time
 from typing import Any, Final
 
 import asyncpg
 import orjson
-from redis.asyncio import Redis
 
 from store.domain.accounts import debt_account, user_accounts, withdrawing_account
 from store.domain.models import (
@@ -24,28 +25,59 @@ from store.domain.models import (
     coins_account,
     diamonds_account,
 )
-from store.errors import Unavailable
+from store.errors import StoreError, Unavailable
 from store.observer import StoreObserver
-from store.scaled.client import CONNECTION_ERRORS
-from store.scaled.keys import OUTBOX, SYSTEM_BALANCES, WALLET_PATTERN, user_of_wallet_key
-from store.scaled.outbox import PoisonEntry, decode_entry, drain_once, outbox_lag
+from store.scaled.client import CONNECTION_ERRORS, AnyRedis, CommandBatcher
+from store.scaled.keys import WALLET_PATTERN, user_of_wallet_key, wallet_key
+from store.scaled.outbox import (
+    SETTLE_GROUP,
+    PoisonEntry,
+    decode_entry,
+    drain_once,
+    outbox_lag,
+    release_settled,
+)
 from store.scaled.postgres import pg_connection
+from store.scaled.slots import existing_slot_keys, slot_key, slot_of
 
 log = logging.getLogger(__name__)
 
 _OUTBOX_SCAN_LIMIT: Final = 10_000
 """How many unfiled outbox entries a history read looks through (newest first)."""
+_OUTBOX_LIST_SECONDS: Final = 5.0
+"""Cluster: how long a history read reuses the list of every slot's outbox."""
 
 
 class PostgresLedger:
-    """``Ledger`` over PostgreSQL, aware of the not-yet-filed outbox entries."""
+    """``Ledger`` over PostgreSQL, aware of the not-yet-filed outbox entries.
+
+    On a Redis Cluster (``batcher`` routing to one), the outboxes and system
+    balances are one per slot: the audit drains and sums every slot's."""
 
     def __init__(
-        self, pool: asyncpg.Pool, redis: Redis, *, observer: StoreObserver | None = None
+        self,
+        pool: asyncpg.Pool,
+        redis: AnyRedis,
+        *,
+        observer: StoreObserver | None = None,
+        batcher: CommandBatcher | None = None,
     ) -> None:
         self._pool = pool
         self._redis = redis
         self._observer = observer
+        self._batcher = batcher
+        self._cluster = batcher is not None and batcher.cluster is not None
+        self._outbox_list: tuple[float, list[str]] | None = None
+
+    async def slot_keys(self, suffix: str) -> list[str]:
+        """Every slot's ``suffix`` key (``outbox``, ``bal``, ``dead``) that exists
+        on a cluster; the one ``{sys}`` key on a single Redis."""
+        if self._batcher is None or not self._cluster:
+            return [slot_key(None, suffix)]
+        try:
+            return await existing_slot_keys(self._batcher, suffix)
+        except CONNECTION_ERRORS as exc:
+            raise Unavailable(f"redis unavailable: {exc}") from exc
 
     async def transactions(
         self, user_id: str, *, before: str | None = None, limit: int = 50
@@ -57,7 +89,7 @@ class PostgresLedger:
         accounts = list(user_accounts(user_id).values())
         # The outbox first: an entry the worker files meanwhile is in PostgreSQL by
         # the time it leaves the outbox (XDEL after COMMIT), so it is in one or both.
-        unfiled = await self._unfiled()
+        unfiled = await self._unfiled(user_id)
         async with pg_connection(self._pool, observer=self._observer, call="history") as conn:
             rows = await conn.fetch(
                 "WITH page AS ("
@@ -100,12 +132,44 @@ class PostgresLedger:
                 found[record.id] = record
         return sorted(found.values(), key=lambda r: r.id, reverse=True)[:limit]
 
-    async def _unfiled(self) -> list[TransactionRecord]:
+    async def _unfiled(self, user_id: str) -> list[TransactionRecord]:
         """The newest outbox entries; none when Redis is down (the filed history is
-        still worth showing)."""
+        still worth showing). On a cluster, every slot's outbox: a gift received
+        sits in its sender's slot. The user's own slot is read up to the full
+        limit, the others up to a share of it."""
+        if not self._cluster or self._batcher is None:
+            return await self._newest(slot_key(None, "outbox"), _OUTBOX_SCAN_LIMIT)
+        own = slot_key(slot_of(wallet_key(user_id)), "outbox")
         try:
-            entries: Any = await self._redis.xrevrange(OUTBOX, count=_OUTBOX_SCAN_LIMIT)
-        except CONNECTION_ERRORS as exc:
+            outboxes = [o for o in await self._outboxes() if o != own]
+        except Unavailable as exc:
+            log.warning("history without unfiled outbox entries: %s", exc)
+            return []
+        share = max(100, _OUTBOX_SCAN_LIMIT // max(1, len(outboxes)))
+        found = await asyncio.gather(
+            self._newest(own, _OUTBOX_SCAN_LIMIT),
+            *(self._newest(outbox, share) for outbox in outboxes),
+        )
+        return [record for records in found for record in records]
+
+    async def _outboxes(self) -> list[str]:
+        """Every slot's outbox that exists, listed again every few seconds."""
+        now = time.monotonic()
+        if self._outbox_list is None or now - self._outbox_list[0] > _OUTBOX_LIST_SECONDS:
+            self._outbox_list = (now, await self.slot_keys("outbox"))
+        return self._outbox_list[1]
+
+    async def _newest(self, outbox: str, count: int) -> list[TransactionRecord]:
+        try:
+            if self._cluster and self._batcher is not None:
+                reply = await self._batcher.execute("XREVRANGE", outbox, "+", "-", "COUNT", count)
+                entries: Any = [
+                    (entry_id, dict(zip(flat[::2], flat[1::2], strict=True)))
+                    for entry_id, flat in reply or ()
+                ]
+            else:
+                entries = await self._redis.xrevrange(outbox, count=count)
+        except (*CONNECTION_ERRORS, StoreError) as exc:
             log.warning("history without unfiled outbox entries: redis unavailable: %s", exc)
             return []
         records: list[TransactionRecord] = []
@@ -117,19 +181,28 @@ class PostgresLedger:
     async def drain(self, *, consumer: str = "audit", max_batches: int = 1_000) -> int:
         """File everything in the outbox now (what the worker does; idempotent)."""
         total = 0
+        outboxes = await self.slot_keys("outbox")
         for _ in range(max_batches):
             handled = await drain_once(
-                self._redis, self._pool, consumer=consumer, observer=self._observer
+                self._redis,
+                self._pool,
+                outboxes=outboxes,
+                consumer=consumer,
+                settle_group=SETTLE_GROUP if self._cluster else "",
+                observer=self._observer,
             )
             if not handled:
                 break
             total += handled
+        if self._cluster:
+            await release_settled(self._redis, outboxes)
         return total
 
     async def audit(self) -> AuditReport:
         """Drain the outbox, then compare the hot balances in Redis with balances
         derived from the PostgreSQL postings. Final only while nothing is being
-        written; ``pending`` counts entries still unfiled."""
+        written; ``pending`` counts entries still unfiled (on a cluster, also those
+        whose credit the settle group has not run yet)."""
         await self.drain()
         async with (
             pg_connection(self._pool, observer=self._observer, call="audit") as conn,
@@ -161,17 +234,27 @@ class PostgresLedger:
             unbalanced=unbalanced,
             hot=hot,
             ledger=ledger,
-            pending=await outbox_lag(self._redis),
+            pending=await self.lag(),
         )
 
+    async def lag(self) -> int:
+        """Outbox entries of every slot not yet through (``outbox_lag``)."""
+        return await outbox_lag(self._redis, await self.slot_keys("outbox"))
+
     async def hot_balances(self) -> dict[tuple[str, str], int]:
-        """Every hot balance in Redis by ``(account, asset)``."""
+        """Every hot balance in Redis by ``(account, asset)``; a system account's
+        is the sum over every slot's system balances."""
         hot: dict[tuple[str, str], int] = {}
+        balances = await self.slot_keys("bal")
         try:
-            system: Any = await self._redis.hgetall(SYSTEM_BALANCES)
-            for field, value in system.items():
-                asset, _, account = field.decode().partition("|")
-                hot[(account, asset)] = int(value)
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for name in balances:
+                    pipe.hgetall(name)
+                systems: list[Any] = await pipe.execute()
+            for system in systems:
+                for field, value in system.items():
+                    asset, _, account = field.decode().partition("|")
+                    hot[(account, asset)] = hot.get((account, asset), 0) + int(value)
             keys: list[bytes] = [
                 key async for key in self._redis.scan_iter(match=WALLET_PATTERN, count=1_000)
             ]

@@ -1,6 +1,7 @@
 """The scaled engine's ``OverlayPresence``: one Redis hash per room,
 ``live:{r:<room>}:ov`` node -> ``{"expires": ms, "overlays": [...]}``; expired
-fields are skipped on read and removed by the next report of any node."""
+fields are skipped on read and removed by the next report of any node. One
+room's keys share a slot, so this works on a Redis Cluster unchanged."""
 
 from __future__ import annotations
 
@@ -8,17 +9,19 @@ from collections.abc import Sequence
 from typing import Any
 
 import orjson
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from store.domain.presence import merge_reports
 from store.errors import Unavailable
 from store.ids import now_ms
+from store.scaled.client import AnyRedis
 from store.scaled.keys import room_key
 
 
 class RedisOverlayPresence:
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: AnyRedis) -> None:
+        """On a cluster, redis-py's ``RedisCluster``: every key is the room's slot,
+        so the report's ``MULTI`` is one slot's."""
         self._redis = redis
 
     async def _reports(self, key: str) -> dict[str, tuple[int, list[dict[str, Any]]]]:

@@ -8,7 +8,9 @@ the hot balances and their idempotency records are gone. ``live audit`` then
 reports the difference, and a client resending such a gift would be charged a
 second time. This module puts back what the ledger proves:
 
-1. files whatever the outbox still holds (as the worker would);
+1. files whatever the outbox still holds (as the worker would); on a cluster,
+   first finishes every gift the settle group has not (its credit and room
+   step), then reads every slot's outbox and system balances;
 2. moves every hot balance the audit compares to its ledger value (by the
    difference, with ``HINCRBY``);
 3. writes the missing idempotency records of gifts and item purchases (within
@@ -37,7 +39,6 @@ from typing import Any, Final
 
 import asyncpg
 import orjson
-from redis.asyncio import Redis
 
 from store.domain.accounts import REVERSAL_KINDS, debt_account
 from store.domain.models import (
@@ -51,21 +52,23 @@ from store.domain.models import (
 )
 from store.errors import StoreError
 from store.scaled import keys
-from store.scaled.client import connect_redis
+from store.scaled.client import AnyRedis, CommandBatcher, connect_redis
 from store.scaled.items import ITEM_KEY_TTL, inventory_from_ledger, item_receipt
 from store.scaled.keys import (
+    CLUSTER,
     SEQ_PATTERN,
+    SINGLE,
     SYSTEM_BALANCES,
+    KeyLayout,
     gift_key,
-    payment_key,
-    reversal_key,
     system_field,
     user_key,
     wallet_key,
 )
 from store.scaled.ledger import PostgresLedger
-from store.scaled.outbox import outbox_lag
+from store.scaled.outbox import SettleSweeper
 from store.scaled.postgres import create_pool
+from store.scaled.slots import slot_key
 from store.scaled.wallet import DEFAULT_GIFT_KEY_TTL
 
 DEFAULT_SEQ_JUMP: Final = 1_000_000
@@ -77,6 +80,7 @@ _USER_FIELDS: Final = {
     ("withdrawing", DIAMOND): "withdrawing",
 }
 _CHUNK: Final = 1_000
+_SETTLE_ROUNDS: Final = 1_000
 
 
 class RepairError(StoreError):
@@ -121,8 +125,12 @@ class RepairReport:
         }
 
 
-def hot_location(account: str, asset: str) -> tuple[str, str]:
-    """The Redis hash and field holding the hot balance of ``(account, asset)``."""
+def hot_location(
+    account: str, asset: str, *, system_balances: str = SYSTEM_BALANCES
+) -> tuple[str, str]:
+    """The Redis hash and field holding the hot balance of ``(account, asset)``. A
+    system account's lives in ``system_balances``: on a cluster its balance is the
+    sum over every slot's hash, so a correction may go to any one of them."""
     if account.startswith("user:"):
         _, _, rest = account.partition(":")
         user_id, _, kind = rest.rpartition(":")
@@ -130,7 +138,7 @@ def hot_location(account: str, asset: str) -> tuple[str, str]:
         if not user_id or name is None:
             raise RepairError(f"no hot balance is kept for {account} ({asset})")
         return wallet_key(user_id), name
-    return SYSTEM_BALANCES, system_field(account, asset)
+    return system_balances, system_field(account, asset)
 
 
 async def repair_scaled(
@@ -143,11 +151,15 @@ async def repair_scaled(
     now_ms: int | None = None,
 ) -> RepairReport:
     redis = connect_redis(redis_url)
+    batcher = CommandBatcher(redis_url)
     pool = await create_pool(database_url)
     try:
         return await _repair(
             redis,
             pool,
+            PostgresLedger(pool, redis, batcher=batcher),
+            layout=SINGLE if batcher.cluster is None else CLUSTER,
+            settle=SettleSweeper(batcher, consumer="repair", claim_idle_ms=0),
             window_ms=int(window_seconds * 1000),
             dry_run=dry_run,
             seq_jump=seq_jump,
@@ -155,15 +167,34 @@ async def repair_scaled(
         )
     finally:
         await pool.close()
+        await batcher.close()
         await redis.aclose()
 
 
 async def _repair(
-    redis: Redis, pool: asyncpg.Pool, *, window_ms: int, dry_run: bool, seq_jump: int, now: int
+    redis: AnyRedis,
+    pool: asyncpg.Pool,
+    ledger: PostgresLedger,
+    *,
+    layout: KeyLayout,
+    settle: SettleSweeper | None = None,
+    window_ms: int,
+    dry_run: bool,
+    seq_jump: int,
+    now: int,
 ) -> RepairReport:
-    ledger = PostgresLedger(pool, redis)
     report = RepairReport(dry_run=dry_run)
+    # a cluster sums a system account over every slot: one slot takes the correction
+    system_balances = layout.balances(slot_key(0, "bal")) if layout.cluster else SYSTEM_BALANCES
     report.drained = await ledger.drain(consumer="repair")
+    if layout.cluster and settle is not None:
+        # finish every gift first (credit, room step, each once by its marker): a
+        # credit still to come would otherwise be booked twice, by this repair
+        # and by the settle group later
+        for _ in range(_SETTLE_ROUNDS):
+            if not await settle.sweep():
+                break
+        report.drained += await ledger.drain(consumer="repair")
 
     # 1. Balances, from a snapshot that nothing wrote to while it was taken.
     hot = await ledger.hot_balances()
@@ -180,12 +211,12 @@ async def _repair(
         purchases = await _recent(conn, ["purchase"], since=now - window_ms)
         items = await _recent(conn, ["item"], since=0)  # inventories: every item bought
         reversals = await _recent(conn, list(REVERSAL_KINDS), since=now - window_ms)
-    if await ledger.hot_balances() != hot or await outbox_lag(redis) != 0:
+    if await ledger.hot_balances() != hot or await ledger.lag() != 0:
         raise RepairError("balances are moving: stop gifting (the web nodes) and run it again")
     for account, asset in sorted(derived.keys() | hot.keys()):
         have, want = hot.get((account, asset), 0), derived.get((account, asset), 0)
         if have != want:
-            hot_location(account, asset)  # fail before writing anything
+            hot_location(account, asset, system_balances=system_balances)  # fail early
             report.balances.append(
                 {"account": account, "asset": asset, "hot": have, "ledger": want}
             )
@@ -200,13 +231,15 @@ async def _repair(
         if ttl > 0:
             gift_writes.append((key, value, ttl, record["id"]))
     payment_writes: list[tuple[str, bytes, str, str]] = []
-    for record in await _missing(
-        redis, purchases, lambda r: payment_key(r["meta"]["provider"], r["meta"]["payment_id"])
-    ):
-        key, value = await _purchase_record(pool, record)
+    for record in await _missing(redis, purchases, lambda r: _payment_key(layout, r["meta"])):
+        key, value = await _purchase_record(pool, record, layout=layout)
         payment_writes.append((key, value, record["meta"]["user_id"], record["id"]))
     for record in await _missing(
-        redis, reversals, lambda r: reversal_key(r["meta"]["provider"], r["meta"]["payment_id"])
+        redis,
+        reversals,
+        lambda r: layout.reversal(
+            r["meta"]["provider"], r["meta"]["payment_id"], str(r["meta"].get("user_id", ""))
+        ),
     ):
         report.unrepaired.append(
             {
@@ -234,7 +267,9 @@ async def _repair(
 
     async with redis.pipeline(transaction=False) as pipe:
         for entry in report.balances:
-            name, slot = hot_location(entry["account"], entry["asset"])
+            name, slot = hot_location(
+                entry["account"], entry["asset"], system_balances=system_balances
+            )
             pipe.hincrby(name, slot, entry["ledger"] - entry["hot"])
         for key, value, ttl, _ in (*gift_writes, *item_writes):
             pipe.set(key, value, ex=ttl, nx=True)
@@ -279,7 +314,7 @@ async def _recent(conn: Any, kinds: Sequence[str], *, since: int) -> list[dict[s
 
 
 async def _missing(
-    redis: Redis, records: list[dict[str, Any]], key_of: Any
+    redis: AnyRedis, records: list[dict[str, Any]], key_of: Any
 ) -> list[dict[str, Any]]:
     """The records whose idempotency key (``key_of(record)``) is not in Redis."""
     usable = [r for r in records if _has_key_fields(r)]
@@ -295,7 +330,7 @@ async def _missing(
 
 
 async def _lost_inventory(
-    redis: Redis, wanted: dict[tuple[str, str], str]
+    redis: AnyRedis, wanted: dict[tuple[str, str], str]
 ) -> list[tuple[tuple[str, str], str]]:
     """Inventory entries Redis lost, or holds with an earlier expiry than the ledger's."""
     owners = sorted(wanted)
@@ -374,7 +409,13 @@ async def _gift_record(pool: asyncpg.Pool, record: dict[str, Any]) -> tuple[str,
     return gift_key(sender, meta["key"]), stamp.encode() + _as_receipt(GiftReceipt, receipt)
 
 
-async def _purchase_record(pool: asyncpg.Pool, record: dict[str, Any]) -> tuple[str, bytes]:
+def _payment_key(layout: KeyLayout, meta: dict[str, Any]) -> str:
+    return layout.payment(meta["provider"], meta["payment_id"], str(meta.get("user_id", "")))
+
+
+async def _purchase_record(
+    pool: asyncpg.Pool, record: dict[str, Any], *, layout: KeyLayout
+) -> tuple[str, bytes]:
     meta = record["meta"]
     user = meta["user_id"]
     debt_paid = _sum(record, debt_account(user), COIN)
@@ -392,8 +433,7 @@ async def _purchase_record(pool: asyncpg.Pool, record: dict[str, Any]) -> tuple[
     }
     # as PurchaseRequest.fingerprint()
     stamp = fingerprint("purchase", user, meta["package_id"])
-    key = payment_key(meta["provider"], meta["payment_id"])
-    return key, stamp.encode() + _as_receipt(PurchaseReceipt, receipt)
+    return _payment_key(layout, meta), stamp.encode() + _as_receipt(PurchaseReceipt, receipt)
 
 
 __all__ = ["RepairError", "RepairReport", "hot_location", "repair_scaled"]

@@ -24,6 +24,7 @@ from store.roles import Ledger
 from store.scaled import accounts, purchases, refunds, withdrawals
 from store.scaled.client import CommandBatcher
 from store.scaled.gifts import GiftSender
+from store.scaled.keys import SINGLE, KeyLayout
 
 DEFAULT_GIFT_KEY_TTL: Final = 7 * 24 * 3600
 """A client re-sends a gift's request id within a reconnect; a week is plenty and
@@ -41,12 +42,15 @@ class RedisWallet:
         creator_share_percent: int = 50,
         gift_key_ttl: int = DEFAULT_GIFT_KEY_TTL,
         policy: money.MoneyPolicy | None = None,
+        layout: KeyLayout = SINGLE,
     ) -> None:
         if not 0 <= creator_share_percent <= 100:
             raise ValueError("creator_share_percent must be within 0..100")
         if gift_key_ttl < 0:
             raise ValueError("gift_key_ttl must be >= 0 (0: never expire)")
         self._batcher = batcher
+        self._layout = layout
+        """Where the system and payment keys are (a single Redis or a cluster)."""
         self._ledger = ledger
         """Where a refund finds the gifts the refunded coins paid for."""
         self._policy = policy or money.MoneyPolicy()
@@ -55,21 +59,22 @@ class RedisWallet:
             share_percent=creator_share_percent,
             key_ttl=gift_key_ttl,
             policy=self._policy,
+            layout=layout,
         )
 
     # -- coins in, coins out ---------------------------------------------------
 
     async def purchase(self, request: models.PurchaseRequest) -> models.PurchaseReceipt:
-        return await purchases.purchase(self._batcher, request)
+        return await purchases.purchase(self._batcher, request, layout=self._layout)
 
     async def send_gift(self, request: models.GiftRequest) -> models.GiftReceipt:
         return await self._gifts.send(request)
 
     async def refund(self, request: money.RefundRequest) -> money.RefundReceipt:
-        return await refunds.refund(self._batcher, self._ledger, request)
+        return await refunds.refund(self._batcher, self._ledger, request, layout=self._layout)
 
     async def settle_debt(self, request: money.DebtSettlement) -> money.DebtReceipt:
-        return await refunds.settle_debt(self._batcher, request)
+        return await refunds.settle_debt(self._batcher, request, layout=self._layout)
 
     # -- accounts ----------------------------------------------------------------
 
@@ -103,13 +108,13 @@ class RedisWallet:
     # -- withdrawals and earnings --------------------------------------------------
 
     async def reserve_withdrawal(self, request: money.WithdrawalRequest) -> money.Withdrawal:
-        return await withdrawals.reserve(self._batcher, self._policy, request)
+        return await withdrawals.reserve(self._batcher, self._policy, request, layout=self._layout)
 
     async def settle_withdrawal(self, request: money.WithdrawalSettlement) -> money.Withdrawal:
-        return await withdrawals.settle(self._batcher, request)
+        return await withdrawals.settle(self._batcher, request, layout=self._layout)
 
     async def withdrawal(self, withdrawal_id: str) -> money.Withdrawal | None:
-        return await withdrawals.withdrawal(self._batcher, withdrawal_id)
+        return await withdrawals.withdrawal(self._batcher, withdrawal_id, layout=self._layout)
 
     async def withdrawals(
         self, user_id: str, *, before: str | None = None, limit: int = 50

@@ -1,6 +1,12 @@
 """Withdrawals and earnings on the scaled engine: ``withdraw.lua`` reserves
 diamonds (status pending), ``settle_withdrawal.lua`` resolves it once (paid or
-failed); earnings are read from the creator's per-hour and per-stream hashes."""
+failed); earnings are read from the creator's per-hour and per-stream hashes.
+
+Both scripts touch the creator's slot only, plus the system balances and outbox
+of ``layout``. Finding a withdrawal by its id needs its owner: a single Redis
+keeps them in one hash the reserving script writes (``keys.WITHDRAWAL_OWNERS``);
+on a cluster each withdrawal id has its own owner key
+(``keys.withdrawal_owner_key``, ``store.scaled.owners``)."""
 
 from __future__ import annotations
 
@@ -17,10 +23,18 @@ from store.domain.postings import withdrawal_postings, withdrawal_settle_posting
 from store.domain.rules import first_held_hour, held_diamonds
 from store.errors import StoreError
 from store.ids import new_id, now_ms
-from store.scaled import keys
+from store.scaled import keys, owners
 from store.scaled.client import Arg, CommandBatcher, checked_reply, load_script, text
 from store.scaled.codec import fields_of, optional_int, postings_json
-from store.scaled.keys import hashed, user_key, wallet_key, withdrawal_record_key
+from store.scaled.keys import (
+    SINGLE,
+    KeyLayout,
+    hashed,
+    user_key,
+    wallet_key,
+    withdrawal_owner_key,
+    withdrawal_record_key,
+)
 
 _WITHDRAW: Final = load_script("withdraw")
 _SETTLE_WITHDRAWAL: Final = load_script("settle_withdrawal")
@@ -61,7 +75,11 @@ def _entry(
 
 
 async def reserve(
-    batcher: CommandBatcher, policy: money.MoneyPolicy, request: money.WithdrawalRequest
+    batcher: CommandBatcher,
+    policy: money.MoneyPolicy,
+    request: money.WithdrawalRequest,
+    *,
+    layout: KeyLayout = SINGLE,
 ) -> money.Withdrawal:
     user_id = request.user_id
     withdrawal_id, tx_id = new_id("wd"), new_id("tx")
@@ -99,19 +117,28 @@ async def reserve(
         ("day", today),
     ):
         fields += [name, value]
-    reply = checked_reply(
-        await batcher.evalsha(
+    wallet = wallet_key(user_id)
+    call_keys = [
+        user_key(user_id, hashed(keys.WITHDRAWAL_KEY, request.key)),
+        wallet,
+        user_key(user_id, keys.ACCOUNT),
+        user_key(user_id, keys.EARNINGS_HOURS),
+        withdrawal_record_key(user_id, withdrawal_id),
+        user_key(user_id, keys.WITHDRAWALS),
+        layout.outbox(wallet),
+    ]
+    owner, record = (
+        withdrawal_owner_key(withdrawal_id),
+        withdrawal_record_key(user_id, withdrawal_id),
+    )
+    if layout.cluster:
+        await owners.claim(batcher, owner, user_id)  # a fresh id: never taken
+    else:
+        call_keys.append(keys.WITHDRAWAL_OWNERS)
+    try:
+        reply = await batcher.evalsha(
             _WITHDRAW,
-            (
-                user_key(user_id, hashed(keys.WITHDRAWAL_KEY, request.key)),
-                wallet_key(user_id),
-                user_key(user_id, keys.ACCOUNT),
-                user_key(user_id, keys.EARNINGS_HOURS),
-                withdrawal_record_key(user_id, withdrawal_id),
-                user_key(user_id, keys.WITHDRAWALS),
-                keys.OUTBOX,
-                keys.WITHDRAWAL_OWNERS,
-            ),
+            call_keys,
             (
                 request.fingerprint(),
                 withdrawal_id,
@@ -127,15 +154,26 @@ async def reserve(
             ),
             retry_on_disconnect=True,
         )
-    )
+        checked_reply(reply)
+    except BaseException:
+        if layout.cluster:  # refused, or not known to be stored
+            await owners.release(batcher, owner, unless=record)
+        raise
     if reply[0] == b"OK":
         return withdrawal
+    if layout.cluster:  # a replay: the first withdrawal has its own owner key
+        await owners.release(batcher, owner, unless=record)
     first = await batcher.execute("HGETALL", withdrawal_record_key(user_id, text(reply[1])))
     return withdrawal_from_hash(first, replayed=True)
 
 
-async def settle(batcher: CommandBatcher, request: money.WithdrawalSettlement) -> money.Withdrawal:
-    current = await withdrawal(batcher, request.withdrawal_id)
+async def settle(
+    batcher: CommandBatcher,
+    request: money.WithdrawalSettlement,
+    *,
+    layout: KeyLayout = SINGLE,
+) -> money.Withdrawal:
+    current = await withdrawal(batcher, request.withdrawal_id, layout=layout)
     if current is None:
         raise refusals.WITHDRAWAL_NOT_FOUND()
     tx_id = new_id("tx")
@@ -157,15 +195,16 @@ async def settle(batcher: CommandBatcher, request: money.WithdrawalSettlement) -
             "reason": request.reason,
         },
     )
+    wallet = wallet_key(current.user_id)
     reply = checked_reply(
         await batcher.evalsha(
             _SETTLE_WITHDRAWAL,
             (
                 withdrawal_record_key(current.user_id, current.id),
-                wallet_key(current.user_id),
+                wallet,
                 user_key(current.user_id, keys.ACCOUNT),
-                keys.SYSTEM_BALANCES,
-                keys.OUTBOX,
+                layout.balances(wallet),
+                layout.outbox(wallet),
             ),
             (
                 request.status,
@@ -184,8 +223,13 @@ async def settle(batcher: CommandBatcher, request: money.WithdrawalSettlement) -
     return withdrawal_from_hash(reply[1:], replayed=reply[0] == b"R")
 
 
-async def withdrawal(batcher: CommandBatcher, withdrawal_id: str) -> money.Withdrawal | None:
-    owner = await batcher.execute("HGET", keys.WITHDRAWAL_OWNERS, withdrawal_id)
+async def withdrawal(
+    batcher: CommandBatcher, withdrawal_id: str, *, layout: KeyLayout = SINGLE
+) -> money.Withdrawal | None:
+    if layout.cluster:
+        owner = await batcher.execute("GET", withdrawal_owner_key(withdrawal_id))
+    else:
+        owner = await batcher.execute("HGET", keys.WITHDRAWAL_OWNERS, withdrawal_id)
     if owner is None:
         return None
     values = await batcher.execute("HGETALL", withdrawal_record_key(text(owner), withdrawal_id))

@@ -240,7 +240,8 @@ async def node_config(
     if engine_name == "embedded":
         yield EngineConfig(data_dir=tmp_path / "data")
         return
-    urls = await engine_services.reset()
+    cluster = engine_name == "cluster"
+    urls = await (engine_services.reset_cluster() if cluster else engine_services.reset())
     yield EngineConfig(data_dir=tmp_path / "data", redis_url=urls.redis, database_url=urls.database)
 
 

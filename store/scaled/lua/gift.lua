@@ -1,4 +1,6 @@
--- Send a gift: every check before the first write (Redis has no rollback).
+-- Send a gift on a single Redis: every check before the first write (Redis has no
+-- rollback). On a cluster the same gift is three scripts, one per slot:
+-- gift_debit.lua, gift_credit.lua, room_gift.lua (lib_gift*.lua are shared).
 --
 -- KEYS: 1 idempotency key (sender)   2 sender wallet      3 room
 --       4 creator wallet             5 room leaderboard   6 leaderboard profiles
@@ -36,75 +38,21 @@ if ARGV[25] == '1' then
 end
 --@include bucket
 --@include spending
+--@include gift
+--@include gift_steps
 
 local room = redis.call('HMGET', KEYS[3], 'creator_id', 'live', 'creator_adult', 'stream_id')
-local creator = room[1]
-if not creator then
-  return {'E', 'room_not_found'}
-end
-if creator ~= ARGV[4] then
-  return {'S', creator}
-end
-if room[2] ~= '1' then
-  return {'E', 'room_not_live'}
-end
-if ARGV[3] ~= '1' then
-  return {'E', 'minor_sender'}
-end
-if ARGV[2] == creator then
-  return {'E', 'self_gift'}
-end
-if room[3] ~= '1' then
-  return {'E', 'minor_creator'}
-end
-local total = tonumber(ARGV[5])
--- the sender's account (store.domain.rules has the same arithmetic)
-local rule = {off = 'gifting_off', action = 'gifts', daily = 'daily_cap', monthly = 'monthly_cap',
-  per_minute = ARGV[21], burst = ARGV[22], tz = ARGV[16], day = ARGV[17], month = ARGV[18],
-  daily_cap = ARGV[19], monthly_cap = ARGV[20]}
-local spent, refused = check_spending(2, 14, total, tonumber(ARGV[15]), rule)
+local spent, rule = check_gift(room, 2, 14)
 if not spent then
-  return refused
-end
-local coins = tonumber(redis.call('HGET', KEYS[2], 'coin') or '0')
-if coins < total then
-  return {'E', 'insufficient_funds', ARGV[5], coins}
+  return rule
 end
 
 -- writes: nothing below can fail on valid keys
-local diamonds = tonumber(ARGV[6])
-local platform = tonumber(ARGV[7])
-local balance = redis.call('HINCRBY', KEYS[2], 'coin', -total)
--- a refund that read this user's gifts checks this count did not move (refund.lua)
-redis.call('HINCRBY', KEYS[2], 'spends', 1)
-redis.call('HINCRBY', KEYS[4], 'diamond', diamonds)
-redis.call('HINCRBY', KEYS[7], 'coin|platform:revenue', platform)
-redis.call('HINCRBY', KEYS[7], 'coin|platform:exchange', diamonds)
-redis.call('HINCRBY', KEYS[7], 'diamond|platform:exchange', -diamonds)
 local stream_id = room[4]
-redis.call('XADD', KEYS[8], '*', 'tx', ARGV[9] .. stream_id .. ARGV[10])
-redis.call('ZINCRBY', KEYS[5], total, ARGV[2])
-redis.call('HSET', KEYS[6], ARGV[2], ARGV[8])
-redis.call('HINCRBY', KEYS[9], stream_id .. ':gifts', ARGV[13])
-redis.call('HINCRBY', KEYS[9], stream_id .. ':coins', total)
-redis.call('HINCRBY', KEYS[9], stream_id .. ':diamonds', diamonds)
-if redis.call('HGET', KEYS[10], 'stream_id') == stream_id then
-  redis.call('HINCRBY', KEYS[10], 'progress', diamonds)
-end
-redis.call('ZINCRBY', KEYS[11], total, ARGV[2])
-redis.call('ZINCRBY', KEYS[12], total, ARGV[2])
-redis.call('EXPIRE', KEYS[12], ARGV[14])
-redis.call('HSET', KEYS[13], ARGV[2], ARGV[8])
-record_spending(14, spent, rule, ARGV[15])
-if diamonds > 0 then
-  redis.call('HINCRBY', KEYS[15], ARGV[23], diamonds)
-  redis.call('HINCRBY', KEYS[16], stream_id .. '|' .. ARGV[24], diamonds)
-end
-local receipt = '{"stream_id":' .. stream_id .. ',"balance":' .. string.format('%d', balance)
-  .. ',' .. ARGV[11] .. '}'
-if ARGV[12] == '0' then
-  redis.call('SET', KEYS[1], ARGV[1] .. receipt)
-else
-  redis.call('SET', KEYS[1], ARGV[1] .. receipt, 'EX', ARGV[12])
-end
-return {'OK', receipt}
+local balance = debit_gift(2, 7, 8, 14, spent, rule, stream_id, {})
+local gift = {sender = ARGV[2], profile = ARGV[8], total = tonumber(ARGV[5]),
+  diamonds = tonumber(ARGV[6]), count = ARGV[13], stream = stream_id, room = ARGV[24],
+  hour = ARGV[23], day_ttl = ARGV[14]}
+credit_gift(4, 11, 12, 13, 15, 16, gift)
+book_gift(5, 6, 9, 10, gift, true)
+return {'OK', store_gift_receipt(stream_id, balance)}

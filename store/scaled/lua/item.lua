@@ -17,6 +17,12 @@
 --       24 receipt JSON members the caller knows   25 buyer coins account (JSON)
 --       26 creator diamonds account (JSON)   27 creator id (JSON)
 --       28 idempotency key TTL in seconds ("0": keep forever)
+--       29 "": the script reads the room at KEYS[3] and credits the creator's
+--         share at KEYS[4], 9 and 10; otherwise the caller read the room on its
+--         own slot ("0": not found, "1": found, its creator being ARGV[4]) and
+--         credits the share itself (a cluster): KEYS are 1 to 8 only, 3 and 4
+--         being any keys of the buyer's slot
+--       30, 31 the room's creator_adult and stream_id the caller read
 --
 -- Replies: {"OK", receipt}  {"R", stored receipt}  {"E", reason, value...}
 --          {"S", creator id}: the room's creator is not the one expected (nothing written)
@@ -33,7 +39,14 @@ end
 
 local creator, creator_adult, stream_id = '', '0', '0'
 if ARGV[5] == '1' then
-  local room = redis.call('HMGET', KEYS[3], 'creator_id', 'creator_adult', 'stream_id')
+  local room
+  if ARGV[29] == '' then
+    room = redis.call('HMGET', KEYS[3], 'creator_id', 'creator_adult', 'stream_id')
+  elseif ARGV[29] == '1' then
+    room = {ARGV[4], ARGV[30], ARGV[31]}
+  else
+    room = {false}
+  end
   if not room[1] then
     return {'E', 'room_not_found'}
   end
@@ -94,9 +107,11 @@ local postings = {posting(ARGV[25], 'coin', -total),
 if diamonds > 0 then
   redis.call('HINCRBY', KEYS[5], 'coin|platform:exchange', diamonds)
   redis.call('HINCRBY', KEYS[5], 'diamond|platform:exchange', -diamonds)
-  redis.call('HINCRBY', KEYS[4], 'diamond', diamonds)
-  redis.call('HINCRBY', KEYS[9], ARGV[19], diamonds)
-  redis.call('HINCRBY', KEYS[10], stream_id .. '|' .. ARGV[20], diamonds)
+  if ARGV[29] == '' then
+    redis.call('HINCRBY', KEYS[4], 'diamond', diamonds)
+    redis.call('HINCRBY', KEYS[9], ARGV[19], diamonds)
+    redis.call('HINCRBY', KEYS[10], stream_id .. '|' .. ARGV[20], diamonds)
+  end
   table.insert(postings, posting('"platform:exchange"', 'coin', diamonds))
   table.insert(postings, posting('"platform:exchange"', 'diamond', -diamonds))
   table.insert(postings, posting(ARGV[26], 'diamond', diamonds))

@@ -3,7 +3,8 @@
 --
 -- KEYS: 1 reversal idempotency key   2 the purchase's payment key   3 user wallet
 --       4 system balances            5 ledger outbox
---       6.. the wallets of the creators in ARGV (one per creator, in that order)
+--       6.. the wallets of the creators in ARGV whose holding is "" (one per
+--         such creator, in that order)
 -- ARGV: 1 fingerprint (32 chars)  2 the user the caller read from the purchase
 --       3 outbox entry JSON up to the postings array: '{"id":…,…,"postings":['
 --       4 the entry's meta members (JSON, without braces) the caller knows
@@ -11,14 +12,16 @@
 --         created_at)
 --       6 the user's coins account, 7 debt account (JSON strings)
 --       8 number of creators m, then per creator: id (JSON string), diamonds
---         account (JSON string)
+--         account (JSON string), the diamonds the creator holds ("": read from
+--         its wallet in KEYS, which the script then debits; a number: the caller
+--         read them on another slot and claws back with a credit step of its own)
 --       then the number of gifts n, then per gift (the user's gifts and item
 --         purchases after the purchase, newest first): creator number (1..m; 0:
 --         an item without a creator share, nothing to claw back), coins, diamonds
 --       last: the wallet's 'spends' count the caller read before reading those
 --         gifts ("": it read none, the coins looked unspent)
 --
--- Replies: {"OK", receipt}  {"R", stored receipt}  {"E", reason}
+-- Replies: {"OK", receipt, clawbacks JSON array}  {"R", stored receipt}  {"E", reason}
 --          {"S", user id}: the purchase belongs to another user than ARGV 2 (the
 --          caller read it before it was stored); nothing was written.
 --          {"G"}: some of the coins are spent and a gift landed since the caller
@@ -56,8 +59,16 @@ if shortfall > 0 then
   end
 end
 local m = tonumber(ARGV[8])
-local n_at = 9 + 2 * m
+local n_at = 9 + 3 * m
 local n = tonumber(ARGV[n_at])
+-- KEYS index of each creator's wallet (nil: the caller gave its holding)
+local wallets, at = {}, 5
+for c = 1, m do
+  if ARGV[8 + 3 * c] == '' then
+    at = at + 1
+    wallets[c] = at
+  end
+end
 local left, claws, order = {}, {}, {}
 local remaining = shortfall
 for i = 0, n - 1 do
@@ -76,8 +87,10 @@ for i = 0, n - 1 do
     if covered ~= gift_coins then
       owed = math.floor(gift_diamonds * covered / gift_coins)
     end
-    if left[c] == nil then
-      left[c] = tonumber(redis.call('HGET', KEYS[5 + c], 'diamond') or '0')
+    if left[c] == nil and wallets[c] then
+      left[c] = tonumber(redis.call('HGET', KEYS[wallets[c]], 'diamond') or '0')
+    elseif left[c] == nil then
+      left[c] = tonumber(ARGV[8 + 3 * c])
     end
     local claw = math.min(owed, math.max(left[c], 0))
     if claw > 0 then
@@ -113,9 +126,11 @@ if debt_change ~= 0 then
   redis.call('HINCRBY', KEYS[3], 'debt', debt_change)
 end
 for _, c in ipairs(order) do
-  table.insert(postings, posting(ARGV[8 + 2 * c], 'diamond', -claws[c]))
-  redis.call('HINCRBY', KEYS[5 + c], 'diamond', -claws[c])
-  table.insert(clawbacks, '{"creator_id":' .. ARGV[7 + 2 * c] .. ',"diamonds":'
+  table.insert(postings, posting(ARGV[7 + 3 * c], 'diamond', -claws[c]))
+  if wallets[c] then
+    redis.call('HINCRBY', KEYS[wallets[c]], 'diamond', -claws[c])
+  end
+  table.insert(clawbacks, '{"creator_id":' .. ARGV[6 + 3 * c] .. ',"diamonds":'
     .. string.format('%d', claws[c]) .. '}')
 end
 if clawed > 0 then
@@ -124,10 +139,11 @@ if clawed > 0 then
   redis.call('HINCRBY', KEYS[4], 'diamond|platform:exchange', clawed)
   redis.call('HINCRBY', KEYS[4], 'coin|platform:exchange', -clawed)
 end
+clawbacks = '[' .. table.concat(clawbacks, ',') .. ']'
 local purchase_tx = cjson.encode(purchase.tx)
 local meta = ARGV[4] .. ',"purchase_tx":' .. purchase_tx .. ',"coins":'
   .. string.format('%d', credit) .. ',"taken":' .. string.format('%d', taken) .. ',"debt":'
-  .. string.format('%d', shortfall) .. ',"clawbacks":[' .. table.concat(clawbacks, ',') .. ']'
+  .. string.format('%d', shortfall) .. ',"clawbacks":' .. clawbacks
 redis.call('XADD', KEYS[5], '*', 'tx',
   ARGV[3] .. table.concat(postings, ',') .. '],"meta":{' .. meta .. '}}')
 local receipt = '{' .. ARGV[5] .. ',"purchase_tx":' .. purchase_tx .. ',"coins":'
@@ -135,4 +151,4 @@ local receipt = '{' .. ARGV[5] .. ',"purchase_tx":' .. purchase_tx .. ',"coins":
   .. string.format('%d', shortfall) .. ',"clawed_back":' .. string.format('%d', clawed)
   .. ',"debt_after":' .. string.format('%d', -(debt + debt_change)) .. '}'
 redis.call('SET', KEYS[1], ARGV[1] .. receipt)
-return {'OK', receipt}
+return {'OK', receipt, clawbacks}

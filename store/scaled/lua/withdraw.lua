@@ -3,7 +3,8 @@
 --
 -- KEYS: 1 idempotency key (user)   2 user wallet          3 user account
 --       4 earnings per hour        5 the withdrawal (hash) 6 the user's withdrawals
---       7 ledger outbox            8 withdrawal owners
+--       7 ledger outbox            8 withdrawal owners (absent on a cluster,
+--         where the caller writes the owner beside the withdrawal's id first)
 -- ARGV: 1 fingerprint (32 chars)   2 withdrawal id         3 user id
 --       4 diamonds                 5 smallest withdrawal   6 daily maximum ("0": none)
 --       7 today (UTC, YYYY-MM-DD)  8 hold seconds ("0": nothing held)
@@ -54,7 +55,9 @@ redis.call('HINCRBY', KEYS[2], 'withdrawing', amount)
 redis.call('XADD', KEYS[7], '*', 'tx', ARGV[10])
 redis.call('HSET', KEYS[5], unpack(ARGV, 11))
 redis.call('ZADD', KEYS[6], 0, ARGV[2])
-redis.call('HSET', KEYS[8], ARGV[2], ARGV[3])
+if KEYS[8] then
+  redis.call('HSET', KEYS[8], ARGV[2], ARGV[3])
+end
 redis.call('HSET', KEYS[3], 'wd_day', ARGV[7], 'wd_today', string.format('%d', today + amount))
 redis.call('SET', KEYS[1], ARGV[1] .. ARGV[2])
 return {'OK', ARGV[2]}

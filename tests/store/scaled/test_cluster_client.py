@@ -12,13 +12,14 @@ import pytest
 from redis.crc import key_slot
 
 from loadtest.processes import RedisCluster, RedisServer
+from store.domain.catalog import Catalog
 from store.domain.models import Event
-from store.engine import open_engine
 from store.errors import StoreError, Unavailable
 from store.roles import EngineConfig
 from store.scaled.broker import RedisBroker
 from store.scaled.client import CommandBatcher, load_script
 from store.scaled.cluster import ClusterAddress
+from store.scaled.engine import open_scaled_engine
 from store.scaled.keys import HISTORY, SEQ, channel_name, room_key, wallet_key
 from tests.services import Recorder, Services, eventually
 
@@ -73,13 +74,17 @@ def test_cluster_url_parses_seeds_and_credentials() -> None:
 
 
 @pytest.mark.asyncio(loop_scope="session")
-async def test_the_engine_refuses_a_cluster_before_writing_anything(services: Services) -> None:
+async def test_the_engine_opens_on_a_cluster_with_its_ledger_worker(
+    services: Services,
+) -> None:
     urls = await services.reset_cluster()
     config = EngineConfig(redis_url=urls.redis, database_url=urls.database)
-    with pytest.raises(ValueError, match="several hash slots"):
-        await open_engine(config)
-    cluster = await services.cluster()
-    assert [await _command(node, "DBSIZE") for node in cluster.nodes] == [0] * len(cluster.nodes)
+    engine = await open_scaled_engine(config, catalog=Catalog(), run_worker=True)
+    try:
+        assert await engine.ready() == {"redis": "ok", "postgresql": "ok"}
+        assert await engine.gauges() == {"outbox_lag": 0.0}
+    finally:
+        await engine.close()
 
 
 @pytest.mark.asyncio(loop_scope="session")
