@@ -579,6 +579,11 @@ class EngineConfig:
     have it (``WAIT``); 0 answers once the primary has it."""
     redis_wait_seconds: float = 1.0
     """How long that ``WAIT`` may take before the operation fails as unavailable."""
+    settle_delay_seconds: float = 10.0
+    """Redis Cluster: a gift its node has not finished (credited, booked, shown)
+    this long after its debit is finished by the settle group of any node (the
+    node died); also how long an entry a sweeper left unfinished waits to be
+    claimed again."""
 
     @property
     def scaled(self) -> bool:

@@ -7,6 +7,10 @@ that are announced publish their events from the same Lua script
 change and its events are one atomic step: a combo ends exactly once, whichever
 node's timer gets there first, and after its last gift's event.
 
+On a Redis Cluster a gift's event also sets the SHOWN flag of the gift's
+room-step marker in the same script (``lua/lib_gift_marker.lua``), so it goes
+out once, whether the gift's node or the settle group sends it.
+
 Keys: the room slot's in ``store.scaled.keys``.
 """
 
@@ -24,11 +28,15 @@ from store.ids import new_id, new_secret, now_ms
 from store.scaled import keys
 from store.scaled.client import CommandBatcher, checked_reply, load_script
 from store.scaled.codec import fields_of, leader_entries
+from store.scaled.gifts import STEP_MARKER_TTL
 from store.scaled.keys import (
+    SINGLE,
+    KeyLayout,
     channel_name,
     chat_window_key,
     restrictions_key,
     room_key,
+    room_marker_key,
     supporters_key,
     throttle_key,
     user_key,
@@ -82,9 +90,15 @@ class RedisRoomActivity:
     """``RoomActivity`` over Redis (see the module docstring)."""
 
     def __init__(
-        self, batcher: CommandBatcher, *, history_size: int, history_seconds: float
+        self,
+        batcher: CommandBatcher,
+        *,
+        history_size: int,
+        history_seconds: float,
+        layout: KeyLayout = SINGLE,
     ) -> None:
         self._batcher = batcher
+        self._layout = layout
         self._size = history_size
         # as the broker: an idle room's history expires, its seq never does
         self._history_ttl = max(int(history_seconds * 2), 60)
@@ -98,10 +112,13 @@ class RedisRoomActivity:
 
     # -- combos --------------------------------------------------------------------------
     async def publish_gift(self, room_id: str, hit: models.ComboHit, *, window_ms: int) -> int:
+        # on a cluster the gift's room-step marker records that its event is out:
+        # sent once, so the call may be sent again
+        marker = self._layout.cluster
         head, final_head = _gift_heads(hit.event)
         wait = await self._batcher.evalsha(
             _COMBO,
-            self._combo_keys(room_id),
+            self._combo_keys(room_id, shown_of=hit if marker else None),
             (
                 *self._publishing(room_id),
                 "hit",
@@ -114,7 +131,9 @@ class RedisRoomActivity:
                 hit.stream_id,
                 head,
                 final_head,
+                *((STEP_MARKER_TTL,) if marker else ()),
             ),
+            retry_on_disconnect=marker,
         )
         if wait:  # listed for every node's sweep (an earlier entry is corrected there)
             now = now_ms()
@@ -159,15 +178,45 @@ class RedisRoomActivity:
             for room, at in zip(listed[::2], listed[1::2], strict=True)
         }
 
+    async def publish_late_gift(self, room_id: str, hit: models.ComboHit) -> bool:
+        """Cluster: publish a committed gift's event unless it went out already (its
+        room-step marker says), as a combo of its own, ended at once, without
+        touching the room's combos: the settle group showing a gift whose node died
+        before its event. Returns whether it was published now."""
+        shown = await self._batcher.evalsha(
+            _COMBO,
+            self._combo_keys(room_id, shown_of=hit),
+            (
+                *self._publishing(room_id),
+                "late",
+                "",
+                hit.event["tx"],
+                hit.count,
+                hit.coins,
+                hit.diamonds,
+                0,
+                hit.stream_id,
+                _open_head(hit.event),
+                "",
+                STEP_MARKER_TTL,
+            ),
+            retry_on_disconnect=True,
+        )
+        return bool(shown)
+
     @staticmethod
-    def _combo_keys(room_id: str) -> tuple[str, ...]:
-        return (
+    def _combo_keys(room_id: str, *, shown_of: models.ComboHit | None = None) -> tuple[str, ...]:
+        """The combo script's keys; with ``shown_of``, its gift's room-step marker."""
+        combo = (
             room_key(room_id, keys.COMBOS),
             room_key(room_id, keys.COMBO_DUE),
             room_key(room_id, keys.STREAM_STATS),
             room_key(room_id, keys.SEQ),
             room_key(room_id, keys.HISTORY),
         )
+        if shown_of is None:
+            return combo
+        return (*combo, room_marker_key(room_id, shown_of.event["tx"]))
 
     # -- likes ---------------------------------------------------------------------------
     async def add_likes(
