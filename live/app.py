@@ -117,6 +117,8 @@ def create_app(settings: Settings) -> Starlette:
             metrics=metrics,
             tick_seconds=settings.tick_ms / 1000,
             send_buffer_bytes=settings.send_buffer_bytes,
+            history_size=settings.history_size,
+            history_seconds=settings.history_seconds,
         )
         payments = payment_providers(settings)
         payouts: dict[str, PayoutProvider] = {}

@@ -10,7 +10,6 @@ Label sets are bounded: codes, reasons, roles, operations, never user or room id
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hmac
 import os
 import time
@@ -239,32 +238,15 @@ class Metrics:
         else:
             ProcessCollector(registry=self.registry)
 
-    @contextlib.contextmanager
-    def wallet_call(self, operation: str) -> Iterator[None]:
+    def wallet_call(self, operation: str) -> WalletCall:
         """Time a wallet call; the outcome is ``ok`` or the error's code."""
-        started = time.perf_counter()
-        outcome = "ok"
-        try:
-            yield
-        except Exception as exc:
-            outcome = str(getattr(exc, "code", "internal"))
-            raise
-        finally:
-            self.series(self.wallet_seconds, operation, outcome).observe(
-                time.perf_counter() - started
-            )
+        return WalletCall(self, operation)
 
     @staticmethod
-    @contextlib.contextmanager
-    def refusals(*, outcomes: Mapping[str, Counter], errors: Counter) -> Iterator[None]:
+    def refusals(*, outcomes: Mapping[str, Counter], errors: Counter) -> Refusals:
         """Count a gift or item purchase refused inside, by its error's code (a
         fixed set: anything without one is ``internal``)."""
-        try:
-            yield
-        except Exception as exc:
-            errors.labels(str(getattr(exc, "code", "internal"))).inc()
-            outcomes["refused"].inc()
-            raise
+        return Refusals(outcomes, errors)
 
     def gift_to_frame(self, viewer: str, *, published_ms: int) -> None:
         """A delivery round wrote a gift to its ``first`` or ``last`` connection."""
@@ -416,3 +398,48 @@ def _metrics_answer(head: bytes, *, render: Callable[[], bytes], token: str) -> 
     if not scrape_allowed(headers.get("authorization"), token=token):
         return scrape_refusal()
     return Response(render(), media_type=PROMETHEUS_TEXT)
+
+
+class WalletCall:
+    """``Metrics.wallet_call``: a class, not a generator, as it runs for every gift."""
+
+    __slots__ = ("_metrics", "_operation", "_started")
+
+    def __init__(self, metrics: Metrics, operation: str) -> None:
+        self._metrics = metrics
+        self._operation = operation
+        self._started = 0.0
+
+    def __enter__(self) -> None:
+        self._started = time.perf_counter()
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: object
+    ) -> None:
+        outcome = "ok"
+        if exc is not None and isinstance(exc, Exception):
+            outcome = str(getattr(exc, "code", "internal"))
+        metrics = self._metrics
+        metrics.series(metrics.wallet_seconds, self._operation, outcome).observe(
+            time.perf_counter() - self._started
+        )
+
+
+class Refusals:
+    """``Metrics.refusals``: a class, not a generator, as it runs for every gift."""
+
+    __slots__ = ("_errors", "_outcomes")
+
+    def __init__(self, outcomes: Mapping[str, Counter], errors: Counter) -> None:
+        self._outcomes = outcomes
+        self._errors = errors
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: object
+    ) -> None:
+        if exc is not None and isinstance(exc, Exception):
+            self._errors.labels(str(getattr(exc, "code", "internal"))).inc()
+            self._outcomes["refused"].inc()

@@ -64,6 +64,9 @@ class Settings:
     redis_wait_ms: int = 1_000
     """How long a money operation waits for those replicas before it fails as
     unavailable (the client resends it with the same key)."""
+    settle_delay_ms: int = 10_000
+    """Redis Cluster: how long after its debit a gift its node has not finished
+    (credit, room totals, event) is finished by another node: the node died."""
     public_url: str = ""
     """How clients reach this server (for printed links); default ``http://host:port``."""
     workers: int = 1
@@ -332,6 +335,7 @@ class Settings:
             catalog_poll_seconds=self.catalog_poll_seconds,
             redis_wait_replicas=self.redis_wait_replicas,
             redis_wait_seconds=self.redis_wait_ms / 1000,
+            settle_delay_seconds=self.settle_delay_ms / 1000,
         )
 
     def policy(self) -> MoneyPolicy:
@@ -573,6 +577,8 @@ class Settings:
             raise SettingsError("LIVE_REDIS_WAIT_REPLICAS must be 0 or more")
         if not 1 <= self.redis_wait_ms <= 5_000:
             raise SettingsError("LIVE_REDIS_WAIT_MS must be within 1..5000")
+        if not 1_000 <= self.settle_delay_ms <= 3_600_000:
+            raise SettingsError("LIVE_SETTLE_DELAY_MS must be within 1000..3600000")
         if self.redis_url and not self.database_url:
             raise SettingsError("LIVE_REDIS_URL needs LIVE_DATABASE_URL (the ledger) too")
         if self.workers > 1 and not self.scaled:

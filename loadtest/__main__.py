@@ -93,7 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=f"run the {name} scenario")
         _common(p)
     b = sub.add_parser("bench", help="start the servers here and compare with the baseline")
-    b.add_argument("targets", nargs="*", default=["all"], help="fanout, rate200, onegift, ...")
+    b.add_argument(
+        "targets", nargs="*", default=["all"], help="fanout, rate200, onegift, ..., crowd"
+    )
     b.add_argument("--engine", choices=("embedded", "scaled"), default="embedded")
     b.add_argument("--out", type=Path)
     b.add_argument("--scale", type=float, default=1.0, help="multiply the crowd sizes")

@@ -10,7 +10,10 @@ Targets: ``fanout`` (sweep, 1 room x 5,000 viewers), ``rate200`` (200 gifts/s
 into that room), ``onegift`` (one gift at a time), ``memory`` (idle viewers),
 ``commit`` (gifts committed per second, and per second of server CPU),
 ``sustained`` (sweep: the highest offered gift rate with ack p99 <= 50 ms),
-``storm`` (reconnect storm), or ``all``.
+``storm`` (reconnect storm; 20,000 viewers when ``--workers`` can hold them), or
+``all``; and ``crowd`` (100,000 viewers in one room across ``--workers``: viewers
+held, RSS per idle viewer, handshakes/s, one gift to all of them), which ``all``
+leaves out since it takes the whole machine for minutes.
 
 ``--workers N`` runs ``live serve --workers N`` (scaled engine), pinned to the
 first N CPUs; the server's CPU time is that of all its processes, so the rows
@@ -35,6 +38,8 @@ from loadtest.servers import SECRET, LocalServers
 from loadtest.worker import raise_nofile
 
 FD_LIMIT_MARGIN = 200
+CROWD_CONNECT_SECONDS = 600.0
+"""The crowd target stops opening viewers after this and measures those held."""
 
 
 @dataclass
@@ -356,10 +361,79 @@ class Bench:
             f"server-CPU-second (stopped: {sweep['stopped']})",
         )
 
+    def crowd(self) -> None:
+        viewers = self.n(100_000)
+        held = self.workers * (self.fd_limit - FD_LIMIT_MARGIN)
+        if viewers > held:
+            print(
+                f"crowd: {viewers} viewers need more than {self.workers} server process(es) "
+                f"of {self.fd_limit} open files (--workers, scaled engine)",
+                file=sys.stderr,
+            )
+        gifts = 10
+        ours, _ = self.both(
+            "crowd",
+            baseline=False,  # one baseline process holds at most the open-files limit
+            warmup=10.0,
+            probe_every=100,
+            connect_concurrency=200,
+            connect_seconds=CROWD_CONNECT_SECONDS,
+            **in_one_room(
+                "crowd", viewers, gifters=1, gift_rate=0.5, duration=self.seconds(gifts / 0.5)
+            ),
+        )
+        opened = ours["connections"]["opened"]
+        closes = sum(ours["closes"].values())
+        busiest = sorted(ours["server"].get("sockets_idle") or [], reverse=True)[: self.workers]
+        where = (
+            f"{self.workers} server process(es) ({', '.join(map(str, busiest))} sockets), "
+            f"{ours['workers']} generator processes"
+        )
+        self.add(
+            "concurrent viewers held",
+            opened,
+            goal=f">= {viewers:,}, none closed",
+            met=opened >= viewers + 1 and closes == 0,
+            note=f"{where}; failed {ours['connections']['failed']}, not tried within "
+            f"{CROWD_CONNECT_SECONDS:g} s {ours['connections']['skipped']}, closes {closes}",
+        )
+        rss = ours["server"].get("rss_per_connection_kib")
+        self.add(
+            "server RSS per idle viewer, KiB (all server processes)",
+            rss,
+            goal="<= 16 KiB",
+            met=rss is not None and rss <= 16,
+            note=f"{opened} idle viewers; RSS {fmt(ours['server'].get('rss_before_kib'))} -> "
+            f"{fmt(ours['server'].get('rss_idle_kib'))} KiB",
+        )
+        connections = ours["connections"]
+        self.add(
+            "handshakes per second (the crowd's arrival)",
+            connections["handshakes_per_s"],
+            goal="reported",
+            met=None,
+            note=f"{opened} in {fmt(connections['seconds'])} s; handshake p50 "
+            f"{fmt(connections['handshake_ms']['p50'])} ms, p99 "
+            f"{fmt(connections['handshake_ms']['p99'])} ms",
+        )
+        latency = ours["latency"]["gift_to_screen_ms"]
+        p99 = latency["p99"]
+        self.add(
+            f"one gift to all {opened:,} viewers: p99 gift-to-screen, ms",
+            p99,
+            goal="<= 2,000 ms",
+            met=p99 is not None and p99 <= 2000 and closes == 0,
+            note=f"p50 {fmt(latency['p50'])} ms over {latency['count']} probe receipts; "
+            f"{ours['totals']['gifts_acked']} gifts acked, one every 2 s; money "
+            f"{'ok' if (ours.get('money') or {}).get('ok') else 'NOT ok'}",
+        )
+
     def storm(self) -> None:
-        viewers = min(self.n(20_000), (self.fd_limit - FD_LIMIT_MARGIN) // 2)
+        one_process = (self.fd_limit - FD_LIMIT_MARGIN) // 2  # old and new sockets overlap
+        viewers = min(self.n(20_000), one_process * self.workers)
         ours, base = self.both(
             "storm",
+            baseline=viewers <= one_process,  # the baseline is one process
             **in_one_room("storm", viewers, gifters=4),
             gift_rate=2,
             duration=0,
@@ -382,7 +456,9 @@ class Bench:
             f"{storm['gaps']}, failed {storm['failed']} (the baseline only reconnects)",
         )
 
-    TARGETS = ("fanout", "rate200", "onegift", "memory", "commit", "sustained", "storm")
+    TARGETS = ("fanout", "rate200", "onegift", "memory", "commit", "sustained", "storm", "crowd")
+    EVERY = TARGETS[:-1]
+    """``all``: the crowd needs ``--workers`` and the whole machine for minutes."""
 
     def finish(self) -> str:
         text = table(
@@ -478,7 +554,7 @@ def compare(
 
 
 def run_bench(targets: list[str], settings: BenchSettings) -> int:
-    names = list(Bench.TARGETS) if "all" in targets else targets
+    names = list(Bench.EVERY) if "all" in targets else targets
     if settings.workers < 1 or (settings.workers > 1 and settings.engine != "scaled"):
         print("--workers must be >= 1, and above 1 only with --engine scaled", file=sys.stderr)
         return 2

@@ -64,6 +64,9 @@ class Options:
     probe_every: int = 20
     msgpack_every: int = 0
     connect_concurrency: int = 256
+    connect_seconds: float = 0.0
+    """Stop opening viewers this long after the start and go on with those held
+    (0: open them all)."""
     creator_share: int = 50
     one_at_a_time: bool = False
     money: bool = True
@@ -94,7 +97,7 @@ class Options:
             raise ValueError(f"viewers must be 0..{MAX_CONNECTIONS}, gifters 0..100000")
         if self.rooms < 1:
             raise ValueError("rooms must be at least 1")
-        for name in ("duration", "warmup", "step_seconds", "storm_settle"):
+        for name in ("duration", "warmup", "step_seconds", "storm_settle", "connect_seconds"):
             if not 0 <= getattr(self, name) <= MAX_PHASE_SECONDS:
                 raise ValueError(f"{name} must be within 0..{MAX_PHASE_SECONDS:g} seconds")
         if self.bound_on not in ("screen", "ack"):
@@ -206,6 +209,25 @@ def rss_kib(pid: int | None) -> int | None:
     return total
 
 
+def open_sockets(pid: int | None) -> list[int]:
+    """Open sockets of a local process and of each of its descendants, in
+    ``process_tree`` order (Linux): how ``live serve --workers`` spread a crowd."""
+    if pid is None:
+        return []
+    counts = []
+    for each in process_tree(pid):
+        try:
+            fds = os.listdir(f"/proc/{each}/fd")
+        except OSError:
+            continue
+        sockets = 0
+        for fd in fds:
+            with contextlib.suppress(OSError):  # closed meanwhile
+                sockets += os.readlink(f"/proc/{each}/fd/{fd}").startswith("socket:")
+        counts.append(sockets)
+    return counts
+
+
 def machine() -> dict[str, Any]:
     cpu = platform.processor() or ""
     with contextlib.suppress(OSError), open("/proc/cpuinfo") as fh:
@@ -259,7 +281,9 @@ class Run:
         steps = 1
         if o.scenario == "sweep" and o.start_rate > 0 and o.factor > 1:
             steps = math.ceil(math.log(max(o.max_rate / o.start_rate, 1.0), o.factor)) + 2
-        connect = (o.viewers + o.gifters) / 200 + 60
+        connect = (o.viewers + o.gifters) / 50 + 60  # a busy machine: tens of handshakes/s
+        if o.connect_seconds:
+            connect = min(connect, o.connect_seconds + 120)
         return connect + o.warmup + o.duration * steps + o.storm_settle + 300
 
     # -- plumbing -----------------------------------------------------------------------
@@ -313,6 +337,7 @@ class Run:
                     one_at_a_time=o.one_at_a_time,
                     sources=self._sources(),
                     connect_concurrency=o.connect_concurrency,
+                    connect_seconds=o.connect_seconds,
                     cpu=cpus[w % len(cpus)] if cpus else None,
                     report_interval=0.5,
                 )
@@ -460,6 +485,7 @@ class Run:
             self.end(connect)
             connect_reports = [p["connect"] for k, p in self.events if k == "connected"]
             rss_idle = rss_kib(o.server_pid)
+            sockets_idle = open_sockets(o.server_pid)
             result: dict[str, Any] = {}
             if o.scenario == "sweep":
                 self.pump(o.warmup)  # let the crowd's arrival settle first
@@ -500,6 +526,7 @@ class Run:
             connect=connect,
             connect_reports=connect_reports,
             rss=(rss_before, rss_idle, rss_end),
+            sockets=sockets_idle,
             money=money,
             extra=result,
         )
@@ -618,6 +645,7 @@ class Run:
         connect: Acc,
         connect_reports: list[dict[str, Any]],
         rss: tuple[int | None, int | None, int | None],
+        sockets: list[int],
         money: dict[str, Any] | None,
         extra: dict[str, Any],
     ) -> dict[str, Any]:
@@ -637,6 +665,8 @@ class Run:
                 "rss_idle_kib": rss_idle,
                 "rss_end_kib": rss_end,
                 "rss_per_connection_kib": per_conn,
+                "processes": len(sockets),
+                "sockets_idle": sockets,
             }
         report: dict[str, Any] = {
             "scenario": o.scenario,
@@ -649,6 +679,7 @@ class Run:
                 "asked": o.viewers + o.gifters,
                 "opened": opened,
                 "failed": sum(r["failed"] for r in connect_reports),
+                "skipped": c["connect_skipped"],
                 "seconds": round(connect_seconds, 3),
                 "handshakes_per_s": round(rate(opened, connect_seconds), 1),
                 "handshake_ms": connect.handshake_latency.summary_ms(),

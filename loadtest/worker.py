@@ -67,6 +67,8 @@ class WorkerPlan:
     connect_concurrency: int = 256
     cpu: int | None = None
     report_interval: float = 0.5
+    connect_seconds: float = 0.0
+    """Viewers not connected this long after the start are not tried (0: no limit)."""
     msgpack_every: int = 0
     """Every n-th viewer speaks MessagePack (0: none)."""
 
@@ -214,9 +216,12 @@ class Worker:
         if not self.stopping:
             await self.open_viewer(i, since=since)
 
-    async def open_all(self, indexes: list[int], *, resume: bool = False) -> tuple[int, float]:
+    async def open_all(
+        self, indexes: list[int], *, resume: bool = False, within: float = 0.0
+    ) -> tuple[int, float]:
         """Open (or reopen, resuming) the given viewers, at most ``connect_concurrency``
-        in flight; returns (how many failed, seconds)."""
+        in flight, and none after ``within`` seconds (if given); returns (how many
+        failed, seconds). Viewers left untried count in ``connect_skipped``."""
         started = clock()
         gate = asyncio.Semaphore(self.plan.connect_concurrency)
         failed = 0
@@ -224,6 +229,9 @@ class Worker:
         async def one(i: int) -> None:
             nonlocal failed
             async with gate:
+                if within and clock() - started > within:
+                    self.tally.counters["connect_skipped"] += 1
+                    return
                 previous = self.viewers[i]
                 since = previous.last_seq if resume and previous is not None else None
                 if not await self.open_viewer(i, since=since):
@@ -458,8 +466,10 @@ class Worker:
 
         loop.add_reader(self.pipe.fileno(), readable)
         started = clock()
-        failed, _ = await self.open_all(list(range(len(self.viewers))))
-        failed_gifters = await self.open_gifters()
+        failed_gifters = await self.open_gifters()  # first: a crowd cut short still gifts
+        failed, _ = await self.open_all(
+            list(range(len(self.viewers))), within=self.plan.connect_seconds
+        )
         seconds = clock() - started
         self.report(
             "connected",

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from store.catalogs import Catalogs
 from store.domain.accounts import (
@@ -295,6 +295,21 @@ class Broker(Protocol):
         ...
 
 
+@runtime_checkable
+class BoardAnnouncer(Protocol):
+    """A ``RoomActivity`` that announces a room's leaderboard and goal in one step
+    (the scaled engine: one script on the room's slot). Without it, a node takes
+    the ``throttle`` lease and reads and publishes them in separate calls."""
+
+    async def announce_board(self, room_id: str, *, interval_ms: int, limit: int) -> int:
+        """Unless the room's leaderboard was announced within ``interval_ms`` (by
+        any node): publish its ``leaderboard`` (top ``limit`` gifters) and, if the
+        stream has one, its ``goal``, then ``goal_reached`` when this call is the
+        one that found the goal reached (once per goal). 0 when announced, else
+        milliseconds until the interval is over."""
+        ...
+
+
 class RoomActivity(Protocol):
     """A live room's shared state beyond money: combos, likes, viewer counts,
     goals, moderation, the overlay key, stream totals and creators' supporters.
@@ -564,6 +579,11 @@ class EngineConfig:
     have it (``WAIT``); 0 answers once the primary has it."""
     redis_wait_seconds: float = 1.0
     """How long that ``WAIT`` may take before the operation fails as unavailable."""
+    settle_delay_seconds: float = 10.0
+    """Redis Cluster: a gift its node has not finished (credited, booked, shown)
+    this long after its debit is finished by the settle group of any node (the
+    node died); also how long an entry a sweeper left unfinished waits to be
+    claimed again."""
 
     @property
     def scaled(self) -> bool:

@@ -38,13 +38,19 @@ from live.settings import Settings
 from protocol import events as ev
 from store.domain.models import ComboHit, Event, Gift, GiftReceipt, Goal, Profile, Room
 from store.ids import new_secret
-from store.roles import Engine
+from store.roles import BoardAnnouncer, Engine
 
 log = logging.getLogger("live.activity")
 
 TOP_GIFTERS = 10
 JOIN_NAMES = 10
 """A join batch names at most this many users; bigger ones (or with guests) count."""
+CROWD_STEP = 1_000
+"""Viewers per step of a big room's announcement intervals: a ``join`` or
+``viewers`` event is a frame to every viewer, and each node announces the joins
+it saw, so a room of n steps announces joins n times less often (a crowd
+arriving at 100,000 viewers costs about as many frames per second as one at
+1,000) and its viewer count n / 10 times less often."""
 RETRY_SECONDS = 1.0
 """After a failed engine call, background work tries again this much later."""
 Marks = dict[str, bool]
@@ -81,6 +87,8 @@ class RoomActivity:
         self._sweeper: asyncio.Task[None] | None = None
         # leaderboard and goal: rooms with gifts not announced yet
         self._boards: dict[str, bool] = {}
+        self._announcer = engine.activity if isinstance(engine.activity, BoardAnnouncer) else None
+        """The engine's one-step announcement, when it has one."""
         # viewers: rooms whose count must be reported; the rest of the cluster's count
         self._reports: dict[str, bool] = {}
         self._others: dict[str, int] = {}
@@ -269,6 +277,18 @@ class RoomActivity:
 
     async def _announce(self, room_id: str) -> None:
         interval = self.settings.leaderboard_interval_ms
+        if self._announcer is not None:
+            self._boards[room_id] = False  # gifts from now on announce again
+            wait = await self._announcer.announce_board(
+                room_id, interval_ms=interval, limit=TOP_GIFTERS
+            )
+            if wait > 0:
+                self._boards[room_id] = True  # not announced: the next run does
+            elif self._boards.get(room_id):
+                wait = interval  # gifts came meanwhile: the lease is ours until then
+            if wait > 0:
+                await asyncio.sleep(wait / 1000)
+            return
         wait = await self.engine.activity.throttle(room_id, "board", interval)
         if wait > 0:
             await asyncio.sleep(wait / 1000)  # still marked: the next run announces
@@ -314,6 +334,10 @@ class RoomActivity:
         """Viewers of the room on every node, as this node knows it now."""
         return self._others.get(room_id, 0) + self.hub.viewers(room_id)
 
+    def _crowd_steps(self, room_id: str) -> int:
+        """How many ``CROWD_STEP``s of viewers the room has (at least 1)."""
+        return max(1, self.viewers(room_id) // CROWD_STEP)
+
     def joined(self, conn: Connection, *, resumed: bool) -> None:
         """A connection was attached to its room."""
         if conn.overlay:
@@ -327,7 +351,8 @@ class RoomActivity:
         if joins is None:
             joins = self._joins[conn.room_id] = _Joins()
             room_id = conn.room_id
-            self._later(self.settings.join_interval_ms / 1000, lambda: self._flush_joins(room_id))
+            every = self.settings.join_interval_ms * self._crowd_steps(room_id) / 1000
+            self._later(every, lambda: self._flush_joins(room_id))
         if conn.profile is None:
             joins.guests += 1
         else:
@@ -369,7 +394,7 @@ class RoomActivity:
             node=self.node,
             count=count,
             ttl_ms=self._ttl_ms,
-            interval_ms=self._viewers_ms,
+            interval_ms=self._viewers_ms * max(1, self._crowd_steps(room_id) // 10),
         )
         if count or self.hub.viewers(room_id):
             self._others[room_id] = max(0, total - count)

@@ -16,6 +16,7 @@ from live.actions.items import Looks
 from live.actions.room_activity import TOP_GIFTERS, RoomActivity, goal_event
 from live.actions.shared_reads import SharedReads
 from live.errors import LiveError
+from live.realtime.hub import Board
 from live.settings import Settings
 from protocol import events as ev
 from store.domain import refusals
@@ -135,19 +136,28 @@ class Rooms:
         )
 
     async def welcome_reads(
-        self, room: Room, *, overlay: bool
-    ) -> tuple[list[LeaderEntry], Goal | None, StreamStats | None]:
-        """The leaderboard and goal of a welcome (shared by a crowd joining
-        together), and for an overlay the stream's running totals."""
-        room_id = room.id
-        shared = self.shared_reads
-        leaderboard = await shared.get(
-            ("leaderboard", room_id), lambda: self.engine.rooms.leaderboard(room_id, limit=10)
-        )
-        goal = await shared.get(("goal", room_id), lambda: self.engine.activity.goal(room_id))
+        self, room: Room, *, board: Board, overlay: bool
+    ) -> tuple[list[dict[str, Any]], dict[str, Any] | None, StreamStats | None]:
+        """The leaderboard and goal of a welcome, and for an overlay the stream's
+        running totals. The first two come from the room channel's ``board``
+        while the room is live (read from the engine once, then moved by the
+        room's announcements); else from a read shared by a crowd joining together."""
         stats = None
         if overlay:
-            stats = await self.engine.activity.stream_stats(room_id, room.stream_id)
+            stats = await self.engine.activity.stream_stats(room.id, room.stream_id)
+        fresh = room.live and board.stream_id == room.stream_id
+        if fresh and board.leaderboard is not None and board.goal_known:
+            return board.leaderboard, board.goal, stats
+        room_id = room.id
+        shared = self.shared_reads
+        top = await shared.get(
+            ("leaderboard", room_id), lambda: self.engine.rooms.leaderboard(room_id, limit=10)
+        )
+        found = await shared.get(("goal", room_id), lambda: self.engine.activity.goal(room_id))
+        leaderboard = [entry.public() for entry in top]
+        goal = found.public() if found is not None else None
+        if room.live:  # kept for the next welcomes (an announcement that came first wins)
+            board.fill(stream_id=room.stream_id, leaderboard=leaderboard, goal=goal)
         return leaderboard, goal, stats
 
     async def stream_effect(self, room: Room) -> dict[str, Any] | None:

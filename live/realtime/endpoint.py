@@ -171,7 +171,10 @@ async def live_endpoint(websocket: WebSocket) -> None:
         conn.lease = lease_for(conn, identity, verified.expires_at, hub=hub, close=close)
     handed_over = False
     try:
-        leaderboard, goal, stats = await actions.rooms.welcome_reads(room, overlay=overlay)
+        channel = await hub.open_channel(room_id)  # its board: the welcome's leaderboard, goal
+        leaderboard, goal, stats = await actions.rooms.welcome_reads(
+            room, board=channel.board, overlay=overlay
+        )
         stream_effect = await actions.rooms.stream_effect(room)
         await activity.prepare_welcome(room_id)
         plan = await hub.join(conn, since=since)
@@ -182,8 +185,8 @@ async def live_endpoint(websocket: WebSocket) -> None:
             you=profile.public() if profile else None,
             seq=conn.cursor,
             viewers=activity.viewers(room_id) + (0 if overlay else 1),
-            leaderboard=[entry.public() for entry in leaderboard],
-            goal=goal.public() if goal is not None else None,
+            leaderboard=leaderboard,
+            goal=goal,
             resumed=plan.resumed,
             catalog_version=actions.engine.catalog.version,
             stream_effect=stream_effect,

@@ -29,6 +29,7 @@ from live.realtime.sinks import Outgoing, Sink
 from protocol import CloseCode, Codec
 from protocol import events as ev
 from store.domain.models import Event, Profile
+from store.ids import now_ms
 from store.roles import Broker, Subscription
 
 if TYPE_CHECKING:  # the lease refers back to connections
@@ -43,6 +44,59 @@ catches up locally without asking the broker again."""
 
 ROUND_SLICE = 256
 """Connections a delivery round writes to per event loop iteration."""
+
+GOAL_FIELDS = ("target", "progress", "title", "reached")
+"""What a ``goal`` event says about the goal (the welcome's ``goal`` map)."""
+
+
+@dataclass(slots=True)
+class Board:
+    """The leaderboard and goal a welcome shows, kept by the room's channel.
+
+    Filled once from the engine, then moved by the room's own ``leaderboard``,
+    ``goal`` and ``goal_reached`` events as the channel delivers them: every
+    change to either is announced (a gift's within the announcement interval, a
+    goal set at once), so a welcome is as old as the last announcement at most,
+    which is what the viewers already watching see too. ``stream_id`` ties it
+    to one stream: a new stream, or the room ending, starts it over.
+    """
+
+    stream_id: int | None = None
+    leaderboard: list[dict[str, Any]] | None = None
+    goal: dict[str, Any] | None = None
+    goal_known: bool = False
+
+    def fill(
+        self,
+        *,
+        stream_id: int | None,
+        leaderboard: list[dict[str, Any]],
+        goal: dict[str, Any] | None,
+    ) -> None:
+        """What the engine read says, where no announcement said it first."""
+        if stream_id != self.stream_id:
+            self.clear(stream_id)
+        if self.leaderboard is None:
+            self.leaderboard = leaderboard
+        if not self.goal_known:
+            self.goal, self.goal_known = goal, True
+
+    def clear(self, stream_id: int | None = None) -> None:
+        self.stream_id = stream_id
+        self.leaderboard, self.goal, self.goal_known = None, None, False
+
+    def apply(self, batch: list[Event]) -> None:
+        for event in batch:
+            kind = event["type"]
+            if kind == "leaderboard":
+                self.leaderboard = event["top"]
+            elif kind == "goal":
+                self.goal = {name: event[name] for name in GOAL_FIELDS}
+                self.goal_known = True
+            elif kind == "goal_reached" and self.goal is not None:
+                self.goal = {**self.goal, "reached": True}
+            elif kind == "room_ended":
+                self.clear()
 
 
 class Connection:
@@ -145,6 +199,7 @@ class RoomChannel:
         self.ended = False
         self.viewers = 0
         """Local connections that count as viewers (overlays do not)."""
+        self.board = Board()
 
     # -- BrokerListener -------------------------------------------------------------
     def on_events(self, room_id: str, events: list[Event]) -> None:
@@ -197,6 +252,7 @@ class RoomChannel:
         self._last_flush = asyncio.get_running_loop().time()
         self.delivered_seq = batch[-1]["seq"]
         self.recent.extend(batch)
+        self.board.apply(batch)
         # Overlay-only detail (``overlay`` maps) never reaches viewers: a batch is
         # encoded once per codec and audience, the same bytes for all of an audience.
         # Connections that attach from now on catch up from ``recent``.
@@ -308,6 +364,8 @@ class RoomChannel:
                 self.hub.close_connection(conn, CloseCode.TOO_SLOW, "missed events, resume")
             with contextlib.suppress(Exception):
                 self.delivered_seq = await self.hub.broker.last_seq(self.room_id)
+            self.recent.clear()  # no longer a run without gaps: resume from the broker
+            self.board.clear()  # announcements may have been among the missed events
             self.pending = [e for e in self.pending if e["seq"] > self.delivered_seq]
         else:
             self.pending = missed + self.pending
@@ -315,10 +373,40 @@ class RoomChannel:
             self.flush()
 
     # -- membership ---------------------------------------------------------------------
+    def start_point(self, since: int | None) -> tuple[int, bool] | None:
+        """Where a joining connection starts, from what this channel delivered:
+        ``(cursor, resumed)``, or None when only the broker can tell.
+
+        Without ``since``, the stream starts after the last event delivered here
+        (events still on their way reach the connection once it is attached).
+        With ``since``, it resumes when every event after it is in ``recent``
+        and within the broker's window (``history_size`` events, none older
+        than ``history_seconds``), as a resume from the broker would.
+        """
+        if self._resync is not None or self.ended:
+            return None
+        last = self.delivered_seq
+        if since is None:
+            return last, False
+        if since > last:
+            return None  # seen elsewhere first: the broker knows
+        missing = last - since
+        if missing == 0:
+            return since, True
+        hub = self.hub
+        if missing > min(len(self.recent), hub.history_size):
+            return None
+        oldest = self.recent[-missing]
+        if oldest["seq"] != since + 1 or oldest.get("ts", 0) < now_ms() - hub.history_ms:
+            return None
+        return since, True
+
     def attach(self, conn: Connection) -> None:
         """Add ``conn`` after sending it everything this channel already delivered
         beyond its cursor (call with no await between this and the cursor set-up)."""
-        catch_up = [e for e in self.recent if e["seq"] > conn.cursor]
+        recent = self.recent
+        caught_up = not recent or recent[-1]["seq"] <= conn.cursor  # a join's usual case
+        catch_up = [] if caught_up else [e for e in recent if e["seq"] > conn.cursor]
         if catch_up:
             conn.send_room(catch_up)
             conn.cursor = catch_up[-1]["seq"]
@@ -401,8 +489,14 @@ class Hub:
         metrics: Metrics,
         tick_seconds: float = 0.025,
         send_buffer_bytes: int = 1_048_576,
+        history_size: int = 1_000,
+        history_seconds: float = 120.0,
     ) -> None:
         self.broker = broker
+        self.history_size = history_size
+        """The broker's resume window (``LIVE_HISTORY_SIZE``, ``LIVE_HISTORY_SECONDS``):
+        a resume from a channel's own recent events stays within it."""
+        self.history_ms = int(history_seconds * 1000)
         self.metrics = metrics
         self.tick_seconds = tick_seconds
         self.send_buffer_bytes = send_buffer_bytes
@@ -446,10 +540,15 @@ class Hub:
         """Subscribe and choose between resume and snapshot for ``conn``.
 
         Sets ``conn.cursor`` to the ``seq`` the welcome announces. The caller builds
-        the welcome and calls ``attach`` with no await in between.
+        the welcome and calls ``attach`` with no await in between. A crowd joining
+        an open channel asks the broker nothing (``RoomChannel.start_point``).
         """
         while True:
             channel = await self.open_channel(conn.room_id)
+            start = channel.start_point(since)
+            if start is not None and self.channels.get(conn.room_id) is channel:
+                conn.cursor, resumed = start
+                return JoinPlan(channel=channel, resumed=resumed, replay=[])
             missed = None
             if since is not None and since >= 0:
                 missed = await self.broker.history(conn.room_id, since=since)
@@ -484,10 +583,12 @@ class Hub:
         if conn.lease is not None:
             conn.lease.cancel()
         channel = self.channels.get(conn.room_id)
-        if channel is None or not channel.detach(conn):
+        if channel is None:
             return
-        self.metrics.connections.dec()
-        self.metrics.connections_by_role.labels(conn.role).dec()
+        if channel.detach(conn):
+            self.metrics.connections.dec()
+            self.metrics.connections_by_role.labels(conn.role).dec()
+        # Also when ``conn`` never got attached: the channel it opened closes.
         if not channel.connections and conn.room_id not in self._closing:
             self._closing[conn.room_id] = asyncio.get_running_loop().create_task(
                 self._close_channel(channel)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import time
 from dataclasses import dataclass, field
@@ -578,4 +579,10 @@ class Restriction:
 def utc_day(ms: int) -> str:
     """The UTC date (``YYYY-MM-DD``) of a time in milliseconds since the epoch: the
     period of a creator's daily supporters."""
-    return time.strftime("%Y-%m-%d", time.gmtime(ms // 1000))
+    return _utc_date(ms // 86_400_000)
+
+
+@functools.lru_cache(maxsize=64)
+def _utc_date(day: int) -> str:
+    """Day ``day`` since the epoch as a date: every gift names its day."""
+    return time.strftime("%Y-%m-%d", time.gmtime(day * 86_400))

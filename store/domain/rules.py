@@ -65,8 +65,29 @@ def zone(tz: str) -> ZoneInfo:
         raise BadRequest(f"unknown time zone {tz!r}") from None
 
 
+_WHOLE_MINUTES_SINCE_MS: Final = 94_694_400_000
+"""1973-01-01 UTC: from then on every zone's offset is a whole number of minutes,
+so a local day or month always starts on a UTC minute."""
+_PERIODS: dict[tuple[str, int], tuple[str, str]] = {}
+"""``local_periods`` by zone and UTC minute: every gift reads its sender's periods."""
+MAX_PERIODS: Final = 4_096
+
+
 def local_periods(now_ms: int, tz: str) -> tuple[str, str]:
     """``(YYYY-MM-DD, YYYY-MM)`` of the moment ``now_ms`` in time zone ``tz``."""
+    if now_ms < _WHOLE_MINUTES_SINCE_MS:
+        return _local_periods(now_ms, tz)
+    key = (tz, now_ms // 60_000)
+    found = _PERIODS.get(key)
+    if found is None:
+        found = _local_periods(now_ms, tz)
+        if len(_PERIODS) >= MAX_PERIODS:
+            _PERIODS.clear()  # a cache of the last minutes: what is missing is computed
+        _PERIODS[key] = found
+    return found
+
+
+def _local_periods(now_ms: int, tz: str) -> tuple[str, str]:
     local = datetime.fromtimestamp(now_ms / 1000, tz=zone(tz))
     return local.strftime("%Y-%m-%d"), local.strftime("%Y-%m")
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +31,7 @@ from store.domain.models import (
     utc_day,
 )
 from store.embedded.broker import MemoryBroker
+from store.embedded.combo_copies import ComboCopies, ComboRow, combo_row
 from store.embedded.database import SQLiteDatabase
 from store.embedded.room_totals import ALL_TIME
 from store.embedded.rooms import cached_room, load_room
@@ -84,6 +85,8 @@ class SQLiteRoomActivity:
         self._peaks: dict[tuple[str, int], int] = {}
         self._leases: dict[tuple[str, str], float] = {}
         self._chat_windows: dict[tuple[str, str], tuple[int, float]] = {}
+        self._copies = ComboCopies(db)
+        """The file's copy of the open combos (written once per group commit)."""
         self._recovered = False
         """Whether the combos a previous process left in the file are loaded."""
 
@@ -111,8 +114,9 @@ class SQLiteRoomActivity:
             events.append(_with_combo(event, single, end=True, stats=stats))
             await self._broker.publish(room_id, events)
             if len(events) > 1:  # the expired combo ended first
-                ended_id = events[0]["combo"]["id"]
-                await self._keep_open(lambda conn: _forget_combo(conn, room_id, member, ended_id))
+                await self._keep_open(
+                    self._copies.forget((room_id, *member), events[0]["combo"]["id"])
+                )
             return 0
         combos = self._combos.setdefault(room_id, combos)
         if combo is None:
@@ -125,14 +129,18 @@ class SQLiteRoomActivity:
         combo.end_event = end_event
         events.append(_with_combo(event, combo, end=False, stats=stats))
         await self._broker.publish(room_id, events)
-        row = _combo_row(room_id, member, combo, now)
-        await self._keep_open(lambda conn: _keep_combo(conn, row))
+        await self._keep_open(self._copies.keep(_combo_row(room_id, member, combo, now)))
         return window_ms
 
     async def end_combos(self, room_id: str, *, everything: bool = False) -> int:
         combos = self._combos.get(room_id)
         if not combos:
             return 0
+        now = _monotonic_ms()
+        soonest = min(combo.deadline for combo in combos.values())
+        if not everything and soonest > now:
+            # the usual wake-up of a busy room: its combos were extended meanwhile
+            return max(1, int(soonest - now))
         streams = {combo.stream_id for combo in combos.values()}
         stats = {s: await self._gift_stats(room_id, s) for s in streams}
         combos = self._combos.get(room_id)
@@ -149,19 +157,26 @@ class SQLiteRoomActivity:
             self._combos.pop(room_id, None)
         if events:
             await self._broker.publish(room_id, events)
-            await self._keep_open(lambda conn: _forget_combos(conn, room_id, ended))
+            await self._keep_open(
+                *(self._copies.forget((room_id, *member), combo_id) for member, combo_id in ended)
+            )
         if not combos:
             return 0
         return max(1, int(min(c.deadline for c in combos.values()) - now))
 
-    async def _keep_open(self, fn: Callable[[sqlite3.Connection], None]) -> None:
-        """Bring the file's copy of the open combos up to date. The events are out
-        already and the combo lives on in memory: a failed write is logged, not
-        raised (it only risks an end after a crash, as when nothing was kept)."""
-        try:
-            await self._db.write(fn)
-        except Exception:
-            log.warning("keeping the open combos in the file failed", exc_info=True)
+    @staticmethod
+    async def _keep_open(*changes: Awaitable[None]) -> None:
+        """Wait for the file's copy of the open combos to be up to date. The events
+        are out already and the combo lives on in memory: a failed write is logged,
+        not raised (it only risks an end after a crash, as when nothing was kept)."""
+        failed = False
+        for change in changes:  # asked for already: one write takes them all
+            try:
+                await change
+            except Exception:
+                if not failed:
+                    log.warning("keeping the open combos in the file failed", exc_info=True)
+                failed = True
 
     async def open_combo_rooms(self) -> dict[str, int]:
         if not self._recovered:
@@ -414,54 +429,16 @@ class SQLiteRoomActivity:
 # --------------------------------------------------------------------------- #
 
 
-_ComboRow = tuple[str, str, str, str, int, int, int, int, int, bytes]
-
-
-def _combo_row(room_id: str, member: tuple[str, str], combo: _Combo, now: float) -> _ComboRow:
+def _combo_row(room_id: str, member: tuple[str, str], combo: _Combo, now: float) -> ComboRow:
     """The open combo as ``open_combos`` keeps it (deadline in wall-clock ms)."""
-    deadline = now_ms() + int(combo.deadline - now)
-    return (
-        room_id,
-        *member,
-        combo.id,
-        combo.stream_id,
-        combo.count,
-        combo.coins,
-        combo.diamonds,
-        deadline,
-        orjson.dumps(combo.end_event),
+    return combo_row(
+        (room_id, *member),
+        combo_id=combo.id,
+        stream_id=combo.stream_id,
+        totals=(combo.count, combo.coins, combo.diamonds),
+        deadline=now_ms() + int(combo.deadline - now),
+        end_event=combo.end_event,
     )
-
-
-def _keep_combo(conn: sqlite3.Connection, row: _ComboRow) -> None:
-    # a write that arrives late (an older count of the same combo) changes nothing
-    conn.execute(
-        "INSERT INTO open_combos (room_id, sender_id, gift_id, combo_id, stream_id, count, "
-        "coins, diamonds, deadline, end_event) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-        "ON CONFLICT (room_id, sender_id, gift_id) DO UPDATE SET combo_id = excluded.combo_id, "
-        "stream_id = excluded.stream_id, count = excluded.count, coins = excluded.coins, "
-        "diamonds = excluded.diamonds, deadline = excluded.deadline, "
-        "end_event = excluded.end_event "
-        "WHERE excluded.combo_id != combo_id OR excluded.count >= count",
-        row,
-    )
-
-
-def _forget_combo(
-    conn: sqlite3.Connection, room_id: str, member: tuple[str, str], combo_id: str
-) -> None:
-    conn.execute(
-        "DELETE FROM open_combos WHERE room_id = ? AND sender_id = ? AND gift_id = ? "
-        "AND combo_id = ?",
-        (room_id, *member, combo_id),
-    )
-
-
-def _forget_combos(
-    conn: sqlite3.Connection, room_id: str, ended: list[tuple[tuple[str, str], str]]
-) -> None:
-    for member, combo_id in ended:
-        _forget_combo(conn, room_id, member, combo_id)
 
 
 def _open_combos(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:

@@ -251,15 +251,17 @@ _GIFT_CONTEXT: Final = (
     "SELECT i.fingerprint, i.result, json_extract(r.creator, '$.id'), r.creator_adult, "
     "r.live, r.stream_id, "
     "(SELECT amount FROM balances WHERE account = :account AND asset = 'coin'), "
+    "EXISTS (SELECT 1 FROM room_goals AS g WHERE g.room_id = :room AND g.stream_id = r.stream_id), "
     f"{_RULES_COLUMNS} "
     "FROM (SELECT 1) AS one "
     "LEFT JOIN idempotency AS i ON i.scope = :scope AND i.key = :key "
     "LEFT JOIN rooms AS r ON r.id = :room "
     "LEFT JOIN accounts AS a ON a.user_id = :user"
 )
-"""Everything a gift checks, in one statement (one round trip instead of four)."""
+"""Everything a gift checks, in one statement (one round trip instead of four), and
+whether its stream has a goal to move (most have none: no statement for it then)."""
 
-_CONTEXT_COLUMNS: Final = 7
+_CONTEXT_COLUMNS: Final = 8
 """``_GIFT_CONTEXT``'s columns before the sender's account (``_RULES_COLUMNS``)."""
 
 
@@ -278,7 +280,9 @@ def send_gift(conn: sqlite3.Connection, plan: GiftPlan) -> tuple[GiftReceipt, Gi
             "user": sender.id,
         },
     ).fetchone()
-    seen, stored, creator_id, creator_adult, live, stream_id, coins = row[:_CONTEXT_COLUMNS]
+    seen, stored, creator_id, creator_adult, live, stream_id, coins, has_goal = row[
+        :_CONTEXT_COLUMNS
+    ]
     if seen is not None:
         if seen != plan.key.fingerprint:
             raise refusals.KEY_REUSED()
@@ -335,7 +339,9 @@ def send_gift(conn: sqlite3.Connection, plan: GiftPlan) -> tuple[GiftReceipt, Gi
             diamonds=plan.diamonds,
         ),
     )
-    totals = record_gift(conn, receipt, sender_id=sender.id, sender_json=plan.sender_json)
+    totals = record_gift(
+        conn, receipt, sender_id=sender.id, sender_json=plan.sender_json, goal=bool(has_goal)
+    )
     record_gift_money(conn, rules, sender_id=sender.id, receipt=receipt)
     plan.key.remember(conn, receipt_body(receipt))
     return receipt, totals

@@ -37,12 +37,18 @@ class GiftTotals(NamedTuple):
 
 
 def record_gift(
-    conn: sqlite3.Connection, receipt: GiftReceipt, *, sender_id: str, sender_json: str
+    conn: sqlite3.Connection,
+    receipt: GiftReceipt,
+    *,
+    sender_id: str,
+    sender_json: str,
+    goal: bool = True,
 ) -> GiftTotals:
     """A committed gift's room totals: the stream's leaderboard and totals, the
     goal's, the creator's supporters (today's and all-time). Only writes: nothing
     here can refuse a gift. Returns them as they are with this gift (each upsert
-    returns its row: no read after)."""
+    returns its row: no read after). ``goal``: whether the stream has a goal, as
+    the gift's checks read it (without one, no statement for it)."""
     room_id, stream_id, coins = receipt.room_id, receipt.stream_id, receipt.coins
     (gifter_coins,) = conn.execute(
         "INSERT INTO room_gifters (room_id, stream_id, user_id, user, coins) "
@@ -57,11 +63,13 @@ def record_gift(
         "diamonds = diamonds + excluded.diamonds RETURNING gifts, coins, diamonds",
         (room_id, stream_id, receipt.count, coins, receipt.diamonds),
     ).fetchone()
-    goal = conn.execute(
-        "UPDATE room_goals SET progress = progress + ? WHERE room_id = ? AND stream_id = ? "
-        "RETURNING goal_id, progress",
-        (receipt.diamonds, room_id, stream_id),
-    ).fetchone()
+    moved = None
+    if goal:
+        moved = conn.execute(
+            "UPDATE room_goals SET progress = progress + ? WHERE room_id = ? AND stream_id = ? "
+            "RETURNING goal_id, progress",
+            (receipt.diamonds, room_id, stream_id),
+        ).fetchone()
     creator_id = receipt.creator_id
     conn.execute(
         "INSERT INTO creator_supporters (creator_id, period, user_id, user, coins) "
@@ -77,6 +85,6 @@ def record_gift(
         int(stream_coins),
         int(stream_diamonds),
         int(gifter_coins),
-        None if goal is None else goal[0],
-        0 if goal is None else int(goal[1]),
+        None if moved is None else moved[0],
+        0 if moved is None else int(moved[1]),
     )

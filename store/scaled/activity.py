@@ -7,11 +7,16 @@ that are announced publish their events from the same Lua script
 change and its events are one atomic step: a combo ends exactly once, whichever
 node's timer gets there first, and after its last gift's event.
 
+On a Redis Cluster a gift's event also sets the SHOWN flag of the gift's
+room-step marker in the same script (``lua/lib_gift_marker.lua``), so it goes
+out once, whether the gift's node or the settle group sends it.
+
 Keys: the room slot's in ``store.scaled.keys``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from typing import Any, Final
@@ -23,11 +28,15 @@ from store.ids import new_id, new_secret, now_ms
 from store.scaled import keys
 from store.scaled.client import CommandBatcher, checked_reply, load_script
 from store.scaled.codec import fields_of, leader_entries
+from store.scaled.gifts import STEP_MARKER_TTL
 from store.scaled.keys import (
+    SINGLE,
+    KeyLayout,
     channel_name,
     chat_window_key,
     restrictions_key,
     room_key,
+    room_marker_key,
     supporters_key,
     throttle_key,
     user_key,
@@ -44,11 +53,26 @@ _THROTTLE: Final = load_script("room_throttle")
 _GOAL: Final = load_script("room_goal")
 _CHAT: Final = load_script("room_chat")
 _OVERLAY_KEY: Final = load_script("room_overlay_key")
+_BOARD: Final = load_script("room_board")
+BOARD_LEASE: Final = "board"
+"""The throttle lease of a room's leaderboard and goal announcements."""
+LISTED_ROOMS: Final = 100_000
+"""Rooms remembered as listed for the combo sweep (a full map starts over)."""
 
 
 def _open_head(event: models.Event) -> bytes:
     """An event's JSON without its closing brace (the script appends the rest)."""
     return orjson.dumps(event)[:-1]
+
+
+def _gift_heads(event: models.Event) -> tuple[bytes, bytes]:
+    """The open heads of a gift's event and of its combo's final event (the same
+    with count and diamonds 0), from one encoding when those are its last keys."""
+    head = _open_head(event)
+    tail = b',"count":%d,"diamonds":%d' % (event["count"], event["diamonds"])
+    if head.endswith(tail):  # only the last two top-level members can end it so
+        return head, head[: -len(tail)] + b',"count":0,"diamonds":0'
+    return head, _open_head({**event, "count": 0, "diamonds": 0})
 
 
 def _restriction(user_id: str, kind: str, value: bytes) -> models.Restriction:
@@ -66,21 +90,35 @@ class RedisRoomActivity:
     """``RoomActivity`` over Redis (see the module docstring)."""
 
     def __init__(
-        self, batcher: CommandBatcher, *, history_size: int, history_seconds: float
+        self,
+        batcher: CommandBatcher,
+        *,
+        history_size: int,
+        history_seconds: float,
+        layout: KeyLayout = SINGLE,
     ) -> None:
         self._batcher = batcher
+        self._layout = layout
         self._size = history_size
         # as the broker: an idle room's history expires, its seq never does
         self._history_ttl = max(int(history_seconds * 2), 60)
+        self._listed: dict[str, int] = {}
+        """Rooms this node listed for the combo sweep, and until when (ms) that
+        entry stands for sure: an open combo keeps it listed until its window
+        closes, so the room's gifts until then need not list it again."""
 
     def _publishing(self, room_id: str) -> tuple[str, int, int]:
         return channel_name(room_id), self._size, self._history_ttl
 
     # -- combos --------------------------------------------------------------------------
     async def publish_gift(self, room_id: str, hit: models.ComboHit, *, window_ms: int) -> int:
+        # on a cluster the gift's room-step marker records that its event is out:
+        # sent once, so the call may be sent again
+        marker = self._layout.cluster
+        head, final_head = _gift_heads(hit.event)
         wait = await self._batcher.evalsha(
             _COMBO,
-            self._combo_keys(room_id),
+            self._combo_keys(room_id, shown_of=hit if marker else None),
             (
                 *self._publishing(room_id),
                 "hit",
@@ -91,12 +129,19 @@ class RedisRoomActivity:
                 hit.diamonds,
                 window_ms if hit.streakable and window_ms > 0 else 0,
                 hit.stream_id,
-                _open_head(hit.event),
-                _open_head({**hit.event, "count": 0, "diamonds": 0}),
+                head,
+                final_head,
+                *((STEP_MARKER_TTL,) if marker else ()),
             ),
+            retry_on_disconnect=marker,
         )
         if wait:  # listed for every node's sweep (an earlier entry is corrected there)
-            await self._list_combos("ZADD", keys.COMBO_ROOMS, "NX", now_ms() + wait, room_id)
+            now = now_ms()
+            if self._listed.get(room_id, 0) <= now:
+                if len(self._listed) >= LISTED_ROOMS:
+                    self._listed.clear()
+                self._listed[room_id] = now + int(wait)
+                self._list_combos("ZADD", keys.COMBO_ROOMS, "NX", now + wait, room_id)
         return int(wait)
 
     async def end_combos(self, room_id: str, *, everything: bool = False) -> int:
@@ -109,17 +154,19 @@ class RedisRoomActivity:
         # Only an index for the sweep: a gift racing this just opens (and lists)
         # its combo again; the script alone decides what ends, once.
         if wait:
-            await self._list_combos("ZADD", keys.COMBO_ROOMS, "XX", now_ms() + wait, room_id)
+            self._list_combos("ZADD", keys.COMBO_ROOMS, "XX", now_ms() + wait, room_id)
         else:
-            await self._list_combos("ZREM", keys.COMBO_ROOMS, room_id)
+            self._listed.pop(room_id, None)
+            self._list_combos("ZREM", keys.COMBO_ROOMS, room_id)
         return int(wait)
 
-    async def _list_combos(self, *command: str | int) -> None:
-        """Update the list of rooms with open combos. The script's change and its
-        events are done: a failure here is logged, not raised (the combos still end
-        by the timers of the nodes watching the room)."""
+    def _list_combos(self, *command: str | int) -> None:
+        """Update the list of rooms with open combos, in the next pipeline, without
+        waiting for it. The script's change and its events are done: a failure here
+        is logged, not raised (the combos still end by the timers of the nodes
+        watching the room)."""
         try:
-            await self._batcher.execute(*command)
+            self._batcher.execute(*command).add_done_callback(_listing_done)
         except Exception:
             log.warning("listing the room's open combos failed", exc_info=True)
 
@@ -131,15 +178,45 @@ class RedisRoomActivity:
             for room, at in zip(listed[::2], listed[1::2], strict=True)
         }
 
+    async def publish_late_gift(self, room_id: str, hit: models.ComboHit) -> bool:
+        """Cluster: publish a committed gift's event unless it went out already (its
+        room-step marker says), as a combo of its own, ended at once, without
+        touching the room's combos: the settle group showing a gift whose node died
+        before its event. Returns whether it was published now."""
+        shown = await self._batcher.evalsha(
+            _COMBO,
+            self._combo_keys(room_id, shown_of=hit),
+            (
+                *self._publishing(room_id),
+                "late",
+                "",
+                hit.event["tx"],
+                hit.count,
+                hit.coins,
+                hit.diamonds,
+                0,
+                hit.stream_id,
+                _open_head(hit.event),
+                "",
+                STEP_MARKER_TTL,
+            ),
+            retry_on_disconnect=True,
+        )
+        return bool(shown)
+
     @staticmethod
-    def _combo_keys(room_id: str) -> tuple[str, ...]:
-        return (
+    def _combo_keys(room_id: str, *, shown_of: models.ComboHit | None = None) -> tuple[str, ...]:
+        """The combo script's keys; with ``shown_of``, its gift's room-step marker."""
+        combo = (
             room_key(room_id, keys.COMBOS),
             room_key(room_id, keys.COMBO_DUE),
             room_key(room_id, keys.STREAM_STATS),
             room_key(room_id, keys.SEQ),
             room_key(room_id, keys.HISTORY),
         )
+        if shown_of is None:
+            return combo
+        return (*combo, room_marker_key(room_id, shown_of.event["tx"]))
 
     # -- likes ---------------------------------------------------------------------------
     async def add_likes(
@@ -188,6 +265,22 @@ class RedisRoomActivity:
             (*self._publishing(room_id), node, count, ttl_ms, interval_ms),
         )
         return int(reply[0]), int(reply[1])
+
+    async def announce_board(self, room_id: str, *, interval_ms: int, limit: int) -> int:
+        wait = await self._batcher.evalsha(
+            _BOARD,
+            (
+                throttle_key(room_id, BOARD_LEASE),
+                room_key(room_id, keys.LEADERBOARD),
+                room_key(room_id, keys.LEADERBOARD_PROFILES),
+                room_key(room_id, keys.ROOM),
+                room_key(room_id, keys.GOAL),
+                room_key(room_id, keys.SEQ),
+                room_key(room_id, keys.HISTORY),
+            ),
+            (*self._publishing(room_id), interval_ms, limit),
+        )
+        return int(wait)
 
     async def throttle(self, room_id: str, name: str, interval_ms: int) -> int:
         wait = await self._batcher.evalsha(
@@ -311,6 +404,11 @@ class RedisRoomActivity:
             retry_on_disconnect=True,
         )
         return leader_entries(reply, limit)
+
+
+def _listing_done(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.warning("listing the room's open combos failed: %s", future.exception())
 
 
 async def _gather(*futures: Any) -> list[Any]:

@@ -124,11 +124,26 @@ async def open_scaled_engine(
             )
         )
 
+    activity = RedisRoomActivity(
+        batcher,
+        history_size=config.history_size,
+        history_seconds=config.history_seconds,
+        layout=layout,
+    )
     settler: asyncio.Task[None] | None = None
     if cluster:
-        # every node finishes the gifts a dead node left half done (gifts.py)
-        sweeper = SettleSweeper(batcher, consumer=_consumer_name())
-        settler = asyncio.get_running_loop().create_task(sweeper.run(stop))
+        # every node finishes (and shows) the gifts a dead node left half done (gifts.py)
+        delay = config.settle_delay_seconds
+        sweeper = SettleSweeper(
+            batcher,
+            consumer=_consumer_name(),
+            rooms=activity,
+            claim_idle_ms=int(delay * 1000),
+            rescan_seconds=min(30.0, delay * 3),  # a new slot's outbox: found soon enough
+        )
+        settler = asyncio.get_running_loop().create_task(
+            sweeper.run(stop, idle_seconds=min(5.0, delay))
+        )
 
     async def close_worker() -> None:
         stop.set()
@@ -149,11 +164,7 @@ async def open_scaled_engine(
         rooms=RedisRooms(batcher),
         ledger=ledger,
         broker=broker,
-        activity=RedisRoomActivity(
-            batcher,
-            history_size=config.history_size,
-            history_seconds=config.history_seconds,
-        ),
+        activity=activity,
         catalogs=catalogs,
         subscriptions=PostgresSubscriptions(pool),
         presence=RedisOverlayPresence(redis),

@@ -13,9 +13,11 @@ so the same gift is three single-slot scripts keyed by its transaction id
 (every check, the debit, the whole transaction to that slot's outbox with a
 ``gift`` field describing the rest, the receipt), then ``gift_credit.lua`` in
 the creator's slot and ``room_gift.lua`` in the room's, each applied once by a
-marker. The node runs the last two at once after the debit; the settle group of
-the outboxes (``store.scaled.outbox.SettleSweeper``) runs them again for every
-entry, which finishes the gift of a node that died in between.
+marker. The node runs the last two at once after the debit, then publishes the
+gift's event, which sets the SHOWN flag of the room-step marker; the settle group
+of the outboxes (``store.scaled.outbox.SettleSweeper``) runs them again for every
+entry, and publishes the event of a gift never shown (``GiftStep.late_hit``),
+which finishes the gift of a node that died in between.
 """
 
 from __future__ import annotations
@@ -27,8 +29,9 @@ from typing import Final
 
 import orjson
 
+from protocol import events
 from store.domain.accounts import MoneyPolicy
-from store.domain.models import GiftReceipt, GiftRequest, utc_day
+from store.domain.models import ComboHit, GiftReceipt, GiftRequest, utc_day
 from store.domain.postings import gift_postings, split_gift
 from store.domain.rules import HOUR_MS
 from store.errors import StoreError
@@ -182,6 +185,7 @@ class GiftSender:
             count=request.count,
             stream_id=stream_id,
             created_at=created_at,
+            gift=orjson.dumps(request.gift.public()).decode(),
         )
 
     def _debit_keys(self, request: GiftRequest) -> tuple[str, ...]:
@@ -312,6 +316,9 @@ class GiftStep:
     count: int
     stream_id: str
     created_at: int
+    gift: str = ""
+    """The gift as events carry it (JSON), for its event if its node died before
+    sending it; "" in entries written before it was kept (not shown then)."""
 
     def encode(self) -> bytes:
         return orjson.dumps(
@@ -326,6 +333,7 @@ class GiftStep:
                 self.count,
                 self.stream_id,
                 self.created_at,
+                self.gift,
             ]
         )
 
@@ -333,11 +341,12 @@ class GiftStep:
     def decode(cls, raw: bytes) -> GiftStep:
         """The step of an outbox entry's ``gift`` field (``ValueError`` if malformed)."""
         try:
-            tx, creator, room, sender, profile, total, diamonds, count, stream, at = orjson.loads(
-                raw
+            tx, creator, room, sender, profile, total, diamonds, count, stream, at, *rest = (
+                orjson.loads(raw)
             )
         except (orjson.JSONDecodeError, TypeError, ValueError) as exc:
             raise ValueError(f"malformed gift step: {exc}") from None
+        gift = rest[0] if rest else ""
         step = cls(
             tx_id=tx,
             creator_id=creator,
@@ -349,22 +358,66 @@ class GiftStep:
             count=count,
             stream_id=stream,
             created_at=at,
+            gift=gift,
         )
         texts = (step.tx_id, step.creator_id, step.room_id, step.sender_id, step.profile)
         numbers = (step.total, step.diamonds, step.count, step.created_at)
         if not all(isinstance(v, str) and v for v in texts) or not isinstance(stream, str):
             raise ValueError("malformed gift step: an id is missing")
+        if not isinstance(gift, str) or len(rest) > 1:
+            raise ValueError("malformed gift step: a bad gift")
+        try:  # the late event's parts (``late_hit``)
+            views = [orjson.loads(view) for view in (profile, gift) if view]
+        except orjson.JSONDecodeError:
+            views = []
+        if len(views) != 1 + bool(gift) or not all(isinstance(v, dict) for v in views):
+            raise ValueError("malformed gift step: the sender or the gift is not a JSON object")
         if not all(isinstance(v, int) and not isinstance(v, bool) for v in numbers):
             raise ValueError("malformed gift step: a number is not an integer")
         return step
 
+    def late_hit(self) -> ComboHit:
+        """The gift's event as the settle group publishes it when its node died
+        before doing so: the gift as it was sent, a combo of its own (ended at once),
+        the sender as the gift's profile (without equipped looks)."""
+        event = events.gift(
+            tx=self.tx_id,
+            gift=orjson.loads(self.gift),
+            sender=orjson.loads(self.profile),
+            count=self.count,
+            combo={},
+            diamonds=self.diamonds,
+        )
+        del event["combo"]  # the engine adds it
+        return ComboHit(
+            event=event,
+            stream_id=int(self.stream_id or 0),
+            sender_id=self.sender_id,
+            gift_id=str(event["gift"].get("id", "")),
+            streakable=False,
+            count=self.count,
+            coins=self.total,
+            diamonds=self.diamonds,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    """What ``finish_gift`` did and found."""
+
+    credited: bool
+    """The creator was credited by this call."""
+    booked: bool
+    """The room's totals and leaderboard were booked by this call."""
+    shown: bool
+    """The gift's event had gone out (its node's, or the settle group's)."""
+
 
 async def finish_gift(
     batcher: CommandBatcher, step: GiftStep, *, marker_ttl: int = STEP_MARKER_TTL
-) -> tuple[bool, bool]:
+) -> Finished:
     """Run a gift's credit (creator's slot) and room step (room's slot) at once;
-    each is applied once whoever runs it how often. Returns whether each was
-    applied by this call."""
+    each is applied once whoever runs it how often."""
     creator, room = step.creator_id, step.room_id
     args: tuple[Arg, ...] = (
         marker_ttl,
@@ -407,7 +460,7 @@ async def finish_gift(
             retry_on_disconnect=True,
         ),
     )
-    return credited == 1, booked == 1
+    return Finished(credited=credited == 1, booked=booked[0] == 1, shown=booked[1] == 1)
 
 
 def _remember(cache: dict[str, str], key: str, value: str) -> None:

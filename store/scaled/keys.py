@@ -268,7 +268,8 @@ def credit_marker_key(creator_id: str, tx_id: str) -> str:
 
 
 def room_marker_key(room_id: str, tx_id: str) -> str:
-    """Cluster: the gift ``tx_id`` was booked in its room (``room_gift.lua``)."""
+    """Cluster: the gift ``tx_id`` was booked in its room (``room_gift.lua``) and
+    its event shown (``room_combo.lua``): two flags (``lua/lib_gift_marker.lua``)."""
     return room_key(room_id, f"t:{tx_id}")
 
 

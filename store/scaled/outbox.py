@@ -46,6 +46,8 @@ from store.domain.models import Posting, TransactionRecord
 from store.domain.postings import is_balanced
 from store.errors import StoreError, Unavailable
 from store.observer import StoreObserver
+from store.roles import EngineConfig
+from store.scaled.activity import RedisRoomActivity
 from store.scaled.client import (
     CONNECTION_ERRORS,
     AnyRedis,
@@ -632,16 +634,25 @@ class SettleSweeper:
 
     A gift there is committed by its debit (``gift_debit.lua``, which writes the
     whole transaction and a ``gift`` field to its slot's outbox); the node then
-    runs the credit and the room step itself. This sweeper runs them again for
-    every entry of every outbox (consumer group ``settle``, created on each
-    outbox from its start): both are applied once by their markers, so a gift
-    whose node died in between is credited and booked once, and any other gift
-    costs two no-op marker checks. Entries read but not finished (Redis failed
-    mid-way, a sweeper died) are claimed again once idle for ``claim_idle_ms``.
-    It also runs again the credit steps of item purchases and reversals
-    (``store.scaled.credits``), applied once by the same markers. An entry is
-    deleted by whichever group acknowledges it last (``outbox_ack.lua``): the
-    ledger's, once filed, or this one.
+    runs the credit and the room step itself, and publishes the gift's event.
+    This sweeper looks at every entry of every outbox once it is
+    ``claim_idle_ms`` old (consumer group ``settle``, created on each outbox
+    from its start) and runs both steps again: each is applied once by its
+    marker, so a gift whose node died in between is credited and booked once,
+    and any other gift costs two no-op marker checks. The room step also says
+    whether the gift's event went out (the marker's SHOWN flag, set by the script
+    that publishes it); if not, the sweeper publishes it, late, as a combo of its
+    own (``RedisRoomActivity.publish_late_gift``), once. It also runs again the
+    credit steps of item purchases and reversals (``store.scaled.credits``),
+    applied once by the same markers. Entries read but not finished (Redis
+    failed mid-way, a sweeper died) are claimed again once idle for
+    ``claim_idle_ms``. An entry is deleted by whichever group acknowledges it
+    last (``outbox_ack.lua``): the ledger's, once filed, or this one. Each
+    process reads as a consumer of its own; the consumers of processes gone
+    (holding no entries, idle ``forget_idle_ms``) are removed, once every
+    ``forget_seconds``, by whichever sweeper gets there.
+    ``rooms`` publishes the late events (the engine's; by default one with the
+    engine's default history size and age, for a tool that sweeps on its own).
     """
 
     def __init__(
@@ -649,21 +660,38 @@ class SettleSweeper:
         batcher: CommandBatcher,
         *,
         consumer: str,
+        rooms: RedisRoomActivity | None = None,
         batch: int = 200,
         claim_idle_ms: int = 10_000,
         rescan_seconds: float = 30.0,
+        forget_idle_ms: int = 600_000,
+        forget_seconds: float = 60.0,
     ) -> None:
-        if batch < 1 or claim_idle_ms < 0:
-            raise ValueError("batch must be >= 1 and claim_idle_ms >= 0")
+        if batch < 1 or claim_idle_ms < 0 or forget_idle_ms < 1:
+            raise ValueError("batch and forget_idle_ms must be >= 1 and claim_idle_ms >= 0")
         self._batcher = batcher
         self._consumer = consumer
+        if rooms is None:
+            defaults = EngineConfig()
+            rooms = RedisRoomActivity(
+                batcher,
+                history_size=defaults.history_size,
+                history_seconds=defaults.history_seconds,
+                layout=CLUSTER,
+            )
+        self._rooms = rooms
         self._batch = batch
         self._claim_idle_ms = claim_idle_ms
         self._rescan = rescan_seconds
+        self._forget_idle_ms = forget_idle_ms
+        self._forget_every = forget_seconds
         self._outboxes: list[str] = []
         self._scanned_at = -math.inf
+        self._forgot_at = -math.inf
         self.finished = 0
         """Gifts this sweeper credited or booked (a step the node had not done)."""
+        self.shown = 0
+        """Gift events this sweeper published (their node died before)."""
 
     async def sweep(self, *, outboxes: Sequence[str] | None = None) -> int:
         """One pass over every outbox (or over ``outboxes``, when the caller has
@@ -703,14 +731,17 @@ class SettleSweeper:
         return self._outboxes
 
     async def _pass(self, outboxes: list[str]) -> dict[str, int]:
-        counts = await asyncio.gather(*(self._sweep(outbox) for outbox in outboxes))
+        forget = 0
+        if time.monotonic() - self._forgot_at >= self._forget_every:
+            forget, self._forgot_at = self._forget_idle_ms, time.monotonic()
+        counts = await asyncio.gather(*(self._sweep(outbox, forget) for outbox in outboxes))
         return dict(zip(outboxes, counts, strict=True))
 
-    async def _sweep(self, outbox: str) -> int:
+    async def _sweep(self, outbox: str, forget: int) -> int:
         entries = await self._batcher.evalsha(
             _SETTLE_READ,
             (outbox,),
-            (SETTLE_GROUP, self._consumer, self._batch, self._claim_idle_ms),
+            (SETTLE_GROUP, self._consumer, self._batch, self._claim_idle_ms, forget),
             retry_on_disconnect=True,
         )
         if not entries:
@@ -736,12 +767,17 @@ class SettleSweeper:
         results = await asyncio.gather(
             *(finish_gift(self._batcher, step) for _, step in steps), return_exceptions=True
         )
+        unseen: list[tuple[bytes, GiftStep]] = []
         for (entry_id, step), result in zip(steps, results, strict=True):
             if isinstance(result, BaseException):
                 log.warning("settle: gift %s not finished yet: %s", step.tx_id, result)
                 continue  # stays pending, claimed again once idle
-            self.finished += sum(result)
-            done.append(entry_id)
+            self.finished += result.credited + result.booked
+            if result.shown or not step.gift:
+                done.append(entry_id)
+            else:
+                unseen.append((entry_id, step))
+        done += await self._show(unseen)
         applied = await asyncio.gather(
             *(apply_credits(self._batcher, found) for _, found in others), return_exceptions=True
         )
@@ -755,3 +791,20 @@ class SettleSweeper:
                 _ACK, (outbox,), (SETTLE_GROUP, GROUP, 0, *done), retry_on_disconnect=True
             )
         return len(entries)
+
+    async def _show(self, unseen: list[tuple[bytes, GiftStep]]) -> list[bytes]:
+        """Publish the events of booked gifts never shown; the entries done."""
+        published = await asyncio.gather(
+            *(self._rooms.publish_late_gift(step.room_id, step.late_hit()) for _, step in unseen),
+            return_exceptions=True,
+        )
+        done: list[bytes] = []
+        for (entry_id, step), result in zip(unseen, published, strict=True):
+            if isinstance(result, BaseException):
+                log.warning("settle: the event of gift %s not shown yet: %s", step.tx_id, result)
+                continue  # stays pending, claimed again once idle
+            if result:
+                self.shown += 1
+                log.info("settle: gift %s shown by the settle group", step.tx_id)
+            done.append(entry_id)
+        return done

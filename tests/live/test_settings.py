@@ -43,6 +43,7 @@ def test_production_needs_a_secret(tmp_path: Path) -> None:
         {"LIVE_ENV": "staging"},
         {"LIVE_REDIS_WAIT_REPLICAS": "-1"},
         {"LIVE_REDIS_WAIT_MS": "0"},
+        {"LIVE_SETTLE_DELAY_MS": "999"},
         {"LIVE_OVERLAY_ALERT_BACKLOG": "1"},
         {"LIVE_OVERLAY_ALERT_TIMEOUT_SECONDS": "0"},
     ],
@@ -62,3 +63,8 @@ def test_redis_wait_reaches_the_engine(tmp_path: Path) -> None:
     )
     config = settings.engine_config()
     assert (config.redis_wait_replicas, config.redis_wait_seconds) == (2, 0.25)
+
+
+def test_the_settle_delay_reaches_the_engine(tmp_path: Path) -> None:
+    settings = Settings.from_env({"LIVE_DATA_DIR": str(tmp_path), "LIVE_SETTLE_DELAY_MS": "1500"})
+    assert settings.engine_config().settle_delay_seconds == 1.5

@@ -10,13 +10,21 @@
 --        8 coins  9 diamonds  10 window ms ("0": not streakable)  11 stream id
 --        12 the gift event's JSON without its closing brace
 --        13 the same with count and diamonds 0 (the combo's final event)
+--   "late": as "hit" (5, 10 and 13 unused): the gift's event as a combo of its own,
+--        ended at once, no combo touched (the settle group showing a gift whose
+--        node died before its event)
+-- On a Redis Cluster, "hit" and "late" also take KEYS 6, the gift's room-step
+-- marker (lib_gift_marker.lua), and ARGV 14, its TTL (s): the event goes out once
+-- per tx, whoever sends it how often; once out, a call publishes nothing.
 --
 -- Combos hash: member -> "id|count|coins|diamonds|deadline|stream id",
 --              member .. "\30" -> the final event's head.
 --
 -- Reply: milliseconds until the next open combo's window closes ("hit": this
--- gift's combo; 0 when it ended at once), 0 when none is open.
+-- gift's combo; 0 when it ended at once), 0 when none is open; "late": 1 when
+-- published, 0 when the event was out already.
 --@include room
+--@include gift_marker
 
 local function overlay(stream, coins, diamonds)
   local t = redis.call('HMGET', KEYS[3], stream .. ':gifts', stream .. ':coins',
@@ -58,7 +66,19 @@ local now = now_ms()
 local events = {}
 local wait = 0
 
-if ARGV[4] == 'hit' then
+if KEYS[6] then
+  local flags = marker_flags(KEYS[6])
+  if has_flag(flags, SHOWN) then
+    return 0
+  end
+  add_flag(KEYS[6], flags, SHOWN, ARGV[14])  -- published below, in this same step
+end
+
+if ARGV[4] == 'late' then
+  table.insert(events, event(ARGV[12], ARGV[6], tonumber(ARGV[7]), true, ARGV[11],
+    tonumber(ARGV[8]), tonumber(ARGV[9])))
+  wait = 1
+elseif ARGV[4] == 'hit' then
   local member = ARGV[5]
   local count, coins, diamonds = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
   local window = tonumber(ARGV[10])

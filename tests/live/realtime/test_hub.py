@@ -148,3 +148,59 @@ async def test_a_gift_round_times_its_first_and_last_connection() -> None:
     assert all(sink.seqs() == [1, 2] for _, sink in crowd)
     slowest = registry.get_sample_value("live_gift_to_frame_seconds_sum", {"viewer": "last"})
     assert slowest is not None and 0 <= slowest < 5
+
+
+async def resume(hub: Hub, since: int) -> tuple[bool, ListSink]:
+    sink = ListSink()
+    conn = Connection(session="back", room_id=ROOM, codec=JSON_CODEC, sink=sink, profile=None)
+    plan = await hub.join(conn, since=since)
+    hub.attach(conn, plan, {"type": "welcome", "seq": conn.cursor})
+    return plan.resumed, sink
+
+
+async def test_a_viewer_resumes_from_the_channel_with_every_missed_event_once() -> None:
+    hub, broker = make_hub()
+    await connect(hub, 1)  # keeps the channel open
+    for n in range(1, 6):
+        await start_round(broker, [chat(n)])
+        await settle(hub)
+    resumed, sink = await resume(hub, 2)
+    assert resumed and sink.frames[0] == [{"type": "welcome", "seq": 2}]
+    await broker.publish(ROOM, [chat(6)])
+    await settle(hub)
+    assert sink.seqs() == [3, 4, 5, 6]
+
+
+async def test_a_resume_past_the_window_is_a_snapshot_from_the_channel_as_from_the_broker() -> None:
+    broker = MemoryBroker(history_size=3, history_seconds=60)
+    hub = Hub(broker=broker, metrics=Metrics(), tick_seconds=0.005, history_size=3)
+    await connect(hub, 1)
+    for n in range(1, 7):
+        await start_round(broker, [chat(n)])
+        await settle(hub)
+    resumed, sink = await resume(hub, 2)  # 4 missed, 3 kept
+    assert not resumed and sink.frames == [[{"type": "welcome", "seq": 6}]]
+    resumed, sink = await resume(hub, 3)  # 3 missed: still within
+    assert resumed and sink.seqs() == [4, 5, 6]
+
+
+async def test_the_channel_board_follows_the_announcements_and_ends_with_the_room() -> None:
+    hub, broker = make_hub()
+    await connect(hub, 1)
+    board = hub.channels[ROOM].board
+    board.fill(stream_id=4, leaderboard=[], goal=None)
+    top = [{"user": {"id": "u1"}, "coins": 30}]
+    goal = {"type": "goal", "target": 100, "progress": 30, "title": "mic", "reached": False}
+    await start_round(broker, [{"type": "leaderboard", "top": top}, goal])
+    await settle(hub)
+    assert board.leaderboard == top
+    assert board.goal == {"target": 100, "progress": 30, "title": "mic", "reached": False}
+    board.fill(stream_id=4, leaderboard=[], goal=None)  # an older read loses to them
+    assert board.leaderboard == top
+    assert board.goal == {"target": 100, "progress": 30, "title": "mic", "reached": False}
+    await start_round(broker, [{"type": "goal_reached", "target": 100, "progress": 30}])
+    await settle(hub)
+    assert board.goal == {"target": 100, "progress": 30, "title": "mic", "reached": True}
+    await start_round(broker, [{"type": "room_ended"}])
+    await settle(hub)
+    assert (board.leaderboard, board.goal, board.goal_known) == (None, None, False)

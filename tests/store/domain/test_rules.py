@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import pytest
 
 from store.domain.accounts import UserLimits
@@ -39,6 +41,21 @@ NOW = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 )
 def test_local_day_and_month(tz: str, offset_ms: int, expected: tuple[str, str]) -> None:
     assert local_periods(NOW + offset_ms, tz) == expected
+
+
+@pytest.mark.parametrize(
+    "tz", ["UTC", "Asia/Kolkata", "Asia/Kathmandu", "Australia/Eucla", "America/St_Johns"]
+)
+def test_the_periods_kept_per_minute_match_the_zone_around_local_midnight(tz: str) -> None:
+    """Zones a half or three quarters of an hour off: the first and last millisecond
+    of every minute within 15 hours of a new year, each read twice (the second read
+    is the kept one)."""
+    for minute in range(-15 * 60, 15 * 60):
+        for at in (NOW + minute * 60_000, NOW + minute * 60_000 + 59_999):
+            moment = datetime.fromtimestamp(at / 1000, tz=zone(tz))
+            expected = (moment.strftime("%Y-%m-%d"), moment.strftime("%Y-%m"))
+            assert local_periods(at, tz) == expected
+            assert local_periods(at, tz) == expected
 
 
 @pytest.mark.parametrize("tz", ["", "Nowhere/City", "../etc/passwd", "/etc/localtime"])

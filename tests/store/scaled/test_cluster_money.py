@@ -66,7 +66,7 @@ async def _sweep(batcher: CommandBatcher, user_id: str, *, again: bool) -> None:
         for fields in await _entries(batcher, user_id):
             await credits.apply(batcher, credits.stream_credits(fields))
     else:
-        await SettleSweeper(batcher, consumer="test").sweep()
+        await SettleSweeper(batcher, consumer="test", claim_idle_ms=0).sweep()
 
 
 @pytest.fixture

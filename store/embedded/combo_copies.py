@@ -1,0 +1,125 @@
+"""The file's copy of the open gift combos, brought up to date once per group commit.
+
+Every streakable gift changes its combo, and the copy must be on disk before the
+gift is answered (a combo open when the process dies ends after the restart). A
+write of its own per gift doubled the writer's operations; here the changes
+wait in a table of their own, one entry per combo (the latest change wins: the
+file only needs the combo's state now), and one operation writes all of them
+in the next group commit, with one ``executemany`` per kind of change. Each
+caller still returns only once its change is durable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from typing import Final
+
+import orjson
+
+from store.embedded.database import SQLiteDatabase
+
+ComboKey = tuple[str, str, str]
+"""(room, sender, gift): one open combo per sender and gift in a room."""
+
+ComboRow = tuple[str, str, str, str, int, int, int, int, int, bytes]
+"""An open combo as ``open_combos`` keeps it (``ComboKey`` first)."""
+
+_KEEP: Final = (
+    "INSERT INTO open_combos (room_id, sender_id, gift_id, combo_id, stream_id, count, "
+    "coins, diamonds, deadline, end_event) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (room_id, sender_id, gift_id) DO UPDATE SET combo_id = excluded.combo_id, "
+    "stream_id = excluded.stream_id, count = excluded.count, coins = excluded.coins, "
+    "diamonds = excluded.diamonds, deadline = excluded.deadline, "
+    "end_event = excluded.end_event "
+    # a write that arrives late (an older count of the same combo) changes nothing
+    "WHERE excluded.combo_id != combo_id OR excluded.count >= count"
+)
+_FORGET: Final = (
+    "DELETE FROM open_combos WHERE room_id = ? AND sender_id = ? AND gift_id = ? AND combo_id = ?"
+)
+
+
+def combo_row(
+    key: ComboKey,
+    *,
+    combo_id: str,
+    stream_id: int,
+    totals: tuple[int, int, int],
+    deadline: int,
+    end_event: object,
+) -> ComboRow:
+    """The row of an open combo (``deadline`` in wall-clock ms)."""
+    count, coins, diamonds = totals
+    return (*key, combo_id, stream_id, count, coins, diamonds, deadline, orjson.dumps(end_event))
+
+
+def write_changes(conn: sqlite3.Connection, changes: dict[ComboKey, ComboRow | str]) -> None:
+    """Apply the changes: a row keeps its combo open, a combo id ends that combo."""
+    keep = [change for change in changes.values() if not isinstance(change, str)]
+    forget = [(*key, change) for key, change in changes.items() if isinstance(change, str)]
+    if keep:
+        conn.executemany(_KEEP, keep)
+    if forget:
+        conn.executemany(_FORGET, forget)
+
+
+class ComboCopies:
+    """Changes of the open combos waiting for their write (see the module docstring).
+
+    ``_pending`` is shared with the writer thread, which takes it as a whole when
+    the write runs: under ``_lock``, a change either joins the write that is
+    queued or, once that write has taken its changes, queues the next one."""
+
+    def __init__(self, db: SQLiteDatabase) -> None:
+        self._db = db
+        self._lock = threading.Lock()
+        self._pending: dict[ComboKey, ComboRow | str] = {}
+        self._write: asyncio.Task[None] | None = None
+        """The write queued that has not taken ``_pending`` yet."""
+
+    def keep(self, row: ComboRow) -> asyncio.Future[None]:
+        """The combo is open with this state: done once that is on disk."""
+        return self._change((row[0], row[1], row[2]), row)
+
+    def forget(self, key: ComboKey, combo_id: str) -> asyncio.Future[None]:
+        """The combo ended (a newer combo of the same key is left alone): done once
+        that is on disk."""
+        return self._change(key, combo_id)
+
+    def _change(self, key: ComboKey, change: ComboRow | str) -> asyncio.Future[None]:
+        with self._lock:
+            self._pending[key] = change
+            write = self._write
+            if write is None:
+                write = self._write = asyncio.get_running_loop().create_task(self._run())
+                write.add_done_callback(_seen)
+        # shielded: a caller that gives up does not cancel the others' write
+        return asyncio.shield(write)
+
+    async def _run(self) -> None:
+        taken: list[dict[ComboKey, ComboRow | str]] = []
+
+        def write(conn: sqlite3.Connection) -> None:
+            if not taken:  # a batch run again writes the same changes
+                with self._lock:
+                    taken.append(self._pending)
+                    self._pending = {}
+                    self._write = None
+            write_changes(conn, taken[0])
+
+        try:
+            await self._db.write(write)
+        finally:
+            if not taken:  # refused before it ran (a closed store): the next change retries
+                with self._lock:
+                    if self._write is asyncio.current_task():
+                        self._write = None
+
+
+def _seen(write: asyncio.Task[None]) -> None:
+    """The callers got the write's error (and logged it); one that all of them gave
+    up on is not reported again as never retrieved."""
+    if not write.cancelled():
+        write.exception()
