@@ -39,7 +39,6 @@ from store.roles import Ledger
 from store.scaled import credits, keys
 from store.scaled.client import Arg, CommandBatcher, checked_reply, load_script, text
 from store.scaled.codec import entry_head, members
-from store.scaled.credits import Credit
 from store.scaled.gifts import STEP_MARKER_TTL
 from store.scaled.keys import (
     SINGLE,
@@ -94,10 +93,7 @@ async def refund(
         if reply[0] != b"S":
             if reply[0] == b"OK" and layout.cluster:
                 claws = orjson.loads(reply[2])
-                await credits.apply(
-                    batcher,
-                    [Credit(tx_id, c["creator_id"], -int(c["diamonds"])) for c in claws],
-                )
+                await credits.apply(batcher, credits.clawbacks(tx_id, claws))
             return money.RefundReceipt(**orjson.loads(reply[1]), replayed=reply[0] == b"R")
         user_id = text(reply[1])
     raise StoreError("the refunded purchase kept changing under a stream of gifts; try again")
