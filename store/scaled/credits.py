@@ -19,6 +19,7 @@ from typing import Any, Final
 
 import orjson
 
+from store.domain.accounts import REVERSAL_KINDS
 from store.domain.models import diamonds_account
 from store.domain.rules import HOUR_MS
 from store.scaled import keys
@@ -27,7 +28,6 @@ from store.scaled.gifts import STEP_MARKER_TTL
 from store.scaled.keys import credit_marker_key, user_key, wallet_key
 
 _CREDIT: Final = load_script("credit")
-REVERSAL_KINDS: Final = ("refund", "chargeback")
 
 
 @dataclass(frozen=True, slots=True)
