@@ -122,7 +122,7 @@ async def _holdings(batcher: CommandBatcher, gifts: list[GiftSpend]) -> dict[str
     plus the diamonds of those gifts whose credit has not landed yet (a gift's
     credit follows its debit; the clawback and that credit only add, so they
     commute). A gift older than half the markers' life was credited long ago."""
-    recent = now_ms() - STEP_MARKER_TTL * 500
+    recent = now_ms() - STEP_MARKER_TTL * 1000 // 2  # half the markers' life, in ms
     pending: dict[str, list[GiftSpend]] = {}
     for gift in gifts:
         if gift.creator_id:
