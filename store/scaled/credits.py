@@ -13,11 +13,13 @@ the creator's wallet themselves.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Final
 
 import orjson
 
+from store.domain.accounts import REVERSAL_KINDS
 from store.domain.models import diamonds_account
 from store.domain.rules import HOUR_MS
 from store.scaled import keys
@@ -26,7 +28,6 @@ from store.scaled.gifts import STEP_MARKER_TTL
 from store.scaled.keys import credit_marker_key, user_key, wallet_key
 
 _CREDIT: Final = load_script("credit")
-REVERSAL_KINDS: Final = ("refund", "chargeback")
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +40,20 @@ class Credit:
     """Negative: clawed back."""
     earnings: tuple[int, str] | None = None
     """The hour and ``<stream>|<room>`` the diamonds count as earned in (item shares)."""
+
+
+def clawbacks(tx: str, claws: Iterable[dict[str, Any]]) -> list[Credit]:
+    """A reversal's credit steps from its clawbacks (``creator_id``, ``diamonds``:
+    as the refund script replies them and the outbox entry's meta keeps them)."""
+    return [Credit(tx, str(c["creator_id"]), -int(c["diamonds"])) for c in claws]
+
+
+def item_share(
+    tx: str, creator_id: str, diamonds: int, *, created_at: int, stream_id: int | str, room_id: str
+) -> Credit:
+    """An item purchase's creator share, earned in the hour of ``created_at`` and
+    in the ``<stream>|<room>`` field a gift's earnings use too (``lib_gift_steps.lua``)."""
+    return Credit(tx, creator_id, diamonds, (created_at // HOUR_MS, f"{stream_id}|{room_id}"))
 
 
 async def apply(batcher: CommandBatcher, credits: list[Credit]) -> None:
@@ -75,10 +90,7 @@ def entry_credits(entry: dict[str, Any]) -> list[Credit]:
     reversal; none for other kinds."""
     tx, kind, meta = str(entry["id"]), entry["kind"], entry.get("meta") or {}
     if kind in REVERSAL_KINDS:
-        return [
-            Credit(tx, str(c["creator_id"]), -int(c["diamonds"]))
-            for c in meta.get("clawbacks") or ()
-        ]
+        return clawbacks(tx, meta.get("clawbacks") or ())
     if kind == "item" and meta.get("creator_id"):
         creator = str(meta["creator_id"])
         diamonds = sum(
@@ -86,7 +98,13 @@ def entry_credits(entry: dict[str, Any]) -> list[Credit]:
             for p in entry["postings"]
             if p["asset"] == "diamond" and p["account"] == diamonds_account(creator)
         )
-        hour = int(entry["created_at"]) // HOUR_MS
-        stream = f"{meta.get('stream_id', 0)}|{meta.get('room_id') or ''}"
-        return [Credit(tx, creator, diamonds, (hour, stream))]
+        share = item_share(
+            tx,
+            creator,
+            diamonds,
+            created_at=int(entry["created_at"]),
+            stream_id=meta.get("stream_id", 0),
+            room_id=meta.get("room_id") or "",
+        )
+        return [share]
     return []

@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 import orjson
 
@@ -108,28 +108,15 @@ class GiftSender:
         for _ in range(4):
             step: GiftStep | None = None
             if split:
-                room = await self._room_facts(room_id)
-                creator_id = room[0]
-                step = self._step(request, creator_id, room[3], tx_id, created_at)
-                call = self._batcher.evalsha(
-                    _GIFT_DEBIT,
-                    self._debit_keys(request),
-                    (
-                        *self._args(request, creator_id, tx_id, created_at, tz),
-                        flag(bool(refusal)),
-                        *room[1:],
-                        step.encode(),
-                    ),
-                    retry_on_disconnect=True,
-                )
+                step, raw = await self._debit(request, tx_id, created_at, tz, refused=bool(refusal))
             else:
-                call = self._batcher.evalsha(
+                raw = await self._batcher.evalsha(
                     _GIFT,
                     self._keys(request, creator_id, created_at),
                     (*self._args(request, creator_id, tx_id, created_at, tz), flag(bool(refusal))),
                     retry_on_disconnect=True,
                 )
-            reply = checked_reply(await call)
+            reply = checked_reply(raw)
             if reply[0] == b"S":
                 creator_id = reply[1].decode()
                 _remember(self._creators, room_id, creator_id)
@@ -143,6 +130,29 @@ class GiftSender:
                     await self._finish(step)
                 return GiftReceipt(**orjson.loads(reply[1]), replayed=reply[0] == b"R")
         raise StoreError("the room's creator or the sender's time zone kept changing")
+
+    async def _debit(
+        self, request: GiftRequest, tx_id: str, created_at: int, tz: str, *, refused: bool
+    ) -> tuple[GiftStep, Any]:
+        """Cluster: the gift's first script (``gift_debit.lua``, the sender's slot),
+        given the room's facts read just before; the step that finishes the gift
+        once it committed, and the script's raw reply."""
+        creator_id, live, adult, stream_id = await self._room_facts(request.room_id)
+        step = self._step(request, creator_id, stream_id, tx_id, created_at)
+        raw = await self._batcher.evalsha(
+            _GIFT_DEBIT,
+            self._debit_keys(request),
+            (
+                *self._args(request, creator_id, tx_id, created_at, tz),
+                flag(refused),
+                live,
+                adult,
+                stream_id,
+                step.encode(),
+            ),
+            retry_on_disconnect=True,
+        )
+        return step, raw
 
     async def _room_facts(self, room_id: str) -> tuple[str, str, str, str]:
         """Cluster: the room's creator, live flag, creator's adulthood and stream,

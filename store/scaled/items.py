@@ -29,13 +29,11 @@ from store.domain.items import (
     owned_from,
 )
 from store.domain.models import coins_account, diamonds_account, fingerprint
-from store.domain.rules import HOUR_MS
 from store.errors import StoreError
 from store.ids import new_id, now_ms
 from store.scaled import credits, keys
 from store.scaled.client import Arg, CommandBatcher, checked_reply, load_script, text
 from store.scaled.codec import entry_head, fields_of, flag, members, spending_args
-from store.scaled.credits import Credit
 from store.scaled.keys import SINGLE, KeyLayout, hashed, room_key, user_key, wallet_key
 
 _ITEM: Final = load_script("item")
@@ -150,9 +148,13 @@ class RedisItems:
             else:
                 receipt = ItemReceipt(**orjson.loads(reply[1]), replayed=reply[0] == b"R")
                 if reply[0] == b"OK" and self._layout.cluster and receipt.diamonds:
-                    field = f"{room[2]}|{receipt.room_id}"
-                    share = Credit(
-                        tx_id, receipt.creator_id, receipt.diamonds, (now // HOUR_MS, field)
+                    share = credits.item_share(
+                        tx_id,
+                        receipt.creator_id,
+                        receipt.diamonds,
+                        created_at=now,
+                        stream_id=room[2],
+                        room_id=receipt.room_id,
                     )
                     await credits.apply(self._batcher, [share])
                 return receipt

@@ -310,7 +310,7 @@ class KeyLayout:
         Redis, where the payment key itself is shared by every user). The payment
         key is in the buyer's slot there, so this one claim, in the payment's own
         slot, is what refuses the same payment id for another user."""
-        return payment_key(provider, payment_id) + ":u" if self.cluster else None
+        return payment_owner_key(provider, payment_id) if self.cluster else None
 
     def reversal(self, provider: str, payment_id: str, user_id: str) -> str:
         """The idempotency key of that purchase's reversal."""

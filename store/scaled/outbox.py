@@ -260,7 +260,7 @@ async def _read(
     entries: list[Entry] = []
     again: list[str] = []
     for outbox, reply in zip(outboxes, replies, strict=True):
-        if isinstance(reply, redis_errors.ResponseError) and "NOGROUP" in str(reply):
+        if _no_group(reply):
             await ensure_group(redis, outbox)
             again.append(outbox)
             continue
@@ -286,12 +286,18 @@ async def _claim(
     )
     entries: list[Entry] = []
     for outbox, reply in zip(outboxes, replies, strict=True):
-        if isinstance(reply, redis_errors.ResponseError) and "NOGROUP" in str(reply):
+        if _no_group(reply):
             continue  # created by the next read
         if isinstance(reply, Exception):
             raise reply
         entries.extend((outbox, i, f) for i, f in reply[1] if f is not None)
     return entries
+
+
+def _no_group(reply: object) -> bool:
+    """Whether a pipelined reply says the outbox has no ledger group yet (a stream
+    made by a script's first ``XADD``): ``ensure_group`` creates it."""
+    return isinstance(reply, redis_errors.ResponseError) and "NOGROUP" in str(reply)
 
 
 async def _pipelined(

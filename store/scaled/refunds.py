@@ -39,7 +39,6 @@ from store.roles import Ledger
 from store.scaled import credits, keys
 from store.scaled.client import Arg, CommandBatcher, checked_reply, load_script, text
 from store.scaled.codec import entry_head, members
-from store.scaled.credits import Credit
 from store.scaled.gifts import STEP_MARKER_TTL
 from store.scaled.keys import (
     SINGLE,
@@ -94,10 +93,7 @@ async def refund(
         if reply[0] != b"S":
             if reply[0] == b"OK" and layout.cluster:
                 claws = orjson.loads(reply[2])
-                await credits.apply(
-                    batcher,
-                    [Credit(tx_id, c["creator_id"], -int(c["diamonds"])) for c in claws],
-                )
+                await credits.apply(batcher, credits.clawbacks(tx_id, claws))
             return money.RefundReceipt(**orjson.loads(reply[1]), replayed=reply[0] == b"R")
         user_id = text(reply[1])
     raise StoreError("the refunded purchase kept changing under a stream of gifts; try again")
@@ -126,7 +122,7 @@ async def _holdings(batcher: CommandBatcher, gifts: list[GiftSpend]) -> dict[str
     plus the diamonds of those gifts whose credit has not landed yet (a gift's
     credit follows its debit; the clawback and that credit only add, so they
     commute). A gift older than half the markers' life was credited long ago."""
-    recent = now_ms() - STEP_MARKER_TTL * 500
+    recent = now_ms() - STEP_MARKER_TTL * 1000 // 2  # half the markers' life, in ms
     pending: dict[str, list[GiftSpend]] = {}
     for gift in gifts:
         if gift.creator_id:

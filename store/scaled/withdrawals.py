@@ -118,19 +118,17 @@ async def reserve(
     ):
         fields += [name, value]
     wallet = wallet_key(user_id)
+    owner = withdrawal_owner_key(withdrawal_id)
+    record = withdrawal_record_key(user_id, withdrawal_id)
     call_keys = [
         user_key(user_id, hashed(keys.WITHDRAWAL_KEY, request.key)),
         wallet,
         user_key(user_id, keys.ACCOUNT),
         user_key(user_id, keys.EARNINGS_HOURS),
-        withdrawal_record_key(user_id, withdrawal_id),
+        record,
         user_key(user_id, keys.WITHDRAWALS),
         layout.outbox(wallet),
     ]
-    owner, record = (
-        withdrawal_owner_key(withdrawal_id),
-        withdrawal_record_key(user_id, withdrawal_id),
-    )
     if layout.cluster:
         await owners.claim(batcher, owner, user_id)  # a fresh id: never taken
     else:

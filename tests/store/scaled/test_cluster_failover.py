@@ -109,12 +109,14 @@ class GiftLoad:
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
-    def start(self) -> None:
+    async def __aenter__(self) -> GiftLoad:
+        """Start every sender and the publisher; stopped on leaving, however left."""
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._gifts(sender)) for sender in self.senders]
         self._tasks.append(loop.create_task(self._events()))
+        return self
 
-    async def stop(self) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         self._stop.set()
         await asyncio.gather(*self._tasks)
 
@@ -201,9 +203,7 @@ async def test_a_primary_killed_under_gift_load_loses_no_acknowledged_gift(
             holders = [await cluster.primary_of(wallet_key(p.id)) for p in people]
             assert victim in holders  # the victim holds senders' wallets too
             promoted = await cluster.replica_of(victim)
-            load = GiftLoad(engine, people)
-            load.start()
-            try:
+            async with GiftLoad(engine, people) as load:
                 await load.until(acked=100)
                 await victim.kill()
                 await eventually(
@@ -215,8 +215,6 @@ async def test_a_primary_killed_under_gift_load_loses_no_acknowledged_gift(
                 # back until the old primary is back as its replica
                 await victim.start()
                 await load.until(acked=200)
-            finally:
-                await load.stop()
             assert load.resent > 0  # the failover was felt
             assert viewer.resets >= 1
             await _check(engine, database, load, funded, viewer)
@@ -236,15 +234,11 @@ async def test_a_hot_rooms_slot_migrated_under_gift_load(
             source = await cluster.primary_of(room_key(ROOM, SEQ))
             primaries = [n for n in cluster.nodes if n is not source and await _is_primary(n)]
             target = primaries[0]
-            load = GiftLoad(engine, people)
-            load.start()
-            try:
+            async with GiftLoad(engine, people) as load:
                 await load.until(acked=100)
                 moved = await cluster.migrate_slot(slot, source, target)
                 assert moved >= 3  # the room's hash, seq, history at least
                 await load.until(acked=100)
-            finally:
-                await load.stop()
             assert await cluster.primary_of(room_key(ROOM, SEQ)) is target
             assert viewer.resets >= 1
             await _check(engine, database, load, funded, viewer)

@@ -89,6 +89,12 @@ async def _conserved(raw: CommandBatcher, *users: Profile) -> dict[str, int]:
     return totals
 
 
+async def _unsettled(raw: CommandBatcher, outbox: str) -> int:
+    """Entries of ``outbox`` the settle group read and has not acknowledged yet."""
+    summary = await raw.execute("XPENDING", outbox, SETTLE_GROUP)
+    return int(summary[0])
+
+
 async def _board(raw: CommandBatcher, room_id: str) -> list[Any]:
     return list(await raw.execute("ZRANGE", room_key(room_id, LEADERBOARD), 0, -1, "WITHSCORES"))
 
@@ -268,8 +274,7 @@ async def test_the_settle_group_finishes_a_gift_whose_node_died_once(
     assert await finish_gift(raw, step) == Finished(credited=False, booked=False, shown=True)
     assert (await _wallet(raw, creator.id))["diamond"] == receipt.diamonds
     assert await _board(raw, room) == [sender.id.encode(), b"3"]
-    pending = await raw.execute("XPENDING", outbox, SETTLE_GROUP)
-    assert pending[0] == 0
+    assert await _unsettled(raw, outbox) == 0
 
 
 async def test_a_running_node_finishes_what_a_dead_one_left(
@@ -304,7 +309,7 @@ async def test_a_malformed_gift_step_is_acknowledged_and_left_alone(
     sweeper = SettleSweeper(raw, consumer="node-1", claim_idle_ms=0)
     assert await sweeper.sweep() == 2
     assert sweeper.finished == 0
-    assert (await raw.execute("XPENDING", outbox, SETTLE_GROUP))[0] == 0
+    assert await _unsettled(raw, outbox) == 0
     assert await raw.execute("XLEN", outbox) == 2  # the ledger's to file and delete
     with pytest.raises(ValueError, match="malformed gift step"):
         GiftStep.decode(b'["tx_1", "", "room", "ben", "{}", 1, 0, 1, "1", 0]')
@@ -337,7 +342,7 @@ async def test_a_gift_event_sent_by_its_node_goes_out_once(urls: Urls, raw: Comm
         assert (sweeper.finished, sweeper.shown) == (0, 0)
         assert len(await _gift_events(engine, room)) == 1
         outbox = CLUSTER.outbox(wallet_key(sender.id))
-        assert (await raw.execute("XPENDING", outbox, SETTLE_GROUP))[0] == 0
+        assert await _unsettled(raw, outbox) == 0
         # the combo still ends once, by the node's timer
         assert await engine.activity.end_combos(room, everything=True) == 0
         events = await _gift_events(engine, room)
