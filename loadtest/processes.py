@@ -457,11 +457,7 @@ class RedisCluster:
 
     @staticmethod
     async def _node_id(node: RedisServer) -> str:
-        client = node.client()
-        try:
-            reply = await client.execute_command("CLUSTER", "MYID")  # type: ignore[no-untyped-call]
-        finally:
-            await client.aclose()
+        reply = await _command(node, "CLUSTER", "MYID")
         return reply.decode() if isinstance(reply, bytes) else str(reply)
 
     async def state_ok(self) -> bool:
@@ -477,13 +473,10 @@ class RedisCluster:
         for node in self.nodes:
             if not node.alive:
                 continue
-            client = node.client()
             try:
-                slots = await client.execute_command("CLUSTER", "SLOTS")  # type: ignore[no-untyped-call]
+                slots = await _command(node, "CLUSTER", "SLOTS")
             except Exception:
                 continue
-            finally:
-                await client.aclose()
             for start, end, primary, *_ in slots:
                 if int(start) <= slot <= int(end):
                     port = int(primary[1])
@@ -516,22 +509,14 @@ class RedisCluster:
         for node in self.nodes:
             if node is primary or not node.alive:
                 continue
-            client = node.client()
-            try:
-                role = await client.execute_command("ROLE")  # type: ignore[no-untyped-call]
-                if role[0] == b"slave" and int(role[2]) == primary.port:
-                    return node
-            finally:
-                await client.aclose()
+            role = await _command(node, "ROLE")
+            if role[0] == b"slave" and int(role[2]) == primary.port:
+                return node
         raise RuntimeError(f"no replica follows {primary.port}")
 
     @staticmethod
     async def _state_ok(node: RedisServer) -> bool:
-        client = node.client()
-        try:
-            info = await client.execute_command("CLUSTER", "INFO")  # type: ignore[no-untyped-call]
-        finally:
-            await client.aclose()
+        info = await _command(node, "CLUSTER", "INFO")
         text = info.decode() if isinstance(info, bytes) else str(info)
         return "cluster_state:ok" in text
 
