@@ -74,6 +74,28 @@ def _entry(
     )
 
 
+def _record_fields(withdrawal: money.Withdrawal, *, today: str) -> list[Arg]:
+    """The new withdrawal's hash, as ``HSET`` arguments (name, value, ...)."""
+    fields: list[Arg] = []
+    for name, value in (
+        ("id", withdrawal.id),
+        ("user_id", withdrawal.user_id),
+        ("diamonds", withdrawal.diamonds),
+        ("status", withdrawal.status),
+        ("method", withdrawal.method),
+        ("created_at", withdrawal.created_at),
+        ("expected_at", withdrawal.expected_at),
+        ("settled_at", ""),
+        ("reference", ""),
+        ("reason", ""),
+        ("tx", withdrawal.tx),
+        ("settle_tx", ""),
+        ("day", today),
+    ):
+        fields += [name, value]
+    return fields
+
+
 async def reserve(
     batcher: CommandBatcher,
     policy: money.MoneyPolicy,
@@ -100,23 +122,7 @@ async def reserve(
         },
     )
     today = utc_day(now)
-    fields: list[Arg] = []
-    for name, value in (
-        ("id", withdrawal_id),
-        ("user_id", user_id),
-        ("diamonds", request.diamonds),
-        ("status", money.PENDING),
-        ("method", request.method),
-        ("created_at", now),
-        ("expected_at", withdrawal.expected_at),
-        ("settled_at", ""),
-        ("reference", ""),
-        ("reason", ""),
-        ("tx", tx_id),
-        ("settle_tx", ""),
-        ("day", today),
-    ):
-        fields += [name, value]
+    fields = _record_fields(withdrawal, today=today)
     wallet = wallet_key(user_id)
     owner = withdrawal_owner_key(withdrawal_id)
     record = withdrawal_record_key(user_id, withdrawal_id)
