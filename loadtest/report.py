@@ -147,7 +147,8 @@ def summary_rows(report: dict[str, Any]) -> list[tuple[str, Any]]:
             (
                 "money",
                 f"{'OK' if money['ok'] else 'MISMATCH'}: spent {fmt(money['coins_spent_wallets'])}"
-                f" (acked {fmt(money['coins_spent_acked'])}) = diamonds "
+                f" (acked {fmt(money['coins_spent_acked'])}, unanswered "
+                f"{fmt(money.get('coins_unanswered', 0))}) = diamonds "
                 f"{fmt(money['diamonds_credited'])} (expected {fmt(money['diamonds_expected'])})"
                 f" + platform {fmt(money['platform_share'])}; audit "
                 f"{'ok' if money['audit_ok'] else 'FAILED'}",

@@ -519,6 +519,8 @@ class Run:
                     self.people,
                     coins_spent=self.total.counters["coins_spent"],
                     diamonds_expected=self.total.counters["diamonds_expected"],
+                    coins_unanswered=self.total.counters["coins_unanswered"],
+                    diamonds_unanswered=self.total.counters["diamonds_unanswered"],
                 )
             )
         self.report = self._report(

@@ -306,16 +306,20 @@ class Worker:
         reply = await self.command(
             gifter, {"type": "send_gift", "gift": plan.gift, "count": plan.count}
         )
+        coins = plan.price * plan.count
+        diamonds = -(-coins * plan.creator_share // 100)
         if reply is None:
+            # no answer in time: committed or not, the money check allows either
+            tally.counters["coins_unanswered"] += coins
+            tally.counters["diamonds_unanswered"] += diamonds
             return
         now = clock()
         if reply.get("type") != "ack":
             return  # counted by code in the peer
         tally.ack_latency.add_seconds(now - sent)
         tally.counters["gifts_acked"] += 1
-        coins = plan.price * plan.count
         tally.counters["coins_spent"] += coins
-        tally.counters["diamonds_expected"] += -(-coins * plan.creator_share // 100)
+        tally.counters["diamonds_expected"] += diamonds
         tx = str(reply.get("tx"))
         tally.gift_acked(tx, sent)
         if plan.one_at_a_time and gifter.own_gift is not None:
