@@ -200,6 +200,11 @@ class RoomChannel:
         self.viewers = 0
         """Local connections that count as viewers (overlays do not)."""
         self.board = Board()
+        self._catch_ups: dict[tuple[int, str, bool], tuple[list[Event], Outgoing]] = {}
+        """The catch-ups sent since the last delivery, by cursor, codec and audience
+        (see ``_catch_up``)."""
+        self._catch_ups_seq = 0
+        """The last seq of ``recent`` when ``_catch_ups`` were made."""
 
     # -- BrokerListener -------------------------------------------------------------
     def on_events(self, room_id: str, events: list[Event]) -> None:
@@ -365,6 +370,7 @@ class RoomChannel:
             with contextlib.suppress(Exception):
                 self.delivered_seq = await self.hub.broker.last_seq(self.room_id)
             self.recent.clear()  # no longer a run without gaps: resume from the broker
+            self._catch_ups.clear()
             self.board.clear()  # announcements may have been among the missed events
             self.pending = [e for e in self.pending if e["seq"] > self.delivered_seq]
         else:
@@ -405,14 +411,36 @@ class RoomChannel:
         """Add ``conn`` after sending it everything this channel already delivered
         beyond its cursor (call with no await between this and the cursor set-up)."""
         recent = self.recent
-        caught_up = not recent or recent[-1]["seq"] <= conn.cursor  # a join's usual case
-        catch_up = [] if caught_up else [e for e in recent if e["seq"] > conn.cursor]
-        if catch_up:
-            conn.send_room(catch_up)
-            conn.cursor = catch_up[-1]["seq"]
+        if recent and recent[-1]["seq"] > conn.cursor:  # not caught up (in a storm, most)
+            self._catch_up(conn)
         self.connections[conn] = None
         if conn.is_viewer:
             self.viewers += 1
+
+    def _catch_up(self, conn: Connection) -> None:
+        """Send ``conn`` the recent events after its cursor, as ``send_room`` would.
+
+        In a reconnect storm thousands of viewers come back from the same last
+        seq, between two deliveries: they get the same events, so the view and its
+        encoding are made once per cursor, codec and audience, and the same bytes
+        go to all of them. What was made is forgotten when ``recent`` changes."""
+        last = self.recent[-1]["seq"]
+        if last != self._catch_ups_seq:
+            self._catch_ups.clear()
+            self._catch_ups_seq = last
+        codec = conn.codec
+        key = (conn.cursor, codec.subprotocol, conn.overlay)
+        made = self._catch_ups.get(key)
+        if made is None:
+            events = [e for e in self.recent if e["seq"] > conn.cursor]
+            view = events if conn.overlay else viewer_view(events)
+            made = self._catch_ups[key] = (view, Outgoing(codec.encode(view), binary=codec.binary))
+        view, out = made
+        if not conn.closed:
+            conn.sink.write(out)
+        if conn.pacer is not None:
+            conn.pacer(view)
+        conn.cursor = last
 
     def detach(self, conn: Connection) -> bool:
         if conn not in self.connections:

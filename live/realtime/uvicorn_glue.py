@@ -24,16 +24,31 @@ What it touches in uvicorn, and why:
     to ``scope["extensions"]``), ``keepalive_timeout``,
     ``handle_parser_exception`` and ``connection_lost`` are extended for the
     handshake deadline, the raw scope extension, dropping a peer that neither
-    answers pings nor reads, and a close frame that reaches the client.
+    answers pings nor reads, and a close frame that reaches the client;
+  - ``take_plain_upgrade`` does what ``handle_connect`` does for a request the
+    HTTP protocol already read (``live.realtime.upgrade``): it sets
+    ``conn.parser`` to the frame parser (``websockets.protocol.Protocol.parse``),
+    ``conn.accept_called``, ``handshake_initiated``, ``scope``, ``request`` and
+    ``response``, and starts ``run_asgi`` as uvicorn does (``queue``,
+    ``on_task_complete``, ``tasks``); ``send`` is extended to write that
+    request's 101 itself on ``websocket.accept`` (as uvicorn's ``send`` and
+    websockets' ``send_response`` do: ``writable``, ``default_headers``,
+    ``conn.state``, ``conn.data_to_send``, ``start_keepalive``, the same log
+    lines), and otherwise hands over to uvicorn's with the ``response`` websockets
+    would have made.
 - ``HttpToolsProtocol`` (``uvicorn.protocols.http.httptools_impl``), subclassed as
   ``LiveHttpProtocol``: ``connection_made``, ``on_message_begin``,
   ``on_headers_complete`` and ``connection_lost`` put a deadline on request
-  headers (slowloris).
+  headers (slowloris); ``handle_websocket_upgrade`` hands a plain upgrade over
+  (reading ``parser``, ``url``, ``headers``, ``ws_protocol_class``, ``config``,
+  ``server_state``, ``connections``) instead of writing its headers out for
+  websockets to parse again.
 - Both read ``app_state`` (the lifespan state, holding the settings) and ``loop``.
 - ``uvicorn.protocols.utils.ClientDisconnected``, as ``run_asgi`` catches it.
 
 These are not uvicorn's public API, so pyproject.toml pins uvicorn to the minor
-versions the tests pass with.
+versions the tests pass with; tests/live/realtime/test_upgrade.py holds the plain
+upgrade's rules and answer against the installed websockets.
 
 Module-level (not built in a function) so uvicorn can pickle the classes by
 reference when it starts worker processes.
@@ -44,13 +59,23 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import unquote
 
+from uvicorn.logging import TRACE_LOG_LEVEL
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
-from uvicorn.protocols.utils import ClientDisconnected
+from uvicorn.protocols.utils import (
+    ClientDisconnected,
+    get_client_addr,
+    get_path_with_query_string,
+)
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.datastructures import Headers
+from websockets.http11 import Request
+from websockets.protocol import OPEN, Protocol
 
 from live.limits import app_setting
 from live.realtime.sinks import RAW_EXTENSION, Outgoing
+from live.realtime.upgrade import PlainUpgrade, plain_upgrade, switching_protocols
 from protocol import close_frame
 
 DROP_GRACE_SECONDS = 5.0
@@ -93,6 +118,10 @@ _RELEASED_SCOPE: dict[str, Any] = {"type": "websocket", "extensions": {}}
 
 class LiveWebSocketProtocol(WebSocketsSansIOProtocol):
     _handshake_timer: asyncio.TimerHandle | None = None
+    _plain: PlainUpgrade | None = None
+    """Set when ``LiveHttpProtocol`` handed over a plain upgrade it had read and
+    checked (``take_plain_upgrade``): the 101 is then written without websockets'
+    header structures."""
     handoff: Handoff | None = None
     """Set once the app handed the connection over: it outlives the ASGI call."""
 
@@ -188,6 +217,96 @@ class LiveWebSocketProtocol(WebSocketsSansIOProtocol):
         scope = getattr(self, "scope", None)
         if scope is not None and self.response.status_code == 101:
             scope["extensions"][RAW_EXTENSION] = RawWebSocket(self)
+
+    def take_plain_upgrade(self, plain: PlainUpgrade, headers: list[tuple[bytes, bytes]]) -> None:
+        """``handle_connect`` for an upgrade the HTTP protocol read and found plain
+        (``live.realtime.upgrade``): the same scope and ASGI call, from the HTTP
+        parser's headers instead of websockets parsing them again, and no
+        websockets response built until one is needed (``send``)."""
+        conn = self.conn
+        # The request is read: from here the connection's bytes are frames (as
+        # websockets' own parser goes on after a request).
+        conn.parser = Protocol.parse(conn)
+        next(conn.parser)
+        conn.accept_called = True  # an answer other than 101 is a refusal
+        self._plain = plain
+        self.request = None  # type: ignore[assignment]
+        self.response = None  # type: ignore[assignment]
+        self.handshake_initiated = True
+        raw_path, _, query_string = plain.target.partition("?")
+        scope: dict[str, Any] = {
+            "type": "websocket",
+            "asgi": {"version": self.asgi_version, "spec_version": "2.4"},
+            "http_version": "1.1",
+            "scheme": self.scheme,
+            "server": self.server,
+            "client": self.client,
+            "root_path": self.root_path,
+            "path": self.root_path + unquote(raw_path),
+            "raw_path": self.root_path.encode("ascii") + raw_path.encode("ascii"),
+            "query_string": query_string.encode("ascii"),
+            "headers": headers,
+            "subprotocols": plain.subprotocols,
+            "state": self.app_state.copy(),
+            "extensions": {"websocket.http.response": {}, RAW_EXTENSION: RawWebSocket(self)},
+        }
+        self.scope = scope  # type: ignore[assignment]
+        self.queue.put_nowait({"type": "websocket.connect"})
+        task = self.loop.create_task(self.run_asgi())
+        task.add_done_callback(self.on_task_complete)
+        self.tasks.add(task)
+
+    async def send(self, message: Any) -> None:
+        """uvicorn's; the acceptance of a plain upgrade writes its 101 straight out."""
+        plain = self._plain
+        if (
+            plain is not None
+            and message["type"] == "websocket.accept"
+            and not self.handshake_complete
+            and self.initial_response is None
+        ):
+            answer = None
+            if not message.get("headers"):
+                answer = switching_protocols(
+                    key=plain.key,
+                    default_headers=self.default_headers,
+                    subprotocol=message.get("subprotocol"),
+                )
+            if answer is not None:
+                await self.writable.wait()
+                if self.disconnected:
+                    raise ClientDisconnected()
+                self._accept_plain(answer)
+                return
+            if getattr(self, "response", None) is None:  # the general way needs websockets' own
+                self.response = self.conn.accept(self._plain_request(plain))
+        await super().send(message)
+
+    def _accept_plain(self, answer: bytes) -> None:
+        """What uvicorn's ``send`` does on ``websocket.accept``, and websockets'
+        ``send_response`` on a 101, with the answer built already."""
+        self.logger.info(
+            '%s - "WebSocket %s" [accepted]',
+            get_client_addr(self.scope),
+            get_path_with_query_string(self.scope),
+        )
+        if not self.transport.is_closing():
+            self.handshake_complete = True
+            conn = self.conn
+            conn.state = OPEN
+            conn.logger.info("connection open")
+            self.transport.write(b"".join([*conn.data_to_send(), answer]))
+            self.start_keepalive()
+
+    def _plain_request(self, plain: PlainUpgrade) -> Request:
+        """The request as websockets would have parsed it (values ISO-8859-1)."""
+        headers = Headers(
+            [
+                (name.decode("ascii"), value.decode("latin-1"))
+                for name, value in self.scope["headers"]
+            ]
+        )
+        return Request(plain.target, headers)
 
     def _handshake_expired(self) -> None:
         self._handshake_timer = None
@@ -377,6 +496,34 @@ class LiveHttpProtocol(HttpToolsProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_header_timer()
         super().connection_lost(exc)
+
+    def handle_websocket_upgrade(self) -> None:
+        """uvicorn's hand-over to the WebSocket protocol, without writing a plain
+        upgrade's headers out for websockets to parse again
+        (``LiveWebSocketProtocol.take_plain_upgrade``); any other request goes
+        uvicorn's way."""
+        protocol_class = self.ws_protocol_class
+        if isinstance(protocol_class, type) and issubclass(protocol_class, LiveWebSocketProtocol):
+            plain = plain_upgrade(
+                method=self.parser.get_method(),
+                http_version=self.parser.get_http_version(),
+                target=self.url,
+                headers=self.headers,
+                extensions_negotiated=bool(self.config.ws_per_message_deflate),
+            )
+            if plain is not None:
+                if self.logger.level <= TRACE_LOG_LEVEL:
+                    prefix = "{}:{} - ".format(*self.client) if self.client else ""
+                    self.logger.log(TRACE_LOG_LEVEL, "%sUpgrading to WebSocket", prefix)
+                self.connections.discard(self)
+                protocol = protocol_class(
+                    config=self.config, server_state=self.server_state, app_state=self.app_state
+                )
+                protocol.connection_made(self.transport)
+                self.transport.set_protocol(protocol)
+                protocol.take_plain_upgrade(plain, self.headers)
+                return
+        super().handle_websocket_upgrade()
 
     def _start_header_timer(self) -> None:
         timeout = app_setting(self.app_state, "handshake_timeout")

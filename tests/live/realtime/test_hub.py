@@ -204,3 +204,54 @@ async def test_the_channel_board_follows_the_announcements_and_ends_with_the_roo
     await start_round(broker, [{"type": "room_ended"}])
     await settle(hub)
     assert (board.leaderboard, board.goal, board.goal_known) == (None, None, False)
+
+
+class OutgoingSink(ListSink):
+    """Also keeps the ``Outgoing`` objects, to tell shared bytes from copies."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.outgoing: list[Outgoing] = []
+
+    def write(self, out: Outgoing) -> None:
+        super().write(out)
+        self.outgoing.append(out)
+
+
+async def test_viewers_resuming_from_the_same_seq_share_one_catch_up_frame() -> None:
+    hub, broker = make_hub()
+    await connect(hub, 1)  # keeps the channel open
+    gift = {"type": "gift", "id": "g", "count": 1, "overlay": {"stream": {"coins": 5}}}
+    for event in [chat(1), chat(2), gift, chat(4)]:
+        await start_round(broker, [event])
+        await settle(hub)
+
+    async def back(since: int, *, overlay: bool = False) -> OutgoingSink:
+        sink = OutgoingSink()
+        conn = Connection(
+            session="back", room_id=ROOM, codec=JSON_CODEC, sink=sink, profile=None, overlay=overlay
+        )
+        plan = await hub.join(conn, since=since)
+        assert plan.resumed
+        hub.attach(conn, plan, {"type": "welcome", "seq": conn.cursor})
+        assert conn.cursor == hub.channels[ROOM].delivered_seq
+        return sink
+
+    first, second, later, overlay = (
+        await back(1),
+        await back(1),
+        await back(2),
+        await back(1, overlay=True),
+    )
+    last = hub.channels[ROOM].delivered_seq
+    assert first.seqs() == second.seqs() == list(range(2, last + 1))
+    assert later.seqs() == list(range(3, last + 1))
+    assert first.outgoing[1] is second.outgoing[1]  # the same bytes, made once
+    assert later.outgoing[1] is not first.outgoing[1]
+    gifts = [e for e in first.frames[1] if e["type"] == "gift"]
+    overlay_gifts = [e for e in overlay.frames[1] if e["type"] == "gift"]
+    assert "overlay" not in gifts[0] and overlay_gifts[0]["overlay"]  # each audience its own
+    await start_round(broker, [chat(5)])  # recent changed: made again, with the new event
+    await settle(hub)
+    again = await back(1)
+    assert again.seqs() == list(range(2, last + 2)) and again.outgoing[1] is not first.outgoing[1]
