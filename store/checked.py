@@ -92,14 +92,26 @@ class CheckedWallet(_Wrapper):
         check_positive(request.gift.coins, "a gift must cost at least one coin")
 
     async def send_gift_shown(
-        self, request: models.GiftRequest, *, sender: Mapping[str, Any], window_ms: int
-    ) -> tuple[models.GiftReceipt, int | None]:
+        self,
+        request: models.GiftRequest,
+        *,
+        sender: Mapping[str, Any],
+        window_ms: int,
+        board_interval_ms: int = 0,
+        board_limit: int = 0,
+    ) -> models.ShownGift:
         """``GiftShower`` when the wrapped wallet is one; else ``send_gift`` and no
-        event (``None``: the caller publishes it)."""
+        event (the caller publishes it)."""
         if not isinstance(self.inner, GiftShower):
-            return await self.send_gift(request), None
+            return models.ShownGift(await self.send_gift(request), None)
         self._check_gift(request)
-        return await self.inner.send_gift_shown(request, sender=sender, window_ms=window_ms)
+        return await self.inner.send_gift_shown(
+            request,
+            sender=sender,
+            window_ms=window_ms,
+            board_interval_ms=board_interval_ms,
+            board_limit=board_limit,
+        )
 
     async def account(self, user_id: str) -> accounts.Account:
         check_id(user_id, "user id")

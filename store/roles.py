@@ -42,6 +42,7 @@ from store.domain.models import (
     PurchaseRequest,
     Restriction,
     Room,
+    ShownGift,
     StreamStats,
     TransactionRecord,
 )
@@ -318,13 +319,19 @@ class GiftShower(Protocol):
     ``None``, a node publishes the event itself after the commit."""
 
     async def send_gift_shown(
-        self, request: GiftRequest, *, sender: Mapping[str, Any], window_ms: int
-    ) -> tuple[GiftReceipt, int | None]:
+        self,
+        request: GiftRequest,
+        *,
+        sender: Mapping[str, Any],
+        window_ms: int,
+        board_interval_ms: int = 0,
+        board_limit: int = 0,
+    ) -> ShownGift:
         """``Wallet.send_gift``, and for a gift committed now, its ``gift`` event
         (the gift's public view, ``sender`` as the room sees it, the combo of
-        ``window_ms``, 0: none) published in the same step. The receipt, and the
-        milliseconds until the combo's window closes (0: ended at once), or
-        ``None`` when no event went out (a replay, or this wallet could not here)."""
+        ``window_ms``, 0: none) published in the same step; with
+        ``board_interval_ms``, after it the room's leaderboard (top
+        ``board_limit``) and goal as ``BoardAnnouncer.announce_board`` would."""
         ...
 
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from live.actions.items import Looks
-from live.actions.room_activity import RoomActivity
+from live.actions.room_activity import TOP_GIFTERS, RoomActivity
 from live.errors import LiveError
 from live.metrics import Metrics
 from live.settings import Settings
-from store.domain.models import Gift, GiftReceipt, GiftRequest, Profile
+from store.domain.models import Gift, GiftReceipt, GiftRequest, Profile, ShownGift
 from store.roles import Engine, GiftShower
 
 
@@ -60,7 +60,7 @@ class Gifts:
         metrics = self.metrics
         wallet = self.engine.wallet
         shower = wallet if isinstance(wallet, GiftShower) else None
-        shown: int | None = None
+        shown: ShownGift | None = None
         with metrics.refusals(outcomes=metrics.gift_outcome, errors=metrics.gift_errors):
             gift = self.catalog_gift(gift_id, count)
             request = GiftRequest(sender, room_id, gift, count, key, shown_coins=shown_coins)
@@ -68,9 +68,14 @@ class Gifts:
                 # the event goes out with the commit: the sender as the room sees it
                 seen = await self._dressed(sender)
                 with metrics.wallet_call("gift"):
-                    receipt, shown = await shower.send_gift_shown(
-                        request, sender=seen.public(), window_ms=self.settings.combo_window_ms
+                    shown = await shower.send_gift_shown(
+                        request,
+                        sender=seen.public(),
+                        window_ms=self.settings.combo_window_ms,
+                        board_interval_ms=self.settings.leaderboard_interval_ms,
+                        board_limit=TOP_GIFTERS,
                     )
+                receipt = shown.receipt
             else:
                 with metrics.wallet_call("gift"):
                     receipt = await wallet.send_gift(request)
@@ -80,8 +85,13 @@ class Gifts:
             metrics.gifts_committed.inc()
             metrics.gift_outcome["committed"].inc()
             metrics.coins.inc(receipt.coins)
-            if shown is not None:  # published by the wallet: its combo and the totals
-                self.activity.gift_shown(receipt.room_id, wait_ms=shown)
+            if shown is not None and shown.combo_wait_ms is not None:
+                # published by the wallet: time its combo, and the totals unless shown
+                self.activity.gift_shown(
+                    receipt.room_id,
+                    wait_ms=shown.combo_wait_ms,
+                    board_shown=shown.board_wait_ms == 0,
+                )
             else:  # the gift event, within its sender's combo; then the room's totals
                 sender = await self._dressed(sender)
                 await self.activity.gift(gift=gift, sender=sender, receipt=receipt)

@@ -194,12 +194,14 @@ class RoomActivity:
         wait = await self.engine.activity.publish_gift(receipt.room_id, hit, window_ms=window_ms)
         self.gift_shown(receipt.room_id, wait_ms=wait)
 
-    def gift_shown(self, room_id: str, *, wait_ms: int) -> None:
+    def gift_shown(self, room_id: str, *, wait_ms: int, board_shown: bool = False) -> None:
         """A committed gift's event went out (its combo's window closes in
-        ``wait_ms``, 0: ended): time its combo's end, mark the room's totals."""
+        ``wait_ms``, 0: ended): time its combo's end, and announce the room's
+        totals unless they went out with it (``board_shown``)."""
         if wait_ms > 0:
             self._arm_combos(room_id, wait_ms / 1000)
-        self.touch(room_id)
+        if not board_shown:
+            self.touch(room_id)
 
     def observe(self, room_id: str, events: list[Event]) -> None:
         """The hub's view of every room event this node delivers: an open combo

@@ -28,6 +28,7 @@ from store.scaled.client import CommandBatcher, checked_reply, load_script
 from store.scaled.codec import combo_member, fields_of, gift_heads, leader_entries, open_head
 from store.scaled.gifts import STEP_MARKER_TTL
 from store.scaled.keys import (
+    BOARD_LEASE,
     SINGLE,
     KeyLayout,
     channel_name,
@@ -51,8 +52,6 @@ _GOAL: Final = load_script("room_goal")
 _CHAT: Final = load_script("room_chat")
 _OVERLAY_KEY: Final = load_script("room_overlay_key")
 _BOARD: Final = load_script("room_board")
-BOARD_LEASE: Final = "board"
-"""The throttle lease of a room's leaderboard and goal announcements."""
 LISTED_ROOMS: Final = 100_000
 """Rooms remembered as listed for the combo sweep (a full map starts over)."""
 

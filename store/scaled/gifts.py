@@ -32,7 +32,7 @@ import orjson
 
 from protocol import events
 from store.domain.accounts import MoneyPolicy
-from store.domain.models import ComboHit, GiftReceipt, GiftRequest, utc_day
+from store.domain.models import ComboHit, GiftReceipt, GiftRequest, ShownGift, utc_day
 from store.domain.postings import gift_postings, split_gift
 from store.domain.rules import HOUR_MS
 from store.errors import StoreError
@@ -56,6 +56,7 @@ from store.scaled.keys import (
     room_key,
     room_marker_key,
     supporters_key,
+    throttle_key,
     user_key,
     wallet_key,
 )
@@ -109,8 +110,7 @@ class GiftSender:
         self._zones: dict[str, str] = {}
 
     async def send(self, request: GiftRequest) -> GiftReceipt:
-        receipt, _ = await self.send_shown(request)
-        return receipt
+        return (await self.send_shown(request)).receipt
 
     async def send_shown(
         self,
@@ -118,11 +118,12 @@ class GiftSender:
         *,
         sender: Mapping[str, Any] | None = None,
         window_ms: int = 0,
-    ) -> tuple[GiftReceipt, int | None]:
+        board: tuple[int, int] | None = None,
+    ) -> ShownGift:
         """Send the gift; with ``sender`` (the sender as the room sees it) on a
-        single Redis, also publish its event within its combo in the same script
-        (``store.roles.GiftShower``). The receipt, and the milliseconds until the
-        combo's window closes when the event went out (else ``None``)."""
+        single Redis, also publish its event within its combo in the same script,
+        and with ``board`` (interval ms, entries) the room's leaderboard and goal
+        after it unless announced within the interval (``store.roles.GiftShower``)."""
         room_id, sender_id = request.room_id, request.sender.id
         split = self._layout.cluster
         creator_id = ""
@@ -134,7 +135,7 @@ class GiftSender:
         refusal = request.sale_refusal(created_at)
         show: tuple[tuple[str, ...], tuple[Arg, ...]] = ((), ())
         if sender is not None and not split and self._history is not None:
-            show = self._show(request, sender, tx_id, window_ms)
+            show = self._show(request, sender, tx_id, window_ms, board)
         for _ in range(4):
             step: GiftStep | None = None
             if split:
@@ -163,14 +164,24 @@ class GiftSender:
                 if step is not None and reply[0] == b"OK":
                     await self._finish(step)
                 receipt = GiftReceipt(**orjson.loads(reply[1]), replayed=reply[0] == b"R")
-                return receipt, int(reply[2]) if len(reply) > 2 else None
+                return ShownGift(
+                    receipt,
+                    int(reply[2]) if len(reply) > 2 else None,
+                    int(reply[3]) if len(reply) > 3 else None,
+                )
         raise StoreError("the room's creator or the sender's time zone kept changing")
 
     def _show(
-        self, request: GiftRequest, sender: Mapping[str, Any], tx_id: str, window_ms: int
+        self,
+        request: GiftRequest,
+        sender: Mapping[str, Any],
+        tx_id: str,
+        window_ms: int,
+        board: tuple[int, int] | None,
     ) -> tuple[tuple[str, ...], tuple[Arg, ...]]:
         """``gift.lua``'s extra keys and arguments that publish the gift's event
-        within its combo (as ``RedisRoomActivity.publish_gift`` would)."""
+        within its combo (as ``RedisRoomActivity.publish_gift`` would) and, with
+        ``board``, the room's leaderboard and goal (as ``announce_board``)."""
         assert self._history is not None
         room_id, gift = request.room_id, request.gift
         diamonds, _ = split_gift(request.total_coins, self._share)
@@ -185,24 +196,28 @@ class GiftSender:
         del event["combo"]  # the script adds it, with the combo's state
         head, final_head = gift_heads(event)
         size, ttl = self._history
+        shown_keys: tuple[str, ...] = (
+            room_key(room_id, keys.COMBOS),
+            room_key(room_id, keys.COMBO_DUE),
+            room_key(room_id, keys.SEQ),
+            room_key(room_id, keys.HISTORY),
+            keys.COMBO_ROOMS,
+        )
+        shown_args: tuple[Arg, ...] = (
+            channel_name(room_id),
+            size,
+            ttl,
+            tx_id,
+            combo_member(request.sender.id, gift.id),
+            window_ms if gift.streakable and window_ms > 0 else 0,
+            head,
+            final_head,
+        )
+        if board is None:
+            return shown_keys, shown_args
         return (
-            (
-                room_key(room_id, keys.COMBOS),
-                room_key(room_id, keys.COMBO_DUE),
-                room_key(room_id, keys.SEQ),
-                room_key(room_id, keys.HISTORY),
-                keys.COMBO_ROOMS,
-            ),
-            (
-                channel_name(room_id),
-                size,
-                ttl,
-                tx_id,
-                combo_member(request.sender.id, gift.id),
-                window_ms if gift.streakable and window_ms > 0 else 0,
-                head,
-                final_head,
-            ),
+            (*shown_keys, throttle_key(room_id, keys.BOARD_LEASE)),
+            (*shown_args, *board),
         )
 
     async def _debit(

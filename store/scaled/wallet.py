@@ -82,9 +82,20 @@ class RedisWallet:
         return await self._gifts.send(request)
 
     async def send_gift_shown(
-        self, request: models.GiftRequest, *, sender: Mapping[str, Any], window_ms: int
-    ) -> tuple[models.GiftReceipt, int | None]:
-        return await self._gifts.send_shown(request, sender=sender, window_ms=window_ms)
+        self,
+        request: models.GiftRequest,
+        *,
+        sender: Mapping[str, Any],
+        window_ms: int,
+        board_interval_ms: int = 0,
+        board_limit: int = 0,
+    ) -> models.ShownGift:
+        return await self._gifts.send_shown(
+            request,
+            sender=sender,
+            window_ms=window_ms,
+            board=(board_interval_ms, board_limit) if board_interval_ms > 0 else None,
+        )
 
     async def refund(self, request: money.RefundRequest) -> money.RefundReceipt:
         return await refunds.refund(self._batcher, self._ledger, request, layout=self._layout)

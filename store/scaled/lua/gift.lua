@@ -32,8 +32,13 @@
 --       31 combo window ms ("0": not streakable)
 --       32 the gift event's JSON without its closing brace
 --       33 the same with count and diamonds 0 (the combo's final event)
--- and the reply of a committed gift is {"OK", receipt, ms until its combo's window
--- closes (0: ended at once)}; a replay publishes nothing.
+-- and optionally, the room's leaderboard and goal announced after it when the
+-- room's announcement lease is free (lib_board.lua), in the same batch:
+-- KEYS: 22 the room's board lease
+-- ARGV: 34 the announcements' interval ms   35 leaderboard entries
+-- The reply of a committed gift is then {"OK", receipt, ms until its combo's
+-- window closes (0: ended at once)[, 0 when the board was announced, else ms
+-- until the lease frees up]}; a replay publishes nothing.
 --
 -- Replies: {"OK", receipt}  {"R", stored receipt}  {"E", reason, value...}
 --          {"S", creator id}: the caller's cached creator is stale (wrong wallet in
@@ -52,6 +57,8 @@ end
 --@include gift_steps
 --@include room
 --@include combo
+--@include leaderboard
+--@include board
 
 local room = redis.call('HMGET', KEYS[3], 'creator_id', 'live', 'creator_adult', 'stream_id')
 local spent, rule = check_gift(room, 2, 14)
@@ -81,5 +88,11 @@ if wait > 0 then
   -- listed for every node's sweep (a stale score is corrected by whoever ends it)
   redis.call('ZADD', KEYS[21], 'NX', now + wait, ARGV[24])
 end
+if not KEYS[22] then
+  publish_events(KEYS[19], KEYS[20], ARGV[26], ARGV[27], ARGV[28], events)
+  return {'OK', receipt, wait}
+end
+local board = announce_board(KEYS[22], KEYS[5], KEYS[6], KEYS[3], KEYS[10], ARGV[34],
+  tonumber(ARGV[35]), events)
 publish_events(KEYS[19], KEYS[20], ARGV[26], ARGV[27], ARGV[28], events)
-return {'OK', receipt, wait}
+return {'OK', receipt, wait, board}

@@ -1,7 +1,8 @@
 """A gift's event published by the gift's own script (``send_gift_shown``,
 ``gift.lua`` with ``lua/lib_combo.lua``) is the event the separate combo call
-(``publish_gift``) gives, within the same combo; a replay or a refusal
-publishes nothing."""
+(``publish_gift``) gives, within the same combo, and the room's leaderboard and
+goal after it are those the separate announcement (``announce_board``) gives,
+once per interval; a replay or a refusal publishes nothing."""
 
 from __future__ import annotations
 
@@ -11,10 +12,18 @@ import orjson
 import pytest
 
 from protocol import events as ev
-from store.domain.models import ComboHit, Event, GiftReceipt, GiftRequest, Profile
+from store.domain.models import (
+    ComboHit,
+    Event,
+    GiftReceipt,
+    GiftRequest,
+    Profile,
+    ShownGift,
+)
 from store.errors import InsufficientFunds
-from store.roles import Engine, GiftShower
+from store.roles import BoardAnnouncer, Engine, GiftShower
 from store.scaled import keys
+from store.scaled.keys import BOARD_LEASE, throttle_key
 from tests.services import Urls, redis_client
 from tests.store.test_conformance import ALICE, ROOM, buy, gift, live
 
@@ -31,10 +40,19 @@ def shower(engine: Engine) -> GiftShower:
 
 
 async def shown(
-    engine: Engine, key: str, *, gift_id: str = "rose", count: int = 1
+    engine: Engine, key: str, *, gift_id: str = "rose", count: int = 1, board: int = 0
 ) -> tuple[GiftReceipt, int | None]:
+    result = await shown_with_board(engine, key, gift_id=gift_id, count=count, board=board)
+    return result.receipt, result.combo_wait_ms
+
+
+async def shown_with_board(
+    engine: Engine, key: str, *, gift_id: str = "rose", count: int = 1, board: int = 60_000
+) -> ShownGift:
     request = GiftRequest(ALICE, ROOM, gift(engine, gift_id), count, key)
-    return await shower(engine).send_gift_shown(request, sender=SEEN, window_ms=WINDOW_MS)
+    return await shower(engine).send_gift_shown(
+        request, sender=SEEN, window_ms=WINDOW_MS, board_interval_ms=board, board_limit=10
+    )
 
 
 async def two_step(engine: Engine, key: str, *, gift_id: str = "rose", count: int = 1) -> int:
@@ -128,3 +146,41 @@ async def test_a_replay_or_a_refusal_publishes_nothing(engine: Engine) -> None:
     with pytest.raises(InsufficientFunds):
         await shown(engine, "a2", gift_id="lion")
     assert await published(engine, ROOM) == events
+
+
+@pytest.mark.scaled
+async def test_the_board_follows_the_gift_once_per_interval(engine: Engine, urls: Urls) -> None:
+    await live(engine)
+    await engine.activity.set_goal(ROOM, target=3, title="three")
+    await buy(engine, ALICE, "us_350")
+    first = await shown_with_board(engine, "a1", count=2)
+    assert first.board_wait_ms == 0 and first.combo_wait_ms == WINDOW_MS
+    events = await published(engine, ROOM)
+    assert [e["type"] for e in events] == ["gift", "leaderboard", "goal"]
+    second = await shown_with_board(engine, "a2", count=2)
+    assert second.board_wait_ms is not None and 0 < second.board_wait_ms <= 60_000
+    after = await published(engine, ROOM)
+    assert [e["type"] for e in after[3:]] == ["gift"]  # within the interval: no board
+    # once the interval is over, the separate announcement gives what the gift's did
+    await redis_delete_lease(urls)
+    assert isinstance(engine.activity, BoardAnnouncer)
+    third = await shown_with_board(engine, "a3", count=1)
+    assert third.board_wait_ms == 0
+    from_gift = (await published(engine, ROOM))[5:]
+    assert [e["type"] for e in from_gift] == ["leaderboard", "goal", "goal_reached"]
+    assert from_gift[1]["progress"] >= 3 and from_gift[1]["reached"] is True
+    await redis_delete_lease(urls)
+    assert await engine.activity.announce_board(ROOM, interval_ms=60_000, limit=10) == 0
+    separate = (await published(engine, ROOM))[8:]
+    assert separate == from_gift[:2]
+    # goal_reached went out once, after the gift that reached it
+    reached = [e for e in await published(engine, ROOM) if e["type"] == "goal_reached"]
+    assert len(reached) == 1
+
+
+async def redis_delete_lease(urls: Urls) -> None:
+    redis = await redis_client(urls)
+    try:
+        await redis.delete(throttle_key(ROOM, BOARD_LEASE))
+    finally:
+        await redis.aclose()
