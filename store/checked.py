@@ -67,6 +67,8 @@ class CheckedWallet(_Wrapper):
     def __init__(self, inner: Wallet, *, policy: accounts.MoneyPolicy) -> None:
         super().__init__(inner)
         self.policy = policy
+        self._shower = inner if isinstance(inner, GiftShower) else None
+        """The wrapped wallet as a ``GiftShower`` (a protocol check is slow: once)."""
 
     async def purchase(self, request: models.PurchaseRequest) -> models.PurchaseReceipt:
         check_id(request.user.id, "user id")
@@ -102,10 +104,10 @@ class CheckedWallet(_Wrapper):
     ) -> models.ShownGift:
         """``GiftShower`` when the wrapped wallet is one; else ``send_gift`` and no
         event (the caller publishes it)."""
-        if not isinstance(self.inner, GiftShower):
+        if self._shower is None:
             return models.ShownGift(await self.send_gift(request), None)
         self._check_gift(request)
-        return await self.inner.send_gift_shown(
+        return await self._shower.send_gift_shown(
             request,
             sender=sender,
             window_ms=window_ms,

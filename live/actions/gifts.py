@@ -8,6 +8,7 @@ WebSocket are indistinguishable to the room and to the ledger.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 from live.actions.items import Looks
 from live.actions.room_activity import TOP_GIFTERS, RoomActivity
@@ -59,7 +60,7 @@ class Gifts:
         gift is ``not_found`` (regions only filter the list: users have no region)."""
         metrics = self.metrics
         wallet = self.engine.wallet
-        shower = wallet if isinstance(wallet, GiftShower) else None
+        shower = self._shower
         shown: ShownGift | None = None
         with metrics.refusals(outcomes=metrics.gift_outcome, errors=metrics.gift_errors):
             gift = self.catalog_gift(gift_id, count)
@@ -90,12 +91,18 @@ class Gifts:
                 self.activity.gift_shown(
                     receipt.room_id,
                     wait_ms=shown.combo_wait_ms,
-                    board_shown=shown.board_wait_ms == 0,
+                    board_wait_ms=shown.board_wait_ms,
                 )
             else:  # the gift event, within its sender's combo; then the room's totals
                 sender = await self._dressed(sender)
                 await self.activity.gift(gift=gift, sender=sender, receipt=receipt)
         return receipt
+
+    @cached_property
+    def _shower(self) -> GiftShower | None:
+        """The engine's wallet as a ``GiftShower`` (a protocol check is slow: once)."""
+        wallet = self.engine.wallet
+        return wallet if isinstance(wallet, GiftShower) else None
 
     async def _dressed(self, sender: Profile) -> Profile:
         """The sender with its equipped look, as the room's events show it."""
