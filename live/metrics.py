@@ -13,9 +13,10 @@ import asyncio
 import hmac
 import os
 import time
+from bisect import bisect_left
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from http import HTTPStatus
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 from prometheus_client import (
     CollectorRegistry,
@@ -78,6 +79,26 @@ class LabelCache:
         return child  # type: ignore[return-value]
 
 
+def observe_all(histogram: Histogram, values: Sequence[float]) -> None:
+    """``histogram.observe`` of each value, with one increment per bucket they
+    fall in and one of the sum (each observation is two locked increments: a
+    Redis pipeline's tens of calls made them a visible share of a gift)."""
+    bounds: Sequence[float] | None = getattr(histogram, "_upper_bounds", None)
+    buckets: Sequence[Any] | None = getattr(histogram, "_buckets", None)
+    total = getattr(histogram, "_sum", None)
+    if bounds is None or buckets is None or total is None or len(values) < 2:
+        for value in values:  # not the client library's layout: one at a time
+            histogram.observe(value)
+        return
+    counts: dict[int, int] = {}
+    for value in values:
+        index = bisect_left(bounds, value)  # the first bound >= value, as observe's
+        counts[index] = counts.get(index, 0) + 1
+    total.inc(sum(values))
+    for index, count in counts.items():
+        buckets[index].inc(count)
+
+
 class StoreMetrics:
     """The engine's backend calls and the ledger worker's progress: the
     ``store.observer.StoreObserver`` the engine is given."""
@@ -122,6 +143,21 @@ class StoreMetrics:
     def backend_call(self, backend: Backend, call: str, seconds: float, *, ok: bool) -> None:
         family = self._families[backend]
         self._series(family, call, "ok" if ok else "error").observe(seconds)
+
+    def backend_calls(
+        self, backend: Backend, calls: Sequence[tuple[str, float]], *, ok: bool
+    ) -> None:
+        family = self._families[backend]
+        outcome = "ok" if ok else "error"
+        by_call: dict[str, list[float]] = {}
+        for call, seconds in calls:
+            found = by_call.get(call)
+            if found is None:
+                by_call[call] = [seconds]
+            else:
+                found.append(seconds)
+        for call, values in by_call.items():
+            observe_all(self._series(family, call, outcome), values)
 
     def ledger_filed(self, *, filed: int, parked: int, ages: Sequence[float]) -> None:
         if filed:

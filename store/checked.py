@@ -12,7 +12,7 @@ A method without checks is passed straight through (``__getattr__``).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 from store.domain import accounts, models, subscriptions
@@ -28,6 +28,7 @@ from store.domain.items import ITEM_KINDS, ItemReceipt, ItemRequest, Owned
 from store.domain.rules import check_limits, check_pin_format
 from store.errors import BadRequest
 from store.roles import (
+    GiftShower,
     Items,
     Ledger,
     OverlayPresence,
@@ -66,6 +67,8 @@ class CheckedWallet(_Wrapper):
     def __init__(self, inner: Wallet, *, policy: accounts.MoneyPolicy) -> None:
         super().__init__(inner)
         self.policy = policy
+        self._shower = inner if isinstance(inner, GiftShower) else None
+        """The wrapped wallet as a ``GiftShower`` (a protocol check is slow: once)."""
 
     async def purchase(self, request: models.PurchaseRequest) -> models.PurchaseReceipt:
         check_id(request.user.id, "user id")
@@ -79,12 +82,38 @@ class CheckedWallet(_Wrapper):
         return await self.inner.purchase(request)
 
     async def send_gift(self, request: models.GiftRequest) -> models.GiftReceipt:
+        self._check_gift(request)
+        return await self.inner.send_gift(request)
+
+    @staticmethod
+    def _check_gift(request: models.GiftRequest) -> None:
         check_id(request.sender.id, "sender id")
         check_id(request.room_id, "room id")
         check_key(request.key, "request id")
         check_positive(request.count, "count must be at least 1")
         check_positive(request.gift.coins, "a gift must cost at least one coin")
-        return await self.inner.send_gift(request)
+
+    async def send_gift_shown(
+        self,
+        request: models.GiftRequest,
+        *,
+        sender: Mapping[str, Any],
+        window_ms: int,
+        board_interval_ms: int = 0,
+        board_limit: int = 0,
+    ) -> models.ShownGift:
+        """``GiftShower`` when the wrapped wallet is one; else ``send_gift`` and no
+        event (the caller publishes it)."""
+        if self._shower is None:
+            return models.ShownGift(await self.send_gift(request), None)
+        self._check_gift(request)
+        return await self._shower.send_gift_shown(
+            request,
+            sender=sender,
+            window_ms=window_ms,
+            board_interval_ms=board_interval_ms,
+            board_limit=board_limit,
+        )
 
     async def account(self, user_id: str) -> accounts.Account:
         check_id(user_id, "user id")

@@ -22,6 +22,14 @@ class StoreObserver(Protocol):
         after ``seconds``, waiting for a pipeline included."""
         ...
 
+    def backend_calls(
+        self, backend: Backend, calls: Sequence[tuple[str, float]], *, ok: bool
+    ) -> None:
+        """``backend_call`` for each of ``(call, seconds)``: the calls one pipeline
+        answered, told at once so the observer may tally them in one step (a
+        pipeline carries tens of calls under load)."""
+        ...
+
     def ledger_filed(self, *, filed: int, parked: int, ages: Sequence[float]) -> None:
         """The ledger worker committed a batch: ``filed`` entries into PostgreSQL,
         ``parked`` as dead letters; ``ages`` (seconds since each entry entered the

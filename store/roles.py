@@ -7,7 +7,7 @@ engine (Redis + PostgreSQL) are interchangeable and pass one conformance suite.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -42,6 +42,7 @@ from store.domain.models import (
     PurchaseRequest,
     Restriction,
     Room,
+    ShownGift,
     StreamStats,
     TransactionRecord,
 )
@@ -307,6 +308,30 @@ class BoardAnnouncer(Protocol):
         stream has one, its ``goal``, then ``goal_reached`` when this call is the
         one that found the goal reached (once per goal). 0 when announced, else
         milliseconds until the interval is over."""
+        ...
+
+
+@runtime_checkable
+class GiftShower(Protocol):
+    """A ``Wallet`` that can publish a committed gift's event, within its sender's
+    combo (as ``RoomActivity.publish_gift``), in the gift's own atomic step (the
+    scaled engine on a single Redis: one script). Without it, or when it answers
+    ``None``, a node publishes the event itself after the commit."""
+
+    async def send_gift_shown(
+        self,
+        request: GiftRequest,
+        *,
+        sender: Mapping[str, Any],
+        window_ms: int,
+        board_interval_ms: int = 0,
+        board_limit: int = 0,
+    ) -> ShownGift:
+        """``Wallet.send_gift``, and for a gift committed now, its ``gift`` event
+        (the gift's public view, ``sender`` as the room sees it, the combo of
+        ``window_ms``, 0: none) published in the same step; with
+        ``board_interval_ms``, after it the room's leaderboard (top
+        ``board_limit``) and goal as ``BoardAnnouncer.announce_board`` would."""
         ...
 
 

@@ -8,14 +8,15 @@ WebSocket are indistinguishable to the room and to the ledger.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 from live.actions.items import Looks
-from live.actions.room_activity import RoomActivity
+from live.actions.room_activity import TOP_GIFTERS, RoomActivity
 from live.errors import LiveError
 from live.metrics import Metrics
 from live.settings import Settings
-from store.domain.models import Gift, GiftReceipt, GiftRequest, Profile
-from store.roles import Engine
+from store.domain.models import Gift, GiftReceipt, GiftRequest, Profile, ShownGift
+from store.roles import Engine, GiftShower
 
 
 @dataclass(kw_only=True)
@@ -58,19 +59,51 @@ class Gifts:
         showed) must be that price (``price_changed``). A retired or out-of-window
         gift is ``not_found`` (regions only filter the list: users have no region)."""
         metrics = self.metrics
+        wallet = self.engine.wallet
+        shower = self._shower
+        shown: ShownGift | None = None
         with metrics.refusals(outcomes=metrics.gift_outcome, errors=metrics.gift_errors):
             gift = self.catalog_gift(gift_id, count)
             request = GiftRequest(sender, room_id, gift, count, key, shown_coins=shown_coins)
-            with metrics.wallet_call("gift"):
-                receipt = await self.engine.wallet.send_gift(request)
+            if shower is not None:
+                # the event goes out with the commit: the sender as the room sees it
+                seen = await self._dressed(sender)
+                with metrics.wallet_call("gift"):
+                    shown = await shower.send_gift_shown(
+                        request,
+                        sender=seen.public(),
+                        window_ms=self.settings.combo_window_ms,
+                        board_interval_ms=self.settings.leaderboard_interval_ms,
+                        board_limit=TOP_GIFTERS,
+                    )
+                receipt = shown.receipt
+            else:
+                with metrics.wallet_call("gift"):
+                    receipt = await wallet.send_gift(request)
         if receipt.replayed:
             metrics.gift_outcome["replayed"].inc()
         else:
             metrics.gifts_committed.inc()
             metrics.gift_outcome["committed"].inc()
             metrics.coins.inc(receipt.coins)
-            # the gift event, within its sender's combo; then the room's totals
-            if self.looks is not None:
-                sender = await self.looks.dress(sender)
-            await self.activity.gift(gift=gift, sender=sender, receipt=receipt)
+            if shown is not None and shown.combo_wait_ms is not None:
+                # published by the wallet: time its combo, and the totals unless shown
+                self.activity.gift_shown(
+                    receipt.room_id,
+                    wait_ms=shown.combo_wait_ms,
+                    board_wait_ms=shown.board_wait_ms,
+                )
+            else:  # the gift event, within its sender's combo; then the room's totals
+                sender = await self._dressed(sender)
+                await self.activity.gift(gift=gift, sender=sender, receipt=receipt)
         return receipt
+
+    @cached_property
+    def _shower(self) -> GiftShower | None:
+        """The engine's wallet as a ``GiftShower`` (a protocol check is slow: once)."""
+        wallet = self.engine.wallet
+        return wallet if isinstance(wallet, GiftShower) else None
+
+    async def _dressed(self, sender: Profile) -> Profile:
+        """The sender with its equipped look, as the room's events show it."""
+        return sender if self.looks is None else await self.looks.dress(sender)

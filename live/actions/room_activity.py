@@ -192,9 +192,33 @@ class RoomActivity:
         )
         window_ms = self.settings.combo_window_ms
         wait = await self.engine.activity.publish_gift(receipt.room_id, hit, window_ms=window_ms)
-        if wait > 0:
-            self._arm_combos(receipt.room_id, wait / 1000)
-        self.touch(receipt.room_id)
+        self.gift_shown(receipt.room_id, wait_ms=wait)
+
+    def gift_shown(self, room_id: str, *, wait_ms: int, board_wait_ms: int | None = None) -> None:
+        """A committed gift's event went out (its combo's window closes in
+        ``wait_ms``, 0: ended): time its combo's end, and announce the room's
+        totals: not at all when they went out with it (``board_wait_ms`` 0), once
+        the room's lease frees up when the gift found it held (``board_wait_ms``
+        > 0: no call to learn that first), else as ``touch``."""
+        if wait_ms > 0:
+            self._arm_combos(room_id, wait_ms / 1000)
+        if board_wait_ms is None:
+            self.touch(room_id)
+        elif board_wait_ms > 0:
+            running = room_id in self._boards
+            self._boards[room_id] = True
+            if not running:
+                self._spawn(self._announce_after(room_id, board_wait_ms / 1000))
+
+    async def _announce_after(self, room_id: str, seconds: float) -> None:
+        """The room's announcements, from when its lease frees up (the room stays
+        marked meanwhile, so its gifts start no other run)."""
+        try:
+            await asyncio.sleep(seconds)
+        except BaseException:
+            self._boards.pop(room_id, None)
+            raise
+        await self._while_marked(self._boards, room_id, self._announce, "announcing room %s failed")
 
     def observe(self, room_id: str, events: list[Event]) -> None:
         """The hub's view of every room event this node delivers: an open combo

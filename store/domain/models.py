@@ -295,6 +295,21 @@ class GiftReceipt:
 
 
 @dataclass(frozen=True, slots=True)
+class ShownGift:
+    """What ``GiftShower.send_gift_shown`` did besides the gift."""
+
+    receipt: GiftReceipt
+    combo_wait_ms: int | None
+    """The gift's event went out: milliseconds until its combo's window closes
+    (0: ended at once). ``None``: no event went out (a replay, or the wallet
+    could not here): the caller publishes it."""
+    board_wait_ms: int | None = None
+    """With the event, the room's leaderboard and goal: 0 when announced after
+    it, else milliseconds until the room's announcement lease frees up.
+    ``None``: not tried."""
+
+
+@dataclass(frozen=True, slots=True)
 class PurchaseRequest:
     user: Profile
     package: CoinPackage

@@ -21,15 +21,14 @@ import logging
 from collections.abc import Sequence
 from typing import Any, Final
 
-import orjson
-
 from store.domain import models, refusals
 from store.ids import new_id, new_secret, now_ms
 from store.scaled import keys
 from store.scaled.client import CommandBatcher, checked_reply, load_script
-from store.scaled.codec import fields_of, leader_entries
+from store.scaled.codec import combo_member, fields_of, gift_heads, leader_entries, open_head
 from store.scaled.gifts import STEP_MARKER_TTL
 from store.scaled.keys import (
+    BOARD_LEASE,
     SINGLE,
     KeyLayout,
     channel_name,
@@ -44,7 +43,6 @@ from store.scaled.keys import (
 from store.scaled.rooms import LEADERBOARD
 
 RESTRICTION_KINDS: Final = ("ban", "mute")
-_MEMBER_SEPARATOR: Final = "\x1f"
 log = logging.getLogger(__name__)
 _COMBO: Final = load_script("room_combo")
 _LIKES: Final = load_script("room_likes")
@@ -54,25 +52,8 @@ _GOAL: Final = load_script("room_goal")
 _CHAT: Final = load_script("room_chat")
 _OVERLAY_KEY: Final = load_script("room_overlay_key")
 _BOARD: Final = load_script("room_board")
-BOARD_LEASE: Final = "board"
-"""The throttle lease of a room's leaderboard and goal announcements."""
 LISTED_ROOMS: Final = 100_000
 """Rooms remembered as listed for the combo sweep (a full map starts over)."""
-
-
-def _open_head(event: models.Event) -> bytes:
-    """An event's JSON without its closing brace (the script appends the rest)."""
-    return orjson.dumps(event)[:-1]
-
-
-def _gift_heads(event: models.Event) -> tuple[bytes, bytes]:
-    """The open heads of a gift's event and of its combo's final event (the same
-    with count and diamonds 0), from one encoding when those are its last keys."""
-    head = _open_head(event)
-    tail = b',"count":%d,"diamonds":%d' % (event["count"], event["diamonds"])
-    if head.endswith(tail):  # only the last two top-level members can end it so
-        return head, head[: -len(tail)] + b',"count":0,"diamonds":0'
-    return head, _open_head({**event, "count": 0, "diamonds": 0})
 
 
 def _restriction(user_id: str, kind: str, value: bytes) -> models.Restriction:
@@ -115,14 +96,14 @@ class RedisRoomActivity:
         # on a cluster the gift's room-step marker records that its event is out:
         # sent once, so the call may be sent again
         marker = self._layout.cluster
-        head, final_head = _gift_heads(hit.event)
+        head, final_head = gift_heads(hit.event)
         wait = await self._batcher.evalsha(
             _COMBO,
             self._combo_keys(room_id, shown_of=hit if marker else None),
             (
                 *self._publishing(room_id),
                 "hit",
-                f"{hit.sender_id}{_MEMBER_SEPARATOR}{hit.gift_id}",
+                combo_member(hit.sender_id, hit.gift_id),
                 hit.event["tx"],
                 hit.count,
                 hit.coins,
@@ -196,7 +177,7 @@ class RedisRoomActivity:
                 hit.diamonds,
                 0,
                 hit.stream_id,
-                _open_head(hit.event),
+                open_head(hit.event),
                 "",
                 STEP_MARKER_TTL,
             ),
@@ -226,7 +207,7 @@ class RedisRoomActivity:
             return []
         pairs: list[bytes | int] = []
         for event, count in likes:
-            pairs += [_open_head(event) + b',"total":', count]
+            pairs += [open_head(event) + b',"total":', count]
         reply = await self._batcher.evalsha(
             _LIKES,
             (

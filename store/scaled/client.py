@@ -563,12 +563,13 @@ class CommandBatcher:
             missing: list[_Call] = []
             moved: list[_Call] = []
             asked: dict[Node, list[_Call]] = {}
+            answered: list[_Call] = []
             for call, reply in zip(batch, replies, strict=True):
                 if call.future.done():
                     continue
                 if not isinstance(reply, hiredis.ReplyError):
                     call.future.set_result(reply)
-                    self._observe(call, ok=True)
+                    answered.append(call)
                     continue
                 message = str(reply)
                 if message.startswith("NOSCRIPT") and attempt <= 3:
@@ -589,6 +590,7 @@ class CommandBatcher:
                 else:
                     call.future.set_exception(StoreError(f"redis: {message}"))
                 self._observe(call, ok=False)
+            self._observe_answered(answered)
             if moved:
                 await self._route(moved, hops=hops + 1)
             for target, calls in asked.items():
@@ -632,6 +634,14 @@ class CommandBatcher:
         if self._observer is not None:
             seconds = time.perf_counter() - call.started
             self._observer.backend_call("redis", call.name, seconds, ok=ok)
+
+    def _observe_answered(self, calls: list[_Call]) -> None:
+        """The latencies of a pipeline's answered calls, told at once."""
+        if self._observer is not None and calls:
+            now = time.perf_counter()
+            self._observer.backend_calls(
+                "redis", [(call.name, now - call.started) for call in calls], ok=True
+            )
 
     async def _load(self, scripts: set[LuaScript], node: Node | None) -> None:
         """The script cache of ``node`` was flushed (restart, failover, SCRIPT

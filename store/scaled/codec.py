@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 
 from store.domain.accounts import MoneyPolicy
-from store.domain.models import LeaderEntry, Posting
+from store.domain.models import Event, LeaderEntry, Posting
 from store.domain.rules import HOUR_MS, local_periods
 from store.scaled.client import text
 
@@ -73,3 +73,23 @@ def leader_entries(reply: Sequence[Any], limit: int) -> list[LeaderEntry]:
     ]
     rows.sort(key=lambda row: (-row[1], row[0]))
     return [LeaderEntry(user=orjson.loads(user), coins=coins) for _, coins, user in rows[:limit]]
+
+
+def open_head(event: Event) -> bytes:
+    """An event's JSON without its closing brace (the script appends the rest)."""
+    return orjson.dumps(event)[:-1]
+
+
+def gift_heads(event: Event) -> tuple[bytes, bytes]:
+    """The open heads of a gift's event and of its combo's final event (the same
+    with count and diamonds 0), from one encoding when those are its last keys."""
+    head = open_head(event)
+    tail = b',"count":%d,"diamonds":%d' % (event["count"], event["diamonds"])
+    if head.endswith(tail):  # only the last two top-level members can end it so
+        return head, head[: -len(tail)] + b',"count":0,"diamonds":0'
+    return head, open_head({**event, "count": 0, "diamonds": 0})
+
+
+def combo_member(sender_id: str, gift_id: str) -> str:
+    """A combo's field in its room's combos hash: its sender's and gift's ids."""
+    return f"{sender_id}\x1f{gift_id}"

@@ -160,6 +160,8 @@ async def open_scaled_engine(
             creator_share_percent=config.creator_share_percent,
             policy=config.policy,
             layout=layout,
+            history_size=config.history_size,
+            history_seconds=config.history_seconds,
         ),
         rooms=RedisRooms(batcher),
         ledger=ledger,

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -31,22 +32,31 @@ import orjson
 
 from protocol import events
 from store.domain.accounts import MoneyPolicy
-from store.domain.models import ComboHit, GiftReceipt, GiftRequest, utc_day
+from store.domain.models import ComboHit, GiftReceipt, GiftRequest, ShownGift, utc_day
 from store.domain.postings import gift_postings, split_gift
 from store.domain.rules import HOUR_MS
 from store.errors import StoreError
 from store.ids import new_id, now_ms
 from store.scaled import keys
 from store.scaled.client import Arg, CommandBatcher, checked_reply, load_script, text
-from store.scaled.codec import flag, members, postings_json, spending_args
+from store.scaled.codec import (
+    combo_member,
+    flag,
+    gift_heads,
+    members,
+    postings_json,
+    spending_args,
+)
 from store.scaled.keys import (
     SINGLE,
     KeyLayout,
+    channel_name,
     credit_marker_key,
     gift_key,
     room_key,
     room_marker_key,
     supporters_key,
+    throttle_key,
     user_key,
     wallet_key,
 )
@@ -86,9 +96,13 @@ class GiftSender:
         key_ttl: int,
         policy: MoneyPolicy,
         layout: KeyLayout = SINGLE,
+        history: tuple[int, int] | None = None,
     ) -> None:
         self._batcher = batcher
         self._layout = layout
+        self._history = history
+        """The rooms' history size and TTL (s), as the broker keeps them: given, a
+        gift's event can go out from its own script (``send_shown``)."""
         self._share = share_percent
         self._ttl = str(key_ttl)
         self._policy = policy
@@ -96,6 +110,20 @@ class GiftSender:
         self._zones: dict[str, str] = {}
 
     async def send(self, request: GiftRequest) -> GiftReceipt:
+        return (await self.send_shown(request)).receipt
+
+    async def send_shown(
+        self,
+        request: GiftRequest,
+        *,
+        sender: Mapping[str, Any] | None = None,
+        window_ms: int = 0,
+        board: tuple[int, int] | None = None,
+    ) -> ShownGift:
+        """Send the gift; with ``sender`` (the sender as the room sees it) on a
+        single Redis, also publish its event within its combo in the same script,
+        and with ``board`` (interval ms, entries) the room's leaderboard and goal
+        after it unless announced within the interval (``store.roles.GiftShower``)."""
         room_id, sender_id = request.room_id, request.sender.id
         split = self._layout.cluster
         creator_id = ""
@@ -105,6 +133,9 @@ class GiftSender:
         created_at = request.now if request.now is not None else now_ms()
         tz = self._zones.get(sender_id, "UTC")
         refusal = request.sale_refusal(created_at)
+        show: tuple[tuple[str, ...], tuple[Arg, ...]] = ((), ())
+        if sender is not None and not split and self._history is not None:
+            show = self._show(request, sender, tx_id, window_ms, board)
         for _ in range(4):
             step: GiftStep | None = None
             if split:
@@ -112,8 +143,12 @@ class GiftSender:
             else:
                 raw = await self._batcher.evalsha(
                     _GIFT,
-                    self._keys(request, creator_id, created_at),
-                    (*self._args(request, creator_id, tx_id, created_at, tz), flag(bool(refusal))),
+                    (*self._keys(request, creator_id, created_at), *show[0]),
+                    (
+                        *self._args(request, creator_id, tx_id, created_at, tz),
+                        flag(bool(refusal)),
+                        *show[1],
+                    ),
                     retry_on_disconnect=True,
                 )
             reply = checked_reply(raw)
@@ -128,8 +163,62 @@ class GiftSender:
             else:
                 if step is not None and reply[0] == b"OK":
                     await self._finish(step)
-                return GiftReceipt(**orjson.loads(reply[1]), replayed=reply[0] == b"R")
+                receipt = GiftReceipt(**orjson.loads(reply[1]), replayed=reply[0] == b"R")
+                return ShownGift(
+                    receipt,
+                    int(reply[2]) if len(reply) > 2 else None,
+                    int(reply[3]) if len(reply) > 3 else None,
+                )
         raise StoreError("the room's creator or the sender's time zone kept changing")
+
+    def _show(
+        self,
+        request: GiftRequest,
+        sender: Mapping[str, Any],
+        tx_id: str,
+        window_ms: int,
+        board: tuple[int, int] | None,
+    ) -> tuple[tuple[str, ...], tuple[Arg, ...]]:
+        """``gift.lua``'s extra keys and arguments that publish the gift's event
+        within its combo (as ``RedisRoomActivity.publish_gift`` would) and, with
+        ``board``, the room's leaderboard and goal (as ``announce_board``)."""
+        assert self._history is not None
+        room_id, gift = request.room_id, request.gift
+        diamonds, _ = split_gift(request.total_coins, self._share)
+        event = events.gift(
+            tx=tx_id,
+            gift=gift.public(),
+            sender=sender,
+            count=request.count,
+            combo={},
+            diamonds=diamonds,
+        )
+        del event["combo"]  # the script adds it, with the combo's state
+        head, final_head = gift_heads(event)
+        size, ttl = self._history
+        shown_keys: tuple[str, ...] = (
+            room_key(room_id, keys.COMBOS),
+            room_key(room_id, keys.COMBO_DUE),
+            room_key(room_id, keys.SEQ),
+            room_key(room_id, keys.HISTORY),
+            keys.COMBO_ROOMS,
+        )
+        shown_args: tuple[Arg, ...] = (
+            channel_name(room_id),
+            size,
+            ttl,
+            tx_id,
+            combo_member(request.sender.id, gift.id),
+            window_ms if gift.streakable and window_ms > 0 else 0,
+            head,
+            final_head,
+        )
+        if board is None:
+            return shown_keys, shown_args
+        return (
+            (*shown_keys, throttle_key(room_id, keys.BOARD_LEASE)),
+            (*shown_args, *board),
+        )
 
     async def _debit(
         self, request: GiftRequest, tx_id: str, created_at: int, tz: str, *, refused: bool

@@ -157,6 +157,8 @@ OUTBOX: Final = system_key("outbox")
 DEAD_LETTERS: Final = system_key("dead")
 WITHDRAWAL_OWNERS: Final = system_key("wdx")
 COMBO_ROOMS: Final = system_key("combos")
+BOARD_LEASE: Final = "board"
+"""The throttle lease of a room's leaderboard and goal announcements."""
 CATALOG_VERSION: Final = system_key("cat:v")
 PAYOUT_OWNERS: Final = system_key("po:own")
 """``<provider>|<account id>`` → the creator who linked that payout account."""

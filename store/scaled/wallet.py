@@ -15,7 +15,8 @@ This class only routes: each concept lives in its own module (``gifts``,
 
 from __future__ import annotations
 
-from typing import Final
+from collections.abc import Mapping
+from typing import Any, Final
 
 from store.domain import accounts as money
 from store.domain import models
@@ -43,7 +44,12 @@ class RedisWallet:
         gift_key_ttl: int = DEFAULT_GIFT_KEY_TTL,
         policy: money.MoneyPolicy | None = None,
         layout: KeyLayout = SINGLE,
+        history_size: int | None = None,
+        history_seconds: float = 120.0,
     ) -> None:
+        """``history_size`` (and ``history_seconds``): the rooms' history as the
+        broker keeps it; given, on a single Redis a gift's event goes out from the
+        gift's own script (``send_gift_shown``)."""
         if not 0 <= creator_share_percent <= 100:
             raise ValueError("creator_share_percent must be within 0..100")
         if gift_key_ttl < 0:
@@ -60,6 +66,11 @@ class RedisWallet:
             key_ttl=gift_key_ttl,
             policy=self._policy,
             layout=layout,
+            history=(
+                None
+                if history_size is None
+                else (history_size, max(int(history_seconds * 2), 60))  # as the broker's
+            ),
         )
 
     # -- coins in, coins out ---------------------------------------------------
@@ -69,6 +80,22 @@ class RedisWallet:
 
     async def send_gift(self, request: models.GiftRequest) -> models.GiftReceipt:
         return await self._gifts.send(request)
+
+    async def send_gift_shown(
+        self,
+        request: models.GiftRequest,
+        *,
+        sender: Mapping[str, Any],
+        window_ms: int,
+        board_interval_ms: int = 0,
+        board_limit: int = 0,
+    ) -> models.ShownGift:
+        return await self._gifts.send_shown(
+            request,
+            sender=sender,
+            window_ms=window_ms,
+            board=(board_interval_ms, board_limit) if board_interval_ms > 0 else None,
+        )
 
     async def refund(self, request: money.RefundRequest) -> money.RefundReceipt:
         return await refunds.refund(self._batcher, self._ledger, request, layout=self._layout)

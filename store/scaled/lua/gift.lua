@@ -24,6 +24,21 @@
 --       21 gifts per minute per user ("0": not rate limited)   22 gift burst
 --       23 the hour of now (ms // 3600000)   24 room id
 --       25 "1": the caller refuses the sale (not offered, or another price shown)
+-- Optionally the gift's event, shown in the same step (lib_combo.lua): then
+-- KEYS: 17 room combos hash   18 room combo deadlines   19 room seq counter
+--       20 room history stream   21 the rooms with open combos (the sweep's list)
+-- ARGV: 26 channel   27 history entries to keep   28 history TTL (s)
+--       29 the gift's tx id (a new combo's id)   30 combo member (sender id, \31, gift id)
+--       31 combo window ms ("0": not streakable)
+--       32 the gift event's JSON without its closing brace
+--       33 the same with count and diamonds 0 (the combo's final event)
+-- and optionally, the room's leaderboard and goal announced after it when the
+-- room's announcement lease is free (lib_board.lua), in the same batch:
+-- KEYS: 22 the room's board lease
+-- ARGV: 34 the announcements' interval ms   35 leaderboard entries
+-- The reply of a committed gift is then {"OK", receipt, ms until its combo's
+-- window closes (0: ended at once)[, 0 when the board was announced, else ms
+-- until the lease frees up]}; a replay publishes nothing.
 --
 -- Replies: {"OK", receipt}  {"R", stored receipt}  {"E", reason, value...}
 --          {"S", creator id}: the caller's cached creator is stale (wrong wallet in
@@ -40,6 +55,10 @@ end
 --@include spending
 --@include gift
 --@include gift_steps
+--@include room
+--@include combo
+--@include leaderboard
+--@include board
 
 local room = redis.call('HMGET', KEYS[3], 'creator_id', 'live', 'creator_adult', 'stream_id')
 local spent, rule = check_gift(room, 2, 14)
@@ -55,4 +74,25 @@ local gift = {sender = ARGV[2], profile = ARGV[8], total = tonumber(ARGV[5]),
   hour = ARGV[23], day_ttl = ARGV[14]}
 credit_gift(4, 11, 12, 13, 15, 16, gift)
 book_gift(5, 6, 9, 10, gift, true)
-return {'OK', store_gift_receipt(stream_id, balance)}
+local receipt = store_gift_receipt(stream_id, balance)
+if not KEYS[17] then
+  return {'OK', receipt}
+end
+-- the gift's event within its combo, after the totals it shows
+local now = now_ms()
+local events = {}
+local wait = combo_hit(KEYS[17], KEYS[18], KEYS[9], events, ARGV[30], ARGV[29],
+  tonumber(ARGV[13]), tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[31]), stream_id,
+  ARGV[32], ARGV[33], now)
+if wait > 0 then
+  -- listed for every node's sweep (a stale score is corrected by whoever ends it)
+  redis.call('ZADD', KEYS[21], 'NX', now + wait, ARGV[24])
+end
+if not KEYS[22] then
+  publish_events(KEYS[19], KEYS[20], ARGV[26], ARGV[27], ARGV[28], events)
+  return {'OK', receipt, wait}
+end
+local board = announce_board(KEYS[22], KEYS[5], KEYS[6], KEYS[3], KEYS[10], ARGV[34],
+  tonumber(ARGV[35]), events)
+publish_events(KEYS[19], KEYS[20], ARGV[26], ARGV[27], ARGV[28], events)
+return {'OK', receipt, wait, board}

@@ -12,28 +12,12 @@
 -- Reply: 0 when announced, else milliseconds until the lease frees up
 --@include room
 --@include leaderboard
-if not redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[4]) then
-  return math.max(redis.call('PTTL', KEYS[1]), 1)
-end
-local top = {}
-for i, row in ipairs(top_entries(KEYS[2], tonumber(ARGV[5]))) do
-  top[i] = '{"user":' .. (redis.call('HGET', KEYS[3], row[1]) or '{}') .. ',"coins":'
-    .. fmt(row[2]) .. '}'
-end
-local events = {'{"type":"leaderboard","top":[' .. table.concat(top, ',') .. ']}'}
-local stream = redis.call('HGET', KEYS[4], 'stream_id')
-local goal = redis.call('HMGET', KEYS[5], 'stream_id', 'target', 'progress', 'title', 'reached')
-if stream and goal[1] == stream then
-  local target, progress = tonumber(goal[2]), tonumber(goal[3])
-  local reached = progress >= target
-  local body = '"target":' .. fmt(target) .. ',"progress":' .. fmt(progress) .. ',"title":'
-    .. cjson.encode(goal[4])
-  table.insert(events, '{"type":"goal",' .. body .. ',"reached":'
-    .. ((reached or goal[5] == '1') and 'true' or 'false') .. '}')
-  if reached and goal[5] == '0' then
-    redis.call('HSET', KEYS[5], 'reached', '1')
-    table.insert(events, '{"type":"goal_reached",' .. body .. '}')
-  end
+--@include board
+local events = {}
+local wait = announce_board(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], ARGV[4],
+  tonumber(ARGV[5]), events)
+if wait > 0 then
+  return wait
 end
 publish_events(KEYS[6], KEYS[7], ARGV[1], ARGV[2], ARGV[3], events)
 return 0

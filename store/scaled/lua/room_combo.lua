@@ -17,42 +17,14 @@
 -- marker (lib_gift_marker.lua), and ARGV 14, its TTL (s): the event goes out once
 -- per tx, whoever sends it how often; once out, a call publishes nothing.
 --
--- Combos hash: member -> "id|count|coins|diamonds|deadline|stream id",
---              member .. "\30" -> the final event's head.
+-- Combos hash: see lib_combo.lua.
 --
 -- Reply: milliseconds until the next open combo's window closes ("hit": this
 -- gift's combo; 0 when it ended at once), 0 when none is open; "late": 1 when
 -- published, 0 when the event was out already.
 --@include room
+--@include combo
 --@include gift_marker
-
-local function overlay(stream, coins, diamonds)
-  local t = redis.call('HMGET', KEYS[3], stream .. ':gifts', stream .. ':coins',
-    stream .. ':diamonds')
-  return '"overlay":{"combo":{"coins":' .. fmt(coins) .. ',"diamonds":' .. fmt(diamonds)
-    .. '},"stream":{"gifts":' .. fmt(tonumber(t[1] or '0')) .. ',"coins":'
-    .. fmt(tonumber(t[2] or '0')) .. ',"diamonds":' .. fmt(tonumber(t[3] or '0')) .. '}}'
-end
-
-local function event(head, id, count, ended, stream, coins, diamonds)
-  return head .. ',"combo":{"id":"' .. id .. '","count":' .. fmt(count) .. ',"end":'
-    .. (ended and 'true' or 'false') .. '},' .. overlay(stream, coins, diamonds) .. '}'
-end
-
-local function parse(value)
-  local id, count, coins, diamonds, deadline, stream =
-    string.match(value, '^([^|]*)|(%d+)|(%d+)|(%d+)|(%d+)|(%d+)$')
-  return id, tonumber(count), tonumber(coins), tonumber(diamonds), tonumber(deadline), stream
-end
-
--- remove a combo and return its final event
-local function finish(member, value)
-  local id, count, coins, diamonds, _, stream = parse(value)
-  local head = redis.call('HGET', KEYS[1], member .. '\30')
-  redis.call('HDEL', KEYS[1], member, member .. '\30')
-  redis.call('ZREM', KEYS[2], member)
-  return event(head, id, count, true, stream, coins, diamonds)
-end
 
 local function next_wait(now)
   local first = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
@@ -75,40 +47,12 @@ if KEYS[6] then
 end
 
 if ARGV[4] == 'late' then
-  table.insert(events, event(ARGV[12], ARGV[6], tonumber(ARGV[7]), true, ARGV[11],
-    tonumber(ARGV[8]), tonumber(ARGV[9])))
+  table.insert(events, combo_event(KEYS[3], ARGV[12], ARGV[6], tonumber(ARGV[7]), true,
+    ARGV[11], tonumber(ARGV[8]), tonumber(ARGV[9])))
   wait = 1
 elseif ARGV[4] == 'hit' then
-  local member = ARGV[5]
-  local count, coins, diamonds = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
-  local window = tonumber(ARGV[10])
-  local stream = ARGV[11]
-  local id = ARGV[6]
-  local value = redis.call('HGET', KEYS[1], member)
-  if value then
-    local open_id, open_count, open_coins, open_diamonds, deadline = parse(value)
-    if deadline <= now then
-      table.insert(events, finish(member, value))
-    else
-      id, count = open_id, open_count + count
-      coins, diamonds = open_coins + coins, open_diamonds + diamonds
-    end
-  end
-  if window > 0 then
-    local deadline = now + window
-    redis.call('HSET', KEYS[1], member,
-      id .. '|' .. fmt(count) .. '|' .. fmt(coins) .. '|' .. fmt(diamonds) .. '|'
-        .. fmt(deadline) .. '|' .. stream,
-      member .. '\30', ARGV[13])
-    redis.call('ZADD', KEYS[2], deadline, member)
-    -- a room nobody sweeps any more (every node gone) does not keep its combos forever
-    redis.call('PEXPIRE', KEYS[1], window + 3600000)
-    redis.call('PEXPIRE', KEYS[2], window + 3600000)
-    table.insert(events, event(ARGV[12], id, count, false, stream, coins, diamonds))
-    wait = window
-  else
-    table.insert(events, event(ARGV[12], id, count, true, stream, coins, diamonds))
-  end
+  wait = combo_hit(KEYS[1], KEYS[2], KEYS[3], events, ARGV[5], ARGV[6], tonumber(ARGV[7]),
+    tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10]), ARGV[11], ARGV[12], ARGV[13], now)
 else
   local upto = now
   if ARGV[4] == 'all' then
@@ -118,7 +62,7 @@ else
   for _, member in ipairs(due) do
     local value = redis.call('HGET', KEYS[1], member)
     if value then
-      table.insert(events, finish(member, value))
+      table.insert(events, combo_finish(KEYS[1], KEYS[2], KEYS[3], member, value))
     else
       redis.call('ZREM', KEYS[2], member)
     end

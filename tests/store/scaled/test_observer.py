@@ -32,6 +32,12 @@ class Seen:
     def backend_call(self, backend: Backend, call: str, seconds: float, *, ok: bool) -> None:
         self.calls.append((backend, call, seconds, ok))
 
+    def backend_calls(
+        self, backend: Backend, calls: Sequence[tuple[str, float]], *, ok: bool
+    ) -> None:
+        for call, seconds in calls:
+            self.backend_call(backend, call, seconds, ok=ok)
+
     def ledger_filed(self, *, filed: int, parked: int, ages: Sequence[float]) -> None:
         self.batches.append((filed, parked, list(ages)))
 
