@@ -248,10 +248,14 @@ class Metrics:
         fixed set: anything without one is ``internal``)."""
         return Refusals(outcomes, errors)
 
-    def gift_to_frame(self, viewer: str, *, published_ms: int) -> None:
-        """A delivery round wrote a gift to its ``first`` or ``last`` connection."""
-        delay = time.time() - published_ms / 1000
-        self.gift_to_frame_seconds.labels(viewer).observe(max(0.0, delay))
+    def gift_to_frame(self, viewer: str, *, published_ms: int, now: float | None = None) -> float:
+        """A delivery round wrote a gift to its ``first`` or ``last`` connection
+        (``now``: the wall clock read already, seconds); returns the time used."""
+        if now is None:
+            now = time.time()
+        delay = now - published_ms / 1000
+        self.series(self.gift_to_frame_seconds, viewer).observe(max(0.0, delay))
+        return now
 
     async def sample_loop_lag(self, *, every: float = LOOP_SAMPLE_SECONDS) -> None:
         """Run forever: how late a sleep wakes is the loop's lag; also refresh this
