@@ -7,6 +7,7 @@ WebSocket are indistinguishable to the room and to the ledger.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from live.actions.items import Looks
@@ -58,11 +59,20 @@ class Gifts:
         showed) must be that price (``price_changed``). A retired or out-of-window
         gift is ``not_found`` (regions only filter the list: users have no region)."""
         metrics = self.metrics
-        with metrics.refusals(outcomes=metrics.gift_outcome, errors=metrics.gift_errors):
+        # ``metrics.refusals`` and ``metrics.wallet_call`` written out: this runs per gift
+        try:
             gift = self.catalog_gift(gift_id, count)
             request = GiftRequest(sender, room_id, gift, count, key, shown_coins=shown_coins)
-            with metrics.wallet_call("gift"):
+            started = time.perf_counter()
+            try:
                 receipt = await self.engine.wallet.send_gift(request)
+            except BaseException as exc:
+                metrics.wallet_called("gift", started=started, error=exc)
+                raise
+            metrics.wallet_called("gift", started=started, error=None)
+        except Exception as exc:
+            metrics.refused(exc, outcomes=metrics.gift_outcome, errors=metrics.gift_errors)
+            raise
         if receipt.replayed:
             metrics.gift_outcome["replayed"].inc()
         else:
