@@ -249,9 +249,7 @@ class Metrics:
         outcome = "ok"
         if error is not None and isinstance(error, Exception):
             outcome = str(getattr(error, "code", "internal"))
-        self.series(self.wallet_seconds, operation, outcome).observe(
-            time.perf_counter() - started
-        )
+        self.series(self.wallet_seconds, operation, outcome).observe(time.perf_counter() - started)
 
     @staticmethod
     def refusals(*, outcomes: Mapping[str, Counter], errors: Counter) -> Refusals:
@@ -260,7 +258,9 @@ class Metrics:
         return Refusals(outcomes, errors)
 
     @staticmethod
-    def refused(error: Exception, *, outcomes: Mapping[str, Counter], errors: Counter) -> None:
+    def count_refusal(
+        error: Exception, *, outcomes: Mapping[str, Counter], errors: Counter
+    ) -> None:
         """``refusals`` spelled out for the gift path: count ``error`` as a refusal."""
         errors.labels(str(getattr(error, "code", "internal"))).inc()
         outcomes["refused"].inc()
@@ -456,4 +456,4 @@ class Refusals:
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: object
     ) -> None:
         if exc is not None and isinstance(exc, Exception):
-            Metrics.refused(exc, outcomes=self._outcomes, errors=self._errors)
+            Metrics.count_refusal(exc, outcomes=self._outcomes, errors=self._errors)

@@ -71,7 +71,7 @@ class Gifts:
                 raise
             metrics.wallet_called("gift", started=started, error=None)
         except Exception as exc:
-            metrics.refused(exc, outcomes=metrics.gift_outcome, errors=metrics.gift_errors)
+            metrics.count_refusal(exc, outcomes=metrics.gift_outcome, errors=metrics.gift_errors)
             raise
         if receipt.replayed:
             metrics.gift_outcome["replayed"].inc()
