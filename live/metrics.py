@@ -278,16 +278,37 @@ class Metrics:
         """Time a wallet call; the outcome is ``ok`` or the error's code."""
         return WalletCall(self, operation)
 
+    def wallet_called(self, operation: str, *, started: float, error: BaseException | None) -> None:
+        """``wallet_call`` spelled out for the gift path (no context manager to make
+        and enter per gift): the call began at ``started`` (``time.perf_counter``)
+        and ended now with ``error`` (``None``: it returned)."""
+        outcome = "ok"
+        if error is not None and isinstance(error, Exception):
+            outcome = str(getattr(error, "code", "internal"))
+        self.series(self.wallet_seconds, operation, outcome).observe(time.perf_counter() - started)
+
     @staticmethod
     def refusals(*, outcomes: Mapping[str, Counter], errors: Counter) -> Refusals:
         """Count a gift or item purchase refused inside, by its error's code (a
         fixed set: anything without one is ``internal``)."""
         return Refusals(outcomes, errors)
 
-    def gift_to_frame(self, viewer: str, *, published_ms: int) -> None:
-        """A delivery round wrote a gift to its ``first`` or ``last`` connection."""
-        delay = time.time() - published_ms / 1000
-        self.gift_to_frame_seconds.labels(viewer).observe(max(0.0, delay))
+    @staticmethod
+    def count_refusal(
+        error: Exception, *, outcomes: Mapping[str, Counter], errors: Counter
+    ) -> None:
+        """``refusals`` spelled out for the gift path: count ``error`` as a refusal."""
+        errors.labels(str(getattr(error, "code", "internal"))).inc()
+        outcomes["refused"].inc()
+
+    def gift_to_frame(self, viewer: str, *, published_ms: int, now: float | None = None) -> float:
+        """A delivery round wrote a gift to its ``first`` or ``last`` connection
+        (``now``: the wall clock read already, seconds); returns the time used."""
+        if now is None:
+            now = time.time()
+        delay = now - published_ms / 1000
+        self.series(self.gift_to_frame_seconds, viewer).observe(max(0.0, delay))
+        return now
 
     async def sample_loop_lag(self, *, every: float = LOOP_SAMPLE_SECONDS) -> None:
         """Run forever: how late a sleep wakes is the loop's lag; also refresh this
@@ -452,13 +473,7 @@ class WalletCall:
     def __exit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: object
     ) -> None:
-        outcome = "ok"
-        if exc is not None and isinstance(exc, Exception):
-            outcome = str(getattr(exc, "code", "internal"))
-        metrics = self._metrics
-        metrics.series(metrics.wallet_seconds, self._operation, outcome).observe(
-            time.perf_counter() - self._started
-        )
+        self._metrics.wallet_called(self._operation, started=self._started, error=exc)
 
 
 class Refusals:
@@ -477,5 +492,4 @@ class Refusals:
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: object
     ) -> None:
         if exc is not None and isinstance(exc, Exception):
-            self._errors.labels(str(getattr(exc, "code", "internal"))).inc()
-            self._outcomes["refused"].inc()
+            Metrics.count_refusal(exc, outcomes=self._outcomes, errors=self._errors)

@@ -8,14 +8,21 @@ import threading
 import time
 
 _ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"
+_PAIRS = [high + low for high in _ALPHABET for low in _ALPHABET]
+"""Every two characters of ``_ALPHABET``: 10 bits per lookup."""
+_MASK = (1 << 10) - 1
 
 
-def _base32(value: int, length: int) -> str:
-    chars = []
-    for _ in range(length):
-        value, rem = divmod(value, 32)
-        chars.append(_ALPHABET[rem])
-    return "".join(reversed(chars))
+def _id_chars(ms: int, rand: int) -> str:
+    """``ms`` in 10 characters of ``_ALPHABET`` and ``rand`` in 16, most significant
+    first: two characters per lookup instead of one division per character (a busy
+    gift path makes an id per gift)."""
+    p, m = _PAIRS, _MASK
+    return (
+        p[ms >> 40 & m] + p[ms >> 30 & m] + p[ms >> 20 & m] + p[ms >> 10 & m] + p[ms & m]
+        + p[rand >> 70 & m] + p[rand >> 60 & m] + p[rand >> 50 & m] + p[rand >> 40 & m]
+        + p[rand >> 30 & m] + p[rand >> 20 & m] + p[rand >> 10 & m] + p[rand & m]
+    )  # fmt: skip
 
 
 _lock = threading.Lock()
@@ -61,7 +68,7 @@ def new_id(prefix: str) -> str:
         else:
             rand = int.from_bytes(_random10(), "big") >> 1  # room to count up
         _last = (ms, rand)
-    return f"{prefix}_{_base32(ms, 10)}{_base32(rand, 16)}"
+    return f"{prefix}_{_id_chars(ms, rand)}"
 
 
 def id_ms(identifier: str) -> int:

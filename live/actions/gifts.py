@@ -7,6 +7,7 @@ WebSocket are indistinguishable to the room and to the ledger.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -62,13 +63,17 @@ class Gifts:
         wallet = self.engine.wallet
         shower = self._shower
         shown: ShownGift | None = None
-        with metrics.refusals(outcomes=metrics.gift_outcome, errors=metrics.gift_errors):
+        # ``metrics.refusals`` and ``metrics.wallet_call`` written out: this runs per gift
+        try:
             gift = self.catalog_gift(gift_id, count)
             request = GiftRequest(sender, room_id, gift, count, key, shown_coins=shown_coins)
-            if shower is not None:
-                # the event goes out with the commit: the sender as the room sees it
-                seen = await self._dressed(sender)
-                with metrics.wallet_call("gift"):
+            # with a shower, the event goes out with the commit: the sender as the room sees it
+            seen = sender if shower is None else await self._dressed(sender)
+            started = time.perf_counter()
+            try:
+                if shower is None:
+                    receipt = await wallet.send_gift(request)
+                else:
                     shown = await shower.send_gift_shown(
                         request,
                         sender=seen.public(),
@@ -76,10 +81,14 @@ class Gifts:
                         board_interval_ms=self.settings.leaderboard_interval_ms,
                         board_limit=TOP_GIFTERS,
                     )
-                receipt = shown.receipt
-            else:
-                with metrics.wallet_call("gift"):
-                    receipt = await wallet.send_gift(request)
+                    receipt = shown.receipt
+            except BaseException as exc:
+                metrics.wallet_called("gift", started=started, error=exc)
+                raise
+            metrics.wallet_called("gift", started=started, error=None)
+        except Exception as exc:
+            metrics.count_refusal(exc, outcomes=metrics.gift_outcome, errors=metrics.gift_errors)
+            raise
         if receipt.replayed:
             metrics.gift_outcome["replayed"].inc()
         else:
@@ -94,8 +103,9 @@ class Gifts:
                     board_wait_ms=shown.board_wait_ms,
                 )
             else:  # the gift event, within its sender's combo; then the room's totals
-                sender = await self._dressed(sender)
-                await self.activity.gift(gift=gift, sender=sender, receipt=receipt)
+                if shower is None:
+                    seen = await self._dressed(sender)
+                await self.activity.gift(gift=gift, sender=seen, receipt=receipt)
         return receipt
 
     @cached_property

@@ -272,20 +272,25 @@ class RoomChannel:
         if round_ is None:
             return
         gift_ts = round_.gift_ts
+        first_written: float | None = None
         if round_.next == 0 and gift_ts is not None and round_.targets:
             # the room's first connection on this node alone, to time it
             self._write(round_, round_.targets[:1])
             round_.next = 1
-            self.hub.metrics.gift_to_frame("first", published_ms=gift_ts)
+            first_written = self.hub.metrics.gift_to_frame("first", published_ms=gift_ts)
         end = min(round_.next + ROUND_SLICE, len(round_.targets))
-        self._write(round_, round_.targets[round_.next : end])
+        if end > round_.next:
+            self._write(round_, round_.targets[round_.next : end])
+            # written since the first: the clock is read again
+            first_written = None
         round_.next = end
         if end < len(round_.targets):
             asyncio.get_running_loop().call_soon(self._continue_round)
             return
         self._round = None
         if gift_ts is not None and round_.targets:
-            self.hub.metrics.gift_to_frame("last", published_ms=gift_ts)
+            # a room with one connection here: its first is its last, written just now
+            self.hub.metrics.gift_to_frame("last", published_ms=gift_ts, now=first_written)
         if any(e["type"] == "room_ended" for e in round_.batch):
             self.ended = True
             for conn in list(self.connections):
@@ -337,10 +342,11 @@ class RoomChannel:
             if sink.buffered() > limit:
                 hub.metrics.slow_closes.inc()
                 hub.close_connection(conn, CloseCode.TOO_SLOW, "too slow to keep up")
-        metrics = hub.metrics
-        metrics.frames_out.inc(frames)
-        metrics.bytes_out.inc(size)
-        metrics.events_out.inc(sent)
+        if frames:
+            metrics = hub.metrics
+            metrics.frames_out.inc(frames)
+            metrics.bytes_out.inc(size)
+            metrics.events_out.inc(sent)
 
     def _start_resync(self) -> None:
         if self._resync is not None:

@@ -230,6 +230,13 @@ def fingerprint(*parts: object) -> str:
     return digest[:32]
 
 
+@functools.lru_cache(maxsize=4_096, typed=True)
+def _gift_fingerprint(room_id: str, gift_id: str, count: int) -> str:
+    """A gift's fingerprint, kept: a gifter sends the same gift to the same room
+    again and again, and this runs for every gift."""
+    return fingerprint("gift", room_id, gift_id, count)
+
+
 @dataclass(frozen=True, slots=True)
 class GiftRequest:
     sender: Profile
@@ -260,7 +267,7 @@ class GiftRequest:
         }
 
     def fingerprint(self) -> str:
-        return fingerprint("gift", self.room_id, self.gift.id, self.count)
+        return _gift_fingerprint(self.room_id, self.gift.id, self.count)
 
     def sale_refusal(self, now_ms: int) -> StoreError | None:
         """Why the gift can't be sold now (not offered, or not at the price the

@@ -24,7 +24,7 @@ from store.domain.accounts import MoneyPolicy, UserLimits, debt_account
 from store.domain.models import GiftReceipt, GiftRequest, coins_account
 from store.domain.postings import gift_postings, split_gift
 from store.domain.rules import TOKEN, check_caps, local_periods, refill, wait_ms
-from store.embedded.journal import IdempotencyKey, dumps, journal, receipt_body
+from store.embedded.journal import IdempotencyKey, dumps, journal
 from store.embedded.room_totals import GiftTotals, record_gift
 from store.errors import StoreError
 from store.ids import new_id, now_ms
@@ -307,18 +307,21 @@ def send_gift(conn: sqlite3.Connection, plan: GiftPlan) -> tuple[GiftReceipt, Gi
     if coins < total:
         raise refusals.INSUFFICIENT_FUNDS(total, coins)
 
-    receipt = GiftReceipt(
-        tx=plan.tx,
-        room_id=request.room_id,
-        stream_id=stream_id,
-        creator_id=creator_id,
-        gift_id=request.gift.id,
-        count=request.count,
-        coins=total,
-        diamonds=plan.diamonds,
-        balance=coins - total,
-        created_at=plan.created_at,
-    )
+    # what the key keeps (``receipt_body``: every field but ``replayed``, in order),
+    # built once for the receipt and the key alike
+    body: dict[str, Any] = {
+        "tx": plan.tx,
+        "room_id": request.room_id,
+        "stream_id": stream_id,
+        "creator_id": creator_id,
+        "gift_id": request.gift.id,
+        "count": request.count,
+        "coins": total,
+        "diamonds": plan.diamonds,
+        "balance": coins - total,
+        "created_at": plan.created_at,
+    }
+    receipt = GiftReceipt(**body)
     journal(
         conn,
         tx_id=receipt.tx,
@@ -343,5 +346,5 @@ def send_gift(conn: sqlite3.Connection, plan: GiftPlan) -> tuple[GiftReceipt, Gi
         conn, receipt, sender_id=sender.id, sender_json=plan.sender_json, goal=bool(has_goal)
     )
     record_gift_money(conn, rules, sender_id=sender.id, receipt=receipt)
-    plan.key.remember(conn, receipt_body(receipt))
+    plan.key.remember(conn, body)
     return receipt, totals
