@@ -21,6 +21,7 @@ from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from live.actions.node import Actions
+from live.collector import CollectorTuning
 from live.errors import error_response
 from live.http import (
     admin,
@@ -137,6 +138,12 @@ def create_app(settings: Settings) -> Starlette:
         app.state.guard = ConnectionGuard.from_settings(settings)
         identity = app.state.identity = Identity.from_settings(settings)
         await identity.start()
+        collector = CollectorTuning(
+            young_threshold=settings.gc_young_threshold,
+            freeze=settings.gc_freeze,
+            observe=metrics.gc_paused,
+        )
+        collector.start()  # the last of start-up: what it built is frozen
         log.info("engine %s ready", engine.name)
         if settings.demo:
             from live.demo import seed_demo
@@ -151,6 +158,7 @@ def create_app(settings: Settings) -> Starlette:
             await identity.close()
             await engine.close()
             lag_sampler.cancel()
+            collector.close()
             metrics.close()
 
     return LiveApp(

@@ -267,6 +267,13 @@ class Metrics:
             "How late the event loop ran a timer (sampled every half second).",
             LAG_BUCKETS,
         )
+        gc_pause_seconds = histogram(
+            "live_gc_pause_seconds",
+            "Pauses of the garbage collector (the whole process stops), by generation.",
+            LAG_BUCKETS,
+            "generation",
+        )
+        self._gc_pauses = [gc_pause_seconds.labels(str(generation)) for generation in range(3)]
         self.store = StoreMetrics(registry=own, series=self.series)
         if multiprocess_dir:
             MultiProcessCollector(self.registry, path=multiprocess_dir)  # type: ignore[no-untyped-call]
@@ -309,6 +316,10 @@ class Metrics:
         delay = now - published_ms / 1000
         self.series(self.gift_to_frame_seconds, viewer).observe(max(0.0, delay))
         return now
+
+    def gc_paused(self, generation: int, seconds: float) -> None:
+        """A garbage collection of ``generation`` stopped the process for ``seconds``."""
+        self._gc_pauses[min(max(generation, 0), 2)].observe(seconds)
 
     async def sample_loop_lag(self, *, every: float = LOOP_SAMPLE_SECONDS) -> None:
         """Run forever: how late a sleep wakes is the loop's lag; also refresh this

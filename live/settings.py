@@ -73,6 +73,12 @@ class Settings:
     creator_share_percent: int = 50
     tick_ms: int = 25
     """Fan-out coalescing tick: events within one tick go out as one frame."""
+    gc_young_threshold: int = 20_000
+    """Allocations between two young garbage collections (CPython's default: 700;
+    0 keeps it). Larger: a request's short-lived objects die young instead of
+    reaching the old generation, whose full passes stop the process."""
+    gc_freeze: bool = True
+    """Freeze what start-up built (``gc.freeze()``), so full passes skip it."""
     history_size: int = 1_000
     history_seconds: float = 120.0
     send_buffer_bytes: int = 1_048_576
@@ -551,6 +557,8 @@ class Settings:
             raise SettingsError("LIVE_CATALOG_POLL_SECONDS must be within 0.01..60")
         if self.tick_ms < 1 or self.tick_ms > 1_000:
             raise SettingsError("LIVE_TICK_MS must be within 1..1000")
+        if not 0 <= self.gc_young_threshold <= 10_000_000:
+            raise SettingsError("LIVE_GC_YOUNG_THRESHOLD must be within 0..10000000")
         for name in (
             "chat_rate_messages",
             "chat_rate_seconds",
