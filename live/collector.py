@@ -57,14 +57,14 @@ class CollectorTuning:
         if self._previous is not None:
             return
         self._previous = gc.get_threshold()
+        if self.observe is not None:  # first: the start-up pass below is timed too
+            self._callback = self._timed
+            gc.callbacks.append(self._callback)
         if self.freeze:
             gc.collect()  # nothing start-up left as garbage gets frozen with the rest
             gc.freeze()
         if self.young_threshold > 0:
             gc.set_threshold(self.young_threshold, *GC_OLDER_THRESHOLDS)
-        if self.observe is not None:
-            self._callback = self._timed
-            gc.callbacks.append(self._callback)
 
     def close(self) -> None:
         """Put the thresholds back and stop timing (the frozen objects stay frozen:

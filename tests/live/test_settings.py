@@ -14,9 +14,13 @@ def test_defaults_and_env(tmp_path: Path) -> None:
             "PORT": "9001",
             "LIVE_TICK_MS": "40",
             "LIVE_SANDBOX_PAYMENTS": "false",
+            "LIVE_GC_YOUNG_THRESHOLD": "5000",
+            "LIVE_GC_FREEZE": "off",
         }
     )
     assert settings.port == 9001 and settings.tick_ms == 40
+    assert settings.gc_young_threshold == 5_000 and settings.gc_freeze is False
+    assert Settings.from_env({"LIVE_DATA_DIR": str(tmp_path)}).gc_young_threshold == 20_000
     assert settings.sandbox_payments is False and not settings.scaled
     # A dev secret is generated once and reused, so `live token` and `live serve` agree.
     again = Settings.from_env({"LIVE_DATA_DIR": str(tmp_path)})
@@ -46,6 +50,9 @@ def test_production_needs_a_secret(tmp_path: Path) -> None:
         {"LIVE_SETTLE_DELAY_MS": "999"},
         {"LIVE_OVERLAY_ALERT_BACKLOG": "1"},
         {"LIVE_OVERLAY_ALERT_TIMEOUT_SECONDS": "0"},
+        {"LIVE_GC_YOUNG_THRESHOLD": "-1"},
+        {"LIVE_GC_YOUNG_THRESHOLD": "lots"},
+        {"LIVE_GC_FREEZE": "sometimes"},
     ],
 )
 def test_invalid_settings_refuse_to_start(env: dict[str, str], tmp_path: Path) -> None:

@@ -80,6 +80,12 @@ async def test_operations_endpoints(server: LiveServer) -> None:
     assert ready["engine"] == ("scaled" if server.scaled else "embedded")
     text = (await api.get("/metrics")).text
     assert "live_connections " in text and "live_gifts_committed_total" in text
+    # the start-up full pass (just before the freeze) is timed
+    full_passes = next(
+        line for line in text.splitlines() if line.startswith("live_gc_pause_seconds_count{")
+        and 'generation="2"' in line
+    )
+    assert float(full_passes.rsplit(" ", 1)[1]) >= 1
     if server.scaled:
         assert "live_outbox_lag " in text
     await api.aclose()
