@@ -41,6 +41,12 @@ log = logging.getLogger("live.hub")
 RECENT_EVENTS = 2_048
 """Events a channel remembers after sending them, so a viewer joining mid-tick
 catches up locally without asking the broker again."""
+RECENT_SECONDS = 10.0
+"""And none delivered longer ago than this: a joining viewer needs the last
+tick's, a reconnect storm's viewers the few seconds they were away; older gaps
+resume from the broker. Without an age bound a quiet room's channel kept
+2,048 events for minutes, thousands of rooms' worth of dicts that every full
+garbage-collection pass walked (docs/PERFORMANCE.md)."""
 
 ROUND_SLICE = 256
 """Connections a delivery round writes to per event loop iteration."""
@@ -188,6 +194,8 @@ class RoomChannel:
         self.connections: dict[Connection, None] = {}
         self.pending: list[Event] = []
         self.recent: deque[Event] = deque(maxlen=RECENT_EVENTS)
+        self._delivered: deque[tuple[float, int]] = deque()
+        """(loop time, last seq) of each batch delivered, to age ``recent`` out."""
         self.delivered_seq = 0
         self.subscription: Subscription | None = None
         self._flush_handle: asyncio.Handle | None = None
@@ -256,7 +264,17 @@ class RoomChannel:
         """Start a round that writes ``batch`` to every connection lacking it."""
         self._last_flush = asyncio.get_running_loop().time()
         self.delivered_seq = batch[-1]["seq"]
-        self.recent.extend(batch)
+        recent = self.recent
+        recent.extend(batch)
+        # forget what this channel delivered over RECENT_SECONDS ago (by its own
+        # clock: an event that arrives late is still kept as long as the others)
+        delivered = self._delivered
+        now = self._last_flush
+        delivered.append((now, self.delivered_seq))
+        while delivered and delivered[0][0] < now - RECENT_SECONDS:
+            _, seq = delivered.popleft()
+            while recent and recent[0]["seq"] <= seq:
+                recent.popleft()
         self.board.apply(batch)
         # Overlay-only detail (``overlay`` maps) never reaches viewers: a batch is
         # encoded once per codec and audience, the same bytes for all of an audience.
@@ -376,6 +394,7 @@ class RoomChannel:
             with contextlib.suppress(Exception):
                 self.delivered_seq = await self.hub.broker.last_seq(self.room_id)
             self.recent.clear()  # no longer a run without gaps: resume from the broker
+            self._delivered.clear()
             self._catch_ups.clear()
             self.board.clear()  # announcements may have been among the missed events
             self.pending = [e for e in self.pending if e["seq"] > self.delivered_seq]

@@ -5,6 +5,13 @@ per-room counter stamps ``seq`` (strictly increasing, gap-free), delivery is a
 synchronous call to each listener on the event loop (in order, exactly once),
 and a bounded per-room history serves resumes. Nothing here ever interrupts a
 subscription, so ``on_reset`` is never called.
+
+The history keeps each event encoded (``seq``, ``ts`` and its JSON bytes), not
+the event's dicts: two minutes of every room's events are the bulk of a busy
+process's long-lived objects, and as dicts the garbage collector's full passes
+walked all of them, stopping the process for 100 ms and more
+(docs/PERFORMANCE.md). Bytes and tuples of numbers are not tracked by the
+collector; a resume, which is rare, decodes what it needs.
 """
 
 from __future__ import annotations
@@ -13,7 +20,9 @@ import itertools
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
+
+import orjson
 
 from store.domain.models import Event
 from store.ids import now_ms
@@ -21,10 +30,16 @@ from store.listeners import ListenerSubscription, RoomListeners
 from store.roles import BrokerListener
 
 
+_ENCODE_OPTIONS: Final = orjson.OPT_NON_STR_KEYS
+
+Kept = tuple[int, int, bytes]
+"""An event in the history: its ``seq``, its ``ts`` and the event as JSON."""
+
+
 @dataclass(slots=True)
 class _RoomState:
     seq: int = 0
-    history: deque[Event] = field(default_factory=deque)
+    history: deque[Kept] = field(default_factory=deque)
     listeners: RoomListeners = field(default_factory=RoomListeners)
 
 
@@ -59,7 +74,7 @@ class MemoryBroker:
     def _expire(self, state: _RoomState, now: int) -> None:
         cutoff = now - self._max_age_ms
         history = state.history
-        while history and history[0]["ts"] < cutoff:
+        while history and history[0][1] < cutoff:
             history.popleft()
 
     async def publish(self, room_id: str, events: list[Event]) -> list[Event]:
@@ -75,7 +90,7 @@ class MemoryBroker:
             state.seq += 1
             event["seq"] = state.seq
             event["ts"] = now
-            state.history.append(event)
+            state.history.append((state.seq, now, orjson.dumps(event, option=_ENCODE_OPTIONS)))
         self._expire(state, now)
         state.listeners.events(room_id, events)
         return events
@@ -101,10 +116,11 @@ class MemoryBroker:
         if state is None:
             return None
         self._expire(state, self._clock())
-        oldest = state.history[0]["seq"] if state.history else last + 1
+        oldest = state.history[0][0] if state.history else last + 1
         if since < oldest - 1:
             return None
-        return list(itertools.islice(state.history, since - oldest + 1, None))
+        kept = itertools.islice(state.history, since - oldest + 1, None)
+        return [orjson.loads(encoded) for _, _, encoded in kept]
 
     async def last_seq(self, room_id: str) -> int:
         state = self._rooms.get(room_id)

@@ -6,8 +6,10 @@ import asyncio
 from typing import Any
 
 import orjson
+import pytest
 
 from live.metrics import Metrics
+from live.realtime import hub as hub_module
 from live.realtime.hub import ROUND_SLICE, Connection, Hub
 from live.realtime.sinks import Outgoing
 from protocol import JSON_CODEC
@@ -255,3 +257,20 @@ async def test_viewers_resuming_from_the_same_seq_share_one_catch_up_frame() -> 
     await settle(hub)
     again = await back(1)
     assert again.seqs() == list(range(2, last + 2)) and again.outgoing[1] is not first.outgoing[1]
+
+
+async def test_events_delivered_long_ago_leave_recent_and_a_resume_asks_the_broker(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(hub_module, "RECENT_SECONDS", -1.0)  # every batch is old at once
+    hub, broker = make_hub()
+    await connect(hub, 1)  # keeps the channel open
+    for n in range(1, 6):
+        await start_round(broker, [chat(n)])
+        await settle(hub)
+    assert not hub.channels[ROOM].recent
+    resumed, sink = await resume(hub, 2)  # from the broker's history instead
+    assert resumed and sink.seqs() == [3, 4, 5]
+    await broker.publish(ROOM, [chat(6)])
+    await settle(hub)
+    assert sink.seqs() == [3, 4, 5, 6]

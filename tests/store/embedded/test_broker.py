@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 
 import pytest
@@ -146,3 +147,21 @@ def test_rejects_an_empty_window() -> None:
         MemoryBroker(history_size=0, history_seconds=1)
     with pytest.raises(ValueError):
         MemoryBroker(history_size=1, history_seconds=0)
+
+
+async def test_history_is_kept_encoded_out_of_the_collectors_view() -> None:
+    broker, clock = make()
+    gift: Event = {
+        "type": "gift",
+        "sender": {"id": "u1", "name": "Ann", "badge": {"level": 3}},
+        "combo": {"id": "c1", "count": 2, "end": False},
+    }
+    await broker.publish("r", [gift, {"type": "leaderboard", "top": [{"user": {"id": "u1"}}]}])
+    gift["sender"]["name"] = "changed after publish"  # the history keeps what was published
+    replayed = await broker.history("r", since=0)
+    assert replayed is not None and [e["seq"] for e in replayed] == [1, 2]
+    assert replayed[0]["sender"] == {"id": "u1", "name": "Ann", "badge": {"level": 3}}
+    assert replayed[0]["ts"] == clock.now and replayed[1]["top"] == [{"user": {"id": "u1"}}]
+    gc.collect()
+    kept = list(broker._rooms["r"].history)
+    assert kept and not any(gc.is_tracked(entry) for entry in kept)
