@@ -29,7 +29,6 @@ from store.ids import now_ms
 from store.listeners import ListenerSubscription, RoomListeners
 from store.roles import BrokerListener
 
-
 _ENCODE_OPTIONS: Final = orjson.OPT_NON_STR_KEYS
 
 Kept = tuple[int, int, bytes]

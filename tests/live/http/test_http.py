@@ -82,8 +82,9 @@ async def test_operations_endpoints(server: LiveServer) -> None:
     assert "live_connections " in text and "live_gifts_committed_total" in text
     # the start-up full pass (just before the freeze) is timed
     full_passes = next(
-        line for line in text.splitlines() if line.startswith("live_gc_pause_seconds_count{")
-        and 'generation="2"' in line
+        line
+        for line in text.splitlines()
+        if line.startswith("live_gc_pause_seconds_count{") and 'generation="2"' in line
     )
     assert float(full_passes.rsplit(" ", 1)[1]) >= 1
     if server.scaled:
