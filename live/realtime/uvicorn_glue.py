@@ -20,6 +20,10 @@ What it touches in uvicorn, and why:
     ``tasks`` are read and set by ``RawWebSocket``/``RawSink`` to write pre-built
     frames straight to the socket, close it, pause its reads, and let a graceful
     shutdown wait for a command in progress;
+  - ``start_keepalive``, ``stop_keepalive`` and ``handle_pong`` are replaced to run
+    the keepalive from one clock per process (``live.realtime.keepalive``), reading
+    ``ping_interval``, ``ping_timeout`` and ``conn.send_ping`` and setting
+    ``pending_ping_payload``, ``ping_sent_at`` and ``last_ping_rtt`` as uvicorn's do;
   - ``connection_made``, ``handle_connect`` (reads ``response.status_code``, adds
     to ``scope["extensions"]``), ``keepalive_timeout``,
     ``handle_parser_exception`` and ``connection_lost`` are extended for the
@@ -57,6 +61,8 @@ reference when it starts worker processes.
 from __future__ import annotations
 
 import asyncio
+import random
+import struct
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote
@@ -74,6 +80,7 @@ from websockets.http11 import Request
 from websockets.protocol import OPEN, Protocol
 
 from live.limits import app_setting
+from live.realtime.keepalive import KeepaliveClock, keepalive_clock
 from live.realtime.sinks import RAW_EXTENSION, Outgoing
 from live.realtime.upgrade import PlainUpgrade, plain_upgrade, switching_protocols
 from protocol import close_frame
@@ -313,6 +320,55 @@ class LiveWebSocketProtocol(WebSocketsSansIOProtocol):
         if not self.handshake_complete and not self.transport.is_closing():
             self.logger.info("WebSocket handshake timed out")
             self.transport.abort()
+
+    # -- keepalive: one clock per process (live.realtime.keepalive) -----------------
+    _keepalive: KeepaliveClock | None = None
+    _ping_on_clock = 0.0
+    """When the pending ping went out, on the keepalive clock."""
+
+    def start_keepalive(self) -> None:
+        """As uvicorn's (a ping every interval, 1011 without a pong within the
+        timeout), from the process's keepalive clock instead of two timers per
+        connection and the wall clock."""
+        interval = self.ping_interval
+        if interval is None or interval <= 0:
+            return
+        clock = self._keepalive = keepalive_clock(
+            self.loop, interval=interval, timeout=self.ping_timeout or interval
+        )
+        clock.schedule(self, after=interval)
+
+    def stop_keepalive(self) -> None:
+        if self._keepalive is not None:
+            self._keepalive.discard(self)
+        self.pending_ping_payload = None
+
+    def keepalive_due(self, clock: KeepaliveClock) -> None:
+        if self.close_sent or self.transport.is_closing() or self.disconnected:
+            return
+        if self.pending_ping_payload is not None and self.ping_timeout is not None:
+            self.keepalive_timeout()
+            return
+        # A 4-byte payload names the ping, so a stale or unsolicited pong is ignored.
+        self.pending_ping_payload = struct.pack("!I", random.getrandbits(32))
+        self.ping_sent_at = self.loop.time()
+        self._ping_on_clock = clock.now
+        self.conn.send_ping(self.pending_ping_payload)
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        assert self.ping_interval is not None
+        clock.schedule(self, after=self.ping_timeout or self.ping_interval)
+
+    def handle_pong(self, event: Any) -> None:
+        payload = self.pending_ping_payload
+        if payload is None or bytes(event.data) != payload:
+            return
+        self.last_ping_rtt = self.loop.time() - self.ping_sent_at
+        self.pending_ping_payload = None
+        clock = self._keepalive
+        if clock is not None and self.ping_interval is not None:
+            # The next ping an interval after this one (not after the pong).
+            next_ping = self._ping_on_clock + self.ping_interval
+            clock.schedule(self, after=max(0.0, next_ping - clock.now))
 
     def keepalive_timeout(self) -> None:
         super().keepalive_timeout()

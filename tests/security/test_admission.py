@@ -4,6 +4,8 @@ address, viewers per room, handshake and body deadlines, keepalive."""
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -348,6 +350,33 @@ async def test_keepalive_closes_a_peer_that_never_answers_pings(server: LiveServ
     assert sum(f.opcode.name == "PING" for f in polite.frames) >= 2
     assert polite.close_code is None
     polite.close()
+
+
+async def test_keepalive_does_not_blame_a_peer_for_the_servers_own_lateness(
+    server: LiveServer,
+) -> None:
+    """A pong that reached the server while it could not run is read before its
+    deadline is judged: a server that falls behind closes no live peer with 1011."""
+    client = await _open(server, "r-ping", ip="10.5.0.3")
+    while not any(f.opcode.name == "PING" for f in client.frames):
+        assert await client.read_some(2, answer_pings=False)
+    proc = server.proc
+    assert proc is not None
+    # The server stops right after its ping; the pong waits in its socket while the
+    # process stays stopped for four times the ping interval plus its timeout.
+    os.kill(proc.pid, signal.SIGSTOP)
+    try:
+        client.flush()
+        await asyncio.sleep(4.0)
+    finally:
+        os.kill(proc.pid, signal.SIGCONT)
+    pings_before = sum(f.opcode.name == "PING" for f in client.frames)
+    deadline = time.monotonic() + 1.5
+    while time.monotonic() < deadline:
+        assert await client.read_some(0.2)
+    assert client.close_code is None
+    assert sum(f.opcode.name == "PING" for f in client.frames) >= pings_before + 2
+    client.close()
 
 
 @pytest.mark.parametrize(
