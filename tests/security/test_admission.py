@@ -303,6 +303,41 @@ async def test_slowloris_headers_are_dropped(server: LiveServer) -> None:
         writer.transport.abort()
 
 
+async def test_header_deadline_does_not_count_the_servers_own_lateness(
+    server: LiveServer,
+) -> None:
+    """Headers that reached the server while it could not run are read before
+    their deadline is judged: the slowloris rule drops no client for the server's
+    own lateness."""
+    proc = server.proc
+    assert proc is not None
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    request = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+    try:
+        writer.write(request)  # a first request: the server has accepted the connection
+        assert (await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)).startswith(
+            b"HTTP/1.1 200"
+        )
+        await asyncio.wait_for(reader.read(1 << 16), 5)  # its body
+        # The next request's first line starts its header deadline (1 s) ...
+        writer.write(request[:16])
+        await writer.drain()
+        # ... give the server a moment to read it (nothing to await: it answers nothing)
+        await asyncio.sleep(0.3)
+        # ... and the rest arrives while the server stays stopped for 3 s.
+        os.kill(proc.pid, signal.SIGSTOP)
+        try:
+            writer.write(request[16:])
+            await writer.drain()
+            await asyncio.sleep(3.0)
+        finally:
+            os.kill(proc.pid, signal.SIGCONT)
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        assert head.startswith(b"HTTP/1.1 200")
+    finally:
+        writer.transport.abort()
+
+
 async def test_request_bodies_are_bounded_in_size_and_time(server: LiveServer) -> None:
     token = server.token("erin")
     head = (
