@@ -392,9 +392,11 @@ class Bench:
         opened = ours["connections"]["opened"]
         closes = sum(ours["closes"].values())
         busiest = sorted(ours["server"].get("sockets_idle") or [], reverse=True)[: self.workers]
+        gone = ours["server"].get("processes_gone") or []
         where = (
             f"{self.workers} server process(es) ({', '.join(map(str, busiest))} sockets), "
-            f"{ours['workers']} generator processes"
+            f"{ours['workers']} generator processes; server processes gone (a worker that "
+            f"died or was killed, and its replacement started): {len(gone)}"
         )
         self.add(
             "concurrent viewers held",
