@@ -423,6 +423,7 @@ async def test_keepalive_does_not_blame_a_peer_for_the_servers_own_lateness(
         {"LIVE_SOCKET_SEND_BUFFER_BYTES": "-1"},
         {"LIVE_HANDSHAKE_TIMEOUT": "0"},
         {"LIVE_SHUTDOWN_TIMEOUT": "0"},
+        {"LIVE_WORKER_HEALTHCHECK_TIMEOUT": "0"},
         {"LIVE_PING_TIMEOUT": "-1"},
         {"LIVE_ALLOWED_ORIGINS": "https://ok.example,https://bad.example/"},
     ],
