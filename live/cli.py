@@ -160,6 +160,7 @@ def _run_uvicorn(uvicorn: Any, app: object, *, factory: bool, settings: Settings
             settings.log_level, log_format=settings.log_format, secrets=known_secrets(settings)
         ),
         timeout_graceful_shutdown=settings.shutdown_timeout,
+        timeout_worker_healthcheck=settings.worker_healthcheck_timeout,
         proxy_headers=True,
         forwarded_allow_ips=settings.forwarded_allow_ips,
     )

@@ -70,6 +70,11 @@ class Settings:
     public_url: str = ""
     """How clients reach this server (for printed links); default ``http://host:port``."""
     workers: int = 1
+    worker_healthcheck_timeout: int = 60
+    """With workers: a worker that does not answer the supervisor's health check
+    within this many seconds is killed and replaced (its viewers reconnect). A
+    worker on a saturated machine can be late by more than uvicorn's default of
+    5 s: that killed a worker holding 11,000 viewers with no error in its log."""
     creator_share_percent: int = 50
     tick_ms: int = 25
     """Fan-out coalescing tick: events within one tick go out as one frame."""
@@ -605,6 +610,8 @@ class Settings:
             raise SettingsError("LIVE_HANDSHAKE_TIMEOUT must be within (0, 300] seconds")
         if not 0 < self.shutdown_timeout <= 600:
             raise SettingsError("LIVE_SHUTDOWN_TIMEOUT must be within (0, 600] seconds")
+        if not 1 <= self.worker_healthcheck_timeout <= 3_600:
+            raise SettingsError("LIVE_WORKER_HEALTHCHECK_TIMEOUT must be within 1..3600 seconds")
         if self.production and self.subscription_allow_loopback:
             raise SettingsError("LIVE_SUBSCRIPTION_ALLOW_LOOPBACK is for development only")
         try:

@@ -474,6 +474,7 @@ class Run:
                 setup.prepare(self.base_url, self.people, gift=o.gift, coins_each=coins_each)
             )
         rss_before = rss_kib(o.server_pid)
+        pids_before = process_tree(o.server_pid) if o.server_pid else []
         self.say(
             f"connecting {o.viewers} viewers and {o.gifters} gifters to {self.base_url} "
             f"from {self._worker_count()} process(es)..."
@@ -502,6 +503,7 @@ class Run:
                     self.pump(o.duration)
                 self.end(measured)
             rss_end = rss_kib(o.server_pid)
+            pids_end = process_tree(o.server_pid) if o.server_pid else []
             self.send("stop", 1.0)
             self.pump(60.0, until="final", count=len(self.pipes))
             with contextlib.suppress(TimeoutError):
@@ -529,6 +531,7 @@ class Run:
             connect_reports=connect_reports,
             rss=(rss_before, rss_idle, rss_end),
             sockets=sockets_idle,
+            gone=sorted(set(pids_before) - set(pids_end)),
             money=money,
             extra=result,
         )
@@ -648,6 +651,7 @@ class Run:
         connect_reports: list[dict[str, Any]],
         rss: tuple[int | None, int | None, int | None],
         sockets: list[int],
+        gone: list[int],
         money: dict[str, Any] | None,
         extra: dict[str, Any],
     ) -> dict[str, Any]:
@@ -669,6 +673,7 @@ class Run:
                 "rss_per_connection_kib": per_conn,
                 "processes": len(sockets),
                 "sockets_idle": sockets,
+                "processes_gone": gone,
             }
         report: dict[str, Any] = {
             "scenario": o.scenario,

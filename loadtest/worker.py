@@ -256,32 +256,48 @@ class Worker:
     async def open_gifters(self) -> int:
         failed = 0
         for g in self.plan.gifters:
-            gifter: Gifter | None = None
-
-            def on_reply(event: dict[str, Any], now: float, box: list[Gifter | None]) -> None:
-                owner = box[0]
-                if owner is None:
-                    return
-                entry = owner.waiting.pop(str(event.get("id")), None)
-                if entry is not None and not entry[1].done():
-                    entry[1].set_result(event)
-
-            box: list[Gifter | None] = [None]
-            peer = await self.connect(
-                g.room,
-                token=g.token,
-                decode=self.plan.one_at_a_time,
-                on_reply=lambda e, now, box=box: on_reply(e, now, box),
-            )
+            box: list[Gifter] = []
+            peer = await self._connect_gifter(g, box)
             if peer is None:
                 failed += 1
                 continue
             gifter = Gifter(g, peer)
-            box[0] = gifter
+            box.append(gifter)
             if self.plan.one_at_a_time:
                 peer.on_gift = self._own_gift_hook(gifter)
             self.gifters.append(gifter)
         return failed
+
+    async def _connect_gifter(self, g: GifterPlan, box: list[Gifter]) -> Peer | None:
+        """A gifter's connection; its replies go to the gifter in ``box`` (filled in
+        once it exists)."""
+
+        def on_reply(event: dict[str, Any], now: float) -> None:
+            if not box:
+                return
+            entry = box[0].waiting.pop(str(event.get("id")), None)
+            if entry is not None and not entry[1].done():
+                entry[1].set_result(event)
+
+        return await self.connect(
+            g.room, token=g.token, decode=self.plan.one_at_a_time, on_reply=on_reply
+        )
+
+    async def _reopen_gifter(self, gifter: Gifter) -> bool:
+        """A gifter whose connection dropped connects again, as an app would; its
+        commands in flight stay unanswered (counted as such). False if it can't."""
+        self.tally.counters["gifter_disconnected"] += 1
+        await asyncio.sleep(random.uniform(0.05, 0.5))
+        if self.stopping:
+            return False
+        peer = await self._connect_gifter(gifter.plan, [gifter])
+        if peer is None:
+            return False
+        self.tally.counters["gifter_reconnects"] += 1
+        gifter.peer = peer
+        if self.plan.one_at_a_time:
+            peer.on_gift = self._own_gift_hook(gifter)
+        return True
 
     def _own_gift_hook(self, gifter: Gifter) -> Any:
         def seen(tx: str) -> None:
@@ -374,8 +390,7 @@ class Worker:
             if due > now:
                 await asyncio.sleep(min(due - now, 0.25))
                 continue
-            if not gifter.peer.is_open:
-                self.tally.counters["gifter_disconnected"] += 1
+            if not gifter.peer.is_open and not await self._reopen_gifter(gifter):
                 return
             if due == next_gift:
                 next_gift = max(next_gift + interval, now - interval)
@@ -407,7 +422,7 @@ class Worker:
             turn += 1
             gifter = self.gifters[k]
             if not gifter.peer.is_open:
-                self.tally.counters["gifter_disconnected"] += 1
+                await self._reopen_gifter(gifter)
                 continue
             wait = last.get(k, 0.0) + PER_GIFTER_SPACING - clock()
             if wait > 0:

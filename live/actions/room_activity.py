@@ -19,7 +19,9 @@ process does about it:
   and as a heartbeat (a dead node's count expires); the engine adds them up and
   publishes ``viewers`` when the sum changes, throttled per room.
 - **Joins**: viewers joining this node within a short window are announced in
-  one ``join`` event, by name when a few signed-in users, else as a count.
+  one ``join`` event, by name when a few signed-in users, else as a count. The
+  window grows with the room and with the nodes it is spread over, so a room's
+  ``join`` events are as few on N nodes as on one.
 - **Likes**: taps from one sender within one tick become one ``like`` event;
   the engine keeps the stream's total.
 """
@@ -51,6 +53,9 @@ CROWD_STEP = 1_000
 it saw, so a room of n steps announces joins n times less often (a crowd
 arriving at 100,000 viewers costs about as many frames per second as one at
 1,000) and its viewer count n / 10 times less often."""
+MAX_SPREAD = 16
+"""At most this factor for a room spread over many nodes (``RoomActivity._spread``):
+a node holding a sliver of a big room still announces its joins within minutes."""
 RETRY_SECONDS = 1.0
 """After a failed engine call, background work tries again this much later."""
 Marks = dict[str, bool]
@@ -362,6 +367,16 @@ class RoomActivity:
         """How many ``CROWD_STEP``s of viewers the room has (at least 1)."""
         return max(1, self.viewers(room_id) // CROWD_STEP)
 
+    def _spread(self, room_id: str) -> float:
+        """The room's viewers over this node's (1 for a room on this node alone,
+        about N for one spread evenly over N nodes, at most ``MAX_SPREAD``). Every
+        node announces the joins it saw: its window times this keeps the room's
+        ``join`` events as few as if one node held all of its viewers."""
+        local = self.hub.viewers(room_id)
+        if local <= 0:
+            return 1.0
+        return min(float(MAX_SPREAD), max(1.0, self.viewers(room_id) / local))
+
     def joined(self, conn: Connection, *, resumed: bool) -> None:
         """A connection was attached to its room."""
         if conn.overlay:
@@ -375,7 +390,8 @@ class RoomActivity:
         if joins is None:
             joins = self._joins[conn.room_id] = _Joins()
             room_id = conn.room_id
-            every = self.settings.join_interval_ms * self._crowd_steps(room_id) / 1000
+            steps = self._crowd_steps(room_id) * self._spread(room_id)
+            every = self.settings.join_interval_ms * steps / 1000
             self._later(every, lambda: self._flush_joins(room_id))
         if conn.profile is None:
             joins.guests += 1

@@ -20,6 +20,10 @@ What it touches in uvicorn, and why:
     ``tasks`` are read and set by ``RawWebSocket``/``RawSink`` to write pre-built
     frames straight to the socket, close it, pause its reads, and let a graceful
     shutdown wait for a command in progress;
+  - ``start_keepalive``, ``stop_keepalive`` and ``handle_pong`` are replaced to run
+    the keepalive from one clock per process (``live.realtime.deadlines``), reading
+    ``ping_interval``, ``ping_timeout`` and ``conn.send_ping`` and setting
+    ``pending_ping_payload``, ``ping_sent_at`` and ``last_ping_rtt`` as uvicorn's do;
   - ``connection_made``, ``handle_connect`` (reads ``response.status_code``, adds
     to ``scope["extensions"]``), ``keepalive_timeout``,
     ``handle_parser_exception`` and ``connection_lost`` are extended for the
@@ -57,6 +61,8 @@ reference when it starts worker processes.
 from __future__ import annotations
 
 import asyncio
+import random
+import struct
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote
@@ -74,6 +80,7 @@ from websockets.http11 import Request
 from websockets.protocol import OPEN, Protocol
 
 from live.limits import app_setting
+from live.realtime.deadlines import ConnectionClock, connection_clock
 from live.realtime.sinks import RAW_EXTENSION, Outgoing
 from live.realtime.upgrade import PlainUpgrade, plain_upgrade, switching_protocols
 from protocol import close_frame
@@ -81,6 +88,12 @@ from protocol import close_frame
 DROP_GRACE_SECONDS = 5.0
 """After a keepalive timeout, how long the close frame may take to leave before
 the connection is dropped (a peer that stopped reading never takes it)."""
+
+
+def handshake_clock(loop: asyncio.AbstractEventLoop, timeout: float) -> ConnectionClock:
+    """The process's clock for the handshake's deadlines: those of the request's
+    headers and of the upgrade's acceptance, ``LIVE_HANDSHAKE_TIMEOUT`` each."""
+    return connection_clock(loop, "handshake", shortest=timeout)
 
 
 class Handoff:
@@ -117,7 +130,8 @@ _RELEASED_SCOPE: dict[str, Any] = {"type": "websocket", "extensions": {}}
 
 
 class LiveWebSocketProtocol(WebSocketsSansIOProtocol):
-    _handshake_timer: asyncio.TimerHandle | None = None
+    _handshake_clock: ConnectionClock | None = None
+    """Set while the handshake's deadline runs (``live.realtime.deadlines``)."""
     _plain: PlainUpgrade | None = None
     """Set when ``LiveHttpProtocol`` handed over a plain upgrade it had read and
     checked (``take_plain_upgrade``): the 101 is then written without websockets'
@@ -133,9 +147,7 @@ class LiveWebSocketProtocol(WebSocketsSansIOProtocol):
         when the ASGI call returns: an idle viewer then costs no task, no coroutine
         stack through the middleware, no ``WebSocket`` object. What was queued for
         the app already is delivered first, in order."""
-        if self._handshake_timer is not None:  # the handshake is long done
-            self._handshake_timer.cancel()
-            self._handshake_timer = None
+        self._cancel_handshake_deadline()  # the handshake is long done
         queued = []
         while not self.queue.empty():
             queued.append(self.queue.get_nowait())
@@ -210,7 +222,8 @@ class LiveWebSocketProtocol(WebSocketsSansIOProtocol):
         # in; from here the app has the handshake timeout to accept or refuse it.
         timeout = app_setting(self.app_state, "handshake_timeout")
         if timeout:
-            self._handshake_timer = self.loop.call_later(timeout, self._handshake_expired)
+            clock = self._handshake_clock = handshake_clock(self.loop, timeout)
+            clock.schedule(self, after=timeout, call=self._handshake_expired)
 
     def handle_connect(self, event: Any) -> None:
         super().handle_connect(event)
@@ -308,11 +321,70 @@ class LiveWebSocketProtocol(WebSocketsSansIOProtocol):
         )
         return Request(plain.target, headers)
 
+    def _cancel_handshake_deadline(self) -> None:
+        if self._handshake_clock is not None:
+            self._handshake_clock.discard(self)
+            self._handshake_clock = None
+
     def _handshake_expired(self) -> None:
-        self._handshake_timer = None
+        self._handshake_clock = None
         if not self.handshake_complete and not self.transport.is_closing():
             self.logger.info("WebSocket handshake timed out")
             self.transport.abort()
+
+    # -- keepalive: one clock per process (live.realtime.deadlines) -----------------
+    _keepalive: ConnectionClock | None = None
+    _ping_on_clock = 0.0
+    """When the pending ping went out, on the keepalive clock."""
+
+    def start_keepalive(self) -> None:
+        """As uvicorn's (a ping every interval, 1011 without a pong within the
+        timeout), from the process's keepalive clock instead of two timers per
+        connection and the wall clock."""
+        interval = self.ping_interval
+        if interval is None or interval <= 0:
+            return
+        clock = self._keepalive = connection_clock(
+            self.loop, "keepalive", shortest=min(interval, self.ping_timeout or interval)
+        )
+        clock.schedule(self, after=interval, call=self._keepalive_due)
+
+    def stop_keepalive(self) -> None:
+        if self._keepalive is not None:
+            self._keepalive.discard(self)
+        self.pending_ping_payload = None
+
+    def _keepalive_due(self) -> None:
+        """The connection's keepalive slot came up: ping it, or close it if the
+        pong of the last ping is overdue."""
+        clock = self._keepalive
+        if clock is None or self.close_sent or self.transport.is_closing() or self.disconnected:
+            return
+        if self.pending_ping_payload is not None and self.ping_timeout is not None:
+            self.keepalive_timeout()
+            return
+        # A 4-byte payload names the ping, so a stale or unsolicited pong is ignored.
+        self.pending_ping_payload = struct.pack("!I", random.getrandbits(32))
+        self.ping_sent_at = self.loop.time()
+        self._ping_on_clock = clock.now
+        self.conn.send_ping(self.pending_ping_payload)
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        assert self.ping_interval is not None
+        clock.schedule(
+            self, after=self.ping_timeout or self.ping_interval, call=self._keepalive_due
+        )
+
+    def handle_pong(self, event: Any) -> None:
+        payload = self.pending_ping_payload
+        if payload is None or bytes(event.data) != payload:
+            return
+        self.last_ping_rtt = self.loop.time() - self.ping_sent_at
+        self.pending_ping_payload = None
+        clock = self._keepalive
+        if clock is not None and self.ping_interval is not None:
+            # The next ping an interval after this one (not after the pong).
+            next_ping = self._ping_on_clock + self.ping_interval
+            clock.schedule(self, after=max(0.0, next_ping - clock.now), call=self._keepalive_due)
 
     def keepalive_timeout(self) -> None:
         super().keepalive_timeout()
@@ -345,9 +417,7 @@ class LiveWebSocketProtocol(WebSocketsSansIOProtocol):
         self.close_timer = self.loop.call_later(DROP_GRACE_SECONDS, self._drop_if_still_open)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self._handshake_timer is not None:
-            self._handshake_timer.cancel()
-            self._handshake_timer = None
+        self._cancel_handshake_deadline()
         super().connection_lost(exc)
 
 
@@ -479,7 +549,8 @@ class LiveHttpProtocol(HttpToolsProtocol):
     carries the same deadline on to the upgrade's acceptance, and
     ``live.limits.RequestLimits`` puts it on request bodies."""
 
-    _header_timer: asyncio.TimerHandle | None = None
+    _header_clock: ConnectionClock | None = None
+    """Set while the deadline on the request's headers runs."""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -527,15 +598,16 @@ class LiveHttpProtocol(HttpToolsProtocol):
 
     def _start_header_timer(self) -> None:
         timeout = app_setting(self.app_state, "handshake_timeout")
-        if timeout and self._header_timer is None:
-            self._header_timer = self.loop.call_later(timeout, self._headers_expired)
+        if timeout and self._header_clock is None:
+            clock = self._header_clock = handshake_clock(self.loop, timeout)
+            clock.schedule(self, after=timeout, call=self._headers_expired)
 
     def _cancel_header_timer(self) -> None:
-        if self._header_timer is not None:
-            self._header_timer.cancel()
-            self._header_timer = None
+        if self._header_clock is not None:
+            self._header_clock.discard(self)
+            self._header_clock = None
 
     def _headers_expired(self) -> None:
-        self._header_timer = None
+        self._header_clock = None
         if not self.transport.is_closing():
             self.transport.abort()

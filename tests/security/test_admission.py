@@ -4,6 +4,8 @@ address, viewers per room, handshake and body deadlines, keepalive."""
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -301,6 +303,41 @@ async def test_slowloris_headers_are_dropped(server: LiveServer) -> None:
         writer.transport.abort()
 
 
+async def test_header_deadline_does_not_count_the_servers_own_lateness(
+    server: LiveServer,
+) -> None:
+    """Headers that reached the server while it could not run are read before
+    their deadline is judged: the slowloris rule drops no client for the server's
+    own lateness."""
+    proc = server.proc
+    assert proc is not None
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    request = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+    try:
+        writer.write(request)  # a first request: the server has accepted the connection
+        assert (await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)).startswith(
+            b"HTTP/1.1 200"
+        )
+        await asyncio.wait_for(reader.read(1 << 16), 5)  # its body
+        # The next request's first line starts its header deadline (1 s) ...
+        writer.write(request[:16])
+        await writer.drain()
+        # ... give the server a moment to read it (nothing to await: it answers nothing)
+        await asyncio.sleep(0.3)
+        # ... and the rest arrives while the server stays stopped for 3 s.
+        os.kill(proc.pid, signal.SIGSTOP)
+        try:
+            writer.write(request[16:])
+            await writer.drain()
+            await asyncio.sleep(3.0)
+        finally:
+            os.kill(proc.pid, signal.SIGCONT)
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        assert head.startswith(b"HTTP/1.1 200")
+    finally:
+        writer.transport.abort()
+
+
 async def test_request_bodies_are_bounded_in_size_and_time(server: LiveServer) -> None:
     token = server.token("erin")
     head = (
@@ -350,6 +387,33 @@ async def test_keepalive_closes_a_peer_that_never_answers_pings(server: LiveServ
     polite.close()
 
 
+async def test_keepalive_does_not_blame_a_peer_for_the_servers_own_lateness(
+    server: LiveServer,
+) -> None:
+    """A pong that reached the server while it could not run is read before its
+    deadline is judged: a server that falls behind closes no live peer with 1011."""
+    client = await _open(server, "r-ping", ip="10.5.0.3")
+    while not any(f.opcode.name == "PING" for f in client.frames):
+        assert await client.read_some(2, answer_pings=False)
+    proc = server.proc
+    assert proc is not None
+    # The server stops right after its ping; the pong waits in its socket while the
+    # process stays stopped for four times the ping interval plus its timeout.
+    os.kill(proc.pid, signal.SIGSTOP)
+    try:
+        client.flush()
+        await asyncio.sleep(4.0)
+    finally:
+        os.kill(proc.pid, signal.SIGCONT)
+    pings_before = sum(f.opcode.name == "PING" for f in client.frames)
+    deadline = time.monotonic() + 1.5
+    while time.monotonic() < deadline:
+        assert await client.read_some(0.2)
+    assert client.close_code is None
+    assert sum(f.opcode.name == "PING" for f in client.frames) >= pings_before + 2
+    client.close()
+
+
 @pytest.mark.parametrize(
     "env",
     [
@@ -359,6 +423,7 @@ async def test_keepalive_closes_a_peer_that_never_answers_pings(server: LiveServ
         {"LIVE_SOCKET_SEND_BUFFER_BYTES": "-1"},
         {"LIVE_HANDSHAKE_TIMEOUT": "0"},
         {"LIVE_SHUTDOWN_TIMEOUT": "0"},
+        {"LIVE_WORKER_HEALTHCHECK_TIMEOUT": "0"},
         {"LIVE_PING_TIMEOUT": "-1"},
         {"LIVE_ALLOWED_ORIGINS": "https://ok.example,https://bad.example/"},
     ],

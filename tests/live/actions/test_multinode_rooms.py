@@ -171,3 +171,30 @@ async def test_a_combo_of_a_killed_node_is_ended_by_the_other_once(
         assert ends == [combo_id, later_id]
     await alice.aclose()
     await carol.aclose()
+
+
+async def test_joins_on_a_node_with_a_share_of_the_room_wait_longer(
+    nodes: tuple[LiveServer, LiveServer],
+) -> None:
+    """Each node announces the joins it saw; its window grows with the share of the
+    room it does not hold, so a room spread over N nodes gets no more ``join``
+    events than on one. Here node b's first viewer finds 3 on node a: its join is
+    announced after four windows (250 ms each), not one."""
+    a, b = nodes
+    carol = await live(a)
+    async with welcomed(
+        Client.open(a, "carol"), Client.open(a, "carol"), Client.open(a, "carol")
+    ) as on_a:
+        for client in on_a:
+            await client.wait_for(lambda e: e["type"] == "viewers" and e["count"] == 3)
+        async with Client.open(b, "carol", token=b.token("zed")) as zed:
+            welcome = await zed.wait_for(lambda e: e["type"] == "welcome")
+            assert welcome["viewers"] == 4
+            welcomed_at = time.monotonic()
+            await on_a[0].wait_for(
+                lambda e: e["type"] == "join" and [u["id"] for u in e.get("users", [])] == ["zed"]
+            )
+            waited = time.monotonic() - welcomed_at
+    assert waited >= 0.75, f"announced after {waited:.2f} s: one node's window, not four"
+    assert waited < 4
+    await carol.aclose()

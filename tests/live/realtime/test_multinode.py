@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import os
+import signal
 from pathlib import Path
 
 from tests.live.actions.test_gifting import go_live
@@ -136,3 +140,35 @@ async def test_workers_share_the_port(services: Services, tmp_path: Path) -> Non
                 assert [g["tx"] for g in v.of_type("gift")] == txs
         await carol.aclose()
         await alice.aclose()
+
+
+async def test_a_worker_late_beyond_uvicorns_default_is_not_replaced(
+    services: Services, tmp_path: Path
+) -> None:
+    """uvicorn's supervisor kills a worker that does not answer its health check in
+    time (5 s by default) and starts another: every viewer on it sees 1006. The
+    server gives a late worker ``LIVE_WORKER_HEALTHCHECK_TIMEOUT`` (60 s)."""
+    env = {**await scaled_env(services), "LIVE_WORKERS": "2"}
+    srv = LiveServer(data_dir=tmp_path / "w", env=env, ledger=True)
+    async with running(srv):
+        assert srv.proc is not None
+        workers = sorted(p for p in _children(srv.proc.pid) if p != srv.proc.pid)
+        carol = Api(srv, srv.token("carol", creator=True))
+        await carol.post("/v1/rooms", {"title": "late workers"})
+        async with welcomed(Client.open(srv, "carol"), Client.open(srv, "carol")) as viewers:
+            # Every process but the supervisor stops for 8 s: past uvicorn's 5 s
+            # (its check runs every 0.5 s), well within the server's 60 s.
+            for pid in workers:
+                os.kill(pid, signal.SIGSTOP)
+            try:
+                await asyncio.sleep(8.0)  # the stall itself: nothing to wait for
+            finally:
+                for pid in workers:
+                    with contextlib.suppress(ProcessLookupError):  # replaced: see below
+                        os.kill(pid, signal.SIGCONT)
+            assert sorted(p for p in _children(srv.proc.pid) if p != srv.proc.pid) == workers
+            for viewer in viewers:
+                sent = await viewer.command({"type": "ping", "id": "after"})
+                assert sent["type"] == "ack"
+        assert sorted(p for p in _children(srv.proc.pid) if p != srv.proc.pid) == workers
+        await carol.aclose()
