@@ -67,8 +67,9 @@ class CollectorTuning:
             gc.set_threshold(self.young_threshold, *GC_OLDER_THRESHOLDS)
 
     def close(self) -> None:
-        """Put the thresholds back and stop timing (the frozen objects stay frozen:
-        the process is stopping)."""
+        """Put the thresholds back, unfreeze and stop timing. The process may go on
+        (an app embedded in another, a test run): what was frozen would otherwise
+        never be collected, cycles holding sockets included."""
         if self._callback is not None:
             if self._callback in gc.callbacks:
                 gc.callbacks.remove(self._callback)
@@ -76,6 +77,8 @@ class CollectorTuning:
         if self._previous is not None:
             gc.set_threshold(*self._previous)
             self._previous = None
+            if self.freeze:
+                gc.unfreeze()
 
     def _timed(self, phase: str, info: dict[str, Any]) -> None:
         if phase == "start":
