@@ -3,13 +3,11 @@ add up. Small numbers, never timing: these run on every CI run."""
 
 from __future__ import annotations
 
-import asyncio
 import io
 import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,17 +18,6 @@ from loadtest.processes import process_tree
 from loadtest.runner import Options, Run, cpu_seconds, rss_kib
 from loadtest.servers import LocalServers
 from tests.live.server import SECRET, LiveServer
-
-
-@pytest.fixture(scope="module")
-def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    server = LiveServer(data_dir=tmp_path_factory.mktemp("loadtest") / "data")
-    asyncio.run(server.start())
-    try:
-        yield server
-    finally:
-        asyncio.run(server.stop())
-
 
 SMALL_SWEEP: dict[str, Any] = {
     "scenario": "sweep",

@@ -4,24 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
-from collections.abc import Iterator
 from urllib.parse import urlsplit
-
-import pytest
 
 from loadtest import setup
 from loadtest.worker import Gifter, GifterPlan, Worker, WorkerPlan
 from tests.live.server import SECRET, LiveServer
-
-
-@pytest.fixture(scope="module")
-def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    server = LiveServer(data_dir=tmp_path_factory.mktemp("worker") / "data")
-    asyncio.run(server.start())
-    try:
-        yield server
-    finally:
-        asyncio.run(server.stop())
 
 
 def test_a_gifter_whose_connection_dropped_connects_again_and_gifts_on(live: LiveServer) -> None:
