@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import itertools
 import os
 import random
@@ -27,6 +26,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 from urllib.parse import quote
 
+from live.collector import CollectorTuning
 from loadtest.wsclient import Peer, Tally, clock
 
 RECONNECT_CODES = frozenset({1001, 1006, 1011, 1012, 4008})
@@ -91,9 +91,7 @@ def settle_collector() -> None:
     generation less often, so the generator's own full garbage collections
     (tens of ms over thousands of peers) do not show up as the server's ack
     latency (the server does the same, ``live.collector``)."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
+    CollectorTuning(young_threshold=GC_YOUNG_THRESHOLD, freeze=True).start()
 
 
 def pin(cpu: int | None) -> None:
