@@ -514,6 +514,37 @@ class RedisCluster:
                 return node
         raise RuntimeError(f"no replica follows {primary.port}")
 
+    async def disagreement(self) -> str | None:
+        """Why the nodes do not agree on one slot map, or ``None`` when they do: every
+        node runs and reports ``cluster_state:ok``, none holds a slot half-migrated,
+        and all answer the same ``CLUSTER SLOTS``."""
+        maps: dict[int, tuple[tuple[int, int, int], ...]] = {}
+        for node in self.nodes:
+            if not node.alive:
+                return f"node {node.port} is not running:\n{node.tail()}"
+            if not await self._state_ok(node):
+                return f"node {node.port} does not report cluster_state:ok"
+            table = await _command(node, "CLUSTER", "NODES")
+            text = table.decode() if isinstance(table, bytes) else str(table)
+            if "->-" in text or "-<-" in text:
+                return f"node {node.port} holds a slot half-migrated:\n{text}"
+            slots = await _command(node, "CLUSTER", "SLOTS")
+            maps[node.port] = tuple(
+                sorted((int(start), int(end), int(primary[1])) for start, end, primary, *_ in slots)
+            )
+        if len(set(maps.values())) > 1:
+            return f"the nodes disagree on the slot map: {maps}"
+        return None
+
+    async def settle(self, *, timeout: float = READY_TIMEOUT) -> None:
+        """Wait until the nodes agree on one slot map (gossip after a slot moved);
+        raise, saying what is wrong, if they do not within ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while (problem := await self.disagreement()) is not None:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the Redis Cluster did not settle: {problem}")
+            await asyncio.sleep(0.05)
+
     @staticmethod
     async def _state_ok(node: RedisServer) -> bool:
         info = await _command(node, "CLUSTER", "INFO")

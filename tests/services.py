@@ -76,7 +76,8 @@ class Services:
         return Urls(redis=self.redis.url, database=self.postgres.url_for(name))
 
     async def cluster(self) -> RedisCluster:
-        """A Redis Cluster of three primaries, started by the first test asking for it."""
+        """A Redis Cluster of three primaries, started by the first test asking for it
+        and checked to agree on its slot map each time it is handed out."""
         if self._cluster is None:
             cluster = RedisCluster(self.root / "cluster", primaries=3)
             try:
@@ -85,6 +86,9 @@ class Services:
                 await cluster.stop()
                 raise
             self._cluster = cluster
+        # a test that moved a slot and gave it back leaves gossip to finish: the next
+        # one starts on a map all nodes agree on, or fails here saying why
+        await self._cluster.settle()
         return self._cluster
 
     async def reset_cluster(self) -> Urls:

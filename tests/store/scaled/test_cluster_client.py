@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from redis.crc import key_slot
 
-from loadtest.processes import RedisCluster, RedisServer
+from loadtest.processes import RedisCluster, RedisClusterNode, RedisServer
 from store.domain.catalog import Catalog
 from store.domain.models import Event
 from store.errors import StoreError, Unavailable
@@ -34,7 +34,7 @@ async def _cluster(services: Services) -> RedisCluster:
     return cluster
 
 
-def _owner(cluster: RedisCluster, key: str, slots: list[list[object]]) -> RedisServer:
+def _owner(cluster: RedisCluster, key: str, slots: list[list[object]]) -> RedisClusterNode:
     slot = key_slot(key.encode())
     for start, end, primary, *_ in slots:
         if int(start) <= slot <= int(end):  # type: ignore[call-overload]
@@ -71,6 +71,17 @@ def test_cluster_url_parses_seeds_and_credentials() -> None:
     for bad in ("redis+cluster://host", "redis+cluster://h:1/2", "redis://h:1"):
         with pytest.raises(ValueError):
             ClusterAddress.parse(bad)
+
+
+async def _give_back(
+    cluster: RedisCluster, slot: int, holder: RedisClusterNode, owner: RedisClusterNode
+) -> None:
+    """Return a moved ``slot`` to its first ``owner`` the way it left: a migration,
+    whose end raises the owner's config epoch. (Forcing ``SETSLOT … NODE`` on every
+    node leaves the holder's higher epoch to win the gossip back on some nodes, and
+    the two primaries then send each other's calls back and forth for good.)"""
+    await cluster.migrate_slot(slot, holder, owner)
+    await cluster.settle()
 
 
 @pytest.mark.asyncio(loop_scope="session")
@@ -147,20 +158,6 @@ async def _node_id(node: RedisServer) -> str:
     return reply.decode()
 
 
-async def _move_slot(
-    cluster: RedisCluster, slot: int, source: RedisServer, target: RedisServer
-) -> None:
-    """Migrate every key of ``slot`` from ``source`` to ``target``, then hand it over."""
-    source_id, target_id = await _node_id(source), await _node_id(target)
-    await _command(target, "CLUSTER", "SETSLOT", slot, "IMPORTING", source_id)
-    await _command(source, "CLUSTER", "SETSLOT", slot, "MIGRATING", target_id)
-    while keys := await _command(source, "CLUSTER", "GETKEYSINSLOT", slot, 100):
-        await _command(source, "MIGRATE", "127.0.0.1", target.port, "", 0, 5000, "KEYS", *keys)  # type: ignore[misc]
-    # (each SETSLOT NODE ends the slot's shard subscriptions on that node: once per node)
-    for node in (target, source, *(n for n in cluster.nodes if n not in (source, target))):
-        await _command(node, "CLUSTER", "SETSLOT", slot, "NODE", target_id)
-
-
 @pytest.mark.asyncio(loop_scope="session")
 async def test_moved_and_ask_follow_a_migrating_slot(services: Services) -> None:
     cluster = await _cluster(services)
@@ -190,9 +187,7 @@ async def test_moved_and_ask_follow_a_migrating_slot(services: Services) -> None
     finally:
         await batcher.close()
     assert await _command(target, "GET", key) == b"4"
-    await _command(target, "FLUSHALL")  # give the slot back, empty
-    for node in cluster.nodes:
-        await _command(node, "CLUSTER", "SETSLOT", slot, "NODE", source_id)
+    await _give_back(cluster, slot, target, source)
 
 
 @pytest.mark.asyncio(loop_scope="session")
@@ -243,7 +238,7 @@ async def test_a_rooms_slot_moving_resubscribes_and_resyncs_without_gap(
         await viewer_side.subscribe(room, listener)
         await publisher.publish(room, [{"type": "chat", "n": 1}])
         await eventually(lambda: listener.seqs == [1])
-        await _move_slot(cluster, slot, source, target)
+        await cluster.migrate_slot(slot, source, target)
         # Redis ends the subscription on the old primary; the broker subscribes on
         # the new one and its listener re-syncs from history
         await eventually(lambda: listener.resets == [room], what="on_reset after the move")
@@ -259,9 +254,7 @@ async def test_a_rooms_slot_moving_resubscribes_and_resyncs_without_gap(
     finally:
         for closing in (viewer_side, publisher, *batchers):
             await closing.close()
-        await _command(target, "FLUSHALL")
-        for node in cluster.nodes:
-            await _command(node, "CLUSTER", "SETSLOT", slot, "NODE", await _node_id(source))
+        await _give_back(cluster, slot, target, source)
 
 
 async def _published(broker: RedisBroker, room: str, event: Event) -> bool:
@@ -339,7 +332,7 @@ async def test_calls_during_a_migration_run_exactly_once(services: Services) -> 
             )
 
     try:
-        await asyncio.gather(publish_all(rounds), _move_slot(cluster, slot, source, target))
+        await asyncio.gather(publish_all(rounds), cluster.migrate_slot(slot, source, target))
         await publish_all(rounds)  # the slot map from before the move: MOVED at least once
         rounds *= 2
         assert batcher.redirections >= 1
@@ -351,6 +344,4 @@ async def test_calls_during_a_migration_run_exactly_once(services: Services) -> 
         assert lengths == [rounds] * len(rooms)
     finally:
         await batcher.close()
-        await _command(target, "FLUSHALL")
-        for node in cluster.nodes:
-            await _command(node, "CLUSTER", "SETSLOT", slot, "NODE", await _node_id(source))
+        await _give_back(cluster, slot, target, source)
