@@ -34,7 +34,7 @@ from typing import Any
 import orjson
 
 from loadtest.report import fmt, table, write
-from loadtest.runner import PER_PROCESS_SOCKETS, Options, Run, cpu_seconds
+from loadtest.runner import PER_PROCESS_SOCKETS, Options, Run
 from loadtest.servers import SECRET, LocalServers
 from loadtest.worker import raise_nofile
 
@@ -333,7 +333,9 @@ class Bench:
                 goal="measured (us of redis-server CPU per gift, primaries and replicas)",
                 met=None,
                 note=f"{fmt(redis_cpu.seconds)} s of Redis CPU over the whole run (set-up "
-                f"and warm-up included) for the {gifts} gifts it committed",
+                f"and warm-up included) for the {gifts} gifts it committed; by command "
+                f"(calls and time per gift, a script's own calls also under evalsha): "
+                f"{redis_cpu.by_command() or 'not read'}",
             )
 
     def sustained(self) -> None:
@@ -512,12 +514,16 @@ class RedisCpu:
     def __init__(self, servers: LocalServers) -> None:
         self.seconds: float | None = None
         self.gifts = 0
+        self.commands: dict[str, tuple[int, int]] = {}
         self._servers = servers
         self._start: float | None = None
+        self._commands_start: dict[str, tuple[int, int]] = {}
         servers.on_live.append(self)
 
     def started(self) -> None:
         self._start = self._sample()
+        if self._servers.scaled is not None:
+            self._commands_start = self._servers.scaled.command_time()
 
     def stopping(self) -> None:
         end = self._sample()
@@ -526,14 +532,26 @@ class RedisCpu:
         scaled = self._servers.scaled
         if scaled is not None:
             self.gifts = scaled.count("SELECT count(*) FROM transactions WHERE kind = 'gift'")
+            for name, (calls, usec) in scaled.command_time().items():
+                before_calls, before_usec = self._commands_start.get(name, (0, 0))
+                if calls > before_calls:
+                    self.commands[name] = (calls - before_calls, usec - before_usec)
         self._servers.on_live.remove(self)
 
-    def _sample(self) -> float | None:
-        scaled = self._servers.scaled
-        if scaled is None:
-            return None
-        samples = [cpu_seconds(pid) for pid in scaled.redis_pids()]
-        return sum(s for s in samples if s is not None)
+    def by_command(self) -> str:
+        return per_gift_by_command(self.commands, self.gifts)
+
+
+def per_gift_by_command(commands: dict[str, tuple[int, int]], gifts: int, most: int = 8) -> str:
+    """The ``most`` commands that took most of Redis's time, per committed gift
+    (``name <calls>x <time> us``, the costliest first); ``commands`` maps a command to
+    its calls and microseconds over the run."""
+    if not gifts:
+        return ""
+    ranked = sorted(commands.items(), key=lambda item: -item[1][1])[:most]
+    return ", ".join(
+        f"{name} {calls / gifts:.2f}x {usec / gifts:.1f} us" for name, (calls, usec) in ranked
+    )
 
 
 def in_one_room(scenario: str, viewers: int, **settings: Any) -> dict[str, Any]:

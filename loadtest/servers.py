@@ -14,6 +14,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -112,6 +113,15 @@ class Scaled:
                 await conn.close()
 
         return asyncio.run(fetch())
+
+    def command_time(self) -> dict[str, tuple[int, int]]:
+        """Per command, the calls and microseconds every primary has spent on it so far."""
+        nodes = (
+            [self.redis]
+            if self.cluster is None
+            else [node for node in self.cluster.nodes if node.alive]
+        )
+        return asyncio.run(command_time(nodes))
 
     def redis_pids(self) -> list[int]:
         """Every redis-server of the deployment (primaries and replicas)."""
@@ -260,3 +270,21 @@ class LocalServers:
             self.scaled.stop()
         if not self.keep:
             shutil.rmtree(self.root, ignore_errors=True)
+
+
+async def command_time(nodes: Sequence[RedisServer]) -> dict[str, tuple[int, int]]:
+    """Per command, the calls and microseconds ``nodes`` have spent on it so far, summed
+    (``INFO commandstats``; a script's own calls count under their commands as well as
+    under ``evalsha``)."""
+    totals: dict[str, tuple[int, int]] = {}
+    for node in nodes:
+        client = node.client()
+        try:
+            stats = await client.info("commandstats")
+        finally:
+            await client.aclose()
+        for key, value in stats.items():
+            name = key.removeprefix("cmdstat_")
+            calls, usec = totals.get(name, (0, 0))
+            totals[name] = (calls + int(value["calls"]), usec + int(value["usec"]))
+    return totals
