@@ -34,7 +34,7 @@ from typing import Any
 import orjson
 
 from loadtest.report import fmt, table, write
-from loadtest.runner import PER_PROCESS_SOCKETS, Options, Run
+from loadtest.runner import PER_PROCESS_SOCKETS, Options, Run, cpu_seconds
 from loadtest.servers import SECRET, LocalServers
 from loadtest.worker import raise_nofile
 
@@ -540,6 +540,13 @@ class RedisCpu:
 
     def by_command(self) -> str:
         return per_gift_by_command(self.commands, self.gifts)
+
+    def _sample(self) -> float | None:
+        scaled = self._servers.scaled
+        if scaled is None:
+            return None
+        samples = [cpu_seconds(pid) for pid in scaled.redis_pids()]
+        return sum(s for s in samples if s is not None)
 
 
 def per_gift_by_command(commands: dict[str, tuple[int, int]], gifts: int, most: int = 8) -> str:
