@@ -302,11 +302,11 @@ class RedisServer(ChildProcess):
         finally:
             await client.aclose()
 
-    async def execute(self, *args: str) -> None:
-        """One command, its answer ignored (faults such as ``SCRIPT FLUSH``)."""
+    async def execute(self, *args: object) -> Any:
+        """One command on a connection of its own, and its reply (RESP2)."""
         client = self.client()
         try:
-            await client.execute_command(*args)  # type: ignore[no-untyped-call]
+            return await client.execute_command(*args)  # type: ignore[no-untyped-call]
         finally:
             await client.aclose()
 
@@ -457,7 +457,7 @@ class RedisCluster:
 
     @staticmethod
     async def _node_id(node: RedisServer) -> str:
-        reply = await _command(node, "CLUSTER", "MYID")
+        reply = await node.execute("CLUSTER", "MYID")
         return reply.decode() if isinstance(reply, bytes) else str(reply)
 
     async def state_ok(self) -> bool:
@@ -474,7 +474,7 @@ class RedisCluster:
             if not node.alive:
                 continue
             try:
-                slots = await _command(node, "CLUSTER", "SLOTS")
+                slots = await node.execute("CLUSTER", "SLOTS")
             except Exception:
                 continue
             for start, end, primary, *_ in slots:
@@ -491,17 +491,17 @@ class RedisCluster:
         in batches (calls meanwhile get ``ASK``), then ``SETSLOT … NODE`` on every
         primary. Returns how many keys moved."""
         source_id, target_id = await self._node_id(source), await self._node_id(target)
-        await _command(target, "CLUSTER", "SETSLOT", slot, "IMPORTING", source_id)
-        await _command(source, "CLUSTER", "SETSLOT", slot, "MIGRATING", target_id)
+        await target.execute("CLUSTER", "SETSLOT", slot, "IMPORTING", source_id)
+        await source.execute("CLUSTER", "SETSLOT", slot, "MIGRATING", target_id)
         moved = 0
-        while keys := await _command(source, "CLUSTER", "GETKEYSINSLOT", slot, 100):
-            await _command(source, "MIGRATE", "127.0.0.1", target.port, "", 0, 5000, "KEYS", *keys)
+        while keys := await source.execute("CLUSTER", "GETKEYSINSLOT", slot, 100):
+            await source.execute("MIGRATE", "127.0.0.1", target.port, "", 0, 5000, "KEYS", *keys)
             moved += len(keys)
         others = [n for n in self.nodes if n not in (source, target) and n.alive]
         for node in (target, source, *others):
-            role = await _command(node, "ROLE")
+            role = await node.execute("ROLE")
             if role[0] == b"master":
-                await _command(node, "CLUSTER", "SETSLOT", slot, "NODE", target_id)
+                await node.execute("CLUSTER", "SETSLOT", slot, "NODE", target_id)
         return moved
 
     async def replica_of(self, primary: RedisClusterNode) -> RedisClusterNode:
@@ -509,7 +509,7 @@ class RedisCluster:
         for node in self.nodes:
             if node is primary or not node.alive:
                 continue
-            role = await _command(node, "ROLE")
+            role = await node.execute("ROLE")
             if role[0] == b"slave" and int(role[2]) == primary.port:
                 return node
         raise RuntimeError(f"no replica follows {primary.port}")
@@ -524,11 +524,11 @@ class RedisCluster:
                 return f"node {node.port} is not running:\n{node.tail()}"
             if not await self._state_ok(node):
                 return f"node {node.port} does not report cluster_state:ok"
-            table = await _command(node, "CLUSTER", "NODES")
+            table = await node.execute("CLUSTER", "NODES")
             text = table.decode() if isinstance(table, bytes) else str(table)
             if "->-" in text or "-<-" in text:
                 return f"node {node.port} holds a slot half-migrated:\n{text}"
-            slots = await _command(node, "CLUSTER", "SLOTS")
+            slots = await node.execute("CLUSTER", "SLOTS")
             maps[node.port] = tuple(
                 sorted((int(start), int(end), int(primary[1])) for start, end, primary, *_ in slots)
             )
@@ -547,7 +547,7 @@ class RedisCluster:
 
     @staticmethod
     async def _state_ok(node: RedisServer) -> bool:
-        info = await _command(node, "CLUSTER", "INFO")
+        info = await node.execute("CLUSTER", "INFO")
         text = info.decode() if isinstance(info, bytes) else str(info)
         return "cluster_state:ok" in text
 
@@ -567,14 +567,6 @@ class RedisCluster:
         for node in self.nodes:
             with contextlib.suppress(Exception):
                 await node.stop()
-
-
-async def _command(node: RedisServer, *args: object) -> Any:
-    client = node.client()
-    try:
-        return await client.execute_command(*args)  # type: ignore[no-untyped-call]
-    finally:
-        await client.aclose()
 
 
 def postgres_bindir() -> Path:

@@ -144,16 +144,8 @@ async def test_a_script_with_keys_of_two_slots_is_refused_before_sending(
         await batcher.close()
 
 
-async def _command(node: RedisServer, *args: object) -> object:
-    client = node.client()
-    try:
-        return await client.execute_command(*args)  # type: ignore[no-untyped-call]
-    finally:
-        await client.aclose()
-
-
 async def _node_id(node: RedisServer) -> str:
-    reply = await _command(node, "CLUSTER", "MYID")
+    reply = await node.execute("CLUSTER", "MYID")
     assert isinstance(reply, bytes)
     return reply.decode()
 
@@ -171,13 +163,13 @@ async def test_moved_and_ask_follow_a_migrating_slot(services: Services) -> None
     try:
         assert await batcher.execute("INCR", key) == 1  # the map is read: slot -> source
         # mid-migration: the key already moved, so the source answers ASK
-        await _command(target, "CLUSTER", "SETSLOT", slot, "IMPORTING", source_id)
-        await _command(source, "CLUSTER", "SETSLOT", slot, "MIGRATING", target_id)
-        await _command(source, "MIGRATE", "127.0.0.1", target.port, key, 0, 5000)
+        await target.execute("CLUSTER", "SETSLOT", slot, "IMPORTING", source_id)
+        await source.execute("CLUSTER", "SETSLOT", slot, "MIGRATING", target_id)
+        await source.execute("MIGRATE", "127.0.0.1", target.port, key, 0, 5000)
         assert await batcher.execute("INCR", key) == 2
         # the migration ends: the source answers MOVED from now on
         for node in cluster.nodes:
-            await _command(node, "CLUSTER", "SETSLOT", slot, "NODE", target_id)
+            await node.execute("CLUSTER", "SETSLOT", slot, "NODE", target_id)
         assert await batcher.execute("INCR", key) == 3
         assert await batcher.evalsha(
             _PUBLISH,
@@ -186,7 +178,7 @@ async def test_moved_and_ask_follow_a_migrating_slot(services: Services) -> None
         ) == [4, pytest.approx(0, abs=10**14)]
     finally:
         await batcher.close()
-    assert await _command(target, "GET", key) == b"4"
+    assert await target.execute("GET", key) == b"4"
     await _give_back(cluster, slot, target, source)
 
 
@@ -209,9 +201,7 @@ async def test_sharded_pubsub_across_primaries_and_processes(services: Services)
             await eventually(lambda: len(on_a.events) == len(on_b.events) == 10)  # noqa: B023
             assert on_a.seqs == list(range(1, 11)) and on_a.events == on_b.events
         for node in cluster.nodes:  # shard channels: no node carries another's rooms
-            numsub = await _command(
-                node, "PUBSUB", "SHARDNUMSUB", *(channel_name(r) for r in rooms)
-            )
+            numsub = await node.execute("PUBSUB", "SHARDNUMSUB", *(channel_name(r) for r in rooms))
             counts = dict(zip(numsub[::2], numsub[1::2], strict=True))  # type: ignore[index]
             assert sorted(counts.values()) == [0] * (len(rooms) - 1) + [2]
     finally:
@@ -246,7 +236,7 @@ async def test_a_rooms_slot_moving_resubscribes_and_resyncs_without_gap(
         await eventually(lambda: listener.seqs == [1, 2], what="events after the move")
         assert await viewer_side.history(room, since=0) is not None
         # a killed pub/sub connection: the same re-sync
-        killed = await _command(target, "CLIENT", "KILL", "TYPE", "pubsub")
+        killed = await target.execute("CLIENT", "KILL", "TYPE", "pubsub")
         assert killed >= 1  # type: ignore[operator]
         await eventually(lambda: listener.resets == [room, room], what="on_reset after the kill")
         await publisher.publish(room, [{"type": "chat", "n": 3}])
@@ -280,7 +270,7 @@ async def test_a_primary_failing_over_resubscribes_and_resyncs(tmp_path: Path) -
             await viewer_side.subscribe(room, listener)
             await publisher.publish(room, [{"type": "chat", "n": 1}])
             await eventually(lambda: listener.seqs == [1])
-            assert await _command(primary, "WAIT", 1, 5_000) == 1  # replicated
+            assert await primary.execute("WAIT", 1, 5_000) == 1  # replicated
             await primary.kill()
             # the replica takes over the slot, with the first event
             await eventually(

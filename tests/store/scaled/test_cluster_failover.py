@@ -270,7 +270,7 @@ async def test_without_wait_a_failover_loses_acks_and_the_repair_restores_them(
             # (a stopped replica would still read what sits in its socket)
             os.kill(replica.pid, signal.SIGSTOP)
             try:
-                await _command(primary, "CLIENT", "KILL", "TYPE", "replica")
+                await primary.execute("CLIENT", "KILL", "TYPE", "replica")
                 lost = [
                     await engine.wallet.send_gift(rose(engine, fan, f"k{n}", room_id=ROOM))
                     for n in range(2, 5)
@@ -282,7 +282,7 @@ async def test_without_wait_a_failover_loses_acks_and_the_repair_restores_them(
                 os.kill(replica.pid, signal.SIGCONT)
             # the stale replica takes over (promoted by the others, or by itself)
             with contextlib.suppress(Exception):
-                await _command(replica, "CLUSTER", "FAILOVER", "TAKEOVER")
+                await replica.execute("CLUSTER", "FAILOVER", "TAKEOVER")
             await eventually(lambda: _serves(cluster, wallet_key(fan.id), replica), timeout=30)
             await eventually(cluster.state_ok, timeout=30, what="every node to agree")
             await eventually(lambda: _balance_answers(engine, fan.id), timeout=30)
@@ -312,16 +312,8 @@ async def _gifts_filed(database: str) -> int:
         await conn.close()
 
 
-async def _command(node: RedisClusterNode, *args: object) -> Any:
-    client = node.client()
-    try:
-        return await client.execute_command(*args)  # type: ignore[no-untyped-call]
-    finally:
-        await client.aclose()
-
-
 async def _is_primary(node: RedisClusterNode) -> bool:
-    role = await _command(node, "ROLE")
+    role = await node.execute("ROLE")
     return bool(role[0] == b"master")
 
 
@@ -333,7 +325,7 @@ async def _serves(cluster: RedisCluster, key: str, node: RedisClusterNode) -> bo
 
 
 async def _replicated_offset(primary: RedisClusterNode) -> bool:
-    return int(await _command(primary, "WAIT", 1, 5_000)) == 1
+    return int(await primary.execute("WAIT", 1, 5_000)) == 1
 
 
 async def _balance_answers(engine: Engine, user_id: str) -> bool:
