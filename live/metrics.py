@@ -58,7 +58,13 @@ LEDGER_LAG_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300
 disable_created_metrics()  # type: ignore[no-untyped-call]
 
 LOOP_SAMPLE_SECONDS = 0.5
-"""How often the event loop lag sampler wakes (and refreshes process metrics)."""
+"""How often the event loop lag sampler wakes."""
+
+PROCESS_REFRESH_SECONDS = 5.0
+"""How often a worker copies its process metrics into the shared gauges: reading
+them lists ``/proc/self/fd``, one entry per open socket, which cost a worker holding
+thousands of viewers a few percent of its CPU at every loop sample. A scrape
+refreshes the worker it reaches at once; the others' are at most this old."""
 
 
 _Family = TypeVar("_Family", Histogram, Counter)
@@ -321,15 +327,21 @@ class Metrics:
         """A garbage collection of ``generation`` stopped the process for ``seconds``."""
         self._gc_pauses[min(max(generation, 0), 2)].observe(seconds)
 
-    async def sample_loop_lag(self, *, every: float = LOOP_SAMPLE_SECONDS) -> None:
+    async def sample_loop_lag(
+        self, *, every: float = LOOP_SAMPLE_SECONDS, refresh_every: float = PROCESS_REFRESH_SECONDS
+    ) -> None:
         """Run forever: how late a sleep wakes is the loop's lag; also refresh this
-        worker's process metrics (a scrape reaches only one worker)."""
+        worker's process metrics every ``refresh_every`` seconds (a scrape reaches
+        only one worker)."""
         loop = asyncio.get_running_loop()
+        refreshed = -refresh_every  # the first sample refreshes
         while True:
             started = loop.time()
             await asyncio.sleep(every)
-            self.loop_lag_seconds.observe(max(0.0, loop.time() - started - every))
-            if self.multiprocess_dir:
+            now = loop.time()
+            self.loop_lag_seconds.observe(max(0.0, now - started - every))
+            if self.multiprocess_dir and now - refreshed >= refresh_every:
+                refreshed = now
                 self._process.refresh()
 
     def render(self, engine_gauges: dict[str, float] | None = None) -> bytes:
