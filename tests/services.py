@@ -15,7 +15,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -112,6 +112,18 @@ class Services:
 # --------------------------------------------------------------------------- #
 # Helpers for the scaled engine's tests
 # --------------------------------------------------------------------------- #
+
+
+@contextlib.asynccontextmanager
+async def replicated_cluster(directory: Path) -> AsyncIterator[RedisCluster]:
+    """A Redis Cluster of its own for a fault test: three primaries with a replica
+    each, failing over after a one-second node timeout; stopped on leaving."""
+    cluster = RedisCluster(directory, primaries=3, replicas=1, node_timeout_ms=1_000)
+    try:
+        await cluster.start()
+        yield cluster
+    finally:
+        await cluster.stop()
 
 
 async def eventually(

@@ -21,7 +21,7 @@ from store.scaled.client import CommandBatcher, load_script
 from store.scaled.cluster import ClusterAddress
 from store.scaled.engine import open_scaled_engine
 from store.scaled.keys import HISTORY, SEQ, channel_name, room_key, wallet_key
-from tests.services import Recorder, Services, eventually
+from tests.services import Recorder, Services, eventually, replicated_cluster
 
 pytestmark = pytest.mark.scaled
 
@@ -257,9 +257,7 @@ async def _published(broker: RedisBroker, room: str, event: Event) -> bool:
 
 @pytest.mark.asyncio(loop_scope="session")
 async def test_a_primary_failing_over_resubscribes_and_resyncs(tmp_path: Path) -> None:
-    cluster = RedisCluster(tmp_path / "cluster", primaries=3, replicas=1, node_timeout_ms=1_000)
-    try:
-        await cluster.start()
+    async with replicated_cluster(tmp_path / "cluster") as cluster:
         room = "failing-room"
         slots = await _slots(cluster)
         primary = _owner(cluster, room_key(room, SEQ), slots)
@@ -290,8 +288,6 @@ async def test_a_primary_failing_over_resubscribes_and_resyncs(tmp_path: Path) -
         finally:
             for closing in (viewer_side, publisher, *batchers):
                 await closing.close()
-    finally:
-        await cluster.stop()
 
 
 @pytest.mark.asyncio(loop_scope="session")

@@ -14,7 +14,6 @@ import contextlib
 import os
 import signal
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -29,23 +28,13 @@ from store.roles import Engine, EngineConfig
 from store.scaled.keys import SEQ, room_key, wallet_key
 from store.scaled.repair import repair_scaled
 from store.scaled.slots import slot_of
-from tests.services import Services, adult, eventually, fund, rose
+from tests.services import Services, adult, eventually, fund, replicated_cluster, rose
 
 pytestmark = pytest.mark.scaled
 
 ROOM = "hot-room"
 _ANSWER_WITHIN = 60.0
 """Seconds a request is resent for before the test gives up on it."""
-
-
-@contextlib.asynccontextmanager
-async def _replicated(tmp_path: Path) -> AsyncIterator[RedisCluster]:
-    cluster = RedisCluster(tmp_path / "cluster", primaries=3, replicas=1, node_timeout_ms=1_000)
-    try:
-        await cluster.start()
-        yield cluster
-    finally:
-        await cluster.stop()
 
 
 async def _engine(cluster: RedisCluster, database: str, *, wait_replicas: int) -> Engine:
@@ -195,7 +184,7 @@ async def test_a_primary_killed_under_gift_load_loses_no_acknowledged_gift(
     services: Services, tmp_path: Path
 ) -> None:
     database = (await services.reset()).database
-    async with _replicated(tmp_path) as cluster:
+    async with replicated_cluster(tmp_path / "cluster") as cluster:
         engine = await _engine(cluster, database, wait_replicas=1)
         try:
             people, funded, viewer = await _setup(engine, senders=24)
@@ -226,7 +215,7 @@ async def test_a_hot_rooms_slot_migrated_under_gift_load(
     services: Services, tmp_path: Path
 ) -> None:
     database = (await services.reset()).database
-    async with _replicated(tmp_path) as cluster:
+    async with replicated_cluster(tmp_path / "cluster") as cluster:
         engine = await _engine(cluster, database, wait_replicas=1)
         try:
             people, funded, viewer = await _setup(engine, senders=16)
@@ -255,7 +244,7 @@ async def test_without_wait_a_failover_loses_acks_and_the_repair_restores_them(
     moves the balances back and rebuilds the receipts, so a resend is answered
     from the receipt instead of charging twice."""
     database = (await services.reset()).database
-    async with _replicated(tmp_path) as cluster:
+    async with replicated_cluster(tmp_path / "cluster") as cluster:
         engine = await _engine(cluster, database, wait_replicas=0)
         try:
             fan = adult("fan")
