@@ -73,7 +73,7 @@ local gift = {sender = ARGV[2], profile = ARGV[8], total = tonumber(ARGV[5]),
   diamonds = tonumber(ARGV[6]), count = ARGV[13], stream = stream_id, room = ARGV[24],
   hour = ARGV[23], day_ttl = ARGV[14]}
 credit_gift(4, 11, 12, 13, 15, 16, gift)
-book_gift(5, 6, 9, 10, gift, true)
+local totals = book_gift(5, 6, 9, 10, gift, true)
 local receipt = store_gift_receipt(stream_id, balance)
 if not KEYS[17] then
   return {'OK', receipt}
@@ -83,16 +83,16 @@ local now = now_ms()
 local events = {}
 local wait = combo_hit(KEYS[17], KEYS[18], KEYS[9], events, ARGV[30], ARGV[29],
   tonumber(ARGV[13]), tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[31]), stream_id,
-  ARGV[32], ARGV[33], now)
+  ARGV[32], ARGV[33], now, totals)
 if wait > 0 then
   -- listed for every node's sweep (a stale score is corrected by whoever ends it)
   redis.call('ZADD', KEYS[21], 'NX', now + wait, ARGV[24])
 end
 if not KEYS[22] then
-  publish_events(KEYS[19], KEYS[20], ARGV[26], ARGV[27], ARGV[28], events)
+  publish_events(KEYS[19], KEYS[20], ARGV[26], ARGV[27], ARGV[28], events, now)
   return {'OK', receipt, wait}
 end
 local board = announce_board(KEYS[22], KEYS[5], KEYS[6], KEYS[3], KEYS[10], ARGV[34],
   tonumber(ARGV[35]), events)
-publish_events(KEYS[19], KEYS[20], ARGV[26], ARGV[27], ARGV[28], events)
+publish_events(KEYS[19], KEYS[20], ARGV[26], ARGV[27], ARGV[28], events, now)
 return {'OK', receipt, wait, board}

@@ -35,7 +35,7 @@ local function check_gift(room, wallet, account)
   if not spent then
     return nil, refused
   end
-  local coins = tonumber(redis.call('HGET', KEYS[wallet], 'coin') or '0')
+  local coins = spent.coins
   if coins < total then
     return nil, {'E', 'insufficient_funds', ARGV[5], coins}
   end

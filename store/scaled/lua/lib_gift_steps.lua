@@ -16,18 +16,20 @@ local function credit_gift(wallet, all_time, of_day, profiles, hours, streams, g
   end
 end
 
--- the room's slot: the stream's leaderboard (when `leaderboard`), totals and goal
+-- the room's slot: the stream's leaderboard (when `leaderboard`), totals and goal.
+-- Returns the stream's totals after the gift: {stream = id, gifts, coins, diamonds}
 local function book_gift(board, board_profiles, stats, goal, gift, leaderboard)
   if leaderboard then
     redis.call('ZINCRBY', KEYS[board], gift.total, gift.sender)
     redis.call('HSET', KEYS[board_profiles], gift.sender, gift.profile)
   end
-  redis.call('HINCRBY', KEYS[stats], gift.stream .. ':gifts', gift.count)
-  redis.call('HINCRBY', KEYS[stats], gift.stream .. ':coins', gift.total)
-  redis.call('HINCRBY', KEYS[stats], gift.stream .. ':diamonds', gift.diamonds)
+  local gifts = redis.call('HINCRBY', KEYS[stats], gift.stream .. ':gifts', gift.count)
+  local coins = redis.call('HINCRBY', KEYS[stats], gift.stream .. ':coins', gift.total)
+  local diamonds = redis.call('HINCRBY', KEYS[stats], gift.stream .. ':diamonds', gift.diamonds)
   if redis.call('HGET', KEYS[goal], 'stream_id') == gift.stream then
     redis.call('HINCRBY', KEYS[goal], 'progress', gift.diamonds)
   end
+  return {stream = gift.stream, gifts, coins, diamonds}
 end
 
 -- a split step's gift from ARGV[2..10] (gift_credit.lua, room_gift.lua)

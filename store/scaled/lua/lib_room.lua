@@ -13,10 +13,11 @@ local function now_ms()
 end
 
 -- payload: a JSON array of n events without seq/ts; returns the first seq and ts
-local function publish_payload(seq_key, hist_key, channel, maxlen, ttl, n, payload)
+-- (ts: the script's own now_ms() when it has read it already, else read here)
+local function publish_payload(seq_key, hist_key, channel, maxlen, ttl, n, payload, ts)
   local last = redis.call('INCRBY', seq_key, n)
   local first_s = fmt(last - n + 1)
-  local ts = now_ms()
+  ts = ts or now_ms()
   local ts_s = fmt(ts)
   -- entry id = the batch's last seq, so XRANGE by seq finds the batch holding a seq
   redis.call('XADD', hist_key, 'MAXLEN', '~', maxlen, fmt(last) .. '-0',
@@ -27,10 +28,10 @@ local function publish_payload(seq_key, hist_key, channel, maxlen, ttl, n, paylo
 end
 
 -- events: JSON objects (strings) without seq/ts; returns the first seq (0: none)
-local function publish_events(seq_key, hist_key, channel, maxlen, ttl, events)
+local function publish_events(seq_key, hist_key, channel, maxlen, ttl, events, ts)
   if #events == 0 then
     return 0
   end
   return (publish_payload(seq_key, hist_key, channel, maxlen, ttl, #events,
-    '[' .. table.concat(events, ',') .. ']'))
+    '[' .. table.concat(events, ',') .. ']', ts))
 end

@@ -3,7 +3,8 @@
 -- (debt lock, spending turned off, rate limit, time zone, daily and monthly
 -- caps), read-only; and, once the script has decided to write, what they record.
 --
--- check_spending returns the state to record, or nil and the reply to return:
+-- check_spending returns the state to record (and the coins the wallet holds, read
+-- with its debt), or nil and the reply to return:
 -- {'E', reason, values...} (reasons from `off`, `daily`, `monthly`, and
 -- `action` naming what is rate limited) or {'T', time zone} when the account's
 -- zone is not `tz` (the caller retries with that zone's day and month).
@@ -20,7 +21,8 @@ end
 
 local function check_spending(wallet, account, total, now, rule)
   -- wallet, account: indexes into KEYS (every key a script touches is in KEYS)
-  local debt = tonumber(redis.call('HGET', KEYS[wallet], 'debt') or '0')
+  local held = redis.call('HMGET', KEYS[wallet], 'debt', 'coin')
+  local debt = tonumber(held[1] or '0')
   if debt < 0 then
     return nil, {'E', 'locked', -debt}
   end
@@ -57,13 +59,19 @@ local function check_spending(wallet, account, total, now, rule)
   if monthly and month_spent + total > monthly then
     return nil, {'E', rule.monthly, monthly, month_spent}
   end
-  return {day_spent = day_spent + total, month_spent = month_spent + total, tokens = tokens_left}
+  return {day_spent = day_spent + total, month_spent = month_spent + total, tokens = tokens_left,
+    coins = tonumber(held[2] or '0')}
 end
 
 local function record_spending(account, spent, rule, now)
-  redis.call('HSET', KEYS[account], 'day', rule.day, 'day_spent', string.format('%d', spent.day_spent),
-    'month', rule.month, 'month_spent', string.format('%d', spent.month_spent))
   if spent.tokens then
-    redis.call('HSET', KEYS[account], 'gift_tokens', string.format('%d', spent.tokens), 'gift_at', now)
+    redis.call('HSET', KEYS[account], 'day', rule.day,
+      'day_spent', string.format('%d', spent.day_spent), 'month', rule.month,
+      'month_spent', string.format('%d', spent.month_spent),
+      'gift_tokens', string.format('%d', spent.tokens), 'gift_at', now)
+  else
+    redis.call('HSET', KEYS[account], 'day', rule.day,
+      'day_spent', string.format('%d', spent.day_spent), 'month', rule.month,
+      'month_spent', string.format('%d', spent.month_spent))
   end
 end
