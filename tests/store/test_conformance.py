@@ -567,6 +567,11 @@ async def test_leaderboard_orders_and_matches_the_ledger(engine: Engine) -> None
     assert [(e.user["id"], e.coins) for e in await engine.rooms.leaderboard(ROOM, limit=1)] == [
         ("ben", 30)
     ]
+    # a tie at the cut-off, more members than the limit: the lower id stays
+    assert [(e.user["id"], e.coins) for e in await engine.rooms.leaderboard(ROOM, limit=2)] == [
+        ("ben", 30),
+        ("alice", 20),
+    ]
 
     for entry in board:
         spent = sum(

@@ -19,8 +19,12 @@ local function top_entries(zset, limit)
       table.insert(rows, {top[i], coins})
     end
   end
-  local ties = redis.call('ZRANGEBYSCORE', zset, top[#top], top[#top], 'WITHSCORES',
-    'LIMIT', 0, limit)
+  -- fewer than `limit` members: every one is in `top` already, ties included
+  local ties = top
+  if #top >= 2 * limit then
+    ties = redis.call('ZRANGEBYSCORE', zset, top[#top], top[#top], 'WITHSCORES',
+      'LIMIT', 0, limit)
+  end
   for i = 1, #ties, 2 do
     if not seen[ties[i]] then
       table.insert(rows, {ties[i], tonumber(ties[i + 1])})
