@@ -103,6 +103,13 @@ def summary_rows(report: dict[str, Any]) -> list[tuple[str, Any]]:
             f"{fmt(r['reconnects'])}, {fmt(r['resumed'])}, {fmt(r['snapshots'])}, {fmt(r['gaps'])}",
         )
     )
+    if r.get("caught_up"):
+        rows.append(
+            (
+                "gifts caught up on resume (not timed)",
+                f"{fmt(r['caught_up'])} receipts by probes of gifts sent while they were away",
+            )
+        )
     server = report.get("server") or {}
     if server:
         rows.append(

@@ -717,6 +717,7 @@ class Run:
                 "resumed": c["resumed"],
                 "snapshots": c["snapshots"],
                 "gaps": c["gaps"],
+                "caught_up": c["caught_up"],
             },
             "server": server,
             "money": money,

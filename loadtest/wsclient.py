@@ -85,22 +85,32 @@ class Tally:
         self.handshake_latency = Histogram()
         self.tx_sent: dict[str, float] = {}
         """tx -> when its gifter sent it (gifts of this worker's gifters)."""
-        self.seen_early: dict[str, list[float]] = {}
-        """tx -> receipts by probes before the gifter's ack told us the tx."""
+        self.seen_early: dict[str, list[tuple[float, float | None]]] = {}
+        """tx -> receipts by probes before the gifter's ack told us the tx: when, and
+        for a resumed probe when it connected (see ``gift_seen``)."""
 
-    def gift_seen(self, tx: str, now: float) -> None:
+    def gift_seen(self, tx: str, now: float, *, resumed_at: float | None = None) -> None:
+        """A probe received gift ``tx`` at ``now``. ``resumed_at``: the probe's
+        connection resumed, and started then; a gift sent before it was missed while
+        away and caught up on, so it is counted (``caught_up``), not timed."""
         sent = self.tx_sent.get(tx)
         if sent is not None:
-            self.gift_latency.add_seconds(now - sent)
+            self._timed(now, sent, resumed_at)
         else:
-            self.seen_early.setdefault(tx, []).append(now)
+            self.seen_early.setdefault(tx, []).append((now, resumed_at))
 
     def gift_acked(self, tx: str, sent: float) -> None:
         self.tx_sent[tx] = sent
         early = self.seen_early.pop(tx, None)
         if early:
-            for seen in early:
-                self.gift_latency.add_seconds(seen - sent)
+            for seen, resumed_at in early:
+                self._timed(seen, sent, resumed_at)
+
+    def _timed(self, seen: float, sent: float, resumed_at: float | None) -> None:
+        if resumed_at is not None and sent < resumed_at:
+            self.counters["caught_up"] += 1
+        else:
+            self.gift_latency.add_seconds(seen - sent)
 
     def prune(self, older_than: float) -> None:
         """Forget gifts sent before ``older_than`` (their late receipts no longer count)
@@ -109,7 +119,7 @@ class Tally:
             self.tx_sent = {tx: t for tx, t in self.tx_sent.items() if t >= older_than}
         if self.seen_early:
             self.seen_early = {
-                tx: times for tx, times in self.seen_early.items() if times[0] >= older_than
+                tx: times for tx, times in self.seen_early.items() if times[0][0] >= older_than
             }
 
     def take(self) -> dict[str, Any]:
@@ -337,7 +347,9 @@ class Peer(asyncio.Protocol):
                 self.last_seq = seq
                 if kind == "gift" and event.get("count") != 0:  # not a combo's end marker
                     tally.gift_events += 1
-                    tally.gift_seen(event["tx"], now)
+                    tally.gift_seen(
+                        event["tx"], now, resumed_at=self.started if self.resumed else None
+                    )
                     if self.on_gift is not None:
                         self.on_gift(event["tx"])
             elif kind in ("ack", "error"):

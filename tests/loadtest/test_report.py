@@ -148,6 +148,9 @@ def test_sweep_and_storm_get_their_own_lines() -> None:
     assert "50,000 gift deliveries/s" in text
     assert "100 of 100 in 1.5 s" in text
     assert "over" in text.splitlines()[-1]
+    assert "caught up" not in text  # no probe caught up on anything
+    caught = dict(summary_rows({**report, "resume": {**report["resume"], "caught_up": 7}}))
+    assert caught["gifts caught up on resume (not timed)"].startswith("7 receipts")
 
 
 def test_a_sweep_bounded_on_acks_says_so_with_the_cost_per_gift() -> None:

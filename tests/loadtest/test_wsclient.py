@@ -126,6 +126,27 @@ async def test_probes_time_gifts_against_the_gifters_send_time() -> None:
     assert not tally.seen_early
 
 
+async def test_a_resumed_probe_counts_the_gifts_it_missed_without_timing_them() -> None:
+    """Gifts sent while a probe was away arrive in its catch-up: they are deliveries,
+    but their gift-to-screen would be the time it was away, not the server's."""
+    peer, _, tally = await make_peer(decode=True)
+    peer.last_seq = 4
+    tally.gift_acked("tx5", sent=peer.started - 30.0)  # sent while the probe was away
+    feed(peer, handshake(peer) + frame([welcome(4, resumed=True)]), chunk=1000)
+    peer.data_received(frame([gift(5), gift(6)]))  # tx6: seen before its ack
+    tally.gift_acked("tx6", sent=peer.started - 1.0)
+    tally.gift_acked("tx7", sent=peer.started + 0.001)  # sent after it came back
+    peer.data_received(frame([gift(7)]))
+    assert tally.gift_events == 3 and tally.gaps == 0
+    assert tally.counters["caught_up"] == 2
+    assert tally.gift_latency.count == 1
+    # a fresh connection's gifts are all timed, whenever they were sent
+    fresh, _, fresh_tally = await make_peer(decode=True)
+    fresh_tally.gift_acked("tx1", sent=fresh.started - 30.0)
+    feed(fresh, handshake(fresh) + frame([welcome(0), gift(1)]), chunk=1000)
+    assert fresh_tally.gift_latency.count == 1 and not fresh_tally.counters["caught_up"]
+
+
 async def test_a_combos_end_marker_is_no_gift_delivery_and_is_not_timed() -> None:
     def end_marker(seq: int, tx: str) -> dict[str, Any]:
         # as the server writes it: the streak's last tx, count 0 and diamonds 0
