@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import tracemalloc
 
 import pytest
 
@@ -165,3 +166,37 @@ async def test_history_is_kept_encoded_out_of_the_collectors_view() -> None:
     gc.collect()
     kept = list(broker._rooms["r"].history)
     assert kept and not any(gc.is_tracked(entry) for entry in kept)
+
+
+async def test_a_room_that_stops_publishing_loses_its_history_with_the_window() -> None:
+    broker, clock = make(seconds=10)
+    await broker.publish("quiet", [{"type": "chat"}, {"type": "chat"}])
+    clock.advance(5)
+    await broker.publish("busy", [{"type": "chat"}])
+    assert len(broker._rooms["quiet"].history) == 2  # still within the window
+    clock.advance(6)
+    await broker.publish("busy", [{"type": "chat"}])  # another room's publish ages it out
+    assert len(broker._rooms["quiet"].history) == 0
+    assert [len(broker._rooms["busy"].history)] == [2]
+    assert await broker.history("quiet", since=0) is None
+    assert await broker.history("quiet", since=2) == []
+    assert await broker.last_seq("quiet") == 2  # seq goes on where it was
+    await broker.publish("quiet", [{"type": "chat"}])
+    assert [e["seq"] for e in await broker.history("quiet", since=2) or []] == [3]
+
+
+async def test_a_kept_event_costs_about_its_own_size() -> None:
+    """orjson's bytes carry a 4 KiB buffer; the history keeps a right-sized copy."""
+    broker, _ = make(size=2_000)
+    event: Event = {"type": "gift", "sender": {"id": "u1", "name": "Ann"}, "text": "x" * 400}
+    await broker.publish("r", [dict(event)])  # the room's state exists before measuring
+    tracemalloc.start()
+    try:
+        before, _ = tracemalloc.get_traced_memory()
+        for _ in range(1_000):
+            await broker.publish("r", [dict(event)])
+        after, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    per_event = (after - before) / 1_000
+    assert 400 < per_event < 1_000
