@@ -82,6 +82,10 @@ class RoomListeners:
         return [listener for listener, _count in self._entries.values()]
 
 
+async def _released() -> None:
+    pass
+
+
 class ListenerSubscription:
     """One ``subscribe`` call; ``close`` releases it once (closing again is a no-op)."""
 
@@ -95,4 +99,7 @@ class ListenerSubscription:
         if self._closed:
             return
         self._closed = True
-        await self._release()
+        release, self._release = self._release, _released
+        # Not kept: the release reaches the listener, which often holds this
+        # subscription; the pair would wait for the garbage collector.
+        await release()

@@ -96,6 +96,14 @@ def handshake_clock(loop: asyncio.AbstractEventLoop, timeout: float) -> Connecti
     return connection_clock(loop, "handshake", shortest=timeout)
 
 
+def _ignore_message(data: str | bytes) -> None:
+    pass
+
+
+def _ignore_disconnect(code: int) -> None:
+    pass
+
+
 class Handoff:
     """Takes the place of the protocol's ASGI receive queue once the app handed the
     connection over (``LiveWebSocketProtocol.hand_over``): messages go to
@@ -123,6 +131,15 @@ class Handoff:
 
     def empty(self) -> bool:
         return True
+
+    def release(self) -> None:
+        """Forget the callbacks once the connection is gone. They lead to the app's
+        state for the connection, which leads back to the protocol: kept, the
+        connection's objects would wait for the garbage collector's rare full
+        pass instead of going when their last reference does."""
+        self.done = True
+        self.on_message = _ignore_message
+        self.on_disconnect = _ignore_disconnect
 
 
 _RELEASED_SCOPE: dict[str, Any] = {"type": "websocket", "extensions": {}}
@@ -418,7 +435,9 @@ class LiveWebSocketProtocol(WebSocketsSansIOProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_handshake_deadline()
-        super().connection_lost(exc)
+        super().connection_lost(exc)  # the disconnect reaches the handoff here
+        if self.handoff is not None:
+            self.handoff.release()
 
 
 # --------------------------------------------------------------------------- #
@@ -593,8 +612,18 @@ class LiveHttpProtocol(HttpToolsProtocol):
                 protocol.connection_made(self.transport)
                 self.transport.set_protocol(protocol)
                 protocol.take_plain_upgrade(plain, self.headers)
+                self._release()
                 return
         super().handle_websocket_upgrade()
+        self._release()
+
+    def _release(self) -> None:
+        """This protocol never hears of its connection again once it handed it over:
+        drop its parser, as uvicorn's ``connection_lost`` does. The parser holds
+        this protocol's callbacks; kept, the two hold each other and the transport
+        until a pass of the garbage collector, and with the transport everything
+        the connection reached."""
+        self.parser = None  # type: ignore[assignment]
 
     def _start_header_timer(self) -> None:
         timeout = app_setting(self.app_state, "handshake_timeout")
