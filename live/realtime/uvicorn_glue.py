@@ -438,6 +438,9 @@ class LiveWebSocketProtocol(WebSocketsSansIOProtocol):
         super().connection_lost(exc)  # the disconnect reaches the handoff here
         if self.handoff is not None:
             self.handoff.release()
+        # The scope's RawWebSocket leads back here (the app keeps its own reference
+        # to the scope while it still runs).
+        self.scope = _RELEASED_SCOPE  # type: ignore[assignment]
 
 
 # --------------------------------------------------------------------------- #

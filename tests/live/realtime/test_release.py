@@ -104,3 +104,18 @@ async def test_closed_connections_leave_nothing_for_the_collector(tmp_path: Path
             gc.enable()
             await creator.aclose()
             await gifter_api.aclose()
+
+
+async def test_a_refused_connection_leaves_nothing_for_the_collector(tmp_path: Path) -> None:
+    async with in_process(tmp_path) as server:
+        gc.collect()
+        gc.disable()
+        try:
+            async with Client.open(server, "nowhere", token=server.token("bob")) as viewer:
+                refused = await viewer.wait_for(lambda e: e["type"] == "error")
+                assert refused["code"] == "not_found", refused
+                assert await viewer.closed() is not None
+            # what is left of it now, unreachable or not, must go by itself
+            assert await until_gone(live_objects()) == []
+        finally:
+            gc.enable()
