@@ -96,12 +96,8 @@ def handshake_clock(loop: asyncio.AbstractEventLoop, timeout: float) -> Connecti
     return connection_clock(loop, "handshake", shortest=timeout)
 
 
-def _ignore_message(data: str | bytes) -> None:
-    pass
-
-
-def _ignore_disconnect(code: int) -> None:
-    pass
+def _ignore(_: object) -> None:
+    """What a released handoff calls instead of the app (nothing reaches it then)."""
 
 
 class Handoff:
@@ -138,8 +134,7 @@ class Handoff:
         connection's objects would wait for the garbage collector's rare full
         pass instead of going when their last reference does."""
         self.done = True
-        self.on_message = _ignore_message
-        self.on_disconnect = _ignore_disconnect
+        self.on_message = self.on_disconnect = _ignore
 
 
 _RELEASED_SCOPE: dict[str, Any] = {"type": "websocket", "extensions": {}}

@@ -25,6 +25,7 @@ from live.app import create_app
 from live.realtime.hub import RoomChannel
 from live.realtime.uvicorn_glue import LiveHttpProtocol, LiveWebSocketProtocol
 from live.settings import Settings
+from tests.live.actions.test_gifting import go_live
 from tests.live.server import SECRET, Api, Client, LiveServer
 
 
@@ -76,10 +77,7 @@ async def until_gone(refs: list[weakref.ReferenceType[Any]], *, timeout: float =
 
 async def test_closed_connections_leave_nothing_for_the_collector(tmp_path: Path) -> None:
     async with in_process(tmp_path) as server:
-        creator = Api(server, server.token("carol", creator=True))
-        assert (
-            await creator.post("/v1/rooms", {"id": "carol", "title": "live"})
-        ).status_code == 201
+        creator = await go_live(server, "carol", "carol")
         gifter_api = Api(server, server.token("alice"))
         assert (await gifter_api.buy("us_1400", key="p1")).status_code == 201
         gc.collect()
