@@ -13,7 +13,9 @@ process does about it:
   if that node dies. Ending is atomic in the engine: exactly one ``end`` event.
 - **Leaderboard and goal**: a gift marks its room; the room's ``leaderboard``
   and ``goal`` events are published at most once per interval per room across
-  nodes (a lease in the engine), the first one at once. Reaching the goal is
+  nodes (a lease in the engine), the first one at once: with the gift's own
+  event when the engine's wallet shows gifts (``store.roles.GiftShower``, both
+  engines but a Redis Cluster), else by this module. Reaching the goal is
   claimed atomically, so one node announces ``goal_reached``, once.
 - **Viewers**: each node reports its own viewer count of each room, on change
   and as a heartbeat (a dead node's count expires); the engine adds them up and
@@ -38,7 +40,7 @@ from typing import Any
 from live.realtime.hub import Connection, Hub
 from live.settings import Settings
 from protocol import events as ev
-from store.domain.models import ComboHit, Event, Gift, GiftReceipt, Goal, Profile, Room
+from store.domain.models import Event, Gift, GiftReceipt, Goal, Profile, Room, combo_hit
 from store.ids import new_secret
 from store.roles import BoardAnnouncer, Engine
 
@@ -176,25 +178,7 @@ class RoomActivity:
     # -- gifts and combos -------------------------------------------------------------
     async def gift(self, *, gift: Gift, sender: Profile, receipt: GiftReceipt) -> None:
         """Announce a committed gift (within its combo) and mark the room's totals."""
-        event = ev.gift(
-            tx=receipt.tx,
-            gift=gift.public(),
-            sender=sender.public(),
-            count=receipt.count,
-            combo={},
-            diamonds=receipt.diamonds,
-        )
-        del event["combo"]  # the engine adds it, with the combo's state
-        hit = ComboHit(
-            event=event,
-            stream_id=receipt.stream_id,
-            sender_id=sender.id,
-            gift_id=gift.id,
-            streakable=gift.streakable,
-            count=receipt.count,
-            coins=receipt.coins,
-            diamonds=receipt.diamonds,
-        )
+        hit = combo_hit(receipt, gift=gift, sender_id=sender.id, sender=sender.public())
         window_ms = self.settings.combo_window_ms
         wait = await self.engine.activity.publish_gift(receipt.room_id, hit, window_ms=window_ms)
         self.gift_shown(receipt.room_id, wait_ms=wait)

@@ -5,9 +5,11 @@ from __future__ import annotations
 import functools
 import hashlib
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from protocol import events
 from store.domain import refusals
 from store.errors import StoreError
 
@@ -570,6 +572,32 @@ class ComboHit:
     count: int
     coins: int
     diamonds: int
+
+
+def combo_hit(
+    receipt: GiftReceipt, *, gift: Gift, sender_id: str, sender: Mapping[str, Any]
+) -> ComboHit:
+    """A committed gift as its room's combo counts it, with its ``gift`` event (the
+    gift's public view, ``sender`` as the room sees them; no ``combo`` yet)."""
+    event = events.gift(
+        tx=receipt.tx,
+        gift=gift.public(),
+        sender=sender,
+        count=receipt.count,
+        combo={},
+        diamonds=receipt.diamonds,
+    )
+    del event["combo"]  # the engine adds it, with the combo's state
+    return ComboHit(
+        event=event,
+        stream_id=receipt.stream_id,
+        sender_id=sender_id,
+        gift_id=gift.id,
+        streakable=gift.streakable,
+        count=receipt.count,
+        coins=receipt.coins,
+        diamonds=receipt.diamonds,
+    )
 
 
 RESTRICTION_KINDS: Final = ("ban", "mute")

@@ -16,10 +16,11 @@ import sqlite3
 import time
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
+from protocol import events as ev
 from store.domain import refusals
 from store.domain.models import (
     ComboHit,
@@ -34,10 +35,13 @@ from store.embedded.broker import MemoryBroker
 from store.embedded.combo_copies import ComboCopies, ComboRow, combo_row
 from store.embedded.database import SQLiteDatabase
 from store.embedded.room_totals import ALL_TIME
-from store.embedded.rooms import cached_room, load_room
+from store.embedded.rooms import cached_room, load_room, room_leaders
 from store.ids import new_id, new_secret, now_ms
 
 log = logging.getLogger(__name__)
+
+BOARD_LEASE: Final = "board"
+"""The ``throttle`` lease of a room's leaderboard and goal announcements."""
 
 
 def _monotonic_ms() -> float:
@@ -92,17 +96,49 @@ class SQLiteRoomActivity:
 
     # -- combos --------------------------------------------------------------------------
     async def publish_gift(self, room_id: str, hit: ComboHit, *, window_ms: int) -> int:
+        return (await self.publish_gift_shown(room_id, hit, window_ms=window_ms))[0]
+
+    async def publish_gift_shown(
+        self,
+        room_id: str,
+        hit: ComboHit,
+        *,
+        window_ms: int,
+        board: tuple[int, int] | None = None,
+    ) -> tuple[int, int | None]:
+        """``publish_gift``; with ``board`` (interval ms, entries), also the room's
+        leaderboard and goal after the gift, in the same publish (so in the gift's
+        frame), unless they were announced within the interval (the ``throttle``
+        lease ``board`` that a node's own announcements take). Returns the combo's
+        wait, as ``publish_gift``, and the board's: 0 when announced, else
+        milliseconds until the lease frees up; ``None`` without ``board``."""
         stream_id, event = hit.stream_id, hit.event
         stats = await self._gift_stats(room_id, stream_id)
         ended = await self._ended_stats(room_id, stream_id)
+        shown: list[Event] = []
+        goal: Goal | None = None
+        board_wait: int | None = None
+        interval_ms, limit = board if board is not None else (0, 0)
+        if board is not None:
+            board_wait = self._lease_left(room_id, BOARD_LEASE)
+            if not board_wait:  # from memory but for a room's first gifts
+                top = await room_leaders(self._db, room_id, limit)
+                goal = await self.goal(room_id)
+                shown = [ev.leaderboard(top=[entry.public() for entry in top])]
+                if goal is not None:
+                    shown.append(ev.goal(**goal.public()))
         # From here to the publish: no await, so no other change of this room slips in.
+        if shown:
+            board_wait = self._take_lease(room_id, BOARD_LEASE, interval_ms)
+            if board_wait:  # announced by another caller meanwhile
+                shown, goal = [], None
         now = _monotonic_ms()
         combos = self._combos.get(room_id, {})
         member = (hit.sender_id, hit.gift_id)
-        events: list[Event] = []
+        published: list[Event] = []
         combo = combos.get(member)
         if combo is not None and combo.deadline <= now:
-            events.append(self._end(combos, member, combo, ended.get(combo.stream_id, stats)))
+            published.append(self._end(combos, member, combo, ended.get(combo.stream_id, stats)))
             combo = None
         end_event = {**event, "count": 0, "diamonds": 0}
         if not hit.streakable or window_ms <= 0:
@@ -111,13 +147,13 @@ class SQLiteRoomActivity:
             single = _Combo(
                 event["tx"], stream_id, hit.count, hit.coins, hit.diamonds, now, end_event
             )
-            events.append(_with_combo(event, single, end=True, stats=stats))
-            await self._broker.publish(room_id, events)
-            if len(events) > 1:  # the expired combo ended first
-                await self._keep_open(
-                    self._copies.forget((room_id, *member), events[0]["combo"]["id"])
-                )
-            return 0
+            published.append(_with_combo(event, single, end=True, stats=stats))
+            expired = published[0]["combo"]["id"] if len(published) > 1 else None
+            await self._broker.publish(room_id, [*published, *shown])
+            if expired is not None:  # the expired combo ended first
+                await self._keep_open(self._copies.forget((room_id, *member), expired))
+            await self._announce_reached(room_id, goal)
+            return 0, board_wait
         combos = self._combos.setdefault(room_id, combos)
         if combo is None:
             combo = _Combo(event["tx"], stream_id, 0, 0, 0, now, end_event)
@@ -127,10 +163,28 @@ class SQLiteRoomActivity:
         combo.diamonds += hit.diamonds
         combo.deadline = now + window_ms
         combo.end_event = end_event
-        events.append(_with_combo(event, combo, end=False, stats=stats))
-        await self._broker.publish(room_id, events)
+        published.append(_with_combo(event, combo, end=False, stats=stats))
+        await self._broker.publish(room_id, [*published, *shown])
         await self._keep_open(self._copies.keep(_combo_row(room_id, member, combo, now)))
-        return window_ms
+        await self._announce_reached(room_id, goal)
+        return window_ms, board_wait
+
+    async def _announce_reached(self, room_id: str, goal: Goal | None) -> None:
+        """After a goal announced with a gift: ``goal_reached`` once, by the caller that
+        claims it. The gift is committed and shown already: a failed claim is logged,
+        and the room's next announcement claims the goal instead."""
+        if goal is None or goal.reached or goal.progress < goal.target:
+            return
+        try:
+            won = await self.claim_goal(room_id, goal.id)
+        except Exception:
+            log.warning("claiming the goal of room %s failed", room_id, exc_info=True)
+            return
+        if won is not None:
+            await self._broker.publish(
+                room_id,
+                [ev.goal_reached(target=won.target, progress=won.progress, title=won.title)],
+            )
 
     async def end_combos(self, room_id: str, *, everything: bool = False) -> int:
         combos = self._combos.get(room_id)
@@ -298,6 +352,16 @@ class SQLiteRoomActivity:
         return self._total(room_id, _monotonic_ms())
 
     async def throttle(self, room_id: str, name: str, interval_ms: int) -> int:
+        return self._take_lease(room_id, name, interval_ms)
+
+    def _lease_left(self, room_id: str, name: str) -> int:
+        """Milliseconds until the lease is free (0: free now)."""
+        until = self._leases.get((room_id, name), 0.0)
+        now = _monotonic_ms()
+        return max(1, int(until - now)) if until > now else 0
+
+    def _take_lease(self, room_id: str, name: str, interval_ms: int) -> int:
+        """``throttle`` without an await: take the lease (0) or say when it frees up."""
         now = _monotonic_ms()
         until = self._leases.get((room_id, name), 0.0)
         if until > now:

@@ -53,15 +53,19 @@ async def open_embedded_engine(config: EngineConfig, *, catalog: Catalog) -> Eng
         await db.close()
         raise
 
+    activity = SQLiteRoomActivity(db, broker)
     return Engine(
         name="embedded",
         wallet=SQLiteWallet(
-            db, creator_share_percent=config.creator_share_percent, policy=config.policy
+            db,
+            creator_share_percent=config.creator_share_percent,
+            policy=config.policy,
+            activity=activity,
         ),
         rooms=SQLiteRooms(db),
         ledger=SQLiteLedger(db),
         broker=broker,
-        activity=SQLiteRoomActivity(db, broker),
+        activity=activity,
         catalogs=catalogs,
         subscriptions=SQLiteSubscriptions(db),
         presence=MemoryOverlayPresence(),

@@ -70,6 +70,14 @@ async def cached_room(db: SQLiteDatabase, room_id: str) -> Room | None:
     return await db.rooms.get(room_id, lambda: db.read(lambda conn: load_room(conn, room_id)))
 
 
+async def room_leaders(db: SQLiteDatabase, room_id: str, limit: int) -> list[LeaderEntry]:
+    """The current stream's top ``limit`` gifters, from memory once read
+    (``SQLiteDatabase.boards``); ``[]`` for an unknown room."""
+    return await db.boards.leaderboard(
+        room_id, limit, lambda count: db.read(lambda conn: stream_leaders(conn, room_id, count))
+    )
+
+
 class SQLiteRooms:
     """``Rooms`` over SQLite: room state plus per-stream gifter totals."""
 
@@ -100,10 +108,7 @@ class SQLiteRooms:
     async def leaderboard(self, room_id: str, *, limit: int = 10) -> list[LeaderEntry]:
         """The current stream's gifters, coins descending, ties by user id; ``[]`` for
         an unknown room."""
-        db = self._db
-        return await db.boards.leaderboard(
-            room_id, limit, lambda count: db.read(lambda conn: stream_leaders(conn, room_id, count))
-        )
+        return await room_leaders(self._db, room_id, limit)
 
 
 def _go_live(conn: sqlite3.Connection, room_id: str, creator: Profile, title: str) -> Room:

@@ -14,11 +14,14 @@ checked before an engine is called (``store.checked``).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
+from typing import Any
 
 from store.domain import accounts as money
 from store.domain import models
 from store.domain.rules import hash_pin, pin_salt
 from store.embedded import accounts, gifts, purchases, refunds, withdrawals
+from store.embedded.activity import SQLiteRoomActivity
 from store.embedded.boards import GiftMark
 from store.embedded.database import SQLiteDatabase
 from store.embedded.journal import balance_of
@@ -40,12 +43,14 @@ class SQLiteWallet:
         *,
         creator_share_percent: int = 50,
         policy: money.MoneyPolicy | None = None,
+        activity: SQLiteRoomActivity | None = None,
     ) -> None:
         if not 0 <= creator_share_percent <= 100:
             raise ValueError("creator_share_percent must be within 0..100")
         self._db = db
         self._share = creator_share_percent
         self._policy = policy or money.MoneyPolicy()
+        self._activity = activity
 
     # -- coins in and out ------------------------------------------------------
 
@@ -78,6 +83,30 @@ class SQLiteWallet:
 
         receipt, _ = await db.write(lambda conn: gifts.send_gift(conn, plan), committed=committed)
         return receipt
+
+    async def send_gift_shown(
+        self,
+        request: models.GiftRequest,
+        *,
+        sender: Mapping[str, Any],
+        window_ms: int,
+        board_interval_ms: int = 0,
+        board_limit: int = 0,
+    ) -> models.ShownGift:
+        """``store.roles.GiftShower``: the gift, then at once its event within its
+        combo and, unless announced within ``board_interval_ms``, the room's
+        leaderboard and goal, in one publish (one frame to the room, not two)."""
+        receipt = await self.send_gift(request)
+        if receipt.replayed or self._activity is None:
+            return models.ShownGift(receipt, None)
+        hit = models.combo_hit(
+            receipt, gift=request.gift, sender_id=request.sender.id, sender=sender
+        )
+        board = (board_interval_ms, board_limit) if board_interval_ms > 0 else None
+        wait, board_wait = await self._activity.publish_gift_shown(
+            receipt.room_id, hit, window_ms=window_ms, board=board
+        )
+        return models.ShownGift(receipt, wait, board_wait)
 
     async def balance(self, user_id: str) -> models.Balance:
         """Coins and diamonds; zero for a user never seen."""

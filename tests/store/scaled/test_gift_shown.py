@@ -11,14 +11,13 @@ from typing import Any
 import orjson
 import pytest
 
-from protocol import events as ev
 from store.domain.models import (
-    ComboHit,
     Event,
     GiftReceipt,
     GiftRequest,
     Profile,
     ShownGift,
+    combo_hit,
 )
 from store.errors import InsufficientFunds
 from store.roles import BoardAnnouncer, Engine, GiftShower
@@ -59,25 +58,7 @@ async def two_step(engine: Engine, key: str, *, gift_id: str = "rose", count: in
     """The same gift in the other room, its event by the separate combo call."""
     found = gift(engine, gift_id)
     receipt = await engine.wallet.send_gift(GiftRequest(ALICE, OTHER_ROOM, found, count, key))
-    event = ev.gift(
-        tx=receipt.tx,
-        gift=found.public(),
-        sender=SEEN,
-        count=receipt.count,
-        combo={},
-        diamonds=receipt.diamonds,
-    )
-    del event["combo"]
-    hit = ComboHit(
-        event=event,
-        stream_id=receipt.stream_id,
-        sender_id=ALICE.id,
-        gift_id=found.id,
-        streakable=found.streakable,
-        count=receipt.count,
-        coins=receipt.coins,
-        diamonds=receipt.diamonds,
-    )
+    hit = combo_hit(receipt, gift=found, sender_id=ALICE.id, sender=SEEN)
     return await engine.activity.publish_gift(OTHER_ROOM, hit, window_ms=WINDOW_MS)
 
 
