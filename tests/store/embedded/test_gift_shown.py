@@ -1,8 +1,7 @@
-"""The embedded wallet's ``send_gift_shown``: a committed gift's event goes out at
-once within its combo, as the separate combo call (``publish_gift``) gives it,
-and the room's leaderboard and goal follow it in the same publish, so in the
-gift's frame, once per interval, sharing the lease the separate announcements
-take; a replay or a refusal publishes nothing."""
+"""The embedded wallet's ``send_gift_shown``: the room's leaderboard and goal
+follow a gift's event in the same publish, so in the gift's frame, once per
+interval, sharing the lease the separate announcements take (the rest of the
+gift's event: ``tests/store/test_gift_shown.py``)."""
 
 from __future__ import annotations
 
@@ -12,65 +11,17 @@ from pathlib import Path
 import pytest
 
 from store.embedded.activity import SQLiteRoomActivity
-from store.errors import InsufficientFunds, Unavailable
+from store.errors import Unavailable
 from store.roles import Engine
 from tests.engines import embedded_engine
-from tests.store.scaled.test_gift_shown import (
-    DAN,
-    OTHER_ROOM,
-    SEEN,
-    WINDOW_MS,
-    published,
-    shown,
-    shown_with_board,
-    two_step,
-    without_ids,
-)
 from tests.store.test_conformance import ALICE, ROOM, buy, live
+from tests.store.test_gift_shown import WINDOW_MS, published, shown_with_board
 
 
 @pytest.fixture
 async def engine(tmp_path: Path) -> AsyncIterator[Engine]:
     async with embedded_engine(tmp_path) as opened:
         yield opened
-
-
-async def test_the_event_is_the_separate_calls_within_the_same_combo(engine: Engine) -> None:
-    await live(engine)
-    await live(engine, DAN, OTHER_ROOM)
-    await buy(engine, ALICE, "us_350")
-    first, wait = await shown(engine, "a1", count=2)
-    second, wait_again = await shown(engine, "a2", count=3)
-    assert wait == wait_again == WINDOW_MS
-    one = await two_step(engine, "b1", count=2)
-    two = await two_step(engine, "b2", count=3)
-    assert one == two == WINDOW_MS
-    mine = await published(engine, ROOM)
-    theirs = await published(engine, OTHER_ROOM)
-    assert [e["combo"] for e in mine] == [
-        {"id": first.tx, "count": 2, "end": False},
-        {"id": first.tx, "count": 5, "end": False},
-    ]
-    assert mine[1]["tx"] == second.tx and mine[1]["sender"] == SEEN
-    their_tx = [e["tx"] for e in theirs]
-    assert without_ids(mine, first.tx, second.tx) == without_ids(theirs, *their_tx)
-    assert await engine.activity.end_combos(ROOM, everything=True) == 0
-    ended = (await published(engine, ROOM))[2:]
-    assert [e["combo"] for e in ended] == [{"id": first.tx, "count": 5, "end": True}]
-
-
-async def test_a_replay_or_a_refusal_publishes_nothing(engine: Engine) -> None:
-    await live(engine)
-    await buy(engine, ALICE, "us_350")
-    receipt, wait = await shown(engine, "a1", gift_id="confetti", count=1)
-    assert wait == 0  # not streakable: a combo of its own, ended at once
-    events = await published(engine, ROOM)
-    assert [e["combo"]["end"] for e in events] == [True]
-    again, none = await shown(engine, "a1", gift_id="confetti", count=1)
-    assert again.replayed and again.tx == receipt.tx and none is None
-    with pytest.raises(InsufficientFunds):
-        await shown(engine, "a2", gift_id="lion")
-    assert await published(engine, ROOM) == events
 
 
 async def test_the_board_follows_the_gift_in_its_publish_once_per_interval(
