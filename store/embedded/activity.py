@@ -111,7 +111,9 @@ class SQLiteRoomActivity:
         frame), unless they were announced within the interval (the ``throttle``
         lease ``board`` that a node's own announcements take). Returns the combo's
         wait, as ``publish_gift``, and the board's: 0 when announced, else
-        milliseconds until the lease frees up; ``None`` without ``board``."""
+        milliseconds until the lease frees up; ``None`` without ``board``. It
+        raises only before its publish (a read of the stream's totals, the
+        board or the goal): what fails after it is logged."""
         stream_id, event = hit.stream_id, hit.event
         stats = await self._gift_stats(room_id, stream_id)
         ended = await self._ended_stats(room_id, stream_id)

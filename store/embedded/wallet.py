@@ -14,6 +14,7 @@ checked before an engine is called (``store.checked``).
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -27,6 +28,8 @@ from store.embedded.database import SQLiteDatabase
 from store.embedded.journal import balance_of
 from store.embedded.room_totals import GiftTotals
 from store.ids import new_id, now_ms
+
+log = logging.getLogger(__name__)
 
 
 def _clock(now: int | None) -> int:
@@ -103,9 +106,13 @@ class SQLiteWallet:
             receipt, gift=request.gift, sender_id=request.sender.id, sender=sender
         )
         board = (board_interval_ms, board_limit) if board_interval_ms > 0 else None
-        wait, board_wait = await self._activity.publish_gift_shown(
-            receipt.room_id, hit, window_ms=window_ms, board=board
-        )
+        try:
+            wait, board_wait = await self._activity.publish_gift_shown(
+                receipt.room_id, hit, window_ms=window_ms, board=board
+            )
+        except Exception:  # it fails before its publish: the caller publishes instead
+            log.warning("showing gift %s failed", receipt.tx, exc_info=True)
+            return models.ShownGift(receipt, None)
         return models.ShownGift(receipt, wait, board_wait)
 
     async def balance(self, user_id: str) -> models.Balance:

@@ -83,3 +83,20 @@ async def test_a_failed_goal_claim_leaves_the_gift_committed_and_shown(
     goal = await engine.activity.goal(ROOM)
     assert goal is not None and not goal.reached
     assert await engine.activity.claim_goal(ROOM, goal.id) is not None
+
+
+async def test_a_gift_whose_showing_fails_is_still_answered_for_its_caller_to_show(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await live(engine)
+    await buy(engine, ALICE, "us_350")
+
+    async def unreadable(self: SQLiteRoomActivity, room_id: str, stream_id: int) -> None:
+        raise Unavailable("sqlite read failed: disk I/O error")
+
+    monkeypatch.setattr(SQLiteRoomActivity, "_gift_stats", unreadable)
+    first = await shown_with_board(engine, "a1", count=2)
+    assert first.combo_wait_ms is None and first.board_wait_ms is None
+    assert not first.receipt.replayed  # committed: the caller publishes its event
+    assert await published(engine, ROOM) == []
+    assert (await engine.wallet.balance(ALICE.id)).coins == first.receipt.balance
