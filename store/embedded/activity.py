@@ -32,7 +32,7 @@ from store.domain.models import (
     utc_day,
 )
 from store.embedded.broker import MemoryBroker
-from store.embedded.combo_copies import ComboCopies, ComboRow, combo_row
+from store.embedded.combo_copies import ComboCopies, ComboRow, ComboState, combo_row, continue_in
 from store.embedded.database import SQLiteDatabase
 from store.embedded.room_totals import ALL_TIME
 from store.embedded.rooms import cached_room, load_room, room_leaders
@@ -98,6 +98,35 @@ class SQLiteRoomActivity:
     async def publish_gift(self, room_id: str, hit: ComboHit, *, window_ms: int) -> int:
         return (await self.publish_gift_shown(room_id, hit, window_ms=window_ms))[0]
 
+    @staticmethod
+    def copy_in_commit(
+        conn: sqlite3.Connection, room_id: str, hit: ComboHit, *, window_ms: int
+    ) -> ComboState | None:
+        """In the writer thread, inside the gift's own transaction: the file's copy
+        of the gift's combo (``combo_copies.continue_in``), so the gift's answer
+        waits for one commit, not two. ``None``: nothing written (the gift is a
+        combo of its own, or the write failed and ``publish_gift_shown`` writes
+        the copy after instead); a failure that ended the transaction is raised,
+        since the gift is not written either."""
+        if not hit.streakable or window_ms <= 0:
+            return None
+        event = hit.event
+        try:
+            return continue_in(
+                conn,
+                (room_id, hit.sender_id, hit.gift_id),
+                tx=event["tx"],
+                stream_id=hit.stream_id,
+                totals=(hit.count, hit.coins, hit.diamonds),
+                window_ms=window_ms,
+                end_event={**event, "count": 0, "diamonds": 0},
+            )
+        except sqlite3.Error:
+            if not conn.in_transaction:
+                raise
+            log.warning("copying the combo of %s in its commit failed", event["tx"], exc_info=True)
+            return None
+
     async def publish_gift_shown(
         self,
         room_id: str,
@@ -105,6 +134,7 @@ class SQLiteRoomActivity:
         *,
         window_ms: int,
         board: tuple[int, int] | None = None,
+        copied: ComboState | None = None,
     ) -> tuple[int, int | None]:
         """``publish_gift``; with ``board`` (interval ms, entries), also the room's
         leaderboard and goal after the gift, in the same publish (so in the gift's
@@ -113,7 +143,9 @@ class SQLiteRoomActivity:
         wait, as ``publish_gift``, and the board's: 0 when announced, else
         milliseconds until the lease frees up; ``None`` without ``board``. It
         raises only before its publish (a read of the stream's totals, the
-        board or the goal): what fails after it is logged."""
+        board or the goal): what fails after it is logged. ``copied``: the combo
+        as the gift's own commit wrote it (``copy_in_commit``); when the room's
+        memory agrees, the copy is on disk already and is not written again."""
         stream_id, event = hit.stream_id, hit.event
         stats = await self._gift_stats(room_id, stream_id)
         ended = await self._ended_stats(room_id, stream_id)
@@ -167,7 +199,9 @@ class SQLiteRoomActivity:
         combo.end_event = end_event
         published.append(_with_combo(event, combo, end=False, stats=stats))
         await self._broker.publish(room_id, [*published, *shown])
-        await self._keep_open(self._copies.keep(_combo_row(room_id, member, combo, now)))
+        state = ComboState(combo.id, combo.stream_id, combo.count, combo.coins, combo.diamonds)
+        if copied != state:
+            await self._keep_open(self._copies.keep(_combo_row(room_id, member, combo, now)))
         await self._announce_reached(room_id, goal)
         return window_ms, board_wait
 

@@ -1,12 +1,14 @@
 """The file's copy of the open gift combos, brought up to date once per group commit.
 
 Every streakable gift changes its combo, and the copy must be on disk before the
-gift is answered (a combo open when the process dies ends after the restart). A
-write of its own per gift doubled the writer's operations; here the changes
-wait in a table of their own, one entry per combo (the latest change wins: the
-file only needs the combo's state now), and one operation writes all of them
-in the next group commit, with one ``executemany`` per kind of change. Each
-caller still returns only once its change is durable.
+gift is answered (a combo open when the process dies ends after the restart).
+The gift's own operation writes it (``continue_in``), in the gift's transaction:
+the gift and its combo become durable together, in one commit. What that
+cannot see (the combos ended by their timers, a change the room's memory made
+differently) waits in a table of its own, one entry per combo (the latest
+change wins: the file only needs the combo's state now), and one operation
+writes all of them in the next group commit, with one ``executemany`` per kind
+of change. Each caller still returns only once its change is durable.
 """
 
 from __future__ import annotations
@@ -14,11 +16,13 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
+from dataclasses import dataclass
 from typing import Final
 
 import orjson
 
 from store.embedded.database import SQLiteDatabase
+from store.ids import now_ms
 
 ComboKey = tuple[str, str, str]
 """(room, sender, gift): one open combo per sender and gift in a room."""
@@ -53,6 +57,60 @@ def combo_row(
     """The row of an open combo (``deadline`` in wall-clock ms)."""
     count, coins, diamonds = totals
     return (*key, combo_id, stream_id, count, coins, diamonds, deadline, orjson.dumps(end_event))
+
+
+@dataclass(frozen=True, slots=True)
+class ComboState:
+    """What a combo adds up to: compared with the room's memory of it."""
+
+    combo_id: str
+    stream_id: int
+    count: int
+    coins: int
+    diamonds: int
+
+
+def continue_in(
+    conn: sqlite3.Connection,
+    key: ComboKey,
+    *,
+    tx: str,
+    stream_id: int,
+    totals: tuple[int, int, int],
+    window_ms: int,
+    end_event: object,
+) -> ComboState:
+    """In a gift's own transaction: its combo as the file has it, continued when
+    that is still open (its deadline not passed), else a new one named after the
+    gift's ``tx``; written back open for ``window_ms`` more. This is the rule the
+    room's memory applies when it publishes the gift; where the two differ (a
+    gift right at the deadline, a change of the memory's not written yet) the
+    memory's state is written after (``ComboCopies.keep``)."""
+    now = now_ms()
+    found = conn.execute(
+        "SELECT combo_id, stream_id, count, coins, diamonds, deadline FROM open_combos "
+        "WHERE room_id = ? AND sender_id = ? AND gift_id = ?",
+        key,
+    ).fetchone()
+    count, coins, diamonds = totals
+    if found is not None and found[5] > now:
+        state = ComboState(
+            found[0], found[1], found[2] + count, found[3] + coins, found[4] + diamonds
+        )
+    else:
+        state = ComboState(tx, stream_id, count, coins, diamonds)
+    conn.execute(
+        _KEEP,
+        combo_row(
+            key,
+            combo_id=state.combo_id,
+            stream_id=state.stream_id,
+            totals=(state.count, state.coins, state.diamonds),
+            deadline=now + window_ms,
+            end_event=end_event,
+        ),
+    )
+    return state
 
 
 def write_changes(conn: sqlite3.Connection, changes: dict[ComboKey, ComboRow | str]) -> None:

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
-from typing import Any
+import sqlite3
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 from store.domain import accounts as money
 from store.domain import models
@@ -24,12 +25,15 @@ from store.domain.rules import hash_pin, pin_salt
 from store.embedded import accounts, gifts, purchases, refunds, withdrawals
 from store.embedded.activity import SQLiteRoomActivity
 from store.embedded.boards import GiftMark
+from store.embedded.combo_copies import ComboState
 from store.embedded.database import SQLiteDatabase
 from store.embedded.journal import balance_of
 from store.embedded.room_totals import GiftTotals
 from store.ids import new_id, now_ms
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 def _clock(now: int | None) -> int:
@@ -62,12 +66,33 @@ class SQLiteWallet:
         return await self._db.write(lambda conn: purchases.purchase(conn, request, tx, created_at))
 
     async def send_gift(self, request: models.GiftRequest) -> models.GiftReceipt:
+        return (await self._send_gift(request, then=None))[0]
+
+    async def _send_gift(
+        self,
+        request: models.GiftRequest,
+        *,
+        then: Callable[[sqlite3.Connection, models.GiftReceipt], T] | None,
+    ) -> tuple[models.GiftReceipt, T | None]:
+        """The gift; ``then`` runs in its transaction once it is written (not for a
+        replay), and what it returns comes back with the receipt."""
         plan = gifts.plan_gift(request, share_percent=self._share, policy=self._policy)
         db = self._db
         sender = request.sender
 
-        def committed(result: tuple[models.GiftReceipt, GiftTotals | None]) -> None:
+        def write(
+            conn: sqlite3.Connection,
+        ) -> tuple[tuple[models.GiftReceipt, GiftTotals | None], T | None]:
+            result = gifts.send_gift(conn, plan)
             receipt, totals = result
+            return result, (
+                then(conn, receipt) if then is not None and totals is not None else None
+            )
+
+        def committed(
+            written: tuple[tuple[models.GiftReceipt, GiftTotals | None], T | None],
+        ) -> None:
+            receipt, totals = written[0]
             if totals is None:
                 return  # a replay changed nothing
             room_id, stream_id = receipt.room_id, receipt.stream_id
@@ -84,8 +109,8 @@ class SQLiteWallet:
                 )
             )
 
-        receipt, _ = await db.write(lambda conn: gifts.send_gift(conn, plan), committed=committed)
-        return receipt
+        (receipt, _), extra = await db.write(write, committed=committed)
+        return receipt, extra
 
     async def send_gift_shown(
         self,
@@ -99,16 +124,27 @@ class SQLiteWallet:
         """``store.roles.GiftShower``: the gift, then at once its event within its
         combo and, unless announced within ``board_interval_ms``, the room's
         leaderboard and goal, in one publish (one frame to the room, not two)."""
-        receipt = await self.send_gift(request)
-        if receipt.replayed or self._activity is None:
+        activity = self._activity
+        if activity is None:
+            return models.ShownGift(await self.send_gift(request), None)
+
+        def hit_and_copy(
+            conn: sqlite3.Connection, receipt: models.GiftReceipt
+        ) -> tuple[models.ComboHit, ComboState | None]:
+            """In the gift's transaction: its combo's copy in the file, with the gift."""
+            hit = models.combo_hit(
+                receipt, gift=request.gift, sender_id=request.sender.id, sender=sender
+            )
+            return hit, activity.copy_in_commit(conn, receipt.room_id, hit, window_ms=window_ms)
+
+        receipt, extra = await self._send_gift(request, then=hit_and_copy)
+        if receipt.replayed or extra is None:
             return models.ShownGift(receipt, None)
-        hit = models.combo_hit(
-            receipt, gift=request.gift, sender_id=request.sender.id, sender=sender
-        )
+        hit, copied = extra
         board = (board_interval_ms, board_limit) if board_interval_ms > 0 else None
         try:
-            wait, board_wait = await self._activity.publish_gift_shown(
-                receipt.room_id, hit, window_ms=window_ms, board=board
+            wait, board_wait = await activity.publish_gift_shown(
+                receipt.room_id, hit, window_ms=window_ms, board=board, copied=copied
             )
         except Exception:  # it fails before its publish: the caller publishes instead
             log.warning("showing gift %s failed", receipt.tx, exc_info=True)

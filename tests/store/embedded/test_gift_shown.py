@@ -1,16 +1,20 @@
 """The embedded wallet's ``send_gift_shown``: the room's leaderboard and goal
 follow a gift's event in the same publish, so in the gift's frame, once per
-interval, sharing the lease the separate announcements take (the rest of the
+interval, sharing the lease the separate announcements take; a streakable
+gift's combo is copied to the file in the gift's own commit (the rest of the
 gift's event: ``tests/store/test_gift_shown.py``)."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from store.embedded.activity import SQLiteRoomActivity
+from store.embedded.database import SQLiteDatabase
 from store.errors import Unavailable
 from store.roles import Engine
 from tests.engines import embedded_engine
@@ -99,4 +103,80 @@ async def test_a_gift_whose_showing_fails_is_still_answered_for_its_caller_to_sh
     assert first.combo_wait_ms is None and first.board_wait_ms is None
     assert not first.receipt.replayed  # committed: the caller publishes its event
     assert await published(engine, ROOM) == []
+    assert (await engine.wallet.balance(ALICE.id)).coins == first.receipt.balance
+
+
+def database(engine: Engine) -> SQLiteDatabase:
+    db = engine.wallet._db  # type: ignore[attr-defined]
+    assert isinstance(db, SQLiteDatabase)
+    return db
+
+
+def open_combos(db: SQLiteDatabase) -> list[tuple[Any, ...]]:
+    """The open combos as a fresh connection reads them from the file."""
+    conn = sqlite3.connect(db.path)
+    try:
+        return conn.execute(
+            "SELECT sender_id, gift_id, combo_id, count, coins, diamonds FROM open_combos"
+        ).fetchall()
+    finally:
+        conn.close()
+
+
+async def test_a_streakable_gift_and_its_combos_copy_are_one_commit(engine: Engine) -> None:
+    await live(engine)
+    await buy(engine, ALICE, "us_350")
+    db = database(engine)
+    before = db.batches
+    first = await shown_with_board(engine, "a1", count=2, board=0)
+    assert first.combo_wait_ms == WINDOW_MS
+    assert db.batches == before + 1  # answered after one group commit, not two
+    tx, diamonds = first.receipt.tx, first.receipt.diamonds
+    assert open_combos(db) == [(ALICE.id, "rose", tx, 2, first.receipt.coins, diamonds)]
+    second = await shown_with_board(engine, "a2", count=3, board=0)
+    assert db.batches == before + 2
+    events = await published(engine, ROOM)
+    assert [e["combo"] for e in events] == [
+        {"id": tx, "count": 2, "end": False},
+        {"id": tx, "count": 5, "end": False},
+    ]
+    coins = first.receipt.coins + second.receipt.coins
+    assert open_combos(db) == [(ALICE.id, "rose", tx, 5, coins, diamonds + second.receipt.diamonds)]
+
+
+async def test_where_the_commit_saw_the_combo_otherwise_the_rooms_memory_is_written(
+    engine: Engine,
+) -> None:
+    await live(engine)
+    await buy(engine, ALICE, "us_350")
+    db = database(engine)
+    first = await shown_with_board(engine, "a1", count=2, board=0)
+    # the file without the combo the room's memory holds (as when a change of the
+    # memory's is still on its way): the next gift's commit starts a combo of its own
+    await db.write(lambda conn: conn.execute("DELETE FROM open_combos"))
+    before = db.batches
+    second = await shown_with_board(engine, "a2", count=3, board=0)
+    assert db.batches == before + 2  # the gift, then the memory's combo over the file's
+    events = await published(engine, ROOM)
+    assert events[-1]["combo"] == {"id": first.receipt.tx, "count": 5, "end": False}
+    assert [row[2:4] for row in open_combos(db)] == [(first.receipt.tx, 5)]
+    assert second.combo_wait_ms == WINDOW_MS
+
+
+async def test_a_failed_copy_in_the_commit_leaves_the_gift_and_is_written_after(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await live(engine)
+    await buy(engine, ALICE, "us_350")
+    db = database(engine)
+
+    def locked(conn: sqlite3.Connection, *args: object, **kwargs: object) -> None:
+        raise sqlite3.OperationalError("database table is locked")
+
+    monkeypatch.setattr("store.embedded.activity.continue_in", locked)
+    before = db.batches
+    first = await shown_with_board(engine, "a1", count=2, board=0)
+    assert not first.receipt.replayed and first.combo_wait_ms == WINDOW_MS
+    assert db.batches == before + 2  # the gift, then its combo's copy on its own
+    assert [row[2:4] for row in open_combos(db)] == [(first.receipt.tx, 2)]
     assert (await engine.wallet.balance(ALICE.id)).coins == first.receipt.balance
