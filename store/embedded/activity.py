@@ -94,6 +94,10 @@ class SQLiteRoomActivity:
         self._recovered = False
         """Whether the combos a previous process left in the file are loaded."""
 
+    async def flush_copies(self) -> None:
+        """Write the combo changes still waiting (on close, before the database)."""
+        await self._copies.flush()
+
     # -- combos --------------------------------------------------------------------------
     async def publish_gift(self, room_id: str, hit: ComboHit, *, window_ms: int) -> int:
         return (await self.publish_gift_shown(room_id, hit, window_ms=window_ms))[0]

@@ -9,11 +9,21 @@ differently) waits in a table of its own, one entry per combo (the latest
 change wins: the file only needs the combo's state now), and one operation
 writes all of them in the next group commit, with one ``executemany`` per kind
 of change. Each caller still returns only once its change is durable.
+
+A combo ended by its timer has had its final event published already, and
+nothing answers a user once its end is on disk: its write waits up to
+``FORGET_DELAY_SECONDS`` for others to join it (or goes with the next change
+that must not wait). In a busy room every combo ends on a timer of its own, and
+each end wrote a commit of its own: half the commits at 250 gifts a second
+(docs/PERFORMANCE.md). The cost is that window: a process killed within it
+ends those combos again after its restart, as one killed between the publish
+and the commit always did.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import threading
 from dataclasses import dataclass
@@ -40,6 +50,9 @@ _KEEP: Final = (
     # a write that arrives late (an older count of the same combo) changes nothing
     "WHERE excluded.combo_id != combo_id OR excluded.count >= count"
 )
+FORGET_DELAY_SECONDS: Final = 0.025
+"""How long an ended combo's write waits for others to join it."""
+
 _FORGET: Final = (
     "DELETE FROM open_combos WHERE room_id = ? AND sender_id = ? AND gift_id = ? AND combo_id = ?"
 )
@@ -131,35 +144,66 @@ class ComboCopies:
     queued or, once that write has taken its changes, queues the next one. Each
     change has a future of its own, resolved by its write: a caller that gives up
     cancels only its own (cheaper than ``asyncio.shield`` per change, which the
-    busiest path paid for every streakable gift)."""
+    busiest path paid for every streakable gift). Only ended combos wait for
+    their write to start (``_timer``); ``flush`` starts it at once."""
 
-    def __init__(self, db: SQLiteDatabase) -> None:
+    def __init__(self, db: SQLiteDatabase, *, delay: float = FORGET_DELAY_SECONDS) -> None:
         self._db = db
+        self._delay = delay
         self._lock = threading.Lock()
         self._pending: dict[ComboKey, ComboRow | str] = {}
         self._waiting: list[asyncio.Future[None]] = []
         """The futures of the changes in ``_pending`` (taken with them)."""
         self._write: asyncio.Task[None] | None = None
         """The write queued that has not taken ``_pending`` yet."""
+        self._timer: asyncio.TimerHandle | None = None
+        """Starts the write of ended combos that nothing else started."""
 
     def keep(self, row: ComboRow) -> asyncio.Future[None]:
         """The combo is open with this state: done once that is on disk."""
-        return self._change((row[0], row[1], row[2]), row)
+        return self._change((row[0], row[1], row[2]), row, wait=False)
 
     def forget(self, key: ComboKey, combo_id: str) -> asyncio.Future[None]:
         """The combo ended (a newer combo of the same key is left alone): done once
-        that is on disk."""
-        return self._change(key, combo_id)
+        that is on disk, within ``FORGET_DELAY_SECONDS`` and a commit."""
+        return self._change(key, combo_id, wait=True)
 
-    def _change(self, key: ComboKey, change: ComboRow | str) -> asyncio.Future[None]:
+    async def flush(self) -> None:
+        """Write what waits now (before the database closes)."""
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            if self._pending and self._write is None:
+                self._start(loop)
+            write = self._write
+        if write is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(write)
+
+    def _change(self, key: ComboKey, change: ComboRow | str, *, wait: bool) -> asyncio.Future[None]:
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[None] = loop.create_future()
         with self._lock:
             self._pending[key] = change
             self._waiting.append(waiter)
             if self._write is None:
-                self._write = loop.create_task(self._run())
+                if not wait or self._delay <= 0:
+                    self._start(loop)
+                elif self._timer is None:
+                    self._timer = loop.call_later(self._delay, self._started_late, loop)
         return waiter
+
+    def _start(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Queue the write of ``_pending`` (with ``_lock`` held)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._write = loop.create_task(self._run())
+
+    def _started_late(self, loop: asyncio.AbstractEventLoop) -> None:
+        with self._lock:
+            self._timer = None
+            if self._write is None and self._pending:
+                self._start(loop)
 
     async def _run(self) -> None:
         taken: list[tuple[dict[ComboKey, ComboRow | str], list[asyncio.Future[None]]]] = []

@@ -73,6 +73,7 @@ async def open_embedded_engine(config: EngineConfig, *, catalog: Catalog) -> Eng
         check=check,
         stats=stats,
         payout_accounts=SQLitePayoutAccounts(db),
-        # closed in reverse: the catalog poller, the broker, then the database drains
-        closers=[db.close, broker.close, catalogs.close],
+        # closed in reverse: the catalog poller, the broker, the combo changes that
+        # wait for their write, then the database drains
+        closers=[db.close, activity.flush_copies, broker.close, catalogs.close],
     )
