@@ -13,11 +13,12 @@ of change. Each caller still returns only once its change is durable.
 A combo ended by its timer has had its final event published already, and
 nothing answers a user once its end is on disk: its write waits up to
 ``FORGET_DELAY_SECONDS`` for others to join it (or goes with the next change
-that must not wait). In a busy room every combo ends on a timer of its own, and
-each end wrote a commit of its own: half the commits at 250 gifts a second
-(docs/PERFORMANCE.md). The cost is that window: a process killed within it
-ends those combos again after its restart, as one killed between the publish
-and the commit always did.
+that must not wait). Where every gift is a combo of its own, each gift's combo
+ends on its own timer, and each end was a write of its own for the writer
+thread, queued ahead of the gifts that came after it (docs/PERFORMANCE.md).
+The cost is that window: a process killed within it ends those combos again
+after its restart, as one killed between the publish and the commit always did
+(docs/PROTOCOL.md: credit a combo's end once).
 """
 
 from __future__ import annotations
