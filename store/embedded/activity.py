@@ -61,6 +61,11 @@ class _Combo:
     """The gift event of the combo's last send, with count and diamonds zeroed."""
 
 
+def _end_event(event: Event) -> Event:
+    """A send's ``gift`` event as its combo's final event will show it (adds nothing)."""
+    return {**event, "count": 0, "diamonds": 0}
+
+
 def _overlay(stats: StreamStats, coins: int, diamonds: int) -> dict[str, Any]:
     return {
         "combo": {"coins": coins, "diamonds": diamonds},
@@ -123,7 +128,7 @@ class SQLiteRoomActivity:
                 stream_id=hit.stream_id,
                 totals=(hit.count, hit.coins, hit.diamonds),
                 window_ms=window_ms,
-                end_event={**event, "count": 0, "diamonds": 0},
+                end_event=_end_event(event),
             )
         except sqlite3.Error:
             if not conn.in_transaction:
@@ -178,7 +183,7 @@ class SQLiteRoomActivity:
         if combo is not None and combo.deadline <= now:
             published.append(self._end(combos, member, combo, ended.get(combo.stream_id, stats)))
             combo = None
-        end_event = {**event, "count": 0, "diamonds": 0}
+        end_event = _end_event(event)
         if not hit.streakable or window_ms <= 0:
             if not combos:
                 self._combos.pop(room_id, None)

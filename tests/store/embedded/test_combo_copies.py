@@ -123,11 +123,18 @@ async def test_a_closed_store_refuses_every_change(tmp_path: Path) -> None:
             await copies.keep(row(A, "c1", n + 1))
 
 
+async def two_open(db: SQLiteDatabase) -> ComboCopies:
+    """Copies whose ended combos wait (an hour: until something starts their
+    write), with A's and B's combos open in the file."""
+    copies = ComboCopies(db, delay=3600)
+    await asyncio.gather(copies.keep(row(A, "c1", 1)), copies.keep(row(B, "c2", 1)))
+    return copies
+
+
 async def test_ended_combos_wait_for_each_other_and_go_in_one_write(
     db: SQLiteDatabase,
 ) -> None:
-    copies = ComboCopies(db, delay=3600)
-    await asyncio.gather(copies.keep(row(A, "c1", 1)), copies.keep(row(B, "c2", 1)))
+    copies = await two_open(db)
     ops = db.ops
     first = copies.forget(A, "c1")
     for _ in range(5):
@@ -152,8 +159,7 @@ async def test_an_ended_combo_is_written_after_the_delay_on_its_own(
 async def test_a_change_that_must_not_wait_takes_the_ended_combos_along(
     db: SQLiteDatabase,
 ) -> None:
-    copies = ComboCopies(db, delay=3600)
-    await asyncio.gather(copies.keep(row(A, "c1", 1)), copies.keep(row(B, "c2", 1)))
+    copies = await two_open(db)
     ops = db.ops
     ended = copies.forget(A, "c1")
     await copies.keep(row(B, "c2", 2))
