@@ -322,7 +322,7 @@ class Bench:
             met=per_cpu is not None and per_cpu >= 10_000,
             note=f"server CPU {fmt(ours['cpu']['server_percent'])}% of one core over the "
             f"run ({self.workers} process(es)); "
-            f"{fmt(1e6 / per_cpu if per_cpu else None)} us per gift",
+            f"{fmt(1e6 / per_cpu if per_cpu else None)} us per gift{_split(ours)}",
         )
         if redis_cpu.seconds is not None:
             gifts = redis_cpu.gifts
@@ -579,6 +579,19 @@ def _capacity_step(sweep: dict[str, Any]) -> dict[str, Any] | None:
     """The sweep step its capacity figure comes from (None if no step was within)."""
     within = [s for s in sweep["steps"] if s["within_bound"]]
     return max(within, key=lambda s: s["gift_deliveries_per_s"], default=None)
+
+
+def _split(report: dict[str, Any]) -> str:
+    """Where a gift's server cost went (the crowd's ``server_per_gift``), for a note."""
+    cost = report.get("server_per_gift")
+    if not cost:
+        return ""
+    text = (
+        f" (event loops {fmt(cost['loop_cpu_us'])} us, other threads {fmt(cost['other_cpu_us'])} us"
+    )
+    if cost.get("written_bytes") is not None:
+        text += f"; {fmt(cost['written_bytes'] / 1024)} KiB written to storage"
+    return text + ")"
 
 
 def _at_capacity(sweep: dict[str, Any], name: str) -> Any:

@@ -64,6 +64,23 @@ def _counts(counts: dict[str, int]) -> str:
     return ", ".join(f"{k}: {fmt(v)}" for k, v in counts.items()) if counts else "none"
 
 
+def _server_per_gift(cost: dict[str, Any] | None) -> list[tuple[str, Any]]:
+    """An acked gift's server CPU by thread and its storage writes, when measured."""
+    if not cost:
+        return []
+    rows: list[tuple[str, Any]] = [
+        (
+            "server CPU per acked gift: event loop, other threads",
+            f"{fmt(cost['loop_cpu_us'])} us, {fmt(cost['other_cpu_us'])} us",
+        )
+    ]
+    if cost.get("written_bytes") is not None:
+        rows.append(
+            ("server storage writes per acked gift", f"{fmt(cost['written_bytes'] / 1024)} KiB")
+        )
+    return rows
+
+
 def summary_rows(report: dict[str, Any]) -> list[tuple[str, Any]]:
     """The report as (what, figure) rows."""
     c = report["connections"]
@@ -86,6 +103,7 @@ def summary_rows(report: dict[str, Any]) -> list[tuple[str, Any]]:
             f"{fmt(t['gifts_sent_per_s'])} / {fmt(t['gifts_acked_per_s'])}",
         ),
         ("gifts acked per server-CPU-second", t.get("gifts_per_server_cpu_s")),
+        *_server_per_gift(report.get("server_per_gift")),
         ("gift-event deliveries/s", t["gift_deliveries_per_s"]),
         ("room events delivered/s", t["events_per_s"]),
         ("frames delivered/s", t["frames_per_s"]),

@@ -121,17 +121,18 @@ class Acc:
     handshake_latency: Histogram = field(default_factory=Histogram)
     started: float = field(default_factory=time.monotonic)
     ended: float | None = None
-    cpu_start: tuple[float, float | None] = (0.0, None)
-    """(generator CPU seconds, server CPU seconds) when the span started."""
-    cpu_end: tuple[float, float | None] = (0.0, None)
+    cpu_start: tuple[float, ServerUsage | None] = (0.0, None)
+    """(generator CPU seconds, the local server's counters) when the span started."""
+    cpu_end: tuple[float, ServerUsage | None] = (0.0, None)
 
     def cpu_percent(self) -> dict[str, float | None]:
         """Busy share of one CPU over the span: generator (all workers) and server."""
         wall = self.seconds
         gen = (self.cpu_end[0] - self.cpu_start[0]) / wall * 100 if wall > 0 else None
         server = None
-        if self.cpu_end[1] is not None and self.cpu_start[1] is not None and wall > 0:
-            server = (self.cpu_end[1] - self.cpu_start[1]) / wall * 100
+        cpu = self.server_cpu_seconds
+        if cpu is not None and wall > 0:
+            server = cpu / wall * 100
         return {
             "generator_percent": None if gen is None else round(gen, 1),
             "server_percent": None if server is None else round(server, 1),
@@ -151,11 +152,32 @@ class Acc:
         return rate(self.counters[name], self.seconds)
 
     @property
+    def server_usage(self) -> ServerUsage | None:
+        """What the server (all its processes) used over the span, if local."""
+        start, end = self.cpu_start[1], self.cpu_end[1]
+        if start is None or end is None:
+            return None
+        return end - start
+
+    @property
     def server_cpu_seconds(self) -> float | None:
         """CPU time the server (all its processes) used over the span, if local."""
-        if self.cpu_end[1] is None or self.cpu_start[1] is None:
+        usage = self.server_usage
+        return None if usage is None else usage.cpu
+
+    def server_per_gift(self) -> dict[str, float | None] | None:
+        """Where an acked gift's server cost went over the span: CPU in the
+        processes' event loops and in their other threads (the embedded engine's
+        SQLite writer, checkpointer and readers; executors), and bytes written to
+        storage. ``None`` without a local server or without acked gifts."""
+        usage, gifts = self.server_usage, self.counters["gifts_acked"]
+        if usage is None or gifts <= 0:
             return None
-        return self.cpu_end[1] - self.cpu_start[1]
+        return {
+            "loop_cpu_us": round(usage.loop_cpu / gifts * 1e6, 1),
+            "other_cpu_us": round((usage.cpu - usage.loop_cpu) / gifts * 1e6, 1),
+            "written_bytes": None if usage.written is None else round(usage.written / gifts),
+        }
 
     def per_server_cpu_second(self, name: str) -> float | None:
         """Counter ``name`` per second of server CPU over the span: the cost of a
@@ -178,21 +200,72 @@ class Acc:
         }
 
 
-def cpu_seconds(pid: int | None) -> float | None:
-    """User plus system CPU time so far of a local process and its descendants,
-    from /proc (Linux). Reaped children's time is left out: a worker that exits
-    mid-run takes its share with it."""
+@dataclass(frozen=True, slots=True)
+class ServerUsage:
+    """A local server's counters so far, summed over its processes (Linux /proc);
+    subtract two to get a span's."""
+
+    cpu: float
+    """User plus system CPU seconds of every thread."""
+    loop_cpu: float
+    """The same for each process's main thread, where its event loop runs."""
+    written: int | None
+    """Bytes the processes had written to storage (``write_bytes`` of
+    ``/proc/PID/io``); ``None`` when a process's file could not be read."""
+
+    def __sub__(self, before: ServerUsage) -> ServerUsage:
+        written = None
+        if self.written is not None and before.written is not None:
+            written = self.written - before.written
+        return ServerUsage(self.cpu - before.cpu, self.loop_cpu - before.loop_cpu, written)
+
+
+def _stat_cpu(path: str) -> float | None:
+    """User plus system seconds from a ``/proc/.../stat`` file (a process or a thread)."""
+    try:
+        with open(path) as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _write_bytes(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/io") as fh:
+            for line in fh:
+                if line.startswith("write_bytes:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def server_usage(pid: int | None) -> ServerUsage | None:
+    """CPU (all threads, and main threads apart) and storage writes so far of a
+    local process and its descendants. Reaped children's share is left out: a
+    worker that exits mid-run takes it with it."""
     if pid is None:
         return None
-    total: float | None = None
+    cpu = loop_cpu = 0.0
+    written: int | None = 0
+    seen = False
     for each in process_tree(pid):
-        try:
-            with open(f"/proc/{each}/stat") as fh:
-                fields = fh.read().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
+        whole = _stat_cpu(f"/proc/{each}/stat")
+        if whole is None:
             continue
-        total = (total or 0.0) + (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return total
+        seen = True
+        cpu += whole
+        loop_cpu += _stat_cpu(f"/proc/{each}/task/{each}/stat") or 0.0
+        more = _write_bytes(each)
+        written = None if written is None or more is None else written + more
+    return ServerUsage(cpu, loop_cpu, written) if seen else None
+
+
+def cpu_seconds(pid: int | None) -> float | None:
+    """User plus system CPU time so far of a local process and its descendants."""
+    usage = server_usage(pid)
+    return None if usage is None else usage.cpu
 
 
 def rss_kib(pid: int | None) -> int | None:
@@ -437,8 +510,8 @@ class Run:
             )
             print(line, end="" if tty else "\n", file=self.out, flush=True)
 
-    def cpu_mark(self) -> tuple[float, float | None]:
-        return sum(self.cpu_by_worker.values()), cpu_seconds(self.o.server_pid)
+    def cpu_mark(self) -> tuple[float, ServerUsage | None]:
+        return sum(self.cpu_by_worker.values()), server_usage(self.o.server_pid)
 
     def phase(self) -> Acc:
         acc = Acc(cpu_start=self.cpu_mark())
@@ -695,6 +768,7 @@ class Run:
             "measured_seconds": round(measured.seconds, 3),
             "cpu": measured.cpu_percent(),
             "throughput": measured.throughput(),
+            "server_per_gift": measured.server_per_gift(),
             "latency": {
                 "gift_to_screen_ms": measured.gift_latency.summary_ms(),
                 "ack_ms": measured.ack_latency.summary_ms(),

@@ -7,6 +7,7 @@ from typing import Any
 
 import orjson
 
+from loadtest.bench import _split
 from loadtest.report import fmt, render, summary_rows, table, write
 from loadtest.stats import Histogram
 
@@ -184,3 +185,24 @@ def test_write_json_text_and_plot(tmp_path: Path) -> None:
     assert orjson.loads((tmp_path / "crowd.json").read_bytes())["scenario"] == "crowd"
     assert "gift-to-screen latency" in (tmp_path / "crowd.txt").read_text()
     assert (tmp_path / "crowd.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_server_cost_per_gift_is_shown_by_thread_and_storage_when_measured() -> None:
+    cost = {"loop_cpu_us": 183.4, "other_cpu_us": 158.0, "written_bytes": 25_800}
+    rows = dict(summary_rows({**sample_report(), "server_per_gift": cost}))
+    assert rows["server CPU per acked gift: event loop, other threads"] == "183 us, 158 us"
+    assert rows["server storage writes per acked gift"] == "25.2 KiB"
+    unread = dict(
+        summary_rows({**sample_report(), "server_per_gift": {**cost, "written_bytes": None}})
+    )
+    assert "server storage writes per acked gift" not in unread
+    remote = dict(summary_rows({**sample_report(), "server_per_gift": None}))
+    assert not any(k.startswith("server CPU per acked gift") for k in remote)
+
+
+def test_the_commit_rows_note_carries_the_split() -> None:
+    cost = {"loop_cpu_us": 183.4, "other_cpu_us": 158.0, "written_bytes": 25_800}
+    assert _split({"server_per_gift": cost}) == (
+        " (event loops 183 us, other threads 158 us; 25.2 KiB written to storage)"
+    )
+    assert _split({"server_per_gift": None}) == ""

@@ -15,7 +15,7 @@ import pytest
 
 from loadtest.__main__ import main
 from loadtest.processes import process_tree
-from loadtest.runner import Options, Run, cpu_seconds, rss_kib
+from loadtest.runner import Options, Run, cpu_seconds, rss_kib, server_usage
 from loadtest.servers import LocalServers
 from tests.live.server import SECRET, LiveServer
 
@@ -207,6 +207,10 @@ def test_a_sweep_bounded_on_acks_reports_gifts_per_server_cpu_second(live: LiveS
     assert sweep["capacity_gift_rate"] >= 4
     per_cpu = report["throughput"]["gifts_per_server_cpu_s"]
     assert per_cpu is not None and per_cpu > 0
+    # the embedded engine commits gifts: its writer thread's share and the file's writes
+    cost = report["server_per_gift"]
+    assert cost["loop_cpu_us"] > 0 and cost["other_cpu_us"] > 0
+    assert cost["written_bytes"] > 0
     assert report["money"]["ok"]
 
 
@@ -234,3 +238,39 @@ def test_server_cpu_counts_the_child_processes() -> None:
         for pid in reversed(process_tree(parent.pid)):
             os.kill(pid, signal.SIGKILL)
         parent.wait()
+
+
+def test_server_usage_tells_the_main_thread_from_the_others_and_counts_writes(
+    tmp_path: Path,
+) -> None:
+    """The per-gift split of the report: the event loop's thread apart from the
+    rest (the embedded engine's SQLite writer), and what reached the disk."""
+    busy_thread = (
+        "import os, sys, threading, time\n"
+        "def spin():\n"
+        "    end = time.thread_time() + 0.6\n"
+        "    while time.thread_time() < end: pass\n"
+        "worker = threading.Thread(target=spin)\n"
+        "worker.start(); worker.join()\n"
+        "with open(sys.argv[1], 'wb') as fh:\n"
+        "    fh.write(os.urandom(2 << 20)); fh.flush(); os.fsync(fh.fileno())\n"
+        "print('done', flush=True)\n"
+        "time.sleep(30)\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", busy_thread, str(tmp_path / "written")], stdout=subprocess.PIPE
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == b"done"
+        usage = server_usage(proc.pid)
+        assert usage is not None
+        assert usage.cpu - usage.loop_cpu >= 0.5  # the spinning thread's
+        assert usage.loop_cpu < usage.cpu - 0.5  # not the main thread's
+        assert usage.written is not None and usage.written >= 2 << 20
+        span = usage - usage
+        assert (span.cpu, span.loop_cpu, span.written) == (0, 0, 0)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert server_usage(proc.pid) is None  # gone: nothing to read
