@@ -152,7 +152,7 @@ class Acc:
         return rate(self.counters[name], self.seconds)
 
     @property
-    def server_usage(self) -> ServerUsage | None:
+    def server_used(self) -> ServerUsage | None:
         """What the server (all its processes) used over the span, if local."""
         start, end = self.cpu_start[1], self.cpu_end[1]
         if start is None or end is None:
@@ -162,7 +162,7 @@ class Acc:
     @property
     def server_cpu_seconds(self) -> float | None:
         """CPU time the server (all its processes) used over the span, if local."""
-        usage = self.server_usage
+        usage = self.server_used
         return None if usage is None else usage.cpu
 
     def server_per_gift(self) -> dict[str, float | None] | None:
@@ -170,7 +170,7 @@ class Acc:
         processes' event loops and in their other threads (the embedded engine's
         SQLite writer, checkpointer and readers; executors), and bytes written to
         storage. ``None`` without a local server or without acked gifts."""
-        usage, gifts = self.server_usage, self.counters["gifts_acked"]
+        usage, gifts = self.server_used, self.counters["gifts_acked"]
         if usage is None or gifts <= 0:
             return None
         return {
