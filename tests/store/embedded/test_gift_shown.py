@@ -6,6 +6,7 @@ gift's event: ``tests/store/test_gift_shown.py``)."""
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -61,7 +62,8 @@ async def test_the_gift_that_reaches_the_goal_announces_it_once(engine: Engine) 
     assert events[3]["target"] == 1 and events[3]["progress"] == first.receipt.diamonds
     goal = await engine.activity.goal(ROOM)
     assert goal is not None and goal.reached
-    while (await shown_with_board(engine, "a2", count=1, board=1)).board_wait_ms:
+    keys = (f"a{n}" for n in itertools.count(2))  # a new gift each time, never a replay
+    while (await shown_with_board(engine, next(keys), count=1, board=1)).board_wait_ms:
         pass  # a 1 ms interval: the next gift's board goes out once it is over
     later = (await published(engine, ROOM))[4:]
     assert [e["type"] for e in later][-3:] == ["gift", "leaderboard", "goal"]
