@@ -140,6 +140,7 @@ def create_app(settings: Settings) -> Starlette:
         await identity.start()
         collector = CollectorTuning(
             young_threshold=settings.gc_young_threshold,
+            young_seconds=settings.gc_young_seconds,
             freeze=settings.gc_freeze,
             observe=metrics.gc_paused,
         )

@@ -82,6 +82,11 @@ class Settings:
     """Allocations between two young garbage collections (CPython's default: 700;
     0 keeps it). Larger: a request's short-lived objects die young instead of
     reaching the old generation, whose full passes stop the process."""
+    gc_young_seconds: float = 1.0
+    """A young garbage collection at least this often, on the event loop's clock
+    (0: only by the allocation count). Under steady load the allocation count
+    (net of frees) hardly moves, and the young passes it starts come rarely and
+    walk tens of thousands of objects; a pass every second stays short."""
     gc_freeze: bool = True
     """Freeze what start-up built (``gc.freeze()``), so full passes skip it."""
     history_size: int = 1_000
@@ -564,6 +569,8 @@ class Settings:
             raise SettingsError("LIVE_TICK_MS must be within 1..1000")
         if not 0 <= self.gc_young_threshold <= 10_000_000:
             raise SettingsError("LIVE_GC_YOUNG_THRESHOLD must be within 0..10000000")
+        if self.gc_young_seconds != 0 and not 0.01 <= self.gc_young_seconds <= 60:
+            raise SettingsError("LIVE_GC_YOUNG_SECONDS must be 0 (off) or within 0.01..60")
         for name in (
             "chat_rate_messages",
             "chat_rate_seconds",

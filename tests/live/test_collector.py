@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from live.collector import GC_OLDER_THRESHOLDS, CollectorTuning
+from live.collector import CLOCKED_OLDER_THRESHOLDS, GC_OLDER_THRESHOLDS, CollectorTuning
+from tests.live.launch import running
+from tests.live.server import Api, LiveServer
 
 
 @pytest.fixture
@@ -54,3 +59,58 @@ def test_zero_threshold_and_no_freeze_leave_cpython_defaults() -> None:
     assert gc.get_freeze_count() == frozen
     tuning.close()
     assert gc.get_threshold() == before
+
+
+@pytest.mark.usefixtures("restored_collector")
+async def test_young_passes_run_on_the_clock_where_the_count_would_not_start_them() -> None:
+    young = asyncio.Event()
+
+    def observe(generation: int, seconds: float) -> None:
+        if generation == 0:
+            young.set()
+
+    before = gc.get_threshold()
+    tuning = CollectorTuning(
+        young_threshold=10_000_000, young_seconds=0.01, freeze=False, observe=observe
+    )
+    tuning.start()
+    # the middle generation every 100 young passes, the count's young passes never here
+    assert gc.get_threshold() == (10_000_000, *CLOCKED_OLDER_THRESHOLDS)
+    gc.collect(0)  # counts start from zero: only the clock starts a pass from here
+    young.clear()
+    await asyncio.wait_for(young.wait(), timeout=10)
+    tuning.close()
+    assert gc.get_threshold() == before
+
+
+@pytest.mark.usefixtures("restored_collector")
+async def test_the_clock_alone_keeps_cpythons_young_threshold() -> None:
+    before = gc.get_threshold()
+    tuning = CollectorTuning(young_threshold=0, young_seconds=5, freeze=False)
+    tuning.start()
+    assert gc.get_threshold() == (before[0], *CLOCKED_OLDER_THRESHOLDS)
+    tuning.close()
+    assert gc.get_threshold() == before
+
+
+def young_passes(metrics: str) -> float:
+    counts = (
+        float(line.rsplit(" ", 1)[1])
+        for line in metrics.splitlines()
+        if line.startswith("live_gc_pause_seconds_count{") and 'generation="0"' in line
+    )
+    return next(counts, 0.0)
+
+
+async def test_an_idle_server_runs_its_young_passes_on_the_clock(tmp_path: Path) -> None:
+    """Allocations alone would not start one here: the threshold is out of reach."""
+    env = {"LIVE_GC_YOUNG_SECONDS": "0.05", "LIVE_GC_YOUNG_THRESHOLD": "10000000"}
+    server = LiveServer(data_dir=tmp_path / "data", env=env)
+    async with running(server):
+        api = Api(server, None)
+        first = young_passes((await api.get("/metrics")).text)
+        deadline = time.monotonic() + 20
+        while young_passes((await api.get("/metrics")).text) < first + 5:
+            assert time.monotonic() < deadline, "no young passes on the clock"
+            await asyncio.sleep(0.05)
+        await api.aclose()

@@ -16,11 +16,16 @@ def test_defaults_and_env(tmp_path: Path) -> None:
             "LIVE_SANDBOX_PAYMENTS": "false",
             "LIVE_GC_YOUNG_THRESHOLD": "5000",
             "LIVE_GC_FREEZE": "off",
+            "LIVE_GC_YOUNG_SECONDS": "0.5",
         }
     )
     assert settings.port == 9001 and settings.tick_ms == 40
     assert settings.gc_young_threshold == 5_000 and settings.gc_freeze is False
-    assert Settings.from_env({"LIVE_DATA_DIR": str(tmp_path)}).gc_young_threshold == 20_000
+    assert settings.gc_young_seconds == 0.5
+    defaults = Settings.from_env({"LIVE_DATA_DIR": str(tmp_path)})
+    assert defaults.gc_young_threshold == 20_000 and defaults.gc_young_seconds == 1.0
+    off = Settings.from_env({"LIVE_DATA_DIR": str(tmp_path), "LIVE_GC_YOUNG_SECONDS": "0"})
+    assert off.gc_young_seconds == 0
     assert settings.sandbox_payments is False and not settings.scaled
     # A dev secret is generated once and reused, so `live token` and `live serve` agree.
     again = Settings.from_env({"LIVE_DATA_DIR": str(tmp_path)})
@@ -52,6 +57,9 @@ def test_production_needs_a_secret(tmp_path: Path) -> None:
         {"LIVE_OVERLAY_ALERT_TIMEOUT_SECONDS": "0"},
         {"LIVE_GC_YOUNG_THRESHOLD": "-1"},
         {"LIVE_GC_YOUNG_THRESHOLD": "lots"},
+        {"LIVE_GC_YOUNG_SECONDS": "0.001"},
+        {"LIVE_GC_YOUNG_SECONDS": "-1"},
+        {"LIVE_GC_YOUNG_SECONDS": "often"},
         {"LIVE_GC_FREEZE": "sometimes"},
     ],
 )
