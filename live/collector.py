@@ -19,9 +19,9 @@ Three changes, all settings (docs/OPERATIONS.md):
   CPython counts allocations *net of frees*, and a server frees its older
   objects (each connection's state of its last message, a room's recent
   events) as fast as it makes new ones, so under steady load the count
-  hardly moves. Measured at 375-844 gifts/s, young passes came every 10-20 s
-  and walked 50,000-85,000 objects, 40-76 ms each: the ack p99. A pass every
-  second walks only that second's survivors (5-15 ms). The middle
+  hardly moves. Measured at 375-844 gifts/s, young passes came every 5-20 s
+  and walked up to 85,000 objects, 40-76 ms each: the ack p99. A pass every
+  second walks only that second's survivors (5-20 ms). The middle
   generation is then collected every 100 young passes, not 10, which keeps
   its passes (tens of ms: every medium-lived object still alive) about as
   rare as the allocation count alone made them;
