@@ -13,6 +13,7 @@ import orjson
 from store.domain.accounts import user_accounts
 from store.domain.models import ASSETS, AuditReport, Posting, TransactionRecord
 from store.embedded.database import SQLiteDatabase
+from store.embedded.schema import USER_POSTING
 
 
 class SQLiteLedger:
@@ -35,24 +36,33 @@ class SQLiteLedger:
         return await self._db.read(_audit)
 
 
-def _transactions(
-    conn: sqlite3.Connection, user_id: str, before: str | None, limit: int
-) -> list[TransactionRecord]:
-    # One backwards range scan per account, each stopping after ``limit`` rows,
-    # so a page costs the same however long the user's history is.
-    cursor = "AND tx_id < :before" if before is not None else ""
+def history_query(*, paged: bool) -> str:
+    """A page of a user's transactions, newest first (``paged``: older than
+    ``:before``): one backwards range scan of ``postings_user_account`` per
+    account, each stopping after ``:limit`` rows, so a page costs the same
+    however long the user's history is."""
+    cursor = "AND tx_id < :before" if paged else ""
     newest = (
-        f"SELECT tx_id FROM (SELECT tx_id FROM postings WHERE account = {{}} {cursor} "
+        "SELECT tx_id FROM (SELECT tx_id FROM postings "
+        f"WHERE account = {{}} AND {USER_POSTING} {cursor} "
         "ORDER BY tx_id DESC LIMIT :limit)"
     )
-    rows = conn.execute(
+    return (
         "SELECT t.id, t.kind, t.created_at, t.meta, p.account, p.asset, p.amount "
         f"FROM ({newest.format(':coins')} UNION {newest.format(':diamonds')} "
         f"UNION {newest.format(':debt')} UNION {newest.format(':withdrawing')} "
         "ORDER BY tx_id DESC LIMIT :limit) AS page "
         "JOIN transactions AS t ON t.id = page.tx_id "
         "JOIN postings AS p ON p.tx_id = t.id "
-        "ORDER BY t.id DESC, p.n ASC",
+        "ORDER BY t.id DESC, p.n ASC"
+    )
+
+
+def _transactions(
+    conn: sqlite3.Connection, user_id: str, before: str | None, limit: int
+) -> list[TransactionRecord]:
+    rows = conn.execute(
+        history_query(paged=before is not None),
         {**user_accounts(user_id), "before": before, "limit": limit},
     ).fetchall()
     # Rows come grouped by transaction, postings in order: one record per group.

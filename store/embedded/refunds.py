@@ -33,13 +33,15 @@ from store.embedded.journal import (
     receipt_body,
     stored_result,
 )
+from store.embedded.schema import USER_POSTING
 
 _GIFTS_AFTER: Final = (
     "SELECT p.tx_id, json_extract(t.meta, '$.creator_id'), -p.amount, "
     "(SELECT sum(d.amount) FROM postings AS d WHERE d.tx_id = p.tx_id "
     " AND d.asset = 'diamond' AND d.amount > 0) "
     "FROM postings AS p JOIN transactions AS t ON t.id = p.tx_id "
-    "WHERE p.account = :coins AND p.tx_id > :after AND t.kind IN ('gift', 'item') "
+    f"WHERE p.account = :coins AND p.{USER_POSTING} AND p.tx_id > :after "
+    "AND t.kind IN ('gift', 'item') "
     "ORDER BY p.tx_id DESC LIMIT :limit"
 )
 
