@@ -52,6 +52,23 @@ _SETTLE_ROUNDS: Final = 1_000
 """Cluster: at most this many settle passes before an audit or a repair reads."""
 
 
+HISTORY_QUERY: Final = (
+    "WITH page AS ("
+    " SELECT DISTINCT tx_id FROM postings"
+    " WHERE account = ANY($1::text[]) AND account LIKE 'user:%'"
+    " AND ($2::text IS NULL OR tx_id < $2)"
+    " ORDER BY tx_id DESC LIMIT $3)"
+    " SELECT t.id, t.kind, t.created_at, t.meta::text AS meta,"
+    " p.account, p.asset, p.amount"
+    " FROM page JOIN transactions AS t ON t.id = page.tx_id"
+    " JOIN postings AS p ON p.tx_id = t.id"
+    " ORDER BY t.id DESC, p.n ASC"
+)
+"""A page of a user's transactions ($1: the user's accounts, $2: older than this
+id or NULL, $3: at most this many). ``account LIKE 'user:%'`` lets PostgreSQL
+use the partial index ``postings_user_account`` (migration 003)."""
+
+
 class PostgresLedger:
     """``Ledger`` over PostgreSQL, aware of the not-yet-filed outbox entries.
 
@@ -96,15 +113,7 @@ class PostgresLedger:
         unfiled = await self._unfiled(user_id)
         async with pg_connection(self._pool, observer=self._observer, call="history") as conn:
             rows = await conn.fetch(
-                "WITH page AS ("
-                " SELECT DISTINCT tx_id FROM postings"
-                " WHERE account = ANY($1::text[]) AND ($2::text IS NULL OR tx_id < $2)"
-                " ORDER BY tx_id DESC LIMIT $3)"
-                " SELECT t.id, t.kind, t.created_at, t.meta::text AS meta,"
-                " p.account, p.asset, p.amount"
-                " FROM page JOIN transactions AS t ON t.id = page.tx_id"
-                " JOIN postings AS p ON p.tx_id = t.id"
-                " ORDER BY t.id DESC, p.n ASC",
+                HISTORY_QUERY,
                 accounts,
                 before,
                 limit,

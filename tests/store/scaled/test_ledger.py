@@ -13,6 +13,7 @@ from store.errors import Unavailable
 from store.roles import Engine, EngineConfig
 from store.scaled.client import connect_redis
 from store.scaled.keys import DEAD_LETTERS, OUTBOX, gift_key, user_of_wallet_key, wallet_key
+from store.scaled.ledger import HISTORY_QUERY
 from store.scaled.outbox import PoisonEntry, decode_entry, drain_once
 from store.scaled.postgres import create_pool, migrate, migrations
 from tests.services import Urls, adult, fund, redis_client, rose
@@ -41,6 +42,20 @@ async def test_migrate_applies_each_file_once(urls: Urls) -> None:
     finally:
         await conn.close()
     assert recorded == names
+
+
+async def test_history_finds_users_postings_in_their_own_index(db: asyncpg.Connection) -> None:
+    indexes = {
+        row["indexname"]
+        for row in await db.fetch("SELECT indexname FROM pg_indexes WHERE tablename = 'postings'")
+    }
+    assert "postings_user_account" in indexes and "postings_account" not in indexes
+    async with db.transaction():
+        await db.execute("SET LOCAL enable_seqscan = off")  # usable at all, whatever the size
+        plan = "\n".join(
+            row[0] for row in await db.fetch(f"EXPLAIN {HISTORY_QUERY}", ["user:a:coins"], None, 50)
+        )
+    assert "postings_user_account" in plan, plan
 
 
 async def _insert(db: asyncpg.Connection, tx_id: str, *amounts: int) -> None:
