@@ -38,6 +38,7 @@ import logging
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -169,6 +170,9 @@ class SQLiteDatabase:
         """Operations run by the writer, for metrics and tests."""
         self.restarts = 0
         """Batches rolled back and run again because an op failed after writing."""
+        self.batch_seconds = 0.0
+        """Wall time the writer spent in batches, from BEGIN to the end of COMMIT
+        (fsync included): its share of a second is how busy the writer is."""
         self.gift_totals: dict[tuple[str, int], tuple[int, int, int]] = {}
         """(room, stream) -> (gifts, coins, diamonds) as of the latest gift committed
         through this process (the only writer of the file): the room events' stream
@@ -368,14 +372,18 @@ class SQLiteDatabase:
         back, and the batch runs again without it (see the module docstring)."""
         self.batches += 1
         self.ops += len(batch)
-        settled: dict[int, BaseException] = {}
-        for _ in range(MAX_ATTEMPTS):
-            outcomes = self._attempt(conn, batch, settled)
-            if outcomes is not None:
-                return outcomes
-            self.restarts += 1
-        error = Unavailable("the sqlite batch kept failing; nothing was written")
-        return [(False, settled.get(i, error)) for i in range(len(batch))]
+        started = time.perf_counter()
+        try:
+            settled: dict[int, BaseException] = {}
+            for _ in range(MAX_ATTEMPTS):
+                outcomes = self._attempt(conn, batch, settled)
+                if outcomes is not None:
+                    return outcomes
+                self.restarts += 1
+            error = Unavailable("the sqlite batch kept failing; nothing was written")
+            return [(False, settled.get(i, error)) for i in range(len(batch))]
+        finally:
+            self.batch_seconds += time.perf_counter() - started
 
     def _attempt(
         self, conn: sqlite3.Connection, batch: list[_Op], settled: dict[int, BaseException]

@@ -42,7 +42,14 @@ async def open_embedded_engine(config: EngineConfig, *, catalog: Catalog) -> Eng
         return {"sqlite": "ok"}
 
     async def stats() -> dict[str, float]:
-        return {"sqlite_write_queue": float(db.queued)}
+        return {
+            "sqlite_write_queue": float(db.queued),
+            "sqlite_commits_total": float(db.batches),
+            "sqlite_operations_total": float(db.ops),
+            "sqlite_commit_seconds_total": db.batch_seconds,
+            "sqlite_retries_total": float(db.restarts),
+            "sqlite_checkpoints_total": float(db.checkpoints),
+        }
 
     catalogs = Catalogs(
         SQLiteCatalog(db), defaults=catalog, poll_seconds=config.catalog_poll_seconds

@@ -89,6 +89,16 @@ async def test_operations_endpoints(server: LiveServer) -> None:
     assert float(full_passes.rsplit(" ", 1)[1]) >= 1
     if server.scaled:
         assert "live_outbox_lag " in text
+    else:  # the SQLite writer's group commits, as counters
+        assert any(
+            line.startswith("# TYPE live_sqlite_commits") and line.endswith(" counter")
+            for line in text.splitlines()
+        )
+        commits = next(
+            line for line in text.splitlines() if line.startswith("live_sqlite_commits_total ")
+        )
+        assert float(commits.rsplit(" ", 1)[1]) >= 1
+        assert "# TYPE live_sqlite_write_queue gauge" in text
     await api.aclose()
 
 

@@ -268,6 +268,37 @@ async def test_a_cancelled_caller_does_not_stall_the_writer(tmp_path: Path) -> N
         await db.close()
 
 
+async def test_the_writer_counts_its_group_commits(tmp_path: Path) -> None:
+    db = await SQLiteDatabase.open(tmp_path / DATABASE_FILE)
+    try:
+        gate, held = await hold_writer(db)
+        commits, ops, busy = db.batches, db.ops, db.batch_seconds
+        writes = [asyncio.create_task(db.write(insert(key))) for key in "abc"]
+        await wait_queued(db, 3)
+        gate.release.set()
+        assert await held == "gate"
+        assert await asyncio.gather(*writes) == ["a", "b", "c"]
+        # the three queued behind the gate went in one commit
+        assert (db.batches - commits, db.ops - ops) == (1, 3)
+        assert db.batch_seconds > busy
+        assert db.restarts == 0
+
+        gate = Gate()  # again, with an op that fails after writing in the batch
+        held = asyncio.create_task(db.write(gate.op))
+        await gate.wait_entered()
+        late = asyncio.create_task(db.write(refuse_after_writing))
+        fine = asyncio.create_task(db.write(insert("d")))
+        await wait_queued(db, 2)
+        gate.release.set()
+        assert await held == "gate"
+        with pytest.raises(Conflict):
+            await late
+        assert await fine == "d"
+        assert db.restarts == 1
+    finally:
+        await db.close()
+
+
 async def test_disk_work_stays_off_the_event_loop_thread(tmp_path: Path) -> None:
     db = await SQLiteDatabase.open(tmp_path / DATABASE_FILE)
     try:
@@ -283,7 +314,10 @@ async def test_check_reads_the_file(tmp_path: Path) -> None:
     engine = await open_engine_at(tmp_path / "data")
     assert engine.name == "embedded"
     assert await engine.ready() == {"sqlite": "ok"}
-    assert await engine.gauges() == {"sqlite_write_queue": 0.0}
+    gauges = await engine.gauges()
+    assert gauges["sqlite_write_queue"] == 0.0
+    assert gauges["sqlite_commits_total"] >= 1  # the schema's, at least
+    assert gauges["sqlite_retries_total"] == 0.0
     await engine.close()
     with pytest.raises(Unavailable):
         await engine.ready()
