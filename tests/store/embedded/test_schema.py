@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from store.domain.catalog import Catalog
-from store.domain.models import GiftRequest, Profile, PurchaseRequest
+from store.domain.models import GiftRequest, Profile, PurchaseRequest, TransactionRecord
 from store.embedded.engine import DATABASE_FILE, open_embedded_engine
 from store.embedded.ledger import history_query
 from store.embedded.refunds import _GIFTS_AFTER
@@ -24,16 +24,22 @@ async def open_engine_at(data_dir: Path) -> Engine:
     return await open_embedded_engine(EngineConfig(data_dir=data_dir), catalog=Catalog())
 
 
-async def buy_and_give(engine: Engine) -> None:
-    """A purchase (2 postings, 1 of a user) and a gift (5 postings, 2 of users)."""
-    package = engine.catalog.package("us_70")
-    rose = engine.catalog.gift("rose")
-    assert package is not None and rose is not None
-    await engine.rooms.go_live(room_id="room", creator=BOB, title="t")
-    await engine.wallet.purchase(PurchaseRequest(user=ALICE, package=package, payment_id="p1"))
-    await engine.wallet.send_gift(
-        GiftRequest(sender=ALICE, room_id="room", gift=rose, count=2, key="k1")
-    )
+async def a_file_with_a_gift(data: Path) -> list[TransactionRecord]:
+    """A purchase (2 postings, 1 of a user) and a gift (5 postings, 2 of users) in
+    a new file at ``data``; the buyer's history as it reads then."""
+    engine = await open_engine_at(data)
+    try:
+        package = engine.catalog.package("us_70")
+        rose = engine.catalog.gift("rose")
+        assert package is not None and rose is not None
+        await engine.rooms.go_live(room_id="room", creator=BOB, title="t")
+        await engine.wallet.purchase(PurchaseRequest(user=ALICE, package=package, payment_id="p1"))
+        await engine.wallet.send_gift(
+            GiftRequest(sender=ALICE, room_id="room", gift=rose, count=2, key="k1")
+        )
+        return await engine.ledger.transactions(ALICE.id)
+    finally:
+        await engine.close()
 
 
 def indexes(conn: sqlite3.Connection) -> set[str]:
@@ -75,12 +81,7 @@ def test_lookups_by_account_use_the_users_index(query: str, params: dict[str, ob
 
 async def test_only_users_postings_are_indexed(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    engine = await open_engine_at(data)
-    try:
-        await buy_and_give(engine)
-        history = await engine.ledger.transactions(ALICE.id)
-    finally:
-        await engine.close()
+    history = await a_file_with_a_gift(data)
     assert [t.kind for t in history] == ["gift", "purchase"]
     conn = sqlite3.connect(data / DATABASE_FILE)
     try:
@@ -96,12 +97,7 @@ async def test_only_users_postings_are_indexed(tmp_path: Path) -> None:
 
 async def test_a_version_3_file_moves_to_the_users_index(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    engine = await open_engine_at(data)
-    try:
-        await buy_and_give(engine)
-        history = await engine.ledger.transactions(ALICE.id)
-    finally:
-        await engine.close()
+    history = await a_file_with_a_gift(data)
     conn = sqlite3.connect(data / DATABASE_FILE, isolation_level=None)
     try:  # the file as version 3 left it: every posting indexed by account
         conn.execute("DROP INDEX postings_user_account")
