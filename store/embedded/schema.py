@@ -339,7 +339,7 @@ def migrate(conn: sqlite3.Connection) -> None:
             f"the database schema is version {version}, newer than this server's {SCHEMA_VERSION}"
         )
     if version is not None and version < 4:
-        conn.execute("DROP INDEX IF EXISTS postings_account")  # every account's postings
+        conn.execute("DROP INDEX IF EXISTS postings_account")  # replaced by postings_user_account
     for statement in SCHEMA:
         conn.execute(statement)
     if version is None or version < SCHEMA_VERSION:
