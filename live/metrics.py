@@ -40,7 +40,7 @@ PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
 MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 """prometheus_client's own variable: where workers share their values."""
 
-GAUGE_HELP = {
+ENGINE_VALUE_HELP = {
     "outbox_lag": "Ledger entries in the Redis outbox not yet committed to PostgreSQL.",
     "backend_up": "1 if the engine's backend (Redis) answered this scrape, else 0.",
     "sqlite_write_queue": "Operations waiting for the SQLite writer.",
@@ -355,14 +355,14 @@ class Metrics:
                 self._process.refresh()
 
     def render(self, engine_gauges: dict[str, float] | None = None) -> bytes:
-        """The Prometheus text page: this node's metrics and the engine's gauges
+        """The Prometheus text page: this node's metrics and the engine's values
         (read from the shared backend, so any one worker may report them)."""
         if self.multiprocess_dir:
             self._process.refresh()
         page = generate_latest(self.registry)
         if engine_gauges:
             extra = CollectorRegistry()
-            extra.register(EngineGauges(engine_gauges))
+            extra.register(EngineValues(engine_gauges))
             page += generate_latest(extra)
         return page
 
@@ -372,7 +372,7 @@ class Metrics:
             mark_process_dead(os.getpid(), path=self.multiprocess_dir)  # type: ignore[no-untyped-call]
 
 
-class EngineGauges(Collector):
+class EngineValues(Collector):
     """The engine's values (outbox lag, SQLite commits...) as ``live_<name>``:
     counters when the name ends in ``_total``, gauges otherwise."""
 
@@ -381,7 +381,7 @@ class EngineGauges(Collector):
 
     def collect(self) -> Iterator[Metric]:
         for name, value in sorted(self.gauges.items()):
-            help_text = GAUGE_HELP.get(name, name.replace("_", " ") + ".")
+            help_text = ENGINE_VALUE_HELP.get(name, name.replace("_", " ") + ".")
             if name.endswith("_total"):
                 yield CounterMetricFamily(f"live_{name[:-6]}", help_text, value=value)
             else:

@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import msgpack
 import orjson
+from prometheus_client.parser import text_string_to_metric_families
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
@@ -21,6 +22,16 @@ from live.auth import issue_token
 from loadtest.processes import ChildProcess, HttpProcess, free_port, live_command, live_env
 
 SECRET = "test-secret-0123456789abcdef0123456789abcdef"
+
+
+def sample_value(page: str, name: str, **labels: str) -> float | None:
+    """The value of sample ``name`` with (at least) these labels on a ``/metrics``
+    page, read with the client library's own parser; None when it is absent."""
+    for family in text_string_to_metric_families(page):
+        for sample in family.samples:
+            if sample.name == name and labels.items() <= sample.labels.items():
+                return float(sample.value)
+    return None
 
 
 class LiveServer:

@@ -12,7 +12,7 @@ import pytest
 
 from live.collector import CLOCKED_OLDER_THRESHOLDS, GC_OLDER_THRESHOLDS, CollectorTuning
 from tests.live.launch import running
-from tests.live.server import Api, LiveServer
+from tests.live.server import Api, LiveServer, sample_value
 
 
 @pytest.fixture
@@ -94,12 +94,7 @@ async def test_the_clock_alone_keeps_cpythons_young_threshold() -> None:
 
 
 def young_passes(metrics: str) -> float:
-    counts = (
-        float(line.rsplit(" ", 1)[1])
-        for line in metrics.splitlines()
-        if line.startswith("live_gc_pause_seconds_count{") and 'generation="0"' in line
-    )
-    return next(counts, 0.0)
+    return sample_value(metrics, "live_gc_pause_seconds_count", generation="0") or 0.0
 
 
 async def test_an_idle_server_runs_its_young_passes_on_the_clock(tmp_path: Path) -> None:

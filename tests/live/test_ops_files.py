@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from live.metrics import GAUGE_HELP, Metrics
+from live.metrics import ENGINE_VALUE_HELP, Metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "docs" / "monitoring" / "prometheus" / "alerts.yml"
@@ -29,7 +29,7 @@ def _promtool() -> str:
 
 def _exposed() -> set[str]:
     """Every sample name the node's /metrics can carry, histogram series included."""
-    page = Metrics().render(dict.fromkeys(GAUGE_HELP, 0.0)).decode()  # both engines' values
+    page = Metrics().render(dict.fromkeys(ENGINE_VALUE_HELP, 0.0)).decode()  # both engines' values
     names = set()
     for kind_line in re.findall(r"^# TYPE (\S+) (\S+)$", page, flags=re.M):
         name, kind = kind_line
