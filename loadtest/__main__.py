@@ -8,7 +8,9 @@ the side-by-side benchmarks.
     python -m loadtest bench fanout --out results/
     python -m loadtest baseline --port 8100
 
-The secret that signs tokens comes from ``--secret`` or ``LIVE_SECRET``.
+The secret that signs tokens comes from ``--secret`` or ``LIVE_SECRET``; the
+token of the server's ``/metrics`` page (read for its SQLite writer's counters)
+from ``--metrics-token`` or ``LIVE_METRICS_TOKEN``.
 """
 
 from __future__ import annotations
@@ -65,6 +67,11 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--one-at-a-time", action="store_true", default=None)
     p.add_argument("--no-money", action="store_true", help="skip setup and the money check")
     p.add_argument("--server-pid", type=int, help="a local server's pid, to read its RSS")
+    p.add_argument(
+        "--metrics-token",
+        default=os.environ.get("LIVE_METRICS_TOKEN", ""),
+        help="bearer token of the server's /metrics page (default: $LIVE_METRICS_TOKEN)",
+    )
     p.add_argument("--cpus", help="CPUs for the generator, e.g. 1 or 2-3")
     p.add_argument("--start-rate", type=float, help="sweep: first gift rate")
     p.add_argument("--factor", type=float, help="sweep: rate multiplier per step")

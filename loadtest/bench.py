@@ -582,7 +582,8 @@ def _capacity_step(sweep: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def _split(report: dict[str, Any]) -> str:
-    """Where a gift's server cost went (the crowd's ``server_per_gift``), for a note."""
+    """Where a gift's server cost went (the crowd's ``server_per_gift``), and how
+    full the SQLite writer's commits were (``server_writer``), for a note."""
     cost = report.get("server_per_gift")
     if not cost:
         return ""
@@ -591,6 +592,9 @@ def _split(report: dict[str, Any]) -> str:
     )
     if cost.get("written_bytes") is not None:
         text += f"; {fmt(cost['written_bytes'] / 1024)} KiB written to storage"
+    writer = report.get("server_writer")
+    if writer:
+        text += f"; {writer['operations_per_commit']:.2f} operations per SQLite commit"
     return text + ")"
 
 

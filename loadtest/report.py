@@ -81,6 +81,19 @@ def _server_per_gift(cost: dict[str, Any] | None) -> list[tuple[str, Any]]:
     return rows
 
 
+def _server_writer(writer: dict[str, Any] | None) -> list[tuple[str, Any]]:
+    """How full the embedded engine's group commit was, when its counters were read."""
+    if not writer:
+        return []
+    return [
+        (
+            "server SQLite writer: commits/s, operations per commit, time in commits",
+            f"{fmt(writer['commits_per_s'])}/s, {writer['operations_per_commit']:.2f}, "
+            f"{fmt(writer['in_commits_percent'])}%",
+        )
+    ]
+
+
 def summary_rows(report: dict[str, Any]) -> list[tuple[str, Any]]:
     """The report as (what, figure) rows."""
     c = report["connections"]
@@ -104,6 +117,7 @@ def summary_rows(report: dict[str, Any]) -> list[tuple[str, Any]]:
         ),
         ("gifts acked per server-CPU-second", t.get("gifts_per_server_cpu_s")),
         *_server_per_gift(report.get("server_per_gift")),
+        *_server_writer(report.get("server_writer")),
         ("gift-event deliveries/s", t["gift_deliveries_per_s"]),
         ("room events delivered/s", t["events_per_s"]),
         ("frames delivered/s", t["frames_per_s"]),
@@ -196,6 +210,7 @@ def render(report: dict[str, Any]) -> str:
                     s["gift_to_screen_ms"]["p99"],
                     s.get("ack_ms", {}).get("p99"),
                     s.get("gifts_per_server_cpu_s"),
+                    (s.get("server_writer") or {}).get("operations_per_commit"),
                     s["closes"],
                     s["cpu"]["server_percent"],
                     s["cpu"]["generator_percent"],
@@ -211,6 +226,7 @@ def render(report: dict[str, Any]) -> str:
                 "p99 ms",
                 "ack p99 ms",
                 "gifts/cpu-s",
+                "ops/commit",
                 "closes",
                 "server cpu%",
                 "gen cpu%",

@@ -32,6 +32,7 @@ from urllib.parse import urlsplit
 from loadtest.processes import process_tree
 from loadtest.stats import Counters, Histogram, Sample, rate
 from loadtest.worker import GifterPlan, WorkerPlan, pin, raise_nofile, run_worker
+from loadtest.writer_counters import WriterCounters, scrape_writer_counters
 
 MAX_CONNECTIONS = 1_000_000
 MAX_PHASE_SECONDS = 3_600.0
@@ -72,6 +73,8 @@ class Options:
     money: bool = True
     """Set up through the HTTP API and check the money at the end (off for the baseline)."""
     server_pid: int | None = None
+    metrics_token: str = ""
+    """The bearer token of the server's ``/metrics`` page, if it has one."""
     cpus: list[int] | None = None
     """CPUs for the generator processes (default: any)."""
     # sweep
@@ -124,6 +127,9 @@ class Acc:
     cpu_start: tuple[float, ServerUsage | None] = (0.0, None)
     """(generator CPU seconds, the local server's counters) when the span started."""
     cpu_end: tuple[float, ServerUsage | None] = (0.0, None)
+    writer_start: WriterCounters | None = None
+    """The server's SQLite writer counters when the span started (embedded engine)."""
+    writer_end: WriterCounters | None = None
 
     def cpu_percent(self) -> dict[str, float | None]:
         """Busy share of one CPU over the span: generator (all workers) and server."""
@@ -164,6 +170,13 @@ class Acc:
         """CPU time the server (all its processes) used over the span, if local."""
         usage = self.server_used
         return None if usage is None else usage.cpu
+
+    def writer(self) -> dict[str, Any] | None:
+        """How the server's SQLite writer committed over the span
+        (``WriterCounters.over``), if the server has one and its page was read."""
+        if self.writer_start is None or self.writer_end is None:
+            return None
+        return (self.writer_end - self.writer_start).over(self.seconds)
 
     def server_per_gift(self) -> dict[str, float | None] | None:
         """Where an acked gift's server cost went over the span: CPU in the
@@ -513,14 +526,19 @@ class Run:
     def cpu_mark(self) -> tuple[float, ServerUsage | None]:
         return sum(self.cpu_by_worker.values()), server_usage(self.o.server_pid)
 
+    def writer_mark(self) -> WriterCounters | None:
+        return scrape_writer_counters(self.base_url, token=self.o.metrics_token)
+
     def phase(self) -> Acc:
-        acc = Acc(cpu_start=self.cpu_mark())
+        writer = self.writer_mark()
+        acc = Acc(cpu_start=self.cpu_mark(), writer_start=writer)
         self.phases.append(acc)
         return acc
 
     def end(self, acc: Acc) -> Acc:
         acc.ended = time.monotonic()
         acc.cpu_end = self.cpu_mark()
+        acc.writer_end = self.writer_mark()
         return acc
 
     # -- the run ------------------------------------------------------------------------
@@ -672,6 +690,7 @@ class Run:
                 "closes": closes,
                 "errors": sum(v for k, v in acc.counters.items() if k.startswith("errors.")),
                 "cpu": acc.cpu_percent(),
+                "server_writer": acc.writer(),
             }
             # Keeping up: the gifts acked are the rate asked, give or take one
             # gift per gifter (their phases) and 10%.
@@ -752,7 +771,7 @@ class Run:
             "scenario": o.scenario,
             "label": o.label,
             "target": self.base_url,
-            "options": {k: v for k, v in asdict(o).items() if k != "secret"},
+            "options": {k: v for k, v in asdict(o).items() if k not in ("secret", "metrics_token")},
             "machine": machine(),
             "workers": len(self.procs),
             "connections": {
@@ -769,6 +788,7 @@ class Run:
             "cpu": measured.cpu_percent(),
             "throughput": measured.throughput(),
             "server_per_gift": measured.server_per_gift(),
+            "server_writer": measured.writer(),
             "latency": {
                 "gift_to_screen_ms": measured.gift_latency.summary_ms(),
                 "ack_ms": measured.ack_latency.summary_ms(),

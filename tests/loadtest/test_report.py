@@ -130,7 +130,10 @@ def test_sweep_and_storm_get_their_own_lines() -> None:
     report = sample_report(
         sweep={
             "p99_bound_ms": 250.0,
-            "steps": [step, {**step, "gift_rate": 15.0, "within_bound": False}],
+            "steps": [
+                step,
+                {**step, "gift_rate": 15.0, "within_bound": False, "server_writer": WRITER},
+            ],
             "stopped": "p99 over the bound",
             "capacity_gift_deliveries_per_s": 50_000.0,
             "capacity_gift_rate": 10.0,
@@ -149,6 +152,8 @@ def test_sweep_and_storm_get_their_own_lines() -> None:
     assert "50,000 gift deliveries/s" in text
     assert "100 of 100 in 1.5 s" in text
     assert "over" in text.splitlines()[-1]
+    assert "ops/commit" in text
+    assert "4.8" in text.splitlines()[-1] and "4.8" not in text.splitlines()[-2]
     assert "caught up" not in text  # no probe caught up on anything
     caught = dict(summary_rows({**report, "resume": {**report["resume"], "caught_up": 7}}))
     assert caught["gifts caught up on resume (not timed)"].startswith("7 receipts")
@@ -205,4 +210,26 @@ def test_the_commit_rows_note_carries_the_split() -> None:
     assert _split({"server_per_gift": cost}) == (
         " (event loops 183 us, other threads 158 us; 25.2 KiB written to storage)"
     )
+    assert _split({"server_per_gift": cost, "server_writer": WRITER}) == (
+        " (event loops 183 us, other threads 158 us; 25.2 KiB written to storage;"
+        " 4.75 operations per SQLite commit)"
+    )
     assert _split({"server_per_gift": None}) == ""
+
+
+WRITER = {
+    "commits_per_s": 266.5,
+    "operations_per_commit": 4.75,
+    "in_commits_percent": 93.2,
+    "retries": 0,
+}
+"""The SQLite writer over a span, as the runner reports it (embedded engine)."""
+
+
+def test_the_writer_row_shows_how_full_the_commits_were_when_read() -> None:
+    row = "server SQLite writer: commits/s, operations per commit, time in commits"
+    assert dict(summary_rows({**sample_report(), "server_writer": WRITER}))[row] == (
+        "266/s, 4.75, 93.2%"
+    )
+    assert row not in dict(summary_rows({**sample_report(), "server_writer": None}))
+    assert row not in dict(summary_rows(sample_report()))

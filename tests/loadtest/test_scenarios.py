@@ -211,6 +211,10 @@ def test_a_sweep_bounded_on_acks_reports_gifts_per_server_cpu_second(live: LiveS
     cost = report["server_per_gift"]
     assert cost["loop_cpu_us"] > 0 and cost["other_cpu_us"] > 0
     assert cost["written_bytes"] > 0
+    # ... and its writer's group commits, read from the metrics page
+    writer = report["server_writer"]
+    assert writer["commits_per_s"] > 0 and writer["operations_per_commit"] >= 1
+    assert first["server_writer"]["commits_per_s"] > 0
     assert report["money"]["ok"]
 
 
