@@ -11,22 +11,12 @@ import httpx
 
 from loadtest.processes import PrometheusServer, free_port
 from tests.live.launch import running, scaled_env, welcomed
-from tests.live.server import Api, Client, LiveServer
+from tests.live.server import Api, Client, LiveServer, sample_value
 from tests.services import Services
 
 TOKEN = "metrics-bearer-for-the-test"
 HTTP_GIFTS = 12
 WS_GIFTS = 3
-
-
-def _samples(page: str) -> dict[str, float]:
-    """``name{labels}`` → value of a Prometheus text page."""
-    found: dict[str, float] = {}
-    for line in page.splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.rpartition(" ")
-            found[name] = float(value)
-    return found
 
 
 async def _eventually(prometheus: PrometheusServer, promql: str, want: float) -> float:
@@ -96,9 +86,9 @@ async def test_prometheus_sees_every_gift_of_both_workers(
             # Every scrape, whichever worker answers, gives the node's total.
             auth = {"Authorization": f"Bearer {TOKEN}"}
             for _ in range(10):
-                page = _samples((await http.get(srv.url + "/metrics", headers=auth)).text)
-                assert page["live_gifts_committed_total"] == acked
-                assert page['live_gifts_total{outcome="replayed"}'] == 1
+                page = (await http.get(srv.url + "/metrics", headers=auth)).text
+                assert sample_value(page, "live_gifts_committed_total") == acked
+                assert sample_value(page, "live_gifts_total", outcome="replayed") == 1
             total = await _eventually(prometheus, "sum(live_gifts_committed_total)", acked)
             assert total == acked
             wallet = 'sum(live_wallet_commit_seconds_count{operation="gift",outcome="ok"})'

@@ -18,7 +18,7 @@ from websockets.exceptions import InvalidStatus
 
 from live.limits import ConnectionGuard, own_origin, parse_origins, same_host
 from live.settings import Settings, SettingsError
-from tests.live.server import Api, LiveServer
+from tests.live.server import Api, LiveServer, sample_value
 from tests.security.rawws import RawClient, raw_http, status_of
 from tests.services import eventually
 
@@ -74,14 +74,14 @@ async def _refused_with(client: RawClient, code: str, close_code: int) -> None:
     assert client.close_code == close_code
 
 
-async def _metric(server: LiveServer, name: str) -> float:
+async def _metric(server: LiveServer, name: str, **labels: str) -> float | None:
     async with httpx.AsyncClient() as http:
         text = (await http.get(server.url + "/metrics")).text
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name))
+    return sample_value(text, name, **labels)
 
 
 async def _no_connections(server: LiveServer) -> bool:
-    return await _metric(server, "live_connections ") == 0
+    return await _metric(server, "live_connections") == 0
 
 
 # -- origins ---------------------------------------------------------------------------------
@@ -202,7 +202,8 @@ async def test_connections_per_user(server: LiveServer) -> None:
     assert _first_event(again)["type"] == "welcome"
     for client in (second, guest, again):
         client.close()
-    assert await _metric(server, 'live_handshakes_refused_total{reason="user"}') >= 1
+    refused = await _metric(server, "live_handshakes_refused_total", reason="user")
+    assert refused is not None and refused >= 1
 
 
 async def test_connections_per_address(server: LiveServer) -> None:
