@@ -353,6 +353,11 @@ class Run:
         self.total = Acc()
         self.window = Acc()
         self.phases: list[Acc] = []
+        self.writer_readable = True
+        """Whether the server's SQLite writer counters can be read: once a read
+        gives nothing (the Redis engine, a refused or unreachable page), the run
+        stops asking, so a page that never answers costs one timeout, not one per
+        step."""
         self.samples: list[Sample] = []
         self.open_by_worker: dict[int, int] = {}
         self.cpu_by_worker: dict[int, float] = {}
@@ -527,7 +532,11 @@ class Run:
         return sum(self.cpu_by_worker.values()), server_usage(self.o.server_pid)
 
     def writer_mark(self) -> WriterCounters | None:
-        return scrape_writer_counters(self.base_url, token=self.o.metrics_token)
+        if not self.writer_readable:
+            return None
+        counters = scrape_writer_counters(self.base_url, token=self.o.metrics_token)
+        self.writer_readable = counters is not None
+        return counters
 
     def phase(self) -> Acc:
         writer = self.writer_mark()

@@ -4,12 +4,14 @@ real server's ``/metrics`` behind a token."""
 from __future__ import annotations
 
 import asyncio
+import io
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from loadtest.processes import free_port
+from loadtest.runner import Options, Run
 from loadtest.writer_counters import (
     WriterCounters,
     parse_writer_counters,
@@ -95,3 +97,14 @@ def test_a_real_server_counts_the_commits_a_purchase_makes(guarded: LiveServer) 
     span = after - before
     assert span.commits >= 1 and span.operations >= span.commits
     assert span.commit_seconds > 0
+
+
+def test_a_run_stops_asking_once_the_page_gave_nothing(guarded: LiveServer) -> None:
+    """A page that refuses (or never answers) is asked once per run, not per step."""
+    refused = Run(Options(url=guarded.url, money=False), out=io.StringIO())
+    assert refused.writer_mark() is None
+    refused.o.metrics_token = TOKEN  # even with the token now, it asks no more
+    assert refused.writer_mark() is None
+    allowed = Run(Options(url=guarded.url, money=False, metrics_token=TOKEN), out=io.StringIO())
+    assert allowed.writer_mark() is not None
+    assert allowed.writer_mark() is not None
