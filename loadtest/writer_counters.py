@@ -10,7 +10,7 @@ gives ``None``, and the report leaves the rows out.
 
 from __future__ import annotations
 
-import urllib.error
+import http.client
 import urllib.request
 from dataclasses import dataclass
 from typing import Any
@@ -85,8 +85,8 @@ def scrape_writer_counters(
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             page = response.read().decode()
-    except (OSError, urllib.error.URLError, UnicodeDecodeError):
-        return None
+    except (OSError, http.client.HTTPException, UnicodeDecodeError):
+        return None  # URLError is an OSError; a body cut short is an HTTPException
     try:
         return parse_writer_counters(page)
     except ValueError:

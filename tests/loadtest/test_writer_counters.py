@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import io
+import socket
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -64,6 +66,26 @@ def test_a_page_without_all_the_counters_gives_none() -> None:
 
 def test_nothing_listening_gives_none() -> None:
     assert scrape_writer_counters(f"http://127.0.0.1:{free_port()}", timeout=2.0) is None
+
+
+def test_a_page_cut_short_gives_none() -> None:
+    """A server that promises a page and closes part-way (a crash mid-scrape)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def answer_once() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 4096\r\n\r\n" + PAGE[:100].encode())
+
+    server = threading.Thread(target=answer_once, daemon=True)
+    server.start()
+    try:
+        port = listener.getsockname()[1]
+        assert scrape_writer_counters(f"http://127.0.0.1:{port}", timeout=5.0) is None
+    finally:
+        server.join(timeout=5)
+        listener.close()
 
 
 @pytest.fixture(scope="module")
