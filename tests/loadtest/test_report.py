@@ -125,6 +125,15 @@ STEP: dict[str, Any] = {
 """One sweep step as the runner reports it (older reports have no ``ack_ms``)."""
 
 
+WRITER = {
+    "commits_per_s": 266.5,
+    "operations_per_commit": 4.75,
+    "in_commits_percent": 93.2,
+    "retries": 0,
+}
+"""The SQLite writer over a span, as the runner reports it (embedded engine)."""
+
+
 def test_sweep_and_storm_get_their_own_lines() -> None:
     step = STEP
     report = sample_report(
@@ -215,15 +224,6 @@ def test_the_commit_rows_note_carries_the_split() -> None:
         " 4.75 operations per SQLite commit)"
     )
     assert _split({"server_per_gift": None}) == ""
-
-
-WRITER = {
-    "commits_per_s": 266.5,
-    "operations_per_commit": 4.75,
-    "in_commits_percent": 93.2,
-    "retries": 0,
-}
-"""The SQLite writer over a span, as the runner reports it (embedded engine)."""
 
 
 def test_the_writer_row_shows_how_full_the_commits_were_when_read() -> None:
