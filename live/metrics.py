@@ -354,15 +354,15 @@ class Metrics:
                 refreshed = now
                 self._process.refresh()
 
-    def render(self, engine_gauges: dict[str, float] | None = None) -> bytes:
+    def render(self, engine_values: dict[str, float] | None = None) -> bytes:
         """The Prometheus text page: this node's metrics and the engine's values
         (read from the shared backend, so any one worker may report them)."""
         if self.multiprocess_dir:
             self._process.refresh()
         page = generate_latest(self.registry)
-        if engine_gauges:
+        if engine_values:
             extra = CollectorRegistry()
-            extra.register(EngineValues(engine_gauges))
+            extra.register(EngineValues(engine_values))
             page += generate_latest(extra)
         return page
 
@@ -376,14 +376,14 @@ class EngineValues(Collector):
     """The engine's values (outbox lag, SQLite commits...) as ``live_<name>``:
     counters when the name ends in ``_total``, gauges otherwise."""
 
-    def __init__(self, gauges: dict[str, float]) -> None:
-        self.gauges = gauges
+    def __init__(self, values: dict[str, float]) -> None:
+        self.values = values
 
     def collect(self) -> Iterator[Metric]:
-        for name, value in sorted(self.gauges.items()):
+        for name, value in sorted(self.values.items()):
             help_text = ENGINE_VALUE_HELP.get(name, name.replace("_", " ") + ".")
-            if name.endswith("_total"):
-                yield CounterMetricFamily(f"live_{name[:-6]}", help_text, value=value)
+            if name.endswith("_total"):  # the family takes the name without it
+                yield CounterMetricFamily(f"live_{name}", help_text, value=value)
             else:
                 yield GaugeMetricFamily(f"live_{name}", help_text, value=value)
 

@@ -638,7 +638,8 @@ class Engine:
     """Readiness: returns ``{component: "ok"}`` or raises ``store.errors.Unavailable``."""
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     stats: Callable[[], Awaitable[dict[str, float]]] | None = None
-    """Engine gauges for ``/metrics`` (e.g. ``outbox_lag`` on the scaled engine)."""
+    """Engine values for ``/metrics``: gauges (``outbox_lag`` on the scaled engine)
+    and counters (names ending in ``_total``: the SQLite writer's commits)."""
     payout_accounts: PayoutAccounts | None = None
     """Creators' payout accounts (``None``: no real payout provider can be used)."""
 
@@ -647,7 +648,7 @@ class Engine:
         """The catalog this node serves now."""
         return self.catalogs.current
 
-    async def gauges(self) -> dict[str, float]:
+    async def metric_values(self) -> dict[str, float]:
         return await self.stats() if self.stats is not None else {}
 
     async def ready(self) -> dict[str, str]:

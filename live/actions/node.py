@@ -81,13 +81,13 @@ class Actions:
         return {"status": "ok", "engine": self.engine.name, "checks": checks}
 
     async def metrics_text(self) -> bytes:
-        """The Prometheus page: this node's counters and the engine's gauges."""
+        """The Prometheus page: this node's metrics and the engine's values."""
         try:
-            gauges = {**await self.engine.gauges(), "backend_up": 1.0}
+            values = {**await self.engine.metric_values(), "backend_up": 1.0}
         except Exception:  # a scrape must not fail because a backend is down
-            log.warning("engine gauges unavailable", exc_info=True)
-            gauges = {"backend_up": 0.0}
-        return self.metrics.render(gauges)
+            log.warning("engine values unavailable", exc_info=True)
+            values = {"backend_up": 0.0}
+        return self.metrics.render(values)
 
     async def close(self) -> None:
         self._unwatch_catalog()

@@ -314,7 +314,7 @@ async def test_check_reads_the_file(tmp_path: Path) -> None:
     engine = await open_engine_at(tmp_path / "data")
     assert engine.name == "embedded"
     assert await engine.ready() == {"sqlite": "ok"}
-    gauges = await engine.gauges()
+    gauges = await engine.metric_values()
     assert gauges["sqlite_write_queue"] == 0.0
     assert gauges["sqlite_commits_total"] >= 1  # the schema's, at least
     assert gauges["sqlite_retries_total"] == 0.0

@@ -93,7 +93,7 @@ async def test_the_engine_opens_on_a_cluster_with_its_ledger_worker(
     engine = await open_scaled_engine(config, catalog=Catalog(), run_worker=True)
     try:
         assert await engine.ready() == {"redis": "ok", "postgresql": "ok"}
-        assert await engine.gauges() == {"outbox_lag": 0.0}
+        assert await engine.metric_values() == {"outbox_lag": 0.0}
     finally:
         await engine.close()
 
